@@ -1,0 +1,102 @@
+//! The closed set of entity kinds stored as item bodies in the primary store.
+
+use crate::activity::ActivityLog;
+use serde::{Deserialize, Serialize};
+
+/// An item body. Tagged by `type` so that new kinds (deals, companies) can join the same
+/// store and the same pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Entity {
+    ActivityLog(ActivityLog),
+}
+
+/// A body that is not a valid entity, with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid item body at `{path}`: {message}")]
+pub struct DecodeError {
+    pub path: String,
+    pub message: String,
+}
+
+impl Entity {
+    /// Decodes a body strictly (unknown fields rejected), naming the field that is wrong.
+    pub fn from_json(body: &serde_json::Value) -> Result<Self, DecodeError> {
+        let fields = body.as_object().ok_or_else(|| DecodeError {
+            path: ".".into(),
+            message: "item body must be a JSON object".into(),
+        })?;
+        let kind = fields
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| DecodeError {
+                path: "type".into(),
+                message: "missing or not a string; expected \"activity_log\"".into(),
+            })?;
+        // Decode the variant's fields directly (not through serde's internally tagged
+        // enum, which buffers the content and loses the path of the failing field).
+        let mut rest = fields.clone();
+        rest.remove("type");
+        match kind {
+            "activity_log" => decode_fields(rest).map(Entity::ActivityLog),
+            other => Err(DecodeError {
+                path: "type".into(),
+                message: format!("unknown entity type {other:?}; expected \"activity_log\""),
+            }),
+        }
+    }
+
+    /// Decodes a body from text, naming the field that is wrong.
+    pub fn from_json_str(text: &str) -> Result<Self, DecodeError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError {
+            path: ".".into(),
+            message: e.to_string(),
+        })?;
+        Self::from_json(&value)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serializing these plain structs cannot fail: no maps with non-string keys.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn decode_fields<T: serde::de::DeserializeOwned>(
+    fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(fields)).map_err(|e| DecodeError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decode_errors_name_the_field() {
+        let body = json!({
+            "type": "activity_log", "id": "a", "tenant_id": "t", "deal_id": "d",
+            "company_id": "c", "user_id": "u", "action": "fax",
+            "occurred_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z"
+        });
+        let err = Entity::from_json(&body).unwrap_err();
+        assert_eq!(err.path, "action");
+        assert!(err.message.contains("fax"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let body = json!({
+            "type": "activity_log", "id": "a", "tenant_id": "t", "deal_id": "d",
+            "company_id": "c", "user_id": "u", "action": "call", "colour": "red",
+            "occurred_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z"
+        });
+        let err = Entity::from_json(&body).unwrap_err();
+        assert!(err.message.contains("colour"), "{err}");
+    }
+}

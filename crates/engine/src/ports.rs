@@ -1,0 +1,184 @@
+//! The ports the engine is written against. Adapters (the embedded store and index,
+//! DynamoDB Streams, Kinesis, Elasticsearch, ...) implement them; only the binary chooses
+//! which. Each trait states its error contract and its ordering guarantees.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+use tsunagu_domain::{ChangeRecord, Position, ShardId};
+
+/// A shard as the source describes it. A shard with a parent must not be read before the
+/// parent has been read to its end (DynamoDB Streams and Kinesis lineage); the embedded
+/// store's shards have none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: ShardId,
+    pub parent: Option<ShardId>,
+}
+
+/// Where to start reading a shard that has no checkpoint yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartingPosition {
+    /// The oldest record still retained.
+    TrimHorizon,
+    /// Only records committed after the consumer starts.
+    Latest,
+}
+
+/// Where the next read of a shard begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFrom {
+    TrimHorizon,
+    /// Strictly after this position (the last one fully processed).
+    After(Position),
+}
+
+/// What one read returned.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    /// Records in commit order, all after the requested position.
+    pub records: Vec<ChangeRecord>,
+    /// The shard is closed and everything in it has been returned (DynamoDB Streams and
+    /// Kinesis after a split or merge). Never set by sources whose shards stay open.
+    pub end_of_shard: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Worth retrying after a pause (throttling, a network blip, a busy database).
+    #[error("change source temporarily unavailable: {0}")]
+    Transient(String),
+    /// The requested position is older than the stream's retention: records were trimmed
+    /// and reading on would skip data. The consumer must be backfilled.
+    #[error(
+        "position {position} in shard {shard} is past the stream's retention; records were trimmed"
+    )]
+    Trimmed { shard: ShardId, position: Position },
+    #[error("change source failed: {0}")]
+    Fatal(String),
+}
+
+/// A change stream split into shards.
+///
+/// Guarantees an implementation gives: within a shard, records come in commit order and
+/// every committed change of an item appears exactly once in exactly one shard (all
+/// changes of a partition key share a shard); a read never returns a position at or
+/// before `from`.
+#[async_trait]
+pub trait ChangeSource: Send + Sync + 'static {
+    /// The shards that exist now (called again from time to time to discover new ones).
+    async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError>;
+
+    /// Up to `limit` records after `from`. When there are none, waits up to `wait` for new
+    /// ones (returning as soon as some arrive) and returns an empty batch on timeout.
+    async fn read(
+        &self,
+        shard: &ShardId,
+        from: &ReadFrom,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ReadBatch, SourceError>;
+
+    /// The position of the newest record in the shard, if any (used for `LATEST` and to
+    /// report backlog).
+    async fn latest_position(&self, shard: &ShardId) -> Result<Option<Position>, SourceError>;
+
+    /// How many records lie after `from` in the shard, if the source can tell cheaply.
+    async fn backlog(&self, shard: &ShardId, from: &ReadFrom) -> Result<Option<u64>, SourceError>;
+}
+
+/// Why one record (or a whole batch) failed in a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFailure {
+    /// Index of the record in the batch passed to [`Sink::apply`].
+    pub index: usize,
+    /// Whether trying again may succeed (a timeout, 429, 5xx); `false` for a record the
+    /// sink can never accept (a corrupt body, a mapping error), which goes straight to the
+    /// dead-letter queue.
+    pub retryable: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SinkError {
+    /// Nothing in the batch was applied.
+    #[error("sink rejected the batch: {message}")]
+    Batch { retryable: bool, message: String },
+    /// The listed records failed; every other record of the batch was applied.
+    #[error("{} record(s) failed in the sink", .0.len())]
+    Records(Vec<RecordFailure>),
+}
+
+/// Where changes are applied (a search index, another database).
+///
+/// Contract:
+/// - `apply` returns `Ok` only once every record is **durable** in the sink and
+///   **visible** to its readers: the engine advances checkpoints on that acknowledgement.
+/// - Applying is **version-guarded**: a record whose version is not newer than what the
+///   sink holds for the item (including a deletion's tombstone) changes nothing and counts
+///   as success. Replays, retries and dead-letter redrives are therefore harmless.
+/// - Records of one item arrive in commit order within a batch and across calls.
+/// - `apply` may be called concurrently from several lanes.
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    async fn apply(&self, records: &[ChangeRecord]) -> Result<(), SinkError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("state store failed: {0}")]
+pub struct StateError(pub String);
+
+/// Durable checkpoints: per (consumer, shard), the last position whose record and all
+/// records before it in the shard were acknowledged by the sink or dead-lettered.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync + 'static {
+    async fn load(&self, consumer: &str) -> Result<HashMap<ShardId, Position>, StateError>;
+    /// Stores a checkpoint. Called only with positions that move forward.
+    async fn save(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        position: &Position,
+    ) -> Result<(), StateError>;
+}
+
+/// A record that could not be applied, kept whole so it can be inspected and redriven.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// Assigned by the queue; 0 before it is stored.
+    pub id: u64,
+    pub consumer: String,
+    pub record: ChangeRecord,
+    pub error: String,
+    /// How many times the sink was tried with this record.
+    pub attempts: u32,
+    /// Microseconds since the Unix epoch.
+    pub failed_at_us: i64,
+}
+
+/// The dead-letter queue of every consumer. Entries stay until redriven or deleted.
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync + 'static {
+    /// Stores a letter durably and returns its id. The engine moves its checkpoint past
+    /// the record only after this returns `Ok`.
+    async fn push(&self, letter: DeadLetter) -> Result<u64, StateError>;
+    /// Letters of a consumer (all consumers when `None`), oldest first, with id > `after_id`.
+    async fn list(
+        &self,
+        consumer: Option<&str>,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StateError>;
+    async fn get(&self, id: u64) -> Result<Option<DeadLetter>, StateError>;
+    async fn remove(&self, id: u64) -> Result<bool, StateError>;
+    async fn count(&self, consumer: &str) -> Result<u64, StateError>;
+}
+
+/// Told about every record a consumer has applied, once the sink acknowledged it. The
+/// benchmark measures lag with it; the status page counts with it. Must be cheap and
+/// must not block.
+pub trait ApplyObserver: Send + Sync + 'static {
+    fn applied(&self, consumer: &str, records: &[ChangeRecord], visible_at: SystemTime);
+    fn dead_lettered(&self, _consumer: &str, _letter: &DeadLetter) {}
+}
