@@ -2,8 +2,25 @@
 //! with per-item order at any parallelism, retries, a dead-letter queue and checkpoints.
 //! It knows no concrete database: everything it touches is a port ([`ports`]).
 //!
-//! - [`ports`]: the traits adapters implement.
-//! - [`config`]: the consumer knobs, as read from the versioned TOML config, and their
+//! - [`ports`]: the traits adapters implement, with their contracts.
+//! - [`config`]: a consumer's knobs, as read from the versioned TOML config, and their
 //!   validation.
+//! - [`pipeline`]: [`Engine::start`] runs consumers; [`Pipeline`] reports and stops them.
+//! - `shard` / `lane` (private): a shard worker reads in order, routes records by key to
+//!   `parallelization_factor` lanes, and advances the checkpoint over the acknowledged
+//!   prefix; a lane batches, retries with backoff, bisects and dead-letters.
+//! - [`redrive`]: re-applying dead letters.
+//! - [`memory`]: in-memory implementations of the ports (tests, benchmarks, dry runs).
+//! - [`status`]: live per-shard counters.
 
+pub mod config;
+mod lane;
+pub mod memory;
+pub mod pipeline;
 pub mod ports;
+pub mod redrive;
+mod shard;
+pub mod status;
+
+pub use config::{ConfigError, ConsumerConfig, Ordering};
+pub use pipeline::{Consumer, Engine, EngineError, Pipeline};

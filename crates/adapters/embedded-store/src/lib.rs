@@ -1,1 +1,69 @@
+//! The embedded primary store: one SQLite file, no server. It is tsunagu's default
+//! primary database and change stream, and keeps the replication state beside it.
+//!
+//! - [`primary`]: items addressed by partition + sort key, with optimistic concurrency on
+//!   the version. Every write that changes an item appends a change record **in the same
+//!   transaction**; writes from many callers are group-committed by one writer thread.
+//! - [`stream`]: the change stream as a [`tsunagu_engine::ports::ChangeSource`]: records
+//!   sharded by partition key, read in commit order, woken up at once by in-process
+//!   writes, trimmed after the retention period.
+//! - [`state`]: checkpoints and the dead-letter queue in a separate file, so the
+//!   engine's bookkeeping never contends with primary writes.
+//! - [`sqlite`]: connection set-up and schema shared by the above.
+//!
+//! Several processes may open the same files: SQLite in WAL mode serializes writers and
+//! lets readers run beside them. Readers in another process notice new records by polling
+//! (`external_poll_interval`), readers in the writer's process are woken up directly.
 
+pub mod primary;
+pub mod sqlite;
+pub mod state;
+pub mod stream;
+
+pub use primary::{Condition, EmbeddedStore, StoreOptions, StoredItem, WriteOp, WriteOutcome};
+pub use state::EmbeddedState;
+
+use tsunagu_domain::{ItemKey, Version};
+
+/// Errors of the embedded store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the item's version is not the one the caller expected.
+    #[error("version conflict on {key}: expected {expected}, found {}", found.map_or("no item".to_string(), |v| format!("version {v}")))]
+    Conflict {
+        key: ItemKey,
+        expected: String,
+        found: Option<Version>,
+    },
+    #[error("invalid write: {0}")]
+    Invalid(String),
+    #[error("store at {path} was created with {existing} shards, but {requested} were configured; the shard count of a store cannot change")]
+    ShardCountMismatch {
+        path: String,
+        existing: u32,
+        requested: u32,
+    },
+    #[error("store file {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Records after the requested position were trimmed (retention exceeded).
+    #[error("change records of shard {shard} through sequence {through} were trimmed")]
+    Trimmed { shard: u32, through: i64 },
+    #[error("corrupt row in the store: {0}")]
+    Corrupt(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store's writer has stopped")]
+    Closed,
+}
+
+/// Microseconds since the Unix epoch, now.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,156 @@
+//! Connection set-up and the schema of the primary and state files.
+
+use crate::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema version written into `meta`; a file with another version is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub(crate) const PRIMARY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS items (
+    partition     TEXT NOT NULL,
+    sort          TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (partition, sort)
+) WITHOUT ROWID;
+-- The change stream. seq is the global commit order (AUTOINCREMENT: never reused, even
+-- after trimming) and doubles as the item's version after the change.
+CREATE TABLE IF NOT EXISTS changes (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    shard           INTEGER NOT NULL,
+    partition       TEXT NOT NULL,
+    sort            TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    old_version     INTEGER,
+    old_body        TEXT,
+    new_body        TEXT,
+    committed_at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_shard ON changes (shard, seq);
+-- Per shard, the newest sequence number removed by trimming: a reader positioned before
+-- it would miss records.
+CREATE TABLE IF NOT EXISTS trims (
+    shard        INTEGER PRIMARY KEY,
+    through_seq  INTEGER NOT NULL
+);
+";
+
+pub(crate) const STATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer      TEXT NOT NULL,
+    shard         TEXT NOT NULL,
+    position      TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    PRIMARY KEY (consumer, shard)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    consumer     TEXT NOT NULL,
+    shard        TEXT NOT NULL,
+    position     TEXT NOT NULL,
+    record       TEXT NOT NULL,
+    error        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL,
+    failed_at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_consumer ON dead_letters (consumer, id);
+";
+
+/// Opens a connection with the settings every connection of the store uses: WAL so
+/// readers never block the writer, `synchronous=NORMAL` (durable at every WAL checkpoint,
+/// and a crash never corrupts; the group commit makes the fsync rate moot), and a busy
+/// timeout so a second process waits for the write lock instead of failing.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Creates the schema if missing and checks the file's schema version.
+pub(crate) fn init_schema(conn: &Connection, ddl: &str, path: &Path) -> Result<(), StoreError> {
+    conn.execute_batch(ddl)?;
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        })?;
+    match existing {
+        None => {
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION.to_string()],
+            )?;
+        }
+        Some(v) if v == SCHEMA_VERSION.to_string() => {}
+        Some(v) => {
+            return Err(StoreError::Corrupt(format!(
+                "{} has schema version {v}; this build reads version {SCHEMA_VERSION}",
+                path.display()
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// A small pool of read connections, so concurrent readers do not open a file each time.
+pub(crate) struct ReadPool {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub(crate) fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a pooled connection (blocking; call from `spawn_blocking`).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < 16 {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+}

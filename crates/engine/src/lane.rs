@@ -1,0 +1,393 @@
+//! A lane: one of the `parallelization_factor` workers of a shard. It takes the records
+//! routed to it (always the same keys), gathers them into batches, and delivers each batch
+//! to the sink with retries, bisection and the dead-letter queue. A lane handles one
+//! batch at a time, so the records of a key are applied in the order they were routed.
+
+use crate::config::ConsumerConfig;
+use crate::ports::{ApplyObserver, DeadLetter, DeadLetterQueue, RecordFailure, Sink, SinkError};
+use crate::status::ShardStats;
+use rand::Rng;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tsunagu_domain::ChangeRecord;
+
+/// A record on its way through a lane, with its dispatch index in the shard (used to
+/// report completion back to the shard's checkpoint tracker).
+pub(crate) struct LaneItem {
+    pub idx: u64,
+    pub record: ChangeRecord,
+}
+
+/// Records delivered together, with their dispatch indexes alongside (kept apart so the
+/// sink gets a plain slice of records without copies).
+#[derive(Default)]
+struct Batch {
+    idxs: Vec<u64>,
+    records: Vec<ChangeRecord>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn push(&mut self, item: LaneItem) {
+        self.idxs.push(item.idx);
+        self.records.push(item.record);
+    }
+
+    fn split_in_half(mut self) -> (Batch, Batch) {
+        let mid = self.len() / 2;
+        let idxs = self.idxs.split_off(mid);
+        let records = self.records.split_off(mid);
+        (self, Batch { idxs, records })
+    }
+}
+
+/// Everything a lane needs, shared by the lanes of a shard.
+pub(crate) struct LaneContext {
+    pub consumer: Arc<str>,
+    pub config: Arc<ConsumerConfig>,
+    pub sink: Arc<dyn Sink>,
+    pub dlq: Arc<dyn DeadLetterQueue>,
+    pub observers: Arc<[Arc<dyn ApplyObserver>]>,
+    pub stats: Arc<ShardStats>,
+    pub cancel: CancellationToken,
+    /// Dispatch indexes of records that are done (applied or dead-lettered).
+    pub completions: mpsc::UnboundedSender<Vec<u64>>,
+}
+
+/// Runs a lane until its queue is closed and drained, or until shutdown interrupts a
+/// retry (the interrupted records are not acknowledged, so they are replayed later).
+pub(crate) async fn run_lane(ctx: Arc<LaneContext>, mut queue: mpsc::Receiver<LaneItem>) {
+    while let Some(batch) = next_batch(&mut queue, &ctx.config).await {
+        if !ctx.deliver(batch).await {
+            return;
+        }
+    }
+}
+
+/// Gathers the next batch: waits for a first record, then takes what is already queued,
+/// or waits up to the batching window for more.
+async fn next_batch(
+    queue: &mut mpsc::Receiver<LaneItem>,
+    config: &ConsumerConfig,
+) -> Option<Batch> {
+    let mut batch = Batch::default();
+    batch.push(queue.recv().await?);
+    let window = config.batching_window();
+    if window.is_zero() {
+        while batch.len() < config.batch_size {
+            match queue.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+    } else {
+        let deadline = tokio::time::Instant::now() + window;
+        while batch.len() < config.batch_size {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(item)) => batch.push(item),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    Some(batch)
+}
+
+/// One delivery attempt's unit of work: a batch and the attempts already spent on it.
+struct Work {
+    batch: Batch,
+    attempts: u32,
+    /// Set on halves produced by bisection: they get one more try each, no backoff.
+    bisected: bool,
+}
+
+impl LaneContext {
+    /// Delivers a batch until every record is applied or dead-lettered. Returns `false`
+    /// when shutdown interrupted it.
+    async fn deliver(&self, batch: Batch) -> bool {
+        // A stack keeps bisected halves in order: the first half is finished before the
+        // second starts, so per-item order survives bisection.
+        let mut stack = vec![Work {
+            batch,
+            attempts: 0,
+            bisected: false,
+        }];
+        while let Some(Work {
+            mut batch,
+            mut attempts,
+            bisected,
+        }) = stack.pop()
+        {
+            loop {
+                attempts += 1;
+                match self.sink.apply(&batch.records).await {
+                    Ok(()) => {
+                        self.applied(batch);
+                        break;
+                    }
+                    Err(SinkError::Records(failures)) => {
+                        let outcome = split_by_failures(batch, failures);
+                        self.applied(outcome.applied);
+                        if !self.dead_letter_each(outcome.permanent, attempts).await {
+                            return false;
+                        }
+                        let (retry, messages) = outcome.retryable;
+                        if retry.len() == 0 {
+                            break;
+                        }
+                        if self.out_of_retries(attempts, &retry) {
+                            let letters = retry
+                                .idxs
+                                .into_iter()
+                                .zip(retry.records)
+                                .zip(messages)
+                                .map(|((idx, record), message)| (idx, record, message))
+                                .collect();
+                            if !self.dead_letter_each(letters, attempts).await {
+                                return false;
+                            }
+                            break;
+                        }
+                        batch = retry;
+                        if !self.back_off(attempts).await {
+                            return false;
+                        }
+                    }
+                    Err(SinkError::Batch { retryable, message }) => {
+                        let exhausted =
+                            !retryable || bisected || self.out_of_retries(attempts, &batch);
+                        if !exhausted {
+                            if !self.back_off(attempts).await {
+                                return false;
+                            }
+                            continue;
+                        }
+                        if batch.len() > 1 && self.config.bisect_batch_on_error {
+                            let (first, second) = batch.split_in_half();
+                            self.stats.bisections.fetch_add(1, Relaxed);
+                            stack.push(Work {
+                                batch: second,
+                                attempts,
+                                bisected: true,
+                            });
+                            stack.push(Work {
+                                batch: first,
+                                attempts,
+                                bisected: true,
+                            });
+                            break;
+                        }
+                        let letters = batch
+                            .idxs
+                            .into_iter()
+                            .zip(batch.records)
+                            .map(|(idx, record)| (idx, record, message.clone()))
+                            .collect();
+                        if !self.dead_letter_each(letters, attempts).await {
+                            return false;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn out_of_retries(&self, attempts: u32, batch: &Batch) -> bool {
+        if attempts > self.config.max_retry_attempts {
+            return true;
+        }
+        match self.config.max_record_age() {
+            Some(max_age) => {
+                let now = now_us();
+                batch
+                    .records
+                    .iter()
+                    .any(|r| r.age_us(now) > max_age.as_micros() as i64)
+            }
+            None => false,
+        }
+    }
+
+    /// Sleeps before the next attempt: exponential backoff with full jitter. Returns
+    /// `false` if shutdown came first.
+    async fn back_off(&self, attempts: u32) -> bool {
+        self.stats.retries.fetch_add(1, Relaxed);
+        let delay = backoff_delay(
+            attempts,
+            self.config.retry_initial_backoff_ms,
+            self.config.retry_max_backoff_ms,
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+
+    fn applied(&self, batch: Batch) {
+        if batch.len() == 0 {
+            return;
+        }
+        let visible_at = SystemTime::now();
+        for observer in self.observers.iter() {
+            observer.applied(&self.consumer, &batch.records, visible_at);
+        }
+        self.stats.applied.fetch_add(batch.len() as u64, Relaxed);
+        let _ = self.completions.send(batch.idxs);
+    }
+
+    /// Dead-letters each record with its error. Keeps trying the queue until it accepts,
+    /// because the checkpoint must not pass a record that is neither applied nor kept.
+    async fn dead_letter_each(
+        &self,
+        letters: Vec<(u64, ChangeRecord, String)>,
+        attempts: u32,
+    ) -> bool {
+        for (idx, record, error) in letters {
+            let letter = DeadLetter {
+                id: 0,
+                consumer: self.consumer.to_string(),
+                record,
+                error,
+                attempts,
+                failed_at_us: now_us(),
+            };
+            let mut tries = 0;
+            loop {
+                match self.dlq.push(letter.clone()).await {
+                    Ok(id) => {
+                        let stored = DeadLetter { id, ..letter };
+                        tracing::warn!(
+                            consumer = %self.consumer,
+                            shard = %stored.record.shard,
+                            position = %stored.record.position,
+                            key = %stored.record.key,
+                            attempts,
+                            error = %stored.error,
+                            dead_letter_id = id,
+                            "record dead-lettered"
+                        );
+                        for observer in self.observers.iter() {
+                            observer.dead_lettered(&self.consumer, &stored);
+                        }
+                        self.stats.dead_lettered.fetch_add(1, Relaxed);
+                        let _ = self.completions.send(vec![idx]);
+                        break;
+                    }
+                    Err(error) => {
+                        tries += 1;
+                        tracing::error!(consumer = %self.consumer, %error, "dead-letter queue unavailable; retrying");
+                        let delay = backoff_delay(tries, 100, 5_000);
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = self.cancel.cancelled() => return false,
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+}
+
+/// A batch after a partial failure, split by what happened to each record.
+struct SplitOutcome {
+    applied: Batch,
+    /// Records the sink can never accept, with their errors.
+    permanent: Vec<(u64, ChangeRecord, String)>,
+    /// Records worth another try, with their errors.
+    retryable: (Batch, Vec<String>),
+}
+
+/// Sorts a batch's records by the failures the sink reported (indexes outside the batch
+/// are ignored; for a duplicated index the first report counts).
+fn split_by_failures(batch: Batch, failures: Vec<RecordFailure>) -> SplitOutcome {
+    let mut by_index = std::collections::HashMap::new();
+    for f in failures {
+        by_index.entry(f.index).or_insert(f);
+    }
+    let mut outcome = SplitOutcome {
+        applied: Batch::default(),
+        permanent: Vec::new(),
+        retryable: (Batch::default(), Vec::new()),
+    };
+    for (i, (idx, record)) in batch.idxs.into_iter().zip(batch.records).enumerate() {
+        match by_index.remove(&i) {
+            None => outcome.applied.push(LaneItem { idx, record }),
+            Some(f) if f.retryable => {
+                outcome.retryable.0.push(LaneItem { idx, record });
+                outcome.retryable.1.push(f.message);
+            }
+            Some(f) => outcome.permanent.push((idx, record, f.message)),
+        }
+    }
+    outcome
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(max, initial * 2^(n-1))]`.
+pub(crate) fn backoff_delay(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
+    let exp = initial_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
+    let cap = exp.min(max_ms).max(1);
+    Duration::from_millis(rand::rng().random_range(0..=cap))
+}
+
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..100 {
+            assert!(backoff_delay(1, 50, 5_000) <= Duration::from_millis(50));
+            assert!(backoff_delay(3, 50, 5_000) <= Duration::from_millis(200));
+            assert!(backoff_delay(30, 50, 5_000) <= Duration::from_millis(5_000));
+        }
+    }
+
+    #[test]
+    fn partial_failures_are_sorted_by_kind() {
+        let record = |n: u64| ChangeRecord {
+            shard: tsunagu_domain::ShardId("0".into()),
+            position: tsunagu_domain::Position(n.to_string()),
+            key: tsunagu_domain::ItemKey::new("p", n.to_string()),
+            kind: tsunagu_domain::ChangeKind::Insert,
+            version: tsunagu_domain::Version(n),
+            old_image: None,
+            new_image: None,
+            committed_at_us: 0,
+        };
+        let mut batch = Batch::default();
+        for n in 0..5 {
+            batch.push(LaneItem {
+                idx: 100 + n,
+                record: record(n),
+            });
+        }
+        let f = |index, retryable| RecordFailure {
+            index,
+            retryable,
+            message: format!("{index}"),
+        };
+        let out = split_by_failures(
+            batch,
+            vec![f(3, true), f(1, false), f(3, false), f(9, true)],
+        );
+        assert_eq!(out.applied.idxs, [100, 102, 104]);
+        assert_eq!(out.permanent.iter().map(|p| p.0).collect::<Vec<_>>(), [101]);
+        assert_eq!(out.retryable.0.idxs, [103]);
+        assert_eq!(out.retryable.1, ["3"]);
+    }
+}

@@ -1,0 +1,282 @@
+//! The engine's entry point: start consumers over a change source, watch them, stop them.
+
+use crate::config::{ConfigError, ConsumerConfig};
+use crate::ports::{
+    ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ReadFrom, ShardInfo, Sink,
+    SourceError, StartingPosition, StateError,
+};
+use crate::shard::ShardWorker;
+use crate::status::{ConsumerStatus, ShardState, ShardStats};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tsunagu_domain::ShardId;
+
+/// How often a consumer asks the source for new shards (DynamoDB Streams and Kinesis
+/// split shards; the embedded store's never change).
+const SHARD_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The ports every consumer of one stream shares.
+#[derive(Clone)]
+pub struct Engine {
+    source: Arc<dyn ChangeSource>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    dlq: Arc<dyn DeadLetterQueue>,
+    observers: Vec<Arc<dyn ApplyObserver>>,
+}
+
+/// A consumer to start: its knobs and its sink.
+pub struct Consumer {
+    pub config: ConsumerConfig,
+    pub sink: Arc<dyn Sink>,
+}
+
+impl Engine {
+    pub fn new(
+        source: Arc<dyn ChangeSource>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        dlq: Arc<dyn DeadLetterQueue>,
+    ) -> Self {
+        Self {
+            source,
+            checkpoints,
+            dlq,
+            observers: Vec::new(),
+        }
+    }
+
+    /// Adds an observer told about every acknowledged and dead-lettered record.
+    pub fn with_observer(mut self, observer: Arc<dyn ApplyObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Starts every consumer (fan-out: each reads the whole stream with its own
+    /// checkpoints, lanes and dead letters). Returns once all have loaded their
+    /// checkpoints and started their shards.
+    pub async fn start(&self, consumers: Vec<Consumer>) -> Result<Pipeline, EngineError> {
+        let mut names = HashSet::new();
+        for (i, c) in consumers.iter().enumerate() {
+            c.config.validate(&format!("consumers[{i}]"))?;
+            if !names.insert(c.config.name.clone()) {
+                return Err(ConfigError {
+                    field: format!("consumers[{i}].name"),
+                    message: format!(
+                        "{:?} is used by two consumers; names must be unique",
+                        c.config.name
+                    ),
+                }
+                .into());
+            }
+        }
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut statuses = Vec::new();
+        let observers: Arc<[Arc<dyn ApplyObserver>]> = self.observers.clone().into();
+        for consumer in consumers {
+            let shards = Arc::new(Mutex::new(Vec::<Arc<ShardStats>>::new()));
+            let runner = ConsumerRunner {
+                engine: self.clone(),
+                observers: Arc::clone(&observers),
+                name: Arc::from(consumer.config.name.as_str()),
+                config: Arc::new(consumer.config),
+                sink: consumer.sink,
+                shards: Arc::clone(&shards),
+                cancel: cancel.clone(),
+            };
+            let workers = runner.start_known_shards().await?;
+            statuses.push((runner.name.to_string(), shards));
+            tasks.spawn(runner.run(workers));
+        }
+        Ok(Pipeline {
+            cancel,
+            tasks,
+            statuses,
+        })
+    }
+}
+
+/// Running consumers. Dropping it without [`Pipeline::shutdown`] aborts every task at
+/// once, like a crash: nothing unacknowledged is checkpointed, so a restart replays it.
+pub struct Pipeline {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    statuses: Vec<(String, Arc<Mutex<Vec<Arc<ShardStats>>>>)>,
+}
+
+impl Pipeline {
+    /// Stops reading, lets in-flight batches finish (retries are cut short), saves
+    /// checkpoints, and returns when every task has ended.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Resolves when shutdown has been requested and every task ended, or when every
+    /// consumer stopped on its own (all shards finished or failed).
+    pub async fn wait(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    pub fn status(&self) -> Vec<ConsumerStatus> {
+        self.statuses
+            .iter()
+            .map(|(name, shards)| ConsumerStatus {
+                consumer: name.clone(),
+                shards: shards
+                    .lock()
+                    .map(|s| s.iter().map(|s| s.snapshot()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+struct ConsumerRunner {
+    engine: Engine,
+    observers: Arc<[Arc<dyn ApplyObserver>]>,
+    name: Arc<str>,
+    config: Arc<ConsumerConfig>,
+    sink: Arc<dyn Sink>,
+    shards: Arc<Mutex<Vec<Arc<ShardStats>>>>,
+    cancel: CancellationToken,
+}
+
+/// Shard workers of one consumer and what is known of each shard.
+struct Workers {
+    set: JoinSet<(ShardId, ShardState)>,
+    started: HashSet<ShardId>,
+    finished: HashSet<ShardId>,
+    known: HashMap<ShardId, ShardInfo>,
+}
+
+impl ConsumerRunner {
+    async fn start_known_shards(&self) -> Result<Workers, EngineError> {
+        let mut workers = Workers {
+            set: JoinSet::new(),
+            started: HashSet::new(),
+            finished: HashSet::new(),
+            known: HashMap::new(),
+        };
+        self.discover(&mut workers).await?;
+        Ok(workers)
+    }
+
+    /// Starts a worker for every new shard whose parent is done (or unknown: a parent
+    /// that aged out of the stream has nothing left to read).
+    async fn discover(&self, workers: &mut Workers) -> Result<(), EngineError> {
+        let shards = self.engine.source.shards().await?;
+        let checkpoints = self.engine.checkpoints.load(&self.name).await?;
+        for info in &shards {
+            workers.known.insert(info.id.clone(), info.clone());
+        }
+        for info in shards {
+            if workers.started.contains(&info.id) {
+                continue;
+            }
+            let parent_pending = info
+                .parent
+                .as_ref()
+                .is_some_and(|p| workers.known.contains_key(p) && !workers.finished.contains(p));
+            if parent_pending {
+                continue;
+            }
+            let start = match checkpoints.get(&info.id) {
+                Some(position) => ReadFrom::After(position.clone()),
+                None => self.initial_position(&info.id).await?,
+            };
+            let stats = Arc::new(ShardStats::new(info.id.clone()));
+            if let ReadFrom::After(p) = &start {
+                stats.set_checkpoint(p.clone());
+            }
+            if let Ok(mut shards) = self.shards.lock() {
+                shards.push(Arc::clone(&stats));
+            }
+            let worker = ShardWorker {
+                consumer: Arc::clone(&self.name),
+                config: Arc::clone(&self.config),
+                shard: info.id.clone(),
+                start,
+                source: Arc::clone(&self.engine.source),
+                sink: Arc::clone(&self.sink),
+                checkpoints: Arc::clone(&self.engine.checkpoints),
+                dlq: Arc::clone(&self.engine.dlq),
+                observers: Arc::clone(&self.observers),
+                stats,
+                cancel: self.cancel.clone(),
+            };
+            tracing::info!(consumer = %self.name, shard = %info.id, "shard worker started");
+            workers.started.insert(info.id.clone());
+            let id = info.id.clone();
+            workers.set.spawn(async move { (id, worker.run().await) });
+        }
+        Ok(())
+    }
+
+    async fn initial_position(&self, shard: &ShardId) -> Result<ReadFrom, EngineError> {
+        Ok(match self.config.starting_position {
+            StartingPosition::TrimHorizon => ReadFrom::TrimHorizon,
+            StartingPosition::Latest => match self.engine.source.latest_position(shard).await? {
+                Some(position) => {
+                    // Saved at once: a restart before the first record must not move
+                    // "latest" forward and skip what was written in between.
+                    self.engine
+                        .checkpoints
+                        .save(&self.name, shard, &position)
+                        .await?;
+                    ReadFrom::After(position)
+                }
+                None => ReadFrom::TrimHorizon,
+            },
+        })
+    }
+
+    async fn run(self, mut workers: Workers) {
+        let mut discovery = tokio::time::interval(SHARD_DISCOVERY_INTERVAL);
+        discovery.tick().await;
+        loop {
+            tokio::select! {
+                joined = workers.set.join_next() => match joined {
+                    Some(Ok((shard, state))) => {
+                        tracing::info!(consumer = %self.name, %shard, ?state, "shard worker ended");
+                        if state == ShardState::Finished {
+                            workers.finished.insert(shard);
+                        }
+                    }
+                    Some(Err(error)) => {
+                        tracing::error!(consumer = %self.name, %error, "shard worker panicked");
+                    }
+                    None => {
+                        if self.cancel.is_cancelled() {
+                            return;
+                        }
+                        // Nothing running: wait for new shards or shutdown.
+                        tokio::select! {
+                            _ = discovery.tick() => self.rediscover(&mut workers).await,
+                            _ = self.cancel.cancelled() => return,
+                        }
+                    }
+                },
+                _ = discovery.tick(), if !self.cancel.is_cancelled() => self.rediscover(&mut workers).await,
+            }
+        }
+    }
+
+    async fn rediscover(&self, workers: &mut Workers) {
+        if let Err(error) = self.discover(workers).await {
+            tracing::warn!(consumer = %self.name, %error, "shard discovery failed; will retry");
+        }
+    }
+}
