@@ -23,10 +23,16 @@ pub(crate) struct LaneItem {
 
 /// Records delivered together, with their dispatch indexes alongside (kept apart so the
 /// sink gets a plain slice of records without copies).
+///
+/// A batch holds at most one record per item: a newer change of an item already in the
+/// batch takes the older one's place, and the older one rides along as *superseded*,
+/// acknowledged together with it. So a partial failure can never let a newer change of an
+/// item be applied before an older one, and a hot item costs one write per batch.
 #[derive(Default)]
 struct Batch {
     idxs: Vec<u64>,
     records: Vec<ChangeRecord>,
+    superseded: Vec<Vec<(u64, ChangeRecord)>>,
 }
 
 impl Batch {
@@ -34,16 +40,57 @@ impl Batch {
         self.records.len()
     }
 
-    fn push(&mut self, item: LaneItem) {
-        self.idxs.push(item.idx);
-        self.records.push(item.record);
+    /// Appends a record of an item not yet in the batch.
+    fn push(&mut self, idx: u64, record: ChangeRecord, superseded: Vec<(u64, ChangeRecord)>) {
+        self.idxs.push(idx);
+        self.records.push(record);
+        self.superseded.push(superseded);
     }
 
     fn split_in_half(mut self) -> (Batch, Batch) {
         let mid = self.len() / 2;
-        let idxs = self.idxs.split_off(mid);
-        let records = self.records.split_off(mid);
-        (self, Batch { idxs, records })
+        let second = Batch {
+            idxs: self.idxs.split_off(mid),
+            records: self.records.split_off(mid),
+            superseded: self.superseded.split_off(mid),
+        };
+        (self, second)
+    }
+
+    fn into_entries(self) -> impl Iterator<Item = (u64, ChangeRecord, Vec<(u64, ChangeRecord)>)> {
+        self.idxs
+            .into_iter()
+            .zip(self.records)
+            .zip(self.superseded)
+            .map(|((idx, record), superseded)| (idx, record, superseded))
+    }
+}
+
+/// Builds a batch, folding repeated changes of an item into one entry.
+#[derive(Default)]
+struct BatchBuilder {
+    batch: Batch,
+    position_of: std::collections::HashMap<tsunagu_domain::ItemKey, usize>,
+    /// Records taken in, superseded ones included (the batch size counts these).
+    taken: usize,
+}
+
+impl BatchBuilder {
+    fn add(&mut self, item: LaneItem) {
+        self.taken += 1;
+        let batch = &mut self.batch;
+        match self.position_of.get(&item.record.key) {
+            Some(&pos) => {
+                let old_idx = std::mem::replace(&mut batch.idxs[pos], item.idx);
+                let old = std::mem::replace(&mut batch.records[pos], item.record);
+                batch.superseded[pos].push((old_idx, old));
+            }
+            None => {
+                self.position_of
+                    .insert(item.record.key.clone(), batch.len());
+                batch.push(item.idx, item.record, Vec::new());
+            }
+        }
     }
 }
 
@@ -76,26 +123,26 @@ async fn next_batch(
     queue: &mut mpsc::Receiver<LaneItem>,
     config: &ConsumerConfig,
 ) -> Option<Batch> {
-    let mut batch = Batch::default();
-    batch.push(queue.recv().await?);
+    let mut builder = BatchBuilder::default();
+    builder.add(queue.recv().await?);
     let window = config.batching_window();
     if window.is_zero() {
-        while batch.len() < config.batch_size {
+        while builder.taken < config.batch_size {
             match queue.try_recv() {
-                Ok(item) => batch.push(item),
+                Ok(item) => builder.add(item),
                 Err(_) => break,
             }
         }
     } else {
         let deadline = tokio::time::Instant::now() + window;
-        while batch.len() < config.batch_size {
+        while builder.taken < config.batch_size {
             match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(item)) => batch.push(item),
+                Ok(Some(item)) => builder.add(item),
                 Ok(None) | Err(_) => break,
             }
         }
     }
-    Some(batch)
+    Some(builder.batch)
 }
 
 /// One delivery attempt's unit of work: a batch and the attempts already spent on it.
@@ -142,11 +189,11 @@ impl LaneContext {
                         }
                         if self.out_of_retries(attempts, &retry) {
                             let letters = retry
-                                .idxs
-                                .into_iter()
-                                .zip(retry.records)
+                                .into_entries()
                                 .zip(messages)
-                                .map(|((idx, record), message)| (idx, record, message))
+                                .map(|((idx, record, superseded), message)| {
+                                    (idx, record, superseded, message)
+                                })
                                 .collect();
                             if !self.dead_letter_each(letters, attempts).await {
                                 return false;
@@ -183,10 +230,10 @@ impl LaneContext {
                             break;
                         }
                         let letters = batch
-                            .idxs
-                            .into_iter()
-                            .zip(batch.records)
-                            .map(|(idx, record)| (idx, record, message.clone()))
+                            .into_entries()
+                            .map(|(idx, record, superseded)| {
+                                (idx, record, superseded, message.clone())
+                            })
                             .collect();
                         if !self.dead_letter_each(letters, attempts).await {
                             return false;
@@ -215,8 +262,9 @@ impl LaneContext {
         }
     }
 
-    /// Sleeps before the next attempt: exponential backoff with full jitter. Returns
-    /// `false` if shutdown came first.
+    /// Sleeps before the next attempt: exponential backoff with full jitter. Shutdown
+    /// does not cut it short: draining means finishing in-flight batches, retries
+    /// included (they are bounded by `max_retry_attempts`).
     async fn back_off(&self, attempts: u32) -> bool {
         self.stats.retries.fetch_add(1, Relaxed);
         let delay = backoff_delay(
@@ -224,10 +272,8 @@ impl LaneContext {
             self.config.retry_initial_backoff_ms,
             self.config.retry_max_backoff_ms,
         );
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => true,
-            _ = self.cancel.cancelled() => false,
-        }
+        tokio::time::sleep(delay).await;
+        true
     }
 
     fn applied(&self, batch: Batch) {
@@ -235,21 +281,25 @@ impl LaneContext {
             return;
         }
         let visible_at = SystemTime::now();
-        for observer in self.observers.iter() {
-            observer.applied(&self.consumer, &batch.records, visible_at);
+        let mut idxs = batch.idxs;
+        let mut records = batch.records;
+        for superseded in batch.superseded {
+            for (idx, record) in superseded {
+                idxs.push(idx);
+                records.push(record);
+            }
         }
-        self.stats.applied.fetch_add(batch.len() as u64, Relaxed);
-        let _ = self.completions.send(batch.idxs);
+        for observer in self.observers.iter() {
+            observer.applied(&self.consumer, &records, visible_at);
+        }
+        self.stats.applied.fetch_add(records.len() as u64, Relaxed);
+        let _ = self.completions.send(idxs);
     }
 
     /// Dead-letters each record with its error. Keeps trying the queue until it accepts,
     /// because the checkpoint must not pass a record that is neither applied nor kept.
-    async fn dead_letter_each(
-        &self,
-        letters: Vec<(u64, ChangeRecord, String)>,
-        attempts: u32,
-    ) -> bool {
-        for (idx, record, error) in letters {
+    async fn dead_letter_each(&self, letters: Vec<Letter>, attempts: u32) -> bool {
+        for (idx, record, superseded, error) in letters {
             let letter = DeadLetter {
                 id: 0,
                 consumer: self.consumer.to_string(),
@@ -277,7 +327,10 @@ impl LaneContext {
                             observer.dead_lettered(&self.consumer, &stored);
                         }
                         self.stats.dead_lettered.fetch_add(1, Relaxed);
-                        let _ = self.completions.send(vec![idx]);
+                        // Superseded changes are settled by their successor's letter.
+                        let mut done = vec![idx];
+                        done.extend(superseded.iter().map(|(i, _)| *i));
+                        let _ = self.completions.send(done);
                         break;
                     }
                     Err(error) => {
@@ -296,11 +349,15 @@ impl LaneContext {
     }
 }
 
+/// A record to dead-letter: its dispatch index, the record, the changes it superseded
+/// in its batch, and the error.
+type Letter = (u64, ChangeRecord, Vec<(u64, ChangeRecord)>, String);
+
 /// A batch after a partial failure, split by what happened to each record.
 struct SplitOutcome {
     applied: Batch,
     /// Records the sink can never accept, with their errors.
-    permanent: Vec<(u64, ChangeRecord, String)>,
+    permanent: Vec<Letter>,
     /// Records worth another try, with their errors.
     retryable: (Batch, Vec<String>),
 }
@@ -317,14 +374,14 @@ fn split_by_failures(batch: Batch, failures: Vec<RecordFailure>) -> SplitOutcome
         permanent: Vec::new(),
         retryable: (Batch::default(), Vec::new()),
     };
-    for (i, (idx, record)) in batch.idxs.into_iter().zip(batch.records).enumerate() {
+    for (i, (idx, record, superseded)) in batch.into_entries().enumerate() {
         match by_index.remove(&i) {
-            None => outcome.applied.push(LaneItem { idx, record }),
+            None => outcome.applied.push(idx, record, superseded),
             Some(f) if f.retryable => {
-                outcome.retryable.0.push(LaneItem { idx, record });
+                outcome.retryable.0.push(idx, record, superseded);
                 outcome.retryable.1.push(f.message);
             }
-            Some(f) => outcome.permanent.push((idx, record, f.message)),
+            Some(f) => outcome.permanent.push((idx, record, superseded, f.message)),
         }
     }
     outcome
@@ -358,6 +415,42 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_holds_one_record_per_item_and_keeps_the_newest() {
+        let mut builder = BatchBuilder::default();
+        for (idx, key, version) in [(0, "a", 1), (1, "b", 2), (2, "a", 3), (3, "a", 4)] {
+            builder.add(LaneItem {
+                idx,
+                record: ChangeRecord {
+                    version: tsunagu_domain::Version(version),
+                    key: tsunagu_domain::ItemKey::new(key, "s"),
+                    ..test_record(version)
+                },
+            });
+        }
+        assert_eq!(builder.taken, 4);
+        let batch = builder.batch;
+        assert_eq!(batch.idxs, [3, 1]);
+        assert_eq!(batch.records[0].version.0, 4);
+        assert_eq!(
+            batch.superseded[0].iter().map(|s| s.0).collect::<Vec<_>>(),
+            [0, 2]
+        );
+    }
+
+    fn test_record(n: u64) -> ChangeRecord {
+        ChangeRecord {
+            shard: tsunagu_domain::ShardId("0".into()),
+            position: tsunagu_domain::Position(n.to_string()),
+            key: tsunagu_domain::ItemKey::new("p", n.to_string()),
+            kind: tsunagu_domain::ChangeKind::Insert,
+            version: tsunagu_domain::Version(n),
+            old_image: None,
+            new_image: None,
+            committed_at_us: 0,
+        }
+    }
+
+    #[test]
     fn partial_failures_are_sorted_by_kind() {
         let record = |n: u64| ChangeRecord {
             shard: tsunagu_domain::ShardId("0".into()),
@@ -371,10 +464,7 @@ mod tests {
         };
         let mut batch = Batch::default();
         for n in 0..5 {
-            batch.push(LaneItem {
-                idx: 100 + n,
-                record: record(n),
-            });
+            batch.push(100 + n, record(n), Vec::new());
         }
         let f = |index, retryable| RecordFailure {
             index,

@@ -3,7 +3,8 @@
 //! durability across processes) and are used by tests, benchmarks and dry runs.
 
 use crate::ports::{
-    CheckpointStore, DeadLetter, DeadLetterQueue, RecordFailure, Sink, SinkError, StateError,
+    ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, ReadBatch, ReadFrom, RecordFailure,
+    ShardInfo, Sink, SinkError, SourceError, StateError,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -191,5 +192,198 @@ impl DeadLetterQueue for MemoryState {
             .values()
             .filter(|l| l.consumer == consumer)
             .count() as u64)
+    }
+}
+
+/// A change stream in memory: items with versions and records sharded by partition key,
+/// the same semantics as the embedded store (version = sequence number of the change).
+pub struct MemoryStream {
+    shard_count: u32,
+    inner: Mutex<StreamInner>,
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct StreamInner {
+    seq: u64,
+    items: HashMap<ItemKey, (Version, serde_json::Value)>,
+    shards: Vec<Vec<ChangeRecord>>,
+}
+
+impl MemoryStream {
+    pub fn new(shard_count: u32) -> Self {
+        let shard_count = shard_count.max(1);
+        Self {
+            shard_count,
+            inner: Mutex::new(StreamInner {
+                shards: vec![Vec::new(); shard_count as usize],
+                ..StreamInner::default()
+            }),
+            committed: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Creates or replaces an item; returns its new version (`None` if the body is the
+    /// same as before, which appends no record).
+    pub fn put(&self, key: ItemKey, body: serde_json::Value) -> Option<Version> {
+        let mut inner = self.inner.lock().ok()?;
+        let old = inner.items.get(&key).cloned();
+        if old.as_ref().is_some_and(|(_, b)| *b == body) {
+            return None;
+        }
+        inner.seq += 1;
+        let version = Version(inner.seq);
+        let kind = if old.is_some() {
+            ChangeKind::Modify
+        } else {
+            ChangeKind::Insert
+        };
+        inner.items.insert(key.clone(), (version, body.clone()));
+        self.append(&mut inner, key, kind, version, old, Some(body));
+        Some(version)
+    }
+
+    /// Deletes an item; returns the deletion's version (`None` if it did not exist).
+    pub fn delete(&self, key: &ItemKey) -> Option<Version> {
+        let mut inner = self.inner.lock().ok()?;
+        let old = inner.items.remove(key)?;
+        inner.seq += 1;
+        let version = Version(inner.seq);
+        self.append(
+            &mut inner,
+            key.clone(),
+            ChangeKind::Remove,
+            version,
+            Some(old),
+            None,
+        );
+        Some(version)
+    }
+
+    fn append(
+        &self,
+        inner: &mut StreamInner,
+        key: ItemKey,
+        kind: ChangeKind,
+        version: Version,
+        old: Option<(Version, serde_json::Value)>,
+        new: Option<serde_json::Value>,
+    ) {
+        let shard = key.shard_index(self.shard_count);
+        let record = ChangeRecord {
+            shard: ShardId(shard.to_string()),
+            position: Position(version.0.to_string()),
+            key,
+            kind,
+            version,
+            old_image: old.map(|(version, body)| tsunagu_domain::Image { version, body }),
+            new_image: new.map(|body| tsunagu_domain::Image { version, body }),
+            committed_at_us: crate::lane::now_us(),
+        };
+        inner.shards[shard as usize].push(record);
+        self.committed.send_replace(version.0);
+    }
+
+    /// Every live item's version.
+    pub fn versions(&self) -> BTreeMap<ItemKey, Version> {
+        self.inner
+            .lock()
+            .map(|i| i.items.iter().map(|(k, (v, _))| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every record ever appended, in commit order.
+    pub fn records(&self) -> Vec<ChangeRecord> {
+        let mut all: Vec<ChangeRecord> = self
+            .inner
+            .lock()
+            .map(|i| i.shards.iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by_key(|r| r.version);
+        all
+    }
+
+    fn shard_index(&self, shard: &ShardId) -> Result<usize, SourceError> {
+        shard
+            .0
+            .parse::<u32>()
+            .ok()
+            .filter(|s| *s < self.shard_count)
+            .map(|s| s as usize)
+            .ok_or_else(|| SourceError::Fatal(format!("no shard {shard}")))
+    }
+
+    fn after(from: &ReadFrom) -> Result<u64, SourceError> {
+        match from {
+            ReadFrom::TrimHorizon => Ok(0),
+            ReadFrom::After(p) => {
+                p.0.parse()
+                    .map_err(|_| SourceError::Fatal(format!("bad position {p}")))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeSource for MemoryStream {
+    async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
+        Ok((0..self.shard_count)
+            .map(|s| ShardInfo {
+                id: ShardId(s.to_string()),
+                parent: None,
+            })
+            .collect())
+    }
+
+    async fn read(
+        &self,
+        shard: &ShardId,
+        from: &ReadFrom,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<ReadBatch, SourceError> {
+        let index = self.shard_index(shard)?;
+        let after = Self::after(from)?;
+        let mut committed = self.committed.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            committed.borrow_and_update();
+            let records: Vec<ChangeRecord> = {
+                let inner = self
+                    .inner
+                    .lock()
+                    .map_err(|_| SourceError::Fatal("memory stream poisoned".into()))?;
+                let shard = &inner.shards[index];
+                let start = shard.partition_point(|r| r.version.0 <= after);
+                shard[start..].iter().take(limit).cloned().collect()
+            };
+            if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(ReadBatch {
+                    records,
+                    end_of_shard: false,
+                });
+            }
+            let _ = tokio::time::timeout_at(deadline, committed.changed()).await;
+        }
+    }
+
+    async fn latest_position(&self, shard: &ShardId) -> Result<Option<Position>, SourceError> {
+        let index = self.shard_index(shard)?;
+        Ok(self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|i| i.shards[index].last().map(|r| r.position.clone())))
+    }
+
+    async fn backlog(&self, shard: &ShardId, from: &ReadFrom) -> Result<Option<u64>, SourceError> {
+        let index = self.shard_index(shard)?;
+        let after = Self::after(from)?;
+        Ok(self.inner.lock().ok().map(|i| {
+            i.shards[index]
+                .iter()
+                .filter(|r| r.version.0 > after)
+                .count() as u64
+        }))
     }
 }

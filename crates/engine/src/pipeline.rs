@@ -117,11 +117,30 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Stops reading, lets in-flight batches finish (retries are cut short), saves
+    /// Stops reading, lets in-flight batches finish (their retries included), saves
     /// checkpoints, and returns when every task has ended.
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Like [`Pipeline::shutdown`], but gives up after `grace`: what is still in flight
+    /// then is not acknowledged and is replayed after the next start. Returns whether the
+    /// drain completed in time.
+    pub async fn shutdown_within(mut self, grace: std::time::Duration) -> bool {
+        self.cancel.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "pipeline did not drain in time; aborting in-flight work"
+            );
+        }
+        drained
     }
 
     /// Resolves when shutdown has been requested and every task ended, or when every
