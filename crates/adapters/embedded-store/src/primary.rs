@@ -552,7 +552,11 @@ fn apply_op(
         WriteOp::Put { body, .. } => {
             let text = body.to_string();
             if let Some((_, old_body)) = &current {
-                if *old_body == text {
+                // Same text, or the same JSON written with its keys in another order.
+                let same = *old_body == text
+                    || serde_json::from_str::<serde_json::Value>(old_body)
+                        .is_ok_and(|old| old == *body);
+                if same {
                     return Ok(Ok(unchanged(found)));
                 }
             }
