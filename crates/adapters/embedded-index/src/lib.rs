@@ -1,1 +1,34 @@
+//! The embedded search index of tsunagu: activity logs (活動履歴) in a Tantivy index in a
+//! local directory, searchable on several axes at once (tenant, deal, company, user,
+//! action, result, tags, time range, Japanese memo text) and aggregatable.
+//!
+//! - [`index`](mod@index): opening the index. [`ActivityIndex`] is the writer and implements the
+//!   engine's [`tsunagu_engine::ports::Sink`]: a version guard (with tombstones for
+//!   deletions) makes replays harmless, and a single writer thread group-commits
+//!   concurrent batches; `apply` returns once its records are committed and searchable.
+//!   [`ActivityIndexReader`] opens the same directory read-only from another process.
+//! - [`query`](mod@query): [`ActivityQuery`], [`SearchPage`] with stable cursor pagination, and
+//!   aggregations by [`GroupBy`].
+//! - [`tokenizer`](mod@tokenizer): [`JaBigramTokenizer`], dictionary-free Japanese text analysis
+//!   (NFKC, lowercase, CJK bigrams, Latin words).
+//! - [`error`](mod@error): [`IndexError`].
+//!
+//! Internals: `schema` (fields and document mapping) and `writer` (the writer thread and
+//! group commit).
 
+pub mod error;
+pub mod index;
+pub mod query;
+mod schema;
+pub mod tokenizer;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::IndexError;
+pub use index::{ActivityIndex, ActivityIndexReader, IndexOptions};
+pub use query::{
+    ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
+};
+pub use tokenizer::{JaBigramTokenizer, JA_TOKENIZER_NAME};

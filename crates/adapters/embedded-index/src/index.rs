@@ -1,0 +1,503 @@
+//! Opening the index: [`ActivityIndex`] (the writer, which is the engine's `Sink`) and
+//! [`ActivityIndexReader`] (read-only, for another process such as the CLI's `search`
+//! while `replicate` runs). Both query through the same [`IndexView`].
+
+use crate::error::IndexError;
+use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage};
+use crate::schema::{build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_TOMBSTONE};
+use crate::tokenizer::{JaBigramTokenizer, JA_TOKENIZER_NAME};
+use crate::writer::{now_us, prepare, Held, Request, VersionMap, WriterThread};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tantivy::collector::TopDocs;
+use tantivy::directory::error::LockError;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{
+    DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term,
+};
+use tokio::sync::{mpsc, oneshot};
+use tsunagu_domain::{ActivityLog, ChangeRecord, ItemKey, Version};
+use tsunagu_engine::ports::{Sink, SinkError};
+
+/// How many `apply` calls may wait for the writer thread before callers are held back.
+const REQUEST_QUEUE: usize = 1024;
+
+/// Tantivy refuses less than this per indexing thread; more threads than the budget
+/// allows would fail to open.
+const MIN_MEMORY_PER_THREAD: usize = 20 << 20;
+
+/// How the writer is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Memory tantivy may use to buffer documents before flushing a segment, shared by its
+    /// indexing threads (at least 20 MiB each; one thread per 2 cores at most).
+    pub writer_memory_bytes: usize,
+    /// How long a deletion's tombstone is kept. A change older than this replayed after
+    /// the tombstone is gone could bring the item back, so keep it longer than the change
+    /// stream's retention.
+    pub tombstone_retention: Duration,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        Self {
+            writer_memory_bytes: 64 << 20,
+            tombstone_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The index of activity logs in a directory, open for writing. It holds tantivy's writer
+/// lock and runs one writer thread; it implements [`Sink`].
+///
+/// Dropping it stops the writer thread after in-flight work (and blocks until then);
+/// prefer [`ActivityIndex::close`] in async code.
+pub struct ActivityIndex {
+    view: IndexView,
+    pub(crate) requests: Option<mpsc::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    #[cfg(test)]
+    pub(crate) hooks: std::sync::Arc<crate::writer::TestHooks>,
+}
+
+/// The index opened read-only: no writer lock, and every query first reloads so it sees
+/// the latest commit of the writer (in this or another process).
+pub struct ActivityIndexReader {
+    view: IndexView,
+}
+
+/// What both handles query: the index, a reader and the fields.
+pub(crate) struct IndexView {
+    pub(crate) reader: IndexReader,
+    pub(crate) fields: Fields,
+    /// Read-only handles reload before every query; the writer handle's reader is reloaded
+    /// by the writer thread after each commit.
+    reload_before_query: bool,
+}
+
+impl ActivityIndex {
+    /// Creates the index in `dir` (creating the directory) or opens the one there, for
+    /// writing. Loads the version of every document and tombstone into memory for the
+    /// version guard.
+    pub fn open(dir: &Path, options: IndexOptions) -> Result<Self, IndexError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir)
+            .map_err(IndexError::io(format!("creating {}", dir.display())))?;
+        let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Io {
+            context: format!("opening {}", dir.display()),
+            source: std::io::Error::other(e),
+        })?;
+        let index = Index::open_or_create(directory, build_schema()).map_err(|e| match e {
+            TantivyError::SchemaError(message) => IndexError::SchemaMismatch {
+                dir: dir.to_path_buf(),
+                message,
+            },
+            source => IndexError::Tantivy {
+                context: format!("opening the index at {}", dir.display()),
+                source,
+            },
+        })?;
+        let threads = writer_threads(options.writer_memory_bytes)?;
+        let (index, fields) = prepare_index(index, dir)?;
+        let writer = index
+            .writer_with_num_threads(threads, options.writer_memory_bytes)
+            .map_err(|e| match e {
+                TantivyError::LockFailure(LockError::LockBusy, _) => IndexError::Locked {
+                    dir: dir.to_path_buf(),
+                },
+                source => IndexError::Tantivy {
+                    context: format!("opening the index writer at {}", dir.display()),
+                    source,
+                },
+            })?;
+        let reader = manual_reader(&index)?;
+        let versions = load_versions(&reader.searcher())?;
+        tracing::info!(
+            dir = %dir.display(),
+            items = versions.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "activity index open"
+        );
+
+        #[cfg(test)]
+        let hooks = std::sync::Arc::new(crate::writer::TestHooks::default());
+        let state = WriterThread {
+            writer,
+            reader: reader.clone(),
+            fields,
+            versions,
+            tombstone_retention: options.tombstone_retention,
+            last_purge: None,
+            needs_reload: false,
+            #[cfg(test)]
+            hooks: hooks.clone(),
+        };
+        let (requests, rx) = mpsc::channel(REQUEST_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("tsunagu-index-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(IndexError::io("starting the index writer thread"))?;
+        Ok(Self {
+            view: IndexView {
+                reader,
+                fields,
+                reload_before_query: false,
+            },
+            requests: Some(requests),
+            thread: Some(thread),
+            #[cfg(test)]
+            hooks,
+        })
+    }
+
+    /// Opens the index in `dir` for reading only (see [`ActivityIndexReader`]).
+    pub fn open_read_only(dir: &Path) -> Result<ActivityIndexReader, IndexError> {
+        ActivityIndexReader::open(dir)
+    }
+
+    /// Stops the writer thread once the work already queued is done, and waits for it.
+    pub async fn close(mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            // Joining blocks (the last commit, merges finishing): not on a runtime thread.
+            let _ = tokio::task::spawn_blocking(move || join_writer(thread)).await;
+        }
+    }
+
+    /// Searches live activities; see [`ActivityQuery`].
+    pub fn search(&self, query: &ActivityQuery) -> Result<SearchPage, IndexError> {
+        self.view.search(query)
+    }
+
+    /// Counts live activities matching `query` per group; see [`GroupBy`].
+    pub fn aggregate(&self, query: &ActivityQuery, by: GroupBy) -> Result<Vec<Bucket>, IndexError> {
+        self.view.aggregate(query, by)
+    }
+
+    /// The version of every live activity (tombstones excluded), from the latest commit.
+    pub fn live_versions(&self) -> Result<HashMap<ItemKey, Version>, IndexError> {
+        self.view.live_versions()
+    }
+
+    /// The live activity at `key` and its version, if any.
+    pub fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
+        self.view.get(key)
+    }
+}
+
+impl Drop for ActivityIndex {
+    fn drop(&mut self) {
+        // Closing the channel makes the thread finish what is queued and exit.
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            join_writer(thread);
+        }
+    }
+}
+
+fn join_writer(thread: JoinHandle<()>) {
+    if thread.join().is_err() {
+        tracing::error!("the index writer thread panicked");
+    }
+}
+
+#[async_trait]
+impl Sink for ActivityIndex {
+    /// Applies the batch with the version guard and returns once it is committed and
+    /// visible to searches (group-committed with concurrent calls).
+    async fn apply(&self, records: &[ChangeRecord]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let stopped = || SinkError::Batch {
+            // Retrying is the honest answer: the pipeline stalls loudly (the thread's
+            // death is logged) rather than dead-lettering every record while the index is
+            // down.
+            retryable: true,
+            message: "the index writer has stopped; reopen the index".into(),
+        };
+        let Some(requests) = &self.requests else {
+            return Err(stopped());
+        };
+        let ops = prepare(&self.view.fields, records, now_us());
+        let (reply, outcome) = oneshot::channel();
+        requests
+            .send(Request { ops, reply })
+            .await
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+impl ActivityIndexReader {
+    /// Opens the index in `dir` without taking the writer lock. Fails with
+    /// [`IndexError::NoIndex`] if there is none.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        let no_index = || IndexError::NoIndex {
+            dir: dir.to_path_buf(),
+        };
+        if !dir.is_dir() {
+            return Err(no_index());
+        }
+        let directory = MmapDirectory::open(dir).map_err(|_| no_index())?;
+        match Index::exists(&directory) {
+            Ok(true) => {}
+            Ok(false) => return Err(no_index()),
+            Err(e) => {
+                return Err(IndexError::Io {
+                    context: format!("reading {}", dir.display()),
+                    source: std::io::Error::other(e),
+                })
+            }
+        }
+        let index = Index::open(directory).map_err(IndexError::tantivy(format!(
+            "opening the index at {}",
+            dir.display()
+        )))?;
+        let (index, fields) = prepare_index(index, dir)?;
+        let reader = manual_reader(&index)?;
+        Ok(Self {
+            view: IndexView {
+                reader,
+                fields,
+                reload_before_query: true,
+            },
+        })
+    }
+
+    /// Searches live activities; see [`ActivityQuery`].
+    pub fn search(&self, query: &ActivityQuery) -> Result<SearchPage, IndexError> {
+        self.view.search(query)
+    }
+
+    /// Counts live activities matching `query` per group; see [`GroupBy`].
+    pub fn aggregate(&self, query: &ActivityQuery, by: GroupBy) -> Result<Vec<Bucket>, IndexError> {
+        self.view.aggregate(query, by)
+    }
+
+    /// The version of every live activity (tombstones excluded), from the latest commit.
+    pub fn live_versions(&self) -> Result<HashMap<ItemKey, Version>, IndexError> {
+        self.view.live_versions()
+    }
+
+    /// The live activity at `key` and its version, if any.
+    pub fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
+        self.view.get(key)
+    }
+}
+
+/// Checks the schema and registers the Japanese analyzer (tokenizers are not persisted in
+/// the index; every open must register them before indexing or querying memo text).
+fn prepare_index(index: Index, dir: &Path) -> Result<(Index, Fields), IndexError> {
+    let fields =
+        Fields::from_schema(&index.schema()).map_err(|message| IndexError::SchemaMismatch {
+            dir: dir.to_path_buf(),
+            message,
+        })?;
+    index
+        .tokenizers()
+        .register(JA_TOKENIZER_NAME, JaBigramTokenizer);
+    Ok((index, fields))
+}
+
+fn manual_reader(index: &Index) -> Result<IndexReader, IndexError> {
+    index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(IndexError::tantivy("opening the index reader"))
+}
+
+/// One indexing thread per 20 MiB of budget, at most one per two cores (the rest of the
+/// pipeline needs CPU too) and at least one.
+fn writer_threads(memory_bytes: usize) -> Result<usize, IndexError> {
+    if memory_bytes < MIN_MEMORY_PER_THREAD {
+        return Err(IndexError::InvalidOptions(format!(
+            "writer_memory_bytes is {memory_bytes}; at least {MIN_MEMORY_PER_THREAD} (20 MiB) is needed"
+        )));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok((memory_bytes / MIN_MEMORY_PER_THREAD).clamp(1, (cores / 2).max(1)))
+}
+
+/// Reads the version map from the fast fields of every live document (activities and
+/// tombstones).
+fn load_versions(searcher: &Searcher) -> Result<VersionMap, IndexError> {
+    let mut versions = VersionMap::new();
+    scan_documents(searcher, |key, doc| {
+        let held = Held {
+            version: doc.version,
+            tombstone_at_us: doc.tombstone.then_some(doc.indexed_at_us),
+        };
+        // One document per key by construction; keep the newest should that ever break.
+        let entry = versions.entry(key.to_string()).or_insert(held);
+        if held.version > entry.version {
+            *entry = held;
+        }
+    })?;
+    Ok(versions)
+}
+
+struct ScannedDoc {
+    version: u64,
+    tombstone: bool,
+    indexed_at_us: i64,
+}
+
+/// Calls `visit(document key, doc)` for every live (not deleted) document, reading fast
+/// fields only: loading stored documents would be far slower for millions of items.
+fn scan_documents(
+    searcher: &Searcher,
+    mut visit: impl FnMut(&str, &ScannedDoc),
+) -> Result<(), IndexError> {
+    let mut key = String::new();
+    for segment in searcher.segment_readers() {
+        let fast = segment.fast_fields();
+        let context = || {
+            format!(
+                "reading the fast fields of segment {}",
+                segment.segment_id()
+            )
+        };
+        let (Some(keys), Some(kinds)) = (
+            fast.str(names::KEY)
+                .map_err(IndexError::tantivy(context()))?,
+            fast.str(names::KIND)
+                .map_err(IndexError::tantivy(context()))?,
+        ) else {
+            // A segment without any key holds no documents of ours.
+            continue;
+        };
+        let (Some(versions), Some(indexed_at)) = (
+            fast.column_opt::<u64>(names::VERSION)
+                .map_err(IndexError::tantivy(context()))?,
+            fast.column_opt::<i64>(names::INDEXED_AT_US)
+                .map_err(IndexError::tantivy(context()))?,
+        ) else {
+            continue;
+        };
+        let tombstone_ord = kinds
+            .dictionary()
+            .term_ord(KIND_TOMBSTONE)
+            .map_err(IndexError::io(context()))?;
+        for doc in 0..segment.max_doc() {
+            if segment.is_deleted(doc) {
+                continue;
+            }
+            let Some(key_ord) = keys.term_ords(doc).next() else {
+                continue;
+            };
+            if !keys
+                .ord_to_str(key_ord, &mut key)
+                .map_err(IndexError::io(context()))?
+            {
+                continue;
+            }
+            let tombstone = tombstone_ord.is_some() && kinds.term_ords(doc).next() == tombstone_ord;
+            visit(
+                &key,
+                &ScannedDoc {
+                    version: versions.first(doc).unwrap_or(0),
+                    tombstone,
+                    indexed_at_us: indexed_at.first(doc).unwrap_or(0),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+impl IndexView {
+    /// A searcher on the latest commit this handle can see.
+    pub(crate) fn searcher(&self) -> Result<Searcher, IndexError> {
+        if self.reload_before_query {
+            // Another process's merge may delete files between our reading of meta.json
+            // and opening them; the next attempt reads the newer meta.
+            let mut attempt = 0;
+            loop {
+                match self.reader.reload() {
+                    Ok(()) => break,
+                    Err(e) if attempt >= 2 => {
+                        return Err(IndexError::Tantivy {
+                            context: "reloading the index".into(),
+                            source: e,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "index reload failed; trying again");
+                        attempt += 1;
+                    }
+                }
+            }
+        }
+        Ok(self.reader.searcher())
+    }
+
+    pub(crate) fn live_versions(&self) -> Result<HashMap<ItemKey, Version>, IndexError> {
+        let searcher = self.searcher()?;
+        let mut out = HashMap::new();
+        scan_documents(&searcher, |key, doc| {
+            if doc.tombstone {
+                return;
+            }
+            if let Some(item) = parse_doc_key(key) {
+                let version = out.entry(item).or_insert(Version(doc.version));
+                version.0 = version.0.max(doc.version);
+            }
+        })?;
+        Ok(out)
+    }
+
+    pub(crate) fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
+        let searcher = self.searcher()?;
+        let query = TermQuery::new(
+            Term::from_field_text(self.fields.key, &crate::schema::doc_key(key)),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(IndexError::tantivy("looking a document up"))?;
+        let Some((_, address)) = top.into_iter().next() else {
+            return Ok(None);
+        };
+        let doc = self.load(&searcher, address)?;
+        Ok(doc.map(|(_, version, activity)| (version, activity)))
+    }
+
+    /// Reads a stored document back: `None` for a tombstone.
+    pub(crate) fn load(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+    ) -> Result<Option<(ItemKey, Version, ActivityLog)>, IndexError> {
+        let doc: TantivyDocument = searcher
+            .doc(address)
+            .map_err(IndexError::tantivy("reading a stored document"))?;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str().map(str::to_owned))
+        };
+        let doc_key = text(self.fields.key).unwrap_or_default();
+        let corrupt = |message: &str| IndexError::CorruptDocument {
+            key: doc_key.clone(),
+            message: message.to_string(),
+        };
+        if text(self.fields.kind).as_deref() != Some(KIND_ACTIVITY) {
+            return Ok(None);
+        }
+        let key = parse_doc_key(&doc_key).ok_or_else(|| corrupt("the key has no separator"))?;
+        let version = doc
+            .get_first(self.fields.version)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| corrupt("no version"))?;
+        let source = text(self.fields.source).ok_or_else(|| corrupt("no stored source"))?;
+        let activity: ActivityLog =
+            serde_json::from_str(&source).map_err(|e| corrupt(&format!("stored source: {e}")))?;
+        Ok(Some((key, Version(version), activity)))
+    }
+}

@@ -1,0 +1,245 @@
+//! The index schema ([`Fields`]) and the mapping between domain values and index
+//! documents: document keys, activity documents and tombstones.
+//!
+//! One document per item key: either a live activity (`kind = "activity"`) or a tombstone
+//! (`kind = "tombstone"`) that remembers the version of a deletion so that a stale
+//! replayed INSERT cannot bring the item back.
+
+use crate::tokenizer::JA_TOKENIZER_NAME;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, NumericOptions, Schema,
+    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
+};
+use tantivy::{DateTime, TantivyDocument};
+use tsunagu_domain::{ActivityLog, ItemKey, Version};
+
+pub(crate) const KIND_ACTIVITY: &str = "activity";
+pub(crate) const KIND_TOMBSTONE: &str = "tombstone";
+
+/// Separates partition and sort key in a document key. Ids may not contain control
+/// characters (see `ActivityLog::validate`), so the first 0x1F is the separator.
+const KEY_SEPARATOR: char = '\u{1F}';
+
+/// Field names, shared by the schema builder, the fast-field readers and the collectors.
+pub(crate) mod names {
+    pub const KEY: &str = "key";
+    pub const KIND: &str = "kind";
+    pub const VERSION: &str = "version";
+    pub const TENANT_ID: &str = "tenant_id";
+    pub const DEAL_ID: &str = "deal_id";
+    pub const COMPANY_ID: &str = "company_id";
+    pub const USER_ID: &str = "user_id";
+    pub const ACTION: &str = "action";
+    pub const RESULT: &str = "result";
+    pub const TAGS: &str = "tags";
+    pub const OCCURRED_AT: &str = "occurred_at";
+    pub const MEMO: &str = "memo";
+    pub const SORT_HASH: &str = "sort_hash";
+    pub const SOURCE: &str = "source";
+    pub const COMMITTED_AT_US: &str = "committed_at_us";
+    pub const INDEXED_AT_US: &str = "indexed_at_us";
+}
+
+/// Handles of every field of the schema.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub key: Field,
+    pub kind: Field,
+    pub version: Field,
+    pub tenant_id: Field,
+    pub deal_id: Field,
+    pub company_id: Field,
+    pub user_id: Field,
+    pub action: Field,
+    pub result: Field,
+    pub tags: Field,
+    pub occurred_at: Field,
+    pub memo: Field,
+    pub sort_hash: Field,
+    pub source: Field,
+    pub committed_at_us: Field,
+    pub indexed_at_us: Field,
+}
+
+/// The schema of a new index.
+pub(crate) fn build_schema() -> Schema {
+    use names::*;
+    let mut b = Schema::builder();
+    b.add_text_field(KEY, STRING | STORED | FAST);
+    b.add_text_field(KIND, STRING | STORED | FAST);
+    b.add_u64_field(VERSION, FAST | STORED | INDEXED);
+    // Raw (untokenized) keywords, fast so that they can be aggregated.
+    for name in [
+        TENANT_ID, DEAL_ID, COMPANY_ID, USER_ID, ACTION, RESULT, TAGS,
+    ] {
+        b.add_text_field(name, STRING | FAST);
+    }
+    b.add_date_field(
+        OCCURRED_AT,
+        DateOptions::default()
+            .set_indexed()
+            .set_stored()
+            .set_fast()
+            .set_precision(DateTimePrecision::Microseconds),
+    );
+    b.add_text_field(
+        MEMO,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(JA_TOKENIZER_NAME)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
+    b.add_u64_field(SORT_HASH, FAST | INDEXED | STORED);
+    b.add_text_field(SOURCE, STORED);
+    let fast_stored_i64 = NumericOptions::default().set_fast().set_stored();
+    b.add_i64_field(COMMITTED_AT_US, fast_stored_i64.clone());
+    b.add_i64_field(INDEXED_AT_US, fast_stored_i64);
+    b.build()
+}
+
+impl Fields {
+    /// Looks every field up by name. An error names what differs, for
+    /// [`crate::IndexError::SchemaMismatch`].
+    pub(crate) fn from_schema(schema: &Schema) -> Result<Fields, String> {
+        let expected = build_schema();
+        // Compare field by field: an index created by another program or an older
+        // version must not be written to with assumptions that do not hold.
+        for (_, entry) in expected.fields() {
+            match schema.get_field(entry.name()) {
+                Ok(field) if schema.get_field_entry(field) == entry => {}
+                Ok(_) => return Err(format!("field `{}` has other options", entry.name())),
+                Err(_) => return Err(format!("field `{}` is missing", entry.name())),
+            }
+        }
+        let f = |name: &str| {
+            schema
+                .get_field(name)
+                .map_err(|_| format!("field `{name}` is missing"))
+        };
+        use names::*;
+        Ok(Fields {
+            key: f(KEY)?,
+            kind: f(KIND)?,
+            version: f(VERSION)?,
+            tenant_id: f(TENANT_ID)?,
+            deal_id: f(DEAL_ID)?,
+            company_id: f(COMPANY_ID)?,
+            user_id: f(USER_ID)?,
+            action: f(ACTION)?,
+            result: f(RESULT)?,
+            tags: f(TAGS)?,
+            occurred_at: f(OCCURRED_AT)?,
+            memo: f(MEMO)?,
+            sort_hash: f(SORT_HASH)?,
+            source: f(SOURCE)?,
+            committed_at_us: f(COMMITTED_AT_US)?,
+            indexed_at_us: f(INDEXED_AT_US)?,
+        })
+    }
+}
+
+/// The unique document key of an item: partition, 0x1F, sort key.
+pub(crate) fn doc_key(key: &ItemKey) -> String {
+    format!("{}{KEY_SEPARATOR}{}", key.partition, key.sort)
+}
+
+/// The inverse of [`doc_key`].
+pub(crate) fn parse_doc_key(doc_key: &str) -> Option<ItemKey> {
+    doc_key
+        .split_once(KEY_SEPARATOR)
+        .map(|(partition, sort)| ItemKey::new(partition, sort))
+}
+
+pub(crate) fn to_tantivy_date(t: chrono::DateTime<chrono::Utc>) -> DateTime {
+    DateTime::from_timestamp_micros(t.timestamp_micros())
+}
+
+/// The document of a live activity. Fails only if the activity cannot be serialized for
+/// the stored `source` (which plain structs never do).
+pub(crate) fn activity_doc(
+    fields: &Fields,
+    key: &ItemKey,
+    version: Version,
+    activity: &ActivityLog,
+    committed_at_us: i64,
+    indexed_at_us: i64,
+) -> Result<TantivyDocument, serde_json::Error> {
+    let mut doc = common_doc(
+        fields,
+        key,
+        version,
+        KIND_ACTIVITY,
+        committed_at_us,
+        indexed_at_us,
+    );
+    doc.add_text(fields.tenant_id, &activity.tenant_id);
+    doc.add_text(fields.deal_id, &activity.deal_id);
+    doc.add_text(fields.company_id, &activity.company_id);
+    doc.add_text(fields.user_id, &activity.user_id);
+    doc.add_text(fields.action, activity.action.as_str());
+    if let Some(result) = &activity.result {
+        doc.add_text(fields.result, result);
+    }
+    for tag in &activity.tags {
+        doc.add_text(fields.tags, tag);
+    }
+    doc.add_date(fields.occurred_at, to_tantivy_date(activity.occurred_at));
+    doc.add_text(fields.memo, &activity.memo);
+    doc.add_text(fields.source, serde_json::to_string(activity)?);
+    Ok(doc)
+}
+
+/// The document that replaces a deleted item: its key, the deletion's version and when
+/// it was written (for retention).
+pub(crate) fn tombstone_doc(
+    fields: &Fields,
+    key: &ItemKey,
+    version: Version,
+    committed_at_us: i64,
+    indexed_at_us: i64,
+) -> TantivyDocument {
+    common_doc(
+        fields,
+        key,
+        version,
+        KIND_TOMBSTONE,
+        committed_at_us,
+        indexed_at_us,
+    )
+}
+
+fn common_doc(
+    fields: &Fields,
+    key: &ItemKey,
+    version: Version,
+    kind: &str,
+    committed_at_us: i64,
+    indexed_at_us: i64,
+) -> TantivyDocument {
+    let mut doc = TantivyDocument::new();
+    doc.add_text(fields.key, doc_key(key));
+    doc.add_text(fields.kind, kind);
+    doc.add_u64(fields.version, version.0);
+    doc.add_u64(fields.sort_hash, key.stable_hash());
+    doc.add_i64(fields.committed_at_us, committed_at_us);
+    doc.add_i64(fields.indexed_at_us, indexed_at_us);
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_keys_round_trip() {
+        let key = ItemKey::new("deal-1", "activity#a1");
+        assert_eq!(parse_doc_key(&doc_key(&key)), Some(key));
+        assert_eq!(parse_doc_key("no separator"), None);
+    }
+
+    #[test]
+    fn a_fresh_schema_matches_itself() {
+        assert!(Fields::from_schema(&build_schema()).is_ok());
+    }
+}

@@ -1,0 +1,314 @@
+//! The `Sink` contract: version guard, tombstones, per-record failures, group commit,
+//! rollback of a failed commit, durability across reopen, read-only handles.
+
+use super::*;
+use crate::{ActivityIndexReader, ActivityQuery, IndexError};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tsunagu_engine::ports::{Sink, SinkError};
+
+fn memo_of(index: &ActivityIndex, key: &ItemKey) -> Option<(u64, String)> {
+    index
+        .get(key)
+        .expect("get")
+        .map(|(version, a)| (version.0, a.memo))
+}
+
+#[tokio::test]
+async fn stale_and_equal_versions_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let mut a = activity("a1", "d1");
+    a.memo = "v5".into();
+    index.apply(&[upsert(&a, 5)]).await.expect("apply v5");
+
+    a.memo = "v3 stale".into();
+    index
+        .apply(&[upsert(&a, 3)])
+        .await
+        .expect("stale is a no-op success");
+    a.memo = "v5 again, other body".into();
+    index
+        .apply(&[upsert(&a, 5)])
+        .await
+        .expect("equal is a no-op success");
+    assert_eq!(memo_of(&index, &a.key()), Some((5, "v5".into())));
+
+    a.memo = "v6".into();
+    index.apply(&[upsert(&a, 6)]).await.expect("newer applies");
+    assert_eq!(memo_of(&index, &a.key()), Some((6, "v6".into())));
+    assert_eq!(index.live_versions().expect("versions").len(), 1);
+}
+
+#[tokio::test]
+async fn a_delete_leaves_a_tombstone_that_stale_inserts_cannot_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key;
+    {
+        let index = open(dir.path());
+        let a = activity("a1", "d1");
+        key = a.key();
+        index
+            .apply(&[upsert(&a, 1), upsert(&a, 2), remove(&key, 3)])
+            .await
+            .expect("apply");
+        assert_eq!(index.get(&key).expect("get"), None);
+        // A replayed INSERT older than the deletion does not resurrect the item.
+        index.apply(&[upsert(&a, 2)]).await.expect("stale insert");
+        assert_eq!(index.get(&key).expect("get"), None);
+        assert!(index.live_versions().expect("versions").is_empty());
+        assert_eq!(
+            index
+                .search(&ActivityQuery::default())
+                .expect("search")
+                .total,
+            0
+        );
+        index.close().await;
+    }
+    // The tombstone is durable: a reopened index still refuses the stale insert...
+    let index = open(dir.path());
+    let mut a = activity("a1", "d1");
+    index
+        .apply(&[upsert(&a, 3)])
+        .await
+        .expect("stale insert after reopen");
+    assert_eq!(index.get(&key).expect("get"), None);
+    // ...and accepts a re-creation with a newer version.
+    a.memo = "back".into();
+    index.apply(&[upsert(&a, 4)]).await.expect("re-create");
+    assert_eq!(memo_of(&index, &key), Some((4, "back".into())));
+    let versions = index.live_versions().expect("versions");
+    assert_eq!(versions, HashMap::from([(key, Version(4))]));
+}
+
+#[tokio::test]
+async fn a_bad_record_fails_alone_and_the_rest_of_the_batch_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let good1 = activity("a1", "d1");
+    let good2 = activity("a2", "d1");
+    let mut body = Entity::ActivityLog(activity("a3", "d1")).to_json();
+    body["action"] = serde_json::json!("fax");
+    let bad_body = record(
+        activity("a3", "d1").key(),
+        ChangeKind::Insert,
+        1,
+        Some(body),
+    );
+    let no_image = record(activity("a4", "d1").key(), ChangeKind::Modify, 1, None);
+
+    let err = index
+        .apply(&[upsert(&good1, 1), bad_body, upsert(&good2, 1), no_image])
+        .await
+        .expect_err("two records fail");
+    let SinkError::Records(failures) = err else {
+        panic!("expected per-record failures, got {err:?}");
+    };
+    assert_eq!(failures.len(), 2);
+    assert_eq!(failures[0].index, 1);
+    assert!(!failures[0].retryable);
+    assert!(
+        failures[0].message.contains("action"),
+        "{}",
+        failures[0].message
+    );
+    assert_eq!(failures[1].index, 3);
+    assert!(
+        failures[1].message.contains("new_image"),
+        "{}",
+        failures[1].message
+    );
+
+    let versions = index.live_versions().expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert!(versions.contains_key(&good1.key()) && versions.contains_key(&good2.key()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_are_all_visible_when_apply_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = Arc::new(open(dir.path()));
+    let mut tasks = Vec::new();
+    for lane in 0..8 {
+        let index = index.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..10 {
+                let records: Vec<_> = (0..5)
+                    .map(|i| {
+                        upsert(
+                            &activity(&format!("a{lane}-{batch}-{i}"), &format!("d{lane}")),
+                            1,
+                        )
+                    })
+                    .collect();
+                index.apply(&records).await.expect("apply");
+                // Visible as soon as apply returns: the last record of this batch is found.
+                let key = activity(&format!("a{lane}-{batch}-4"), &format!("d{lane}")).key();
+                assert!(index.get(&key).expect("get").is_some(), "{key} not visible");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(index.live_versions().expect("versions").len(), 8 * 10 * 5);
+    let total = index
+        .search(&ActivityQuery::default())
+        .expect("search")
+        .total;
+    assert_eq!(total, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_batches_share_one_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = Arc::new(open(dir.path()));
+    let commits_before = index.hooks.commits.load(Ordering::SeqCst);
+    let pause = index.hooks.pause.lock().expect("pause");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let index = index.clone();
+        tasks.push(tokio::spawn(async move {
+            index
+                .apply(&[upsert(&activity(&format!("a{i}"), "d1"), 1)])
+                .await
+        }));
+    }
+    // Wait until the writer holds the first request and the other 19 are queued.
+    let sender = index.requests.clone().expect("sender");
+    // (A blocking wait: the tasks run on the runtime's workers, and the lock must not be
+    // held across an await.)
+    while sender.max_capacity() - sender.capacity() < 19 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    drop(pause);
+    for task in tasks {
+        task.await.expect("task").expect("apply");
+    }
+    assert_eq!(
+        index.hooks.commits.load(Ordering::SeqCst),
+        commits_before + 1
+    );
+    assert_eq!(index.live_versions().expect("versions").len(), 20);
+}
+
+#[tokio::test]
+async fn a_failed_commit_is_retryable_and_rolled_back_completely() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let mut a = activity("a1", "d1");
+    a.memo = "v1".into();
+    index.apply(&[upsert(&a, 1)]).await.expect("v1");
+
+    index.hooks.fail_commits.store(1, Ordering::SeqCst);
+    a.memo = "v2".into();
+    let b = activity("b1", "d1");
+    let err = index
+        .apply(&[upsert(&a, 2), upsert(&b, 1)])
+        .await
+        .expect_err("injected failure");
+    assert!(
+        matches!(
+            err,
+            SinkError::Batch {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Nothing of the group is visible, and the version map forgot it too...
+    assert_eq!(memo_of(&index, &a.key()), Some((1, "v1".into())));
+    assert_eq!(index.get(&b.key()).expect("get"), None);
+    // ...so the retry really applies (it is not mistaken for a stale replay).
+    index
+        .apply(&[upsert(&a, 2), upsert(&b, 1)])
+        .await
+        .expect("retry");
+    assert_eq!(memo_of(&index, &a.key()), Some((2, "v2".into())));
+    assert!(index.get(&b.key()).expect("get").is_some());
+}
+
+#[tokio::test]
+async fn expired_tombstones_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = ActivityIndex::open(
+        dir.path(),
+        IndexOptions {
+            tombstone_retention: std::time::Duration::ZERO,
+            ..options()
+        },
+    )
+    .expect("open");
+    let a = activity("a1", "d1");
+    // The first group purges (nothing yet), the delete writes a tombstone.
+    index
+        .apply(&[upsert(&a, 1), remove(&a.key(), 2)])
+        .await
+        .expect("apply");
+    index.close().await;
+    // A new writer purges at its first group: with zero retention the tombstone goes, and
+    // (as documented) a stale insert is then accepted again.
+    let index = ActivityIndex::open(
+        dir.path(),
+        IndexOptions {
+            tombstone_retention: std::time::Duration::ZERO,
+            ..options()
+        },
+    )
+    .expect("reopen");
+    index.apply(&[upsert(&a, 1)]).await.expect("apply");
+    assert_eq!(
+        index.get(&a.key()).expect("get").map(|(v, _)| v),
+        Some(Version(1))
+    );
+}
+
+#[tokio::test]
+async fn read_only_handles_see_the_writers_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = ActivityIndexReader::open(&dir.path().join("missing")).err();
+    assert!(matches!(err, Some(IndexError::NoIndex { .. })), "{err:?}");
+    let err = ActivityIndex::open_read_only(dir.path()).err();
+    let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(message.contains("run `tsunagu replicate`"), "{message}");
+
+    let index = open(dir.path());
+    // A second writer is refused with a clear error while the first holds the lock.
+    let err = ActivityIndex::open(dir.path(), options()).err();
+    assert!(matches!(err, Some(IndexError::Locked { .. })), "{err:?}");
+
+    let reader = ActivityIndex::open_read_only(dir.path()).expect("read-only");
+    assert_eq!(
+        reader
+            .search(&ActivityQuery::default())
+            .expect("search")
+            .total,
+        0
+    );
+    let a = activity("a1", "d1");
+    index.apply(&[upsert(&a, 7)]).await.expect("apply");
+    // No reopen needed: the read-only handle reloads before each query.
+    assert_eq!(
+        reader
+            .search(&ActivityQuery::default())
+            .expect("search")
+            .total,
+        1
+    );
+    assert_eq!(
+        reader.get(&a.key()).expect("get").map(|(v, _)| v),
+        Some(Version(7))
+    );
+    assert_eq!(
+        reader.live_versions().expect("versions"),
+        index.live_versions().expect("versions")
+    );
+    index.close().await;
+
+    // After close, a new writer opens and sees the committed state.
+    let index = open(dir.path());
+    assert_eq!(index.get(&a.key()).expect("get").map(|(_, a)| a), Some(a));
+}

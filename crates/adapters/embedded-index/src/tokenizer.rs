@@ -1,0 +1,238 @@
+//! Japanese-aware text analysis without a dictionary: [`JaBigramTokenizer`].
+//!
+//! Morphological analyzers (lindera, sudachi) need a dictionary download of tens of
+//! megabytes; character bigrams need nothing and find every substring of two or more
+//! characters, which is what a salesperson searching memos expects (recall over precision).
+//!
+//! The text is NFKC-normalized (half-width ｱﾎﾟ becomes アポ, full-width ＺＯＯＭ becomes
+//! ZOOM) and lowercased, then split into runs:
+//! - CJK runs (Han, Hiragana, Katakana with the prolonged sound mark ー, Hangul) emit
+//!   overlapping character bigrams; a run of one character emits that character;
+//! - runs of other letters and digits emit one token per word;
+//! - everything else (spaces, punctuation, 、。「」・) separates runs.
+//!
+//! Every token takes the next position, so the bigrams of a query word form a phrase that
+//! matches exactly where the word occurs in a memo.
+
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+use unicode_normalization::UnicodeNormalization;
+
+/// The name under which [`JaBigramTokenizer`] is registered with an index.
+pub const JA_TOKENIZER_NAME: &str = "ja_bigram";
+
+/// The tokenizer of memo text (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JaBigramTokenizer;
+
+/// The tokens of one text, computed up front: normalization changes the text, so the
+/// stream has to own the normalized copy anyway, and memos are short (≤ 10,000 chars).
+///
+/// Offsets refer to the normalized text, not the original: nothing here highlights memo
+/// text, and NFKC has no cheap per-character offset mapping (ﾎﾟ composes into one ポ).
+pub struct JaBigramTokenStream {
+    tokens: Vec<Token>,
+    /// Index of the current token plus one; 0 before the first `advance`.
+    next: usize,
+    /// Returned by `token()` before the first `advance` (tantivy never does that).
+    empty: Token,
+}
+
+impl Tokenizer for JaBigramTokenizer {
+    type TokenStream<'a> = JaBigramTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> JaBigramTokenStream {
+        JaBigramTokenStream {
+            tokens: analyze(text),
+            next: 0,
+            empty: Token::default(),
+        }
+    }
+}
+
+impl TokenStream for JaBigramTokenStream {
+    fn advance(&mut self) -> bool {
+        if self.next < self.tokens.len() {
+            self.next += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn token(&self) -> &Token {
+        match self.next.checked_sub(1) {
+            Some(i) => &self.tokens[i],
+            None => &self.empty,
+        }
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        match self.next.checked_sub(1) {
+            Some(i) => &mut self.tokens[i],
+            None => &mut self.empty,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CharClass {
+    Cjk,
+    Word,
+    Separator,
+}
+
+/// Whether `c` belongs to a script written without spaces, which is indexed as bigrams.
+pub(crate) fn is_cjk(c: char) -> bool {
+    matches!(c,
+        // Hiragana, and Katakana with ー (U+30FC) but not the middle dot ・ (U+30FB),
+        // which separates words like a space does.
+        '\u{3041}'..='\u{309F}'
+        | '\u{30A0}'..='\u{30FA}'
+        | '\u{30FC}'..='\u{30FF}'
+        | '\u{31F0}'..='\u{31FF}'
+        // 々 〆 〇: iteration mark, shime, ideographic zero.
+        | '\u{3005}'..='\u{3007}'
+        // CJK unified ideographs, extension A, compatibility ideographs, extensions B+.
+        | '\u{3400}'..='\u{4DBF}'
+        | '\u{4E00}'..='\u{9FFF}'
+        | '\u{F900}'..='\u{FAFF}'
+        | '\u{20000}'..='\u{3FFFF}'
+        // Hangul jamo, compatibility jamo and syllables.
+        | '\u{1100}'..='\u{11FF}'
+        | '\u{3130}'..='\u{318F}'
+        | '\u{AC00}'..='\u{D7AF}')
+}
+
+fn classify(c: char) -> CharClass {
+    if is_cjk(c) {
+        CharClass::Cjk
+    } else if c.is_alphanumeric() {
+        CharClass::Word
+    } else {
+        CharClass::Separator
+    }
+}
+
+/// NFKC then lowercase: the same normalization for documents and queries.
+pub(crate) fn normalize(text: &str) -> String {
+    text.nfkc().collect::<String>().to_lowercase()
+}
+
+/// Tokenizes `text` (see the module docs). Positions start at 0 and increase by one per
+/// token.
+pub(crate) fn analyze(text: &str) -> Vec<Token> {
+    let normalized = normalize(text);
+    let mut tokens = Vec::new();
+    // (byte offset, char) pairs of the current run.
+    let mut run: Vec<(usize, char)> = Vec::new();
+    let mut run_class = CharClass::Separator;
+    for (offset, c) in normalized.char_indices() {
+        let class = classify(c);
+        if class != run_class {
+            flush_run(&normalized, &run, run_class, &mut tokens);
+            run.clear();
+            run_class = class;
+        }
+        if class != CharClass::Separator {
+            run.push((offset, c));
+        }
+    }
+    flush_run(&normalized, &run, run_class, &mut tokens);
+    tokens
+}
+
+fn flush_run(text: &str, run: &[(usize, char)], class: CharClass, tokens: &mut Vec<Token>) {
+    let (Some(&(start, _)), Some(&(last, last_char))) = (run.first(), run.last()) else {
+        return;
+    };
+    let end_of = |offset: usize, c: char| offset + c.len_utf8();
+    let mut push = |from: usize, to: usize| {
+        tokens.push(Token {
+            offset_from: from,
+            offset_to: to,
+            position: tokens.len(),
+            text: text[from..to].to_string(),
+            position_length: 1,
+        });
+    };
+    match class {
+        CharClass::Separator => {}
+        CharClass::Word => push(start, end_of(last, last_char)),
+        CharClass::Cjk if run.len() == 1 => push(start, end_of(last, last_char)),
+        CharClass::Cjk => {
+            for pair in run.windows(2) {
+                let (from, _) = pair[0];
+                let (second, c) = pair[1];
+                push(from, end_of(second, c));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(text: &str) -> Vec<String> {
+        let mut stream = JaBigramTokenizer.token_stream(text);
+        let mut out = Vec::new();
+        let mut expected_position = 0;
+        while stream.advance() {
+            let token = stream.token();
+            assert_eq!(
+                token.position, expected_position,
+                "positions increase by one"
+            );
+            expected_position += 1;
+            out.push(token.text.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn cjk_runs_become_overlapping_bigrams() {
+        assert_eq!(
+            texts("来週訪問のアポ獲得"),
+            ["来週", "週訪", "訪問", "問の", "のア", "アポ", "ポ獲", "獲得"]
+        );
+    }
+
+    #[test]
+    fn half_width_katakana_is_normalized() {
+        assert_eq!(texts("ｱﾎﾟ獲得"), ["アポ", "ポ獲", "獲得"]);
+        assert_eq!(texts("ｱﾎﾟ"), texts("アポ"));
+    }
+
+    #[test]
+    fn latin_words_are_lowercased_and_split_from_cjk() {
+        assert_eq!(texts("Zoom商談"), ["zoom", "商談"]);
+        assert_eq!(texts("ＺＯＯＭで商談"), ["zoom", "で商", "商談"]);
+        assert_eq!(texts("Web会議 2回目"), ["web", "会議", "2", "回目"]);
+    }
+
+    #[test]
+    fn punctuation_separates_and_single_characters_stand_alone() {
+        assert_eq!(
+            texts("先方、「了承」。部長・課長"),
+            ["先方", "了承", "部長", "課長"]
+        );
+        assert_eq!(texts("株 済"), ["株", "済"]);
+        assert_eq!(texts("サーバー"), ["サー", "ーバ", "バー"]);
+    }
+
+    #[test]
+    fn hangul_is_bigrammed_and_empty_text_has_no_tokens() {
+        assert_eq!(texts("안녕하세요"), ["안녕", "녕하", "하세", "세요"]);
+        assert!(texts("").is_empty());
+        assert!(texts(" 、。!? ").is_empty());
+    }
+
+    #[test]
+    fn offsets_point_into_the_normalized_text() {
+        let text = "Zoom商談";
+        let normalized = normalize(text);
+        for token in analyze(text) {
+            assert_eq!(&normalized[token.offset_from..token.offset_to], token.text);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Wiring: turns a validated [`Config`] into real adapters (the embedded store, the
+//! replication state, one embedded index per sink) and starts the engine over them. The
+//! only place that names concrete adapters.
+
+use crate::config::{Config, SinkConfig};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
+use tsunagu_embedded_store::primary::recorded_shard_count;
+use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
+use tsunagu_engine::ports::ApplyObserver;
+use tsunagu_engine::{Consumer, Engine, Pipeline};
+
+/// Resolves the config from the command line: the file if given (else the defaults), then
+/// `--data-dir`. Without a file, an existing store's shard count is adopted, so commands
+/// work on any data directory.
+pub fn resolve_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+    let mut config = match file {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = data_dir {
+        config.data_dir = dir.to_path_buf();
+    }
+    if file.is_none() {
+        if let Some(shards) = recorded_shard_count(&config.primary_path())? {
+            config.store.shard_count = shards;
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The primary store and the replication state of a data directory.
+#[derive(Clone)]
+pub struct Embedded {
+    pub config: Arc<Config>,
+    pub store: EmbeddedStore,
+    pub state: EmbeddedState,
+}
+
+impl Embedded {
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        let store = EmbeddedStore::open(
+            &config.primary_path(),
+            StoreOptions {
+                shard_count: config.store.shard_count,
+                retention: config.retention(),
+                external_poll_interval: Duration::from_millis(
+                    config.store.external_poll_interval_ms,
+                ),
+                ..StoreOptions::default()
+            },
+        )?;
+        let state = EmbeddedState::open(&config.state_path())?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            state,
+        })
+    }
+
+    /// Opens one sink for writing.
+    pub fn open_sink(&self, name: &str) -> anyhow::Result<Arc<ActivityIndex>> {
+        let sink = self
+            .config
+            .sinks
+            .get(name)
+            .with_context(|| format!("no sink named {name:?} in the config"))?;
+        match sink {
+            SinkConfig::EmbeddedIndex {
+                writer_memory_mb,
+                tombstone_retention_hours,
+            } => {
+                let dir = self.config.index_dir(name);
+                let index = ActivityIndex::open(
+                    &dir,
+                    IndexOptions {
+                        writer_memory_bytes: (*writer_memory_mb as usize) << 20,
+                        tombstone_retention: Duration::from_secs(tombstone_retention_hours * 3600),
+                    },
+                )
+                .with_context(|| format!("cannot open index {}", dir.display()))?;
+                Ok(Arc::new(index))
+            }
+        }
+    }
+
+    /// Opens every consumer's sink, by sink name.
+    pub fn open_sinks(&self) -> anyhow::Result<BTreeMap<String, Arc<ActivityIndex>>> {
+        self.config
+            .consumers
+            .iter()
+            .map(|c| Ok((c.sink.clone(), self.open_sink(&c.sink)?)))
+            .collect()
+    }
+
+    /// Starts every configured consumer over the store's change stream.
+    pub async fn start_pipeline(
+        &self,
+        sinks: &BTreeMap<String, Arc<ActivityIndex>>,
+        observers: Vec<Arc<dyn ApplyObserver>>,
+    ) -> anyhow::Result<Pipeline> {
+        let mut engine = Engine::new(
+            Arc::new(self.store.clone()),
+            Arc::new(self.state.clone()),
+            Arc::new(self.state.clone()),
+        );
+        for observer in observers {
+            engine = engine.with_observer(observer);
+        }
+        let consumers = self
+            .config
+            .consumers
+            .iter()
+            .map(|c| {
+                let sink = sinks.get(&c.sink).with_context(|| {
+                    format!("sink {:?} of consumer {:?} is not open", c.sink, c.name)
+                })?;
+                Ok(Consumer {
+                    config: c.clone(),
+                    sink: Arc::clone(sink) as Arc<dyn tsunagu_engine::ports::Sink>,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(engine.start(consumers).await?)
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: subcommands and their flags (clap). Values are checked here, before
+//! anything is opened.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tsunagu",
+    version,
+    about = "Replicate the activity log from its primary store into a search index, in order and without loss."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Config file (TOML). Without one, the embedded defaults are used.
+    #[arg(long, global = true, env = "TSUNAGU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (store, replication state, indexes); overrides the config's data_dir.
+    #[arg(long, global = true, env = "TSUNAGU_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the embedded pipeline, write a realistic sample, search it and report the
+    /// write-to-searchable lag. Exits on its own.
+    Demo(DemoArgs),
+    /// Run the replication pipeline until stopped (Ctrl-C or SIGTERM drain it gracefully).
+    Replicate,
+    /// Search the activity index (several filters combine with AND).
+    Search(SearchArgs),
+    /// Inspect and redrive the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Per consumer and shard: checkpoint, newest record, backlog, dead letters.
+    Status(StatusArgs),
+}
+
+impl Command {
+    pub fn is_long_running(&self) -> bool {
+        matches!(self, Command::Replicate)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Deals (営業案件) in the sample.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub deals: u32,
+    /// Activities written in bulk before the searches.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub activities: u32,
+    /// Activities written one by one at a steady rate, to measure lag.
+    #[arg(long, default_value_t = 400)]
+    pub paced_writes: u32,
+    /// Rate of the paced writes, per second.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub paced_rate: u32,
+    /// Seed of the sample generator.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Sink (index) to search.
+    #[arg(long, default_value = "activities")]
+    pub index: String,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Deal id; repeat for any of several.
+    #[arg(long = "deal")]
+    pub deals: Vec<String>,
+    #[arg(long = "company")]
+    pub companies: Vec<String>,
+    #[arg(long = "user")]
+    pub users: Vec<String>,
+    /// call, email, visit, online_meeting, letter or other; repeat for any of several.
+    #[arg(long = "action", value_parser = parse_action)]
+    pub actions: Vec<tsunagu_domain::ActionType>,
+    #[arg(long = "result")]
+    pub results: Vec<String>,
+    /// Tag; repeat to require every one.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Occurred at or after (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Occurred before (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Words that must all occur in the memo (Japanese works without spaces).
+    #[arg(long)]
+    pub text: Option<String>,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub limit: u32,
+    /// Resume after a previous page (its next_cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Count matches by action, user, deal, company, result, tag or day instead of listing them.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first.
+    List {
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with its whole record.
+    Show { id: u64 },
+    /// Apply dead letters to their consumer's sink again and remove those that succeed.
+    /// Stop `tsunagu replicate` first: the index accepts one writer at a time.
+    Redrive {
+        #[arg(long, default_value = "search")]
+        consumer: String,
+        /// Only these ids (default: all of the consumer's).
+        #[arg(long = "id")]
+        ids: Vec<u64>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_action(s: &str) -> Result<tsunagu_domain::ActionType, String> {
+    tsunagu_domain::ActionType::parse(s)
+}
+
+/// RFC 3339, or a bare date taken as midnight UTC.
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            format!("{s:?} is not a time: use RFC 3339 (2026-04-01T09:00:00+09:00) or YYYY-MM-DD")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times_accept_rfc3339_and_dates() {
+        assert_eq!(
+            parse_time("2026-04-01").unwrap().to_rfc3339(),
+            "2026-04-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-04-01T09:00:00+09:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-04-01T00:00:00+00:00"
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}

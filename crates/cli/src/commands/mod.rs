@@ -1,0 +1,81 @@
+//! One module per subcommand. Each takes the resolved config and its own arguments and
+//! returns the process's exit code.
+
+mod demo;
+mod dlq;
+mod replicate;
+mod search;
+mod status;
+
+use crate::app::resolve_config;
+use crate::cli::{Cli, Command};
+use std::process::ExitCode;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = cli.data_dir.clone();
+    match cli.command {
+        Command::Demo(args) => {
+            // The demo makes its own directory unless told where to work.
+            let dir = match (&data_dir, &cli.config) {
+                (Some(dir), _) => Some(dir.clone()),
+                (None, None) => Some(demo::fresh_dir()?),
+                (None, Some(_)) => None,
+            };
+            let config = resolve_config(cli.config.as_deref(), dir.as_deref())?;
+            demo::run(config, args).await
+        }
+        Command::Replicate => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            replicate::run(config).await
+        }
+        Command::Search(args) => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            search::run(&config, args)
+        }
+        Command::Dlq { command } => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            dlq::run(config, command).await
+        }
+        Command::Status(args) => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            status::run(config, args).await
+        }
+    }
+}
+
+/// Waits until every consumer's checkpoints have reached the newest record of every
+/// shard, i.e. everything written so far is searchable.
+pub(crate) async fn wait_caught_up(
+    embedded: &crate::app::Embedded,
+    pipeline: &tsunagu_engine::Pipeline,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use tsunagu_engine::ports::ChangeSource;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut latest = std::collections::HashMap::new();
+    for shard in embedded.store.shards().await? {
+        if let Some(p) = embedded.store.latest_position(&shard.id).await? {
+            latest.insert(shard.id, p.0.parse::<u64>().unwrap_or(0));
+        }
+    }
+    loop {
+        let caught_up = pipeline.status().iter().all(|consumer| {
+            latest.iter().all(|(shard, newest)| {
+                consumer.shards.iter().any(|s| {
+                    &s.shard == shard
+                        && s.checkpoint
+                            .as_ref()
+                            .and_then(|p| p.0.parse::<u64>().ok())
+                            .is_some_and(|cp| cp >= *newest)
+                })
+            })
+        });
+        if caught_up {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("replication did not catch up within {timeout:?}; see `tsunagu status`");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

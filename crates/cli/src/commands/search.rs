@@ -1,0 +1,93 @@
+//! `tsunagu search`: multi-axis queries and counts against an embedded index. Opens the
+//! index read-only, so it works while `tsunagu replicate` runs.
+
+use crate::cli::SearchArgs;
+use crate::config::Config;
+use anyhow::Context;
+use std::process::ExitCode;
+use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
+
+pub fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let group_by = args
+        .group_by
+        .as_deref()
+        .map(GroupBy::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let cursor = args.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let query = ActivityQuery {
+        tenant_id: args.tenant,
+        deal_ids: args.deals,
+        company_ids: args.companies,
+        user_ids: args.users,
+        actions: args.actions,
+        results: args.results,
+        tags_all: args.tags,
+        occurred_from: args.from,
+        occurred_to: args.to,
+        text: args.text,
+        limit: args.limit as usize,
+        cursor,
+    };
+    if !config.sinks.contains_key(&args.index) {
+        anyhow::bail!(
+            "no index named {:?}; configured: {}",
+            args.index,
+            config.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let dir = config.index_dir(&args.index);
+    let index = ActivityIndex::open_read_only(&dir)?;
+    match group_by {
+        Some(by) => {
+            let buckets = index.aggregate(&query, by).context("aggregation failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&buckets)?);
+            } else {
+                print_buckets(by, &buckets);
+            }
+        }
+        None => {
+            let page = index.search(&query).context("search failed")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print_page(&page);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per hit, newest first.
+pub(crate) fn print_page(page: &SearchPage) {
+    println!("{} match(es)", page.total);
+    for hit in &page.hits {
+        let a = &hit.activity;
+        let memo: String = a.memo.chars().take(48).collect();
+        let ellipsis = if a.memo.chars().count() > 48 {
+            "…"
+        } else {
+            ""
+        };
+        println!(
+            "  {}  {:<14} {:<10} {:<11} {:<13} [{}] {memo}{ellipsis}",
+            a.occurred_at.format("%Y-%m-%d %H:%M"),
+            a.action.as_str(),
+            a.user_id,
+            a.deal_id,
+            a.result.as_deref().unwrap_or("-"),
+            a.tags.join(", "),
+        );
+    }
+    if let Some(cursor) = &page.next_cursor {
+        println!("  next page: --cursor {cursor}");
+    }
+}
+
+pub(crate) fn print_buckets(by: GroupBy, buckets: &[Bucket]) {
+    println!("count by {}:", by.as_str());
+    for b in buckets {
+        println!("  {:<20} {:>8}", b.key, b.count);
+    }
+}

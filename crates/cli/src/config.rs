@@ -1,0 +1,375 @@
+//! The config file (TOML, versioned) and its pure validation. Everything has a default, so
+//! no file at all runs the embedded pipeline with one consumer, `search`, into the embedded
+//! index `activities`.
+//!
+//! ```toml
+//! version = 1
+//! data_dir = "./data"
+//!
+//! [store]
+//! shard_count = 4
+//! retention_hours = 24
+//!
+//! [sinks.activities]
+//! type = "embedded_index"
+//!
+//! [[consumers]]
+//! name = "search"
+//! sink = "activities"
+//! batch_size = 100
+//! parallelization_factor = 2
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tsunagu_engine::{ConfigError, ConsumerConfig};
+
+/// The config file format this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Where the store, the replication state and the indexes live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default = "default_sinks")]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    #[serde(default = "default_consumers")]
+    pub consumers: Vec<ConsumerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Shards of the change stream; fixed when the store is created.
+    #[serde(default = "default_shard_count")]
+    pub shard_count: u32,
+    /// How long change records are kept.
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+    /// How often an idle reader looks for records written by another process.
+    #[serde(default = "default_external_poll_interval_ms")]
+    pub external_poll_interval_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            shard_count: default_shard_count(),
+            retention_hours: default_retention_hours(),
+            external_poll_interval_ms: default_external_poll_interval_ms(),
+        }
+    }
+}
+
+/// A sink, by type. Closed set: an unknown `type` is an error naming the choices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// The embedded search index, in `<data_dir>/index/<sink name>`.
+    EmbeddedIndex {
+        /// Memory the index writer may buffer before flushing a segment.
+        #[serde(default = "default_writer_memory_mb")]
+        writer_memory_mb: u64,
+        /// How long a deletion's tombstone is kept, to fend off stale replays.
+        #[serde(default = "default_tombstone_retention_hours")]
+        tombstone_retention_hours: u64,
+    },
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./tsunagu-data")
+}
+fn default_shard_count() -> u32 {
+    4
+}
+fn default_retention_hours() -> u64 {
+    24
+}
+fn default_external_poll_interval_ms() -> u64 {
+    20
+}
+fn default_writer_memory_mb() -> u64 {
+    64
+}
+fn default_tombstone_retention_hours() -> u64 {
+    24 * 7
+}
+fn default_sinks() -> BTreeMap<String, SinkConfig> {
+    BTreeMap::from([(
+        "activities".to_string(),
+        SinkConfig::EmbeddedIndex {
+            writer_memory_mb: default_writer_memory_mb(),
+            tombstone_retention_hours: default_tombstone_retention_hours(),
+        },
+    )])
+}
+fn default_consumers() -> Vec<ConsumerConfig> {
+    vec![ConsumerConfig::named("search")]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            data_dir: default_data_dir(),
+            store: StoreSection::default(),
+            sinks: default_sinks(),
+            consumers: default_consumers(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config file {path}: {source}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: ConfigError,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, LoadError> {
+        // toml's messages carry the line, the column and the offending key.
+        let config: Config = toml::from_str(text).map_err(|e| LoadError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|source| LoadError::Invalid {
+            path: origin.to_string(),
+            source,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the whole config without touching the disk or the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field: &str, message: String| {
+            Err(ConfigError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        if self.version != CONFIG_VERSION {
+            return fail(
+                "version",
+                format!(
+                    "is {}, but this build reads version {CONFIG_VERSION}",
+                    self.version
+                ),
+            );
+        }
+        if self.store.shard_count == 0 || self.store.shard_count > 1024 {
+            return fail(
+                "store.shard_count",
+                format!("must be between 1 and 1024, got {}", self.store.shard_count),
+            );
+        }
+        if self.store.retention_hours == 0 {
+            return fail("store.retention_hours", "must be at least 1".into());
+        }
+        if self.store.external_poll_interval_ms == 0 {
+            return fail(
+                "store.external_poll_interval_ms",
+                "must be at least 1".into(),
+            );
+        }
+        for (name, sink) in &self.sinks {
+            let valid_name = !name.is_empty()
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !valid_name {
+                return fail(
+                    &format!("sinks.{name}"),
+                    "is not a valid sink name: use a-z, 0-9, '-' and '_'".into(),
+                );
+            }
+            match sink {
+                SinkConfig::EmbeddedIndex {
+                    writer_memory_mb,
+                    tombstone_retention_hours,
+                } => {
+                    if !(15..=4096).contains(writer_memory_mb) {
+                        return fail(
+                            &format!("sinks.{name}.writer_memory_mb"),
+                            format!("must be between 15 and 4096, got {writer_memory_mb}"),
+                        );
+                    }
+                    if *tombstone_retention_hours < self.store.retention_hours {
+                        return fail(
+                            &format!("sinks.{name}.tombstone_retention_hours"),
+                            format!(
+                                "must be at least store.retention_hours ({}): a tombstone dropped earlier lets a replayed change resurrect a deleted item",
+                                self.store.retention_hours
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if self.consumers.is_empty() {
+            return fail("consumers", "must list at least one consumer".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut sinks_used = std::collections::HashMap::new();
+        for (i, consumer) in self.consumers.iter().enumerate() {
+            let prefix = format!("consumers[{i}]");
+            consumer.validate(&prefix)?;
+            if !names.insert(consumer.name.as_str()) {
+                return fail(
+                    &format!("{prefix}.name"),
+                    format!(
+                        "{:?} is used twice; consumer names must be unique",
+                        consumer.name
+                    ),
+                );
+            }
+            if !self.sinks.contains_key(&consumer.sink) {
+                return fail(
+                    &format!("{prefix}.sink"),
+                    format!(
+                        "names sink {:?}, which is not defined; defined sinks: {}",
+                        consumer.sink,
+                        self.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+            if let Some(other) = sinks_used.insert(consumer.sink.as_str(), consumer.name.as_str()) {
+                return fail(
+                    &format!("{prefix}.sink"),
+                    format!(
+                        "{:?} is already the sink of consumer {other:?}; give each consumer its own sink",
+                        consumer.sink
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.store.retention_hours * 3600)
+    }
+
+    pub fn primary_path(&self) -> PathBuf {
+        self.data_dir.join("primary.db")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.data_dir.join("state.db")
+    }
+
+    pub fn index_dir(&self, sink: &str) -> PathBuf {
+        self.data_dir.join("index").join(sink)
+    }
+
+    pub fn consumer(&self, name: &str) -> Option<&ConsumerConfig> {
+        self.consumers.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_the_embedded_defaults() {
+        let c = Config::parse("version = 1\n", "test").unwrap();
+        assert_eq!(c.consumers.len(), 1);
+        assert_eq!(c.consumers[0].name, "search");
+        assert!(c.sinks.contains_key("activities"));
+        assert_eq!(c.store.shard_count, 4);
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let text = r#"
+version = 1
+data_dir = "/var/lib/tsunagu"
+[store]
+shard_count = 8
+retention_hours = 48
+[sinks.activities]
+type = "embedded_index"
+[sinks.audit]
+type = "embedded_index"
+writer_memory_mb = 32
+tombstone_retention_hours = 100
+[[consumers]]
+name = "search"
+sink = "activities"
+batch_size = 500
+batching_window_ms = 5
+parallelization_factor = 16
+ordering = "partition_key"
+max_retry_attempts = 4
+max_record_age_seconds = 3600
+[[consumers]]
+name = "audit"
+sink = "audit"
+batch_size = 1
+"#;
+        let c = Config::parse(text, "test").unwrap();
+        assert_eq!(c.consumers[0].parallelization_factor, 16);
+        assert_eq!(c.consumers[1].batch_size, 1);
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{}", Config::parse(text, "tsunagu.toml").unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_line() {
+        let e = error_of("version = 1\n[[consumers]]\nname = \"search\"\nbatch_size = 0\n");
+        assert!(
+            e.contains("consumers[0].batch_size") && e.contains("between 1 and 10000"),
+            "{e}"
+        );
+        let e = error_of("version = 1\n[store]\nshard_cnt = 3\n");
+        assert!(e.contains("shard_cnt") && e.contains("line 3"), "{e}");
+        let e = error_of("version = 2\n");
+        assert!(e.contains("`version`"), "{e}");
+        let e = error_of("version = 1\n[sinks.x]\ntype = \"solr\"\n");
+        assert!(e.contains("solr") && e.contains("embedded_index"), "{e}");
+        let e = error_of("version = 1\n[[consumers]]\nname = \"a\"\nsink = \"nope\"\n");
+        assert!(
+            e.contains("consumers[0].sink") && e.contains("activities"),
+            "{e}"
+        );
+        let e = error_of("version = 1\n[[consumers]]\nname = \"a\"\n[[consumers]]\nname = \"b\"\n");
+        assert!(
+            e.contains("consumers[1].sink") && e.contains("own sink"),
+            "{e}"
+        );
+        let e = error_of("batch_size = 3\n");
+        assert!(e.contains("version"), "{e}");
+    }
+}
