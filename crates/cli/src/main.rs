@@ -1,15 +1,9 @@
 //! `tsunagu`: one binary, several jobs. This file only parses the command line, sets up
-//! logging and the async runtime, and hands over to [`commands`]; errors are printed with
-//! their whole chain.
-
-mod app;
-mod cli;
-mod commands;
-mod config;
-mod lag;
-mod sample;
+//! logging and the async runtime, and hands over to the library's commands; errors are
+//! printed with their whole chain.
 
 use clap::Parser;
+use tsunagu::{cli, commands};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,6 +1,6 @@
 //! Opening the index: [`ActivityIndex`] (the writer, which is the engine's `Sink`) and
 //! [`ActivityIndexReader`] (read-only, for another process such as the CLI's `search`
-//! while `replicate` runs). Both query through the same [`IndexView`].
+//! while `replicate` runs). Both query through the same internal `IndexView`.
 
 use crate::error::IndexError;
 use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage};

@@ -285,9 +285,13 @@ impl WriterThread {
             },
         );
         // Replace the document: the delete only affects documents added before it, so the
-        // new one survives.
-        self.writer
-            .delete_term(Term::from_field_text(self.fields.key, &key));
+        // new one survives. The map mirrors the index exactly, so a key it does not hold has
+        // no document to delete; skipping the delete spares every commit from applying it
+        // to every segment (most changes are inserts of new items).
+        if held.is_some() {
+            self.writer
+                .delete_term(Term::from_field_text(self.fields.key, &key));
+        }
         self.writer.add_document(doc)?;
         Ok(Applied::Changed)
     }

@@ -6,17 +6,17 @@
 use super::search::{print_buckets, print_page};
 use super::wait_caught_up;
 use crate::app::Embedded;
+use crate::check::index_drift;
 use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::lag::LagRecorder;
 use crate::sample::{Sample, TENANTS};
 use anyhow::Context;
 use chrono::{Duration as Days, Utc};
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu_domain::{ActionType, ActivityLog, Entity, ItemKey};
+use tsunagu_domain::{ActionType, ActivityLog, Entity};
 use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, GroupBy};
 use tsunagu_embedded_store::{Condition, WriteOp};
 use tsunagu_engine::ports::ApplyObserver;
@@ -252,31 +252,21 @@ async fn write_all(embedded: &Embedded, activities: &[ActivityLog]) -> anyhow::R
     Ok(())
 }
 
-/// Compares every item's version in the primary with the index. Prints the verdict.
-pub(crate) async fn check_index_matches_primary(
-    embedded: &Embedded,
-    index: &ActivityIndex,
-) -> anyhow::Result<bool> {
-    let primary: BTreeMap<ItemKey, tsunagu_domain::Version> =
-        embedded.store.versions().await?.into_iter().collect();
-    let indexed: BTreeMap<ItemKey, tsunagu_domain::Version> =
-        index.live_versions()?.into_iter().collect();
-    let missing = primary.keys().filter(|k| !indexed.contains_key(*k)).count();
-    let extra = indexed.keys().filter(|k| !primary.contains_key(*k)).count();
-    let stale = primary
-        .iter()
-        .filter(|(k, v)| indexed.get(*k).is_some_and(|iv| iv != *v))
-        .count();
-    if missing + extra + stale == 0 {
+/// Compares every item's version in the primary with the index and prints the verdict.
+async fn check_index_matches_primary(embedded: &Embedded, index: &ActivityIndex) -> anyhow::Result<bool> {
+    let drift = index_drift(embedded, index).await?;
+    if drift.is_clean() {
         println!(
             "4. check: the index equals the primary ({} items, same versions) ✓",
-            primary.len()
+            drift.checked
         );
-        Ok(true)
     } else {
         println!(
-            "4. CHECK FAILED: index differs from the primary: {missing} missing, {extra} extra, {stale} stale"
+            "4. CHECK FAILED: the index differs from the primary: {} missing, {} extra, {} stale",
+            drift.missing.len(),
+            drift.extra.len(),
+            drift.stale.len()
         );
-        Ok(false)
     }
+    Ok(drift.is_clean())
 }

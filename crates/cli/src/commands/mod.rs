@@ -1,7 +1,7 @@
 //! One module per subcommand. Each takes the resolved config and its own arguments and
 //! returns the process's exit code.
 
-mod demo;
+pub mod demo;
 mod dlq;
 mod replicate;
 mod search;
@@ -45,7 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Waits until every consumer's checkpoints have reached the newest record of every
 /// shard, i.e. everything written so far is searchable.
-pub(crate) async fn wait_caught_up(
+pub async fn wait_caught_up(
     embedded: &crate::app::Embedded,
     pipeline: &tsunagu_engine::Pipeline,
     timeout: std::time::Duration,

@@ -1,0 +1,18 @@
+//! The `tsunagu` binary's library: everything between the command line and the crates
+//! that do the work.
+//!
+//! - [`cli`]: subcommands and flags.
+//! - [`config`]: the versioned TOML config and its validation.
+//! - [`app`]: wiring, the one place that picks concrete adapters for a config.
+//! - [`commands`]: one module per subcommand.
+//! - [`check`]: compares an index with the primary.
+//! - [`lag`]: commit → searchable lag recording.
+//! - [`sample`]: a realistic generator of sales activity.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod lag;
+pub mod sample;
