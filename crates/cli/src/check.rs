@@ -26,12 +26,21 @@ impl Drift {
 }
 
 pub async fn index_drift(embedded: &Embedded, index: &ActivityIndex) -> anyhow::Result<Drift> {
-    let primary: BTreeMap<ItemKey, Version> = embedded.store.versions().await?.into_iter().collect();
+    let primary: BTreeMap<ItemKey, Version> =
+        embedded.store.versions().await?.into_iter().collect();
     let indexed: BTreeMap<ItemKey, Version> = index.live_versions()?.into_iter().collect();
     Ok(Drift {
         checked: primary.len() as u64,
-        missing: primary.keys().filter(|k| !indexed.contains_key(*k)).cloned().collect(),
-        extra: indexed.keys().filter(|k| !primary.contains_key(*k)).cloned().collect(),
+        missing: primary
+            .keys()
+            .filter(|k| !indexed.contains_key(*k))
+            .cloned()
+            .collect(),
+        extra: indexed
+            .keys()
+            .filter(|k| !primary.contains_key(*k))
+            .cloned()
+            .collect(),
         stale: primary
             .iter()
             .filter(|(k, v)| indexed.get(*k).is_some_and(|iv| iv != *v))

@@ -38,7 +38,7 @@ pub enum Command {
     /// Run the replication pipeline until stopped (Ctrl-C or SIGTERM drain it gracefully).
     Replicate,
     /// Search the activity index (several filters combine with AND).
-    Search(SearchArgs),
+    Search(Box<SearchArgs>),
     /// Inspect and redrive the dead-letter queue.
     Dlq {
         #[command(subcommand)]

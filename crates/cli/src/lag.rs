@@ -53,6 +53,12 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
+impl Default for LagRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl LagRecorder {
     pub fn new() -> Self {
         Self {

@@ -3,8 +3,8 @@
 //! printed with their whole chain.
 
 use clap::Parser;
-use tsunagu::{cli, commands};
 use std::process::ExitCode;
+use tsunagu::{cli, commands};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

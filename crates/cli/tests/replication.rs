@@ -21,7 +21,10 @@ use tsunagu_engine::ConsumerConfig;
 const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
 
 fn config(dir: &std::path::Path, extra: &str) -> Config {
-    let text = format!("version = 1\ndata_dir = {:?}\n{extra}", dir.display().to_string());
+    let text = format!(
+        "version = 1\ndata_dir = {:?}\n{extra}",
+        dir.display().to_string()
+    );
     Config::parse(&text, "test").unwrap()
 }
 
@@ -83,7 +86,10 @@ async fn close_index(mut index: Arc<ActivityIndex>) {
         match Arc::try_unwrap(index) {
             Ok(index) => return index.close().await,
             Err(still_shared) => {
-                assert!(start.elapsed() < Duration::from_secs(10), "index still in use");
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "index still in use"
+                );
                 index = still_shared;
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -94,7 +100,10 @@ async fn close_index(mut index: Arc<ActivityIndex>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_stream_then_restart_delivers_everything_once_in_effect() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), "[[consumers]]\nname = \"search\"\nbatch_size = 7\nparallelization_factor = 3\n");
+    let config = config(
+        dir.path(),
+        "[[consumers]]\nname = \"search\"\nbatch_size = 7\nparallelization_factor = 3\n",
+    );
     let embedded = Embedded::open(config).unwrap();
     let mut sample = Sample::new(3, 60, Utc::now());
 
@@ -123,7 +132,14 @@ async fn a_crash_mid_stream_then_restart_delivers_everything_once_in_effect() {
     pipeline.shutdown().await;
     assert_eq!(embedded.state.count("search").await.unwrap(), 0);
     // Same content, not only the same versions.
-    for (key, _) in embedded.store.versions().await.unwrap().into_iter().step_by(97) {
+    for (key, _) in embedded
+        .store
+        .versions()
+        .await
+        .unwrap()
+        .into_iter()
+        .step_by(97)
+    {
         let stored = embedded.store.get(&key).await.unwrap().unwrap();
         let Entity::ActivityLog(expected) = Entity::from_json(&stored.body).unwrap();
         let (version, indexed) = index.get(&key).unwrap().unwrap();
@@ -152,12 +168,19 @@ async fn a_corrupt_record_is_dead_lettered_whole_while_the_rest_is_indexed() {
     })
     .unwrap();
     let bad_key = good.key();
-    embedded.store.put(bad_key.clone(), bad.clone(), Condition::None).await.unwrap();
+    embedded
+        .store
+        .put(bad_key.clone(), bad.clone(), Condition::None)
+        .await
+        .unwrap();
     write_sample(&embedded, &mut sample, 100).await;
 
     let start = Instant::now();
     while embedded.state.count("search").await.unwrap() == 0 {
-        assert!(start.elapsed() < Duration::from_secs(20), "nothing was dead-lettered");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing was dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Everything else is indexed; only the corrupt item is missing.
@@ -167,39 +190,71 @@ async fn a_corrupt_record_is_dead_lettered_whole_while_the_rest_is_indexed() {
         if drift.missing == [bad_key.clone()] && drift.extra.is_empty() && drift.stale.is_empty() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "drift: {drift:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "drift: {drift:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let letters = embedded.state.list(Some("search"), 0, 10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].record.key, bad_key);
-    assert_eq!(letters[0].record.new_image.as_ref().unwrap().body, bad, "the full record is kept");
-    assert!(letters[0].error.contains("action"), "the error names the field: {}", letters[0].error);
+    assert_eq!(
+        letters[0].record.new_image.as_ref().unwrap().body,
+        bad,
+        "the full record is kept"
+    );
+    assert!(
+        letters[0].error.contains("action"),
+        "the error names the field: {}",
+        letters[0].error
+    );
     pipeline.shutdown().await;
     drop(sinks);
     close_index(index).await;
     let data_dir = dir.path().to_str().unwrap();
 
     // The commands an operator uses.
-    let list = Command::new(BIN).args(["dlq", "list", "--data-dir", data_dir]).output().unwrap();
+    let list = Command::new(BIN)
+        .args(["dlq", "list", "--data-dir", data_dir])
+        .output()
+        .unwrap();
     assert!(list.status.success());
     assert!(String::from_utf8_lossy(&list.stdout).contains(&bad_key.to_string()));
     let show = Command::new(BIN)
-        .args(["dlq", "show", &letters[0].id.to_string(), "--data-dir", data_dir])
+        .args([
+            "dlq",
+            "show",
+            &letters[0].id.to_string(),
+            "--data-dir",
+            data_dir,
+        ])
         .output()
         .unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["record"]["new_image"]["body"], bad);
     // Still broken: the redrive fails and says why, the letter stays.
-    let redrive = Command::new(BIN).args(["dlq", "redrive", "--data-dir", data_dir]).output().unwrap();
-    assert_eq!(redrive.status.code(), Some(2), "{}", String::from_utf8_lossy(&redrive.stderr));
+    let redrive = Command::new(BIN)
+        .args(["dlq", "redrive", "--data-dir", data_dir])
+        .output()
+        .unwrap();
+    assert_eq!(
+        redrive.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
     assert_eq!(embedded.state.count("search").await.unwrap(), 1);
 
     // The application corrects the item; the fix replicates, and the redrive of the old
     // record is then harmless (older version) and clears the queue.
     embedded
         .store
-        .put(bad_key.clone(), Entity::ActivityLog(good.clone()).to_json(), Condition::None)
+        .put(
+            bad_key.clone(),
+            Entity::ActivityLog(good.clone()).to_json(),
+            Condition::None,
+        )
         .await
         .unwrap();
     let sinks = embedded.open_sinks().unwrap();
@@ -209,8 +264,15 @@ async fn a_corrupt_record_is_dead_lettered_whole_while_the_rest_is_indexed() {
     pipeline.shutdown().await;
     drop(sinks);
     close_index(index).await;
-    let redrive = Command::new(BIN).args(["dlq", "redrive", "--data-dir", data_dir]).output().unwrap();
-    assert!(redrive.status.success(), "{}", String::from_utf8_lossy(&redrive.stderr));
+    let redrive = Command::new(BIN)
+        .args(["dlq", "redrive", "--data-dir", data_dir])
+        .output()
+        .unwrap();
+    assert!(
+        redrive.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
     assert_eq!(embedded.state.count("search").await.unwrap(), 0);
     let index = embedded.open_sink("activities").unwrap();
     assert_eq!(index.get(&bad_key).unwrap().unwrap().1, good);
@@ -289,14 +351,21 @@ async fn replaying_old_change_records_never_changes_the_index() {
 fn a_bad_config_file_is_refused_with_the_field_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tsunagu.toml");
-    std::fs::write(&path, "version = 1\n[[consumers]]\nname = \"search\"\nbatch_size = 20000\n").unwrap();
+    std::fs::write(
+        &path,
+        "version = 1\n[[consumers]]\nname = \"search\"\nbatch_size = 20000\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["replicate", "--config", path.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("consumers[0].batch_size") && stderr.contains("10000"), "{stderr}");
+    assert!(
+        stderr.contains("consumers[0].batch_size") && stderr.contains("10000"),
+        "{stderr}"
+    );
 
     std::fs::write(&path, "version = 1\n[store]\nshards = 4\n").unwrap();
     let out = Command::new(BIN)
@@ -305,7 +374,10 @@ fn a_bad_config_file_is_refused_with_the_field_and_line() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("shards") && stderr.contains("line 3"), "{stderr}");
+    assert!(
+        stderr.contains("shards") && stderr.contains("line 3"),
+        "{stderr}"
+    );
     let _ = ConsumerConfig::named("unused");
 }
 
@@ -336,7 +408,11 @@ fn the_demo_runs_to_completion_and_checks_itself() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("the index equals the primary"), "{stdout}");
     assert!(stdout.contains("lag commit → searchable"), "{stdout}");
     assert!(stdout.contains("match(es)"), "{stdout}");
@@ -362,26 +438,57 @@ async fn replicate_in_another_process_picks_up_writes_and_stops_cleanly_on_sigte
     let start = Instant::now();
     loop {
         let out = Command::new(BIN)
-            .args(["search", "--data-dir", &data_dir, "--deal", &probe.deal_id, "--json", "--limit", "1000"])
+            .args([
+                "search",
+                "--data-dir",
+                &data_dir,
+                "--deal",
+                &probe.deal_id,
+                "--json",
+                "--limit",
+                "1000",
+            ])
             .output()
             .unwrap();
         if out.status.success() {
             let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            let found = page["hits"].as_array().unwrap().iter().any(|h| h["activity"]["id"] == json!(probe.id));
+            let found = page["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["activity"]["id"] == json!(probe.id));
             if found {
                 break;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "not searchable: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not searchable: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "replicate exited with {exit:?}");
-    let status = Command::new(BIN).args(["status", "--data-dir", &data_dir, "--json"]).output().unwrap();
+    let status = Command::new(BIN)
+        .args(["status", "--data-dir", &data_dir, "--json"])
+        .output()
+        .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(rows[0]["consumer"], "search");
-    let backlog: u64 = rows[0]["shards"].as_array().unwrap().iter().map(|s| s["backlog"].as_u64().unwrap()).sum();
-    assert_eq!(backlog, 0, "a graceful stop checkpoints everything it applied: {rows}");
+    let backlog: u64 = rows[0]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["backlog"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        backlog, 0,
+        "a graceful stop checkpoints everything it applied: {rows}"
+    );
 }

@@ -113,8 +113,11 @@ impl Engine {
 pub struct Pipeline {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
-    statuses: Vec<(String, Arc<Mutex<Vec<Arc<ShardStats>>>>)>,
+    statuses: Vec<(String, SharedShardStats)>,
 }
+
+/// The counters of a consumer's shard workers, growing as shards are discovered.
+type SharedShardStats = Arc<Mutex<Vec<Arc<ShardStats>>>>;
 
 impl Pipeline {
     /// Stops reading, lets in-flight batches finish (their retries included), saves
@@ -169,7 +172,7 @@ struct ConsumerRunner {
     name: Arc<str>,
     config: Arc<ConsumerConfig>,
     sink: Arc<dyn Sink>,
-    shards: Arc<Mutex<Vec<Arc<ShardStats>>>>,
+    shards: SharedShardStats,
     cancel: CancellationToken,
 }
 

@@ -456,43 +456,23 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, shared: &Share
     }
 }
 
+/// The result of each write of a request.
+type WriteResults = Vec<Result<WriteOutcome, StoreError>>;
+
 fn commit_group(conn: &mut Connection, group: Vec<(Vec<WriteOp>, GroupReply)>, shared: &Shared) {
     let shard_count = shared.options.shard_count;
-    let result = (|| -> Result<(Vec<Vec<Result<WriteOutcome, StoreError>>>, i64), StoreError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // One timestamp for the whole group, taken inside the transaction: the change
-        // becomes visible a moment later, so lag measured from it is never understated.
-        let committed_at_us = now_us();
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut last = 0;
-        for (ops, _) in &group {
-            let mut results = Vec::with_capacity(ops.len());
-            for op in ops {
-                let outcome = apply_op(&tx, op, shard_count, committed_at_us)?;
-                if let Ok(WriteOutcome {
-                    position: Some(p), ..
-                }) = &outcome
-                {
-                    last = p.0.parse().unwrap_or(last);
-                }
-                results.push(outcome);
-            }
-            outcomes.push(results);
-        }
-        tx.commit()?;
-        Ok((outcomes, last))
-    })();
-    match result {
-        Ok((outcomes, last)) => {
-            if last > 0 {
-                shared.committed.send_replace(last);
+    let requests: Vec<&[WriteOp]> = group.iter().map(|(ops, _)| ops.as_slice()).collect();
+    match apply_group(conn, &requests, shard_count) {
+        Ok((outcomes, last_seq)) => {
+            if let Some(seq) = last_seq {
+                shared.committed.send_replace(seq);
             }
             for ((_, reply), results) in group.into_iter().zip(outcomes) {
                 let _ = reply.send(Ok(results));
             }
         }
         Err(error) => {
-            tracing::error!(%error, writes = group.len(), "group commit failed; rolled back");
+            tracing::error!(%error, requests = group.len(), "group commit failed; rolled back");
             let message = error.to_string();
             for (_, reply) in group {
                 let _ = reply.send(Err(StoreError::Invalid(format!(
@@ -503,6 +483,35 @@ fn commit_group(conn: &mut Connection, group: Vec<(Vec<WriteOp>, GroupReply)>, s
     }
 }
 
+/// Applies every request's writes in one transaction; returns each write's result and
+/// the newest sequence number appended, if any.
+fn apply_group(
+    conn: &mut Connection,
+    requests: &[&[WriteOp]],
+    shard_count: u32,
+) -> Result<(Vec<WriteResults>, Option<i64>), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // One timestamp for the whole group, taken inside the transaction: the changes become
+    // visible a moment later, so lag measured from it is never understated.
+    let committed_at_us = now_us();
+    let mut last_seq = None;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for ops in requests {
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops.iter() {
+            let (outcome, seq) = match apply_op(&tx, op, shard_count, committed_at_us)? {
+                Ok((outcome, seq)) => (Ok(outcome), seq),
+                Err(conflict) => (Err(conflict), None),
+            };
+            last_seq = seq.or(last_seq);
+            results.push(outcome);
+        }
+        outcomes.push(results);
+    }
+    tx.commit()?;
+    Ok((outcomes, last_seq))
+}
+
 /// Applies one write inside the group's transaction. A failed condition is returned as
 /// the write's own result (`Ok(Err(..))` in spirit): only SQLite errors abort the group.
 fn apply_op(
@@ -510,7 +519,7 @@ fn apply_op(
     op: &WriteOp,
     shard_count: u32,
     committed_at_us: i64,
-) -> Result<Result<WriteOutcome, StoreError>, StoreError> {
+) -> Result<Result<(WriteOutcome, Option<i64>), StoreError>, StoreError> {
     let key = op.key();
     let current: Option<(i64, String)> = tx
         .prepare_cached("SELECT version, body FROM items WHERE partition = ?1 AND sort = ?2")?
@@ -541,11 +550,16 @@ fn apply_op(
             found,
         }));
     }
-    let unchanged = |version: Option<Version>| WriteOutcome {
-        change: None,
-        version,
-        position: None,
-        committed_at_us,
+    let unchanged = |version: Option<Version>| {
+        (
+            WriteOutcome {
+                change: None,
+                version,
+                position: None,
+                committed_at_us,
+            },
+            None,
+        )
     };
     let shard = key.shard_index(shard_count);
     match op {
@@ -585,12 +599,15 @@ fn apply_op(
                  ON CONFLICT (partition, sort) DO UPDATE SET version = excluded.version, body = excluded.body, updated_at_us = excluded.updated_at_us",
             )?
             .execute(params![key.partition, key.sort, seq, text, committed_at_us])?;
-            Ok(Ok(WriteOutcome {
-                change: Some(kind),
-                version: Some(Version(seq as u64)),
-                position: Some(Position(seq.to_string())),
-                committed_at_us,
-            }))
+            Ok(Ok((
+                WriteOutcome {
+                    change: Some(kind),
+                    version: Some(Version(seq as u64)),
+                    position: Some(Position(seq.to_string())),
+                    committed_at_us,
+                },
+                Some(seq),
+            )))
         }
         WriteOp::Delete { .. } => {
             let Some((old_version, old_body)) = current else {
@@ -611,12 +628,15 @@ fn apply_op(
             let seq = tx.last_insert_rowid();
             tx.prepare_cached("DELETE FROM items WHERE partition = ?1 AND sort = ?2")?
                 .execute(params![key.partition, key.sort])?;
-            Ok(Ok(WriteOutcome {
-                change: Some(ChangeKind::Remove),
-                version: None,
-                position: Some(Position(seq.to_string())),
-                committed_at_us,
-            }))
+            Ok(Ok((
+                WriteOutcome {
+                    change: Some(ChangeKind::Remove),
+                    version: None,
+                    position: Some(Position(seq.to_string())),
+                    committed_at_us,
+                },
+                Some(seq),
+            )))
         }
     }
 }

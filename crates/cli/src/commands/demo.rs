@@ -253,7 +253,10 @@ async fn write_all(embedded: &Embedded, activities: &[ActivityLog]) -> anyhow::R
 }
 
 /// Compares every item's version in the primary with the index and prints the verdict.
-async fn check_index_matches_primary(embedded: &Embedded, index: &ActivityIndex) -> anyhow::Result<bool> {
+async fn check_index_matches_primary(
+    embedded: &Embedded,
+    index: &ActivityIndex,
+) -> anyhow::Result<bool> {
     let drift = index_drift(embedded, index).await?;
     if drift.is_clean() {
         println!(
