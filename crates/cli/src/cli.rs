@@ -46,6 +46,11 @@ pub enum Command {
     },
     /// Per consumer and shard: checkpoint, newest record, backlog, dead letters.
     Status(StatusArgs),
+    /// Load tests: lag at a rate, the original scenarios, the machine's limits.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
 }
 
 impl Command {

@@ -3,6 +3,7 @@
 //!
 //! - [`cli`]: subcommands and flags.
 //! - [`config`]: the versioned TOML config and its validation.
+//! - [`bench`]: the load-test commands.
 //! - [`app`]: wiring, the one place that picks concrete adapters for a config.
 //! - [`commands`]: one module per subcommand.
 //! - [`check`]: compares an index with the primary.
@@ -10,6 +11,7 @@
 //! - [`sample`]: a realistic generator of sales activity.
 
 pub mod app;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod commands;

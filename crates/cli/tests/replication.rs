@@ -492,3 +492,69 @@ async fn replicate_in_another_process_picks_up_writes_and_stops_cleanly_on_sigte
         "a graceful stop checkpoints everything it applied: {rows}"
     );
 }
+
+#[test]
+fn a_short_lag_benchmark_reports_every_figure_and_passes_its_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let chart = dir.path().join("lag.svg");
+    let data = dir.path().join("data");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "lag",
+            "--rate",
+            "50",
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+        ])
+        .args([
+            "--parallelization-factor",
+            "3",
+            "--batch-size",
+            "10",
+            "--skew",
+            "zipf:1.1",
+        ])
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .args(["--chart", chart.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["rate_target"], 50.0);
+    assert!(report["rate_achieved"].as_f64().unwrap() > 0.0);
+    assert!(report["count"].as_u64().unwrap() > 50);
+    for figure in ["lag_ms", "e2e_ms"] {
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(
+                report[figure][p].as_f64().is_some_and(|v| v > 0.0),
+                "{figure}.{p} in {report}"
+            );
+        }
+    }
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["order_violations"], 0);
+    assert_eq!(report["index_matches_primary"], true);
+    assert!(!report["lag_over_time"].as_array().unwrap().is_empty());
+    assert!(report["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&chart).unwrap().contains("<svg"));
+    // The data directory is left for inspection (and for later commands).
+    let status = Command::new(BIN)
+        .args(["status", "--data-dir", data.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+}

@@ -281,13 +281,17 @@ impl LaneContext {
             return;
         }
         let visible_at = SystemTime::now();
-        let mut idxs = batch.idxs;
-        let mut records = batch.records;
-        for superseded in batch.superseded {
-            for (idx, record) in superseded {
-                idxs.push(idx);
-                records.push(record);
+        let mut idxs = Vec::with_capacity(batch.idxs.len());
+        let mut records = Vec::with_capacity(batch.records.len());
+        // Observers see an item's superseded changes before the change that replaced
+        // them: commit order, as applied.
+        for (idx, record, superseded) in batch.into_entries() {
+            for (old_idx, old) in superseded {
+                idxs.push(old_idx);
+                records.push(old);
             }
+            idxs.push(idx);
+            records.push(record);
         }
         for observer in self.observers.iter() {
             observer.applied(&self.consumer, &records, visible_at);

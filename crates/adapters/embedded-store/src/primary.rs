@@ -194,12 +194,18 @@ impl EmbeddedStore {
             .ok()
             .and_then(|s| s.clone())
             .ok_or(StoreError::Closed)?;
-        // A full queue blocks the sender: that is the store's back-pressure. Done off the
-        // async worker threads.
-        tokio::task::spawn_blocking(move || sender.send(Request::Write(ops, reply)))
-            .await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(|_| StoreError::Closed)?;
+        match sender.try_send(Request::Write(ops, reply)) {
+            Ok(()) => {}
+            // A full queue is the store's back-pressure: wait for room, off the async
+            // worker threads.
+            Err(mpsc::TrySendError::Full(request)) => {
+                tokio::task::spawn_blocking(move || sender.send(request))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+                    .map_err(|_| StoreError::Closed)?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

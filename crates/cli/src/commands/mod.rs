@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
             dlq::run(config, command).await
         }
+        Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
             status::run(config, args).await

@@ -1,0 +1,206 @@
+//! `tsunagu bench`: the load tests the original team ran by hand, as commands that print
+//! their figures.
+//!
+//! - `lag`: one open-loop run at a fixed rate ([`run`]), with the correctness check.
+//! - `sweep`: the original four scenarios, then the highest sustained rate ([`sweep`]).
+//! - `limits`: the store's and the index's raw rates beside the pipeline's ([`limits`]).
+//!
+//! Supporting modules: [`schedule`] (fixed write times), [`workload`] (what is written),
+//! [`measure`] (joining writes with visibility into histograms), [`chart`] (SVG),
+//! [`sys`] (CPU and memory).
+
+pub mod chart;
+pub mod limits;
+pub mod measure;
+pub mod run;
+pub mod schedule;
+pub mod sweep;
+pub mod sys;
+pub mod workload;
+
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// One run at a fixed rate: lag percentiles, backlog, CPU, memory, and the
+    /// correctness check (exits non-zero when it fails).
+    Lag(LagArgs),
+    /// The original team's four load tests, then the highest rate sustained with p99 lag
+    /// ≤ 1 s, side by side with the original figures.
+    Sweep(SweepArgs),
+    /// Raw commit rate of the store, raw indexing rate of the index, and the pipeline's
+    /// sustained rate as a fraction of the lower one.
+    Limits(LimitsArgs),
+}
+
+/// Knobs shared by every run.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Measured time per run after the warm-up (e.g. 20s, 1m).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Time written at the target rate before measuring.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Lanes per shard.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallelization_factor: u32,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    #[arg(long, default_value_t = 0)]
+    pub batching_window_ms: u64,
+    /// Shards of the change stream.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
+    /// Deals (partition keys) written to.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub deals: u32,
+    /// How deals are picked: uniform, zipf or zipf:EXPONENT.
+    #[arg(long, default_value = "uniform")]
+    pub skew: workload::Skew,
+    /// Insert,update,delete percentages.
+    #[arg(long, default_value = "70,25,5")]
+    pub mix: workload::Mix,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// How long to wait after the last write for everything to become searchable.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl RunArgs {
+    pub fn params(&self, rate: f64) -> run::LagParams {
+        run::LagParams {
+            rate,
+            duration: self.duration,
+            warmup: self.warmup,
+            parallelization_factor: self.parallelization_factor,
+            batch_size: self.batch_size as usize,
+            batching_window_ms: self.batching_window_ms,
+            shards: self.shards,
+            deals: self.deals,
+            skew: self.skew,
+            mix: self.mix,
+            seed: self.seed,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LagArgs {
+    /// Target rate, writes per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write the full report (figures, parameters, series) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the lag-over-time chart (SVG) here.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Batch size, parallelization and shards used while searching for the highest
+    /// sustained rate (the four original scenarios always use batch size 1).
+    #[arg(long, default_value_t = 1_000)]
+    pub search_batch_size: usize,
+    #[arg(long, default_value_t = 2)]
+    pub search_parallelization_factor: u32,
+    /// First rate tried by the search; it doubles until p99 lag passes 1 s, then bisects.
+    #[arg(long, default_value_t = 2_000.0)]
+    pub search_start_rate: f64,
+    /// Skip the search for the highest sustained rate.
+    #[arg(long)]
+    pub no_search: bool,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Directory for one lag chart per run.
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LimitsArgs {
+    /// Items written for each measurement.
+    #[arg(long, default_value_t = 200_000)]
+    pub items: u64,
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
+    /// Consumer knobs for the pipeline measurement.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallelization_factor: u32,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// A directory for one run: under `base` if given (kept), else a temporary one (removed).
+pub(crate) struct RunDir {
+    pub path: PathBuf,
+    remove: bool,
+}
+
+impl RunDir {
+    pub fn new(base: Option<&Path>, name: &str) -> anyhow::Result<Self> {
+        let (path, remove) = match base {
+            Some(base) => (base.to_path_buf(), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "tsunagu-bench-{name}-{}-{}",
+                    std::process::id(),
+                    chrono::Utc::now().timestamp_millis()
+                )),
+                true,
+            ),
+        };
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path, remove })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Lag(args) => {
+            let dir = RunDir::new(data_dir, "lag")?;
+            let report = run::run_lag(&args.run.params(args.rate), &dir.path).await?;
+            report.print();
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
+            if let Some(path) = &args.chart {
+                let title = format!(
+                    "lag at {:.0} writes/s, parallelization {}, batch {}",
+                    args.rate, args.run.parallelization_factor, args.run.batch_size
+                );
+                chart::write_lag_chart(path, &title, &report.lag_over_time)?;
+            }
+            if !report.passed {
+                eprintln!("error: the correctness check failed (see above)");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Sweep(args) => sweep::run(&args).await,
+        BenchCommand::Limits(args) => limits::run(&args).await,
+    }
+}

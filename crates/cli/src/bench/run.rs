@@ -1,0 +1,332 @@
+//! One lag run: the embedded pipeline in this process, an open-loop writer at a fixed
+//! rate, every write's commit → searchable and scheduled → searchable latency, then the
+//! loss, order and index-equals-primary checks.
+
+use super::measure::{summarize, SeriesPoint, VisibilityTracker, WriteSample};
+use super::schedule::Schedule;
+use super::sys::{cpu_seconds, peak_rss_mib};
+use super::workload::{Mix, Skew, Workload};
+use crate::app::Embedded;
+use crate::check::index_drift;
+use crate::config::Config;
+use crate::lag::LagSummary;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tsunagu_embedded_store::WriteOp;
+use tsunagu_engine::ports::{ApplyObserver, DeadLetterQueue};
+use tsunagu_engine::ConsumerConfig;
+
+/// Everything that shapes a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LagParams {
+    pub rate: f64,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    #[serde(serialize_with = "seconds")]
+    pub warmup: Duration,
+    pub parallelization_factor: u32,
+    pub batch_size: usize,
+    pub batching_window_ms: u64,
+    pub shards: u32,
+    pub deals: u32,
+    pub skew: Skew,
+    pub mix: Mix,
+    pub seed: u64,
+    #[serde(serialize_with = "seconds")]
+    pub drain_timeout: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BacklogPoint {
+    pub t_s: f64,
+    /// Changes committed but not yet searchable.
+    pub backlog: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftCounts {
+    pub checked: u64,
+    pub missing: usize,
+    pub extra: usize,
+    pub stale: usize,
+}
+
+/// The result of a run, as printed and written to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct LagReport {
+    pub params: LagParams,
+    pub rate_target: f64,
+    /// Committed writes per second over the run.
+    pub rate_achieved: f64,
+    /// Writes measured (committed after the warm-up).
+    pub count: u64,
+    /// Writes committed, warm-up included.
+    pub writes_committed: u64,
+    pub write_errors: u64,
+    /// Replication lag: commit in the primary → visible to a search.
+    pub lag_ms: LagSummary,
+    /// End to end: scheduled time → visible to a search.
+    pub e2e_ms: LagSummary,
+    pub lost: u64,
+    pub order_violations: u64,
+    pub duplicate_deliveries: u64,
+    pub dead_letters: u64,
+    pub index_matches_primary: bool,
+    pub drift: DriftCounts,
+    pub duration_s: f64,
+    pub cpu_seconds: f64,
+    /// CPU time over wall time, in percent of one core (200 = both cores of a 2-core machine).
+    pub cpu_percent: f64,
+    pub peak_rss_mib: f64,
+    pub backlog_over_time: Vec<BacklogPoint>,
+    pub lag_over_time: Vec<SeriesPoint>,
+    /// The correctness check: nothing lost, no order violation, index equals primary.
+    pub passed: bool,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs the benchmark in `data_dir` (created if missing).
+pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagReport> {
+    let mut config = Config::default();
+    config.data_dir = data_dir.to_path_buf();
+    config.store.shard_count = params.shards;
+    config.consumers = vec![ConsumerConfig {
+        batch_size: params.batch_size,
+        batching_window_ms: params.batching_window_ms,
+        parallelization_factor: params.parallelization_factor,
+        max_in_flight_records: params.batch_size.max(20_000),
+        ..ConsumerConfig::named("search")
+    }];
+    config.validate()?;
+    let embedded = Embedded::open(config)?;
+    let sinks = embedded.open_sinks()?;
+    let index = sinks
+        .values()
+        .next()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no sink"))?;
+    let tracker = Arc::new(VisibilityTracker::default());
+    let pipeline = embedded
+        .start_pipeline(&sinks, vec![Arc::clone(&tracker) as Arc<dyn ApplyObserver>])
+        .await?;
+
+    let writes: Arc<Mutex<Vec<WriteSample>>> = Arc::new(Mutex::new(Vec::new()));
+    let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let write_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cpu_before = cpu_seconds();
+    let wall = Instant::now();
+    let start_us = now_us();
+
+    // Backlog sampler, every 100 ms until told to stop.
+    let stop_sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let tracker = Arc::clone(&tracker);
+        let committed = Arc::clone(&committed);
+        let stop = Arc::clone(&stop_sampling);
+        tokio::spawn(async move {
+            let mut points = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let c = committed.load(Relaxed);
+                let a = tracker.applied.load(Relaxed);
+                points.push(BacklogPoint {
+                    t_s: wall.elapsed().as_secs_f64(),
+                    backlog: c.saturating_sub(a),
+                });
+                if stop.load(Relaxed) || points.len() >= 1_000_000 {
+                    break points;
+                }
+            }
+        })
+    };
+
+    // The open-loop writer: at each wake-up, every write whose time has come is sent in
+    // one request, without waiting for earlier requests to be answered.
+    let total_time = params.warmup + params.duration;
+    let schedule = Schedule::new(Instant::now(), params.rate, total_time);
+    let mut workload = Workload::new(params.seed, params.deals, params.skew, params.mix);
+    let mut writers = tokio::task::JoinSet::new();
+    let mut next = 0u64;
+    while next < schedule.total() {
+        let due = schedule.due_by(Instant::now());
+        if due > next {
+            let ops: Vec<WriteOp> = (next..due).map(|_| workload.next_op()).collect();
+            let scheduled: Vec<i64> = (next..due)
+                .map(|i| start_us + schedule.offset(i).as_micros() as i64)
+                .collect();
+            next = due;
+            let store = embedded.store.clone();
+            let writes = Arc::clone(&writes);
+            let committed = Arc::clone(&committed);
+            let write_errors = Arc::clone(&write_errors);
+            writers.spawn(async move {
+                match store.write_many(ops).await {
+                    Ok(results) => {
+                        let mut samples = Vec::with_capacity(results.len());
+                        for (result, scheduled_us) in results.into_iter().zip(scheduled) {
+                            match result {
+                                Ok(outcome) => {
+                                    if let Some(p) = outcome.position {
+                                        samples.push(WriteSample {
+                                            version: p.0.parse().unwrap_or(0),
+                                            scheduled_us,
+                                            committed_us: outcome.committed_at_us,
+                                        });
+                                    }
+                                }
+                                Err(_) => {
+                                    write_errors.fetch_add(1, Relaxed);
+                                }
+                            }
+                        }
+                        committed.fetch_add(samples.len() as u64, Relaxed);
+                        if let Ok(mut w) = writes.lock() {
+                            w.extend(samples);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "bench write failed");
+                        write_errors.fetch_add(1, Relaxed);
+                    }
+                }
+            });
+            // Reap finished requests so the set stays small.
+            while writers.try_join_next().is_some() {}
+        }
+        if next < schedule.total() {
+            tokio::time::sleep_until(schedule.due_at(next).into()).await;
+        }
+    }
+    while writers.join_next().await.is_some() {}
+    let writes_done = wall.elapsed();
+
+    // Wait until every committed write is searchable, or give up after the drain timeout.
+    let versions: Vec<u64> = writes
+        .lock()
+        .map(|w| w.iter().map(|s| s.version).collect())
+        .unwrap_or_default();
+    let deadline = Instant::now() + params.drain_timeout;
+    while Instant::now() < deadline && !versions.iter().rev().all(|v| tracker.has_seen(*v)) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = wall.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    stop_sampling.store(true, Relaxed);
+    let backlog_over_time = sampler.await.unwrap_or_default();
+
+    let drift = index_drift(&embedded, &index).await?;
+    let dead_letters = embedded.state.count("search").await?;
+    pipeline.shutdown().await;
+    drop(sinks);
+    if let Ok(index) = Arc::try_unwrap(index) {
+        index.close().await;
+    }
+    embedded.store.close();
+
+    let writes = writes.lock().map(|w| w.clone()).unwrap_or_default();
+    let measure_from_us = start_us + params.warmup.as_micros() as i64;
+    let latencies = summarize(
+        &writes,
+        &tracker.visible_at(),
+        start_us,
+        measure_from_us,
+        250,
+    );
+    let order_violations = tracker.order_violations.load(Relaxed);
+    let index_matches_primary = drift.is_clean();
+    let passed = latencies.lost == 0 && order_violations == 0 && index_matches_primary;
+    Ok(LagReport {
+        params: params.clone(),
+        rate_target: params.rate,
+        rate_achieved: writes.len() as f64 / writes_done.as_secs_f64().max(1e-9),
+        count: latencies.measured,
+        writes_committed: writes.len() as u64,
+        write_errors: write_errors.load(Relaxed),
+        lag_ms: latencies.lag_ms,
+        e2e_ms: latencies.e2e_ms,
+        lost: latencies.lost,
+        order_violations,
+        duplicate_deliveries: tracker.duplicates.load(Relaxed),
+        dead_letters,
+        index_matches_primary,
+        drift: DriftCounts {
+            checked: drift.checked,
+            missing: drift.missing.len(),
+            extra: drift.extra.len(),
+            stale: drift.stale.len(),
+        },
+        duration_s: elapsed.as_secs_f64(),
+        cpu_seconds: cpu,
+        cpu_percent: 100.0 * cpu / elapsed.as_secs_f64().max(1e-9),
+        peak_rss_mib: peak_rss_mib(),
+        backlog_over_time,
+        lag_over_time: latencies.series,
+        passed,
+    })
+}
+
+impl LagReport {
+    /// A human summary.
+    pub fn print(&self) {
+        let p = &self.params;
+        println!(
+            "bench lag: {:.0} writes/s for {:.0} s (+{:.0} s warm-up), parallelization {}, batch {}, window {} ms, {} shards, {} deals ({}), mix {}",
+            p.rate,
+            p.duration.as_secs_f64(),
+            p.warmup.as_secs_f64(),
+            p.parallelization_factor,
+            p.batch_size,
+            p.batching_window_ms,
+            p.shards,
+            p.deals,
+            p.skew,
+            p.mix
+        );
+        println!(
+            "  achieved {:.0} writes/s · {} writes measured ({} committed, {} errors)",
+            self.rate_achieved, self.count, self.writes_committed, self.write_errors
+        );
+        println!("  lag commit → searchable   {}", self.lag_ms);
+        println!("  end to end sched → search {}", self.e2e_ms);
+        let peak_backlog = self
+            .backlog_over_time
+            .iter()
+            .map(|b| b.backlog)
+            .max()
+            .unwrap_or(0);
+        println!(
+            "  peak backlog {peak_backlog} · CPU {:.0}% of a core · peak RSS {:.0} MiB",
+            self.cpu_percent, self.peak_rss_mib
+        );
+        if self.passed {
+            println!(
+                "  check: 0 lost, 0 order violations, index equals primary ({} items) ✓",
+                self.drift.checked
+            );
+        } else {
+            println!(
+                "  CHECK FAILED: {} lost, {} order violations, index vs primary: {} missing, {} extra, {} stale, {} dead letters",
+                self.lost,
+                self.order_violations,
+                self.drift.missing,
+                self.drift.extra,
+                self.drift.stale,
+                self.dead_letters
+            );
+        }
+    }
+}
