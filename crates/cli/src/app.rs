@@ -77,6 +77,7 @@ impl Embedded {
             SinkConfig::EmbeddedIndex {
                 writer_memory_mb,
                 tombstone_retention_hours,
+                refresh_interval_ms,
             } => {
                 let dir = self.config.index_dir(name);
                 let index = ActivityIndex::open(
@@ -84,6 +85,7 @@ impl Embedded {
                     IndexOptions {
                         writer_memory_bytes: (*writer_memory_mb as usize) << 20,
                         tombstone_retention: Duration::from_secs(tombstone_retention_hours * 3600),
+                        refresh_interval: Duration::from_millis(*refresh_interval_ms),
                     },
                 )
                 .with_context(|| format!("cannot open index {}", dir.display()))?;

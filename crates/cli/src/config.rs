@@ -81,6 +81,10 @@ pub enum SinkConfig {
         /// How long a deletion's tombstone is kept, to fend off stale replays.
         #[serde(default = "default_tombstone_retention_hours")]
         tombstone_retention_hours: u64,
+        /// The least time between two index commits: under load, what arrives meanwhile
+        /// shares one commit. 0 commits every group at once.
+        #[serde(default = "default_refresh_interval_ms")]
+        refresh_interval_ms: u64,
     },
 }
 
@@ -102,12 +106,16 @@ fn default_writer_memory_mb() -> u64 {
 fn default_tombstone_retention_hours() -> u64 {
     24 * 7
 }
+fn default_refresh_interval_ms() -> u64 {
+    tsunagu_embedded_index::DEFAULT_REFRESH_INTERVAL_MS
+}
 fn default_sinks() -> BTreeMap<String, SinkConfig> {
     BTreeMap::from([(
         "activities".to_string(),
         SinkConfig::EmbeddedIndex {
             writer_memory_mb: default_writer_memory_mb(),
             tombstone_retention_hours: default_tombstone_retention_hours(),
+            refresh_interval_ms: default_refresh_interval_ms(),
         },
     )])
 }
@@ -216,7 +224,14 @@ impl Config {
                 SinkConfig::EmbeddedIndex {
                     writer_memory_mb,
                     tombstone_retention_hours,
+                    refresh_interval_ms,
                 } => {
+                    if *refresh_interval_ms > 60_000 {
+                        return fail(
+                            &format!("sinks.{name}.refresh_interval_ms"),
+                            format!("must be at most 60000, got {refresh_interval_ms}"),
+                        );
+                    }
                     if !(15..=4096).contains(writer_memory_mb) {
                         return fail(
                             &format!("sinks.{name}.writer_memory_mb"),

@@ -21,6 +21,13 @@ pub(crate) struct LaneItem {
     pub record: ChangeRecord,
 }
 
+/// Dispatch indexes of records that are done, and the sink's visible mark they need to
+/// be durable (0 for dead letters: the queue is durable when `push` returns).
+pub(crate) struct Completion {
+    pub idxs: Vec<u64>,
+    pub mark: u64,
+}
+
 /// Records delivered together, with their dispatch indexes alongside (kept apart so the
 /// sink gets a plain slice of records without copies).
 ///
@@ -103,8 +110,8 @@ pub(crate) struct LaneContext {
     pub observers: Arc<[Arc<dyn ApplyObserver>]>,
     pub stats: Arc<ShardStats>,
     pub cancel: CancellationToken,
-    /// Dispatch indexes of records that are done (applied or dead-lettered).
-    pub completions: mpsc::UnboundedSender<Vec<u64>>,
+    /// Records that are done (applied or dead-lettered).
+    pub completions: mpsc::UnboundedSender<Completion>,
 }
 
 /// Runs a lane until its queue is closed and drained, or until shutdown interrupts a
@@ -293,11 +300,13 @@ impl LaneContext {
             idxs.push(idx);
             records.push(record);
         }
+        // Read after `apply` returned: at least the mark of this batch's records.
+        let mark = self.sink.visible_mark();
         for observer in self.observers.iter() {
             observer.applied(&self.consumer, &records, visible_at);
         }
         self.stats.applied.fetch_add(records.len() as u64, Relaxed);
-        let _ = self.completions.send(idxs);
+        let _ = self.completions.send(Completion { idxs, mark });
     }
 
     /// Dead-letters each record with its error. Keeps trying the queue until it accepts,
@@ -334,7 +343,10 @@ impl LaneContext {
                         // Superseded changes are settled by their successor's letter.
                         let mut done = vec![idx];
                         done.extend(superseded.iter().map(|(i, _)| *i));
-                        let _ = self.completions.send(done);
+                        let _ = self.completions.send(Completion {
+                            idxs: done,
+                            mark: 0,
+                        });
                         break;
                     }
                     Err(error) => {

@@ -47,11 +47,31 @@ impl MemorySink {
     pub fn get(&self, key: &ItemKey) -> Option<Held> {
         self.items.lock().ok().and_then(|i| i.get(key).cloned())
     }
+
+    /// Everything the sink holds, tombstones included.
+    pub fn snapshot(&self) -> HashMap<ItemKey, Held> {
+        self.items.lock().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// Replaces everything the sink holds (to model a restart that lost what was not
+    /// durable).
+    pub fn restore(&self, items: HashMap<ItemKey, Held>) {
+        if let Ok(mut current) = self.items.lock() {
+            *current = items;
+        }
+    }
 }
 
 #[async_trait]
 impl Sink for MemorySink {
     async fn apply(&self, records: &[ChangeRecord]) -> Result<(), SinkError> {
+        self.apply_now(records)
+    }
+}
+
+impl MemorySink {
+    /// [`Sink::apply`] without the future: applies at once.
+    pub fn apply_now(&self, records: &[ChangeRecord]) -> Result<(), SinkError> {
         let mut items = self.items.lock().map_err(|_| SinkError::Batch {
             retryable: false,
             message: "memory sink poisoned".into(),

@@ -113,8 +113,12 @@ pub enum SinkError {
 /// Where changes are applied (a search index, another database).
 ///
 /// Contract:
-/// - `apply` returns `Ok` only once every record is **durable** in the sink and
-///   **visible** to its readers: the engine advances checkpoints on that acknowledgement.
+/// - `apply` returns `Ok` once every record is **visible** to the sink's readers. It is
+///   **durable** once [`Sink::durable_mark`] reaches the [`Sink::visible_mark`] read right
+///   after `apply` returned. Sinks whose `apply` is durable at once keep the defaults. The
+///   engine advances checkpoints only over durable records, so a sink may make records
+///   searchable often and cheaply and persist them rarely (as Elasticsearch separates
+///   refresh from flush): a crash loses no acknowledged checkpoint, only replays.
 /// - Applying is **version-guarded**: a record whose version is not newer than what the
 ///   sink holds for the item (including a deletion's tombstone) changes nothing and counts
 ///   as success. Replays, retries and dead-letter redrives are therefore harmless.
@@ -123,6 +127,23 @@ pub enum SinkError {
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
     async fn apply(&self, records: &[ChangeRecord]) -> Result<(), SinkError>;
+
+    /// A counter raised each time the sink makes applied records visible. Read after
+    /// `apply` returns, it is at least the mark of that call's records.
+    fn visible_mark(&self) -> u64 {
+        0
+    }
+
+    /// The highest visible mark whose records are durable.
+    fn durable_mark(&self) -> u64 {
+        u64::MAX
+    }
+
+    /// Makes everything applied so far durable now (on shutdown, before a dead letter is
+    /// removed after its redrive).
+    async fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

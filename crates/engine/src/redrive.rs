@@ -33,7 +33,12 @@ pub async fn redrive(
             if ids.is_some_and(|ids| !ids.contains(&letter.id)) {
                 continue;
             }
-            match sink.apply(std::slice::from_ref(&letter.record)).await {
+            // Durable before the letter goes: a crash must not lose both.
+            let applied = match sink.apply(std::slice::from_ref(&letter.record)).await {
+                Ok(()) => sink.flush().await,
+                Err(e) => Err(e),
+            };
+            match applied {
                 Ok(()) => {
                     dlq.remove(letter.id).await?;
                     tracing::info!(consumer, id = letter.id, key = %letter.record.key, "dead letter redriven");

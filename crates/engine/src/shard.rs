@@ -3,7 +3,7 @@
 //! every one of which (and all before it) is acknowledged or dead-lettered.
 
 use crate::config::{ConsumerConfig, Ordering};
-use crate::lane::{run_lane, LaneContext, LaneItem};
+use crate::lane::{run_lane, Completion, LaneContext, LaneItem};
 use crate::ports::{
     ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ReadFrom, Sink, SourceError,
 };
@@ -44,31 +44,40 @@ enum ReaderEnd {
 }
 
 /// Records dispatched but not all acknowledged, in dispatch order. The checkpoint is the
-/// position of the last record of the longest fully acknowledged prefix.
+/// position of the last record of the longest prefix that is acknowledged *and* durable in
+/// the sink.
 struct InFlight {
     /// Dispatch index of `entries[0]`.
     base: u64,
-    entries: VecDeque<(Position, bool)>,
+    /// Position, and once acknowledged the sink mark it needs to be durable.
+    entries: VecDeque<(Position, Option<u64>)>,
 }
 
 impl InFlight {
     fn push(&mut self, position: Position) -> u64 {
-        self.entries.push_back((position, false));
+        self.entries.push_back((position, None));
         self.base + self.entries.len() as u64 - 1
     }
 
-    fn complete(&mut self, idx: u64) {
-        if let Some(offset) = idx.checked_sub(self.base) {
-            if let Some(entry) = self.entries.get_mut(offset as usize) {
-                entry.1 = true;
+    fn complete(&mut self, done: Completion) {
+        for idx in done.idxs {
+            if let Some(offset) = idx.checked_sub(self.base) {
+                if let Some(entry) = self.entries.get_mut(offset as usize) {
+                    entry.1 = Some(done.mark);
+                }
             }
         }
     }
 
-    /// Drops the acknowledged prefix; returns its last position, if any.
-    fn advance(&mut self) -> Option<Position> {
+    /// Drops the prefix that is acknowledged and durable up to `durable_mark`; returns its
+    /// last position, if any.
+    fn advance(&mut self, durable_mark: u64) -> Option<Position> {
         let mut last = None;
-        while self.entries.front().is_some_and(|(_, done)| *done) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(_, mark)| mark.is_some_and(|m| m <= durable_mark))
+        {
             last = self.entries.pop_front().map(|(p, _)| p);
             self.base += 1;
         }
@@ -87,7 +96,7 @@ impl ShardWorker {
         self.stats.set_state(ShardState::Running);
         let pf = self.config.parallelization_factor as usize;
         let lane_capacity = self.config.batch_size.max(16) * 2;
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<u64>>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
         let lane_cancel = self.cancel.child_token();
         let mut lanes = JoinSet::new();
         let mut lane_queues = Vec::with_capacity(pf);
@@ -136,10 +145,8 @@ impl ShardWorker {
             tokio::select! {
                 biased;
                 Some(done) = done_rx.recv() => {
-                    for idx in done {
-                        in_flight.complete(idx);
-                    }
-                    if let Some(p) = in_flight.advance() {
+                    in_flight.complete(done);
+                    if let Some(p) = in_flight.advance(self.sink.durable_mark()) {
                         pending_checkpoint = Some(p);
                     }
                     self.stats.in_flight.store(in_flight.len() as u64, Relaxed);
@@ -173,6 +180,11 @@ impl ShardWorker {
                     lane_queues.clear();
                 }
                 _ = ticker.tick() => {
+                    // The sink may have made more records durable since the last
+                    // completion.
+                    if let Some(p) = in_flight.advance(self.sink.durable_mark()) {
+                        pending_checkpoint = Some(p);
+                    }
                     self.save_checkpoint(&mut pending_checkpoint, &mut saved).await;
                 }
                 finished = lanes.join_next(), if lane_queues.is_empty() => {
@@ -182,14 +194,16 @@ impl ShardWorker {
                 }
             }
         }
-        // Every lane has ended: collect the last completions, then save.
+        // Every lane has ended: collect the last completions, make what was applied
+        // durable, then save.
         while let Ok(done) = done_rx.try_recv() {
-            for idx in done {
-                in_flight.complete(idx);
-            }
-            if let Some(p) = in_flight.advance() {
-                pending_checkpoint = Some(p);
-            }
+            in_flight.complete(done);
+        }
+        if let Err(error) = self.sink.flush().await {
+            tracing::warn!(consumer = %self.consumer, shard = %self.shard, %error, "flushing the sink on stop failed; unflushed records will be replayed");
+        }
+        if let Some(p) = in_flight.advance(self.sink.durable_mark()) {
+            pending_checkpoint = Some(p);
         }
         self.save_checkpoint(&mut pending_checkpoint, &mut saved)
             .await;
@@ -308,9 +322,9 @@ mod tests {
             let mut done = [false; 50];
             let mut checkpoint: Option<u64> = None;
             for idx in order {
-                in_flight.complete(idx);
+                in_flight.complete(Completion { idxs: vec![idx], mark: 0 });
                 done[idx as usize] = true;
-                if let Some(p) = in_flight.advance() {
+                if let Some(p) = in_flight.advance(0) {
                     let p: u64 = p.0.parse().unwrap();
                     prop_assert!(checkpoint.is_none_or(|c| p > c));
                     prop_assert!(done[..=p as usize].iter().all(|d| *d));
@@ -318,6 +332,21 @@ mod tests {
                 }
             }
             prop_assert_eq!(checkpoint, Some(49));
+            prop_assert_eq!(in_flight.len(), 0);
+        }
+
+        /// Acknowledged records are checkpointed only once the sink says they are durable.
+        #[test]
+        fn checkpoint_waits_for_durability(marks in proptest::collection::vec(1u64..10, 1..40), durable in 0u64..10) {
+            let mut in_flight = InFlight { base: 0, entries: VecDeque::new() };
+            for (i, mark) in marks.iter().enumerate() {
+                let idx = in_flight.push(Position(i.to_string()));
+                in_flight.complete(Completion { idxs: vec![idx], mark: *mark });
+            }
+            let expected = marks.iter().take_while(|m| **m <= durable).count();
+            let checkpoint = in_flight.advance(durable);
+            prop_assert_eq!(checkpoint.map(|p| p.0.parse::<usize>().unwrap() + 1).unwrap_or(0), expected);
+            prop_assert_eq!(in_flight.advance(u64::MAX).is_some(), expected < marks.len());
             prop_assert_eq!(in_flight.len(), 0);
         }
     }

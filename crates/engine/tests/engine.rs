@@ -23,6 +23,12 @@ struct FlakySink {
     poison: Mutex<HashSet<ItemKey>>,
     delivered: Mutex<HashMap<ItemKey, Vec<Version>>>,
     order_violations: Mutex<Vec<String>>,
+    /// Visibility and durability, split as a search index splits refresh and flush: each
+    /// successful call raises the visible mark; now and then (or on flush) the state is
+    /// made durable. A crash goes back to the durable state.
+    visible: std::sync::atomic::AtomicU64,
+    durable: Mutex<(u64, HashMap<ItemKey, tsunagu_engine::memory::Held>)>,
+    durable_every: u64,
 }
 
 impl FlakySink {
@@ -34,7 +40,34 @@ impl FlakySink {
             poison: Mutex::new(HashSet::new()),
             delivered: Mutex::new(HashMap::new()),
             order_violations: Mutex::new(Vec::new()),
+            visible: std::sync::atomic::AtomicU64::new(0),
+            durable: Mutex::new((0, HashMap::new())),
+            durable_every: 1,
         }
+    }
+
+    /// A sink that makes its state durable only every `n` calls (and on flush).
+    fn lazily_durable(seed: u64, failure_rate: f64, n: u64) -> Self {
+        Self {
+            durable_every: n,
+            ..Self::new(seed, failure_rate)
+        }
+    }
+
+    fn make_durable(&self) {
+        let mut durable = self.durable.lock().unwrap();
+        *durable = (
+            self.visible.load(std::sync::atomic::Ordering::SeqCst),
+            self.inner.snapshot(),
+        );
+    }
+
+    /// A crash of the sink's process: whatever was not durable is gone.
+    fn crash(&self) {
+        let durable = self.durable.lock().unwrap();
+        self.inner.restore(durable.1.clone());
+        self.visible
+            .store(durable.0, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Forgets delivery history (after a restart replays are expected, not violations).
@@ -82,7 +115,17 @@ impl Sink for FlakySink {
                 ok.push(record.clone());
             }
         }
-        self.inner.apply(&ok).await?;
+        {
+            // Applying and raising the mark together, so a concurrent snapshot never
+            // pairs a mark with a state that lacks its records.
+            let _durable = self.durable.lock().unwrap();
+            self.inner.apply_now(&ok)?;
+            self.visible
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        if self.visible.load(std::sync::atomic::Ordering::SeqCst) % self.durable_every == 0 {
+            self.make_durable();
+        }
         for record in &ok {
             self.record_delivery(record);
         }
@@ -91,6 +134,19 @@ impl Sink for FlakySink {
         } else {
             Err(SinkError::Records(failures))
         }
+    }
+
+    fn visible_mark(&self) -> u64 {
+        self.visible.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn durable_mark(&self) -> u64 {
+        self.durable.lock().unwrap().0
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        self.make_durable();
+        Ok(())
     }
 }
 
@@ -149,7 +205,7 @@ fn run_scenario(
     rt.block_on(async move {
         let stream = Arc::new(MemoryStream::new(shards));
         let state = Arc::new(MemoryState::new());
-        let sink = Arc::new(FlakySink::new(seed, 0.3));
+        let sink = Arc::new(FlakySink::lazily_durable(seed, 0.3, 1 + seed % 4));
         let engine = Engine::new(stream.clone(), state.clone(), state.clone());
         let config = ConsumerConfig {
             ordering,
@@ -171,9 +227,11 @@ fn run_scenario(
                     stream.delete(&key(i));
                 }
                 Op::Restart => {
-                    // A crash: no shutdown, whatever was in flight is lost and replayed.
+                    // A crash: no shutdown, whatever was in flight is lost and replayed,
+                    // and the sink loses what it had not made durable.
                     drop(pipeline);
                     tokio::time::sleep(Duration::from_millis(2)).await;
+                    sink.crash();
                     sink.new_run();
                     pipeline = start().await.unwrap();
                 }
@@ -196,6 +254,9 @@ fn run_scenario(
             "the sink and the checkpoints to converge",
             Duration::from_secs(20),
             || {
+                // The sink's periodic flush, as an index makes its refreshes durable on a
+                // timer.
+                sink.make_durable();
                 sink.inner.live_versions() == expected
                     && pipeline.status()[0]
                         .shards

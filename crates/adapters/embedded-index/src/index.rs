@@ -31,6 +31,9 @@ const REQUEST_QUEUE: usize = 1024;
 /// allows would fail to open.
 const MIN_MEMORY_PER_THREAD: usize = 20 << 20;
 
+/// The default least time between two commits, in milliseconds.
+pub const DEFAULT_REFRESH_INTERVAL_MS: u64 = 10;
+
 /// How the writer is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexOptions {
@@ -41,6 +44,10 @@ pub struct IndexOptions {
     /// the tombstone is gone could bring the item back, so keep it longer than the change
     /// stream's retention.
     pub tombstone_retention: Duration,
+    /// The least time between two commits. Requests arriving meanwhile are applied in the
+    /// next commit: a little latency under load buys bigger segments and fewer merges.
+    /// Zero commits each group at once.
+    pub refresh_interval: Duration,
 }
 
 impl Default for IndexOptions {
@@ -48,6 +55,7 @@ impl Default for IndexOptions {
         Self {
             writer_memory_bytes: 64 << 20,
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
+            refresh_interval: Duration::from_millis(DEFAULT_REFRESH_INTERVAL_MS),
         }
     }
 }
@@ -127,6 +135,8 @@ impl ActivityIndex {
         #[cfg(test)]
         let hooks = std::sync::Arc::new(crate::writer::TestHooks::default());
         let state = WriterThread {
+            refresh_interval: options.refresh_interval,
+            last_commit: None,
             writer,
             reader: reader.clone(),
             fields,

@@ -27,7 +27,7 @@ mod writer;
 mod tests;
 
 pub use error::IndexError;
-pub use index::{ActivityIndex, ActivityIndexReader, IndexOptions};
+pub use index::{ActivityIndex, ActivityIndexReader, IndexOptions, DEFAULT_REFRESH_INTERVAL_MS};
 pub use query::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
 };

@@ -138,6 +138,12 @@ fn prepare_one(fields: &Fields, record: &ChangeRecord, now_us: i64) -> Op {
 
 /// The state owned by the writer thread.
 pub(crate) struct WriterThread {
+    /// The least time between two commits (Elasticsearch's refresh interval). Requests
+    /// that arrive meanwhile join the next commit. Zero: commit as soon as a group is
+    /// taken (lowest latency at low rates).
+    pub refresh_interval: Duration,
+    /// When the last commit finished.
+    pub last_commit: Option<Instant>,
     pub writer: IndexWriter,
     pub reader: IndexReader,
     pub fields: Fields,
@@ -160,6 +166,15 @@ impl WriterThread {
             #[cfg(test)]
             drop(self.hooks.pause.lock());
             let mut group = vec![first];
+            // Under load, commits are spaced by the refresh interval and everything that
+            // arrives meanwhile shares one commit (bigger segments, fewer merges).
+            if let Some(wait) = self
+                .last_commit
+                .map(|at| self.refresh_interval.saturating_sub(at.elapsed()))
+                .filter(|wait| !wait.is_zero())
+            {
+                std::thread::sleep(wait);
+            }
             while group.len() < MAX_GROUP_REQUESTS {
                 match rx.try_recv() {
                     Ok(request) => group.push(request),
@@ -205,6 +220,7 @@ impl WriterThread {
         }
         if outcome.is_ok() && changed {
             outcome = self.commit().map(|_| ());
+            self.last_commit = Some(Instant::now());
         }
         if let Err(e) = outcome {
             tracing::error!(error = %e, requests, "index commit failed; rolling the group back");

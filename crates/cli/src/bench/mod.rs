@@ -52,6 +52,9 @@ pub struct RunArgs {
     pub batch_size: u64,
     #[arg(long, default_value_t = 0)]
     pub batching_window_ms: u64,
+    /// The index's least time between two commits.
+    #[arg(long, default_value_t = tsunagu_embedded_index::DEFAULT_REFRESH_INTERVAL_MS)]
+    pub refresh_interval_ms: u64,
     /// Shards of the change stream.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub shards: u32,
@@ -80,6 +83,7 @@ impl RunArgs {
             parallelization_factor: self.parallelization_factor,
             batch_size: self.batch_size as usize,
             batching_window_ms: self.batching_window_ms,
+            refresh_interval_ms: self.refresh_interval_ms,
             shards: self.shards,
             deals: self.deals,
             skew: self.skew,

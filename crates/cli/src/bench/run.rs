@@ -30,6 +30,7 @@ pub struct LagParams {
     pub parallelization_factor: u32,
     pub batch_size: usize,
     pub batching_window_ms: u64,
+    pub refresh_interval_ms: u64,
     pub shards: u32,
     pub deals: u32,
     pub skew: Skew,
@@ -103,6 +104,13 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     let mut config = Config::default();
     config.data_dir = data_dir.to_path_buf();
     config.store.shard_count = params.shards;
+    for sink in config.sinks.values_mut() {
+        let crate::config::SinkConfig::EmbeddedIndex {
+            refresh_interval_ms,
+            ..
+        } = sink;
+        *refresh_interval_ms = params.refresh_interval_ms;
+    }
     config.consumers = vec![ConsumerConfig {
         batch_size: params.batch_size,
         batching_window_ms: params.batching_window_ms,
@@ -284,13 +292,14 @@ impl LagReport {
     pub fn print(&self) {
         let p = &self.params;
         println!(
-            "bench lag: {:.0} writes/s for {:.0} s (+{:.0} s warm-up), parallelization {}, batch {}, window {} ms, {} shards, {} deals ({}), mix {}",
+            "bench lag: {:.0} writes/s for {:.0} s (+{:.0} s warm-up), parallelization {}, batch {}, window {} ms, refresh {} ms, {} shards, {} deals ({}), mix {}",
             p.rate,
             p.duration.as_secs_f64(),
             p.warmup.as_secs_f64(),
             p.parallelization_factor,
             p.batch_size,
             p.batching_window_ms,
+            p.refresh_interval_ms,
             p.shards,
             p.deals,
             p.skew,
