@@ -78,6 +78,7 @@ impl Embedded {
                 writer_memory_mb,
                 tombstone_retention_hours,
                 refresh_interval_ms,
+                durability_interval_ms,
             } => {
                 let dir = self.config.index_dir(name);
                 let index = ActivityIndex::open(
@@ -86,6 +87,7 @@ impl Embedded {
                         writer_memory_bytes: (*writer_memory_mb as usize) << 20,
                         tombstone_retention: Duration::from_secs(tombstone_retention_hours * 3600),
                         refresh_interval: Duration::from_millis(*refresh_interval_ms),
+                        durability_interval: Duration::from_millis(*durability_interval_ms),
                     },
                 )
                 .with_context(|| format!("cannot open index {}", dir.display()))?;

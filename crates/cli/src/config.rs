@@ -85,6 +85,10 @@ pub enum SinkConfig {
         /// shares one commit. 0 commits every group at once.
         #[serde(default = "default_refresh_interval_ms")]
         refresh_interval_ms: u64,
+        /// How often commits are made durable (fsynced). Searchable at once, durable at
+        /// the next point: checkpoints wait for it, so a crash replays at most this much.
+        #[serde(default = "default_durability_interval_ms")]
+        durability_interval_ms: u64,
     },
 }
 
@@ -109,6 +113,9 @@ fn default_tombstone_retention_hours() -> u64 {
 fn default_refresh_interval_ms() -> u64 {
     tsunagu_embedded_index::DEFAULT_REFRESH_INTERVAL_MS
 }
+fn default_durability_interval_ms() -> u64 {
+    tsunagu_embedded_index::DEFAULT_DURABILITY_INTERVAL_MS
+}
 fn default_sinks() -> BTreeMap<String, SinkConfig> {
     BTreeMap::from([(
         "activities".to_string(),
@@ -116,6 +123,7 @@ fn default_sinks() -> BTreeMap<String, SinkConfig> {
             writer_memory_mb: default_writer_memory_mb(),
             tombstone_retention_hours: default_tombstone_retention_hours(),
             refresh_interval_ms: default_refresh_interval_ms(),
+            durability_interval_ms: default_durability_interval_ms(),
         },
     )])
 }
@@ -225,7 +233,14 @@ impl Config {
                     writer_memory_mb,
                     tombstone_retention_hours,
                     refresh_interval_ms,
+                    durability_interval_ms,
                 } => {
+                    if !(1..=600_000).contains(durability_interval_ms) {
+                        return fail(
+                            &format!("sinks.{name}.durability_interval_ms"),
+                            format!("must be between 1 and 600000, got {durability_interval_ms}"),
+                        );
+                    }
                     if *refresh_interval_ms > 60_000 {
                         return fail(
                             &format!("sinks.{name}.refresh_interval_ms"),

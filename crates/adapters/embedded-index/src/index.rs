@@ -2,6 +2,7 @@
 //! [`ActivityIndexReader`] (read-only, for another process such as the CLI's `search`
 //! while `replicate` runs). Both query through the same internal `IndexView`.
 
+use crate::durability::{run_syncer, DeferredSyncDirectory, Marks, SyncRequest};
 use crate::error::IndexError;
 use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage};
 use crate::schema::{build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_TOMBSTONE};
@@ -32,7 +33,10 @@ const REQUEST_QUEUE: usize = 1024;
 const MIN_MEMORY_PER_THREAD: usize = 20 << 20;
 
 /// The default least time between two commits, in milliseconds.
-pub const DEFAULT_REFRESH_INTERVAL_MS: u64 = 10;
+pub const DEFAULT_REFRESH_INTERVAL_MS: u64 = 0;
+
+/// The default interval between two durable points, in milliseconds.
+pub const DEFAULT_DURABILITY_INTERVAL_MS: u64 = 1_000;
 
 /// How the writer is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,9 @@ pub struct IndexOptions {
     /// next commit: a little latency under load buys bigger segments and fewer merges.
     /// Zero commits each group at once.
     pub refresh_interval: Duration,
+    /// How often commits are made durable (fsynced). Commits are searchable at once;
+    /// the engine checkpoints only durable ones, so a crash replays at most this much.
+    pub durability_interval: Duration,
 }
 
 impl Default for IndexOptions {
@@ -56,6 +63,7 @@ impl Default for IndexOptions {
             writer_memory_bytes: 64 << 20,
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
             refresh_interval: Duration::from_millis(DEFAULT_REFRESH_INTERVAL_MS),
+            durability_interval: Duration::from_millis(DEFAULT_DURABILITY_INTERVAL_MS),
         }
     }
 }
@@ -69,6 +77,11 @@ pub struct ActivityIndex {
     view: IndexView,
     pub(crate) requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
+    marks: std::sync::Arc<Marks>,
+    /// Asks the syncer for a durable point now; dropping it makes the syncer do a last
+    /// one and exit.
+    sync_requests: Option<std::sync::mpsc::Sender<SyncRequest>>,
+    syncer: Option<JoinHandle<()>>,
     #[cfg(test)]
     pub(crate) hooks: std::sync::Arc<crate::writer::TestHooks>,
 }
@@ -96,19 +109,26 @@ impl ActivityIndex {
         let started = Instant::now();
         std::fs::create_dir_all(dir)
             .map_err(IndexError::io(format!("creating {}", dir.display())))?;
-        let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Io {
+        let directory = DeferredSyncDirectory::open(dir).map_err(|source| IndexError::Io {
             context: format!("opening {}", dir.display()),
-            source: std::io::Error::other(e),
+            source,
         })?;
-        let index = Index::open_or_create(directory, build_schema()).map_err(|e| match e {
-            TantivyError::SchemaError(message) => IndexError::SchemaMismatch {
-                dir: dir.to_path_buf(),
-                message,
-            },
-            source => IndexError::Tantivy {
-                context: format!("opening the index at {}", dir.display()),
-                source,
-            },
+        let index =
+            Index::open_or_create(directory.clone(), build_schema()).map_err(|e| match e {
+                TantivyError::SchemaError(message) => IndexError::SchemaMismatch {
+                    dir: dir.to_path_buf(),
+                    message,
+                },
+                source => IndexError::Tantivy {
+                    context: format!("opening the index at {}", dir.display()),
+                    source,
+                },
+            })?;
+        // A new index's first meta.json goes to disk at once, so that other processes
+        // find an index there.
+        directory.sync().map_err(|source| IndexError::Io {
+            context: format!("making {} durable", dir.display()),
+            source,
         })?;
         let threads = writer_threads(options.writer_memory_bytes)?;
         let (index, fields) = prepare_index(index, dir)?;
@@ -134,7 +154,9 @@ impl ActivityIndex {
 
         #[cfg(test)]
         let hooks = std::sync::Arc::new(crate::writer::TestHooks::default());
+        let marks = std::sync::Arc::new(Marks::default());
         let state = WriterThread {
+            marks: std::sync::Arc::clone(&marks),
             refresh_interval: options.refresh_interval,
             last_commit: None,
             writer,
@@ -152,7 +174,19 @@ impl ActivityIndex {
             .name("tsunagu-index-writer".into())
             .spawn(move || state.run(rx))
             .map_err(IndexError::io("starting the index writer thread"))?;
+        let (sync_requests, sync_rx) = std::sync::mpsc::channel::<SyncRequest>();
+        let syncer = {
+            let marks = std::sync::Arc::clone(&marks);
+            let interval = options.durability_interval.max(Duration::from_millis(1));
+            std::thread::Builder::new()
+                .name("tsunagu-index-syncer".into())
+                .spawn(move || run_syncer(directory, marks, interval, sync_rx))
+                .map_err(IndexError::io("starting the index syncer thread"))?
+        };
         Ok(Self {
+            marks,
+            sync_requests: Some(sync_requests),
+            syncer: Some(syncer),
             view: IndexView {
                 reader,
                 fields,
@@ -173,10 +207,12 @@ impl ActivityIndex {
     /// Stops the writer thread once the work already queued is done, and waits for it.
     pub async fn close(mut self) {
         self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            // Joining blocks (the last commit, merges finishing): not on a runtime thread.
-            let _ = tokio::task::spawn_blocking(move || join_writer(thread)).await;
-        }
+        let writer = self.thread.take();
+        self.sync_requests = None;
+        let syncer = self.syncer.take();
+        // Joining blocks (the last commit, merges finishing, the last durable point): not
+        // on a runtime thread.
+        let _ = tokio::task::spawn_blocking(move || join_threads(writer, syncer)).await;
     }
 
     /// Searches live activities; see [`ActivityQuery`].
@@ -204,22 +240,29 @@ impl Drop for ActivityIndex {
     fn drop(&mut self) {
         // Closing the channel makes the thread finish what is queued and exit.
         self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            join_writer(thread);
-        }
+        let writer = self.thread.take();
+        self.sync_requests = None;
+        let syncer = self.syncer.take();
+        join_threads(writer, syncer);
     }
 }
 
-fn join_writer(thread: JoinHandle<()>) {
-    if thread.join().is_err() {
+/// Waits for the writer (its last commit), then the syncer (the last durable point,
+/// which must follow the last commit).
+fn join_threads(writer: Option<JoinHandle<()>>, syncer: Option<JoinHandle<()>>) {
+    if writer.is_some_and(|t| t.join().is_err()) {
         tracing::error!("the index writer thread panicked");
+    }
+    if syncer.is_some_and(|t| t.join().is_err()) {
+        tracing::error!("the index syncer thread panicked");
     }
 }
 
 #[async_trait]
 impl Sink for ActivityIndex {
     /// Applies the batch with the version guard and returns once it is committed and
-    /// visible to searches (group-committed with concurrent calls).
+    /// visible to searches (group-committed with concurrent calls). It becomes durable at
+    /// the next durable point (see [`crate::durability`]).
     async fn apply(&self, records: &[ChangeRecord]) -> Result<(), SinkError> {
         if records.is_empty() {
             return Ok(());
@@ -241,6 +284,37 @@ impl Sink for ActivityIndex {
             .await
             .map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
+    }
+
+    fn visible_mark(&self) -> u64 {
+        self.marks.visible.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn durable_mark(&self) -> u64 {
+        self.marks.durable.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A durable point now, covering everything applied before the call.
+    async fn flush(&self) -> Result<(), SinkError> {
+        let failed = |message: String| SinkError::Batch {
+            retryable: true,
+            message,
+        };
+        let Some(requests) = self.sync_requests.clone() else {
+            return Err(failed("the index is closed".into()));
+        };
+        tokio::task::spawn_blocking(move || {
+            let (reply, answer) = std::sync::mpsc::channel();
+            requests
+                .send(reply)
+                .map_err(|_| failed("the index syncer has stopped".into()))?;
+            answer
+                .recv()
+                .map_err(|_| failed("the index syncer has stopped".into()))?
+                .map_err(|e| failed(format!("making the index durable failed: {e}")))
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
     }
 }
 

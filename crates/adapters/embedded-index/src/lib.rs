@@ -16,6 +16,7 @@
 //! Internals: `schema` (fields and document mapping) and `writer` (the writer thread and
 //! group commit).
 
+pub mod durability;
 pub mod error;
 pub mod index;
 pub mod query;
@@ -27,7 +28,10 @@ mod writer;
 mod tests;
 
 pub use error::IndexError;
-pub use index::{ActivityIndex, ActivityIndexReader, IndexOptions, DEFAULT_REFRESH_INTERVAL_MS};
+pub use index::{
+    ActivityIndex, ActivityIndexReader, IndexOptions, DEFAULT_DURABILITY_INTERVAL_MS,
+    DEFAULT_REFRESH_INTERVAL_MS,
+};
 pub use query::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
 };

@@ -144,6 +144,8 @@ pub(crate) struct WriterThread {
     pub refresh_interval: Duration,
     /// When the last commit finished.
     pub last_commit: Option<Instant>,
+    /// Raised once a commit is searchable, before its callers are answered.
+    pub marks: std::sync::Arc<crate::durability::Marks>,
     pub writer: IndexWriter,
     pub reader: IndexReader,
     pub fields: Fields,
@@ -251,6 +253,9 @@ impl WriterThread {
                 return;
             }
             self.needs_reload = false;
+            self.marks
+                .visible
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         tracing::debug!(
             requests,

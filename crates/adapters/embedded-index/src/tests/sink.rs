@@ -267,7 +267,7 @@ async fn expired_tombstones_are_dropped() {
 }
 
 #[tokio::test]
-async fn read_only_handles_see_the_writers_commits() {
+async fn read_only_handles_see_the_writers_durable_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = ActivityIndexReader::open(&dir.path().join("missing")).err();
     assert!(matches!(err, Some(IndexError::NoIndex { .. })), "{err:?}");
@@ -290,6 +290,8 @@ async fn read_only_handles_see_the_writers_commits() {
     );
     let a = activity("a1", "d1");
     index.apply(&[upsert(&a, 7)]).await.expect("apply");
+    // Another process sees the index as of its last durable point.
+    index.flush().await.expect("flush");
     // No reopen needed: the read-only handle reloads before each query.
     assert_eq!(
         reader
@@ -311,4 +313,97 @@ async fn read_only_handles_see_the_writers_commits() {
     // After close, a new writer opens and sees the committed state.
     let index = open(dir.path());
     assert_eq!(index.get(&a.key()).expect("get").map(|(_, a)| a), Some(a));
+}
+
+/// Copies an index directory as a crash would leave it to a restarted process: what is on
+/// disk, nothing held in this process's memory.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        std::fs::copy(entry.path(), to.join(name)).expect("copy");
+    }
+}
+
+#[tokio::test]
+async fn commits_are_visible_at_once_and_durable_only_at_a_durable_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = ActivityIndex::open(
+        dir.path(),
+        IndexOptions {
+            durability_interval: std::time::Duration::from_secs(3600),
+            ..options()
+        },
+    )
+    .expect("open");
+    let a = activity("a1", "d1");
+    let b = activity("b1", "d1");
+    index.apply(&[upsert(&a, 1)]).await.expect("apply a");
+    assert!(
+        index.visible_mark() > index.durable_mark(),
+        "visible before durable"
+    );
+    index.flush().await.expect("flush");
+    assert_eq!(index.durable_mark(), index.visible_mark());
+
+    index.apply(&[upsert(&b, 2)]).await.expect("apply b");
+    assert!(
+        index.get(&b.key()).expect("get").is_some(),
+        "b is searchable"
+    );
+    assert!(
+        index.visible_mark() > index.durable_mark(),
+        "b is not durable yet"
+    );
+
+    // A crash now restarts from the durable point: a, not b (the engine replays b, as
+    // its checkpoint never passed b's mark).
+    let crashed = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), crashed.path());
+    let after_crash = open(crashed.path());
+    assert!(after_crash.get(&a.key()).expect("get").is_some());
+    assert!(after_crash.get(&b.key()).expect("get").is_none());
+    after_crash.close().await;
+
+    // A clean close makes everything durable.
+    index.close().await;
+    let reopened = open(dir.path());
+    assert!(reopened.get(&b.key()).expect("get").is_some());
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn merged_away_segments_stay_on_disk_until_a_durable_meta_stops_needing_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = ActivityIndex::open(
+        dir.path(),
+        IndexOptions {
+            durability_interval: std::time::Duration::from_secs(3600),
+            refresh_interval: std::time::Duration::ZERO,
+            ..options()
+        },
+    )
+    .expect("open");
+    // Many small commits (each a segment) invite merges; durable points in between.
+    for i in 0..60u64 {
+        let a = activity(&format!("a{i}"), "d1");
+        index.apply(&[upsert(&a, i + 1)]).await.expect("apply");
+        if i % 10 == 9 {
+            index.flush().await.expect("flush");
+            // Whatever happens next, the durable state on disk opens completely.
+            let crashed = tempfile::tempdir().expect("tempdir");
+            copy_dir(dir.path(), crashed.path());
+            let after_crash = open(crashed.path());
+            assert_eq!(
+                after_crash.live_versions().expect("versions").len() as u64,
+                i + 1
+            );
+            after_crash.close().await;
+        }
+    }
+    index.close().await;
 }
