@@ -123,7 +123,11 @@ impl Sink for FlakySink {
             self.visible
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-        if self.visible.load(std::sync::atomic::Ordering::SeqCst) % self.durable_every == 0 {
+        if self
+            .visible
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .is_multiple_of(self.durable_every)
+        {
             self.make_durable();
         }
         for record in &ok {
