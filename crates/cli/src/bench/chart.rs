@@ -5,6 +5,9 @@ use super::measure::SeriesPoint;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// A series to draw: its legend, its colour and how to read it from a point.
+type Line = (&'static str, RGBColor, fn(&SeriesPoint) -> f64);
+
 pub fn write_lag_chart(path: &Path, title: &str, series: &[SeriesPoint]) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
@@ -23,7 +26,7 @@ pub fn write_lag_chart(path: &Path, title: &str, series: &[SeriesPoint]) -> anyh
         .y_desc("lag commit → searchable (ms)")
         .draw()
         .map_err(plot_error)?;
-    let lines: [(&str, RGBColor, fn(&SeriesPoint) -> f64); 3] = [
+    let lines: [Line; 3] = [
         ("max", RGBColor(214, 39, 40), |p| p.lag_max_ms),
         ("p99", RGBColor(255, 127, 14), |p| p.lag_p99_ms),
         ("p50", RGBColor(31, 119, 180), |p| p.lag_p50_ms),

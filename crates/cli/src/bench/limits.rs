@@ -33,8 +33,10 @@ struct LimitsReport {
 }
 
 fn config_for(dir: &std::path::Path, args: &LimitsArgs) -> anyhow::Result<Config> {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     config.store.shard_count = args.shards;
     config.consumers = vec![ConsumerConfig {
         batch_size: args.batch_size as usize,

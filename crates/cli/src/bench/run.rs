@@ -101,8 +101,10 @@ fn now_us() -> i64 {
 
 /// Runs the benchmark in `data_dir` (created if missing).
 pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagReport> {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_path_buf();
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
     config.store.shard_count = params.shards;
     for sink in config.sinks.values_mut() {
         let crate::config::SinkConfig::EmbeddedIndex {

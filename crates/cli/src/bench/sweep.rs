@@ -114,7 +114,7 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
             }
-            if rate < 1.0 || rate > 500_000.0 {
+            if !(1.0..=500_000.0).contains(&rate) {
                 break;
             }
             let dir = RunDir::new(None, "search")?;
