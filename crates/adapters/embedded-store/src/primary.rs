@@ -107,8 +107,45 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 type GroupReply = oneshot::Sender<Result<Vec<Result<WriteOutcome, StoreError>>, StoreError>>;
 
+/// A write as the writer thread takes it: bodies already encoded by the caller, so the one
+/// writer thread spends its time in SQLite, not in JSON.
+enum Prepared {
+    Put {
+        key: ItemKey,
+        text: String,
+        condition: Condition,
+    },
+    Delete {
+        key: ItemKey,
+        condition: Condition,
+    },
+}
+
+impl Prepared {
+    fn from_op(op: WriteOp) -> Self {
+        match op {
+            WriteOp::Put {
+                key,
+                body,
+                condition,
+            } => Prepared::Put {
+                key,
+                text: body.to_string(),
+                condition,
+            },
+            WriteOp::Delete { key, condition } => Prepared::Delete { key, condition },
+        }
+    }
+
+    fn key(&self) -> &ItemKey {
+        match self {
+            Prepared::Put { key, .. } | Prepared::Delete { key, .. } => key,
+        }
+    }
+}
+
 enum Request {
-    Write(Vec<WriteOp>, GroupReply),
+    Write(Vec<Prepared>, GroupReply),
     Trim(oneshot::Sender<Result<u64, StoreError>>),
 }
 
@@ -201,6 +238,7 @@ impl EmbeddedStore {
             .ok()
             .and_then(|s| s.clone())
             .ok_or(StoreError::Closed)?;
+        let ops: Vec<Prepared> = ops.into_iter().map(Prepared::from_op).collect();
         match sender.try_send(Request::Write(ops, reply)) {
             Ok(()) => {}
             // A full queue is the store's back-pressure: wait for room, off the async
@@ -440,7 +478,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, shared: &Share
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let mut group: Vec<(Vec<WriteOp>, GroupReply)> = Vec::new();
+        let mut group: Vec<(Vec<Prepared>, GroupReply)> = Vec::new();
         let mut ops_in_group = 0;
         let mut pending = first;
         while let Some(request) = pending.take() {
@@ -472,9 +510,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, shared: &Share
 /// The result of each write of a request.
 type WriteResults = Vec<Result<WriteOutcome, StoreError>>;
 
-fn commit_group(conn: &mut Connection, group: Vec<(Vec<WriteOp>, GroupReply)>, shared: &Shared) {
+fn commit_group(conn: &mut Connection, group: Vec<(Vec<Prepared>, GroupReply)>, shared: &Shared) {
     let shard_count = shared.options.shard_count;
-    let requests: Vec<&[WriteOp]> = group.iter().map(|(ops, _)| ops.as_slice()).collect();
+    let requests: Vec<&[Prepared]> = group.iter().map(|(ops, _)| ops.as_slice()).collect();
     match apply_group(conn, &requests, shard_count) {
         Ok((outcomes, last_seq)) => {
             if let Some(seq) = last_seq {
@@ -500,7 +538,7 @@ fn commit_group(conn: &mut Connection, group: Vec<(Vec<WriteOp>, GroupReply)>, s
 /// the newest sequence number appended, if any.
 fn apply_group(
     conn: &mut Connection,
-    requests: &[&[WriteOp]],
+    requests: &[&[Prepared]],
     shard_count: u32,
 ) -> Result<(Vec<WriteResults>, Option<i64>), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -529,7 +567,7 @@ fn apply_group(
 /// the write's own result (`Ok(Err(..))` in spirit): only SQLite errors abort the group.
 fn apply_op(
     tx: &rusqlite::Transaction<'_>,
-    op: &WriteOp,
+    op: &Prepared,
     shard_count: u32,
     committed_at_us: i64,
 ) -> Result<Result<(WriteOutcome, Option<i64>), StoreError>, StoreError> {
@@ -541,7 +579,7 @@ fn apply_op(
         })
         .optional()?;
     let condition = match op {
-        WriteOp::Put { condition, .. } | WriteOp::Delete { condition, .. } => *condition,
+        Prepared::Put { condition, .. } | Prepared::Delete { condition, .. } => *condition,
     };
     let found = current.as_ref().map(|(v, _)| Version(*v as u64));
     let holds = match condition {
@@ -576,14 +614,9 @@ fn apply_op(
     };
     let shard = key.shard_index(shard_count);
     match op {
-        WriteOp::Put { body, .. } => {
-            let text = body.to_string();
+        Prepared::Put { text, .. } => {
             if let Some((_, old_body)) = &current {
-                // Same text, or the same JSON written with its keys in another order.
-                let same = *old_body == text
-                    || serde_json::from_str::<serde_json::Value>(old_body)
-                        .is_ok_and(|old| old == *body);
-                if same {
+                if same_json(old_body, text) {
                     return Ok(Ok(unchanged(found)));
                 }
             }
@@ -622,7 +655,7 @@ fn apply_op(
                 Some(seq),
             )))
         }
-        WriteOp::Delete { .. } => {
+        Prepared::Delete { .. } => {
             let Some((old_version, old_body)) = current else {
                 return Ok(Ok(unchanged(None)));
             };
@@ -652,6 +685,18 @@ fn apply_op(
             )))
         }
     }
+}
+
+/// Whether two encoded bodies hold the same JSON. Equal text is the common case; JSON
+/// with the same members in another order has the same length, so only then is it worth
+/// parsing both.
+fn same_json(a: &str, b: &str) -> bool {
+    a == b
+        || (a.len() == b.len()
+            && serde_json::from_str::<serde_json::Value>(a)
+                .ok()
+                .zip(serde_json::from_str::<serde_json::Value>(b).ok())
+                .is_some_and(|(a, b)| a == b))
 }
 
 /// Deletes change records older than the retention, oldest first, in chunks so that
