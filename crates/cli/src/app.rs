@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 use tsunagu_embedded_store::primary::recorded_shard_count;
+use tsunagu_embedded_store::state::registered_consumers_at;
 use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
 use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::{Consumer, Engine, Pipeline};
@@ -29,6 +30,9 @@ pub fn resolve_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::R
         if let Some(shards) = recorded_shard_count(&config.primary_path())? {
             config.store.shard_count = shards;
         }
+    }
+    for (name, sink) in registered_consumers_at(&config.state_path())? {
+        config.add_consumer(&name, &sink);
     }
     config.validate()?;
     Ok(config)
@@ -115,7 +119,8 @@ impl Embedded {
             Arc::new(self.store.clone()),
             Arc::new(self.state.clone()),
             Arc::new(self.state.clone()),
-        );
+        )
+        .with_backfill(Arc::new(self.store.clone()), Arc::new(self.state.clone()));
         for observer in observers {
             engine = engine.with_observer(observer);
         }

@@ -51,11 +51,52 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+    /// Bootstrap a consumer from the items already in the primary, then hand over to the
+    /// change stream with no gap (creates the consumer if it does not exist).
+    Backfill(BackfillArgs),
+    /// Compare the primary with a consumer's index, report missing, extra and stale
+    /// documents, and optionally repair them through the sink.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The consumer to backfill; created (with its own index) if it does not exist.
+    #[arg(long)]
+    pub consumer: String,
+    /// Most items written per second (0: no limit), so live writes are not starved.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Items per sink call.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+    /// Shards scanned at the same time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallelism: u32,
+    /// No progress bar (logs only).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[arg(long)]
+    pub consumer: String,
+    /// Re-send the primary's current version of every differing item through the sink.
+    #[arg(long)]
+    pub repair: bool,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Run again every this long (e.g. 5m), logging drift found and repaired, until stopped.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub every: Option<std::time::Duration>,
 }
 
 impl Command {
     pub fn is_long_running(&self) -> bool {
-        matches!(self, Command::Replicate)
+        matches!(self, Command::Replicate | Command::Backfill(_))
+            || matches!(self, Command::Reconcile(args) if args.every.is_some())
     }
 }
 

@@ -324,6 +324,28 @@ impl Config {
     pub fn consumer(&self, name: &str) -> Option<&ConsumerConfig> {
         self.consumers.iter().find(|c| c.name == name)
     }
+
+    /// Adds a consumer with default knobs writing to `sink` (an embedded index with
+    /// default settings, unless a sink of that name is configured), if none by that name
+    /// exists. Returns whether it was added.
+    pub fn add_consumer(&mut self, name: &str, sink: &str) -> bool {
+        if self.consumer(name).is_some() {
+            return false;
+        }
+        self.sinks
+            .entry(sink.to_string())
+            .or_insert_with(|| SinkConfig::EmbeddedIndex {
+                writer_memory_mb: default_writer_memory_mb(),
+                tombstone_retention_hours: default_tombstone_retention_hours(),
+                refresh_interval_ms: default_refresh_interval_ms(),
+                durability_interval_ms: default_durability_interval_ms(),
+            });
+        self.consumers.push(ConsumerConfig {
+            sink: sink.to_string(),
+            ..ConsumerConfig::named(name)
+        });
+        true
+    }
 }
 
 #[cfg(test)]

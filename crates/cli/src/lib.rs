@@ -17,4 +17,5 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod lag;
+pub mod reconcile;
 pub mod sample;

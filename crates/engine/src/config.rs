@@ -20,6 +20,18 @@ pub enum Ordering {
     PartitionKey,
 }
 
+/// What a consumer does when its checkpoint has fallen out of the stream's retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionPolicy {
+    /// Backfill the shard from the primary's items, then carry on from the stream.
+    #[default]
+    Backfill,
+    /// Stop the shard and say so (in the log and `tsunagu status`); recover by hand with
+    /// `tsunagu backfill`.
+    Stop,
+}
+
 /// One consumer of the change stream: its sink and how records are delivered to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +80,10 @@ pub struct ConsumerConfig {
     /// How often an advanced checkpoint is written (they are also written on shutdown).
     #[serde(default = "defaults::checkpoint_interval_ms")]
     pub checkpoint_interval_ms: u64,
+    /// When the checkpoint is older than the stream's retention (records were trimmed
+    /// before this consumer read them): backfill (default) or stop.
+    #[serde(default)]
+    pub on_retention_exceeded: RetentionPolicy,
 }
 
 mod defaults {
@@ -122,6 +138,7 @@ impl ConsumerConfig {
             starting_position: defaults::starting_position(),
             max_in_flight_records: defaults::max_in_flight_records(),
             checkpoint_interval_ms: defaults::checkpoint_interval_ms(),
+            on_retention_exceeded: RetentionPolicy::Backfill,
         }
     }
 

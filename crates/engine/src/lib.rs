@@ -10,9 +10,12 @@
 //!   `parallelization_factor` lanes, and advances the checkpoint over the acknowledged
 //!   prefix; a lane batches, retries with backoff, bisects and dead-letters.
 //! - [`redrive`]: re-applying dead letters.
+//! - [`backfill`]: bootstrapping a consumer from the primary's items, handing over to the
+//!   stream with no gap (also the recovery when a consumer fell behind retention).
 //! - [`memory`]: in-memory implementations of the ports (tests, benchmarks, dry runs).
 //! - [`status`]: live per-shard counters.
 
+pub mod backfill;
 pub mod config;
 mod lane;
 pub mod memory;
@@ -22,5 +25,5 @@ pub mod redrive;
 mod shard;
 pub mod status;
 
-pub use config::{ConfigError, ConsumerConfig, Ordering};
+pub use config::{ConfigError, ConsumerConfig, Ordering, RetentionPolicy};
 pub use pipeline::{Consumer, Engine, EngineError, Pipeline};

@@ -1,9 +1,10 @@
 //! The engine's entry point: start consumers over a change source, watch them, stop them.
 
-use crate::config::{ConfigError, ConsumerConfig};
+use crate::backfill::{Backfill, BackfillOptions, BackfillProgressStore};
+use crate::config::{ConfigError, ConsumerConfig, RetentionPolicy};
 use crate::ports::{
-    ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ReadFrom, ShardInfo, Sink,
-    SourceError, StartingPosition, StateError,
+    ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ItemScanner, ReadFrom,
+    ShardInfo, Sink, SourceError, StartingPosition, StateError,
 };
 use crate::shard::ShardWorker;
 use crate::status::{ConsumerStatus, ShardState, ShardStats};
@@ -34,6 +35,8 @@ pub struct Engine {
     source: Arc<dyn ChangeSource>,
     checkpoints: Arc<dyn CheckpointStore>,
     dlq: Arc<dyn DeadLetterQueue>,
+    /// What a shard that fell behind retention is backfilled from, if anything.
+    backfill: Option<(Arc<dyn ItemScanner>, Arc<dyn BackfillProgressStore>)>,
     observers: Vec<Arc<dyn ApplyObserver>>,
 }
 
@@ -53,8 +56,20 @@ impl Engine {
             source,
             checkpoints,
             dlq,
+            backfill: None,
             observers: Vec::new(),
         }
+    }
+
+    /// Lets consumers whose checkpoint fell out of the stream's retention recover by
+    /// backfilling the shard from the primary's items (per their `on_retention_exceeded`).
+    pub fn with_backfill(
+        mut self,
+        scanner: Arc<dyn ItemScanner>,
+        progress: Arc<dyn BackfillProgressStore>,
+    ) -> Self {
+        self.backfill = Some((scanner, progress));
+        self
     }
 
     /// Adds an observer told about every acknowledged and dead-lettered record.
@@ -176,9 +191,15 @@ struct ConsumerRunner {
     cancel: CancellationToken,
 }
 
+/// How a task of a consumer ended.
+enum Ended {
+    Worker(ShardId, ShardState),
+    Backfilled(ShardId, Result<(), String>),
+}
+
 /// Shard workers of one consumer and what is known of each shard.
 struct Workers {
-    set: JoinSet<(ShardId, ShardState)>,
+    set: JoinSet<Ended>,
     started: HashSet<ShardId>,
     finished: HashSet<ShardId>,
     known: HashMap<ShardId, ShardInfo>,
@@ -224,6 +245,8 @@ impl ConsumerRunner {
                 stats.set_checkpoint(p.clone());
             }
             if let Ok(mut shards) = self.shards.lock() {
+                // A shard restarted after a backfill gets fresh counters.
+                shards.retain(|s| s.shard != info.id);
                 shards.push(Arc::clone(&stats));
             }
             let worker = ShardWorker {
@@ -242,7 +265,9 @@ impl ConsumerRunner {
             tracing::info!(consumer = %self.name, shard = %info.id, "shard worker started");
             workers.started.insert(info.id.clone());
             let id = info.id.clone();
-            workers.set.spawn(async move { (id, worker.run().await) });
+            workers
+                .set
+                .spawn(async move { Ended::Worker(id, worker.run().await) });
         }
         Ok(())
     }
@@ -271,12 +296,29 @@ impl ConsumerRunner {
         loop {
             tokio::select! {
                 joined = workers.set.join_next() => match joined {
-                    Some(Ok((shard, state))) => {
+                    Some(Ok(Ended::Worker(shard, state))) => {
                         tracing::info!(consumer = %self.name, %shard, ?state, "shard worker ended");
-                        if state == ShardState::Finished {
-                            workers.finished.insert(shard);
+                        match state {
+                            ShardState::Finished => {
+                                workers.finished.insert(shard);
+                            }
+                            ShardState::BehindRetention(_) if !self.cancel.is_cancelled() => {
+                                self.recover_by_backfill(&mut workers, shard);
+                            }
+                            _ => {}
                         }
                     }
+                    Some(Ok(Ended::Backfilled(shard, result))) => match result {
+                        Ok(()) => {
+                            tracing::info!(consumer = %self.name, %shard, "shard backfilled after falling behind retention; resuming from the stream");
+                            workers.started.remove(&shard);
+                            self.rediscover(&mut workers).await;
+                        }
+                        Err(message) => {
+                            tracing::error!(consumer = %self.name, %shard, %message, "backfill after falling behind retention failed; run `tsunagu backfill`");
+                            self.set_state(&shard, ShardState::Failed(message));
+                        }
+                    },
                     Some(Err(error)) => {
                         tracing::error!(consumer = %self.name, %error, "shard worker panicked");
                     }
@@ -294,6 +336,54 @@ impl ConsumerRunner {
                 _ = discovery.tick(), if !self.cancel.is_cancelled() => self.rediscover(&mut workers).await,
             }
         }
+    }
+
+    fn set_state(&self, shard: &ShardId, state: ShardState) {
+        if let Ok(shards) = self.shards.lock() {
+            if let Some(stats) = shards.iter().find(|s| &s.shard == shard) {
+                stats.set_state(state);
+            }
+        }
+    }
+
+    /// Backfills a shard that fell behind retention, if the consumer wants it and the
+    /// engine can; the shard restarts from the stream when it is done.
+    fn recover_by_backfill(&self, workers: &mut Workers, shard: ShardId) {
+        let Some((scanner, progress)) = self.engine.backfill.clone() else {
+            tracing::error!(consumer = %self.name, %shard, "behind retention and no backfill source: run `tsunagu backfill`");
+            return;
+        };
+        if self.config.on_retention_exceeded == RetentionPolicy::Stop {
+            tracing::error!(consumer = %self.name, %shard, "behind retention; stopped as configured (on_retention_exceeded = \"stop\"): run `tsunagu backfill`");
+            return;
+        }
+        self.set_state(&shard, ShardState::Backfilling);
+        let (consumer, engine, sink) = (
+            Arc::clone(&self.name),
+            self.engine.clone(),
+            Arc::clone(&self.sink),
+        );
+        let options = BackfillOptions {
+            batch_size: self.config.batch_size.max(100),
+            ..BackfillOptions::default()
+        };
+        workers.set.spawn(async move {
+            let backfill = Backfill {
+                consumer: &consumer,
+                source: engine.source.as_ref(),
+                scanner: scanner.as_ref(),
+                sink: sink.as_ref(),
+                checkpoints: engine.checkpoints.as_ref(),
+                dlq: engine.dlq.as_ref(),
+                progress: progress.as_ref(),
+            };
+            let result = backfill
+                .run(Some(vec![shard.clone()]), &options, &|_| {})
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            Ended::Backfilled(shard, result)
+        });
     }
 
     async fn rediscover(&self, workers: &mut Workers) {

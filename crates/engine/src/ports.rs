@@ -88,6 +88,33 @@ pub trait ChangeSource: Send + Sync + 'static {
     async fn backlog(&self, shard: &ShardId, from: &ReadFrom) -> Result<Option<u64>, SourceError>;
 }
 
+/// One page of a scan of the primary's items.
+#[derive(Debug, Clone, Default)]
+pub struct ScanPage {
+    /// Every item as an `INSERT` record carrying its current version and body (the
+    /// position is not a stream position; it only names the version).
+    pub records: Vec<ChangeRecord>,
+    /// Where the next page starts; `None` when the segment is done.
+    pub next: Option<tsunagu_domain::ItemKey>,
+}
+
+/// Reads the items of the primary store themselves, for bootstrapping a consumer or
+/// checking it: the embedded store, DynamoDB's parallel Scan.
+///
+/// Items are split into `segments` disjoint segments; within a segment they come in key
+/// order, so a scan can resume after the last key it handled. When `segments` equals the
+/// change stream's shard count, segment `s` holds exactly the items of shard `s`.
+#[async_trait]
+pub trait ItemScanner: Send + Sync + 'static {
+    async fn scan(
+        &self,
+        segment: u32,
+        segments: u32,
+        after: Option<&tsunagu_domain::ItemKey>,
+        limit: usize,
+    ) -> Result<ScanPage, SourceError>;
+}
+
 /// Why one record (or a whole batch) failed in a sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFailure {

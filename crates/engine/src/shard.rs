@@ -40,6 +40,7 @@ pub(crate) struct ShardWorker {
 enum ReaderEnd {
     Cancelled,
     EndOfShard,
+    Trimmed(String),
     Failed(String),
 }
 
@@ -211,6 +212,7 @@ impl ShardWorker {
         let state = match reader_end {
             Some(ReaderEnd::EndOfShard) if in_flight.len() == 0 => ShardState::Finished,
             Some(ReaderEnd::Failed(message)) => ShardState::Failed(message),
+            Some(ReaderEnd::Trimmed(message)) => ShardState::BehindRetention(message),
             _ => ShardState::Stopped,
         };
         self.stats.set_state(state.clone());
@@ -295,7 +297,7 @@ async fn read_shard(
             }
             Err(error @ SourceError::Trimmed { .. }) => {
                 tracing::error!(%shard, %error, "consumer is behind the stream's retention; it needs a backfill");
-                return ReaderEnd::Failed(error.to_string());
+                return ReaderEnd::Trimmed(error.to_string());
             }
             Err(error @ SourceError::Fatal(_)) => {
                 tracing::error!(%shard, %error, "reading the change stream failed for good");

@@ -15,8 +15,13 @@ pub enum ShardState {
     Running,
     /// Read to its end (a closed DynamoDB / Kinesis shard) and fully acknowledged.
     Finished,
-    /// Stopped on an error that retrying cannot fix (for example records past retention).
+    /// Stopped on an error that retrying cannot fix.
     Failed(String),
+    /// Its checkpoint fell out of the stream's retention: records were trimmed before it
+    /// read them. It needs a backfill (automatic unless the consumer says otherwise).
+    BehindRetention(String),
+    /// Being backfilled from the primary after falling behind retention.
+    Backfilling,
     Stopped,
 }
 

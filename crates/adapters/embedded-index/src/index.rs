@@ -234,6 +234,10 @@ impl ActivityIndex {
     pub fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
         self.view.get(key)
     }
+
+    pub(crate) fn view(&self) -> &IndexView {
+        &self.view
+    }
 }
 
 impl Drop for ActivityIndex {
@@ -372,6 +376,10 @@ impl ActivityIndexReader {
     /// The live activity at `key` and its version, if any.
     pub fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
         self.view.get(key)
+    }
+
+    pub(crate) fn view(&self) -> &IndexView {
+        &self.view
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`tokenizer`](mod@tokenizer): [`JaBigramTokenizer`], dictionary-free Japanese text analysis
 //!   (NFKC, lowercase, CJK bigrams, Latin words).
 //! - [`error`](mod@error): [`IndexError`].
+//! - [`inspect`](mod@inspect): [`IndexSnapshot`], key hashes and versions from fast fields,
+//!   for reconciling the index with the primary.
 //!
 //! Internals: `schema` (fields and document mapping) and `writer` (the writer thread and
 //! group commit).
@@ -19,6 +21,7 @@
 pub mod durability;
 pub mod error;
 pub mod index;
+pub mod inspect;
 pub mod query;
 mod schema;
 pub mod tokenizer;
@@ -32,6 +35,7 @@ pub use index::{
     ActivityIndex, ActivityIndexReader, IndexOptions, DEFAULT_DURABILITY_INTERVAL_MS,
     DEFAULT_REFRESH_INTERVAL_MS,
 };
+pub use inspect::IndexSnapshot;
 pub use query::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
 };

@@ -60,6 +60,14 @@ pub(crate) enum Op {
         version: u64,
         message: String,
     },
+    /// Drift injected by a test: replaces the document with `doc` (or deletes it, leaving
+    /// no tombstone) past the version guard.
+    #[cfg(feature = "drift-injection")]
+    Forced {
+        key: String,
+        version: u64,
+        doc: Option<TantivyDocument>,
+    },
 }
 
 impl Op {
@@ -68,6 +76,8 @@ impl Op {
             Op::Upsert { key, version, .. }
             | Op::Remove { key, version, .. }
             | Op::Invalid { key, version, .. } => (key, *version),
+            #[cfg(feature = "drift-injection")]
+            Op::Forced { key, version, .. } => (key, *version),
         }
     }
 }
@@ -278,6 +288,10 @@ impl WriterThread {
         op: Op,
         undo: &mut Vec<(String, Option<Held>)>,
     ) -> tantivy::Result<Applied> {
+        #[cfg(feature = "drift-injection")]
+        if let Op::Forced { key, version, doc } = op {
+            return self.apply_forced(key, version, doc, undo);
+        }
         let (key, version) = op.key_and_version();
         let held = self.versions.get(key).copied();
         // The version guard: not newer than what the index holds (a live document or a
@@ -294,6 +308,8 @@ impl WriterThread {
                 doc,
                 at_us,
             } => (key, version, doc, Some(at_us)),
+            #[cfg(feature = "drift-injection")]
+            Op::Forced { .. } => unreachable!("forced operations are applied above"),
         };
         // Record the previous state first, so that a failure anywhere in the group can
         // restore the map to the committed state.
@@ -314,6 +330,37 @@ impl WriterThread {
                 .delete_term(Term::from_field_text(self.fields.key, &key));
         }
         self.writer.add_document(doc)?;
+        Ok(Applied::Changed)
+    }
+
+    /// Applies injected drift: no version guard, and the version map follows the index.
+    #[cfg(feature = "drift-injection")]
+    fn apply_forced(
+        &mut self,
+        key: String,
+        version: u64,
+        doc: Option<TantivyDocument>,
+        undo: &mut Vec<(String, Option<Held>)>,
+    ) -> tantivy::Result<Applied> {
+        let held = self.versions.get(&key).copied();
+        undo.push((key.clone(), held));
+        self.writer
+            .delete_term(Term::from_field_text(self.fields.key, &key));
+        match doc {
+            Some(doc) => {
+                self.versions.insert(
+                    key,
+                    Held {
+                        version,
+                        tombstone_at_us: None,
+                    },
+                );
+                self.writer.add_document(doc)?;
+            }
+            None => {
+                self.versions.remove(&key);
+            }
+        }
         Ok(Applied::Changed)
     }
 

@@ -7,6 +7,8 @@
 //! - [`stream`]: the change stream as a [`tsunagu_engine::ports::ChangeSource`]: records
 //!   sharded by partition key, read in commit order, woken up at once by in-process
 //!   writes, trimmed after the retention period.
+//! - [`scan`]: the items themselves, a segment (shard) at a time, for bootstrapping and
+//!   reconciling consumers.
 //! - [`state`]: checkpoints and the dead-letter queue in a separate file, so the
 //!   engine's bookkeeping never contends with primary writes.
 //! - [`sqlite`]: connection set-up and schema shared by the above.
@@ -15,7 +17,9 @@
 //! lets readers run beside them. Readers in another process notice new records by polling
 //! (`external_poll_interval`), readers in the writer's process are woken up directly.
 
+pub mod inspect;
 pub mod primary;
+pub mod scan;
 pub mod sqlite;
 pub mod state;
 pub mod stream;

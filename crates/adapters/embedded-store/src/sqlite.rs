@@ -66,6 +66,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_consumer ON dead_letters (consumer, id);
+CREATE TABLE IF NOT EXISTS backfills (
+    consumer TEXT NOT NULL,
+    shard    TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    PRIMARY KEY (consumer, shard)
+) WITHOUT ROWID;
+-- Consumers created from the command line (backfill of a new consumer), beside those of
+-- the config file.
+CREATE TABLE IF NOT EXISTS consumers (
+    name          TEXT PRIMARY KEY,
+    sink          TEXT NOT NULL,
+    created_at_us INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Bytes of the database file mapped into memory per connection (address space, not RAM).
@@ -97,6 +110,23 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)
         .map_err(open_err)?;
+    // `tsunagu_shard(partition, n)`: the shard of a partition key among n, the same hash
+    // the change stream uses, so a scan can take one shard's items.
+    conn.create_scalar_function(
+        "tsunagu_shard",
+        2,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let partition = ctx
+                .get_raw(0)
+                .as_str()
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            let n: i64 = ctx.get(1)?;
+            Ok((tsunagu_domain::item::stable_partition_hash(partition) % n.max(1) as u64) as i64)
+        },
+    )
+    .map_err(open_err)?;
     Ok(conn)
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tsunagu_domain::{ChangeRecord, Position, ShardId};
+use tsunagu_engine::backfill::{BackfillProgressStore, BackfillState};
 use tsunagu_engine::ports::{CheckpointStore, DeadLetter, DeadLetterQueue, StateError};
 
 /// Checkpoints and dead letters. Cheap to clone.
@@ -46,6 +47,29 @@ impl EmbeddedState {
         .map_err(|e| StateError(e.to_string()))
     }
 
+    /// Records a consumer created outside the config file, with the sink it writes to.
+    pub async fn register_consumer(&self, name: &str, sink: &str) -> Result<(), StateError> {
+        let (name, sink) = (name.to_string(), sink.to_string());
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO consumers (name, sink, created_at_us) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+                params![name, sink, now_us()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Consumers created outside the config file: (name, sink).
+    pub async fn registered_consumers(&self) -> Result<Vec<(String, String)>, StateError> {
+        self.run(|conn| {
+            let mut stmt = conn.prepare("SELECT name, sink FROM consumers ORDER BY name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     /// Names of every consumer that has a checkpoint or a dead letter.
     pub async fn consumers(&self) -> Result<Vec<String>, StateError> {
         self.run(|conn| {
@@ -57,6 +81,23 @@ impl EmbeddedState {
         })
         .await
     }
+}
+
+/// Consumers created outside the config file, read from the state file at `path` without
+/// opening it for writing (empty when there is no file yet).
+pub fn registered_consumers_at(path: &Path) -> Result<Vec<(String, String)>, StoreError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = open_connection(path)?;
+    let mut stmt = match conn.prepare("SELECT name, sink FROM consumers ORDER BY name") {
+        Ok(stmt) => stmt,
+        // A state file from before consumers were registered.
+        Err(rusqlite::Error::SqliteFailure(_, _)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn letter_from_row(
@@ -200,6 +241,63 @@ impl DeadLetterQueue for EmbeddedState {
             Ok(conn
                 .prepare_cached("SELECT COUNT(*) FROM dead_letters WHERE consumer = ?1")?
                 .query_row([consumer], |r| r.get::<_, i64>(0))? as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BackfillProgressStore for EmbeddedState {
+    async fn load_backfill(
+        &self,
+        consumer: &str,
+    ) -> Result<HashMap<ShardId, BackfillState>, StateError> {
+        let consumer = consumer.to_string();
+        self.run(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT shard, state FROM backfills WHERE consumer = ?1")?;
+            let rows = stmt.query_map([consumer], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (shard, state) = row?;
+                let state: BackfillState = serde_json::from_str(&state).map_err(|e| {
+                    StoreError::Corrupt(format!("backfill progress of shard {shard}: {e}"))
+                })?;
+                Ok((ShardId(shard), state))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn save_backfill(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        state: &BackfillState,
+    ) -> Result<(), StateError> {
+        let state = serde_json::to_string(state).map_err(|e| StateError(e.to_string()))?;
+        let (consumer, shard) = (consumer.to_string(), shard.0.clone());
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO backfills (consumer, shard, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (consumer, shard) DO UPDATE SET state = excluded.state",
+            )?
+            .execute(params![consumer, shard, state])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), StateError> {
+        let (consumer, shard) = (consumer.to_string(), shard.0.clone());
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM backfills WHERE consumer = ?1 AND shard = ?2",
+                params![consumer, shard],
+            )?;
+            Ok(())
         })
         .await
     }

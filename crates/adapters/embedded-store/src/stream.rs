@@ -194,10 +194,14 @@ impl ChangeSource for EmbeddedStore {
         let shared = Arc::clone(&self.shared);
         blocking(move || {
             shared.reads.with(|conn| {
-                Ok(conn
-                    .prepare_cached("SELECT MAX(seq) FROM changes WHERE shard = ?1")?
-                    .query_row([shard], |r| r.get::<_, Option<i64>>(0))?
-                    .map(|s| Position(s.to_string())))
+                // The newest record ever appended to the shard, even if trimmed since.
+                let newest: i64 = conn
+                    .prepare_cached(
+                        "SELECT MAX(COALESCE((SELECT MAX(seq) FROM changes WHERE shard = ?1), 0),
+                                    COALESCE((SELECT through_seq FROM trims WHERE shard = ?1), 0))",
+                    )?
+                    .query_row([shard], |r| r.get(0))?;
+                Ok((newest > 0).then(|| Position(newest.to_string())))
             })
         })
         .await

@@ -1,8 +1,10 @@
 //! One module per subcommand. Each takes the resolved config and its own arguments and
 //! returns the process's exit code.
 
+mod backfill;
 pub mod demo;
 mod dlq;
+mod reconcile;
 mod replicate;
 mod search;
 mod status;
@@ -35,6 +37,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq { command } => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
             dlq::run(config, command).await
+        }
+        Command::Backfill(args) => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            backfill::run(config, args).await
+        }
+        Command::Reconcile(args) => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            reconcile::run(config, args).await
         }
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {

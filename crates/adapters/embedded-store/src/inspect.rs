@@ -1,0 +1,140 @@
+//! Read helpers for reconciling a consumer's sink with the primary: every item's key and
+//! version streamed through a fold (one read transaction, nothing kept unless the caller
+//! keeps it), versions of a few keys at once, the newest change of a key after a
+//! checkpoint, and the newest sequence number ever assigned.
+
+use crate::primary::{blocking, EmbeddedStore};
+use crate::StoreError;
+use rusqlite::{params, OptionalExtension};
+use std::sync::Arc;
+use tsunagu_domain::{ChangeKind, ItemKey, Version};
+
+impl EmbeddedStore {
+    /// Calls `f(&mut state, key, version)` for every item, in key order, within one read
+    /// transaction (a consistent snapshot of the primary, taken when the scan starts), and
+    /// returns the state. The key passed to `f` is reused between calls: clone it to keep
+    /// it. Memory stays flat whatever the item count.
+    pub async fn fold_versions<S, F>(&self, init: S, mut f: F) -> Result<S, StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, &ItemKey, Version) + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            shared.reads.with(|conn| {
+                let mut state = init;
+                let mut stmt = conn.prepare_cached("SELECT partition, sort, version FROM items")?;
+                let mut rows = stmt.query([])?;
+                let mut key = ItemKey::new(String::new(), String::new());
+                while let Some(row) = rows.next()? {
+                    let text = |i: usize| {
+                        row.get_ref(i)?
+                            .as_str()
+                            .map_err(|e| StoreError::Corrupt(format!("item key column {i}: {e}")))
+                    };
+                    key.partition.clear();
+                    key.partition.push_str(text(0)?);
+                    key.sort.clear();
+                    key.sort.push_str(text(1)?);
+                    let version: i64 = row.get(2)?;
+                    f(&mut state, &key, Version(version as u64));
+                }
+                Ok(state)
+            })
+        })
+        .await
+    }
+
+    /// The current version of each key (`None`: no such item), in one read transaction,
+    /// without reading bodies.
+    pub async fn versions_of(
+        &self,
+        keys: Vec<ItemKey>,
+    ) -> Result<Vec<Option<Version>>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            shared.reads.with(|conn| {
+                let tx = conn.unchecked_transaction()?;
+                let out = {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT version FROM items WHERE partition = ?1 AND sort = ?2",
+                    )?;
+                    keys.iter()
+                        .map(|key| {
+                            Ok(stmt
+                                .query_row(params![key.partition, key.sort], |r| r.get::<_, i64>(0))
+                                .optional()?
+                                .map(|v| Version(v as u64)))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()?
+                };
+                tx.finish()?;
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// The newest change of `key` in its shard with a sequence number above `after_seq`
+    /// (a consumer's checkpoint), if the stream still holds one: its sequence number and
+    /// kind.
+    pub async fn newest_change_after(
+        &self,
+        key: &ItemKey,
+        after_seq: u64,
+    ) -> Result<Option<(u64, ChangeKind)>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let shard = key.shard_index(self.shard_count());
+        let key = key.clone();
+        blocking(move || {
+            shared.reads.with(|conn| {
+                let found: Option<(i64, String)> = conn
+                    .prepare_cached(
+                        "SELECT seq, kind FROM changes
+                         WHERE shard = ?1 AND seq > ?2 AND partition = ?3 AND sort = ?4
+                         ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(
+                        params![shard, after_seq as i64, key.partition, key.sort],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                found
+                    .map(|(seq, kind)| {
+                        ChangeKind::parse(&kind)
+                            .map(|k| (seq as u64, k))
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!("change {seq} has kind {kind:?}"))
+                            })
+                    })
+                    .transpose()
+            })
+        })
+        .await
+    }
+
+    /// The newest sequence number ever assigned (trimmed records included; 0 for a new
+    /// store). Every later change, of any item, gets a bigger one.
+    pub async fn newest_seq(&self) -> Result<u64, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            shared.reads.with(|conn| {
+                let in_table: i64 =
+                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                        r.get(0)
+                    })?;
+                // AUTOINCREMENT remembers the largest number ever handed out, even once
+                // every record is trimmed.
+                let ever: Option<i64> = conn
+                    .query_row(
+                        "SELECT seq FROM sqlite_sequence WHERE name = 'changes'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(in_table.max(ever.unwrap_or(0)).max(0) as u64)
+            })
+        })
+        .await
+    }
+}
