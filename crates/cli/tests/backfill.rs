@@ -7,65 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu::app::Embedded;
 use tsunagu::check::index_drift;
-use tsunagu::config::Config;
 use tsunagu::sample::Sample;
-use tsunagu_domain::Entity;
 use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
-use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions, WriteOp};
+use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions};
 use tsunagu_engine::backfill::{Backfill, BackfillOptions};
 use tsunagu_engine::ports::{ApplyObserver, ChangeSource};
 use tsunagu_engine::{Consumer, ConsumerConfig, Engine};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
-
-fn config(dir: &std::path::Path) -> Config {
-    Config::parse(
-        &format!("version = 1\ndata_dir = {:?}\n", dir.display().to_string()),
-        "test",
-    )
-    .unwrap()
-}
-
-async fn write(store: &EmbeddedStore, sample: &mut Sample, n: usize) {
-    let ops: Vec<WriteOp> = (0..n)
-        .map(|_| {
-            let a = sample.activity();
-            WriteOp::Put {
-                key: a.key(),
-                body: Entity::ActivityLog(a).to_json(),
-                condition: Condition::None,
-            }
-        })
-        .collect();
-    for chunk in ops.chunks(200) {
-        for r in store.write_many(chunk.to_vec()).await.unwrap() {
-            r.unwrap();
-        }
-    }
-}
-
-async fn wait_in_sync(embedded: &Embedded, index: &ActivityIndex, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let drift = index_drift(embedded, index).await.unwrap();
-        if drift.is_clean() {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "not in sync: {} missing, {} extra, {} stale",
-            drift.missing.len(),
-            drift.extra.len(),
-            drift.stale.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+mod common;
+use common::{wait_in_sync, write_activities as write, BIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_while_writes_continue_hands_over_to_the_stream_without_a_gap() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path());
+    let mut config = common::config(dir.path(), "");
     let embedded = Embedded::open(config.clone()).unwrap();
     let mut sample = Sample::new(11, 50, Utc::now());
     write(&embedded.store, &mut sample, 1_500).await;
@@ -139,7 +94,7 @@ async fn a_killed_backfill_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap().to_string();
     {
-        let embedded = Embedded::open(config(dir.path())).unwrap();
+        let embedded = Embedded::open(common::config(dir.path(), "")).unwrap();
         let mut sample = Sample::new(13, 80, Utc::now());
         write(&embedded.store, &mut sample, 3_000).await;
         embedded.store.close();
@@ -255,7 +210,7 @@ async fn a_consumer_behind_retention_is_detected_and_recovers_by_backfill() {
     write(&store, &mut sample, 200).await;
     let pipeline = engine.start(vec![consumer()]).await.unwrap();
     let embedded = Embedded {
-        config: Arc::new(config(dir.path())),
+        config: Arc::new(common::config(dir.path(), "")),
         store: store.clone(),
         state: state.clone(),
     };

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu::app::Embedded;
 use tsunagu::check::index_drift;
-use tsunagu::config::Config;
 use tsunagu::reconcile::{reconcile, DriftedKey, IndexHandle, Outcome, ReconcileReport};
 use tsunagu::sample::Sample;
 use tsunagu_domain::{
@@ -22,15 +21,8 @@ use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::{Condition, WriteOp};
 use tsunagu_engine::ports::{ChangeSource, CheckpointStore};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
-
-fn config(dir: &std::path::Path, extra: &str) -> Config {
-    let text = format!(
-        "version = 1\ndata_dir = {:?}\n{extra}",
-        dir.display().to_string()
-    );
-    Config::parse(&text, "test").unwrap()
-}
+mod common;
+use common::{close_index, config, wait_in_sync, BIN};
 
 const PIPELINE: &str = "[sinks.activities]\ntype = \"embedded_index\"\ndurability_interval_ms = 100\n\n[[consumers]]\nname = \"search\"\nbatch_size = 50\nparallelization_factor = 2\ncheckpoint_interval_ms = 50\n";
 
@@ -72,24 +64,6 @@ async fn write_round(embedded: &Embedded, sample: &mut Sample, prefix: &str, n: 
     }
 }
 
-async fn wait_in_sync(embedded: &Embedded, index: &ActivityIndex, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let drift = index_drift(embedded, index).await.unwrap();
-        if drift.is_clean() {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "index not in sync after {timeout:?}: {} missing, {} extra, {} stale",
-            drift.missing.len(),
-            drift.extra.len(),
-            drift.stale.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits until the consumer's stored checkpoints reach the newest record of every shard.
 async fn wait_checkpointed(embedded: &Embedded, consumer: &str, timeout: Duration) {
     let start = Instant::now();
@@ -107,24 +81,6 @@ async fn wait_checkpointed(embedded: &Embedded, consumer: &str, timeout: Duratio
         }
         assert!(start.elapsed() < timeout, "checkpoints did not catch up");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Drops every handle on an index and waits until its writer lock is released.
-async fn close_index(mut index: Arc<ActivityIndex>) {
-    let start = Instant::now();
-    loop {
-        match Arc::try_unwrap(index) {
-            Ok(index) => return index.close().await,
-            Err(still_shared) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "index still in use"
-                );
-                index = still_shared;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
     }
 }
 

@@ -6,27 +6,17 @@ use chrono::Utc;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu::app::Embedded;
 use tsunagu::check::index_drift;
-use tsunagu::config::Config;
 use tsunagu::sample::Sample;
 use tsunagu_domain::{ChangeRecord, Entity, ItemKey};
-use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::{Condition, WriteOp};
 use tsunagu_engine::ports::{ChangeSource, DeadLetterQueue, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
-
-fn config(dir: &std::path::Path, extra: &str) -> Config {
-    let text = format!(
-        "version = 1\ndata_dir = {:?}\n{extra}",
-        dir.display().to_string()
-    );
-    Config::parse(&text, "test").unwrap()
-}
+mod common;
+use common::{close_index, config, wait_in_sync, BIN};
 
 /// Writes `n` sample activities (with a few edits and deletes) and returns their keys.
 async fn write_sample(embedded: &Embedded, sample: &mut Sample, n: usize) -> Vec<ItemKey> {
@@ -59,42 +49,6 @@ async fn write_sample(embedded: &Embedded, sample: &mut Sample, n: usize) -> Vec
         }
     }
     activities.iter().map(|a| a.key()).collect()
-}
-
-async fn wait_in_sync(embedded: &Embedded, index: &ActivityIndex, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let drift = index_drift(embedded, index).await.unwrap();
-        if drift.is_clean() {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "index not in sync after {timeout:?}: {} missing, {} extra, {} stale",
-            drift.missing.len(),
-            drift.extra.len(),
-            drift.stale.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Drops every handle on an index and waits until its writer lock is released.
-async fn close_index(mut index: Arc<ActivityIndex>) {
-    let start = Instant::now();
-    loop {
-        match Arc::try_unwrap(index) {
-            Ok(index) => return index.close().await,
-            Err(still_shared) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "index still in use"
-                );
-                index = still_shared;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,7 +69,7 @@ pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<ExitCode
     );
     let (mut runs, mut found_total, mut repaired_total, mut failed_runs) = (0u64, 0u64, 0u64, 0u64);
     let mut last_code = ExitCode::SUCCESS;
-    let stop = shutdown_signal();
+    let stop = super::shutdown_signal();
     tokio::pin!(stop);
     loop {
         let started = tokio::time::Instant::now();
@@ -273,26 +273,4 @@ fn print_key(kind: &str, d: &DriftedKey) {
             .map(|e| format!(" ({e})"))
             .unwrap_or_default()
     );
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -23,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     report.tick().await;
     loop {
         tokio::select! {
-            _ = shutdown_signal() => break,
+            _ = super::shutdown_signal() => break,
             _ = report.tick() => {
                 for consumer in pipeline.status() {
                     let applied: u64 = consumer.shards.iter().map(|s| s.applied).sum();
@@ -44,26 +44,4 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     embedded.store.close();
     tracing::info!(drained, "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
