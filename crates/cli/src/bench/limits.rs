@@ -49,7 +49,11 @@ fn config_for(dir: &std::path::Path, args: &LimitsArgs) -> anyhow::Result<Config
 }
 
 /// Writes `items` inserts as fast as the store takes them; returns the elapsed time.
-async fn write_flat_out(embedded: &Embedded, items: u64, seed: u64) -> anyhow::Result<Duration> {
+pub(crate) async fn write_flat_out(
+    embedded: &Embedded,
+    items: u64,
+    seed: u64,
+) -> anyhow::Result<Duration> {
     let mix = Mix {
         insert: 100,
         update: 0,

@@ -4,12 +4,14 @@
 //! - `lag`: one open-loop run at a fixed rate ([`run`]), with the correctness check.
 //! - `sweep`: the original four scenarios, then the highest sustained rate ([`sweep`]).
 //! - `limits`: the store's and the index's raw rates beside the pipeline's ([`limits`]).
+//! - `drift`: backfill and reconcile on many items with injected drift ([`drift`]).
 //!
 //! Supporting modules: [`schedule`] (fixed write times), [`workload`] (what is written),
 //! [`measure`] (joining writes with visibility into histograms), [`chart`] (SVG),
 //! [`sys`] (CPU and memory).
 
 pub mod chart;
+pub mod drift;
 pub mod limits;
 pub mod measure;
 pub mod run;
@@ -34,6 +36,9 @@ pub enum BenchCommand {
     /// Raw commit rate of the store, raw indexing rate of the index, and the pipeline's
     /// sustained rate as a fraction of the lower one.
     Limits(LimitsArgs),
+    /// Backfill items/s and reconcile time on many items with injected drift, and the
+    /// share of items reconcile had to read one by one.
+    Drift(drift::DriftArgs),
 }
 
 /// Knobs shared by every run.
@@ -206,5 +211,6 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
         }
         BenchCommand::Sweep(args) => sweep::run(&args).await,
         BenchCommand::Limits(args) => limits::run(&args).await,
+        BenchCommand::Drift(args) => drift::run(&args).await,
     }
 }
