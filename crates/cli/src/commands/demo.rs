@@ -92,7 +92,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let caught_up_secs = started.elapsed().as_secs_f64();
     println!();
     println!(
-        "1. bulk: {} activities, {} edits, {} deletes written in {:.2} s ({:.0} writes/s); all searchable after {:.2} s",
+        "1. bulk: {} activities, {} edits, {} deletes written in {:.2} s ({:.0} writes/s); all replicated and durably checkpointed after {:.2} s",
         written.len(),
         edits.len(),
         deleted,
