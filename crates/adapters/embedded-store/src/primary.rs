@@ -231,26 +231,8 @@ impl EmbeddedStore {
             validate_op(op)?;
         }
         let (reply, answer) = oneshot::channel();
-        let sender = self
-            .shared
-            .requests
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .ok_or(StoreError::Closed)?;
         let ops: Vec<Prepared> = ops.into_iter().map(Prepared::from_op).collect();
-        match sender.try_send(Request::Write(ops, reply)) {
-            Ok(()) => {}
-            // A full queue is the store's back-pressure: wait for room, off the async
-            // worker threads.
-            Err(mpsc::TrySendError::Full(request)) => {
-                tokio::task::spawn_blocking(move || sender.send(request))
-                    .await
-                    .map_err(|_| StoreError::Closed)?
-                    .map_err(|_| StoreError::Closed)?;
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-        }
+        self.submit(Request::Write(ops, reply)).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -341,6 +323,13 @@ impl EmbeddedStore {
     /// its own every `trim_interval`). Returns how many were removed.
     pub async fn trim_expired(&self) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
+        self.submit(Request::Trim(reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Hands a request to the writer thread. A full queue is the store's back-pressure:
+    /// then the caller waits for room, off the async worker threads.
+    async fn submit(&self, request: Request) -> Result<(), StoreError> {
         let sender = self
             .shared
             .requests
@@ -348,10 +337,16 @@ impl EmbeddedStore {
             .ok()
             .and_then(|s| s.clone())
             .ok_or(StoreError::Closed)?;
-        sender
-            .send(Request::Trim(reply))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        match sender.try_send(request) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(request)) => {
+                tokio::task::spawn_blocking(move || sender.send(request))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+                    .map_err(|_| StoreError::Closed)
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
     }
 
     /// Stops the writer after the writes already queued; later writes fail with `Closed`.
