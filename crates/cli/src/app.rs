@@ -120,7 +120,16 @@ impl Embedded {
             Arc::new(self.state.clone()),
             Arc::new(self.state.clone()),
         )
-        .with_backfill(Arc::new(self.store.clone()), Arc::new(self.state.clone()));
+        .with_backfill(Arc::new(self.store.clone()), Arc::new(self.state.clone()))
+        .with_after_backfill(Arc::new(RemoveDeleted {
+            embedded: self.clone(),
+            indexes: self
+                .config
+                .consumers
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), Arc::clone(sinks.get(&c.sink)?))))
+                .collect(),
+        }));
         for observer in observers {
             engine = engine.with_observer(observer);
         }
@@ -139,5 +148,44 @@ impl Embedded {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(engine.start(consumers).await?)
+    }
+}
+
+/// After a shard was backfilled because its consumer fell behind retention, reconciles the
+/// consumer with repair: documents of items deleted while it was away (which no scan of
+/// live items can show) are removed through the sink.
+struct RemoveDeleted {
+    embedded: Embedded,
+    indexes: BTreeMap<String, Arc<ActivityIndex>>,
+}
+
+#[async_trait::async_trait]
+impl tsunagu_engine::backfill::AfterBackfill for RemoveDeleted {
+    async fn after_backfill(
+        &self,
+        consumer: &str,
+        _shard: &tsunagu_domain::ShardId,
+    ) -> Result<(), String> {
+        let index = self
+            .indexes
+            .get(consumer)
+            .ok_or_else(|| format!("no index open for consumer {consumer:?}"))?;
+        let handle = crate::reconcile::IndexHandle::Writer(Arc::clone(index));
+        let report = crate::reconcile::reconcile(
+            &self.embedded.store,
+            &self.embedded.state,
+            &handle,
+            consumer,
+            true,
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+        tracing::info!(
+            consumer,
+            extra_removed = report.repaired,
+            remaining = report.remaining,
+            "removed what was deleted while the consumer was behind retention"
+        );
+        Ok(())
     }
 }

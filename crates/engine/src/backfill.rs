@@ -52,6 +52,14 @@ pub trait BackfillProgressStore: Send + Sync + 'static {
     async fn clear_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), StateError>;
 }
 
+/// Runs after a shard was backfilled because its consumer fell behind retention. A scan
+/// of the live items cannot see items deleted while the consumer was away; this is where
+/// the sink's copies of them are removed (for example by reconciling the consumer).
+#[async_trait]
+pub trait AfterBackfill: Send + Sync + 'static {
+    async fn after_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), String>;
+}
+
 #[derive(Debug, Clone)]
 pub struct BackfillOptions {
     /// Items per sink call.

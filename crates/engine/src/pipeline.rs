@@ -1,6 +1,6 @@
 //! The engine's entry point: start consumers over a change source, watch them, stop them.
 
-use crate::backfill::{Backfill, BackfillOptions, BackfillProgressStore};
+use crate::backfill::{AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore};
 use crate::config::{ConfigError, ConsumerConfig, RetentionPolicy};
 use crate::ports::{
     ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ItemScanner, ReadFrom,
@@ -37,6 +37,8 @@ pub struct Engine {
     dlq: Arc<dyn DeadLetterQueue>,
     /// What a shard that fell behind retention is backfilled from, if anything.
     backfill: Option<(Arc<dyn ItemScanner>, Arc<dyn BackfillProgressStore>)>,
+    /// What runs after such a backfill (removing what was deleted meanwhile).
+    after_backfill: Option<Arc<dyn AfterBackfill>>,
     observers: Vec<Arc<dyn ApplyObserver>>,
 }
 
@@ -57,6 +59,7 @@ impl Engine {
             checkpoints,
             dlq,
             backfill: None,
+            after_backfill: None,
             observers: Vec::new(),
         }
     }
@@ -69,6 +72,12 @@ impl Engine {
         progress: Arc<dyn BackfillProgressStore>,
     ) -> Self {
         self.backfill = Some((scanner, progress));
+        self
+    }
+
+    /// Runs `hook` after each shard backfilled because it fell behind retention.
+    pub fn with_after_backfill(mut self, hook: Arc<dyn AfterBackfill>) -> Self {
+        self.after_backfill = Some(hook);
         self
     }
 
@@ -382,6 +391,11 @@ impl ConsumerRunner {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string());
+            if let (Ok(()), Some(hook)) = (&result, &engine.after_backfill) {
+                if let Err(message) = hook.after_backfill(&consumer, &shard).await {
+                    tracing::warn!(consumer = %consumer, %shard, %message, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
+                }
+            }
             Ended::Backfilled(shard, result)
         });
     }
