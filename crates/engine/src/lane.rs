@@ -112,6 +112,8 @@ pub(crate) struct LaneContext {
     pub cancel: CancellationToken,
     /// Records that are done (applied or dead-lettered).
     pub completions: mpsc::UnboundedSender<Completion>,
+    /// Keeps the pipeline's liveness count while a lane can still deliver.
+    pub _alive: Arc<()>,
 }
 
 /// Runs a lane until its queue is closed and drained, or until shutdown interrupts a

@@ -106,6 +106,7 @@ impl Engine {
             }
         }
         let cancel = CancellationToken::new();
+        let alive = Arc::new(());
         let mut tasks = JoinSet::new();
         let mut statuses = Vec::new();
         let observers: Arc<[Arc<dyn ApplyObserver>]> = self.observers.clone().into();
@@ -119,6 +120,7 @@ impl Engine {
                 sink: consumer.sink,
                 shards: Arc::clone(&shards),
                 cancel: cancel.clone(),
+                alive: Arc::clone(&alive),
             };
             let workers = runner.start_known_shards().await?;
             statuses.push((runner.name.to_string(), shards));
@@ -128,6 +130,7 @@ impl Engine {
             cancel,
             tasks,
             statuses,
+            alive,
         })
     }
 }
@@ -138,6 +141,9 @@ pub struct Pipeline {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     statuses: Vec<(String, SharedShardStats)>,
+    /// One clone per task that can deliver records: when only this one is left, nothing
+    /// of the pipeline runs any more.
+    alive: Arc<()>,
 }
 
 /// The counters of a consumer's shard workers, growing as shards are discovered.
@@ -170,6 +176,18 @@ impl Pipeline {
         drained
     }
 
+    /// Stops everything at once, like a crash (nothing is drained or checkpointed), and
+    /// returns once no task of the pipeline can deliver a record any more. Dropping the
+    /// pipeline does the same without waiting.
+    pub async fn abort(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        // Tasks nested in the aborted ones stop at their next await point.
+        while Arc::strong_count(&self.alive) > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Resolves when shutdown has been requested and every task ended, or when every
     /// consumer stopped on its own (all shards finished or failed).
     pub async fn wait(&mut self) {
@@ -198,6 +216,7 @@ struct ConsumerRunner {
     sink: Arc<dyn Sink>,
     shards: SharedShardStats,
     cancel: CancellationToken,
+    alive: Arc<()>,
 }
 
 /// How a task of a consumer ended.
@@ -270,6 +289,7 @@ impl ConsumerRunner {
                 observers: Arc::clone(&self.observers),
                 stats,
                 cancel: self.cancel.clone(),
+                alive: Arc::clone(&self.alive),
             };
             tracing::info!(consumer = %self.name, shard = %info.id, "shard worker started");
             workers.started.insert(info.id.clone());

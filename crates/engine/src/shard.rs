@@ -34,6 +34,8 @@ pub(crate) struct ShardWorker {
     pub observers: Arc<[Arc<dyn ApplyObserver>]>,
     pub stats: Arc<ShardStats>,
     pub cancel: CancellationToken,
+    /// Held by every task that can deliver records; see [`crate::Pipeline::abort`].
+    pub alive: Arc<()>,
 }
 
 /// Why a reader stopped.
@@ -110,6 +112,7 @@ impl ShardWorker {
             stats: Arc::clone(&self.stats),
             cancel: lane_cancel.clone(),
             completions: done_tx,
+            _alive: Arc::clone(&self.alive),
         });
         for _ in 0..pf {
             let (tx, rx) = mpsc::channel(lane_capacity);

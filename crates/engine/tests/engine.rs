@@ -233,8 +233,7 @@ fn run_scenario(
                 Op::Restart => {
                     // A crash: no shutdown, whatever was in flight is lost and replayed,
                     // and the sink loses what it had not made durable.
-                    drop(pipeline);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    pipeline.abort().await;
                     sink.crash();
                     sink.new_run();
                     pipeline = start().await.unwrap();
