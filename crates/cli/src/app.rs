@@ -38,6 +38,20 @@ pub fn resolve_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::R
     Ok(config)
 }
 
+/// Fails with a clear message when the data directory holds no store yet: commands that
+/// only read (status, dlq, reconcile) must not create an empty one by mistake.
+pub fn require_existing_store(config: &Config) -> anyhow::Result<()> {
+    if config.primary_path().exists() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "no tsunagu data in {}: check --data-dir (or data_dir in the config), or create it with `tsunagu demo --data-dir {}` or `tsunagu replicate`",
+            config.data_dir.display(),
+            config.data_dir.display()
+        )
+    }
+}
+
 /// The primary store and the replication state of a data directory.
 #[derive(Clone)]
 pub struct Embedded {

@@ -512,3 +512,24 @@ fn a_short_lag_benchmark_reports_every_figure_and_passes_its_check() {
         .unwrap();
     assert!(status.status.success());
 }
+
+#[test]
+fn reading_commands_on_a_missing_data_directory_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo");
+    for args in [
+        vec!["status"],
+        vec!["dlq", "list"],
+        vec!["reconcile", "--consumer", "search"],
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .args(["--data-dir", missing.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no tsunagu data"), "{args:?}: {stderr}");
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+}

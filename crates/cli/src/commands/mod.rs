@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Dlq { command } => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            crate::app::require_existing_store(&config)?;
             dlq::run(config, command).await
         }
         Command::Backfill(args) => {
@@ -44,11 +45,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reconcile(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            crate::app::require_existing_store(&config)?;
             reconcile::run(config, args).await
         }
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            crate::app::require_existing_store(&config)?;
             status::run(config, args).await
         }
     }
