@@ -5,8 +5,9 @@ use super::measure::SeriesPoint;
 use plotters::prelude::*;
 use std::path::Path;
 
-/// A series to draw: its legend, its colour and how to read it from a point.
-type Line = (&'static str, RGBColor, fn(&SeriesPoint) -> f64);
+/// A series to draw: its legend, its colour, its line width and how to read it from a
+/// point.
+type Line = (&'static str, RGBColor, u32, fn(&SeriesPoint) -> f64);
 
 pub fn write_lag_chart(path: &Path, title: &str, series: &[SeriesPoint]) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (960, 480)).into_drawing_area();
@@ -26,16 +27,17 @@ pub fn write_lag_chart(path: &Path, title: &str, series: &[SeriesPoint]) -> anyh
         .y_desc("lag commit → searchable (ms)")
         .draw()
         .map_err(plot_error)?;
+    // Drawn in this order so the thin max line stays visible where it meets p99.
     let lines: [Line; 3] = [
-        ("max", RGBColor(214, 39, 40), |p| p.lag_max_ms),
-        ("p99", RGBColor(255, 127, 14), |p| p.lag_p99_ms),
-        ("p50", RGBColor(31, 119, 180), |p| p.lag_p50_ms),
+        ("p50", RGBColor(31, 119, 180), 2, |p| p.lag_p50_ms),
+        ("p99", RGBColor(255, 127, 14), 2, |p| p.lag_p99_ms),
+        ("max", RGBColor(214, 39, 40), 1, |p| p.lag_max_ms),
     ];
-    for (label, color, value) in lines {
+    for (label, color, width, value) in lines {
         chart
             .draw_series(LineSeries::new(
                 series.iter().map(|p| (p.t_s, value(p))),
-                color.stroke_width(2),
+                color.stroke_width(width),
             ))
             .map_err(plot_error)?
             .label(label)
@@ -45,6 +47,7 @@ pub fn write_lag_chart(path: &Path, title: &str, series: &[SeriesPoint]) -> anyh
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()
