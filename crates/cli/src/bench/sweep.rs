@@ -52,13 +52,21 @@ struct SweepReport {
     scenarios: Vec<SweepRow>,
     search: Vec<SweepRow>,
     highest_sustained_rate: Option<f64>,
+    /// Of the rates tried, the highest that also kept p99 end to end ≤ 1 s.
+    highest_sustained_rate_end_to_end: Option<f64>,
 }
 
+/// The target's measure: the check passed, p99 replication lag ≤ 1 s, and the writer
+/// achieved at least 97 % of the rate (a rate the machine cannot even write is not
+/// sustained).
 fn sustained(r: &LagReport) -> bool {
-    r.passed
-        && r.lag_ms.p99 <= SUSTAINED_P99_MS
-        && r.e2e_ms.p99 <= SUSTAINED_P99_MS
-        && r.rate_achieved >= 0.97 * r.rate_target
+    r.passed && r.lag_ms.p99 <= SUSTAINED_P99_MS && r.rate_achieved >= 0.97 * r.rate_target
+}
+
+/// Stricter: p99 end to end (scheduled → searchable) ≤ 1 s as well, so that no write
+/// waited long before it was even committed.
+fn sustained_end_to_end(r: &LagReport) -> bool {
+    sustained(r) && r.e2e_ms.p99 <= SUSTAINED_P99_MS
 }
 
 pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +74,7 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
         scenarios: Vec::new(),
         search: Vec::new(),
         highest_sustained_rate: None,
+        highest_sustained_rate_end_to_end: None,
     };
     let mut all_passed = true;
     for s in &ORIGINAL {
@@ -121,6 +130,13 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
             let r = run_lag(&try_rate(rate), &dir.path).await?;
             r.print();
             let ok = sustained(&r);
+            if sustained_end_to_end(&r) {
+                report.highest_sustained_rate_end_to_end = Some(
+                    report
+                        .highest_sustained_rate_end_to_end
+                        .map_or(rate, |b: f64| b.max(rate)),
+                );
+            }
             println!("  → {}", if ok { "sustained" } else { "not sustained" });
             println!();
             all_passed &= r.passed || !ok;
@@ -141,18 +157,19 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!(
-        "{:<44} {:<22} {:>9} {:>9} {:>9} {:>9}  check",
-        "scenario", "original (AWS Lambda)", "p50 ms", "p99 ms", "max ms", "writes/s"
+        "{:<44} {:<22} {:>9} {:>9} {:>9} {:>10} {:>9}  check",
+        "scenario", "original (AWS Lambda)", "p50 ms", "p99 ms", "max ms", "e2e p99 ms", "writes/s"
     );
     for row in report.scenarios.iter().chain(report.search.iter()) {
         let r = &row.report;
         println!(
-            "{:<44} {:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.0}  {}",
+            "{:<44} {:<22} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.0}  {}",
             row.name,
             row.original,
             r.lag_ms.p50,
             r.lag_ms.p99,
             r.lag_ms.max,
+            r.e2e_ms.p99,
             r.rate_achieved,
             if r.passed { "ok" } else { "FAILED" }
         );
@@ -164,6 +181,9 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
         ),
         None if !args.no_search => println!("no searched rate was sustained with p99 lag ≤ 1 s"),
         None => {}
+    }
+    if let Some(rate) = report.highest_sustained_rate_end_to_end {
+        println!("  of the rates tried, the highest also keeping p99 end to end (scheduled → searchable) ≤ 1 s: {rate:.0} writes/s");
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
