@@ -18,49 +18,36 @@ use tsunagu_domain::{
 };
 use tsunagu_embedded_index::inspect::InjectedDrift;
 use tsunagu_embedded_index::ActivityIndex;
-use tsunagu_embedded_store::{Condition, WriteOp};
 use tsunagu_engine::ports::{ChangeSource, CheckpointStore};
 
 mod common;
-use common::{close_index, config, wait_in_sync, BIN};
+use common::{close_index, config, wait_in_sync, write_mixed, BIN};
 
 const PIPELINE: &str = "[sinks.activities]\ntype = \"embedded_index\"\ndurability_interval_ms = 100\n\n[[consumers]]\nname = \"search\"\nbatch_size = 50\nparallelization_factor = 2\ncheckpoint_interval_ms = 50\n";
 
-/// Writes `n` activities, whose ids start with `prefix`, then edits every 5th and deletes
-/// every 7th of them. Returns their keys.
-async fn write_round(embedded: &Embedded, sample: &mut Sample, prefix: &str, n: usize) {
-    let activities: Vec<_> = (0..n)
-        .map(|_| {
-            let mut a = sample.activity();
-            a.id = format!("{prefix}{}", a.id);
-            a
-        })
-        .collect();
-    let mut ops: Vec<WriteOp> = activities
-        .iter()
-        .map(|a| WriteOp::Put {
-            key: a.key(),
-            body: Entity::ActivityLog(a.clone()).to_json(),
-            condition: Condition::None,
-        })
-        .collect();
-    for a in activities.iter().step_by(5) {
-        ops.push(WriteOp::Put {
-            key: a.key(),
-            body: Entity::ActivityLog(sample.edit(a.clone())).to_json(),
-            condition: Condition::Exists,
-        });
-    }
-    for a in activities.iter().skip(2).step_by(7) {
-        ops.push(WriteOp::Delete {
-            key: a.key(),
-            condition: Condition::None,
-        });
-    }
-    for chunk in ops.chunks(100) {
-        for result in embedded.store.write_many(chunk.to_vec()).await.unwrap() {
-            result.unwrap();
-        }
+/// An in-process pipeline on [`PIPELINE`], caught up and checkpointed after `n` activities
+/// (ids prefixed with `prefix`) with edits and deletes.
+struct Synced {
+    embedded: Embedded,
+    sinks: std::collections::BTreeMap<String, Arc<ActivityIndex>>,
+    index: Arc<ActivityIndex>,
+    pipeline: tsunagu_engine::Pipeline,
+}
+
+async fn synced(dir: &std::path::Path, seed: u64, deals: u32, prefix: &str, n: usize) -> Synced {
+    let embedded = Embedded::open(config(dir, PIPELINE)).unwrap();
+    let sinks = embedded.open_sinks().unwrap();
+    let index = sinks.values().next().unwrap().clone();
+    let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
+    let mut sample = Sample::new(seed, deals, Utc::now());
+    write_mixed(&embedded.store, &mut sample, prefix, n).await;
+    wait_in_sync(&embedded, &index, Duration::from_secs(60)).await;
+    wait_checkpointed(&embedded, "search", Duration::from_secs(30)).await;
+    Synced {
+        embedded,
+        sinks,
+        index,
+        pipeline,
     }
 }
 
@@ -172,7 +159,7 @@ fn spawn_writer(embedded: &Embedded) -> (Arc<AtomicBool>, tokio::task::JoinHandl
             let mut sample = Sample::new(21, 40, Utc::now());
             let mut rounds = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                write_round(&embedded, &mut sample, &format!("live{rounds}-"), 20).await;
+                write_mixed(&embedded.store, &mut sample, &format!("live{rounds}-"), 20).await;
                 rounds += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -185,14 +172,12 @@ fn spawn_writer(embedded: &Embedded) -> (Arc<AtomicBool>, tokio::task::JoinHandl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_drift_is_reported_by_key_and_repaired_while_writes_continue() {
     let dir = tempfile::tempdir().unwrap();
-    let embedded = Embedded::open(config(dir.path(), PIPELINE)).unwrap();
-    let sinks = embedded.open_sinks().unwrap();
-    let index = sinks.values().next().unwrap().clone();
-    let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
-    let mut sample = Sample::new(11, 40, Utc::now());
-    write_round(&embedded, &mut sample, "base-", 1_500).await;
-    wait_in_sync(&embedded, &index, Duration::from_secs(60)).await;
-    wait_checkpointed(&embedded, "search", Duration::from_secs(30)).await;
+    let Synced {
+        embedded,
+        sinks,
+        index,
+        pipeline,
+    } = synced(dir.path(), 11, 40, "base-", 1_500).await;
 
     let (stop, writer) = spawn_writer(&embedded);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -250,14 +235,12 @@ async fn injected_drift_is_reported_by_key_and_repaired_while_writes_continue() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_index_reports_no_drift_and_reads_nothing_individually() {
     let dir = tempfile::tempdir().unwrap();
-    let embedded = Embedded::open(config(dir.path(), PIPELINE)).unwrap();
-    let sinks = embedded.open_sinks().unwrap();
-    let index = sinks.values().next().unwrap().clone();
-    let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
-    let mut sample = Sample::new(12, 60, Utc::now());
-    write_round(&embedded, &mut sample, "c-", 3_000).await;
-    wait_in_sync(&embedded, &index, Duration::from_secs(60)).await;
-    wait_checkpointed(&embedded, "search", Duration::from_secs(30)).await;
+    let Synced {
+        embedded,
+        sinks,
+        index,
+        pipeline,
+    } = synced(dir.path(), 12, 60, "c-", 3_000).await;
     let items = embedded.store.item_count().await.unwrap();
 
     let report = reconcile(
@@ -335,14 +318,12 @@ fn assert_counts(report: &serde_json::Value, missing: u64, extra: u64, stale: u6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_reports_repairs_and_refuses_to_repair_while_the_writer_is_held() {
     let dir = tempfile::tempdir().unwrap();
-    let embedded = Embedded::open(config(dir.path(), PIPELINE)).unwrap();
-    let sinks = embedded.open_sinks().unwrap();
-    let index = sinks.values().next().unwrap().clone();
-    let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
-    let mut sample = Sample::new(13, 30, Utc::now());
-    write_round(&embedded, &mut sample, "cli-", 400).await;
-    wait_in_sync(&embedded, &index, Duration::from_secs(60)).await;
-    wait_checkpointed(&embedded, "search", Duration::from_secs(30)).await;
+    let Synced {
+        embedded,
+        sinks,
+        index,
+        pipeline,
+    } = synced(dir.path(), 13, 30, "cli-", 400).await;
     let injected = inject(&embedded, &index, "cli-", 2).await;
     pipeline.shutdown().await;
     drop(sinks);
@@ -546,14 +527,12 @@ fn the_command_works_on_a_bench_lag_data_dir_once_and_continuously() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_version_in_the_index_is_stale_and_honestly_unrepairable() {
     let dir = tempfile::tempdir().unwrap();
-    let embedded = Embedded::open(config(dir.path(), PIPELINE)).unwrap();
-    let sinks = embedded.open_sinks().unwrap();
-    let index = sinks.values().next().unwrap().clone();
-    let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
-    let mut sample = Sample::new(14, 20, Utc::now());
-    write_round(&embedded, &mut sample, "n-", 200).await;
-    wait_in_sync(&embedded, &index, Duration::from_secs(60)).await;
-    wait_checkpointed(&embedded, "search", Duration::from_secs(30)).await;
+    let Synced {
+        embedded,
+        sinks,
+        index,
+        pipeline,
+    } = synced(dir.path(), 14, 20, "n-", 200).await;
     let (key, version) = embedded.store.versions().await.unwrap()[10].clone();
     let item = embedded.store.get(&key).await.unwrap().unwrap();
     let future = Version(version.0 + 1_000_000);

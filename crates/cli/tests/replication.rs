@@ -10,46 +10,13 @@ use std::time::{Duration, Instant};
 use tsunagu::app::Embedded;
 use tsunagu::check::index_drift;
 use tsunagu::sample::Sample;
-use tsunagu_domain::{ChangeRecord, Entity, ItemKey};
-use tsunagu_embedded_store::{Condition, WriteOp};
+use tsunagu_domain::{ChangeRecord, Entity};
+use tsunagu_embedded_store::Condition;
 use tsunagu_engine::ports::{ChangeSource, DeadLetterQueue, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
 
 mod common;
-use common::{close_index, config, wait_in_sync, BIN};
-
-/// Writes `n` sample activities (with a few edits and deletes) and returns their keys.
-async fn write_sample(embedded: &Embedded, sample: &mut Sample, n: usize) -> Vec<ItemKey> {
-    let activities: Vec<_> = (0..n).map(|_| sample.activity()).collect();
-    let mut ops: Vec<WriteOp> = activities
-        .iter()
-        .map(|a| WriteOp::Put {
-            key: a.key(),
-            body: Entity::ActivityLog(a.clone()).to_json(),
-            condition: Condition::None,
-        })
-        .collect();
-    for a in activities.iter().step_by(5) {
-        let edited = sample.edit(a.clone());
-        ops.push(WriteOp::Put {
-            key: a.key(),
-            body: Entity::ActivityLog(edited).to_json(),
-            condition: Condition::Exists,
-        });
-    }
-    for a in activities.iter().skip(3).step_by(17) {
-        ops.push(WriteOp::Delete {
-            key: a.key(),
-            condition: Condition::None,
-        });
-    }
-    for chunk in ops.chunks(100) {
-        for result in embedded.store.write_many(chunk.to_vec()).await.unwrap() {
-            result.unwrap();
-        }
-    }
-    activities.iter().map(|a| a.key()).collect()
-}
+use common::{close_index, config, wait_in_sync, write_mixed, BIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_mid_stream_then_restart_delivers_everything_once_in_effect() {
@@ -67,7 +34,7 @@ async fn a_crash_mid_stream_then_restart_delivers_everything_once_in_effect() {
         let embedded = embedded.clone();
         tokio::spawn(async move {
             let mut sample = Sample::new(4, 60, Utc::now());
-            write_sample(&embedded, &mut sample, 1_500).await
+            write_mixed(&embedded.store, &mut sample, "", 1_500).await
         })
     };
     // Crash while records are flowing: no shutdown, nothing drained.
@@ -76,7 +43,7 @@ async fn a_crash_mid_stream_then_restart_delivers_everything_once_in_effect() {
     let index = sinks.into_values().next().unwrap();
     close_index(index).await;
     writer.await.unwrap();
-    write_sample(&embedded, &mut sample, 200).await;
+    write_mixed(&embedded.store, &mut sample, "", 200).await;
 
     // Restart from the stored checkpoints and the index on disk.
     let sinks = embedded.open_sinks().unwrap();
@@ -111,7 +78,7 @@ async fn a_corrupt_record_is_dead_lettered_whole_while_the_rest_is_indexed() {
     let index = sinks.values().next().unwrap().clone();
     let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
     let mut sample = Sample::new(5, 30, Utc::now());
-    write_sample(&embedded, &mut sample, 100).await;
+    write_mixed(&embedded.store, &mut sample, "", 100).await;
     // An item whose body the index cannot accept: the action type is unknown.
     let mut bad = Entity::ActivityLog(sample.activity()).to_json();
     bad["action"] = json!("fax");
@@ -127,7 +94,7 @@ async fn a_corrupt_record_is_dead_lettered_whole_while_the_rest_is_indexed() {
         .put(bad_key.clone(), bad.clone(), Condition::None)
         .await
         .unwrap();
-    write_sample(&embedded, &mut sample, 100).await;
+    write_mixed(&embedded.store, &mut sample, "", 100).await;
 
     let start = Instant::now();
     while embedded.state.count("search").await.unwrap() == 0 {
@@ -260,7 +227,7 @@ ordering = "partition_key"
     let sinks = embedded.open_sinks().unwrap();
     let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
     let mut sample = Sample::new(6, 40, Utc::now());
-    write_sample(&embedded, &mut sample, 600).await;
+    write_mixed(&embedded.store, &mut sample, "", 600).await;
     for index in sinks.values() {
         wait_in_sync(&embedded, index, Duration::from_secs(60)).await;
     }
@@ -275,7 +242,7 @@ async fn replaying_old_change_records_never_changes_the_index() {
     let index = sinks.values().next().unwrap().clone();
     let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await.unwrap();
     let mut sample = Sample::new(8, 25, Utc::now());
-    write_sample(&embedded, &mut sample, 400).await;
+    write_mixed(&embedded.store, &mut sample, "", 400).await;
     wait_in_sync(&embedded, &index, Duration::from_secs(30)).await;
     pipeline.shutdown().await;
 
@@ -384,7 +351,7 @@ async fn replicate_in_another_process_picks_up_writes_and_stops_cleanly_on_sigte
         .spawn()
         .unwrap();
     let mut sample = Sample::new(9, 20, Utc::now());
-    let keys = write_sample(&embedded, &mut sample, 150).await;
+    let keys = write_mixed(&embedded.store, &mut sample, "", 150).await;
     let probe = embedded.store.get(&keys[1]).await.unwrap().unwrap();
     let Entity::ActivityLog(probe) = Entity::from_json(&probe.body).unwrap();
 

@@ -210,17 +210,13 @@ impl LaneContext {
                             break;
                         }
                         batch = retry;
-                        if !self.back_off(attempts).await {
-                            return false;
-                        }
+                        self.back_off(attempts).await;
                     }
                     Err(SinkError::Batch { retryable, message }) => {
                         let exhausted =
                             !retryable || bisected || self.out_of_retries(attempts, &batch);
                         if !exhausted {
-                            if !self.back_off(attempts).await {
-                                return false;
-                            }
+                            self.back_off(attempts).await;
                             continue;
                         }
                         if batch.len() > 1 && self.config.bisect_batch_on_error {
@@ -274,7 +270,7 @@ impl LaneContext {
     /// Sleeps before the next attempt: exponential backoff with full jitter. Shutdown
     /// does not cut it short: draining means finishing in-flight batches, retries
     /// included (they are bounded by `max_retry_attempts`).
-    async fn back_off(&self, attempts: u32) -> bool {
+    async fn back_off(&self, attempts: u32) {
         self.stats.retries.fetch_add(1, Relaxed);
         let delay = backoff_delay(
             attempts,
@@ -282,7 +278,6 @@ impl LaneContext {
             self.config.retry_max_backoff_ms,
         );
         tokio::time::sleep(delay).await;
-        true
     }
 
     fn applied(&self, batch: Batch) {
@@ -470,19 +465,9 @@ mod tests {
 
     #[test]
     fn partial_failures_are_sorted_by_kind() {
-        let record = |n: u64| ChangeRecord {
-            shard: tsunagu_domain::ShardId("0".into()),
-            position: tsunagu_domain::Position(n.to_string()),
-            key: tsunagu_domain::ItemKey::new("p", n.to_string()),
-            kind: tsunagu_domain::ChangeKind::Insert,
-            version: tsunagu_domain::Version(n),
-            old_image: None,
-            new_image: None,
-            committed_at_us: 0,
-        };
         let mut batch = Batch::default();
         for n in 0..5 {
-            batch.push(100 + n, record(n), Vec::new());
+            batch.push(100 + n, test_record(n), Vec::new());
         }
         let f = |index, retryable| RecordFailure {
             index,

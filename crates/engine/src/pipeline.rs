@@ -188,12 +188,6 @@ impl Pipeline {
         }
     }
 
-    /// Resolves when shutdown has been requested and every task ended, or when every
-    /// consumer stopped on its own (all shards finished or failed).
-    pub async fn wait(&mut self) {
-        while self.tasks.join_next().await.is_some() {}
-    }
-
     pub fn status(&self) -> Vec<ConsumerStatus> {
         self.statuses
             .iter()

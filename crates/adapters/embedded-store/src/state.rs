@@ -59,28 +59,6 @@ impl EmbeddedState {
         })
         .await
     }
-
-    /// Consumers created outside the config file: (name, sink).
-    pub async fn registered_consumers(&self) -> Result<Vec<(String, String)>, StateError> {
-        self.run(|conn| {
-            let mut stmt = conn.prepare("SELECT name, sink FROM consumers ORDER BY name")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    /// Names of every consumer that has a checkpoint or a dead letter.
-    pub async fn consumers(&self) -> Result<Vec<String>, StateError> {
-        self.run(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT consumer FROM checkpoints UNION SELECT consumer FROM dead_letters ORDER BY 1",
-            )?;
-            let names = stmt.query_map([], |r| r.get(0))?;
-            Ok(names.collect::<Result<Vec<String>, _>>()?)
-        })
-        .await
-    }
 }
 
 /// Consumers created outside the config file, read from the state file at `path` without

@@ -47,6 +47,50 @@ pub async fn write_activities(
     activities.iter().map(|a| a.key()).collect()
 }
 
+/// Writes `n` new sample activities (ids prefixed with `prefix`), then edits every 5th and
+/// deletes every 7th of them, in requests of 100. Returns their keys.
+pub async fn write_mixed(
+    store: &EmbeddedStore,
+    sample: &mut Sample,
+    prefix: &str,
+    n: usize,
+) -> Vec<ItemKey> {
+    let activities: Vec<_> = (0..n)
+        .map(|_| {
+            let mut a = sample.activity();
+            a.id = format!("{prefix}{}", a.id);
+            a
+        })
+        .collect();
+    let mut ops: Vec<WriteOp> = activities
+        .iter()
+        .map(|a| WriteOp::Put {
+            key: a.key(),
+            body: Entity::ActivityLog(a.clone()).to_json(),
+            condition: Condition::None,
+        })
+        .collect();
+    for a in activities.iter().step_by(5) {
+        ops.push(WriteOp::Put {
+            key: a.key(),
+            body: Entity::ActivityLog(sample.edit(a.clone())).to_json(),
+            condition: Condition::Exists,
+        });
+    }
+    for a in activities.iter().skip(2).step_by(7) {
+        ops.push(WriteOp::Delete {
+            key: a.key(),
+            condition: Condition::None,
+        });
+    }
+    for chunk in ops.chunks(100) {
+        for result in store.write_many(chunk.to_vec()).await.unwrap() {
+            result.unwrap();
+        }
+    }
+    activities.iter().map(|a| a.key()).collect()
+}
+
 /// Waits until the index holds exactly the primary's items and versions.
 pub async fn wait_in_sync(embedded: &Embedded, index: &ActivityIndex, timeout: Duration) {
     let start = Instant::now();
