@@ -191,7 +191,7 @@ impl ActivityLog {
     }
 }
 
-fn id_problem(value: &str) -> Option<String> {
+pub(crate) fn id_problem(value: &str) -> Option<String> {
     if value.is_empty() {
         Some("must not be empty".into())
     } else if value.len() > ID_MAX_BYTES {

@@ -1,14 +1,52 @@
 //! The closed set of entity kinds stored as item bodies in the primary store.
 
 use crate::activity::ActivityLog;
+use crate::{Company, Deal, ItemKey, SalesList};
 use serde::{Deserialize, Serialize};
 
-/// An item body. Tagged by `type` so that new kinds (deals, companies) can join the same
-/// store and the same pipeline.
+/// An item body. Tagged by `type` so that every kind shares the same store and the same
+/// pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Entity {
     ActivityLog(ActivityLog),
+    Company(Company),
+    Deal(Deal),
+    SalesList(SalesList),
+}
+
+/// The kind of an [`Entity`], by its wire name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    ActivityLog,
+    Company,
+    Deal,
+    SalesList,
+}
+
+impl EntityKind {
+    pub const ALL: [EntityKind; 4] = [
+        EntityKind::ActivityLog,
+        EntityKind::Company,
+        EntityKind::Deal,
+        EntityKind::SalesList,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::ActivityLog => "activity_log",
+            EntityKind::Company => "company",
+            EntityKind::Deal => "deal",
+            EntityKind::SalesList => "sales_list",
+        }
+    }
+
+    fn expected() -> String {
+        Self::ALL
+            .map(|k| format!("{:?}", k.as_str()))
+            .join(", ")
+    }
 }
 
 /// A body that is not a valid entity, with the path of the offending field.
@@ -31,7 +69,10 @@ impl Entity {
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| DecodeError {
                 path: "type".into(),
-                message: "missing or not a string; expected \"activity_log\"".into(),
+                message: format!(
+                    "missing or not a string; expected one of {}",
+                    EntityKind::expected()
+                ),
             })?;
         // Decode the variant's fields directly (not through serde's internally tagged
         // enum, which buffers the content and loses the path of the failing field).
@@ -39,9 +80,15 @@ impl Entity {
         rest.remove("type");
         match kind {
             "activity_log" => decode_fields(rest).map(Entity::ActivityLog),
+            "company" => decode_fields(rest).map(Entity::Company),
+            "deal" => decode_fields(rest).map(Entity::Deal),
+            "sales_list" => decode_fields(rest).map(Entity::SalesList),
             other => Err(DecodeError {
                 path: "type".into(),
-                message: format!("unknown entity type {other:?}; expected \"activity_log\""),
+                message: format!(
+                    "unknown entity type {other:?}; expected one of {}",
+                    EntityKind::expected()
+                ),
             }),
         }
     }
@@ -53,6 +100,35 @@ impl Entity {
             message: e.to_string(),
         })?;
         Self::from_json(&value)
+    }
+
+    pub fn kind(&self) -> EntityKind {
+        match self {
+            Entity::ActivityLog(_) => EntityKind::ActivityLog,
+            Entity::Company(_) => EntityKind::Company,
+            Entity::Deal(_) => EntityKind::Deal,
+            Entity::SalesList(_) => EntityKind::SalesList,
+        }
+    }
+
+    /// Where the entity lives in the primary store.
+    pub fn key(&self) -> ItemKey {
+        match self {
+            Entity::ActivityLog(a) => a.key(),
+            Entity::Company(c) => c.key(),
+            Entity::Deal(d) => d.key(),
+            Entity::SalesList(l) => l.key(),
+        }
+    }
+
+    /// The owning tenant.
+    pub fn tenant_id(&self) -> &str {
+        match self {
+            Entity::ActivityLog(a) => &a.tenant_id,
+            Entity::Company(c) => &c.tenant_id,
+            Entity::Deal(d) => &d.tenant_id,
+            Entity::SalesList(l) => &l.tenant_id,
+        }
     }
 
     pub fn to_json(&self) -> serde_json::Value {

@@ -29,10 +29,8 @@ pub enum IndexError {
     InvalidQuery(String),
 
     /// A pagination cursor that this index did not hand out (or that was altered).
-    #[error(
-        "bad cursor {cursor:?}: {reason}; pass back the `next_cursor` of a previous page unchanged"
-    )]
-    BadCursor { cursor: String, reason: String },
+    #[error(transparent)]
+    BadCursor(#[from] tsunagu_domain::search::CursorError),
 
     /// A document whose stored fields cannot be read back (a bug or a damaged index).
     #[error("the indexed document {key:?} is unreadable: {message}")]

@@ -5,6 +5,7 @@
 use crate::durability::{run_syncer, DeferredSyncDirectory, Marks, SyncRequest};
 use crate::error::IndexError;
 use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage};
+use crate::records::{LatestActivity, RecordPage, RecordQuery};
 use crate::schema::{build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_TOMBSTONE};
 use crate::tokenizer::{JaBigramTokenizer, JA_TOKENIZER_NAME};
 use crate::writer::{now_us, prepare, Held, Request, VersionMap, WriterThread};
@@ -230,6 +231,38 @@ impl ActivityIndex {
         self.view.live_versions()
     }
 
+    /// Companies, deals or sales lists; see [`RecordQuery`].
+    pub fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, IndexError> {
+        self.view.search_records(query)
+    }
+
+    /// The ids of every record matching `query` (cursor and limit ignored).
+    pub fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, IndexError> {
+        self.view.record_ids(query)
+    }
+
+    /// The deals with at least one activity matching `query`.
+    pub fn deals_with_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<std::collections::HashSet<String>, IndexError> {
+        self.view.deals_with_activity(query)
+    }
+
+    /// Each deal's latest activity among those matching `query`.
+    pub fn latest_activity_per_deal(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<HashMap<String, LatestActivity>, IndexError> {
+        self.view.latest_activity_per_deal(query)
+    }
+
+    /// The version this handle sees for `key`, a deletion's tombstone included: a write
+    /// of version `v` has been applied once this is at least `v`.
+    pub fn held_version(&self, key: &ItemKey) -> Result<Option<Version>, IndexError> {
+        self.view.held_version(key)
+    }
+
     /// The live activity at `key` and its version, if any.
     pub fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
         self.view.get(key)
@@ -371,6 +404,38 @@ impl ActivityIndexReader {
     /// The version of every live activity (tombstones excluded), from the latest commit.
     pub fn live_versions(&self) -> Result<HashMap<ItemKey, Version>, IndexError> {
         self.view.live_versions()
+    }
+
+    /// Companies, deals or sales lists; see [`RecordQuery`].
+    pub fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, IndexError> {
+        self.view.search_records(query)
+    }
+
+    /// The ids of every record matching `query` (cursor and limit ignored).
+    pub fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, IndexError> {
+        self.view.record_ids(query)
+    }
+
+    /// The deals with at least one activity matching `query`.
+    pub fn deals_with_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<std::collections::HashSet<String>, IndexError> {
+        self.view.deals_with_activity(query)
+    }
+
+    /// Each deal's latest activity among those matching `query`.
+    pub fn latest_activity_per_deal(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<HashMap<String, LatestActivity>, IndexError> {
+        self.view.latest_activity_per_deal(query)
+    }
+
+    /// The version this handle sees for `key`, a deletion's tombstone included: a write
+    /// of version `v` has been applied once this is at least `v`.
+    pub fn held_version(&self, key: &ItemKey) -> Result<Option<Version>, IndexError> {
+        self.view.held_version(key)
     }
 
     /// The live activity at `key` and its version, if any.

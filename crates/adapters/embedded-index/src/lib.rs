@@ -1,6 +1,8 @@
-//! The embedded search index of tsunagu: activity logs (活動履歴) in a Tantivy index in a
-//! local directory, searchable on several axes at once (tenant, deal, company, user,
-//! action, result, tags, time range, Japanese memo text) and aggregatable.
+//! The embedded search index of tsunagu: activity logs (活動履歴), and the companies,
+//! deals and sales lists they belong to, in a Tantivy index in a local directory.
+//! Activities are searchable on several axes at once (tenant, deal, company, user, action,
+//! result, tags, time range, Japanese memo text) and aggregatable; deals combine their own
+//! fields with their company's and with facts about their activities.
 //!
 //! - [`index`](mod@index): opening the index. [`ActivityIndex`] is the writer and implements the
 //!   engine's [`tsunagu_engine::ports::Sink`]: a version guard (with tombstones for
@@ -9,6 +11,8 @@
 //!   [`ActivityIndexReader`] opens the same directory read-only from another process.
 //! - [`query`](mod@query): [`ActivityQuery`], [`SearchPage`] with stable cursor pagination, and
 //!   aggregations by [`GroupBy`].
+//! - [`records`](mod@records): companies, deals and sales lists ([`RecordQuery`]), and the
+//!   per-deal activity facts a deal search combines with them.
 //! - [`tokenizer`](mod@tokenizer): [`JaBigramTokenizer`], dictionary-free Japanese text analysis
 //!   (NFKC, lowercase, CJK bigrams, Latin words).
 //! - [`error`](mod@error): [`IndexError`].
@@ -23,6 +27,7 @@ pub mod error;
 pub mod index;
 pub mod inspect;
 pub mod query;
+pub mod records;
 mod schema;
 pub mod tokenizer;
 mod writer;
@@ -39,4 +44,5 @@ pub use inspect::IndexSnapshot;
 pub use query::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
 };
+pub use records::{LatestActivity, RecordHit, RecordKind, RecordPage, RecordQuery};
 pub use tokenizer::{JaBigramTokenizer, JA_TOKENIZER_NAME};

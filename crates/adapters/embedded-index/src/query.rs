@@ -8,10 +8,8 @@ use crate::index::IndexView;
 use crate::schema::{names, to_tantivy_date, KIND_ACTIVITY};
 use crate::tokenizer::{analyze, is_cjk};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::fmt;
 use std::ops::Bound;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
@@ -20,214 +18,26 @@ use tantivy::query::{
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
-use tsunagu_domain::{ActionType, ActivityLog, ItemKey, Version};
 
-/// The page size when none is given.
-pub const DEFAULT_LIMIT: usize = 20;
-/// The largest page a query may ask for.
-pub const MAX_LIMIT: usize = 1000;
+pub use tsunagu_domain::search::{
+    ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
+};
 
-/// Which live activities to return. Several values on one axis match any of them (OR);
-/// axes combine with AND; an empty axis does not filter. Tombstones never match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ActivityQuery {
-    /// The owning tenant. A multi-tenant caller must always set it.
-    pub tenant_id: Option<String>,
-    pub deal_ids: Vec<String>,
-    pub company_ids: Vec<String>,
-    pub user_ids: Vec<String>,
-    pub actions: Vec<ActionType>,
-    pub results: Vec<String>,
-    /// Every one of these tags must be present.
-    pub tags_all: Vec<String>,
-    /// Inclusive lower bound of `occurred_at`.
-    pub occurred_from: Option<DateTime<Utc>>,
-    /// Exclusive upper bound of `occurred_at`.
-    pub occurred_to: Option<DateTime<Utc>>,
-    /// Memo full text: every whitespace-separated word must occur in the memo (each word
-    /// as a phrase of its tokens, so "来週訪問" matches only those four characters in a
-    /// row). Blank text is ignored.
-    pub text: Option<String>,
-    /// Page size: 0 counts only; at most [`MAX_LIMIT`]. Ignored by aggregations.
-    pub limit: usize,
-    /// Resume after the last hit of a previous page. Ignored by aggregations.
-    pub cursor: Option<Cursor>,
-}
-
-impl Default for ActivityQuery {
-    fn default() -> Self {
-        Self {
-            tenant_id: None,
-            deal_ids: Vec::new(),
-            company_ids: Vec::new(),
-            user_ids: Vec::new(),
-            actions: Vec::new(),
-            results: Vec::new(),
-            tags_all: Vec::new(),
-            occurred_from: None,
-            occurred_to: None,
-            text: None,
-            limit: DEFAULT_LIMIT,
-            cursor: None,
-        }
+/// The keyword fast field a grouping counts, `None` for [`GroupBy::Day`].
+fn field_name(by: GroupBy) -> Option<&'static str> {
+    match by {
+        GroupBy::Action => Some(names::ACTION),
+        GroupBy::User => Some(names::USER_ID),
+        GroupBy::Deal => Some(names::DEAL_ID),
+        GroupBy::Company => Some(names::COMPANY_ID),
+        GroupBy::Result => Some(names::RESULT),
+        GroupBy::Tag => Some(names::TAGS),
+        GroupBy::Day => None,
     }
 }
 
-/// A position in the result order (`occurred_at` descending, then the key's stable hash
-/// ascending). Opaque to callers: pass back a page's `next_cursor` unchanged. As text, 32
-/// hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cursor {
-    occurred_at_us: i64,
-    sort_hash: u64,
-}
-
-impl Cursor {
-    /// Parses the text form; [`IndexError::BadCursor`] says what is wrong.
-    pub fn parse(text: &str) -> Result<Self, IndexError> {
-        let bad = |reason: &str| IndexError::BadCursor {
-            cursor: text.to_string(),
-            reason: reason.to_string(),
-        };
-        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("expected 32 hexadecimal digits"));
-        }
-        let (ts, hash) = text.split_at(16);
-        let ts = u64::from_str_radix(ts, 16).map_err(|_| bad("unreadable timestamp"))?;
-        let sort_hash = u64::from_str_radix(hash, 16).map_err(|_| bad("unreadable tie-breaker"))?;
-        Ok(Self {
-            // The timestamp is stored as the bits of an i64 (dates before 1970 stay valid).
-            occurred_at_us: ts as i64,
-            sort_hash,
-        })
-    }
-
-    fn sort_key(self) -> SortKey {
-        (Reverse(self.occurred_at_us), self.sort_hash)
-    }
-}
-
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:016x}{:016x}",
-            self.occurred_at_us as u64, self.sort_hash
-        )
-    }
-}
-
-impl std::str::FromStr for Cursor {
-    type Err = IndexError;
-    fn from_str(s: &str) -> Result<Self, IndexError> {
-        Cursor::parse(s)
-    }
-}
-
-impl TryFrom<String> for Cursor {
-    type Error = IndexError;
-    fn try_from(s: String) -> Result<Self, IndexError> {
-        Cursor::parse(&s)
-    }
-}
-
-impl From<Cursor> for String {
-    fn from(c: Cursor) -> String {
-        c.to_string()
-    }
-}
-
-/// One matching activity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hit {
-    pub key: ItemKey,
-    pub version: Version,
-    pub activity: ActivityLog,
-}
-
-/// One page of results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchPage {
-    pub hits: Vec<Hit>,
-    /// Every match of the query, ignoring the cursor and the limit.
-    pub total: u64,
-    /// Where the next page starts; `None` on the last page (and for `limit` 0).
-    pub next_cursor: Option<Cursor>,
-}
-
-/// What to count activities by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupBy {
-    Action,
-    User,
-    Deal,
-    Company,
-    /// Activities without a result are not counted.
-    Result,
-    /// An activity counts once for each of its tags.
-    Tag,
-    /// UTC calendar day of `occurred_at`, `YYYY-MM-DD`; buckets in day order.
-    Day,
-}
-
-impl GroupBy {
-    pub const ALL: [GroupBy; 7] = [
-        GroupBy::Action,
-        GroupBy::User,
-        GroupBy::Deal,
-        GroupBy::Company,
-        GroupBy::Result,
-        GroupBy::Tag,
-        GroupBy::Day,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupBy::Action => "action",
-            GroupBy::User => "user",
-            GroupBy::Deal => "deal",
-            GroupBy::Company => "company",
-            GroupBy::Result => "result",
-            GroupBy::Tag => "tag",
-            GroupBy::Day => "day",
-        }
-    }
-
-    /// Parses the name; the error lists the accepted names.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|g| g.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown grouping {s:?}; expected one of {}",
-                    Self::ALL.map(GroupBy::as_str).join(", ")
-                )
-            })
-    }
-
-    /// The keyword fast field grouped on, `None` for [`GroupBy::Day`].
-    fn field_name(self) -> Option<&'static str> {
-        match self {
-            GroupBy::Action => Some(names::ACTION),
-            GroupBy::User => Some(names::USER_ID),
-            GroupBy::Deal => Some(names::DEAL_ID),
-            GroupBy::Company => Some(names::COMPANY_ID),
-            GroupBy::Result => Some(names::RESULT),
-            GroupBy::Tag => Some(names::TAGS),
-            GroupBy::Day => None,
-        }
-    }
-}
-
-/// A group and how many activities fall in it. Every group is returned: none is cut off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bucket {
-    pub key: String,
-    pub count: u64,
+fn sort_key(cursor: Cursor) -> SortKey {
+    (Reverse(cursor.occurred_at_us()), cursor.sort_hash())
 }
 
 /// Result order: `occurred_at` descending, then the key's stable hash ascending, so that
@@ -244,15 +54,9 @@ impl IndexView {
         }
         let query = self.build_query(q)?;
         let searcher = self.searcher()?;
-        let collector = PageCollector {
-            limit: q.limit,
-            after: q.cursor.map(Cursor::sort_key),
-        };
-        let page = searcher
-            .search(&query, &collector)
-            .map_err(IndexError::tantivy("searching the index"))?;
-        let mut hits = Vec::with_capacity(page.top.len());
-        for (_, address) in &page.top {
+        let page = collect_page(&searcher, &query, q.limit, q.cursor)?;
+        let mut hits = Vec::with_capacity(page.addresses.len());
+        for address in &page.addresses {
             // A hit is always an activity (the query requires kind = activity).
             if let Some((key, version, activity)) = self.load(&searcher, *address)? {
                 hits.push(Hit {
@@ -262,21 +66,10 @@ impl IndexView {
                 });
             }
         }
-        let next_cursor = match page.top.last() {
-            Some(&((Reverse(occurred_at_us), sort_hash), _))
-                if page.after_cursor > q.limit as u64 =>
-            {
-                Some(Cursor {
-                    occurred_at_us,
-                    sort_hash,
-                })
-            }
-            _ => None,
-        };
         Ok(SearchPage {
             hits,
             total: page.total,
-            next_cursor,
+            next_cursor: page.next_cursor,
         })
     }
 
@@ -288,7 +81,7 @@ impl IndexView {
         let query = self.build_query(q)?;
         let searcher = self.searcher()?;
         let counts = searcher
-            .search(&query, &GroupCollector { by })
+            .search(&query, &GroupCollector::by(by))
             .map_err(IndexError::tantivy("aggregating the index"))?;
         let mut buckets: Vec<Bucket> = counts
             .into_iter()
@@ -303,7 +96,7 @@ impl IndexView {
     }
 
     /// The tantivy query of an [`ActivityQuery`]: a conjunction of one clause per axis.
-    fn build_query(&self, q: &ActivityQuery) -> Result<BooleanQuery, IndexError> {
+    pub(crate) fn build_query(&self, q: &ActivityQuery) -> Result<BooleanQuery, IndexError> {
         let f = &self.fields;
         let mut must: Vec<Box<dyn Query>> = vec![term_query(f.kind, KIND_ACTIVITY)];
         if let Some(tenant) = &q.tenant_id {
@@ -362,7 +155,15 @@ impl IndexView {
     /// The memo clause of one query word: a phrase of its tokens, a term for one token,
     /// `None` for a word of punctuation only.
     fn word_query(&self, word: &str) -> Result<Option<Box<dyn Query>>, IndexError> {
-        let memo = self.fields.memo;
+        self.word_query_on(self.fields.memo, word)
+    }
+
+    /// The clause of one query word on a Japanese text field (memo, title).
+    pub(crate) fn word_query_on(
+        &self,
+        memo: Field,
+        word: &str,
+    ) -> Result<Option<Box<dyn Query>>, IndexError> {
         let tokens = analyze(word);
         match tokens.as_slice() {
             [] => Ok(None),
@@ -397,7 +198,7 @@ impl IndexView {
     }
 }
 
-fn term_query(field: Field, value: &str) -> Box<dyn Query> {
+pub(crate) fn term_query(field: Field, value: &str) -> Box<dyn Query> {
     term_query_with(field, value, IndexRecordOption::Basic)
 }
 
@@ -406,7 +207,7 @@ fn term_query_with(field: Field, value: &str, option: IndexRecordOption) -> Box<
 }
 
 /// A clause matching any of `values`; `None` when there are none (the axis is open).
-fn any_of(field: Field, values: &[&str]) -> Option<Box<dyn Query>> {
+pub(crate) fn any_of(field: Field, values: &[&str]) -> Option<Box<dyn Query>> {
     match values {
         [] => None,
         [one] => Some(term_query(field, one)),
@@ -419,12 +220,46 @@ fn any_of(field: Field, values: &[&str]) -> Option<Box<dyn Query>> {
 // ---------------------------------------------------------------------------------------
 // Page collector: total count plus the first `limit` hits after the cursor, in SortKey order.
 
-struct PageCollector {
+/// One page of any kind of document, in [`SortKey`] order.
+pub(crate) struct CollectedPage {
+    pub addresses: Vec<DocAddress>,
+    pub total: u64,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Runs `query` and keeps the first `limit` documents after `cursor`.
+pub(crate) fn collect_page(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    limit: usize,
+    cursor: Option<Cursor>,
+) -> Result<CollectedPage, IndexError> {
+    let collector = PageCollector {
+        limit,
+        after: cursor.map(sort_key),
+    };
+    let page = searcher
+        .search(query, &collector)
+        .map_err(IndexError::tantivy("searching the index"))?;
+    let next_cursor = match page.top.last() {
+        Some(&((Reverse(occurred_at_us), sort_hash), _)) if page.after_cursor > limit as u64 => {
+            Some(Cursor::new(occurred_at_us, sort_hash))
+        }
+        _ => None,
+    };
+    Ok(CollectedPage {
+        addresses: page.top.into_iter().map(|(_, a)| a).collect(),
+        total: page.total,
+        next_cursor,
+    })
+}
+
+pub(crate) struct PageCollector {
     limit: usize,
     after: Option<SortKey>,
 }
 
-struct PageFruit {
+pub(crate) struct PageFruit {
     total: u64,
     /// Matches strictly after the cursor (all matches without one).
     after_cursor: u64,
@@ -432,7 +267,7 @@ struct PageFruit {
     top: Vec<(SortKey, DocAddress)>,
 }
 
-struct PageSegmentCollector {
+pub(crate) struct PageSegmentCollector {
     segment_ord: SegmentOrdinal,
     occurred_at: Option<Column<tantivy::DateTime>>,
     sort_hash: Option<Column<u64>>,
@@ -532,11 +367,25 @@ impl SegmentCollector for PageSegmentCollector {
 // Group collector: exact counts per keyword (by term ordinal, resolved once per segment)
 // or per UTC day.
 
-struct GroupCollector {
-    by: GroupBy,
+pub(crate) struct GroupCollector {
+    /// The keyword fast field counted; `None` counts UTC days of `occurred_at`.
+    field: Option<&'static str>,
 }
 
-enum GroupSegmentCollector {
+impl GroupCollector {
+    fn by(by: GroupBy) -> Self {
+        Self {
+            field: field_name(by),
+        }
+    }
+
+    /// Counts per value of a keyword fast field.
+    pub(crate) fn keyword(field: &'static str) -> Self {
+        Self { field: Some(field) }
+    }
+}
+
+pub(crate) enum GroupSegmentCollector {
     Keyword {
         column: Option<StrColumn>,
         /// Count per term ordinal of the segment's dictionary.
@@ -548,7 +397,7 @@ enum GroupSegmentCollector {
     },
 }
 
-enum GroupFruit {
+pub(crate) enum GroupFruit {
     Keyword {
         column: Option<StrColumn>,
         counts: Vec<u64>,
@@ -568,7 +417,7 @@ impl Collector for GroupCollector {
         segment: &SegmentReader,
     ) -> tantivy::Result<GroupSegmentCollector> {
         let fast = segment.fast_fields();
-        Ok(match self.by.field_name() {
+        Ok(match self.field {
             Some(name) => {
                 let column = fast.str(name)?;
                 let terms = column.as_ref().map_or(0, |c| c.num_terms());

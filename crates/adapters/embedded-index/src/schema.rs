@@ -1,7 +1,8 @@
 //! The index schema ([`Fields`]) and the mapping between domain values and index
 //! documents: document keys, activity documents and tombstones.
 //!
-//! One document per item key: either a live activity (`kind = "activity"`) or a tombstone
+//! One document per item key: a live activity (`kind = "activity"`), company, deal or
+//! sales list (`kind = "company" | "deal" | "sales_list"`), or a tombstone
 //! (`kind = "tombstone"`) that remembers the version of a deletion so that a stale
 //! replayed INSERT cannot bring the item back.
 
@@ -11,10 +12,13 @@ use tantivy::schema::{
     TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::{DateTime, TantivyDocument};
-use tsunagu_domain::{ActivityLog, ItemKey, Version};
+use tsunagu_domain::{ActivityLog, Entity, ItemKey, Version};
 
 pub(crate) const KIND_ACTIVITY: &str = "activity";
 pub(crate) const KIND_TOMBSTONE: &str = "tombstone";
+pub(crate) const KIND_COMPANY: &str = "company";
+pub(crate) const KIND_DEAL: &str = "deal";
+pub(crate) const KIND_SALES_LIST: &str = "sales_list";
 
 /// Separates partition and sort key in a document key. Ids may not contain control
 /// characters (see `ActivityLog::validate`), so the first 0x1F is the separator.
@@ -38,6 +42,13 @@ pub(crate) mod names {
     pub const SOURCE: &str = "source";
     pub const COMMITTED_AT_US: &str = "committed_at_us";
     pub const INDEXED_AT_US: &str = "indexed_at_us";
+    /// Company name, deal title, sales-list name (Japanese full text).
+    pub const TITLE: &str = "title";
+    pub const PREFECTURE: &str = "prefecture";
+    pub const INDUSTRY: &str = "industry";
+    pub const STAGE: &str = "stage";
+    pub const AMOUNT: &str = "amount";
+    pub const CLOSE_DATE: &str = "close_date";
 }
 
 /// Handles of every field of the schema.
@@ -59,6 +70,12 @@ pub(crate) struct Fields {
     pub source: Field,
     pub committed_at_us: Field,
     pub indexed_at_us: Field,
+    pub title: Field,
+    pub prefecture: Field,
+    pub industry: Field,
+    pub stage: Field,
+    pub amount: Field,
+    pub close_date: Field,
 }
 
 /// The schema of a new index.
@@ -69,8 +86,11 @@ pub(crate) fn build_schema() -> Schema {
     b.add_text_field(KIND, STRING | STORED | FAST);
     b.add_u64_field(VERSION, FAST | STORED | INDEXED);
     // Raw (untokenized) keywords, fast so that they can be aggregated.
+    // On deals, `user_id` is the owner and `tags` the deal's tags; on a sales list,
+    // `deal_id` holds every member.
     for name in [
-        TENANT_ID, DEAL_ID, COMPANY_ID, USER_ID, ACTION, RESULT, TAGS,
+        TENANT_ID, DEAL_ID, COMPANY_ID, USER_ID, ACTION, RESULT, TAGS, PREFECTURE, INDUSTRY,
+        STAGE,
     ] {
         b.add_text_field(name, STRING | FAST);
     }
@@ -89,6 +109,22 @@ pub(crate) fn build_schema() -> Schema {
                 .set_tokenizer(JA_TOKENIZER_NAME)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         ),
+    );
+    b.add_text_field(
+        TITLE,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(JA_TOKENIZER_NAME)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
+    b.add_i64_field(AMOUNT, NumericOptions::default().set_fast().set_indexed());
+    b.add_date_field(
+        CLOSE_DATE,
+        DateOptions::default()
+            .set_indexed()
+            .set_fast()
+            .set_precision(DateTimePrecision::Seconds),
     );
     b.add_u64_field(SORT_HASH, FAST | INDEXED | STORED);
     b.add_text_field(SOURCE, STORED);
@@ -135,6 +171,12 @@ impl Fields {
             source: f(SOURCE)?,
             committed_at_us: f(COMMITTED_AT_US)?,
             indexed_at_us: f(INDEXED_AT_US)?,
+            title: f(TITLE)?,
+            prefecture: f(PREFECTURE)?,
+            industry: f(INDUSTRY)?,
+            stage: f(STAGE)?,
+            amount: f(AMOUNT)?,
+            close_date: f(CLOSE_DATE)?,
         })
     }
 }
@@ -188,6 +230,71 @@ pub(crate) fn activity_doc(
     doc.add_text(fields.memo, &activity.memo);
     doc.add_text(fields.source, serde_json::to_string(activity)?);
     Ok(doc)
+}
+
+/// The document of a live company, deal or sales list. `occurred_at` holds its creation
+/// time, the order its listings are paged in.
+pub(crate) fn record_doc(
+    fields: &Fields,
+    key: &ItemKey,
+    version: Version,
+    entity: &Entity,
+    committed_at_us: i64,
+    indexed_at_us: i64,
+) -> Result<TantivyDocument, serde_json::Error> {
+    let (kind, source) = match entity {
+        Entity::ActivityLog(a) => {
+            return activity_doc(fields, key, version, a, committed_at_us, indexed_at_us)
+        }
+        Entity::Company(c) => (KIND_COMPANY, serde_json::to_string(c)?),
+        Entity::Deal(d) => (KIND_DEAL, serde_json::to_string(d)?),
+        Entity::SalesList(l) => (KIND_SALES_LIST, serde_json::to_string(l)?),
+    };
+    let mut doc = common_doc(fields, key, version, kind, committed_at_us, indexed_at_us);
+    doc.add_text(fields.tenant_id, entity.tenant_id());
+    match entity {
+        Entity::ActivityLog(_) => {}
+        Entity::Company(c) => {
+            doc.add_text(fields.company_id, &c.id);
+            doc.add_text(fields.title, &c.name);
+            if let Some(p) = &c.prefecture {
+                doc.add_text(fields.prefecture, p);
+            }
+            if let Some(i) = &c.industry {
+                doc.add_text(fields.industry, i);
+            }
+            doc.add_date(fields.occurred_at, to_tantivy_date(c.created_at));
+        }
+        Entity::Deal(d) => {
+            doc.add_text(fields.deal_id, &d.id);
+            doc.add_text(fields.company_id, &d.company_id);
+            doc.add_text(fields.user_id, &d.owner_id);
+            doc.add_text(fields.title, &d.title);
+            doc.add_text(fields.stage, d.stage.as_str());
+            doc.add_i64(fields.amount, d.amount);
+            if let Some(date) = d.expected_close_date {
+                doc.add_date(fields.close_date, date_of(date));
+            }
+            for tag in &d.tags {
+                doc.add_text(fields.tags, tag);
+            }
+            doc.add_date(fields.occurred_at, to_tantivy_date(d.created_at));
+        }
+        Entity::SalesList(l) => {
+            doc.add_text(fields.title, &l.name);
+            for deal in &l.deal_ids {
+                doc.add_text(fields.deal_id, deal);
+            }
+            doc.add_date(fields.occurred_at, to_tantivy_date(l.created_at));
+        }
+    }
+    doc.add_text(fields.source, source);
+    Ok(doc)
+}
+
+/// Midnight UTC of a calendar date.
+pub(crate) fn date_of(date: chrono::NaiveDate) -> DateTime {
+    DateTime::from_timestamp_secs(date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
 }
 
 /// The document that replaces a deleted item: its key, the deletion's version and when

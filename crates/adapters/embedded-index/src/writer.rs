@@ -9,7 +9,7 @@
 //! one commit); at high rates many batches share one commit, so throughput grows with load
 //! instead of queueing behind one fsync per batch.
 
-use crate::schema::{activity_doc, doc_key, tombstone_doc, Fields};
+use crate::schema::{doc_key, record_doc, tombstone_doc, Fields};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
@@ -127,15 +127,15 @@ fn prepare_one(fields: &Fields, record: &ChangeRecord, now_us: i64) -> Op {
                     record.key
                 ));
             };
-            let activity = match Entity::from_json(&image.body) {
-                Ok(Entity::ActivityLog(activity)) => activity,
+            let entity = match Entity::from_json(&image.body) {
+                Ok(entity) => entity,
                 Err(e) => return invalid(format!("new_image.body.{}: {}", e.path, e.message)),
             };
-            match activity_doc(
+            match record_doc(
                 fields,
                 &record.key,
                 record.version,
-                &activity,
+                &entity,
                 record.committed_at_us,
                 now_us,
             ) {

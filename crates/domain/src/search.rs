@@ -1,0 +1,326 @@
+//! The search vocabulary shared by the use cases and every index: which activities or
+//! records to find ([`ActivityQuery`], [`RecordQuery`]), pages of results with an opaque
+//! [`Cursor`], aggregations ([`GroupBy`], [`Bucket`]) and per-deal activity facts
+//! ([`LatestActivity`]). Plain data: indexes (embedded Tantivy, OpenSearch) implement it.
+
+use crate::{ActionType, ActivityLog, Company, Deal, DealStage, Entity, ItemKey, SalesList, Version};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A cursor that is not one this system handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad cursor {cursor:?}: {reason}; pass back the `next_cursor` of a previous page unchanged"
+)]
+pub struct CursorError {
+    pub cursor: String,
+    pub reason: String,
+}
+
+/// The page size when none is given.
+pub const DEFAULT_LIMIT: usize = 20;
+/// The largest page a query may ask for.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Which live activities to return. Several values on one axis match any of them (OR);
+/// axes combine with AND; an empty axis does not filter. Tombstones never match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ActivityQuery {
+    /// The owning tenant. A multi-tenant caller must always set it.
+    pub tenant_id: Option<String>,
+    pub deal_ids: Vec<String>,
+    pub company_ids: Vec<String>,
+    pub user_ids: Vec<String>,
+    pub actions: Vec<ActionType>,
+    pub results: Vec<String>,
+    /// Every one of these tags must be present.
+    pub tags_all: Vec<String>,
+    /// Inclusive lower bound of `occurred_at`.
+    pub occurred_from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound of `occurred_at`.
+    pub occurred_to: Option<DateTime<Utc>>,
+    /// Memo full text: every whitespace-separated word must occur in the memo (each word
+    /// as a phrase of its tokens, so "来週訪問" matches only those four characters in a
+    /// row). Blank text is ignored.
+    pub text: Option<String>,
+    /// Page size: 0 counts only; at most [`MAX_LIMIT`]. Ignored by aggregations.
+    pub limit: usize,
+    /// Resume after the last hit of a previous page. Ignored by aggregations.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for ActivityQuery {
+    fn default() -> Self {
+        Self {
+            tenant_id: None,
+            deal_ids: Vec::new(),
+            company_ids: Vec::new(),
+            user_ids: Vec::new(),
+            actions: Vec::new(),
+            results: Vec::new(),
+            tags_all: Vec::new(),
+            occurred_from: None,
+            occurred_to: None,
+            text: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+/// A position in the result order (`occurred_at` descending, then the key's stable hash
+/// ascending). Opaque to callers: pass back a page's `next_cursor` unchanged. As text, 32
+/// hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cursor {
+    occurred_at_us: i64,
+    sort_hash: u64,
+}
+
+impl Cursor {
+    /// Parses the text form; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Self, CursorError> {
+        let bad = |reason: &str| CursorError {
+            cursor: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("expected 32 hexadecimal digits"));
+        }
+        let (ts, hash) = text.split_at(16);
+        let ts = u64::from_str_radix(ts, 16).map_err(|_| bad("unreadable timestamp"))?;
+        let sort_hash = u64::from_str_radix(hash, 16).map_err(|_| bad("unreadable tie-breaker"))?;
+        Ok(Self {
+            // The timestamp is stored as the bits of an i64 (dates before 1970 stay valid).
+            occurred_at_us: ts as i64,
+            sort_hash,
+        })
+    }
+
+    /// A cursor just after the document with these sort values.
+    pub fn new(occurred_at_us: i64, sort_hash: u64) -> Self {
+        Self {
+            occurred_at_us,
+            sort_hash,
+        }
+    }
+
+    /// The sort values of the last document of the page it ends.
+    pub fn occurred_at_us(self) -> i64 {
+        self.occurred_at_us
+    }
+
+    pub fn sort_hash(self) -> u64 {
+        self.sort_hash
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:016x}{:016x}",
+            self.occurred_at_us as u64, self.sort_hash
+        )
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = CursorError;
+    fn from_str(s: &str) -> Result<Self, CursorError> {
+        Cursor::parse(s)
+    }
+}
+
+impl TryFrom<String> for Cursor {
+    type Error = CursorError;
+    fn try_from(s: String) -> Result<Self, CursorError> {
+        Cursor::parse(&s)
+    }
+}
+
+impl From<Cursor> for String {
+    fn from(c: Cursor) -> String {
+        c.to_string()
+    }
+}
+
+/// One matching activity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub key: ItemKey,
+    pub version: Version,
+    pub activity: ActivityLog,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub hits: Vec<Hit>,
+    /// Every match of the query, ignoring the cursor and the limit.
+    pub total: u64,
+    /// Where the next page starts; `None` on the last page (and for `limit` 0).
+    pub next_cursor: Option<Cursor>,
+}
+
+/// What to count activities by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Action,
+    User,
+    Deal,
+    Company,
+    /// Activities without a result are not counted.
+    Result,
+    /// An activity counts once for each of its tags.
+    Tag,
+    /// UTC calendar day of `occurred_at`, `YYYY-MM-DD`; buckets in day order.
+    Day,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 7] = [
+        GroupBy::Action,
+        GroupBy::User,
+        GroupBy::Deal,
+        GroupBy::Company,
+        GroupBy::Result,
+        GroupBy::Tag,
+        GroupBy::Day,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Action => "action",
+            GroupBy::User => "user",
+            GroupBy::Deal => "deal",
+            GroupBy::Company => "company",
+            GroupBy::Result => "result",
+            GroupBy::Tag => "tag",
+            GroupBy::Day => "day",
+        }
+    }
+
+    /// Parses the name; the error lists the accepted names.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown grouping {s:?}; expected one of {}",
+                    Self::ALL.map(GroupBy::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// A group and how many activities fall in it. Every group is returned: none is cut off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub key: String,
+    pub count: u64,
+}
+
+/// Which kind of record a [`RecordQuery`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Company,
+    Deal,
+    SalesList,
+}
+
+impl RecordKind {
+    /// Where a record of this kind with this id lives in the primary store.
+    pub fn key_for(self, id: &str) -> ItemKey {
+        match self {
+            RecordKind::Company => Company::key_for(id),
+            RecordKind::Deal => Deal::key_for(id),
+            RecordKind::SalesList => SalesList::key_for(id),
+        }
+    }
+}
+
+/// Which records to return. Several values on one axis match any of them; axes combine
+/// with AND; an empty axis does not filter. Axes that do not apply to the kind (a stage on
+/// a company) match nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordQuery {
+    pub kind: RecordKind,
+    pub tenant_id: Option<String>,
+    /// Only these records (by id); `Some(empty)` matches nothing.
+    pub only_ids: Option<Vec<String>>,
+    /// Never these records.
+    pub exclude_ids: Vec<String>,
+    pub company_ids: Vec<String>,
+    /// Deal owners.
+    pub owner_ids: Vec<String>,
+    pub stages: Vec<DealStage>,
+    /// Every one of these tags (deals).
+    pub tags_all: Vec<String>,
+    /// Companies only.
+    pub prefectures: Vec<String>,
+    pub industries: Vec<String>,
+    /// Deals: inclusive bounds of the amount.
+    pub amount_min: Option<i64>,
+    pub amount_max: Option<i64>,
+    /// Deals: inclusive bounds of the expected close date.
+    pub close_from: Option<NaiveDate>,
+    pub close_to: Option<NaiveDate>,
+    /// Words of the name or title (as in [`ActivityQuery::text`]).
+    pub text: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+impl RecordQuery {
+    pub fn new(kind: RecordKind) -> Self {
+        Self {
+            kind,
+            tenant_id: None,
+            only_ids: None,
+            exclude_ids: Vec::new(),
+            company_ids: Vec::new(),
+            owner_ids: Vec::new(),
+            stages: Vec::new(),
+            tags_all: Vec::new(),
+            prefectures: Vec::new(),
+            industries: Vec::new(),
+            amount_min: None,
+            amount_max: None,
+            close_from: None,
+            close_to: None,
+            text: None,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+/// One matching record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordHit {
+    pub key: ItemKey,
+    pub version: Version,
+    pub entity: Entity,
+}
+
+/// One page of records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPage {
+    pub hits: Vec<RecordHit>,
+    pub total: u64,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// A deal's latest activity among those matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestActivity {
+    pub occurred_at: DateTime<Utc>,
+    pub result: Option<String>,
+}
+
