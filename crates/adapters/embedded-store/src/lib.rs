@@ -11,6 +11,7 @@
 //!   reconciling consumers.
 //! - [`state`]: checkpoints and the dead-letter queue in a separate file, so the
 //!   engine's bookkeeping never contends with primary writes.
+//! - [`tenants`]: tenants and their API tokens (stored hashed), in their own file.
 //! - [`sqlite`]: connection set-up and schema shared by the above.
 //!
 //! Several processes may open the same files: SQLite in WAL mode serializes writers and
@@ -23,9 +24,11 @@ pub mod scan;
 pub mod sqlite;
 pub mod state;
 pub mod stream;
+pub mod tenants;
 
 pub use primary::{Condition, EmbeddedStore, StoreOptions, StoredItem, WriteOp, WriteOutcome};
 pub use state::EmbeddedState;
+pub use tenants::{Tenant, TenantRegistry};
 
 use tsunagu_domain::{ItemKey, Version};
 
