@@ -20,6 +20,7 @@ pub const OCCURRED_AT_MAX_FUTURE: Duration = Duration::hours(24);
 
 /// How the salesperson approached the deal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionType {
     Call,
@@ -74,6 +75,7 @@ impl fmt::Display for ActionType {
 /// One activity on a deal. Its version lives beside it in the store (see
 /// [`crate::Version`]); the body holds the business fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivityLog {
     pub id: String,

@@ -14,6 +14,7 @@ pub const ADDRESS_MAX_CHARS: usize = 500;
 pub const INDUSTRY_MAX_CHARS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Company {
     pub id: String,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const SALES_LIST_MAX_DEALS: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SalesList {
     pub id: String,

@@ -1,0 +1,107 @@
+//! Read-your-writes: every write returns a [`ConsistencyToken`] naming the item and the
+//! version it produced; a search given the token first waits (bounded) until the index
+//! has applied that version or a newer one. A token is opaque text to callers.
+
+use crate::error::ServiceError;
+use crate::ports::SearchIndex;
+use std::fmt;
+use std::time::{Duration, Instant};
+use tsunagu_domain::{ItemKey, Version};
+
+const PREFIX: &str = "ct1.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyToken {
+    pub key: ItemKey,
+    pub version: Version,
+}
+
+impl ConsistencyToken {
+    /// Parses the text form handed out by a write.
+    pub fn parse(text: &str) -> Result<Self, ServiceError> {
+        let bad = || {
+            ServiceError::invalid(
+                "consistency_token",
+                "is not a token returned by a write; pass it back unchanged",
+            )
+        };
+        let hex = text.strip_prefix(PREFIX).ok_or_else(bad)?;
+        if hex.len() % 2 != 0 || hex.len() > 2048 {
+            return Err(bad());
+        }
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let mut parts = text.split('\u{1f}');
+        let (Some(version), Some(partition), Some(sort), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        Ok(Self {
+            key: ItemKey::new(partition, sort),
+            version: Version(version.parse().map_err(|_| bad())?),
+        })
+    }
+
+    /// Waits until `index` has applied this token's write, polling with a short backoff,
+    /// for at most `timeout`.
+    pub async fn wait_applied(
+        &self,
+        index: &dyn SearchIndex,
+        timeout: Duration,
+    ) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if index
+                .applied_version(&self.key)?
+                .is_some_and(|v| v >= self.version)
+            {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(ServiceError::NotConsistentYet {
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            tokio::time::sleep(pause.min(timeout - waited)).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+}
+
+impl fmt::Display for ConsistencyToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let raw = format!(
+            "{}\u{1f}{}\u{1f}{}",
+            self.version.0, self.key.partition, self.key.sort
+        );
+        f.write_str(PREFIX)?;
+        for b in raw.bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_refused() {
+        let token = ConsistencyToken {
+            key: ItemKey::new("dl_1", "activity#ac_1"),
+            version: Version(42),
+        };
+        assert_eq!(ConsistencyToken::parse(&token.to_string()).unwrap(), token);
+        for bad in ["", "ct1.zz", "ct1.4142", "x", "ct1.31"] {
+            assert!(ConsistencyToken::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

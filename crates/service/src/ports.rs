@@ -1,0 +1,80 @@
+//! What the use cases need from the outside world.
+
+use crate::error::ServiceError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use tsunagu_domain::search::{
+    ActivityQuery, Bucket, GroupBy, LatestActivity, RecordPage, RecordQuery, SearchPage,
+};
+use tsunagu_domain::{Entity, ItemKey, Version};
+
+/// What a write requires of the item's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The item must not exist (create).
+    Absent,
+    /// The item must exist at exactly this version (optimistic concurrency).
+    Version(Version),
+}
+
+/// The outcome of a write the store accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The item's version after the write (for a delete, the deletion's version).
+    pub version: Version,
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteRejected {
+    /// The condition did not hold; `current` is the item's version now.
+    #[error("condition failed (current version {current:?})")]
+    Conflict { current: Option<Version> },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The primary store: the source of truth, read and written with strong consistency.
+#[async_trait]
+pub trait PrimaryStore: Send + Sync + 'static {
+    async fn get(&self, key: &ItemKey) -> Result<Option<(Version, Entity)>, ServiceError>;
+    async fn put(&self, entity: &Entity, expect: Expect) -> Result<Committed, WriteRejected>;
+    async fn delete(&self, key: &ItemKey, expect: Expect) -> Result<Committed, WriteRejected>;
+}
+
+/// The search index fed by the replication pipeline: eventually consistent, and able to
+/// say which version of an item it has applied.
+pub trait SearchIndex: Send + Sync + 'static {
+    fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError>;
+    fn aggregate_activities(
+        &self,
+        query: &ActivityQuery,
+        by: GroupBy,
+    ) -> Result<Vec<Bucket>, ServiceError>;
+    fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError>;
+    /// Every matching record's id (cursor and limit ignored).
+    fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, ServiceError>;
+    fn deals_with_activity(&self, query: &ActivityQuery) -> Result<HashSet<String>, ServiceError>;
+    fn latest_activity_per_deal(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<HashMap<String, LatestActivity>, ServiceError>;
+    /// The version the index has applied for `key` (a deletion included), if any.
+    fn applied_version(&self, key: &ItemKey) -> Result<Option<Version>, ServiceError>;
+}
+
+/// The time, injectable so rules on time are testable.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
