@@ -181,7 +181,11 @@ impl LaneContext {
         {
             loop {
                 attempts += 1;
-                match self.sink.apply(&batch.records).await {
+                let result = self.sink.apply(&batch.records).await;
+                if let Err(error) = &result {
+                    self.report_failure(error);
+                }
+                match result {
                     Ok(()) => {
                         self.applied(batch);
                         break;
@@ -278,6 +282,33 @@ impl LaneContext {
             self.config.retry_max_backoff_ms,
         );
         tokio::time::sleep(delay).await;
+    }
+
+    /// Tells the observers how the sink failed, by kind (for error-rate metrics).
+    fn report_failure(&self, error: &SinkError) {
+        let mut kinds: Vec<(&'static str, u64)> = Vec::new();
+        match error {
+            SinkError::Batch { retryable, .. } => kinds.push((
+                if *retryable {
+                    "batch_retryable"
+                } else {
+                    "batch_permanent"
+                },
+                1,
+            )),
+            SinkError::Records(failures) => {
+                let retryable = failures.iter().filter(|f| f.retryable).count() as u64;
+                kinds.push(("record_retryable", retryable));
+                kinds.push(("record_permanent", failures.len() as u64 - retryable));
+            }
+        }
+        for observer in self.observers.iter() {
+            for &(kind, count) in &kinds {
+                if count > 0 {
+                    observer.sink_failed(&self.consumer, kind, count);
+                }
+            }
+        }
     }
 
     fn applied(&self, batch: Batch) {

@@ -229,4 +229,7 @@ pub trait DeadLetterQueue: Send + Sync + 'static {
 pub trait ApplyObserver: Send + Sync + 'static {
     fn applied(&self, consumer: &str, records: &[ChangeRecord], visible_at: SystemTime);
     fn dead_lettered(&self, _consumer: &str, _letter: &DeadLetter) {}
+    /// The sink failed `count` records (or a batch) of this kind: `batch_retryable`,
+    /// `batch_permanent`, `record_retryable`, `record_permanent`.
+    fn sink_failed(&self, _consumer: &str, _kind: &'static str, _count: u64) {}
 }
