@@ -1,9 +1,11 @@
 //! Tests against a real tantivy index in a temporary directory (no mocks): the sink's
-//! version guard and group commit (`sink`), queries and aggregations (`queries`), and a
+//! version guard and group commit (`sink`), queries and aggregations (`queries`), records
+//! and per-deal activity facts (`records`), and a
 //! property test of the version guard against a model (`model`).
 
 mod model;
 mod queries;
+mod records;
 mod sink;
 
 use crate::{ActivityIndex, IndexOptions};
