@@ -2,7 +2,8 @@
 //! aggregate across deals.
 
 use super::{
-    double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written,
+    check_version, double_option, expect_version, new_id, page_limit, parse_cursor, Service,
+    TenantId, Written,
 };
 use crate::error::ServiceError;
 use crate::ports::Expect;
@@ -113,14 +114,7 @@ impl Service {
     ) -> Result<Written<ActivityLog>, ServiceError> {
         let expect = expect_version(patch.version)?;
         let (current, mut activity) = self.activity(tenant, deal_id, id).await?;
-        if current.0 != patch.version {
-            return Err(ServiceError::Conflict {
-                what: "activity",
-                id: id.to_string(),
-                sent: Version(patch.version),
-                current: Some(current),
-            });
-        }
+        check_version("activity", id, patch.version, current)?;
         if let Some(v) = patch.user_id {
             activity.user_id = v;
         }
@@ -162,14 +156,7 @@ impl Service {
     ) -> Result<Written<()>, ServiceError> {
         let expect = expect_version(version)?;
         let (current, activity) = self.activity(tenant, deal_id, id).await?;
-        if current.0 != version {
-            return Err(ServiceError::Conflict {
-                what: "activity",
-                id: id.to_string(),
-                sent: Version(version),
-                current: Some(current),
-            });
-        }
+        check_version("activity", id, version, current)?;
         self.remove(activity.key(), expect, "activity", id).await
     }
 

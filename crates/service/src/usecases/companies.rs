@@ -2,7 +2,8 @@
 //! search.
 
 use super::{
-    double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written,
+    check_version, double_option, expect_version, new_id, page_limit, parse_cursor, Service,
+    TenantId, Written,
 };
 use crate::error::ServiceError;
 use crate::ports::Expect;
@@ -130,14 +131,7 @@ impl Service {
     ) -> Result<Written<Company>, ServiceError> {
         let expect = expect_version(patch.version)?;
         let (current, mut company) = self.company(tenant, id).await?;
-        if current.0 != patch.version {
-            return Err(ServiceError::Conflict {
-                what: "company",
-                id: id.to_string(),
-                sent: Version(patch.version),
-                current: Some(current),
-            });
-        }
+        check_version("company", id, patch.version, current)?;
         if let Some(name) = patch.name {
             company.name = name.trim().to_string();
         }

@@ -5,7 +5,8 @@
 
 use super::companies::canonical_prefectures;
 use super::{
-    double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written,
+    check_version, double_option, expect_version, new_id, page_limit, parse_cursor, Service,
+    TenantId, Written,
 };
 use crate::error::ServiceError;
 use crate::ports::Expect;
@@ -171,14 +172,7 @@ impl Service {
     ) -> Result<Written<Deal>, ServiceError> {
         let expect = expect_version(patch.version)?;
         let (current, mut deal) = self.deal(tenant, id).await?;
-        if current.0 != patch.version {
-            return Err(ServiceError::Conflict {
-                what: "deal",
-                id: id.to_string(),
-                sent: Version(patch.version),
-                current: Some(current),
-            });
-        }
+        check_version("deal", id, patch.version, current)?;
         if let Some(v) = patch.title {
             deal.title = v.trim().to_string();
         }

@@ -191,6 +191,25 @@ pub(crate) fn expect_version(version: u64) -> Result<Expect, ServiceError> {
     Ok(Expect::Version(Version(version)))
 }
 
+/// A conflict unless the caller's version is the current one (checked before building
+/// the new value; the store checks again atomically on write).
+pub(crate) fn check_version(
+    what: &'static str,
+    id: &str,
+    sent: u64,
+    current: Version,
+) -> Result<(), ServiceError> {
+    if current.0 == sent {
+        return Ok(());
+    }
+    Err(ServiceError::Conflict {
+        what,
+        id: id.to_string(),
+        sent: Version(sent),
+        current: Some(current),
+    })
+}
+
 /// Checks a page size against the index's limit.
 pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ServiceError> {
     use tsunagu_domain::search::{DEFAULT_LIMIT, MAX_LIMIT};
