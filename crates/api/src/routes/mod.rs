@@ -103,11 +103,13 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        // Inside `observe`, so a timed-out request is logged, counted and gets the common
+        // error body.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
