@@ -13,7 +13,7 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nodejs npm
+  apt-get install -y -qq --no-install-recommends nodejs npm  # playwright-core wants node >= 20
 fi
 
 # Nothing to do when the installed playwright-core is the locked one.
