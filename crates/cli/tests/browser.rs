@@ -215,6 +215,7 @@ async fn the_page_searches_activities_and_shows_the_pipeline() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
 
     let out = Command::new(BIN)
         .args(["tenant", "create", "acme", "--data-dir"])
