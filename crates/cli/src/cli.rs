@@ -57,6 +57,34 @@ pub enum Command {
     /// Compare the primary with a consumer's index, report missing, extra and stale
     /// documents, and optionally repair them through the sink.
     Reconcile(ReconcileArgs),
+    /// Serve the application's HTTP API (and its web page), with the replication pipeline
+    /// running in the same process. Ctrl-C or SIGTERM stop it gracefully.
+    Serve(ServeArgs),
+    /// Manage tenants (accounts) and their API tokens.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one); overrides
+    /// `server.listen` of the config.
+    #[arg(long, env = "TSUNAGU_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its first bearer token (on the last line).
+    Create { name: String },
+    /// List tenants and how many live tokens each has.
+    List,
+    /// Issue another token to a tenant (by id or name); printed on the last line.
+    Token { tenant: String },
+    /// Revoke every token of a tenant (by id or name).
+    Revoke { tenant: String },
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +123,10 @@ pub struct ReconcileArgs {
 
 impl Command {
     pub fn is_long_running(&self) -> bool {
-        matches!(self, Command::Replicate | Command::Backfill(_))
+        matches!(
+            self,
+            Command::Replicate | Command::Backfill(_) | Command::Serve(_)
+        )
             || matches!(self, Command::Reconcile(args) if args.every.is_some())
     }
 }

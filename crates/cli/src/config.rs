@@ -43,6 +43,54 @@ pub struct Config {
     pub sinks: BTreeMap<String, SinkConfig>,
     #[serde(default = "default_consumers")]
     pub consumers: Vec<ConsumerConfig>,
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `tsunagu serve`: the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address and port to listen on (`--listen` / `TSUNAGU_LISTEN` override it).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The consumer whose index the API searches (default: the first consumer).
+    #[serde(default)]
+    pub search_consumer: Option<String>,
+    /// The longest a search given a consistency token waits for the index.
+    #[serde(default = "default_consistency_wait_ms")]
+    pub consistency_wait_ms: u64,
+    /// Requests running longer are answered 503.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// On shutdown: how long in-flight requests and the pipeline's drain may take.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            search_consumer: None,
+            consistency_wait_ms: default_consistency_wait_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_consistency_wait_ms() -> u64 {
+    5_000
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +187,7 @@ impl Default for Config {
             store: StoreSection::default(),
             sinks: default_sinks(),
             consumers: default_consumers(),
+            server: ServerSection::default(),
         }
     }
 }
@@ -207,6 +256,32 @@ impl Config {
                 "store.shard_count",
                 format!("must be between 1 and 1024, got {}", self.store.shard_count),
             );
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return fail(
+                "server.listen",
+                format!(
+                    "{:?} is not an address and port like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            );
+        }
+        if let Some(name) = &self.server.search_consumer {
+            if self.consumer(name).is_none() {
+                return fail(
+                    "server.search_consumer",
+                    format!("names no consumer of this config: {name:?}"),
+                );
+            }
+        }
+        for (field, value) in [
+            ("server.consistency_wait_ms", self.server.consistency_wait_ms),
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            ("server.shutdown_grace_ms", self.server.shutdown_grace_ms),
+        ] {
+            if !(1..=3_600_000).contains(&value) {
+                return fail(field, format!("must be 1 to 3600000 ms, got {value}"));
+            }
         }
         if self.store.retention_hours == 0 {
             return fail("store.retention_hours", "must be at least 1".into());
@@ -311,6 +386,10 @@ impl Config {
 
     pub fn primary_path(&self) -> PathBuf {
         self.data_dir.join("primary.db")
+    }
+
+    pub fn tenants_path(&self) -> PathBuf {
+        self.data_dir.join("tenants.db")
     }
 
     pub fn state_path(&self) -> PathBuf {

@@ -8,6 +8,8 @@
 //! - [`commands`]: one module per subcommand.
 //! - [`check`]: compares an index with the primary.
 //! - [`lag`]: commit → searchable lag recording.
+//! - [`serve`]: `tsunagu serve`, the application (store, pipeline, HTTP API) in one
+//!   process, and the embedded adapters behind the API's ports.
 //! - [`sample`]: a realistic generator of sales activity.
 
 pub mod app;
@@ -19,3 +21,4 @@ pub mod config;
 pub mod lag;
 pub mod reconcile;
 pub mod sample;
+pub mod serve;

@@ -8,6 +8,7 @@ mod reconcile;
 mod replicate;
 mod search;
 mod status;
+mod tenant;
 
 use crate::app::resolve_config;
 use crate::cli::{Cli, Command};
@@ -47,6 +48,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
             crate::app::require_existing_store(&config)?;
             reconcile::run(config, args).await
+        }
+        Command::Serve(args) => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            crate::serve::run(config, args.listen).await
+        }
+        Command::Tenant { command } => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            tenant::run(&config, command)
         }
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {

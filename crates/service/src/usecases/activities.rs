@@ -10,7 +10,7 @@ use tsunagu_domain::search::{ActivityQuery, Bucket, GroupBy, SearchPage};
 use tsunagu_domain::{ActionType, ActivityLog, Deal, Entity, Version};
 
 /// A new activity on a deal.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewActivity {
@@ -28,7 +28,7 @@ pub struct NewActivity {
 }
 
 /// Changes to an activity. `version` must be the current one; absent fields stay.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivityPatch {

@@ -9,7 +9,7 @@ use tsunagu_domain::prefecture::{canonical, split_address};
 use tsunagu_domain::search::{RecordKind, RecordQuery};
 use tsunagu_domain::{Company, Entity, Version};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCompany {
@@ -25,7 +25,7 @@ pub struct NewCompany {
     pub industry: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompanyPatch {

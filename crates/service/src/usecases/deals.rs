@@ -16,7 +16,7 @@ use tsunagu_domain::{ActionType, Deal, DealStage, Entity, Version};
 /// The longest look-back of a `no_activity` condition.
 pub const MAX_WITHIN_DAYS: u32 = 3_650;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewDeal {
@@ -38,7 +38,7 @@ fn default_stage() -> DealStage {
     DealStage::Lead
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DealPatch {
@@ -59,7 +59,7 @@ pub struct DealPatch {
 }
 
 /// Deals without a matching activity in the last `within_days` days.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NoActivity {
@@ -70,7 +70,7 @@ pub struct NoActivity {
 }
 
 /// Deals whose latest activity (of `action`, if given) ended with `result`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LastActivity {
@@ -80,7 +80,7 @@ pub struct LastActivity {
 }
 
 /// A deal search. Every condition given must hold; lists match any of their values.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DealSearch {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use tsunagu_domain::search::{RecordKind, RecordQuery};
 use tsunagu_domain::{Entity, SalesList, Version};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSalesList {
@@ -17,7 +17,7 @@ pub struct NewSalesList {
     pub deal_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddDeals {

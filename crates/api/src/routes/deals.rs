@@ -1,0 +1,104 @@
+//! `/api/v1/deals`: create, read, edit, tag (many-to-many), and the deal search that
+//! combines deal fields, company fields, sales lists and activity facts.
+
+use super::{Page, Versioned, WrittenBody};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Auth, StrictJson};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use tsunagu_domain::Deal;
+use tsunagu_service::usecases::deals::{DealPatch, DealSearch, NewDeal};
+
+/// Create a deal with one of the account's companies.
+#[utoipa::path(post, path = "/api/v1/deals", tag = "deals", security(("bearer" = [])),
+    request_body = NewDeal,
+    responses((status = 201, body = WrittenBody<Deal>), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    StrictJson(input): StrictJson<NewDeal>,
+) -> Result<(StatusCode, Json<WrittenBody<Deal>>), ApiError> {
+    let written = state.service.create_deal(&tenant, input).await?;
+    state.metrics.write("deal", "create");
+    Ok((StatusCode::CREATED, Json(written.into())))
+}
+
+/// Read a deal.
+#[utoipa::path(get, path = "/api/v1/deals/{id}", tag = "deals", security(("bearer" = [])),
+    responses((status = 200, body = Versioned<Deal>), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Versioned<Deal>>, ApiError> {
+    let (version, deal) = state.service.get_deal(&tenant, &id).await?;
+    Ok(Json(Versioned {
+        data: deal,
+        version: version.0,
+    }))
+}
+
+/// Edit a deal at its current version.
+#[utoipa::path(patch, path = "/api/v1/deals/{id}", tag = "deals", security(("bearer" = [])),
+    request_body = DealPatch,
+    responses((status = 200, body = WrittenBody<Deal>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn edit(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path(id): Path<String>,
+    StrictJson(patch): StrictJson<DealPatch>,
+) -> Result<Json<WrittenBody<Deal>>, ApiError> {
+    let written = state.service.edit_deal(&tenant, &id, patch).await?;
+    state.metrics.write("deal", "update");
+    Ok(Json(written.into()))
+}
+
+/// Tag a deal (idempotent).
+#[utoipa::path(put, path = "/api/v1/deals/{id}/tags/{tag}", tag = "deals", security(("bearer" = [])),
+    responses((status = 200, body = WrittenBody<Deal>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn tag(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<Json<WrittenBody<Deal>>, ApiError> {
+    let written = state.service.tag_deal(&tenant, &id, &tag, true).await?;
+    state.metrics.write("deal", "tag");
+    Ok(Json(written.into()))
+}
+
+/// Remove a tag from a deal (idempotent).
+#[utoipa::path(delete, path = "/api/v1/deals/{id}/tags/{tag}", tag = "deals", security(("bearer" = [])),
+    responses((status = 200, body = WrittenBody<Deal>), (status = 404, body = ErrorBody)))]
+pub async fn untag(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    Path((id, tag)): Path<(String, String)>,
+) -> Result<Json<WrittenBody<Deal>>, ApiError> {
+    let written = state.service.tag_deal(&tenant, &id, &tag, false).await?;
+    state.metrics.write("deal", "untag");
+    Ok(Json(written.into()))
+}
+
+/// Search deals by their fields, their company's prefecture and industry, a sales list,
+/// and facts about their activities (no call in N days, last visit's result, …).
+#[utoipa::path(post, path = "/api/v1/deals/search", tag = "deals", security(("bearer" = [])),
+    request_body = DealSearch,
+    responses((status = 200, body = Page<Deal>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    StrictJson(search): StrictJson<DealSearch>,
+) -> Result<Json<Page<Deal>>, ApiError> {
+    let page = state.service.search_deals(&tenant, search).await?;
+    Ok(Json(Page {
+        items: page
+            .deals
+            .into_iter()
+            .map(|(v, d)| Versioned { data: d, version: v.0 })
+            .collect(),
+        total: page.total,
+        next_cursor: page.next_cursor,
+    }))
+}

@@ -1,0 +1,38 @@
+//! `tsunagu tenant`: tenants and their bearer tokens (stored hashed; a token is shown only
+//! when issued).
+
+use crate::cli::TenantCommand;
+use crate::config::Config;
+use std::process::ExitCode;
+use tsunagu_embedded_store::TenantRegistry;
+
+pub fn run(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
+    let registry = TenantRegistry::open(&config.tenants_path())?;
+    match command {
+        TenantCommand::Create { name } => {
+            let (tenant, token) = registry.create(&name)?;
+            println!("created tenant {} ({})", tenant.name, tenant.id);
+            println!("bearer token (shown once; store it safely):");
+            println!("{token}");
+        }
+        TenantCommand::Token { tenant } => {
+            let (tenant, token) = registry.issue_token(&tenant)?;
+            println!(
+                "new token for tenant {} ({}); {} live tokens",
+                tenant.name, tenant.id, tenant.active_tokens
+            );
+            println!("{token}");
+        }
+        TenantCommand::Revoke { tenant } => {
+            let revoked = registry.revoke_tokens(&tenant)?;
+            println!("revoked {revoked} token(s) of {tenant}");
+        }
+        TenantCommand::List => {
+            println!("{:<20}  {:<30}  {:>6}", "id", "name", "tokens");
+            for t in registry.list()? {
+                println!("{:<20}  {:<30}  {:>6}", t.id, t.name, t.active_tokens);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
