@@ -193,13 +193,13 @@ async function run() {
 
   // Pipeline status, refreshed every 2 s.
   const minShards = expect.min_shards ?? 1;
-  await page.waitForFunction((n) => document.querySelectorAll('#shards tr').length >= n, minShards, { timeout: TIMEOUT })
+  await page.waitForFunction((n) => document.querySelectorAll('#shards tr[data-shard]').length >= n, minShards, { timeout: TIMEOUT })
     .catch(async () => fail(`#status shows no shard rows (note: ${await page.textContent('#status-note')})`));
   const dlq = (await page.textContent('#dlq')).trim();
   if (!/^\d[\d,]*$/.test(dlq)) fail(`#dlq is ${JSON.stringify(dlq)}, expected a number`);
   const p99 = (await page.textContent('#lag-p99')).trim();
   if (!p99) fail('#lag-p99 is empty');
-  const shardRows = await page.$$eval('#shards tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  const shardRows = await page.$$eval('#shards tr[data-shard]', (trs) => trs.map((tr) => [tr.dataset.consumer, ...[...tr.cells].map((c) => c.textContent)]));
   const polled = statusRequests;
   await page.waitForEvent('request', {
     predicate: (r) => new URL(r.url()).pathname === '/api/v1/pipeline/status',
