@@ -76,9 +76,11 @@ impl From<ServiceError> for ApiError {
                 err
             }
             ServiceError::Invalid(fields) => Self::invalid(fields),
-            ServiceError::NotConsistentYet { .. } => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_consistent_yet", message)
-            }
+            ServiceError::NotConsistentYet { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_consistent_yet",
+                message,
+            ),
             ServiceError::Unavailable(_) => {
                 tracing::error!(error = %message, "request failed");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -99,10 +101,9 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if unauthorized {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -128,6 +128,21 @@ impl Metrics {
         }
     }
 
+    /// Creates a consumer's series at zero, so they exist before the first error.
+    pub fn register_consumer(&self, consumer: &str) {
+        for kind in [
+            "batch_retryable",
+            "batch_permanent",
+            "record_retryable",
+            "record_permanent",
+        ] {
+            self.sink_error(consumer, kind, 0);
+        }
+        let _ = self.dead_letters.get_or_create(&ConsumerLabels {
+            consumer: consumer.to_string(),
+        });
+    }
+
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.http_requests
             .get_or_create(&HttpLabels {

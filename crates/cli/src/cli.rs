@@ -126,8 +126,7 @@ impl Command {
         matches!(
             self,
             Command::Replicate | Command::Backfill(_) | Command::Serve(_)
-        )
-            || matches!(self, Command::Reconcile(args) if args.every.is_some())
+        ) || matches!(self, Command::Reconcile(args) if args.every.is_some())
     }
 }
 

@@ -275,7 +275,10 @@ impl Config {
             }
         }
         for (field, value) in [
-            ("server.consistency_wait_ms", self.server.consistency_wait_ms),
+            (
+                "server.consistency_wait_ms",
+                self.server.consistency_wait_ms,
+            ),
             ("server.request_timeout_ms", self.server.request_timeout_ms),
             ("server.shutdown_grace_ms", self.server.shutdown_grace_ms),
         ] {

@@ -36,7 +36,7 @@ const COMPANY_KINDS: [&str; 8] = [
     "不動産",
     "ソリューションズ",
 ];
-const USERS: [&str; 12] = [
+pub const USERS: [&str; 12] = [
     "sato",
     "suzuki",
     "takahashi",

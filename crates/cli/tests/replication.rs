@@ -62,7 +62,9 @@ async fn a_crash_mid_stream_then_restart_delivers_everything_once_in_effect() {
         .step_by(97)
     {
         let stored = embedded.store.get(&key).await.unwrap().unwrap();
-        let Entity::ActivityLog(expected) = Entity::from_json(&stored.body).unwrap();
+        let Entity::ActivityLog(expected) = Entity::from_json(&stored.body).unwrap() else {
+            panic!("not an activity")
+        };
         let (version, indexed) = index.get(&key).unwrap().unwrap();
         assert_eq!(version, stored.version);
         assert_eq!(indexed, expected);
@@ -87,7 +89,9 @@ async fn a_corrupt_record_is_dead_lettered_whole_while_the_rest_is_indexed() {
         fixed["action"] = json!("call");
         fixed
     })
-    .unwrap();
+    .unwrap() else {
+        panic!("not an activity")
+    };
     let bad_key = good.key();
     embedded
         .store
@@ -353,7 +357,9 @@ async fn replicate_in_another_process_picks_up_writes_and_stops_cleanly_on_sigte
     let mut sample = Sample::new(9, 20, Utc::now());
     let keys = write_mixed(&embedded.store, &mut sample, "", 150).await;
     let probe = embedded.store.get(&keys[1]).await.unwrap().unwrap();
-    let Entity::ActivityLog(probe) = Entity::from_json(&probe.body).unwrap();
+    let Entity::ActivityLog(probe) = Entity::from_json(&probe.body).unwrap() else {
+        panic!("not an activity")
+    };
 
     // `tsunagu search` (a third process) sees them once replicated.
     let start = Instant::now();

@@ -101,7 +101,9 @@ pub(crate) fn name_problem(name: &str) -> Option<String> {
     if name.trim().is_empty() {
         Some("must not be blank".into())
     } else if n > NAME_MAX_CHARS {
-        Some(format!("is {n} characters long; the limit is {NAME_MAX_CHARS}"))
+        Some(format!(
+            "is {n} characters long; the limit is {NAME_MAX_CHARS}"
+        ))
     } else if name.chars().any(char::is_control) {
         Some("must not contain control characters".into())
     } else {

@@ -199,7 +199,13 @@ mod tests {
         let mut d = sample();
         d.amount = -1;
         d.tags = vec!["".into()];
-        let fields: Vec<_> = d.validate().unwrap_err().0.iter().map(|e| e.field).collect();
+        let fields: Vec<_> = d
+            .validate()
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["amount", "tags"]);
     }
 

@@ -43,9 +43,7 @@ impl EntityKind {
     }
 
     fn expected() -> String {
-        Self::ALL
-            .map(|k| format!("{:?}", k.as_str()))
-            .join(", ")
+        Self::ALL.map(|k| format!("{:?}", k.as_str())).join(", ")
     }
 }
 

@@ -29,8 +29,8 @@ pub use change::{ChangeKind, ChangeRecord, Image, Position, ShardId};
 pub use company::Company;
 pub use deal::{Deal, DealStage};
 pub use entity::{DecodeError, Entity, EntityKind};
-pub use sales_list::SalesList;
 pub use item::{ItemKey, Version};
+pub use sales_list::SalesList;
 
 /// One field that failed validation and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! [`Cursor`], aggregations ([`GroupBy`], [`Bucket`]) and per-deal activity facts
 //! ([`LatestActivity`]). Plain data: indexes (embedded Tantivy, OpenSearch) implement it.
 
-use crate::{ActionType, ActivityLog, Company, Deal, DealStage, Entity, ItemKey, SalesList, Version};
+use crate::{
+    ActionType, ActivityLog, Company, Deal, DealStage, Entity, ItemKey, SalesList, Version,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -323,4 +325,3 @@ pub struct LatestActivity {
     pub occurred_at: DateTime<Utc>,
     pub result: Option<String>,
 }
-

@@ -139,9 +139,7 @@ impl IndexView {
         };
         if let Some(only) = &q.only_ids {
             must(Box::new(TermSetQuery::new(
-                keys(only)
-                    .iter()
-                    .map(|k| Term::from_field_text(f.key, k)),
+                keys(only).iter().map(|k| Term::from_field_text(f.key, k)),
             )));
         }
         let stages: Vec<&str> = q.stages.iter().map(|s| s.as_str()).collect();
@@ -219,7 +217,8 @@ impl IndexView {
         let Some(kind) = text(self.fields.kind) else {
             return Ok(None);
         };
-        let key = parse_doc_key(&doc_key).ok_or_else(|| corrupt("the key has no separator".into()))?;
+        let key =
+            parse_doc_key(&doc_key).ok_or_else(|| corrupt("the key has no separator".into()))?;
         let version = doc
             .get_first(self.fields.version)
             .and_then(|v| v.as_u64())
@@ -326,7 +325,9 @@ impl SegmentCollector for LatestSegment {
                 continue;
             }
             let result = match (result_ord, &self.results) {
-                (Some(ord), Some(column)) if column.ord_to_str(ord, &mut result).unwrap_or(false) => {
+                (Some(ord), Some(column))
+                    if column.ord_to_str(ord, &mut result).unwrap_or(false) =>
+                {
                     Some(result.clone())
                 }
                 _ => None,
@@ -334,7 +335,13 @@ impl SegmentCollector for LatestSegment {
             let Some(occurred_at) = DateTime::<Utc>::from_timestamp_micros(at) else {
                 continue;
             };
-            out.insert(deal.clone(), LatestActivity { occurred_at, result });
+            out.insert(
+                deal.clone(),
+                LatestActivity {
+                    occurred_at,
+                    result,
+                },
+            );
         }
         out
     }

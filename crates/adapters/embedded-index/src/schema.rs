@@ -89,8 +89,7 @@ pub(crate) fn build_schema() -> Schema {
     // On deals, `user_id` is the owner and `tags` the deal's tags; on a sales list,
     // `deal_id` holds every member.
     for name in [
-        TENANT_ID, DEAL_ID, COMPANY_ID, USER_ID, ACTION, RESULT, TAGS, PREFECTURE, INDUSTRY,
-        STAGE,
+        TENANT_ID, DEAL_ID, COMPANY_ID, USER_ID, ACTION, RESULT, TAGS, PREFECTURE, INDUSTRY, STAGE,
     ] {
         b.add_text_field(name, STRING | FAST);
     }

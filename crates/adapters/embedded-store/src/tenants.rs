@@ -77,7 +77,9 @@ impl TenantRegistry {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let taken: Option<String> = tx
-            .query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(id) = taken {
             return Err(StoreError::Invalid(format!(

@@ -104,7 +104,10 @@ pub async fn search(
     Ok(Json(Page {
         items: companies
             .into_iter()
-            .map(|(v, c)| Versioned { data: c, version: v.0 })
+            .map(|(v, c)| Versioned {
+                data: c,
+                version: v.0,
+            })
             .collect(),
         total,
         next_cursor,

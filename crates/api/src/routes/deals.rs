@@ -96,7 +96,10 @@ pub async fn search(
         items: page
             .deals
             .into_iter()
-            .map(|(v, d)| Versioned { data: d, version: v.0 })
+            .map(|(v, d)| Versioned {
+                data: d,
+                version: v.0,
+            })
             .collect(),
         total: page.total,
         next_cursor: page.next_cursor,

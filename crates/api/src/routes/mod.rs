@@ -76,11 +76,17 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 .delete(activities::delete),
         )
         .route("/companies", post(companies::create).get(companies::search))
-        .route("/companies/{id}", get(companies::get).patch(companies::edit))
+        .route(
+            "/companies/{id}",
+            get(companies::get).patch(companies::edit),
+        )
         .route("/deals", post(deals::create))
         .route("/deals/search", post(deals::search))
         .route("/deals/{id}", get(deals::get).patch(deals::edit))
-        .route("/deals/{id}/tags/{tag}", put(deals::tag).delete(deals::untag))
+        .route(
+            "/deals/{id}/tags/{tag}",
+            put(deals::tag).delete(deals::untag),
+        )
         .route(
             "/sales-lists",
             post(sales_lists::create).get(sales_lists::list),
@@ -132,9 +138,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let response = next.run(request).await;
     let status = response.status();
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .http_request(method.as_str(), &route, status.as_u16(), elapsed.as_secs_f64());
+    state.metrics.http_request(
+        method.as_str(),
+        &route,
+        status.as_u16(),
+        elapsed.as_secs_f64(),
+    );
     tracing::info!(
         request_id = %request_id,
         method = %method,
@@ -168,7 +177,11 @@ async fn with_request_id(response: Response, request_id: &str) -> Response {
         };
         let text = String::from_utf8_lossy(&bytes);
         let message = if text.trim().is_empty() {
-            parts.status.canonical_reason().unwrap_or("error").to_string()
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_string()
         } else {
             text.into_owned()
         };

@@ -85,7 +85,10 @@ pub async fn list(
     Ok(Json(Page {
         items: lists
             .into_iter()
-            .map(|(v, l)| Versioned { data: l, version: v.0 })
+            .map(|(v, l)| Versioned {
+                data: l,
+                version: v.0,
+            })
             .collect(),
         total,
         next_cursor,

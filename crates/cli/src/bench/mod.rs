@@ -4,12 +4,14 @@
 //! - `lag`: one open-loop run at a fixed rate ([`run`]), with the correctness check.
 //! - `sweep`: the original four scenarios, then the highest sustained rate ([`sweep`]).
 //! - `limits`: the store's and the index's raw rates beside the pipeline's ([`limits`]).
+//! - `api`: search latency and write throughput of the HTTP API ([`api`]).
 //! - `drift`: backfill and reconcile on many items with injected drift ([`drift`]).
 //!
 //! Supporting modules: [`schedule`] (fixed write times), [`workload`] (what is written),
 //! [`measure`] (joining writes with visibility into histograms), [`chart`] (SVG),
 //! [`sys`] (CPU and memory).
 
+pub mod api;
 pub mod chart;
 pub mod drift;
 pub mod limits;
@@ -39,6 +41,9 @@ pub enum BenchCommand {
     /// Backfill items/s and reconcile time on many items with injected drift, and the
     /// share of items reconcile had to read one by one.
     Drift(drift::DriftArgs),
+    /// The HTTP API: search latency on many activities (three filters and a text term),
+    /// then write throughput over HTTP with the replication lag meanwhile.
+    Api(api::ApiArgs),
 }
 
 /// Knobs shared by every run.
@@ -189,6 +194,7 @@ impl Drop for RunDir {
 
 pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Api(args) => api::run(&args, data_dir).await,
         BenchCommand::Lag(args) => {
             let dir = RunDir::new(data_dir, "lag")?;
             let report = run::run_lag(&args.run.params(args.rate), &dir.path).await?;

@@ -79,7 +79,7 @@ impl PrimaryStore for EmbeddedPrimary {
             .position
             .and_then(|p| p.0.parse::<u64>().ok())
             .map(Version)
-            .ok_or_else(|| WriteRejected::Conflict { current: None })?;
+            .ok_or(WriteRejected::Conflict { current: None })?;
         Ok(Committed { version })
     }
 }
@@ -224,8 +224,7 @@ impl ApplyObserver for MetricsObserver {
             .map_or(0, |d| d.as_micros() as i64);
         for record in records {
             let lag_us = (visible_us - record.committed_at_us).max(0) as u64;
-            self.metrics
-                .replication_lag(consumer, lag_us as f64 / 1e6);
+            self.metrics.replication_lag(consumer, lag_us as f64 / 1e6);
             self.lag.record(lag_us);
         }
     }

@@ -73,6 +73,9 @@ pub async fn start(config: Config, listen: SocketAddr) -> anyhow::Result<Running
             .with_context(|| format!("sink {search_sink:?} is not open"))?,
     );
     let metrics = Arc::new(Metrics::new());
+    for consumer in &embedded.config.consumers {
+        metrics.register_consumer(&consumer.name);
+    }
     let lag = Arc::new(LagWindow::new(Duration::from_secs(60))?);
     let observer = Arc::new(MetricsObserver {
         metrics: Arc::clone(&metrics),

@@ -1,7 +1,9 @@
 //! Activities (活動履歴): record, read, edit (optimistic concurrency), delete, search and
 //! aggregate across deals.
 
-use super::{double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written};
+use super::{
+    double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written,
+};
 use crate::error::ServiceError;
 use crate::ports::Expect;
 use chrono::{DateTime, Utc};

@@ -1,7 +1,9 @@
 //! Companies (取引先): create with the prefecture split from the address, read, edit,
 //! search.
 
-use super::{double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written};
+use super::{
+    double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written,
+};
 use crate::error::ServiceError;
 use crate::ports::Expect;
 use serde::Deserialize;
@@ -63,7 +65,9 @@ fn locate(
         Some(p) => Some(canonical(p).ok_or_else(|| {
             ServiceError::invalid(
                 "prefecture",
-                format!("{p:?} is not one of the 47 prefectures (for example 東京都, 大阪府, 北海道)"),
+                format!(
+                    "{p:?} is not one of the 47 prefectures (for example 東京都, 大阪府, 北海道)"
+                ),
             )
         })?),
     };
@@ -186,7 +190,11 @@ impl Service {
                 _ => None,
             })
             .collect();
-        Ok((companies, page.total, page.next_cursor.map(|c| c.to_string())))
+        Ok((
+            companies,
+            page.total,
+            page.next_cursor.map(|c| c.to_string()),
+        ))
     }
 }
 

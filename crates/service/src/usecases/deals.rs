@@ -4,7 +4,9 @@
 //! appointment").
 
 use super::companies::canonical_prefectures;
-use super::{double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written};
+use super::{
+    double_option, expect_version, new_id, page_limit, parse_cursor, Service, TenantId, Written,
+};
 use crate::error::ServiceError;
 use crate::ports::Expect;
 use chrono::{Duration, NaiveDate};
@@ -123,17 +125,8 @@ impl Service {
         tenant: &TenantId,
         input: NewDeal,
     ) -> Result<Written<Deal>, ServiceError> {
-        // The company must be the tenant's own.
-        let (_, company) = self
-            .company(tenant, &input.company_id)
-            .await
-            .map_err(|e| match e {
-                ServiceError::NotFound { .. } => ServiceError::invalid(
-                    "company_id",
-                    format!("no company {:?} in this account", input.company_id),
-                ),
-                other => other,
-            })?;
+        // The company must be the tenant's own (another tenant's is not found: 404).
+        let (_, company) = self.company(tenant, &input.company_id).await?;
         let now = self.clock.now();
         let mut tags = input.tags;
         Deal::normalize_tags(&mut tags);
@@ -152,8 +145,14 @@ impl Service {
         };
         deal.validate()?;
         let id = deal.id.clone();
-        self.store(deal.clone(), Entity::Deal(deal), Expect::Absent, "deal", &id)
-            .await
+        self.store(
+            deal.clone(),
+            Entity::Deal(deal),
+            Expect::Absent,
+            "deal",
+            &id,
+        )
+        .await
     }
 
     pub async fn get_deal(
@@ -288,7 +287,11 @@ impl Service {
             query.company_ids = if query.company_ids.is_empty() {
                 ids.into_iter().collect()
             } else {
-                query.company_ids.into_iter().filter(|c| ids.contains(c)).collect()
+                query
+                    .company_ids
+                    .into_iter()
+                    .filter(|c| ids.contains(c))
+                    .collect()
             };
             if query.company_ids.is_empty() {
                 return Ok(empty);
@@ -314,7 +317,11 @@ impl Service {
                 limit: 0,
                 ..ActivityQuery::default()
             };
-            query.exclude_ids = self.index.deals_with_activity(&recent)?.into_iter().collect();
+            query.exclude_ids = self
+                .index
+                .deals_with_activity(&recent)?
+                .into_iter()
+                .collect();
         }
         if let Some(cond) = &search.last_activity {
             let of_kind = ActivityQuery {

@@ -1,6 +1,6 @@
 //! Sales lists (営業リスト): named sets of the tenant's deals.
 
-use super::{page_limit, parse_cursor, new_id, Service, TenantId, Written};
+use super::{new_id, page_limit, parse_cursor, Service, TenantId, Written};
 use crate::error::ServiceError;
 use crate::ports::Expect;
 use serde::Deserialize;
@@ -58,10 +58,16 @@ impl Service {
         tenant: &TenantId,
         id: &str,
     ) -> Result<(Version, SalesList), ServiceError> {
-        self.load(tenant, &SalesList::key_for(id), "sales list", id, |e| match e {
-            Entity::SalesList(l) => Some(l),
-            _ => None,
-        })
+        self.load(
+            tenant,
+            &SalesList::key_for(id),
+            "sales list",
+            id,
+            |e| match e {
+                Entity::SalesList(l) => Some(l),
+                _ => None,
+            },
+        )
         .await
     }
 
@@ -74,7 +80,10 @@ impl Service {
         input: AddDeals,
     ) -> Result<Written<SalesList>, ServiceError> {
         if input.deal_ids.is_empty() {
-            return Err(ServiceError::invalid("deal_ids", "must name at least one deal"));
+            return Err(ServiceError::invalid(
+                "deal_ids",
+                "must name at least one deal",
+            ));
         }
         let (_, _) = self.sales_list(tenant, id).await?;
         self.check_deals(tenant, &input.deal_ids).await?;

@@ -1,0 +1,836 @@
+//! The HTTP API end to end: the application started in-process on port 0 with a fresh
+//! data directory per test, driven over real HTTP.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tsunagu::config::Config;
+use tsunagu::serve::RunningServer;
+use tsunagu_embedded_store::TenantRegistry;
+
+/// A running application with two tenants.
+struct TestApp {
+    server: Option<RunningServer>,
+    base: String,
+    http: reqwest::Client,
+    /// Tenant A's and tenant B's tokens.
+    a: String,
+    b: String,
+    dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path, extra: &str) -> Config {
+    let text = format!(
+        "version = 1\ndata_dir = {:?}\n{extra}",
+        dir.display().to_string()
+    );
+    Config::parse(&text, "test").expect("test config")
+}
+
+impl TestApp {
+    async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// Starts with `extra` TOML added to the embedded defaults.
+    async fn start_with(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), extra);
+        let registry = TenantRegistry::open(&cfg.tenants_path()).unwrap();
+        let (_, a) = registry.create("tenant-a").unwrap();
+        let (_, b) = registry.create("tenant-b").unwrap();
+        let server = tsunagu::serve::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let base = format!("http://{}", server.addr);
+        Self {
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+            a,
+            b,
+            dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::GET, path, None).await
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(token, Method::PATCH, path, Some(body)).await
+    }
+
+    /// Creates what a test needs and returns the created body; panics unless 201.
+    async fn create(&self, token: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.post(token, path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {v}");
+        v
+    }
+
+    async fn company(&self, token: &str, name: &str, address: &str) -> String {
+        let v = self
+            .create(
+                token,
+                "/api/v1/companies",
+                json!({"name": name, "address": address}),
+            )
+            .await;
+        v["data"]["id"].as_str().unwrap().to_string()
+    }
+
+    async fn deal(&self, token: &str, company: &str, title: &str, tags: &[&str]) -> String {
+        let v = self
+            .create(
+                token,
+                "/api/v1/deals",
+                json!({"company_id": company, "title": title, "owner_id": "u1", "tags": tags}),
+            )
+            .await;
+        v["data"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Records an activity; returns (id, version, consistency token).
+    async fn activity(&self, token: &str, deal: &str, body: Value) -> (String, u64, String) {
+        let v = self
+            .create(token, &format!("/api/v1/deals/{deal}/activities"), body)
+            .await;
+        (
+            v["data"]["id"].as_str().unwrap().to_string(),
+            v["version"].as_u64().unwrap(),
+            v["consistency_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(server) = self.server.take() {
+            server.stop().await.unwrap();
+        }
+        self.dir
+    }
+}
+
+fn visit(memo: &str, result: &str, at: &str) -> Value {
+    json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": memo, "result": result})
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_are_recorded_edited_with_optimistic_concurrency_and_deleted() {
+    let app = TestApp::start().await;
+    let co = app
+        .company(&app.a, "株式会社つなぐ", "東京都千代田区丸の内1-1")
+        .await;
+    let deal = app.deal(&app.a, &co, "基幹システム刷新", &[]).await;
+    let (id, v1, _) = app
+        .activity(
+            &app.a,
+            &deal,
+            visit("初回訪問", "appointment", "2026-11-20T10:00:00Z"),
+        )
+        .await;
+    let path = format!("/api/v1/deals/{deal}/activities/{id}");
+    let (status, got) = app.get(&app.a, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["version"], v1);
+    assert_eq!(
+        got["data"]["company_id"],
+        co.as_str(),
+        "the deal's company is copied"
+    );
+
+    let (status, edited) = app
+        .patch(
+            &app.a,
+            &path,
+            json!({"version": v1, "memo": "二回目の訪問", "result": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    let v2 = edited["version"].as_u64().unwrap();
+    assert!(v2 > v1);
+    assert_eq!(edited["data"]["memo"], "二回目の訪問");
+    assert!(
+        edited["data"].get("result").is_none(),
+        "null clears the result"
+    );
+
+    // A stale edit (someone else's edit won) is refused with the current version.
+    let (status, stale) = app
+        .patch(&app.a, &path, json!({"version": v1, "memo": "上書き"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{stale}");
+    assert_eq!(stale["error"]["code"], "conflict");
+    assert_eq!(stale["error"]["current_version"], v2);
+    let (status, _) = app
+        .call(
+            &app.a,
+            Method::DELETE,
+            &format!("{path}?version={v1}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, deleted) = app
+        .call(
+            &app.a,
+            Method::DELETE,
+            &format!("{path}?version={v2}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (status, _) = app.get(&app.a, &path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The deletion reaches the index: a search that waits for it no longer finds it.
+    let token = deleted["consistency_token"].as_str().unwrap();
+    let (_, page) = app
+        .get(
+            &app.a,
+            &format!("/api/v1/activities?deal_id={deal}&consistency_token={token}"),
+        )
+        .await;
+    assert_eq!(page["total"], 0, "{page}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_one_message_per_field_and_the_common_error_body() {
+    let app = TestApp::start().await;
+    let co = app
+        .company(&app.a, "株式会社つなぐ", "大阪府大阪市北区")
+        .await;
+    let deal = app.deal(&app.a, &co, "案件", &[]).await;
+    let path = format!("/api/v1/deals/{deal}/activities");
+
+    let long_memo = "あ".repeat(10_001);
+    let (status, body) = app
+        .post(
+            &app.a,
+            &path,
+            json!({"user_id": "has space", "action": "call", "occurred_at": "2026-11-20T10:00:00Z", "memo": long_memo}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fields: Vec<&str> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["user_id", "memo"]);
+    assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+
+    for (body, field) in [
+        (
+            json!({"user_id": "u1", "action": "fax", "occurred_at": "2026-11-20T10:00:00Z"}),
+            "action",
+        ),
+        (
+            json!({"user_id": "u1", "action": "call", "occurred_at": "2026-11-20T10:00:00Z", "colour": 1}),
+            "colour",
+        ),
+        (json!({"user_id": "u1", "action": "call"}), "body"),
+        (
+            json!({"user_id": "u1", "action": "call", "occurred_at": "yesterday"}),
+            "occurred_at",
+        ),
+    ] {
+        let (status, v) = app.post(&app.a, &path, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["code"], "invalid");
+        let first = v["error"]["fields"][0]["field"].as_str().unwrap();
+        assert_eq!(first, field, "{v}");
+    }
+    // Malformed JSON, wrong content type, bad query parameters, bad cursor.
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(&app.a)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(&app.a)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    for (query, field) in [
+        ("nope=1", "nope"),
+        ("limit=5000", "limit"),
+        ("cursor=xyz", "cursor"),
+        ("action=fax", "action"),
+        ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
+    ] {
+        let (status, v) = app
+            .get(&app.a, &format!("/api/v1/activities?{query}"))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        assert_eq!(v["error"]["fields"][0]["field"], field, "{query}: {v}");
+    }
+    let (status, v) = app
+        .post(
+            &app.a,
+            "/api/v1/companies",
+            json!({"name": "x", "prefecture": "ニューヨーク"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["fields"][0]["field"], "prefecture");
+    let (status, v) = app.get("tsu_forged", "/api/v1/activities").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_pages_with_a_cursor_filters_on_several_axes_and_aggregates_across_deals() {
+    let app = TestApp::start().await;
+    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
+    let mut deals = Vec::new();
+    for i in 0..3 {
+        deals.push(app.deal(&app.a, &co, &format!("案件{i}"), &[]).await);
+    }
+    let mut last = String::new();
+    for i in 0..25 {
+        let deal = &deals[i % 3];
+        let action = if i % 5 == 0 { "call" } else { "visit" };
+        let memo = if i % 2 == 0 {
+            "見積を提出した"
+        } else {
+            "雑談のみ"
+        };
+        let (_, _, token) = app
+            .activity(
+                &app.a,
+                deal,
+                json!({"user_id": format!("u{}", i % 2), "action": action, "memo": memo,
+                       "occurred_at": format!("2026-11-{:02}T09:00:00Z", i + 1)}),
+            )
+            .await;
+        last = token;
+    }
+    // Wait for the last write once; pages then follow the cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("/api/v1/activities?limit=10&consistency_token={last}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = app.get(&app.a, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 25);
+        seen.extend(ids(&page));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (25, 25), "every activity once");
+
+    // Several axes at once: text + action + user.
+    let (_, page) = app
+        .get(
+            &app.a,
+            "/api/v1/activities?q=見積&action=visit&user_id=u0&limit=100",
+        )
+        .await;
+    // Even i (memo 見積, user u0) and not a multiple of 5 (visit): 2,4,6,8,12,14,16,18,22,24.
+    assert_eq!(page["total"], 10, "{page}");
+    let (_, agg) = app
+        .get(&app.a, "/api/v1/activities/aggregate?group_by=deal&q=見積")
+        .await;
+    let counts: Vec<u64> = agg["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 13, "{agg}");
+    let (_, by_action) = app
+        .get(&app.a, "/api/v1/activities/aggregate?group_by=action")
+        .await;
+    assert_eq!(
+        by_action["buckets"][0],
+        json!({"key": "visit", "count": 20})
+    );
+    assert_eq!(by_action["buckets"][1], json!({"key": "call", "count": 5}));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deal_search_combines_company_tags_lists_and_activity_facts() {
+    let app = TestApp::start().await;
+    let tokyo = app
+        .company(&app.a, "東京商事", "東京都新宿区西新宿2-8-1")
+        .await;
+    let osaka = app.company(&app.a, "大阪物産", "大阪市北区梅田1-1").await;
+    let a = app.deal(&app.a, &tokyo, "A 最近電話あり", &["重点"]).await;
+    let b = app.deal(&app.a, &tokyo, "B 電話は20日前", &["重点"]).await;
+    let c = app.deal(&app.a, &tokyo, "C 活動なし", &["重点"]).await;
+    let d = app.deal(&app.a, &tokyo, "D タグなし", &[]).await;
+    let e = app.deal(&app.a, &osaka, "E 大阪", &["重点"]).await;
+    let call = |at: String| json!({"user_id": "u1", "action": "call", "occurred_at": at});
+    app.activity(&app.a, &a, call(days_ago(2))).await;
+    app.activity(&app.a, &b, call(days_ago(20))).await;
+    // Last visit ended in an appointment: B (appointment after no_answer) and E; not A.
+    app.activity(&app.a, &b, visit("", "no_answer", &days_ago(10)))
+        .await;
+    app.activity(&app.a, &b, visit("", "appointment", &days_ago(3)))
+        .await;
+    app.activity(&app.a, &a, visit("", "appointment", &days_ago(9)))
+        .await;
+    app.activity(&app.a, &a, visit("", "no_answer", &days_ago(1)))
+        .await;
+    let (_, _, token) = app
+        .activity(&app.a, &e, visit("", "appointment", &days_ago(4)))
+        .await;
+
+    let search = |body: Value| {
+        let mut body = body;
+        body["consistency_token"] = json!(token);
+        app.post(&app.a, "/api/v1/deals/search", body)
+    };
+    let sorted = |page: &Value| {
+        let mut v = ids(page);
+        v.sort();
+        v
+    };
+    let expect = |mut want: Vec<&String>| {
+        want.sort();
+        want.into_iter().cloned().collect::<Vec<_>>()
+    };
+    // Deals in 東京都 tagged 重点 with no call in the last 14 days.
+    let (status, page) = search(json!({"prefectures": ["東京"], "tags": ["重点"],
+        "no_activity": {"action": "call", "within_days": 14}}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(sorted(&page), expect(vec![&b, &c]));
+    // Deals whose last visit resulted in an appointment.
+    let (_, page) =
+        search(json!({"last_activity": {"action": "visit", "result": "appointment"}})).await;
+    assert_eq!(sorted(&page), expect(vec![&b, &e]));
+    // Combined with the prefecture.
+    let (_, page) = search(json!({"prefectures": ["東京都"], "last_activity": {"action": "visit", "result": "appointment"}})).await;
+    assert_eq!(sorted(&page), expect(vec![&b]));
+    // Sales list membership, and tags managed one by one.
+    let list = app
+        .create(
+            &app.a,
+            "/api/v1/sales-lists",
+            json!({"name": "今月の重点", "deal_ids": [a, d]}),
+        )
+        .await;
+    let list_id = list["data"]["id"].as_str().unwrap().to_string();
+    let (status, added) = app
+        .post(
+            &app.a,
+            &format!("/api/v1/sales-lists/{list_id}/deals"),
+            json!({"deal_ids": [c, a]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["data"]["deal_ids"], json!([a, d, c]));
+    let (status, tagged) = app
+        .call(
+            &app.a,
+            Method::PUT,
+            &format!("/api/v1/deals/{d}/tags/重点"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tagged}");
+    let mut body = json!({"sales_list_id": list_id, "tags": ["重点"]});
+    body["consistency_token"] = tagged["consistency_token"].clone();
+    let (_, page) = app.post(&app.a, "/api/v1/deals/search", body).await;
+    assert_eq!(sorted(&page), expect(vec![&a, &c, &d]));
+    let (_, lists) = app
+        .get(
+            &app.a,
+            &format!(
+                "/api/v1/sales-lists?consistency_token={}",
+                added["consistency_token"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(lists["total"], 1, "{lists}");
+    let (_, companies) = app.get(&app.a, "/api/v1/companies?prefecture=大阪").await;
+    assert_eq!(ids(&companies), [osaka]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_ids_are_not_found_on_every_endpoint() {
+    let app = TestApp::start().await;
+    // Tenant A's data.
+    let co = app.company(&app.a, "A社", "東京都港区").await;
+    let deal = app.deal(&app.a, &co, "A案件", &["秘密"]).await;
+    let (act, version, _) = app
+        .activity(
+            &app.a,
+            &deal,
+            visit("A社の機密メモ", "appointment", "2026-11-20T10:00:00Z"),
+        )
+        .await;
+    let list = app
+        .create(
+            &app.a,
+            "/api/v1/sales-lists",
+            json!({"name": "Aのリスト", "deal_ids": [deal]}),
+        )
+        .await;
+    let list_id = list["data"]["id"].as_str().unwrap().to_string();
+    // Tenant B's own list, to try adding A's deal to it.
+    let b_list = app
+        .create(&app.b, "/api/v1/sales-lists", json!({"name": "Bのリスト"}))
+        .await;
+    let b_list_id = b_list["data"]["id"].as_str().unwrap().to_string();
+    let act_path = format!("/api/v1/deals/{deal}/activities/{act}");
+    let visit_body = visit("侵入", "x", "2026-11-20T10:00:00Z");
+    let attempts: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/v1/companies/{co}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/companies/{co}"),
+            Some(json!({"version": 1, "name": "乗っ取り"})),
+        ),
+        (Method::GET, format!("/api/v1/deals/{deal}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/deals/{deal}"),
+            Some(json!({"version": 2, "title": "乗っ取り"})),
+        ),
+        (Method::PUT, format!("/api/v1/deals/{deal}/tags/x"), None),
+        (
+            Method::DELETE,
+            format!("/api/v1/deals/{deal}/tags/秘密"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/deals".into(),
+            Some(json!({"company_id": co, "title": "t", "owner_id": "u"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/deals/{deal}/activities"),
+            Some(visit_body),
+        ),
+        (Method::GET, act_path.clone(), None),
+        (
+            Method::PATCH,
+            act_path.clone(),
+            Some(json!({"version": version, "memo": "x"})),
+        ),
+        (
+            Method::DELETE,
+            format!("{act_path}?version={version}"),
+            None,
+        ),
+        (Method::GET, format!("/api/v1/sales-lists/{list_id}"), None),
+        (
+            Method::POST,
+            format!("/api/v1/sales-lists/{list_id}/deals"),
+            Some(json!({"deal_ids": [deal]})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/sales-lists/{b_list_id}/deals"),
+            Some(json!({"deal_ids": [deal]})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/sales-lists".into(),
+            Some(json!({"name": "n", "deal_ids": [deal]})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/deals/search".into(),
+            Some(json!({"sales_list_id": list_id})),
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let (status, v) = app.call(&app.b, method.clone(), &path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        assert!(
+            !v.to_string().contains("機密") && !v.to_string().contains("A案件"),
+            "{v}"
+        );
+    }
+    // Searches and aggregations with A's ids find nothing for B.
+    let (_, token_page) = app
+        .get(&app.a, &format!("/api/v1/activities?deal_id={deal}"))
+        .await;
+    let _ = token_page;
+    for path in [
+        format!("/api/v1/activities?deal_id={deal}"),
+        format!("/api/v1/activities?company_id={co}"),
+        "/api/v1/activities?q=機密".to_string(),
+        format!("/api/v1/activities/aggregate?group_by=deal&deal_id={deal}"),
+        "/api/v1/companies".to_string(),
+        "/api/v1/sales-lists".to_string(),
+    ] {
+        let (status, v) = app.get(&app.b, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        let empty = v["total"] == 0 && v["items"] == json!([])
+            || v["buckets"] == json!([])
+            || (path.ends_with("sales-lists") && ids(&v) == std::slice::from_ref(&b_list_id));
+        assert!(empty, "{path}: {v}");
+    }
+    let (_, v) = app
+        .post(
+            &app.b,
+            "/api/v1/deals/search",
+            json!({"company_ids": [co], "tags": ["秘密"]}),
+        )
+        .await;
+    assert_eq!(v["total"], 0);
+    // A still sees all of it, unchanged.
+    let (status, v) = app.get(&app.a, &act_path).await;
+    assert_eq!(
+        (status, v["version"].as_u64()),
+        (StatusCode::OK, Some(version))
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_with_the_consistency_token_always_sees_the_write_and_without_may_not() {
+    // Commits at most every 300 ms: a write is searchable only after the next one.
+    let app = TestApp::start_with(
+        "[sinks.activities]\ntype = \"embedded_index\"\nrefresh_interval_ms = 300\n",
+    )
+    .await;
+    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
+    let deal = app.deal(&app.a, &co, "案件", &[]).await;
+    let mut missing_without = 0;
+    for i in 0..8 {
+        let word = format!("確認{i}番");
+        let (_, _, token) = app
+            .activity(&app.a, &deal, visit(&word, "ok", "2026-11-20T10:00:00Z"))
+            .await;
+        let (_, without) = app
+            .get(&app.a, &format!("/api/v1/activities?q={word}"))
+            .await;
+        if without["total"] == 0 {
+            missing_without += 1;
+        }
+        let (status, with) = app
+            .get(
+                &app.a,
+                &format!("/api/v1/activities?q={word}&consistency_token={token}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{with}");
+        assert_eq!(
+            with["total"], 1,
+            "with the token the write is always there: {with}"
+        );
+    }
+    assert!(
+        missing_without > 0,
+        "without the token, a just-written activity should sometimes be missing"
+    );
+    let (status, v) = app
+        .get(&app.a, "/api/v1/activities?consistency_token=garbage")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints_report_health_metrics_status_and_the_openapi_document() {
+    let app = TestApp::start().await;
+    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
+    let deal = app.deal(&app.a, &co, "案件", &[]).await;
+    let (_, _, token) = app
+        .activity(&app.a, &deal, visit("", "ok", "2026-11-20T10:00:00Z"))
+        .await;
+    app.get(
+        &app.a,
+        &format!("/api/v1/activities?consistency_token={token}"),
+    )
+    .await;
+    let get = |path: &'static str| app.http.get(format!("{}{path}", app.base)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    let mut ready = false;
+    for _ in 0..50 {
+        if get("/readyz").await.unwrap().status() == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz never became ready");
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for needle in [
+        "tsunagu_writes_total{entity=\"activity\",op=\"create\"} 1",
+        "tsunagu_replication_lag_seconds_count{consumer=\"search\"}",
+        "tsunagu_shard_backlog_records{consumer=\"search\",shard=\"0\"}",
+        "tsunagu_dead_letters{consumer=\"search\"} 0",
+        "tsunagu_sink_errors_total{consumer=\"search\",kind=\"batch_retryable\"} 0",
+        "tsunagu_http_requests_total{method=\"POST\",route=\"/api/v1/deals/{deal_id}/activities\",status=\"201\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    let (status, report) = app.get(&app.a, "/api/v1/pipeline/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        report["consumers"][0]["shards"].as_array().unwrap().len(),
+        4
+    );
+    assert!(report["lag"]["count"].as_u64().unwrap() >= 3, "{report}");
+    let doc: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/v1/deals/search"));
+    assert!(doc["components"]["schemas"]["ActivityLog"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let page = get("/").await.unwrap().text().await.unwrap();
+    assert!(page.contains("<html") || page.contains("<!doctype"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_accepted_writes_and_they_are_searchable_after_a_restart() {
+    let app = TestApp::start().await;
+    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
+    let deal = app.deal(&app.a, &co, "案件", &[]).await;
+    let mut writes = Vec::new();
+    for i in 0..40 {
+        let http = app.http.clone();
+        let url = format!("{}/api/v1/deals/{deal}/activities", app.base);
+        let token = app.a.clone();
+        writes.push(tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&visit(&format!("停止中{i}"), "ok", "2026-11-20T10:00:00Z"))
+                .send()
+                .await
+                .ok()?;
+            (resp.status() == StatusCode::CREATED).then_some(())?;
+            let v: Value = resp.json().await.ok()?;
+            Some(v["data"]["id"].as_str()?.to_string())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let a = app.a.clone();
+    let dir = app.stop().await;
+    let mut accepted = Vec::new();
+    for w in writes {
+        if let Some(id) = w.await.unwrap() {
+            accepted.push(id);
+        }
+    }
+    // Restart on the same directory: every accepted write is there and searchable.
+    let cfg = config(dir.path(), "");
+    let server = tsunagu::serve::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut found = std::collections::HashSet::new();
+    for _ in 0..100 {
+        let page: Value = http
+            .get(format!(
+                "http://{}/api/v1/activities?deal_id={deal}&limit=100",
+                server.addr
+            ))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        found = ids(&page).into_iter().collect();
+        if accepted.iter().all(|id| found.contains(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in &accepted {
+        assert!(found.contains(id), "accepted write {id} lost");
+    }
+    server.stop().await.unwrap();
+}
+
+#[test]
+fn tenant_create_prints_the_token_on_its_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .args(["tenant", "create", "acme", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap();
+    let registry = TenantRegistry::open(&dir.path().join("tenants.db")).unwrap();
+    let tenant = registry
+        .authenticate(token)
+        .unwrap()
+        .expect("the printed token works");
+    assert_eq!(tenant.name, "acme");
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .args(["tenant", "create", "acme", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "names are unique");
+}
