@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         deals::edit,
         deals::tag,
         deals::untag,
+        deals::tags,
         deals::search,
         sales_lists::create,
         sales_lists::get,

@@ -505,6 +505,16 @@ async fn deal_search_combines_company_tags_lists_and_activity_facts() {
         )
         .await;
     assert_eq!(lists["total"], 1, "{lists}");
+    let (_, tags) = app
+        .get(
+            &app.a,
+            &format!(
+                "/api/v1/tags?consistency_token={}",
+                tagged["consistency_token"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(tags["tags"], json!([{"tag": "重点", "deals": 5}]), "{tags}");
     let (_, companies) = app.get(&app.a, "/api/v1/companies?prefecture=大阪").await;
     assert_eq!(ids(&companies), [osaka]);
     app.stop().await;
@@ -620,11 +630,13 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint() {
         format!("/api/v1/activities/aggregate?group_by=deal&deal_id={deal}"),
         "/api/v1/companies".to_string(),
         "/api/v1/sales-lists".to_string(),
+        "/api/v1/tags".to_string(),
     ] {
         let (status, v) = app.get(&app.b, &path).await;
         assert_eq!(status, StatusCode::OK, "{path}: {v}");
         let empty = v["total"] == 0 && v["items"] == json!([])
             || v["buckets"] == json!([])
+            || v["tags"] == json!([])
             || (path.ends_with("sales-lists") && ids(&v) == std::slice::from_ref(&b_list_id));
         assert!(empty, "{path}: {v}");
     }

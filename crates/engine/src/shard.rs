@@ -48,12 +48,18 @@ enum ReaderEnd {
 
 /// Records dispatched but not all acknowledged, in dispatch order. The checkpoint is the
 /// position of the last record of the longest prefix that is acknowledged *and* durable in
-/// the sink.
+/// the sink; the visible position, that of the longest acknowledged prefix (what readers
+/// of the sink can already see, for read-your-writes).
+#[derive(Default)]
 struct InFlight {
     /// Dispatch index of `entries[0]`.
     base: u64,
     /// Position, and once acknowledged the sink mark it needs to be durable.
     entries: VecDeque<(Position, Option<u64>)>,
+    /// Length of the acknowledged prefix of `entries`.
+    acked: usize,
+    /// The last position of the acknowledged prefix ever seen.
+    visible_through: Option<Position>,
 }
 
 impl InFlight {
@@ -70,6 +76,10 @@ impl InFlight {
                 }
             }
         }
+        while let Some((position, Some(_))) = self.entries.get(self.acked) {
+            self.visible_through = Some(position.clone());
+            self.acked += 1;
+        }
     }
 
     /// Drops the prefix that is acknowledged and durable up to `durable_mark`; returns its
@@ -83,6 +93,8 @@ impl InFlight {
         {
             last = self.entries.pop_front().map(|(p, _)| p);
             self.base += 1;
+            // Durable entries are acknowledged, so they were in the acknowledged prefix.
+            self.acked = self.acked.saturating_sub(1);
         }
         last
     }
@@ -133,10 +145,7 @@ impl ShardWorker {
         ));
         let mut reader_end: Option<ReaderEnd> = None;
 
-        let mut in_flight = InFlight {
-            base: 0,
-            entries: VecDeque::new(),
-        };
+        let mut in_flight = InFlight::default();
         let mut saved: Option<Position> = None;
         let mut pending_checkpoint: Option<Position> = None;
         let mut ticker =
@@ -150,6 +159,7 @@ impl ShardWorker {
                 biased;
                 Some(done) = done_rx.recv() => {
                     in_flight.complete(done);
+                    self.stats.set_visible_through(in_flight.visible_through.clone());
                     if let Some(p) = in_flight.advance(self.sink.durable_mark()) {
                         pending_checkpoint = Some(p);
                     }
@@ -320,7 +330,7 @@ mod tests {
         /// of fully completed records, and reaches the end once all are done.
         #[test]
         fn checkpoint_covers_only_completed_prefixes(order in Just((0u64..50).collect::<Vec<_>>()).prop_shuffle()) {
-            let mut in_flight = InFlight { base: 0, entries: VecDeque::new() };
+            let mut in_flight = InFlight::default();
             for i in 0..50u64 {
                 in_flight.push(Position(i.to_string()));
             }
@@ -340,10 +350,34 @@ mod tests {
             prop_assert_eq!(in_flight.len(), 0);
         }
 
+        /// The visible position is the end of the acknowledged prefix, whatever the order
+        /// of completions and however far durability lags behind.
+        #[test]
+        fn visible_position_ends_the_acknowledged_prefix(
+            order in Just((0u64..40).collect::<Vec<_>>()).prop_shuffle(),
+            durable_every in 1usize..8,
+        ) {
+            let mut in_flight = InFlight::default();
+            for i in 0..40u64 {
+                in_flight.push(Position(i.to_string()));
+            }
+            let mut done = [false; 40];
+            for (n, idx) in order.into_iter().enumerate() {
+                in_flight.complete(Completion { idxs: vec![idx], mark: n as u64 });
+                done[idx as usize] = true;
+                if n % durable_every == 0 {
+                    in_flight.advance(n as u64);
+                }
+                let prefix = done.iter().take_while(|d| **d).count();
+                let expected = prefix.checked_sub(1).map(|p| Position(p.to_string()));
+                prop_assert_eq!(in_flight.visible_through.clone(), expected);
+            }
+        }
+
         /// Acknowledged records are checkpointed only once the sink says they are durable.
         #[test]
         fn checkpoint_waits_for_durability(marks in proptest::collection::vec(1u64..10, 1..40), durable in 0u64..10) {
-            let mut in_flight = InFlight { base: 0, entries: VecDeque::new() };
+            let mut in_flight = InFlight::default();
             for (i, mark) in marks.iter().enumerate() {
                 let idx = in_flight.push(Position(i.to_string()));
                 in_flight.complete(Completion { idxs: vec![idx], mark: *mark });

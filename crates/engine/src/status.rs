@@ -35,6 +35,9 @@ pub struct ShardStats {
     pub bisections: AtomicU64,
     pub in_flight: AtomicU64,
     pub checkpoint: Mutex<Option<Position>>,
+    /// The last position of the acknowledged prefix: every record up to it is visible in
+    /// the sink (not necessarily durable yet).
+    pub visible_through: Mutex<Option<Position>>,
     pub state: Mutex<ShardState>,
 }
 
@@ -48,6 +51,7 @@ impl ShardStats {
             bisections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             checkpoint: Mutex::new(None),
+            visible_through: Mutex::new(None),
             state: Mutex::new(ShardState::Starting),
         }
     }
@@ -64,6 +68,15 @@ impl ShardStats {
         }
     }
 
+    pub(crate) fn set_visible_through(&self, position: Option<Position>) {
+        if position.is_none() {
+            return;
+        }
+        if let Ok(mut v) = self.visible_through.lock() {
+            *v = position;
+        }
+    }
+
     pub fn snapshot(&self) -> ShardStatus {
         ShardStatus {
             shard: self.shard.clone(),
@@ -73,6 +86,7 @@ impl ShardStats {
                 .map(|s| s.clone())
                 .unwrap_or(ShardState::Starting),
             checkpoint: self.checkpoint.lock().ok().and_then(|c| c.clone()),
+            visible_through: self.visible_through.lock().ok().and_then(|c| c.clone()),
             applied: self.applied.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             retries: self.retries.load(Relaxed),
@@ -89,6 +103,8 @@ pub struct ShardStatus {
     #[serde(flatten)]
     pub state: ShardState,
     pub checkpoint: Option<Position>,
+    /// Every record up to here is visible in the sink (see [`ShardStats::visible_through`]).
+    pub visible_through: Option<Position>,
     pub applied: u64,
     pub dead_lettered: u64,
     pub retries: u64,

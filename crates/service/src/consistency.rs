@@ -1,9 +1,10 @@
 //! Read-your-writes: every write returns a [`ConsistencyToken`] naming the item and the
 //! version it produced; a search given the token first waits (bounded) until the index
-//! has applied that version or a newer one. A token is opaque text to callers.
+//! shows that write and everything committed before it (see
+//! [`crate::ports::WriteVisibility`]). A token is opaque text to callers.
 
 use crate::error::ServiceError;
-use crate::ports::SearchIndex;
+use crate::ports::WriteVisibility;
 use std::fmt;
 use std::time::{Duration, Instant};
 use tsunagu_domain::{ItemKey, Version};
@@ -47,20 +48,17 @@ impl ConsistencyToken {
         })
     }
 
-    /// Waits until `index` has applied this token's write, polling with a short backoff,
-    /// for at most `timeout`.
+    /// Waits until the index shows this token's write and everything before it, polling
+    /// with a short backoff, for at most `timeout`.
     pub async fn wait_applied(
         &self,
-        index: &dyn SearchIndex,
+        visibility: &dyn WriteVisibility,
         timeout: Duration,
     ) -> Result<(), ServiceError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            if index
-                .applied_version(&self.key)?
-                .is_some_and(|v| v >= self.version)
-            {
+            if visibility.shows(&self.key, self.version).await? {
                 return Ok(());
             }
             let waited = started.elapsed();

@@ -55,13 +55,20 @@ pub trait SearchIndex: Send + Sync + 'static {
     fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError>;
     /// Every matching record's id (cursor and limit ignored).
     fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, ServiceError>;
+    /// How many records matching `query` carry each tag, most used first.
+    fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError>;
     fn deals_with_activity(&self, query: &ActivityQuery) -> Result<HashSet<String>, ServiceError>;
     fn latest_activity_per_deal(
         &self,
         query: &ActivityQuery,
     ) -> Result<HashMap<String, LatestActivity>, ServiceError>;
-    /// The version the index has applied for `key` (a deletion included), if any.
-    fn applied_version(&self, key: &ItemKey) -> Result<Option<Version>, ServiceError>;
+}
+
+/// Whether the search index shows a write: the item at that version (or newer) and
+/// everything committed before it, so that a search after several writes sees them all.
+#[async_trait]
+pub trait WriteVisibility: Send + Sync + 'static {
+    async fn shows(&self, key: &ItemKey, version: Version) -> Result<bool, ServiceError>;
 }
 
 /// The time, injectable so rules on time are testable.

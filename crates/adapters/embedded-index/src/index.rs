@@ -241,6 +241,11 @@ impl ActivityIndex {
         self.view.record_ids(query)
     }
 
+    /// How many records matching `query` carry each tag, most used first.
+    pub fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<(String, u64)>, IndexError> {
+        self.view.tag_counts(query)
+    }
+
     /// The deals with at least one activity matching `query`.
     pub fn deals_with_activity(
         &self,
@@ -414,6 +419,11 @@ impl ActivityIndexReader {
     /// The ids of every record matching `query` (cursor and limit ignored).
     pub fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, IndexError> {
         self.view.record_ids(query)
+    }
+
+    /// How many records matching `query` carry each tag, most used first.
+    pub fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<(String, u64)>, IndexError> {
+        self.view.tag_counts(query)
     }
 
     /// The deals with at least one activity matching `query`.

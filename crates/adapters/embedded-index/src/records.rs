@@ -62,6 +62,19 @@ impl IndexView {
             .collect())
     }
 
+    /// How many records matching `q` carry each tag (cursor and limit ignored), most
+    /// used first.
+    pub(crate) fn tag_counts(&self, q: &RecordQuery) -> Result<Vec<(String, u64)>, IndexError> {
+        let query = self.record_query(q)?;
+        let searcher = self.searcher()?;
+        let counts = searcher
+            .search(&query, &crate::query::GroupCollector::keyword(names::TAGS))
+            .map_err(IndexError::tantivy("counting tags"))?;
+        let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(counts)
+    }
+
     /// The deals with at least one activity matching `q`.
     pub(crate) fn deals_with_activity(
         &self,

@@ -113,6 +113,26 @@ impl EmbeddedStore {
         .await
     }
 
+    /// The newest change record of shard `shard` with a sequence number of at most `seq`
+    /// still in the stream: what a reader must have applied to show everything committed
+    /// up to `seq` in that shard.
+    pub async fn newest_seq_at_most(
+        &self,
+        shard: u32,
+        seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            shared.reads.with(|conn| {
+                let newest: Option<i64> = conn
+                    .prepare_cached("SELECT MAX(seq) FROM changes WHERE shard = ?1 AND seq <= ?2")?
+                    .query_row(params![shard, seq as i64], |r| r.get(0))?;
+                Ok(newest.map(|s| s as u64))
+            })
+        })
+        .await
+    }
+
     /// The newest sequence number ever assigned (trimmed records included; 0 for a new
     /// store). Every later change, of any item, gets a bigger one.
     pub async fn newest_seq(&self) -> Result<u64, StoreError> {

@@ -105,3 +105,46 @@ pub async fn search(
         next_cursor: page.next_cursor,
     }))
 }
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TagParams {
+    pub consistency_token: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TagCount {
+    pub tag: String,
+    /// Deals carrying the tag.
+    pub deals: u64,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TagList {
+    pub tags: Vec<TagCount>,
+}
+
+/// The account's deal tags with how many deals carry each, most used first.
+#[utoipa::path(get, path = "/api/v1/tags", tag = "deals", security(("bearer" = [])),
+    params(TagParams),
+    responses((status = 200, body = TagList)))]
+pub async fn tags(
+    State(state): State<AppState>,
+    Auth(tenant): Auth,
+    crate::extract::Params(p): crate::extract::Params<TagParams>,
+) -> Result<Json<TagList>, ApiError> {
+    let buckets = state
+        .service
+        .deal_tags(&tenant, p.consistency_token.as_deref())
+        .await?;
+    Ok(Json(TagList {
+        tags: buckets
+            .into_iter()
+            .map(|b| TagCount {
+                tag: b.key,
+                deals: b.count,
+            })
+            .collect(),
+    }))
+}

@@ -87,6 +87,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             "/deals/{id}/tags/{tag}",
             put(deals::tag).delete(deals::untag),
         )
+        .route("/tags", get(deals::tags))
         .route(
             "/sales-lists",
             post(sales_lists::create).get(sales_lists::list),

@@ -19,7 +19,9 @@ use tsunagu_embedded_store::{Condition, EmbeddedStore, StoreError, TenantRegistr
 use tsunagu_engine::ports::{ApplyObserver, ChangeSource, DeadLetterQueue, ReadFrom};
 use tsunagu_engine::status::ShardState;
 use tsunagu_engine::Pipeline;
-use tsunagu_service::ports::{Committed, Expect, PrimaryStore, SearchIndex, WriteRejected};
+use tsunagu_service::ports::{
+    Committed, Expect, PrimaryStore, SearchIndex, WriteRejected, WriteVisibility,
+};
 use tsunagu_service::{ServiceError, TenantId};
 
 /// The embedded store as the service's primary.
@@ -116,6 +118,16 @@ impl SearchIndex for EmbeddedSearch {
         self.0.record_ids(query).map_err(search_error)
     }
 
+    fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError> {
+        Ok(self
+            .0
+            .tag_counts(query)
+            .map_err(search_error)?
+            .into_iter()
+            .map(|(key, count)| Bucket { key, count })
+            .collect())
+    }
+
     fn deals_with_activity(&self, query: &ActivityQuery) -> Result<HashSet<String>, ServiceError> {
         self.0.deals_with_activity(query).map_err(search_error)
     }
@@ -126,9 +138,53 @@ impl SearchIndex for EmbeddedSearch {
     ) -> Result<HashMap<String, LatestActivity>, ServiceError> {
         self.0.latest_activity_per_deal(query).map_err(search_error)
     }
+}
 
-    fn applied_version(&self, key: &ItemKey) -> Result<Option<Version>, ServiceError> {
-        self.0.held_version(key).map_err(search_error)
+/// Read-your-writes over the embedded store and index: the index holds the item at the
+/// write's version or newer, and every shard of the searched consumer has made visible
+/// every change committed up to the write (versions are the store's global sequence).
+pub struct EmbeddedVisibility {
+    pub index: Arc<ActivityIndex>,
+    pub store: EmbeddedStore,
+    pub pipeline: Arc<Mutex<Option<Pipeline>>>,
+    pub consumer: String,
+}
+
+#[async_trait]
+impl WriteVisibility for EmbeddedVisibility {
+    async fn shows(&self, key: &ItemKey, version: Version) -> Result<bool, ServiceError> {
+        let held = self.index.held_version(key).map_err(search_error)?;
+        if held.is_none_or(|v| v < version) {
+            return Ok(false);
+        }
+        let shards = match self.pipeline.lock() {
+            Ok(p) => p
+                .as_ref()
+                .map(|p| p.status())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.consumer == self.consumer)
+                .flat_map(|c| c.shards)
+                .collect::<Vec<_>>(),
+            Err(_) => return Err(ServiceError::Unavailable("pipeline state poisoned".into())),
+        };
+        let seq =
+            |p: &Option<tsunagu_domain::Position>| p.as_ref().and_then(|p| p.0.parse::<u64>().ok());
+        for shard in shards {
+            let Ok(index) = shard.shard.0.parse::<u32>() else {
+                continue;
+            };
+            let visible = seq(&shard.visible_through).max(seq(&shard.checkpoint));
+            let needed = self
+                .store
+                .newest_seq_at_most(index, version.0)
+                .await
+                .map_err(|e| ServiceError::Unavailable(format!("the primary store failed: {e}")))?;
+            if needed.is_some_and(|n| visible.is_none_or(|v| v < n)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -11,7 +11,8 @@ pub mod adapters;
 use crate::app::Embedded;
 use crate::config::Config;
 use adapters::{
-    EmbeddedOps, EmbeddedPrimary, EmbeddedSearch, LagWindow, MetricsObserver, RegistryAuth,
+    EmbeddedOps, EmbeddedPrimary, EmbeddedSearch, EmbeddedVisibility, LagWindow, MetricsObserver,
+    RegistryAuth,
 };
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -86,6 +87,12 @@ pub async fn start(config: Config, listen: SocketAddr) -> anyhow::Result<Running
     let service = Service::new(
         Arc::new(EmbeddedPrimary(embedded.store.clone())),
         Arc::new(EmbeddedSearch(Arc::clone(&index))),
+        Arc::new(EmbeddedVisibility {
+            index: Arc::clone(&index),
+            store: embedded.store.clone(),
+            pipeline: Arc::clone(&pipeline),
+            consumer: search_consumer.clone(),
+        }),
         Arc::new(SystemClock),
         ServiceOptions { consistency_wait },
     );

@@ -246,6 +246,18 @@ impl Service {
         }
     }
 
+    /// The tenant's tags with how many deals carry each, most used first.
+    pub async fn deal_tags(
+        &self,
+        tenant: &TenantId,
+        consistency_token: Option<&str>,
+    ) -> Result<Vec<tsunagu_domain::search::Bucket>, ServiceError> {
+        self.wait_for(consistency_token).await?;
+        let mut query = RecordQuery::new(RecordKind::Deal);
+        query.tenant_id = Some(tenant.0.clone());
+        self.index.tag_counts(&query)
+    }
+
     /// Searches the tenant's deals; see [`DealSearch`].
     pub async fn search_deals(
         &self,

@@ -10,7 +10,9 @@ pub mod sales_lists;
 
 use crate::consistency::ConsistencyToken;
 use crate::error::ServiceError;
-use crate::ports::{Clock, Committed, Expect, PrimaryStore, SearchIndex, WriteRejected};
+use crate::ports::{
+    Clock, Committed, Expect, PrimaryStore, SearchIndex, WriteRejected, WriteVisibility,
+};
 use rand::RngCore;
 use serde::{Deserialize, Deserializer};
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub struct Written<T> {
 pub struct Service {
     primary: Arc<dyn PrimaryStore>,
     index: Arc<dyn SearchIndex>,
+    visibility: Arc<dyn WriteVisibility>,
     clock: Arc<dyn Clock>,
     options: ServiceOptions,
 }
@@ -57,12 +60,14 @@ impl Service {
     pub fn new(
         primary: Arc<dyn PrimaryStore>,
         index: Arc<dyn SearchIndex>,
+        visibility: Arc<dyn WriteVisibility>,
         clock: Arc<dyn Clock>,
         options: ServiceOptions,
     ) -> Self {
         Self {
             primary,
             index,
+            visibility,
             clock,
             options,
         }
@@ -78,7 +83,7 @@ impl Service {
             None => Ok(()),
             Some(text) => {
                 ConsistencyToken::parse(text)?
-                    .wait_applied(self.index.as_ref(), self.options.consistency_wait)
+                    .wait_applied(self.visibility.as_ref(), self.options.consistency_wait)
                     .await
             }
         }
