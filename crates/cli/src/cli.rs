@@ -57,6 +57,11 @@ pub enum Command {
     /// Compare the primary with a consumer's index, report missing, extra and stale
     /// documents, and optionally repair them through the sink.
     Reconcile(ReconcileArgs),
+    /// Graph → relational migration: generate a fixture, plan from a spec, run into MySQL.
+    Migrate {
+        #[command(subcommand)]
+        command: crate::commands::migrate::MigrateCommand,
+    },
 }
 
 #[derive(Debug, Args)]

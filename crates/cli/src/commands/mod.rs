@@ -4,6 +4,7 @@
 mod backfill;
 pub mod demo;
 mod dlq;
+pub mod migrate;
 mod reconcile;
 mod replicate;
 mod search;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::app::require_existing_store(&config)?;
             reconcile::run(config, args).await
         }
+        Command::Migrate { command } => migrate::run(command).await,
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;

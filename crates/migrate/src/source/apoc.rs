@@ -135,7 +135,7 @@ pub fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Result of [`partition`].
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Partitions {
     /// Partition key (as `label:X` / `rel:X`) → file.
     pub files: BTreeMap<String, PathBuf>,
