@@ -9,7 +9,7 @@ use tsunagu_migrate::{fixture, plan, run, spec, verify};
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
     /// Write a realistic APOC JSON-lines export of the sales domain, with a share of
-    /// invalid records (listed in injected.tsv, expected counts in expected.json).
+    /// invalid records (listed in injected.tsv, expected counts in expected.tsv).
     GenFixture(GenFixtureArgs),
     /// Validate a spec, print the load order and write the migration spec document and
     /// runbook (Markdown) generated from it.

@@ -127,6 +127,9 @@ pub fn render(report: &Report) -> String {
             name, t.read, t.written, t.rejected, t.target_count, t.export_seconds, t.load_seconds, t.checksum
         ));
     }
+    if report.source_malformed > 0 {
+        s.push_str(&format!("source lines that are not APOC records: {} (see _source.rejects.jsonl in the work directory)\n", report.source_malformed));
+    }
     s.push_str(&format!(
         "foreign key violations: {}; {} in {:.1} s{}\n",
         report.fk_violations,
