@@ -12,12 +12,8 @@ pub enum Error {
     /// Foreign keys form a cycle and no constraint in it is deferred.
     #[error("foreign keys form a cycle: {tables}; mark one of these foreign keys `deferred = true` so it is added after loading")]
     Cycle { tables: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{path}:{line}: {message}")]
     Source {
         path: PathBuf,
@@ -54,7 +50,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
