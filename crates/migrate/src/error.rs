@@ -13,7 +13,10 @@ pub enum Error {
     #[error("foreign keys form a cycle: {tables}; mark one of these foreign keys `deferred = true` so it is added after loading")]
     Cycle { tables: String },
     #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
     Source {
         path: PathBuf,

@@ -37,7 +37,10 @@ pub struct RunOptions {
 impl RunOptions {
     /// The default work directory for a report file: `report.json` → `report.work/`.
     pub fn default_work_dir(report: &Path) -> PathBuf {
-        let stem = report.file_stem().and_then(|s| s.to_str()).unwrap_or("migration");
+        let stem = report
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("migration");
         report.with_file_name(format!("{stem}.work"))
     }
 }
@@ -55,13 +58,20 @@ struct Ctx {
 
 impl Ctx {
     fn update(&self, f: impl FnOnce(&mut State)) -> Result<()> {
-        let mut s = self.state.lock().map_err(|_| Error::Other("state lock poisoned".into()))?;
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| Error::Other("state lock poisoned".into()))?;
         f(&mut s);
         s.write(&self.work_dir)
     }
 
     fn snapshot(&self) -> Result<State> {
-        Ok(self.state.lock().map_err(|_| Error::Other("state lock poisoned".into()))?.clone())
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| Error::Other("state lock poisoned".into()))?
+            .clone())
     }
 
     fn chunk_dir(&self, table: &str) -> PathBuf {
@@ -85,7 +95,9 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     let mut model = spec::load(&opts.spec)?;
     if let Some(m) = opts.max_reject_share {
         if !(0.0..=1.0).contains(&m) {
-            return Err(Error::Other("--max-reject-share must be between 0 and 1".into()));
+            return Err(Error::Other(
+                "--max-reject-share must be between 0 and 1".into(),
+            ));
         }
         model.settings.max_reject_share = m;
     }
@@ -100,13 +112,19 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         if s.spec_fingerprint != model.fingerprint {
             return Err(Error::State {
                 path: State::path(&opts.work_dir),
-                message: "the spec changed since the interrupted run; run without --resume to start over".into(),
+                message:
+                    "the spec changed since the interrupted run; run without --resume to start over"
+                        .into(),
             });
         }
         if s.source != source {
             return Err(Error::State {
                 path: State::path(&opts.work_dir),
-                message: format!("the interrupted run read {}, not {}; run without --resume to start over", s.source.display(), source.display()),
+                message: format!(
+                    "the interrupted run read {}, not {}; run without --resume to start over",
+                    s.source.display(),
+                    source.display()
+                ),
             });
         }
         s
@@ -125,16 +143,26 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         s.write(&opts.work_dir)?;
         s
     };
-    let progress = MultiProgress::with_draw_target(if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let progress = MultiProgress::with_draw_target(if opts.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
 
     // 1. Partition the source files.
     let partitions = match state.partitions.clone() {
         Some(p) => p,
         None => {
-            let keys: Vec<PartitionKey> = model.tables.iter().map(|t| PartitionKey::of(&t.source)).collect();
+            let keys: Vec<PartitionKey> = model
+                .tables
+                .iter()
+                .map(|t| PartitionKey::of(&t.source))
+                .collect();
             let out = opts.work_dir.join("partitions");
             let pb = progress.add(ProgressBar::new_spinner());
-            pb.set_style(style("{spinner} partitioning source: {human_pos} records ({per_sec}) {elapsed}"));
+            pb.set_style(style(
+                "{spinner} partitioning source: {human_pos} records ({per_sec}) {elapsed}",
+            ));
             let src = source.clone();
             let pb2 = pb.clone();
             let p = tokio::task::spawn_blocking(move || apoc::partition(&src, &keys, &out, &pb2))
@@ -150,7 +178,16 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
 
     // 2. Target and staging tables.
     let target = Target::connect(&opts.target).await?;
-    let referenced: HashSet<usize> = model.tables.iter().flat_map(|t| t.foreign_keys.iter().filter(|fk| !fk.deferred).map(|fk| fk.parent)).collect();
+    let referenced: HashSet<usize> = model
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.foreign_keys
+                .iter()
+                .filter(|fk| !fk.deferred)
+                .map(|fk| fk.parent)
+        })
+        .collect();
     let ctx = Arc::new(Ctx {
         model: model.clone(),
         target: target.clone(),
@@ -184,7 +221,10 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
                 .collect();
             let mut first_error = None;
             for t in tasks {
-                let r = t.await.map_err(|e| Error::Other(format!("table task: {e}"))).and_then(|r| r);
+                let r = t
+                    .await
+                    .map_err(|e| Error::Other(format!("table task: {e}")))
+                    .and_then(|r| r);
                 if let Err(e) = r {
                     first_error.get_or_insert(e);
                 }
@@ -209,7 +249,12 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
 async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) -> Result<()> {
     let table = ctx.model.tables[ti].clone();
     let name = table.name.clone();
-    let tstate = ctx.snapshot()?.tables.get(&name).cloned().unwrap_or_default();
+    let tstate = ctx
+        .snapshot()?
+        .tables
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
     let chunk_dir = ctx.chunk_dir(&name);
     if let (true, Some(stats)) = (tstate.loaded, &tstate.exported) {
         return ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await;
@@ -222,7 +267,9 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         .ok_or_else(|| Error::Other(format!("internal: no partition for {key}")))?;
     let total = partitions.records.get(&key).copied().unwrap_or(0);
     let pb = ctx.progress.add(ProgressBar::new(total));
-    pb.set_style(style("{prefix:<22} [{bar:30}] {human_pos}/{human_len} rows {per_sec} loaded {msg}"));
+    pb.set_style(style(
+        "{prefix:<22} [{bar:30}] {human_pos}/{human_len} rows {per_sec} loaded {msg}",
+    ));
     pb.set_prefix(name.clone());
     pb.set_message("0");
 
@@ -255,30 +302,47 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             // (already loaded ones are skipped).
             pb.set_position(stats.read);
             for &(index, rows) in &stats.chunks {
-                let chunk = ChunkReady { index, path: chunk_path(&chunk_dir, index), rows };
+                let chunk = ChunkReady {
+                    index,
+                    path: chunk_path(&chunk_dir, index),
+                    rows,
+                };
                 if tx.send(chunk).await.is_err() {
                     break;
                 }
             }
             drop(tx);
-            ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await.map(|_| stats)
+            ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks)
+                .await
+                .map(|_| stats)
         }
         None => {
             if chunk_dir.exists() {
                 std::fs::remove_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
             }
-            let parents: HashMap<usize, Arc<KeySet>> = ctx.keys.lock().map_err(|_| Error::Other("keys lock poisoned".into()))?.clone();
+            let parents: HashMap<usize, Arc<KeySet>> = ctx
+                .keys
+                .lock()
+                .map_err(|_| Error::Other("keys lock poisoned".into()))?
+                .clone();
             let ctx2 = ctx.clone();
             let pb2 = pb.clone();
             let rejects = ctx.rejects_file(&name);
             let r = tokio::task::spawn_blocking(move || {
-                let paths = ExportPaths { input: &input, chunk_dir: &chunk_dir, rejects: &rejects };
+                let paths = ExportPaths {
+                    input: &input,
+                    chunk_dir: &chunk_dir,
+                    rejects: &rejects,
+                };
                 export::export_table(
                     &ctx2.model,
                     ti,
                     paths,
                     &parents,
-                    |chunk| tx.blocking_send(chunk).map_err(|_| Error::Other("the loader stopped".into())),
+                    |chunk| {
+                        tx.blocking_send(chunk)
+                            .map_err(|_| Error::Other("the loader stopped".into()))
+                    },
                     &pb2,
                 )
             })
@@ -286,17 +350,26 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             .map_err(|e| Error::Other(format!("export task: {e}")))?;
             r.and_then(|(stats, keys)| {
                 if ctx.referenced.contains(&ti) {
-                    ctx.keys.lock().map_err(|_| Error::Other("keys lock poisoned".into()))?.insert(ti, Arc::new(keys));
+                    ctx.keys
+                        .lock()
+                        .map_err(|_| Error::Other("keys lock poisoned".into()))?
+                        .insert(ti, Arc::new(keys));
                 }
                 Ok(stats)
             })
         }
     };
-    let load_result = loader.await.map_err(|e| Error::Other(format!("loader task: {e}")))?;
+    let load_result = loader
+        .await
+        .map_err(|e| Error::Other(format!("loader task: {e}")))?;
     let load_seconds = load_result?;
     let stats = export_result?;
     pb.finish();
-    let share = if stats.read == 0 { 0.0 } else { stats.rejected as f64 / stats.read as f64 };
+    let share = if stats.read == 0 {
+        0.0
+    } else {
+        stats.rejected as f64 / stats.read as f64
+    };
     if share > ctx.model.settings.max_reject_share {
         return Err(Error::RejectThreshold {
             table: name.clone(),
@@ -309,8 +382,16 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     }
     tracing::info!(table = %name, read = stats.read, written = stats.written, rejected = stats.rejected, "table loaded into staging");
     ctx.update(|s| {
-        let load_seconds = s.tables.get(&name).map(|t| t.load_seconds).unwrap_or(0.0) + load_seconds;
-        s.tables.insert(name.clone(), TableState { exported: Some(stats), loaded: true, load_seconds });
+        let load_seconds =
+            s.tables.get(&name).map(|t| t.load_seconds).unwrap_or(0.0) + load_seconds;
+        s.tables.insert(
+            name.clone(),
+            TableState {
+                exported: Some(stats),
+                loaded: true,
+                load_seconds,
+            },
+        );
     })
 }
 
@@ -325,7 +406,10 @@ async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)
     let keys = tokio::task::spawn_blocking(move || export::rebuild_keys(&table, &dir, &chunks))
         .await
         .map_err(|e| Error::Other(format!("key rebuild task: {e}")))??;
-    ctx.keys.lock().map_err(|_| Error::Other("keys lock poisoned".into()))?.insert(ti, Arc::new(keys));
+    ctx.keys
+        .lock()
+        .map_err(|_| Error::Other("keys lock poisoned".into()))?
+        .insert(ti, Arc::new(keys));
     Ok(())
 }
 
@@ -353,10 +437,18 @@ async fn verify_and_report(
         let stats = ts.exported.unwrap_or_default();
         let (count, sum) = verify::table_checksum(&ctx.target, t, &t.name).await?;
         if count != stats.written {
-            report.problems.push(format!("`{}`: {} rows written, {count} in the target", t.name, stats.written));
+            report.problems.push(format!(
+                "`{}`: {} rows written, {count} in the target",
+                t.name, stats.written
+            ));
         }
         if sum != stats.checksum {
-            report.problems.push(format!("`{}`: checksum {} written, {} in the target", t.name, verify::hex(stats.checksum), verify::hex(sum)));
+            report.problems.push(format!(
+                "`{}`: checksum {} written, {} in the target",
+                t.name,
+                verify::hex(stats.checksum),
+                verify::hex(sum)
+            ));
         }
         report.tables.insert(
             t.name.clone(),
@@ -377,14 +469,17 @@ async fn verify_and_report(
     report.fk_checks = verify::foreign_key_violations(&ctx.target, &ctx.model).await?;
     report.fk_violations = report.fk_checks.iter().map(|c| c.violations).sum();
     if report.fk_violations > 0 {
-        report.problems.push(format!("{} foreign key violation(s)", report.fk_violations));
+        report
+            .problems
+            .push(format!("{} foreign key violation(s)", report.fk_violations));
     }
     report.ok = report.problems.is_empty();
     report.seconds = started.elapsed().as_secs_f64();
     if let Some(dir) = opts.report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::Other(format!("report: {e}")))?;
+    let json =
+        serde_json::to_vec_pretty(&report).map_err(|e| Error::Other(format!("report: {e}")))?;
     std::fs::write(&opts.report, json).map_err(|e| Error::io(&opts.report, e))?;
     Ok(report)
 }

@@ -29,11 +29,29 @@ fn injected(dir: &Path) -> BTreeSet<(String, String, String)> {
 fn exactly_the_injected_rows_are_rejected_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = dir.path().join("fixture");
-    let expected = generate(&fixture, &FixtureOptions { rows: 30_000, invalid_share: 0.08, seed: 3 }).unwrap();
+    let expected = generate(
+        &fixture,
+        &FixtureOptions {
+            rows: 30_000,
+            invalid_share: 0.08,
+            seed: 3,
+        },
+    )
+    .unwrap();
     let model = spec::load(&spec_path()).unwrap();
     let plan = plan::plan(&model).unwrap();
-    let keys: Vec<PartitionKey> = model.tables.iter().map(|t| PartitionKey::of(&t.source)).collect();
-    let parts = partition(&fixture, &keys, &dir.path().join("parts"), &indicatif::ProgressBar::hidden()).unwrap();
+    let keys: Vec<PartitionKey> = model
+        .tables
+        .iter()
+        .map(|t| PartitionKey::of(&t.source))
+        .collect();
+    let parts = partition(
+        &fixture,
+        &keys,
+        &dir.path().join("parts"),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
     assert_eq!(parts.malformed, 0);
 
     let mut key_sets = HashMap::new();
@@ -48,7 +66,11 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         let (stats, keys) = export::export_table(
             &model,
             ti,
-            ExportPaths { input, chunk_dir: &chunk_dir, rejects: &rejects },
+            ExportPaths {
+                input,
+                chunk_dir: &chunk_dir,
+                rejects: &rejects,
+            },
             &key_sets,
             |c| {
                 chunk_rows += c.rows;
@@ -59,20 +81,36 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         .unwrap();
         key_sets.insert(ti, Arc::new(keys));
         let e = &expected[&t.name];
-        assert_eq!((stats.read, stats.written, stats.rejected), (e.read, e.written, e.rejected), "{}", t.name);
+        assert_eq!(
+            (stats.read, stats.written, stats.rejected),
+            (e.read, e.written, e.rejected),
+            "{}",
+            t.name
+        );
         assert_eq!(chunk_rows, stats.written);
         for line in std::fs::read_to_string(&rejects).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let reason = v["reason"].as_str().unwrap().to_string();
             kinds.insert(reason.clone());
-            rejected.insert((t.name.clone(), v["id"].as_str().unwrap().to_string(), reason));
+            rejected.insert((
+                t.name.clone(),
+                v["id"].as_str().unwrap().to_string(),
+                reason,
+            ));
         }
     }
     assert_eq!(rejected, injected(&fixture));
-    let all: BTreeSet<String> = ["missing_required", "bad_type", "too_long", "unknown_value", "duplicate_key", "dangling_foreign_key"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let all: BTreeSet<String> = [
+        "missing_required",
+        "bad_type",
+        "too_long",
+        "unknown_value",
+        "duplicate_key",
+        "dangling_foreign_key",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     assert_eq!(kinds, all, "every kind of invalid data is exercised");
 }
 
@@ -81,15 +119,48 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    generate(&a, &FixtureOptions { rows: 3_000, invalid_share: 0.1, seed: 9 }).unwrap();
-    generate(&b, &FixtureOptions { rows: 3_000, invalid_share: 0.1, seed: 9 }).unwrap();
-    assert_eq!(std::fs::read(a.join("export.json")).unwrap(), std::fs::read(b.join("export.json")).unwrap());
+    generate(
+        &a,
+        &FixtureOptions {
+            rows: 3_000,
+            invalid_share: 0.1,
+            seed: 9,
+        },
+    )
+    .unwrap();
+    generate(
+        &b,
+        &FixtureOptions {
+            rows: 3_000,
+            invalid_share: 0.1,
+            seed: 9,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(a.join("export.json")).unwrap(),
+        std::fs::read(b.join("export.json")).unwrap()
+    );
 
     let mut model = spec::load(&spec_path()).unwrap();
     model.settings.chunk_rows = 97;
-    let keys: Vec<PartitionKey> = model.tables.iter().map(|t| PartitionKey::of(&t.source)).collect();
-    let parts = partition(&a, &keys, &dir.path().join("parts"), &indicatif::ProgressBar::hidden()).unwrap();
-    let ti = model.tables.iter().position(|t| t.name == "companies").unwrap();
+    let keys: Vec<PartitionKey> = model
+        .tables
+        .iter()
+        .map(|t| PartitionKey::of(&t.source))
+        .collect();
+    let parts = partition(
+        &a,
+        &keys,
+        &dir.path().join("parts"),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    let ti = model
+        .tables
+        .iter()
+        .position(|t| t.name == "companies")
+        .unwrap();
     let input = &parts.files[&PartitionKey::of(&model.tables[ti].source).name()];
     let mut results = Vec::new();
     for workers in [1, 3] {
@@ -98,7 +169,11 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
         let (stats, _) = export::export_table(
             &model,
             ti,
-            ExportPaths { input, chunk_dir: &out, rejects: &out.join("rejects.jsonl") },
+            ExportPaths {
+                input,
+                chunk_dir: &out,
+                rejects: &out.join("rejects.jsonl"),
+            },
             &HashMap::new(),
             |_| Ok(()),
             &indicatif::ProgressBar::hidden(),

@@ -76,37 +76,57 @@ pub struct RunArgs {
 pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
         MigrateCommand::GenFixture(a) => {
-            let opts = fixture::FixtureOptions { rows: a.rows, invalid_share: a.invalid_share, seed: a.seed };
+            let opts = fixture::FixtureOptions {
+                rows: a.rows,
+                invalid_share: a.invalid_share,
+                seed: a.seed,
+            };
             let out = a.out.clone();
-            let expected = tokio::task::spawn_blocking(move || fixture::generate(&out, &opts)).await??;
+            let expected =
+                tokio::task::spawn_blocking(move || fixture::generate(&out, &opts)).await??;
             let (mut total, mut invalid) = (0, 0);
             for (table, e) in &expected {
-                println!("{table:<20} {:>10} records, {:>8} invalid", e.read, e.rejected);
+                println!(
+                    "{table:<20} {:>10} records, {:>8} invalid",
+                    e.read, e.rejected
+                );
                 total += e.read;
                 invalid += e.rejected;
             }
-            println!("{total} records ({invalid} invalid) in {}", a.out.join("export.json").display());
+            println!(
+                "{total} records ({invalid} invalid) in {}",
+                a.out.join("export.json").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Plan(a) => {
             let model = spec::load(&a.spec)?;
             let p = plan::plan(&model)?;
-            std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            std::fs::create_dir_all(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
             let name = a.spec.display().to_string();
             let doc = a.out.join("migration-spec.md");
-            std::fs::write(&doc, plan::spec_document(&model, &p, &name)).with_context(|| format!("writing {}", doc.display()))?;
+            std::fs::write(&doc, plan::spec_document(&model, &p, &name))
+                .with_context(|| format!("writing {}", doc.display()))?;
             let book = a.out.join("runbook.md");
-            std::fs::write(&book, plan::runbook(&model, &p, &name)).with_context(|| format!("writing {}", book.display()))?;
+            std::fs::write(&book, plan::runbook(&model, &p, &name))
+                .with_context(|| format!("writing {}", book.display()))?;
             println!("load order:");
             for (n, level) in p.levels.iter().enumerate() {
-                let names: Vec<&str> = level.iter().map(|&i| model.tables[i].name.as_str()).collect();
+                let names: Vec<&str> = level
+                    .iter()
+                    .map(|&i| model.tables[i].name.as_str())
+                    .collect();
                 println!("  {}. {}", n + 1, names.join(", "));
             }
             println!("wrote {} and {}", doc.display(), book.display());
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Run(a) => {
-            let work_dir = a.work_dir.clone().unwrap_or_else(|| run::RunOptions::default_work_dir(&a.report));
+            let work_dir = a
+                .work_dir
+                .clone()
+                .unwrap_or_else(|| run::RunOptions::default_work_dir(&a.report));
             let opts = run::RunOptions {
                 spec: a.spec,
                 source: a.source,

@@ -57,7 +57,11 @@ pub fn decode_row(line: &str) -> Vec<Option<String>> {
                 None => cur.push('\\'),
             },
             ',' => {
-                fields.push(if null { None } else { Some(std::mem::take(&mut cur)) });
+                fields.push(if null {
+                    None
+                } else {
+                    Some(std::mem::take(&mut cur))
+                });
                 cur.clear();
                 null = false;
             }
@@ -76,7 +80,16 @@ mod tests {
     #[test]
     fn escapes_specials_and_null() {
         let mut s = String::new();
-        encode_row(&mut s, &[Some("a,b"), None, Some("c\\N"), Some("x\ny\tz\r\0"), Some("")]);
+        encode_row(
+            &mut s,
+            &[
+                Some("a,b"),
+                None,
+                Some("c\\N"),
+                Some("x\ny\tz\r\0"),
+                Some(""),
+            ],
+        );
         assert_eq!(s, "a\\,b,\\N,c\\\\N,x\\ny\\tz\\r\\0,\n");
         assert_eq!(
             decode_row(s.trim_end_matches('\n')),

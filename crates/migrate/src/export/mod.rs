@@ -44,7 +44,11 @@ impl KeySet {
         if table.primary_key == cols {
             return Some(&self.primary);
         }
-        table.unique.iter().position(|u| u == cols).and_then(|i| self.unique.get(i))
+        table
+            .unique
+            .iter()
+            .position(|u| u == cols)
+            .and_then(|i| self.unique.get(i))
     }
 
     /// Adds an accepted row's keys (used when rebuilding from chunk files on resume).
@@ -148,7 +152,12 @@ fn process(table: &Table, line_no: u64, line: &str) -> Outcome {
             }
         }
     };
-    if let SourceKind::Relationship { start_label, end_label, .. } = &table.source {
+    if let SourceKind::Relationship {
+        start_label,
+        end_label,
+        ..
+    } = &table.source
+    {
         let has = |e: &Option<crate::source::Endpoint>, l: &Option<String>| match l {
             None => true,
             Some(l) => e.as_ref().is_some_and(|e| e.labels.iter().any(|x| x == l)),
@@ -209,7 +218,9 @@ pub fn export_table(
     if let Some(dir) = paths.rejects.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let mut rejects = BufWriter::new(std::fs::File::create(paths.rejects).map_err(|e| Error::io(paths.rejects, e))?);
+    let mut rejects = BufWriter::new(
+        std::fs::File::create(paths.rejects).map_err(|e| Error::io(paths.rejects, e))?,
+    );
     let mut keys = KeySet::new(table);
     let mut stats = ExportStats::default();
     let fk_sets: Vec<(&crate::spec::ForeignKey, &HashSet<u64>)> = table
@@ -222,7 +233,12 @@ pub fn export_table(
                 .get(&fk.parent)
                 .and_then(|k| k.for_columns(parent, &fk.parent_columns))
                 .map(|set| (fk, set))
-                .ok_or_else(|| Error::Other(format!("internal: keys of `{}` are not available for `{}`", parent.name, table.name)))
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "internal: keys of `{}` are not available for `{}`",
+                        parent.name, table.name
+                    ))
+                })
         })
         .collect::<Result<_>>()?;
 
@@ -274,7 +290,17 @@ pub fn export_table(
                     next += 1;
                     progress.inc(batch.len() as u64);
                     for o in batch {
-                        handle(o, table, &fk_sets, &mut keys, &mut stats, &mut rejects, &mut chunk, paths.rejects, &mut on_chunk)?;
+                        handle(
+                            o,
+                            table,
+                            &fk_sets,
+                            &mut keys,
+                            &mut stats,
+                            &mut rejects,
+                            &mut chunk,
+                            paths.rejects,
+                            &mut on_chunk,
+                        )?;
                     }
                 }
             }
@@ -286,7 +312,9 @@ pub fn export_table(
         })();
         // Unblock the reader and workers if we stopped early.
         drop(out_rx);
-        let read = reader.join().map_err(|_| Error::Other("reader thread panicked".into()))?;
+        let read = reader
+            .join()
+            .map_err(|_| Error::Other("reader thread panicked".into()))?;
         result.and(read)
     })?;
     rejects.flush().map_err(|e| Error::io(paths.rejects, e))?;
@@ -308,15 +336,44 @@ fn handle(
 ) -> Result<()> {
     let (id, line, kind, column, detail) = match o {
         Outcome::Skip => return Ok(()),
-        Outcome::Reject { id, line, kind, column, detail } => (id, line, kind, column, detail),
-        Outcome::Row { id, line, values, csv, hash } => {
+        Outcome::Reject {
+            id,
+            line,
+            kind,
+            column,
+            detail,
+        } => (id, line, kind, column, detail),
+        Outcome::Row {
+            id,
+            line,
+            values,
+            csv,
+            hash,
+        } => {
             stats.read += 1;
             let mut problem = None;
             for (fk, set) in fk_sets {
                 if let Some(h) = key_hash(&values, &fk.columns) {
                     if !set.contains(&h) {
-                        let cols: Vec<String> = fk.columns.iter().map(|&c| format!("{}={}", table.columns[c].name, values[c].as_deref().unwrap_or(""))).collect();
-                        problem = Some((RejectKind::DanglingForeignKey, None, format!("{} points to no accepted row of the referenced table", cols.join(", "))));
+                        let cols: Vec<String> = fk
+                            .columns
+                            .iter()
+                            .map(|&c| {
+                                format!(
+                                    "{}={}",
+                                    table.columns[c].name,
+                                    values[c].as_deref().unwrap_or("")
+                                )
+                            })
+                            .collect();
+                        problem = Some((
+                            RejectKind::DanglingForeignKey,
+                            None,
+                            format!(
+                                "{} points to no accepted row of the referenced table",
+                                cols.join(", ")
+                            ),
+                        ));
                         break;
                     }
                 }
@@ -324,14 +381,23 @@ fn handle(
             if problem.is_none() {
                 let pk = key_hash(&values, &table.primary_key);
                 if pk.is_some_and(|h| keys.primary.contains(&h)) {
-                    problem = Some((RejectKind::DuplicateKey, None, "primary key repeats an earlier row".to_string()));
+                    problem = Some((
+                        RejectKind::DuplicateKey,
+                        None,
+                        "primary key repeats an earlier row".to_string(),
+                    ));
                 }
                 let mut uniques = Vec::with_capacity(table.unique.len());
                 for (ui, u) in table.unique.iter().enumerate() {
                     let h = key_hash(&values, u);
                     if problem.is_none() && h.is_some_and(|h| keys.unique[ui].contains(&h)) {
-                        let cols: Vec<&str> = u.iter().map(|&c| table.columns[c].name.as_str()).collect();
-                        problem = Some((RejectKind::DuplicateKey, None, format!("unique key ({}) repeats an earlier row", cols.join(", "))));
+                        let cols: Vec<&str> =
+                            u.iter().map(|&c| table.columns[c].name.as_str()).collect();
+                        problem = Some((
+                            RejectKind::DuplicateKey,
+                            None,
+                            format!("unique key ({}) repeats an earlier row", cols.join(", ")),
+                        ));
                     }
                     uniques.push(h);
                 }
@@ -365,7 +431,10 @@ fn handle(
     };
     stats.read += 1;
     stats.rejected += 1;
-    *stats.rejected_by_reason.entry(kind.as_str().to_string()).or_default() += 1;
+    *stats
+        .rejected_by_reason
+        .entry(kind.as_str().to_string())
+        .or_default() += 1;
     let entry = serde_json::json!({"id": id, "line": line, "reason": kind, "column": column, "detail": detail});
     writeln!(rejects, "{entry}").map_err(|e| Error::io(rejects_path, e))
 }
@@ -399,7 +468,8 @@ impl ChunkWriter {
             self.file = Some((tmp, BufWriter::with_capacity(1 << 20, f)));
         }
         if let Some((path, w)) = self.file.as_mut() {
-            w.write_all(line.as_bytes()).map_err(|e| Error::io(path.as_path(), e))?;
+            w.write_all(line.as_bytes())
+                .map_err(|e| Error::io(path.as_path(), e))?;
         }
         self.rows += 1;
         if self.rows >= self.limit {
@@ -409,13 +479,19 @@ impl ChunkWriter {
     }
 
     fn finish(&mut self) -> Result<Option<ChunkReady>> {
-        let Some((tmp, mut w)) = self.file.take() else { return Ok(None) };
+        let Some((tmp, mut w)) = self.file.take() else {
+            return Ok(None);
+        };
         w.flush().map_err(|e| Error::io(&tmp, e))?;
         w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
         let path = chunk_path(&self.dir, self.index);
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
         let rows = std::mem::take(&mut self.rows);
-        Ok(Some(ChunkReady { index: self.index, path, rows }))
+        Ok(Some(ChunkReady {
+            index: self.index,
+            path,
+            rows,
+        }))
     }
 }
 

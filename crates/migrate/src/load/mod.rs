@@ -45,14 +45,24 @@ impl Target {
     /// Connects to `mysql://USER[:PASSWORD]@HOST:PORT/DB`, creating the database if it
     /// does not exist.
     pub async fn connect(url: &str) -> Result<Target> {
-        let opts = mysql_async::Opts::from_url(url).map_err(|e| Error::Other(format!("target url: {e}; expected mysql://USER[:PASSWORD]@HOST:PORT/DB")))?;
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| {
+            Error::Other(format!(
+                "target url: {e}; expected mysql://USER[:PASSWORD]@HOST:PORT/DB"
+            ))
+        })?;
         let database = opts
             .db_name()
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| Error::Other("target url names no database; expected mysql://USER@HOST:PORT/DB".into()))?;
+            .ok_or_else(|| {
+                Error::Other(
+                    "target url names no database; expected mysql://USER@HOST:PORT/DB".into(),
+                )
+            })?;
         if database.contains('`') {
-            return Err(Error::Other("target database name must not contain a backquote".into()));
+            return Err(Error::Other(
+                "target database name must not contain a backquote".into(),
+            ));
         }
         let display = format!(
             "mysql://{}@{}:{}/{}",
@@ -63,10 +73,17 @@ impl Target {
         );
         let admin = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
         let mut conn = mysql_async::Conn::new(admin).await?;
-        conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4")).await?;
+        conn.query_drop(format!(
+            "CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4"
+        ))
+        .await?;
         conn.disconnect().await?;
         let pool = mysql_async::Pool::new(opts);
-        Ok(Target { pool, database, display })
+        Ok(Target {
+            pool,
+            database,
+            display,
+        })
     }
 
     pub async fn conn(&self) -> Result<mysql_async::Conn> {
@@ -87,25 +104,50 @@ impl Target {
 
 /// `CREATE TABLE` for a table under `name`, with foreign keys to `parent_name(parent)`
 /// (deferred ones left out).
-pub fn create_table_sql(model: &Model, table: &Table, name: &str, parent_name: impl Fn(&str) -> String) -> String {
+pub fn create_table_sql(
+    model: &Model,
+    table: &Table,
+    name: &str,
+    parent_name: impl Fn(&str) -> String,
+) -> String {
     let mut parts: Vec<String> = table
         .columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
             let not_null = c.required || table.primary_key.contains(&i);
-            format!("`{}` {}{}", c.name, c.ty.sql(), if not_null { " NOT NULL" } else { "" })
+            format!(
+                "`{}` {}{}",
+                c.name,
+                c.ty.sql(),
+                if not_null { " NOT NULL" } else { "" }
+            )
         })
         .collect();
-    let cols = |idx: &[usize]| idx.iter().map(|&i| format!("`{}`", table.columns[i].name)).collect::<Vec<_>>().join(", ");
+    let cols = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| format!("`{}`", table.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     parts.push(format!("PRIMARY KEY ({})", cols(&table.primary_key)));
     for u in &table.unique {
         parts.push(format!("UNIQUE KEY ({})", cols(u)));
     }
     for fk in table.foreign_keys.iter().filter(|fk| !fk.deferred) {
         let parent = &model.tables[fk.parent];
-        let pcols = fk.parent_columns.iter().map(|&i| format!("`{}`", parent.columns[i].name)).collect::<Vec<_>>().join(", ");
-        parts.push(format!("FOREIGN KEY ({}) REFERENCES `{}` ({})", cols(&fk.columns), parent_name(&parent.name), pcols));
+        let pcols = fk
+            .parent_columns
+            .iter()
+            .map(|&i| format!("`{}`", parent.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        parts.push(format!(
+            "FOREIGN KEY ({}) REFERENCES `{}` ({})",
+            cols(&fk.columns),
+            parent_name(&parent.name),
+            pcols
+        ));
     }
     format!(
         "CREATE TABLE IF NOT EXISTS `{name}` (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
@@ -119,10 +161,18 @@ async fn drop_tables(conn: &mut mysql_async::Conn, names: &[String]) -> Result<(
     if names.is_empty() {
         return Ok(());
     }
-    conn.query_drop("SET SESSION foreign_key_checks = 0").await?;
-    let list = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-    let r = conn.query_drop(format!("DROP TABLE IF EXISTS {list}")).await;
-    conn.query_drop("SET SESSION foreign_key_checks = 1").await?;
+    conn.query_drop("SET SESSION foreign_key_checks = 0")
+        .await?;
+    let list = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let r = conn
+        .query_drop(format!("DROP TABLE IF EXISTS {list}"))
+        .await;
+    conn.query_drop("SET SESSION foreign_key_checks = 1")
+        .await?;
     Ok(r?)
 }
 
@@ -136,13 +186,19 @@ pub async fn prepare(target: &Target, model: &Model, plan: &Plan, fresh: bool) -
     .await?;
     if fresh {
         let order: Vec<usize> = plan.order().collect();
-        let stages: Vec<String> = order.iter().rev().map(|&i| stage_name(&model.tables[i].name)).collect();
+        let stages: Vec<String> = order
+            .iter()
+            .rev()
+            .map(|&i| stage_name(&model.tables[i].name))
+            .collect();
         drop_tables(&mut conn, &stages).await?;
-        conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`")).await?;
+        conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`"))
+            .await?;
     }
     for i in plan.order() {
         let t = &model.tables[i];
-        conn.query_drop(create_table_sql(model, t, &stage_name(&t.name), stage_name)).await?;
+        conn.query_drop(create_table_sql(model, t, &stage_name(&t.name), stage_name))
+            .await?;
     }
     Ok(())
 }
@@ -151,21 +207,40 @@ pub async fn prepare(target: &Target, model: &Model, plan: &Plan, fresh: bool) -
 pub async fn loaded_chunks(target: &Target, table: &str) -> Result<HashSet<u32>> {
     let mut conn = target.conn().await?;
     let rows: Vec<u32> = conn
-        .exec(format!("SELECT chunk FROM `{CHUNKS_TABLE}` WHERE table_name = ?"), (table,))
+        .exec(
+            format!("SELECT chunk FROM `{CHUNKS_TABLE}` WHERE table_name = ?"),
+            (table,),
+        )
         .await?;
     Ok(rows.into_iter().collect())
 }
 
 /// Loads one chunk into the table's staging table in one transaction, with the ledger
 /// row; fails (and rolls back) on any warning or a row count that differs.
-pub async fn load_chunk(conn: &mut mysql_async::Conn, table: &Table, chunk: &ChunkReady) -> Result<()> {
+pub async fn load_chunk(
+    conn: &mut mysql_async::Conn,
+    table: &Table,
+    chunk: &ChunkReady,
+) -> Result<()> {
     let path = chunk.path.clone();
-    let file_name = path.display().to_string().replace('\\', "\\\\").replace('\'', "\\'");
-    let columns = table.columns.iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ");
+    let file_name = path
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'");
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| format!("`{}`", c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
     conn.query_drop("START TRANSACTION").await?;
     conn.set_infile_handler(async move {
         let f = tokio::fs::File::open(path).await?;
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 1 << 16)) as mysql_async::InfileData)
+        Ok(
+            Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 1 << 16))
+                as mysql_async::InfileData,
+        )
     });
     let sql = format!(
         "LOAD DATA LOCAL INFILE '{file_name}' INTO TABLE `{}` {LOAD_DATA_FORMAT} ({columns})",
@@ -179,11 +254,20 @@ pub async fn load_chunk(conn: &mut mysql_async::Conn, table: &Table, chunk: &Chu
     let warnings = conn.get_warnings();
     let affected = conn.affected_rows();
     if warnings > 0 || affected != chunk.rows {
-        let shown: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS LIMIT 5").await.unwrap_or_default();
+        let shown: Vec<(String, u32, String)> = conn
+            .query("SHOW WARNINGS LIMIT 5")
+            .await
+            .unwrap_or_default();
         let _ = conn.query_drop("ROLLBACK").await;
-        let mut text: Vec<String> = shown.into_iter().map(|(level, code, msg)| format!("{level} {code}: {msg}")).collect();
+        let mut text: Vec<String> = shown
+            .into_iter()
+            .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+            .collect();
         if affected != chunk.rows {
-            text.push(format!("{affected} rows loaded, {} in the file", chunk.rows));
+            text.push(format!(
+                "{affected} rows loaded, {} in the file",
+                chunk.rows
+            ));
         }
         return Err(Error::LoadWarnings {
             table: table.name.clone(),
@@ -205,7 +289,12 @@ pub async fn load_chunk(conn: &mut mysql_async::Conn, table: &Table, chunk: &Chu
 pub async fn add_deferred_foreign_keys(target: &Target, model: &Model) -> Result<()> {
     let mut conn = target.conn().await?;
     for t in &model.tables {
-        for (n, fk) in t.foreign_keys.iter().enumerate().filter(|(_, fk)| fk.deferred) {
+        for (n, fk) in t
+            .foreign_keys
+            .iter()
+            .enumerate()
+            .filter(|(_, fk)| fk.deferred)
+        {
             let name = format!("fk_{}_deferred_{n}", t.name);
             let exists: Option<u64> = conn
                 .exec_first(
@@ -217,8 +306,18 @@ pub async fn add_deferred_foreign_keys(target: &Target, model: &Model) -> Result
                 continue;
             }
             let parent = &model.tables[fk.parent];
-            let cols = fk.columns.iter().map(|&i| format!("`{}`", t.columns[i].name)).collect::<Vec<_>>().join(", ");
-            let pcols = fk.parent_columns.iter().map(|&i| format!("`{}`", parent.columns[i].name)).collect::<Vec<_>>().join(", ");
+            let cols = fk
+                .columns
+                .iter()
+                .map(|&i| format!("`{}`", t.columns[i].name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let pcols = fk
+                .parent_columns
+                .iter()
+                .map(|&i| format!("`{}`", parent.columns[i].name))
+                .collect::<Vec<_>>()
+                .join(", ");
             conn.query_drop(format!(
                 "ALTER TABLE `{}` ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) REFERENCES `{}` ({pcols})",
                 stage_name(&t.name),
@@ -248,11 +347,19 @@ pub async fn swap(target: &Target, model: &Model, plan: &Plan) -> Result<()> {
     }
     let mut conn = target.conn().await?;
     // A previous swap interrupted before its drop may have left old copies.
-    let leftovers: Vec<String> = plan.order().collect::<Vec<_>>().iter().rev().map(|&i| old_name(&model.tables[i].name)).collect();
+    let leftovers: Vec<String> = plan
+        .order()
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .map(|&i| old_name(&model.tables[i].name))
+        .collect();
     drop_tables(&mut conn, &leftovers).await?;
-    conn.query_drop(format!("RENAME TABLE {}", renames.join(", "))).await?;
+    conn.query_drop(format!("RENAME TABLE {}", renames.join(", ")))
+        .await?;
     olds.reverse();
     drop_tables(&mut conn, &olds).await?;
-    conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`")).await?;
+    conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`"))
+        .await?;
     Ok(())
 }

@@ -40,7 +40,11 @@ pub fn plan(model: &Model) -> Result<Plan> {
     while placed < n {
         let ready: Vec<usize> = (0..n)
             .filter(|&i| level_of[i].is_none())
-            .filter(|&i| parents[i].iter().all(|&p| level_of[p].is_some_and(|l| l < levels.len())))
+            .filter(|&i| {
+                parents[i]
+                    .iter()
+                    .all(|&p| level_of[p].is_some_and(|l| l < levels.len()))
+            })
             .collect();
         if ready.is_empty() {
             let remaining: Vec<usize> = (0..n).filter(|&i| level_of[i].is_none()).collect();
@@ -64,19 +68,23 @@ fn describe_cycle(model: &Model, parents: &[Vec<usize>], remaining: &[usize]) ->
     };
     let mut path = vec![start];
     let mut cur = start;
-    loop {
-        let Some(&next) = parents[cur].iter().find(|p| remaining.contains(p)) else {
-            break;
-        };
+    while let Some(&next) = parents[cur].iter().find(|p| remaining.contains(p)) {
         if let Some(pos) = path.iter().position(|&p| p == next) {
-            let mut cycle: Vec<&str> = path[pos..].iter().map(|&i| model.tables[i].name.as_str()).collect();
+            let mut cycle: Vec<&str> = path[pos..]
+                .iter()
+                .map(|&i| model.tables[i].name.as_str())
+                .collect();
             cycle.push(&model.tables[next].name);
             return cycle.join(" → ");
         }
         path.push(next);
         cur = next;
     }
-    remaining.iter().map(|&i| model.tables[i].name.as_str()).collect::<Vec<_>>().join(", ")
+    remaining
+        .iter()
+        .map(|&i| model.tables[i].name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -101,19 +109,47 @@ mod tests {
     }
 
     fn names(model: &Model, plan: &Plan) -> Vec<Vec<String>> {
-        plan.levels.iter().map(|l| l.iter().map(|&i| model.tables[i].name.clone()).collect()).collect()
+        plan.levels
+            .iter()
+            .map(|l| l.iter().map(|&i| model.tables[i].name.clone()).collect())
+            .collect()
     }
 
     #[test]
     fn parents_come_first_and_independent_tables_share_a_level() {
-        let m = crate::spec::parse(&spec(&[("deals", "companies", false), ("logs", "deals", false), ("tags", "users", false)], &["logs", "deals", "companies", "users", "tags"]), "t").unwrap();
+        let m = crate::spec::parse(
+            &spec(
+                &[
+                    ("deals", "companies", false),
+                    ("logs", "deals", false),
+                    ("tags", "users", false),
+                ],
+                &["logs", "deals", "companies", "users", "tags"],
+            ),
+            "t",
+        )
+        .unwrap();
         let p = plan(&m).unwrap();
-        assert_eq!(names(&m, &p), vec![vec!["companies", "users"], vec!["deals", "tags"], vec!["logs"]]);
+        assert_eq!(
+            names(&m, &p),
+            vec![
+                vec!["companies", "users"],
+                vec!["deals", "tags"],
+                vec!["logs"]
+            ]
+        );
     }
 
     #[test]
     fn a_cycle_names_its_tables() {
-        let m = crate::spec::parse(&spec(&[("a", "b", false), ("b", "c", false), ("c", "a", false)], &["a", "b", "c", "d"]), "t").unwrap();
+        let m = crate::spec::parse(
+            &spec(
+                &[("a", "b", false), ("b", "c", false), ("c", "a", false)],
+                &["a", "b", "c", "d"],
+            ),
+            "t",
+        )
+        .unwrap();
         let e = plan(&m).unwrap_err().to_string();
         assert!(e.contains("a → b → c → a"), "{e}");
         assert!(e.contains("deferred = true"), "{e}");
@@ -121,7 +157,11 @@ mod tests {
 
     #[test]
     fn a_deferred_constraint_breaks_the_cycle() {
-        let m = crate::spec::parse(&spec(&[("a", "b", false), ("b", "a", true)], &["a", "b"]), "t").unwrap();
+        let m = crate::spec::parse(
+            &spec(&[("a", "b", false), ("b", "a", true)], &["a", "b"]),
+            "t",
+        )
+        .unwrap();
         let p = plan(&m).unwrap();
         assert_eq!(names(&m, &p), vec![vec!["b"], vec!["a"]]);
     }

@@ -75,9 +75,12 @@ fn id_text(v: &Value) -> Option<String> {
 
 /// Parses one APOC line into a record.
 pub fn parse_record(line: &str) -> std::result::Result<Record, String> {
-    let l: Line = serde_json::from_str(line).map_err(|e| format!("not an APOC JSON record: {e}"))?;
+    let l: Line =
+        serde_json::from_str(line).map_err(|e| format!("not an APOC JSON record: {e}"))?;
     let id = id_text(&l.id).ok_or("`id` must be a string or a number")?;
-    let endpoint = |e: Option<LineEndpoint>, which: &str| -> std::result::Result<Option<Endpoint>, String> {
+    let endpoint = |e: Option<LineEndpoint>,
+                    which: &str|
+     -> std::result::Result<Option<Endpoint>, String> {
         match e {
             None => Ok(None),
             Some(e) => Ok(Some(Endpoint {
@@ -156,7 +159,12 @@ impl PartitionKey {
 
 /// Splits the export files into one file per needed label / relationship type under
 /// `out`. A node with several needed labels goes into each of their partitions.
-pub fn partition(source_dir: &Path, keys: &[PartitionKey], out: &Path, progress: &indicatif::ProgressBar) -> Result<Partitions> {
+pub fn partition(
+    source_dir: &Path,
+    keys: &[PartitionKey],
+    out: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<Partitions> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut writers: BTreeMap<PartitionKey, (PathBuf, BufWriter<std::fs::File>)> = BTreeMap::new();
     let mut result = Partitions::default();
@@ -171,7 +179,9 @@ pub fn partition(source_dir: &Path, keys: &[PartitionKey], out: &Path, progress:
         writers.insert(k.clone(), (path, BufWriter::with_capacity(1 << 20, f)));
     }
     let malformed_path = out.join("_source.rejects.jsonl");
-    let mut malformed = BufWriter::new(std::fs::File::create(&malformed_path).map_err(|e| Error::io(&malformed_path, e))?);
+    let mut malformed = BufWriter::new(
+        std::fs::File::create(&malformed_path).map_err(|e| Error::io(&malformed_path, e))?,
+    );
     for file in source_files(source_dir)? {
         let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
         let reader = BufReader::with_capacity(1 << 20, f);
@@ -198,7 +208,9 @@ pub fn partition(source_dir: &Path, keys: &[PartitionKey], out: &Path, progress:
             }
             for t in targets {
                 if let Some((path, w)) = writers.get_mut(&t) {
-                    w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")).map_err(|e| Error::io(path.as_path(), e))?;
+                    w.write_all(line.as_bytes())
+                        .and_then(|_| w.write_all(b"\n"))
+                        .map_err(|e| Error::io(path.as_path(), e))?;
                     *result.records.entry(t.name()).or_default() += 1;
                 }
             }
@@ -208,7 +220,9 @@ pub fn partition(source_dir: &Path, keys: &[PartitionKey], out: &Path, progress:
         w.flush().map_err(|e| Error::io(&path, e))?;
         w.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
     }
-    malformed.flush().map_err(|e| Error::io(&malformed_path, e))?;
+    malformed
+        .flush()
+        .map_err(|e| Error::io(&malformed_path, e))?;
     Ok(result)
 }
 

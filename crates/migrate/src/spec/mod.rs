@@ -22,10 +22,7 @@ pub fn load(path: &Path) -> Result<Model> {
 /// Parses and validates spec text; `origin` names it in error messages.
 pub fn parse(text: &str, origin: &str) -> Result<Model> {
     let raw: RawSpec = toml::from_str(text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| position(text, s.start))
-            .unwrap_or((1, 1));
+        let at = e.span().map(|s| position(text, s.start)).unwrap_or((1, 1));
         Error::Spec(format!(
             "{origin}:{}:{}: {}",
             at.0,

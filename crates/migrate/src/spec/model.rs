@@ -74,8 +74,14 @@ impl SourceKind {
                 end_label,
             } => format!(
                 "relationships `({})-[:{rel_type}]->({})`",
-                start_label.as_deref().map(|l| format!(":{l}")).unwrap_or_default(),
-                end_label.as_deref().map(|l| format!(":{l}")).unwrap_or_default()
+                start_label
+                    .as_deref()
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default(),
+                end_label
+                    .as_deref()
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -199,7 +205,9 @@ fn check_identifier(name: &Spanned<String>, what: &str) -> Result<(), Invalid> {
     } else {
         err(
             name.span(),
-            format!("{what} `{s}` must be 1-48 ASCII letters, digits or `_`, not starting with a digit"),
+            format!(
+                "{what} `{s}` must be 1-48 ASCII letters, digits or `_`, not starting with a digit"
+            ),
         )
     }
 }
@@ -220,7 +228,11 @@ fn resolve_columns(
                     format!(
                         "table `{table}` has no column `{}` (columns: {})",
                         n.get_ref(),
-                        known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
             })
@@ -232,7 +244,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
     if *raw.version.get_ref() != 1 {
         return err(
             raw.version.span(),
-            format!("unsupported spec version {}; this tsunagu reads version 1", raw.version.get_ref()),
+            format!(
+                "unsupported spec version {}; this tsunagu reads version 1",
+                raw.version.get_ref()
+            ),
         );
     }
     let mut settings = Settings::default();
@@ -266,7 +281,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
     for (i, t) in raw.tables.iter().enumerate() {
         check_identifier(&t.name, "table name")?;
         if table_index.insert(t.name.get_ref().clone(), i).is_some() {
-            return err(t.name.span(), format!("table `{}` is defined twice", t.name.get_ref()));
+            return err(
+                t.name.span(),
+                format!("table `{}` is defined twice", t.name.get_ref()),
+            );
         }
     }
     // First pass: columns and keys; foreign keys need every table's columns.
@@ -279,7 +297,9 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 if label.is_empty() {
                     return err(t.source.span(), "a node source needs a non-empty `label`");
                 }
-                SourceKind::Node { label: label.clone() }
+                SourceKind::Node {
+                    label: label.clone(),
+                }
             }
             RawSource::Relationship {
                 rel_type,
@@ -287,7 +307,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 end_label,
             } => {
                 if rel_type.is_empty() {
-                    return err(t.source.span(), "a relationship source needs a non-empty `rel_type`");
+                    return err(
+                        t.source.span(),
+                        "a relationship source needs a non-empty `rel_type`",
+                    );
                 }
                 SourceKind::Relationship {
                     rel_type: rel_type.clone(),
@@ -306,7 +329,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
             if index.insert(c.name.get_ref().clone(), ci).is_some() {
                 return err(
                     c.name.span(),
-                    format!("column `{}` is defined twice in table `{name}`", c.name.get_ref()),
+                    format!(
+                        "column `{}` is defined twice in table `{name}`",
+                        c.name.get_ref()
+                    ),
                 );
             }
             let ty = SqlType::parse(c.ty.get_ref()).ok_or_else(|| {
@@ -318,7 +344,11 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                     ),
                 )
             })?;
-            let from_name = c.from.as_ref().map(|f| f.get_ref().clone()).unwrap_or_else(|| c.name.get_ref().clone());
+            let from_name = c
+                .from
+                .as_ref()
+                .map(|f| f.get_ref().clone())
+                .unwrap_or_else(|| c.name.get_ref().clone());
             let from = match from_name.as_str() {
                 "_id" => FieldRef::Id,
                 "_start" | "_end" if matches!(source, SourceKind::Node { .. }) => {
@@ -329,7 +359,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 "_end" => FieldRef::End,
                 "" => {
                     let span = c.from.as_ref().map(|f| f.span()).unwrap_or(c.name.span());
-                    return err(span, "`from` must name a property, `_id`, `_start` or `_end`");
+                    return err(
+                        span,
+                        "`from` must name a property, `_id`, `_start` or `_end`",
+                    );
                 }
                 p => FieldRef::Property(p.to_string()),
             };
@@ -344,7 +377,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                     RawTransform::Prefecture => Step::Prefecture,
                     RawTransform::StripPrefecture => Step::StripPrefecture,
                     RawTransform::ParseDate(f) | RawTransform::ParseDatetime(f) if f.is_empty() => {
-                        return err(s.span(), "give at least one format, e.g. { parse_date = [\"%Y/%m/%d\"] }");
+                        return err(
+                            s.span(),
+                            "give at least one format, e.g. { parse_date = [\"%Y/%m/%d\"] }",
+                        );
                     }
                     RawTransform::ParseDate(f) => Step::ParseDate(f.clone()),
                     RawTransform::ParseDatetime(f) => Step::ParseDatetime(f.clone()),
@@ -353,7 +389,14 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
             let default = match &c.default {
                 Some(d) => {
                     if let Err(e) = crate::transform::cast(d.get_ref(), ty) {
-                        return err(d.span(), format!("default `{}` is not a valid {ty}: {}", d.get_ref(), e.detail));
+                        return err(
+                            d.span(),
+                            format!(
+                                "default `{}` is not a valid {ty}: {}",
+                                d.get_ref(),
+                                e.detail
+                            ),
+                        );
                     }
                     Some(d.get_ref().clone())
                 }
@@ -363,7 +406,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 Some(m) => {
                     for v in m.get_ref().values() {
                         if let Err(e) = crate::transform::cast(v, ty) {
-                            return err(m.span(), format!("value map target `{v}` is not a valid {ty}: {}", e.detail));
+                            return err(
+                                m.span(),
+                                format!("value map target `{v}` is not a valid {ty}: {}", e.detail),
+                            );
                         }
                     }
                     Some(m.get_ref().clone())
@@ -382,7 +428,10 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
             });
         }
         if t.primary_key.get_ref().is_empty() {
-            return err(t.primary_key.span(), format!("table `{name}` needs a primary_key (duplicates are detected on it)"));
+            return err(
+                t.primary_key.span(),
+                format!("table `{name}` needs a primary_key (duplicates are detected on it)"),
+            );
         }
         let primary_key = resolve_columns(t.primary_key.get_ref(), &name, &index)?;
         let mut unique = Vec::new();
@@ -394,7 +443,13 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
         }
         for &k in primary_key.iter().chain(unique.iter().flatten()) {
             if columns[k].ty == SqlType::Text {
-                return err(t.primary_key.span(), format!("column `{}` of type text cannot be part of a key; use varchar(N)", columns[k].name));
+                return err(
+                    t.primary_key.span(),
+                    format!(
+                        "column `{}` of type text cannot be part of a key; use varchar(N)",
+                        columns[k].name
+                    ),
+                );
             }
         }
         tables.push(Table {
@@ -423,35 +478,52 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                     format!(
                         "foreign key references unknown table `{}` (tables: {})",
                         fk.references.get_ref(),
-                        known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 )
             })?;
             let parent_columns = match &fk.ref_columns {
-                Some(rc) => resolve_columns(rc.get_ref(), &tables[parent].name, &column_indexes[parent])?,
+                Some(rc) => {
+                    resolve_columns(rc.get_ref(), &tables[parent].name, &column_indexes[parent])?
+                }
                 None => tables[parent].primary_key.clone(),
             };
             let span = fk.columns.span();
             if parent_columns.len() != columns.len() {
-                return err(span, format!(
-                    "foreign key has {} column(s) but references {} column(s) of `{}`",
-                    columns.len(), parent_columns.len(), tables[parent].name
-                ));
+                return err(
+                    span,
+                    format!(
+                        "foreign key has {} column(s) but references {} column(s) of `{}`",
+                        columns.len(),
+                        parent_columns.len(),
+                        tables[parent].name
+                    ),
+                );
             }
             let p = &tables[parent];
             if p.primary_key != parent_columns && !p.unique.contains(&parent_columns) {
-                return err(span, format!(
-                    "foreign key must reference the primary key or a unique key of `{}`",
-                    p.name
-                ));
+                return err(
+                    span,
+                    format!(
+                        "foreign key must reference the primary key or a unique key of `{}`",
+                        p.name
+                    ),
+                );
             }
             for (&c, &pc) in columns.iter().zip(&parent_columns) {
                 let (ct, pt) = (tables[ti].columns[c].ty, p.columns[pc].ty);
                 if ct != pt {
-                    return err(span, format!(
-                        "column `{}` ({ct}) must have the type of `{}.{}` ({pt})",
-                        tables[ti].columns[c].name, p.name, p.columns[pc].name
-                    ));
+                    return err(
+                        span,
+                        format!(
+                            "column `{}` ({ct}) must have the type of `{}.{}` ({pt})",
+                            tables[ti].columns[c].name, p.name, p.columns[pc].name
+                        ),
+                    );
                 }
             }
             tables[ti].foreign_keys.push(ForeignKey {

@@ -45,10 +45,12 @@ impl State {
     pub fn read(work_dir: &Path) -> Result<Option<State>> {
         let path = Self::path(work_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::State {
-                path,
-                message: format!("cannot read it ({e}); remove it and run without --resume"),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::State {
+                    path,
+                    message: format!("cannot read it ({e}); remove it and run without --resume"),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
         }
@@ -80,11 +82,23 @@ mod tests {
     fn round_trips_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(State::read(dir.path()).unwrap(), None);
-        let mut s = State { spec_fingerprint: 7, ..Default::default() };
-        s.tables.insert("t".into(), TableState { loaded: true, ..Default::default() });
+        let mut s = State {
+            spec_fingerprint: 7,
+            ..Default::default()
+        };
+        s.tables.insert(
+            "t".into(),
+            TableState {
+                loaded: true,
+                ..Default::default()
+            },
+        );
         s.write(dir.path()).unwrap();
         assert_eq!(State::read(dir.path()).unwrap(), Some(s));
         std::fs::write(State::path(dir.path()), "{").unwrap();
-        assert!(State::read(dir.path()).unwrap_err().to_string().contains("without --resume"));
+        assert!(State::read(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("without --resume"));
     }
 }

@@ -168,10 +168,21 @@ fn parse_datetime(v: &str, formats: &[String]) -> Result<String, Rejection> {
 
 /// Checks a value against a column type and returns its canonical SQL text.
 pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
-    let bad = |what: &str| Rejection::new(RejectKind::BadType, format!("`{}` is not {what}", shorten(v)));
+    let bad = |what: &str| {
+        Rejection::new(
+            RejectKind::BadType,
+            format!("`{}` is not {what}", shorten(v)),
+        )
+    };
     match ty {
-        SqlType::BigInt => v.parse::<i64>().map(|n| n.to_string()).map_err(|_| bad("a bigint")),
-        SqlType::Int => v.parse::<i32>().map(|n| n.to_string()).map_err(|_| bad("an int")),
+        SqlType::BigInt => v
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad("a bigint")),
+        SqlType::Int => v
+            .parse::<i32>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad("an int")),
         SqlType::Boolean => match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("1".into()),
             "false" | "0" | "no" => Ok("0".into()),
@@ -202,7 +213,9 @@ pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
             Ok(d) if (1000..=9999).contains(&chrono::Datelike::year(&d)) => {
                 Ok(d.format("%Y-%m-%d").to_string())
             }
-            _ => Err(bad("a date (YYYY-MM-DD, years 1000-9999; use parse_date for other formats)")),
+            _ => Err(bad(
+                "a date (YYYY-MM-DD, years 1000-9999; use parse_date for other formats)",
+            )),
         },
         SqlType::DateTime => {
             let parsed = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
@@ -255,7 +268,10 @@ pub fn column_value(column: &Column, raw: Option<String>) -> Result<Option<Strin
         v = column.default.clone();
     }
     match v {
-        None if column.required => Err(Rejection::new(RejectKind::MissingRequired, "required value is missing")),
+        None if column.required => Err(Rejection::new(
+            RejectKind::MissingRequired,
+            "required value is missing",
+        )),
         None => Ok(None),
         Some(v) => cast(&v, column.ty).map(Some),
     }

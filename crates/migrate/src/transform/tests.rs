@@ -22,14 +22,23 @@ fn s(v: &str) -> Option<String> {
 #[test]
 fn steps() {
     assert_eq!(apply(&Step::Trim, s("\u{3000} a b \n")).unwrap(), s("a b"));
-    assert_eq!(apply(&Step::Nfkc, s("ＡＢＣ１２３ｱｲ")).unwrap(), s("ABC123アイ"));
+    assert_eq!(
+        apply(&Step::Nfkc, s("ＡＢＣ１２３ｱｲ")).unwrap(),
+        s("ABC123アイ")
+    );
     assert_eq!(apply(&Step::NullIfEmpty, s("")).unwrap(), None);
     assert_eq!(apply(&Step::NullIfEmpty, s(" ")).unwrap(), s(" "));
     assert_eq!(apply(&Step::Lower, s("A@B.JP")).unwrap(), s("a@b.jp"));
     assert_eq!(apply(&Step::Upper, s("ab")).unwrap(), s("AB"));
-    assert_eq!(apply(&Step::Prefecture, s("東京都港区")).unwrap(), s("東京都"));
+    assert_eq!(
+        apply(&Step::Prefecture, s("東京都港区")).unwrap(),
+        s("東京都")
+    );
     assert_eq!(apply(&Step::Prefecture, s("札幌市")).unwrap(), None);
-    assert_eq!(apply(&Step::StripPrefecture, s("東京都港区")).unwrap(), s("港区"));
+    assert_eq!(
+        apply(&Step::StripPrefecture, s("東京都港区")).unwrap(),
+        s("港区")
+    );
     assert_eq!(apply(&Step::Trim, None).unwrap(), None);
 }
 
@@ -40,24 +49,51 @@ fn dates() {
     assert_eq!(apply(&d, s("2001-04-01")).unwrap(), s("2001-04-01"));
     assert_eq!(apply(&d, s("不明")).unwrap_err().kind, RejectKind::BadType);
     let t = Step::ParseDatetime(vec!["rfc3339".into(), "%Y/%m/%d %H:%M".into()]);
-    assert_eq!(apply(&t, s("2024-01-15T10:00:00+09:00")).unwrap(), s("2024-01-15 01:00:00"));
-    assert_eq!(apply(&t, s("2024/01/15 10:05")).unwrap(), s("2024-01-15 10:05:00"));
+    assert_eq!(
+        apply(&t, s("2024-01-15T10:00:00+09:00")).unwrap(),
+        s("2024-01-15 01:00:00")
+    );
+    assert_eq!(
+        apply(&t, s("2024/01/15 10:05")).unwrap(),
+        s("2024-01-15 10:05:00")
+    );
     assert_eq!(apply(&t, s("昨日")).unwrap_err().kind, RejectKind::BadType);
 }
 
 #[test]
 fn casts_check_and_canonicalize() {
     assert_eq!(cast("007", SqlType::BigInt).unwrap(), "7");
-    assert_eq!(cast("1,000万", SqlType::BigInt).unwrap_err().kind, RejectKind::BadType);
-    assert_eq!(cast("3000000000", SqlType::Int).unwrap_err().kind, RejectKind::BadType);
+    assert_eq!(
+        cast("1,000万", SqlType::BigInt).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(
+        cast("3000000000", SqlType::Int).unwrap_err().kind,
+        RejectKind::BadType
+    );
     assert_eq!(cast("YES", SqlType::Boolean).unwrap(), "1");
     assert_eq!(cast("false", SqlType::Boolean).unwrap(), "0");
     assert_eq!(cast("あいう", SqlType::Varchar(3)).unwrap(), "あいう");
-    assert_eq!(cast("あいうえ", SqlType::Varchar(3)).unwrap_err().kind, RejectKind::TooLong);
-    assert_eq!(cast("2024-02-30", SqlType::Date).unwrap_err().kind, RejectKind::BadType);
-    assert_eq!(cast("0999-01-01", SqlType::Date).unwrap_err().kind, RejectKind::BadType);
-    assert_eq!(cast("2024-01-15T10:00:00Z", SqlType::DateTime).unwrap(), "2024-01-15 10:00:00");
-    assert_eq!(cast(&"x".repeat(65_536), SqlType::Text).unwrap_err().kind, RejectKind::TooLong);
+    assert_eq!(
+        cast("あいうえ", SqlType::Varchar(3)).unwrap_err().kind,
+        RejectKind::TooLong
+    );
+    assert_eq!(
+        cast("2024-02-30", SqlType::Date).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(
+        cast("0999-01-01", SqlType::Date).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(
+        cast("2024-01-15T10:00:00Z", SqlType::DateTime).unwrap(),
+        "2024-01-15 10:00:00"
+    );
+    assert_eq!(
+        cast(&"x".repeat(65_536), SqlType::Text).unwrap_err().kind,
+        RejectKind::TooLong
+    );
 }
 
 #[test]
@@ -65,10 +101,16 @@ fn column_pipeline_order() {
     let mut c = column(SqlType::Varchar(8), vec![Step::Trim, Step::NullIfEmpty]);
     c.map = Some([("商談中".to_string(), "open".to_string())].into());
     assert_eq!(column_value(&c, s(" 商談中 ")).unwrap(), s("open"));
-    assert_eq!(column_value(&c, s("保留")).unwrap_err().kind, RejectKind::UnknownValue);
+    assert_eq!(
+        column_value(&c, s("保留")).unwrap_err().kind,
+        RejectKind::UnknownValue
+    );
     assert_eq!(column_value(&c, s("  ")).unwrap(), None);
     c.required = true;
-    assert_eq!(column_value(&c, s("  ")).unwrap_err().kind, RejectKind::MissingRequired);
+    assert_eq!(
+        column_value(&c, s("  ")).unwrap_err().kind,
+        RejectKind::MissingRequired
+    );
     c.default = s("open");
     assert_eq!(column_value(&c, None).unwrap(), s("open"));
 }

@@ -77,9 +77,9 @@ pub async fn table_checksum(target: &Target, table: &Table, name: &str) -> Resul
     let mut conn = target.conn().await?;
     let row: Option<(u64, String)> = conn.query_first(checksum_sql(table, name)).await?;
     let (count, sum) = row.unwrap_or((0, "0".into()));
-    let sum = sum
-        .parse::<u64>()
-        .map_err(|e| crate::Error::Verify(format!("checksum of `{name}` is not a number ({sum}): {e}")))?;
+    let sum = sum.parse::<u64>().map_err(|e| {
+        crate::Error::Verify(format!("checksum of `{name}` is not a number ({sum}): {e}"))
+    })?;
     Ok((count, sum))
 }
 
@@ -97,7 +97,12 @@ pub async fn foreign_key_violations(target: &Target, model: &Model) -> Result<Ve
                 .map(|(&c, &pc)| format!("p.`{}` = c.`{}`", p.columns[pc].name, t.columns[c].name))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            let not_null = fk.columns.iter().map(|&c| format!("c.`{}` IS NOT NULL", t.columns[c].name)).collect::<Vec<_>>().join(" AND ");
+            let not_null = fk
+                .columns
+                .iter()
+                .map(|&c| format!("c.`{}` IS NOT NULL", t.columns[c].name))
+                .collect::<Vec<_>>()
+                .join(" AND ");
             let sql = format!(
                 "SELECT COUNT(*) FROM `{}` c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM `{}` p WHERE {on})",
                 t.name, p.name
@@ -105,7 +110,11 @@ pub async fn foreign_key_violations(target: &Target, model: &Model) -> Result<Ve
             let n: Option<u64> = conn.query_first(sql).await?;
             out.push(FkCheck {
                 table: t.name.clone(),
-                columns: fk.columns.iter().map(|&c| t.columns[c].name.clone()).collect(),
+                columns: fk
+                    .columns
+                    .iter()
+                    .map(|&c| t.columns[c].name.clone())
+                    .collect(),
                 references: p.name.clone(),
                 violations: n.unwrap_or(0),
             });
@@ -121,10 +130,21 @@ pub fn render(report: &Report) -> String {
         "table", "read", "written", "rejected", "in target", "export s", "load s", "checksum"
     );
     for (name, t) in &report.tables {
-        let same = if t.checksum == t.target_checksum { "=" } else { "≠" };
+        let same = if t.checksum == t.target_checksum {
+            "="
+        } else {
+            "≠"
+        };
         s.push_str(&format!(
             "{:<24} {:>11} {:>11} {:>9} {:>11} {:>9.1} {:>9.1}  {} {same} target\n",
-            name, t.read, t.written, t.rejected, t.target_count, t.export_seconds, t.load_seconds, t.checksum
+            name,
+            t.read,
+            t.written,
+            t.rejected,
+            t.target_count,
+            t.export_seconds,
+            t.load_seconds,
+            t.checksum
         ));
     }
     if report.source_malformed > 0 {
@@ -133,9 +153,17 @@ pub fn render(report: &Report) -> String {
     s.push_str(&format!(
         "foreign key violations: {}; {} in {:.1} s{}\n",
         report.fk_violations,
-        if report.ok { "verified" } else { "VERIFICATION FAILED" },
+        if report.ok {
+            "verified"
+        } else {
+            "VERIFICATION FAILED"
+        },
         report.seconds,
-        if report.problems.is_empty() { String::new() } else { format!(": {}", report.problems.join("; ")) }
+        if report.problems.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", report.problems.join("; "))
+        }
     ));
     s
 }
