@@ -21,7 +21,11 @@ start() {
   mariadb-install-db --no-defaults --user=root --datadir="$D/data" \
     --auth-root-authentication-method=normal --skip-test-db >"$D/install.log" 2>&1
   local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    # A refused connection means nothing listens there.
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  done
   mariadbd --no-defaults --user=root --datadir="$D/data" --socket="$D/sock" --pid-file="$D/pid" \
     --bind-address=127.0.0.1 --port="$port" --local-infile=1 --skip-name-resolve \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
