@@ -12,6 +12,7 @@ use crate::export::{self, chunk_path, ChunkReady, ExportPaths, ExportStats, KeyS
 use crate::load::{self, Target};
 use crate::plan::{self, Plan};
 use crate::source::apoc::{self, PartitionKey};
+use crate::source::bolt::{self, BoltOptions};
 use crate::spec::{self, Model};
 use crate::state::{State, TableState};
 use crate::verify::{self, Report, TableReport};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub spec: PathBuf,
+    /// A directory of APOC JSON-lines files, or `bolt://[USER:PASSWORD@]HOST:PORT[/DB]`.
     pub source: PathBuf,
     pub target: String,
     pub report: PathBuf,
@@ -102,7 +104,22 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         model.settings.max_reject_share = m;
     }
     let plan = plan::plan(&model)?;
-    let source = std::fs::canonicalize(&opts.source).map_err(|e| Error::io(&opts.source, e))?;
+    let bolt = opts
+        .source
+        .to_str()
+        .filter(|s| s.starts_with("bolt://") || s.starts_with("neo4j://"))
+        .map(BoltOptions::parse)
+        .transpose()?;
+    let source = match &bolt {
+        // Recorded without credentials.
+        Some(b) => PathBuf::from(format!(
+            "bolt://{}:{}/{}",
+            b.host,
+            b.port,
+            b.database.as_deref().unwrap_or("")
+        )),
+        None => std::fs::canonicalize(&opts.source).map_err(|e| Error::io(&opts.source, e))?,
+    };
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| Error::io(&opts.work_dir, e))?;
     let state = if opts.resume {
         let s = State::read(&opts.work_dir)?.ok_or_else(|| Error::State {
@@ -165,9 +182,13 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
             ));
             let src = source.clone();
             let pb2 = pb.clone();
-            let p = tokio::task::spawn_blocking(move || apoc::partition(&src, &keys, &out, &pb2))
-                .await
-                .map_err(|e| Error::Other(format!("partition task: {e}")))??;
+            let bolt = bolt.clone();
+            let p = tokio::task::spawn_blocking(move || match bolt {
+                Some(b) => bolt::fetch(&b, &keys, &out, &pb2),
+                None => apoc::partition(&src, &keys, &out, &pb2),
+            })
+            .await
+            .map_err(|e| Error::Other(format!("partition task: {e}")))??;
             pb.finish();
             p
         }

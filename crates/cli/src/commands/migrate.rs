@@ -49,7 +49,8 @@ pub struct RunArgs {
     /// The migration spec (TOML).
     #[arg(long)]
     pub spec: PathBuf,
-    /// Directory of APOC JSON-lines export files (*.json, *.jsonl).
+    /// Directory of APOC JSON-lines export files (*.json, *.jsonl), or a live graph at
+    /// bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE] (read with keyset paging).
     #[arg(long)]
     pub source: PathBuf,
     /// Target database, mysql://USER[:PASSWORD]@HOST:PORT/DB (created if missing).

@@ -4,8 +4,11 @@
 //! `{jsonFormat: 'JSON_LINES'}`): one object per line, nodes as
 //! `{"type":"node","id":..,"labels":[..],"properties":{..}}` and relationships as
 //! `{"type":"relationship","id":..,"label":..,"properties":{..},"start":{"id":..,"labels":[..]},"end":{..}}`.
+//! [`bolt`] reads a live Neo4j (or any Bolt 4.4/5.x server) with keyset paging and writes
+//! the same format, so everything after the source step is shared.
 
 pub mod apoc;
+pub mod bolt;
 
 use serde_json::{Map, Value};
 
