@@ -369,8 +369,9 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             })
             .await
             .map_err(|e| Error::Other(format!("export task: {e}")))?;
-            r.and_then(|(stats, keys)| {
+            r.and_then(|(stats, mut keys)| {
                 if ctx.referenced.contains(&ti) {
+                    keep_referenced_keys(&ctx.model, ti, &mut keys);
                     ctx.keys
                         .lock()
                         .map_err(|_| Error::Other("keys lock poisoned".into()))?
@@ -416,6 +417,27 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     })
 }
 
+/// Frees the key sets of a table that no foreign key references (only their duplicate
+/// check needed them).
+fn keep_referenced_keys(model: &Model, ti: usize, keys: &mut KeySet) {
+    let table = &model.tables[ti];
+    let used = |cols: &[usize]| {
+        model
+            .tables
+            .iter()
+            .flat_map(|t| &t.foreign_keys)
+            .any(|fk| !fk.deferred && fk.parent == ti && fk.parent_columns == cols)
+    };
+    if !used(&table.primary_key) {
+        keys.primary = Default::default();
+    }
+    for (u, set) in table.unique.iter().zip(keys.unique.iter_mut()) {
+        if !used(u) {
+            *set = Default::default();
+        }
+    }
+}
+
 /// Makes the keys of an already exported table available to its children.
 async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)]) -> Result<()> {
     if !ctx.referenced.contains(&ti) {
@@ -424,9 +446,10 @@ async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)
     let table = ctx.model.tables[ti].clone();
     let dir = dir.to_path_buf();
     let chunks = chunks.to_vec();
-    let keys = tokio::task::spawn_blocking(move || export::rebuild_keys(&table, &dir, &chunks))
+    let mut keys = tokio::task::spawn_blocking(move || export::rebuild_keys(&table, &dir, &chunks))
         .await
         .map_err(|e| Error::Other(format!("key rebuild task: {e}")))??;
+    keep_referenced_keys(&ctx.model, ti, &mut keys);
     ctx.keys
         .lock()
         .map_err(|_| Error::Other("keys lock poisoned".into()))?
