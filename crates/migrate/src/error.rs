@@ -45,6 +45,9 @@ pub enum Error {
     State { path: PathBuf, message: String },
     #[error("verification failed: {0}")]
     Verify(String),
+    /// A table this one depends on failed (its own error is reported instead).
+    #[error("a table this one depends on failed")]
+    Upstream,
     #[error("{0}")]
     Other(String),
 }

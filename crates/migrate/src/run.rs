@@ -55,6 +55,9 @@ struct Ctx {
     keys: Mutex<HashMap<usize, Arc<KeySet>>>,
     /// Tables whose keys a child needs for its foreign key checks.
     referenced: HashSet<usize>,
+    /// Per table: `Some(true)` once exported (resp. loaded), `Some(false)` if it failed.
+    exported: Vec<tokio::sync::watch::Sender<Option<bool>>>,
+    loaded: Vec<tokio::sync::watch::Sender<Option<bool>>>,
     progress: MultiProgress,
 }
 
@@ -83,6 +86,31 @@ impl Ctx {
     fn rejects_file(&self, table: &str) -> PathBuf {
         self.work_dir.join("rejects").join(format!("{table}.jsonl"))
     }
+}
+
+/// Waits until every non-deferred parent of `ti` has reached a step.
+async fn wait_parents(
+    ctx: &Ctx,
+    ti: usize,
+    step: &[tokio::sync::watch::Sender<Option<bool>>],
+) -> Result<()> {
+    let parents: HashSet<usize> = ctx.model.tables[ti]
+        .foreign_keys
+        .iter()
+        .filter(|fk| !fk.deferred && fk.parent != ti)
+        .map(|fk| fk.parent)
+        .collect();
+    for p in parents {
+        let mut rx = step[p].subscribe();
+        let state = *rx
+            .wait_for(|v| v.is_some())
+            .await
+            .map_err(|_| Error::Upstream)?;
+        if state != Some(true) {
+            return Err(Error::Upstream);
+        }
+    }
+    Ok(())
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -216,6 +244,16 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         state: Mutex::new(state),
         keys: Mutex::new(HashMap::new()),
         referenced,
+        exported: model
+            .tables
+            .iter()
+            .map(|_| tokio::sync::watch::channel(None).0)
+            .collect(),
+        loaded: model
+            .tables
+            .iter()
+            .map(|_| tokio::sync::watch::channel(None).0)
+            .collect(),
         progress: progress.clone(),
     });
     let snapshot = ctx.snapshot()?;
@@ -231,28 +269,40 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     if !swapped {
         load::prepare(&target, &model, &plan, !opts.resume).await?;
         // 3. Export and load, level by level.
-        for level in &plan.levels {
-            let tasks: Vec<_> = level
-                .iter()
-                .map(|&ti| {
-                    let ctx = ctx.clone();
-                    let partitions = partitions.clone();
-                    tokio::spawn(async move { migrate_table(ctx, ti, &partitions).await })
+        // Every table runs as its own task: its export starts when its parents are
+        // exported (their keys are known), its loads when its parents are loaded, so one
+        // level's loading overlaps the next level's export.
+        let tasks: Vec<_> = plan
+            .order()
+            .map(|ti| {
+                let ctx = ctx.clone();
+                let partitions = partitions.clone();
+                tokio::spawn(async move {
+                    let r = migrate_table(ctx.clone(), ti, &partitions).await;
+                    if r.is_err() {
+                        ctx.exported[ti].send_replace(Some(false));
+                        ctx.loaded[ti].send_replace(Some(false));
+                    }
+                    r
                 })
-                .collect();
-            let mut first_error = None;
-            for t in tasks {
-                let r = t
-                    .await
-                    .map_err(|e| Error::Other(format!("table task: {e}")))
-                    .and_then(|r| r);
-                if let Err(e) = r {
+            })
+            .collect();
+        let mut first_error = None;
+        for t in tasks {
+            let r = t
+                .await
+                .map_err(|e| Error::Other(format!("table task: {e}")))
+                .and_then(|r| r);
+            match r {
+                Err(Error::Upstream) => {}
+                Err(e) => {
                     first_error.get_or_insert(e);
                 }
+                Ok(()) => {}
             }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         load::add_deferred_foreign_keys(&target, &model).await?;
         ctx.update(|s| s.swapping = true)?;
@@ -278,7 +328,10 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         .unwrap_or_default();
     let chunk_dir = ctx.chunk_dir(&name);
     if let (true, Some(stats)) = (tstate.loaded, &tstate.exported) {
-        return ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await;
+        ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await?;
+        ctx.exported[ti].send_replace(Some(true));
+        ctx.loaded[ti].send_replace(Some(true));
+        return Ok(());
     }
     let key = PartitionKey::of(&table.source).name();
     let input = partitions
@@ -295,13 +348,15 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     pb.set_message("0");
 
     let already = load::loaded_chunks(&ctx.target, &name).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkReady>(2);
+    // Chunk files wait on disk, so the exporter never waits for the loader.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ChunkReady>();
     let loader = {
-        let target = ctx.target.clone();
+        let ctx = ctx.clone();
         let table = table.clone();
         let pb = pb.clone();
         tokio::spawn(async move {
-            let mut conn = target.conn().await?;
+            wait_parents(&ctx, ti, &ctx.loaded).await?;
+            let mut conn = ctx.target.conn().await?;
             let mut busy = std::time::Duration::ZERO;
             let mut loaded_rows = 0u64;
             while let Some(chunk) = rx.recv().await {
@@ -328,7 +383,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                     path: chunk_path(&chunk_dir, index),
                     rows,
                 };
-                if tx.send(chunk).await.is_err() {
+                if tx.send(chunk).is_err() {
                     break;
                 }
             }
@@ -338,6 +393,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                 .map(|_| stats)
         }
         None => {
+            wait_parents(&ctx, ti, &ctx.exported).await?;
             if chunk_dir.exists() {
                 std::fs::remove_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
             }
@@ -361,7 +417,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                     paths,
                     &parents,
                     |chunk| {
-                        tx.blocking_send(chunk)
+                        tx.send(chunk)
                             .map_err(|_| Error::Other("the loader stopped".into()))
                     },
                     &pb2,
@@ -381,11 +437,15 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             })
         }
     };
+    if export_result.is_ok() {
+        ctx.exported[ti].send_replace(Some(true));
+    }
     let load_result = loader
         .await
         .map_err(|e| Error::Other(format!("loader task: {e}")))?;
     let load_seconds = load_result?;
     let stats = export_result?;
+    ctx.loaded[ti].send_replace(Some(true));
     pb.finish();
     let share = if stats.read == 0 {
         0.0
