@@ -124,24 +124,14 @@ pub fn create_table_sql(
             )
         })
         .collect();
-    let cols = |idx: &[usize]| {
-        idx.iter()
-            .map(|&i| format!("`{}`", table.columns[i].name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let cols = |idx: &[usize]| table.quoted_columns(idx);
     parts.push(format!("PRIMARY KEY ({})", cols(&table.primary_key)));
     for u in &table.unique {
         parts.push(format!("UNIQUE KEY ({})", cols(u)));
     }
     for fk in table.foreign_keys.iter().filter(|fk| !fk.deferred) {
         let parent = &model.tables[fk.parent];
-        let pcols = fk
-            .parent_columns
-            .iter()
-            .map(|&i| format!("`{}`", parent.columns[i].name))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let pcols = parent.quoted_columns(&fk.parent_columns);
         parts.push(format!(
             "FOREIGN KEY ({}) REFERENCES `{}` ({})",
             cols(&fk.columns),
@@ -306,18 +296,8 @@ pub async fn add_deferred_foreign_keys(target: &Target, model: &Model) -> Result
                 continue;
             }
             let parent = &model.tables[fk.parent];
-            let cols = fk
-                .columns
-                .iter()
-                .map(|&i| format!("`{}`", t.columns[i].name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let pcols = fk
-                .parent_columns
-                .iter()
-                .map(|&i| format!("`{}`", parent.columns[i].name))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let cols = t.quoted_columns(&fk.columns);
+            let pcols = parent.quoted_columns(&fk.parent_columns);
             conn.query_drop(format!(
                 "ALTER TABLE `{}` ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) REFERENCES `{}` ({pcols})",
                 stage_name(&t.name),

@@ -50,6 +50,14 @@ impl Table {
     pub fn column_names(&self) -> Vec<&str> {
         self.columns.iter().map(|c| c.name.as_str()).collect()
     }
+
+    /// The backquoted names of the columns at `cols`, comma-separated, for SQL.
+    pub fn quoted_columns(&self, cols: &[usize]) -> String {
+        cols.iter()
+            .map(|&i| format!("`{}`", self.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
