@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Graph → relational migration: generate a fixture, plan from a spec, run into MySQL.
+    Migrate {
+        #[command(subcommand)]
+        command: crate::commands::migrate::MigrateCommand,
+    },
 }
 
 #[derive(Debug, Args)]

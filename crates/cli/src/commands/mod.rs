@@ -4,6 +4,7 @@
 mod backfill;
 pub mod demo;
 mod dlq;
+pub mod migrate;
 mod reconcile;
 mod replicate;
 mod search;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
             tenant::run(&config, command)
         }
+        Command::Migrate { command } => migrate::run(command).await,
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;

@@ -1,0 +1,438 @@
+//! `tsunagu migrate` against a real MariaDB: full run with counts, rejects, checksums and
+//! foreign keys checked in the database; idempotent re-run; a run killed mid-way then
+//! resumed; a failing load and a reject threshold both leaving the previous tables
+//! intact. The server comes from `scripts/test-peers/mariadb.sh` (run by `.ci/run`);
+//! without `TSUNAGU_TEST_MYSQL_URL` these tests say so and pass without running.
+
+use mysql_async::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tsunagu_migrate::fixture::{generate, Expected, FixtureOptions};
+use tsunagu_migrate::run::{run, RunOptions};
+use tsunagu_migrate::verify::Report;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
+
+fn spec_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/migration/sales.toml")
+}
+
+/// A fresh database for one test, or `None` (with a message) when no server is set.
+async fn database(name: &str) -> Option<String> {
+    let Ok(base) = std::env::var("TSUNAGU_TEST_MYSQL_URL") else {
+        eprintln!("skipped: needs MariaDB; set TSUNAGU_TEST_MYSQL_URL=mysql://root@127.0.0.1:PORT/DB (eval \"$(scripts/test-peers/mariadb.sh start)\")");
+        return None;
+    };
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("TSUNAGU_TEST_MYSQL_URL ends with /DB");
+    let mut conn = mysql_async::Conn::from_url(format!("{server}/mysql"))
+        .await
+        .unwrap();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    Some(format!("{server}/{name}"))
+}
+
+async fn query_u64(url: &str, sql: &str) -> u64 {
+    let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
+    let n: Option<u64> = conn.query_first(sql).await.unwrap();
+    conn.disconnect().await.unwrap();
+    n.unwrap_or(0)
+}
+
+/// The tables of a database (none while it does not exist yet).
+async fn tables(url: &str) -> BTreeSet<String> {
+    let Ok(mut conn) = mysql_async::Conn::from_url(url).await else {
+        return BTreeSet::new();
+    };
+    let names: Vec<String> = conn.query("SHOW TABLES").await.unwrap();
+    conn.disconnect().await.unwrap();
+    names.into_iter().collect()
+}
+
+fn expected(dir: &Path) -> BTreeMap<String, Expected> {
+    std::fs::read_to_string(dir.join("expected.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let n = |i: usize| f[i].parse::<u64>().unwrap();
+            (
+                f[0].to_string(),
+                Expected {
+                    read: n(1),
+                    written: n(2),
+                    rejected: n(3),
+                },
+            )
+        })
+        .collect()
+}
+
+fn rejects(work: &Path) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(work.join("rejects")).unwrap() {
+        let path = entry.unwrap().path();
+        let table = path.file_stem().unwrap().to_str().unwrap().to_string();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            out.insert((
+                table.clone(),
+                v["id"].as_str().unwrap().to_string(),
+                v["reason"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn injected(dir: &Path) -> BTreeSet<(String, String, String)> {
+    std::fs::read_to_string(dir.join("injected.tsv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+fn options(dir: &Path, spec: &Path, source: &Path, url: &str, name: &str) -> RunOptions {
+    let report = dir.join(format!("{name}.json"));
+    RunOptions {
+        spec: spec.to_path_buf(),
+        source: source.to_path_buf(),
+        target: url.to_string(),
+        work_dir: RunOptions::default_work_dir(&report),
+        report,
+        resume: false,
+        max_reject_share: None,
+        progress: false,
+    }
+}
+
+/// Counts and checksums per table, without timings.
+fn outcome(r: &Report) -> BTreeMap<String, (u64, u64, u64, String, u64, String)> {
+    r.tables
+        .iter()
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                (
+                    t.read,
+                    t.written,
+                    t.rejected,
+                    t.checksum.clone(),
+                    t.target_count,
+                    t.target_checksum.clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_run_loads_exactly_the_valid_rows_and_a_rerun_is_idempotent() {
+    let Some(url) = database("tsunagu_t_full").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("fixture");
+    generate(
+        &fixture,
+        &FixtureOptions {
+            rows: 8_000,
+            invalid_share: 0.06,
+            seed: 11,
+        },
+    )
+    .unwrap();
+    let opts = options(dir.path(), &spec_path(), &fixture, &url, "report");
+    let report = run(&opts).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.fk_violations, 0);
+    let want = expected(&fixture);
+    assert_eq!(
+        report.tables.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (name, t) in &report.tables {
+        let e = &want[name];
+        assert_eq!(
+            (t.read, t.written, t.rejected),
+            (e.read, e.written, e.rejected),
+            "{name}"
+        );
+        assert_eq!(t.checksum, t.target_checksum, "{name}");
+        // Counted again straight from the database.
+        assert_eq!(
+            query_u64(&url, &format!("SELECT COUNT(*) FROM `{name}`")).await,
+            e.written,
+            "{name}"
+        );
+    }
+    assert_eq!(rejects(&opts.work_dir), injected(&fixture));
+    // Foreign keys checked independently of the report.
+    for (child, col, parent) in [
+        ("deals", "company_id", "companies"),
+        ("activity_logs", "deal_id", "deals"),
+        ("deal_tags", "tag_id", "tags"),
+        ("sales_list_deals", "sales_list_id", "sales_lists"),
+    ] {
+        let orphans = query_u64(&url, &format!("SELECT COUNT(*) FROM `{child}` c LEFT JOIN `{parent}` p ON p.id = c.{col} WHERE p.id IS NULL")).await;
+        assert_eq!(orphans, 0, "{child}.{col}");
+    }
+    // Transforms reached the database: prefecture split off, value map applied.
+    assert!(query_u64(&url, "SELECT COUNT(*) FROM companies WHERE prefecture IS NOT NULL AND address LIKE CONCAT(prefecture, '%')").await == 0);
+    assert!(
+        query_u64(
+            &url,
+            "SELECT COUNT(*) FROM companies WHERE prefecture = '東京都'"
+        )
+        .await
+            > 0
+    );
+    assert_eq!(
+        query_u64(
+            &url,
+            "SELECT COUNT(*) FROM deals WHERE status NOT IN ('open', 'won', 'lost')"
+        )
+        .await,
+        0
+    );
+    let left: BTreeSet<String> = tables(&url).await;
+    assert!(
+        left.iter()
+            .all(|t| !t.ends_with("__tsunagu_stage") && !t.ends_with("__tsunagu_old")),
+        "{left:?}"
+    );
+    let on_disk: Report = serde_json::from_slice(&std::fs::read(&opts.report).unwrap()).unwrap();
+    assert_eq!(outcome(&on_disk), outcome(&report));
+
+    // Run again from scratch: same rows, same checksums, nothing doubled.
+    let again = run(&opts).await.unwrap();
+    assert!(again.ok, "{:?}", again.problems);
+    assert_eq!(outcome(&again), outcome(&report));
+    assert_eq!(
+        query_u64(&url, "SELECT COUNT(*) FROM activity_logs").await,
+        want["activity_logs"].written
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_without_duplicates_or_losses() {
+    let Some(url) = database("tsunagu_t_resume").await else {
+        return;
+    };
+    let Some(reference_url) = database("tsunagu_t_resume_ref").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("fixture");
+    generate(
+        &fixture,
+        &FixtureOptions {
+            rows: 30_000,
+            invalid_share: 0.05,
+            seed: 5,
+        },
+    )
+    .unwrap();
+    // Small chunks, so the run is killed between many committed chunks.
+    let spec = dir.path().join("spec.toml");
+    let text = std::fs::read_to_string(spec_path())
+        .unwrap()
+        .replace("chunk_rows = 100000", "chunk_rows = 150");
+    std::fs::write(&spec, text).unwrap();
+    let reference = run(&options(
+        dir.path(),
+        &spec,
+        &fixture,
+        &reference_url,
+        "reference",
+    ))
+    .await
+    .unwrap();
+    assert!(reference.ok);
+
+    let report = dir.path().join("killed.json");
+    let args = |resume: bool| {
+        let mut a = vec![
+            "migrate",
+            "run",
+            "--quiet",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--source",
+            fixture.to_str().unwrap(),
+            "--target",
+            &url,
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        if resume {
+            a.push("--resume");
+        }
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let mut child = std::process::Command::new(BIN)
+        .args(args(false))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed; use a larger fixture"
+        );
+        let loaded = if tables(&url).await.contains("_tsunagu_migrate_chunks") {
+            query_u64(
+                &url,
+                "SELECT COUNT(*) FROM _tsunagu_migrate_chunks WHERE table_name = 'activity_logs'",
+            )
+            .await
+        } else {
+            0
+        };
+        if loaded >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no chunk loaded in time");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup at all
+    child.wait().unwrap();
+    assert!(
+        tables(&url).await.contains("activity_logs__tsunagu_stage"),
+        "killed mid-load"
+    );
+
+    let status = std::process::Command::new(BIN)
+        .args(args(true))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let resumed: Report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(resumed.ok, "{:?}", resumed.problems);
+    assert!(resumed.resumed);
+    assert_eq!(outcome(&resumed), outcome(&reference));
+    for (name, t) in &resumed.tables {
+        assert_eq!(
+            query_u64(&url, &format!("SELECT COUNT(*) FROM `{name}`")).await,
+            t.written,
+            "{name}"
+        );
+    }
+}
+
+/// Writes an APOC export of tags.
+fn tags_source(dir: &Path, names: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let lines: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| serde_json::json!({"type": "node", "id": i.to_string(), "labels": ["Tag"], "properties": {"name": n}}).to_string())
+        .collect();
+    std::fs::write(dir.join("export.json"), lines.join("\n")).unwrap();
+    dir.to_path_buf()
+}
+
+const TAGS_SPEC: &str = r#"version = 1
+[[tables]]
+name = "tags"
+source = { type = "node", label = "Tag" }
+primary_key = ["id"]
+unique = [["name"]]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "name", type = "varchar(20)", required = true },
+]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_warning_fails_the_run_and_keeps_the_old_tables() {
+    let Some(url) = database("tsunagu_t_warn").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("tags.toml");
+    std::fs::write(&spec, TAGS_SPEC).unwrap();
+    let good = tags_source(&dir.path().join("good"), &["重要", "新規"]);
+    let first = run(&options(dir.path(), &spec, &good, &url, "first"))
+        .await
+        .unwrap();
+    assert!(first.ok);
+    // "a" and "a " are different to the exporter but the same key to MariaDB's PAD SPACE
+    // collation: LOAD DATA LOCAL would skip the second row with a mere warning.
+    let bad = tags_source(&dir.path().join("bad"), &["a", "a ", "b"]);
+    let err = run(&options(dir.path(), &spec, &bad, &url, "second"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("warning") && err.contains("Duplicate entry"),
+        "{err}"
+    );
+    let mut conn = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
+    let names: Vec<String> = conn
+        .query("SELECT name FROM tags ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["重要", "新規"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reject_threshold_aborts_before_the_swap() {
+    let Some(url) = database("tsunagu_t_threshold").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean");
+    generate(
+        &clean,
+        &FixtureOptions {
+            rows: 2_000,
+            invalid_share: 0.0,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let first = run(&options(dir.path(), &spec_path(), &clean, &url, "first"))
+        .await
+        .unwrap();
+    assert!(first.ok);
+    assert!(first.tables.values().all(|t| t.rejected == 0));
+    let dirty = dir.path().join("dirty");
+    generate(
+        &dirty,
+        &FixtureOptions {
+            rows: 2_000,
+            invalid_share: 0.3,
+            seed: 2,
+        },
+    )
+    .unwrap();
+    let mut opts = options(dir.path(), &spec_path(), &dirty, &url, "second");
+    opts.max_reject_share = Some(0.1);
+    let err = run(&opts).await.unwrap_err();
+    assert!(
+        matches!(err, tsunagu_migrate::Error::RejectThreshold { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("above max_reject_share 0.1"),
+        "{err}"
+    );
+    for (name, t) in &first.tables {
+        assert_eq!(
+            query_u64(&url, &format!("SELECT COUNT(*) FROM `{name}`")).await,
+            t.written,
+            "{name} untouched"
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! Loading into MySQL/MariaDB.
+//!
+//! Every target table `t` is first built as a staging table `t__tsunagu_stage` (same
+//! columns, keys and foreign keys, the latter pointing at the other staging tables),
+//! loaded chunk by chunk with `LOAD DATA LOCAL INFILE`. Each chunk is one transaction
+//! that also records the chunk in `_tsunagu_migrate_chunks`, so a resumed run knows
+//! exactly which chunks are in. Since `LOAD DATA LOCAL` implies `IGNORE`, a duplicate key
+//! or a foreign key violation would only be a warning and the row would vanish: after
+//! every chunk the warning count and the affected rows are checked and any difference
+//! rolls the chunk back and fails the run. Foreign key checks stay on.
+//!
+//! When everything is loaded, one `RENAME TABLE` statement swaps all staging tables in
+//! at once (the previous tables become `t__tsunagu_old` and are dropped), so readers see
+//! either the old tables or the new ones and a failed run leaves the old ones intact.
+//! Text columns use `utf8mb4_bin`, so the database's notion of a duplicate is the same
+//! byte equality the exporter checks.
+
+use crate::error::{Error, Result};
+use crate::export::{csv::LOAD_DATA_FORMAT, ChunkReady};
+use crate::plan::Plan;
+use crate::spec::{Model, Table};
+use mysql_async::prelude::*;
+use std::collections::HashSet;
+
+pub const CHUNKS_TABLE: &str = "_tsunagu_migrate_chunks";
+
+pub fn stage_name(table: &str) -> String {
+    format!("{table}__tsunagu_stage")
+}
+
+pub fn old_name(table: &str) -> String {
+    format!("{table}__tsunagu_old")
+}
+
+/// A MySQL/MariaDB target database.
+#[derive(Clone)]
+pub struct Target {
+    pub pool: mysql_async::Pool,
+    pub database: String,
+    /// The URL without its password, for reports and messages.
+    pub display: String,
+}
+
+impl Target {
+    /// Connects to `mysql://USER[:PASSWORD]@HOST:PORT/DB`, creating the database if it
+    /// does not exist.
+    pub async fn connect(url: &str) -> Result<Target> {
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| {
+            Error::Other(format!(
+                "target url: {e}; expected mysql://USER[:PASSWORD]@HOST:PORT/DB"
+            ))
+        })?;
+        let database = opts
+            .db_name()
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Error::Other(
+                    "target url names no database; expected mysql://USER@HOST:PORT/DB".into(),
+                )
+            })?;
+        if database.contains('`') {
+            return Err(Error::Other(
+                "target database name must not contain a backquote".into(),
+            ));
+        }
+        let display = format!(
+            "mysql://{}@{}:{}/{}",
+            opts.user().unwrap_or(""),
+            opts.ip_or_hostname(),
+            opts.tcp_port(),
+            database
+        );
+        let admin = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
+        let mut conn = mysql_async::Conn::new(admin).await?;
+        conn.query_drop(format!(
+            "CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4"
+        ))
+        .await?;
+        conn.disconnect().await?;
+        let pool = mysql_async::Pool::new(opts);
+        Ok(Target {
+            pool,
+            database,
+            display,
+        })
+    }
+
+    pub async fn conn(&self) -> Result<mysql_async::Conn> {
+        Ok(self.pool.get_conn().await?)
+    }
+
+    pub async fn table_exists(&self, name: &str) -> Result<bool> {
+        let mut c = self.conn().await?;
+        let n: Option<u64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                (&self.database, name),
+            )
+            .await?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+}
+
+/// `CREATE TABLE` for a table under `name`, with foreign keys to `parent_name(parent)`
+/// (deferred ones left out).
+pub fn create_table_sql(
+    model: &Model,
+    table: &Table,
+    name: &str,
+    parent_name: impl Fn(&str) -> String,
+) -> String {
+    let mut parts: Vec<String> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let not_null = c.required || table.primary_key.contains(&i);
+            format!(
+                "`{}` {}{}",
+                c.name,
+                c.ty.sql(),
+                if not_null { " NOT NULL" } else { "" }
+            )
+        })
+        .collect();
+    let cols = |idx: &[usize]| table.quoted_columns(idx);
+    parts.push(format!("PRIMARY KEY ({})", cols(&table.primary_key)));
+    for u in &table.unique {
+        parts.push(format!("UNIQUE KEY ({})", cols(u)));
+    }
+    for fk in table.foreign_keys.iter().filter(|fk| !fk.deferred) {
+        let parent = &model.tables[fk.parent];
+        let pcols = parent.quoted_columns(&fk.parent_columns);
+        parts.push(format!(
+            "FOREIGN KEY ({}) REFERENCES `{}` ({})",
+            cols(&fk.columns),
+            parent_name(&parent.name),
+            pcols
+        ));
+    }
+    format!(
+        "CREATE TABLE IF NOT EXISTS `{name}` (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+        parts.join(",\n  ")
+    )
+}
+
+/// Drops tables, children first. Foreign key checks are off for these statements only:
+/// they drop tables this tool created (staging or previous copies), they never load data.
+async fn drop_tables(conn: &mut mysql_async::Conn, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    conn.query_drop("SET SESSION foreign_key_checks = 0")
+        .await?;
+    let list = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let r = conn
+        .query_drop(format!("DROP TABLE IF EXISTS {list}"))
+        .await;
+    conn.query_drop("SET SESSION foreign_key_checks = 1")
+        .await?;
+    Ok(r?)
+}
+
+/// Creates the chunk ledger and the staging tables. A fresh run first drops any staging
+/// tables and ledger rows left by an earlier run; a resumed run keeps them.
+pub async fn prepare(target: &Target, model: &Model, plan: &Plan, fresh: bool) -> Result<()> {
+    let mut conn = target.conn().await?;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS `{CHUNKS_TABLE}` (table_name VARCHAR(64) NOT NULL, chunk INT NOT NULL, row_count BIGINT NOT NULL, loaded_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (table_name, chunk)) ENGINE=InnoDB"
+    ))
+    .await?;
+    if fresh {
+        let order: Vec<usize> = plan.order().collect();
+        let stages: Vec<String> = order
+            .iter()
+            .rev()
+            .map(|&i| stage_name(&model.tables[i].name))
+            .collect();
+        drop_tables(&mut conn, &stages).await?;
+        conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`"))
+            .await?;
+    }
+    for i in plan.order() {
+        let t = &model.tables[i];
+        conn.query_drop(create_table_sql(model, t, &stage_name(&t.name), stage_name))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The chunks of a table already committed into its staging table.
+pub async fn loaded_chunks(target: &Target, table: &str) -> Result<HashSet<u32>> {
+    let mut conn = target.conn().await?;
+    let rows: Vec<u32> = conn
+        .exec(
+            format!("SELECT chunk FROM `{CHUNKS_TABLE}` WHERE table_name = ?"),
+            (table,),
+        )
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Loads one chunk into the table's staging table in one transaction, with the ledger
+/// row; fails (and rolls back) on any warning or a row count that differs.
+pub async fn load_chunk(
+    conn: &mut mysql_async::Conn,
+    table: &Table,
+    chunk: &ChunkReady,
+) -> Result<()> {
+    let path = chunk.path.clone();
+    let file_name = path
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'");
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| format!("`{}`", c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    conn.query_drop("START TRANSACTION").await?;
+    conn.set_infile_handler(async move {
+        let f = tokio::fs::File::open(path).await?;
+        Ok(
+            Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 1 << 16))
+                as mysql_async::InfileData,
+        )
+    });
+    let sql = format!(
+        "LOAD DATA LOCAL INFILE '{file_name}' INTO TABLE `{}` {LOAD_DATA_FORMAT} ({columns})",
+        stage_name(&table.name)
+    );
+    let outcome = conn.query_drop(sql).await;
+    if let Err(e) = outcome {
+        let _ = conn.query_drop("ROLLBACK").await;
+        return Err(e.into());
+    }
+    let warnings = conn.get_warnings();
+    let affected = conn.affected_rows();
+    if warnings > 0 || affected != chunk.rows {
+        let shown: Vec<(String, u32, String)> = conn
+            .query("SHOW WARNINGS LIMIT 5")
+            .await
+            .unwrap_or_default();
+        let _ = conn.query_drop("ROLLBACK").await;
+        let mut text: Vec<String> = shown
+            .into_iter()
+            .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+            .collect();
+        if affected != chunk.rows {
+            text.push(format!(
+                "{affected} rows loaded, {} in the file",
+                chunk.rows
+            ));
+        }
+        return Err(Error::LoadWarnings {
+            table: table.name.clone(),
+            chunk: chunk.index,
+            count: u64::from(warnings).max(1),
+            warnings: text.join("; "),
+        });
+    }
+    conn.exec_drop(
+        format!("INSERT INTO `{CHUNKS_TABLE}` (table_name, chunk, row_count) VALUES (?, ?, ?)"),
+        (&table.name, chunk.index, chunk.rows),
+    )
+    .await?;
+    conn.query_drop("COMMIT").await?;
+    Ok(())
+}
+
+/// Adds the deferred foreign keys to the staging tables (InnoDB checks the rows).
+pub async fn add_deferred_foreign_keys(target: &Target, model: &Model) -> Result<()> {
+    let mut conn = target.conn().await?;
+    for t in &model.tables {
+        for (n, fk) in t
+            .foreign_keys
+            .iter()
+            .enumerate()
+            .filter(|(_, fk)| fk.deferred)
+        {
+            let name = format!("fk_{}_deferred_{n}", t.name);
+            let exists: Option<u64> = conn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.table_constraints WHERE constraint_schema = ? AND table_name = ? AND constraint_name = ?",
+                    (&target.database, stage_name(&t.name), &name),
+                )
+                .await?;
+            if exists.unwrap_or(0) > 0 {
+                continue;
+            }
+            let parent = &model.tables[fk.parent];
+            let cols = t.quoted_columns(&fk.columns);
+            let pcols = parent.quoted_columns(&fk.parent_columns);
+            conn.query_drop(format!(
+                "ALTER TABLE `{}` ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) REFERENCES `{}` ({pcols})",
+                stage_name(&t.name),
+                stage_name(&parent.name)
+            ))
+            .await
+            .map_err(|e| Error::Other(format!("deferred foreign key of `{}` → `{}` does not hold: {e}", t.name, parent.name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Swaps every staging table in with one `RENAME TABLE`, then drops the previous tables.
+pub async fn swap(target: &Target, model: &Model, plan: &Plan) -> Result<()> {
+    let mut renames = Vec::new();
+    let mut olds = Vec::new();
+    for i in plan.order() {
+        let t = &model.tables[i].name;
+        if target.table_exists(t).await? {
+            renames.push(format!("`{t}` TO `{}`", old_name(t)));
+            olds.push(old_name(t));
+        }
+    }
+    for i in plan.order() {
+        let t = &model.tables[i].name;
+        renames.push(format!("`{}` TO `{t}`", stage_name(t)));
+    }
+    let mut conn = target.conn().await?;
+    // A previous swap interrupted before its drop may have left old copies.
+    let leftovers: Vec<String> = plan
+        .order()
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .map(|&i| old_name(&model.tables[i].name))
+        .collect();
+    drop_tables(&mut conn, &leftovers).await?;
+    conn.query_drop(format!("RENAME TABLE {}", renames.join(", ")))
+        .await?;
+    olds.reverse();
+    drop_tables(&mut conn, &olds).await?;
+    conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`"))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,589 @@
+//! `tsunagu migrate run`: the whole migration, resumable.
+//!
+//! Steps: validate the spec and plan the order; split the source files by label and
+//! relationship type; create the staging tables; then level by level (tables of one
+//! level in parallel), export each table into chunks while a loader task loads every
+//! finished chunk; add deferred foreign keys; swap all tables in at once; verify and
+//! write the report. Each finished step is recorded in the [`State`] file, each loaded
+//! chunk in the target's ledger, so `--resume` redoes nothing that is done.
+
+use crate::error::{Error, Result};
+use crate::export::{self, chunk_path, ChunkReady, ExportPaths, ExportStats, KeySet};
+use crate::load::{self, Target};
+use crate::plan::{self, Plan};
+use crate::source::apoc::{self, PartitionKey};
+use crate::source::bolt::{self, BoltOptions};
+use crate::spec::{self, Model};
+use crate::state::{State, TableState};
+use crate::verify::{self, Report, TableReport};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub spec: PathBuf,
+    /// A directory of APOC JSON-lines files, or `bolt://[USER:PASSWORD@]HOST:PORT[/DB]`.
+    pub source: PathBuf,
+    pub target: String,
+    pub report: PathBuf,
+    /// Partitions, chunks, reject files and the state file live here.
+    pub work_dir: PathBuf,
+    pub resume: bool,
+    /// Overrides the spec's `max_reject_share`.
+    pub max_reject_share: Option<f64>,
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// The default work directory for a report file: `report.json` → `report.work/`.
+    pub fn default_work_dir(report: &Path) -> PathBuf {
+        let stem = report
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("migration");
+        report.with_file_name(format!("{stem}.work"))
+    }
+}
+
+struct Ctx {
+    model: Model,
+    target: Target,
+    work_dir: PathBuf,
+    state: Mutex<State>,
+    keys: Mutex<HashMap<usize, Arc<KeySet>>>,
+    /// Tables whose keys a child needs for its foreign key checks.
+    referenced: HashSet<usize>,
+    /// Per table: `Some(true)` once exported (resp. loaded), `Some(false)` if it failed.
+    exported: Vec<tokio::sync::watch::Sender<Option<bool>>>,
+    loaded: Vec<tokio::sync::watch::Sender<Option<bool>>>,
+    progress: MultiProgress,
+}
+
+impl Ctx {
+    fn update(&self, f: impl FnOnce(&mut State)) -> Result<()> {
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| Error::Other("state lock poisoned".into()))?;
+        f(&mut s);
+        s.write(&self.work_dir)
+    }
+
+    fn snapshot(&self) -> Result<State> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| Error::Other("state lock poisoned".into()))?
+            .clone())
+    }
+
+    fn chunk_dir(&self, table: &str) -> PathBuf {
+        self.work_dir.join("chunks").join(table)
+    }
+
+    fn rejects_file(&self, table: &str) -> PathBuf {
+        self.work_dir.join("rejects").join(format!("{table}.jsonl"))
+    }
+}
+
+/// Waits until every non-deferred parent of `ti` has reached a step.
+async fn wait_parents(
+    ctx: &Ctx,
+    ti: usize,
+    step: &[tokio::sync::watch::Sender<Option<bool>>],
+) -> Result<()> {
+    let parents: HashSet<usize> = ctx.model.tables[ti]
+        .foreign_keys
+        .iter()
+        .filter(|fk| !fk.deferred && fk.parent != ti)
+        .map(|fk| fk.parent)
+        .collect();
+    for p in parents {
+        let mut rx = step[p].subscribe();
+        let state = *rx
+            .wait_for(|v| v.is_some())
+            .await
+            .map_err(|_| Error::Upstream)?;
+        if state != Some(true) {
+            return Err(Error::Upstream);
+        }
+    }
+    Ok(())
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Runs a migration; returns the report (also written to `opts.report`). A report whose
+/// `ok` is false means verification found a difference.
+pub async fn run(opts: &RunOptions) -> Result<Report> {
+    let started = std::time::Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let mut model = spec::load(&opts.spec)?;
+    if let Some(m) = opts.max_reject_share {
+        if !(0.0..=1.0).contains(&m) {
+            return Err(Error::Other(
+                "--max-reject-share must be between 0 and 1".into(),
+            ));
+        }
+        model.settings.max_reject_share = m;
+    }
+    let plan = plan::plan(&model)?;
+    let bolt = opts
+        .source
+        .to_str()
+        .filter(|s| s.starts_with("bolt://") || s.starts_with("neo4j://"))
+        .map(BoltOptions::parse)
+        .transpose()?;
+    let source = match &bolt {
+        // Recorded without credentials.
+        Some(b) => PathBuf::from(format!(
+            "bolt://{}:{}/{}",
+            b.host,
+            b.port,
+            b.database.as_deref().unwrap_or("")
+        )),
+        None => std::fs::canonicalize(&opts.source).map_err(|e| Error::io(&opts.source, e))?,
+    };
+    std::fs::create_dir_all(&opts.work_dir).map_err(|e| Error::io(&opts.work_dir, e))?;
+    let state = if opts.resume {
+        let s = State::read(&opts.work_dir)?.ok_or_else(|| Error::State {
+            path: State::path(&opts.work_dir),
+            message: "no state to resume from; run without --resume".into(),
+        })?;
+        if s.spec_fingerprint != model.fingerprint {
+            return Err(Error::State {
+                path: State::path(&opts.work_dir),
+                message:
+                    "the spec changed since the interrupted run; run without --resume to start over"
+                        .into(),
+            });
+        }
+        if s.source != source {
+            return Err(Error::State {
+                path: State::path(&opts.work_dir),
+                message: format!(
+                    "the interrupted run read {}, not {}; run without --resume to start over",
+                    s.source.display(),
+                    source.display()
+                ),
+            });
+        }
+        s
+    } else {
+        for sub in ["partitions", "chunks", "rejects"] {
+            let d = opts.work_dir.join(sub);
+            if d.exists() {
+                std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+            }
+        }
+        let s = State {
+            spec_fingerprint: model.fingerprint,
+            source: source.clone(),
+            ..Default::default()
+        };
+        s.write(&opts.work_dir)?;
+        s
+    };
+    let progress = MultiProgress::with_draw_target(if opts.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+
+    // 1. Partition the source files.
+    let partitions = match state.partitions.clone() {
+        Some(p) => p,
+        None => {
+            let keys: Vec<PartitionKey> = model
+                .tables
+                .iter()
+                .map(|t| PartitionKey::of(&t.source))
+                .collect();
+            let out = opts.work_dir.join("partitions");
+            let pb = progress.add(ProgressBar::new_spinner());
+            pb.set_style(style(
+                "{spinner} partitioning source: {human_pos} records ({per_sec}) {elapsed}",
+            ));
+            let src = source.clone();
+            let pb2 = pb.clone();
+            let bolt = bolt.clone();
+            let p = tokio::task::spawn_blocking(move || match bolt {
+                Some(b) => bolt::fetch(&b, &keys, &out, &pb2),
+                None => apoc::partition(&src, &keys, &out, &pb2),
+            })
+            .await
+            .map_err(|e| Error::Other(format!("partition task: {e}")))??;
+            pb.finish();
+            p
+        }
+    };
+    let mut state = state;
+    state.partitions = Some(partitions.clone());
+    state.write(&opts.work_dir)?;
+
+    // 2. Target and staging tables.
+    let target = Target::connect(&opts.target).await?;
+    let referenced: HashSet<usize> = model
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.foreign_keys
+                .iter()
+                .filter(|fk| !fk.deferred)
+                .map(|fk| fk.parent)
+        })
+        .collect();
+    let ctx = Arc::new(Ctx {
+        model: model.clone(),
+        target: target.clone(),
+        work_dir: opts.work_dir.clone(),
+        state: Mutex::new(state),
+        keys: Mutex::new(HashMap::new()),
+        referenced,
+        exported: model
+            .tables
+            .iter()
+            .map(|_| tokio::sync::watch::channel(None).0)
+            .collect(),
+        loaded: model
+            .tables
+            .iter()
+            .map(|_| tokio::sync::watch::channel(None).0)
+            .collect(),
+        progress: progress.clone(),
+    });
+    let snapshot = ctx.snapshot()?;
+    let mut swapped = snapshot.swapped;
+    if !swapped && snapshot.swapping {
+        // Interrupted around the swap: it happened if no staging table is left.
+        let mut any_stage = false;
+        for t in &model.tables {
+            any_stage |= target.table_exists(&load::stage_name(&t.name)).await?;
+        }
+        swapped = !any_stage;
+    }
+    if !swapped {
+        load::prepare(&target, &model, &plan, !opts.resume).await?;
+        // 3. Export and load, level by level.
+        // Every table runs as its own task: its export starts when its parents are
+        // exported (their keys are known), its loads when its parents are loaded, so one
+        // level's loading overlaps the next level's export.
+        let tasks: Vec<_> = plan
+            .order()
+            .map(|ti| {
+                let ctx = ctx.clone();
+                let partitions = partitions.clone();
+                tokio::spawn(async move {
+                    let r = migrate_table(ctx.clone(), ti, &partitions).await;
+                    if r.is_err() {
+                        ctx.exported[ti].send_replace(Some(false));
+                        ctx.loaded[ti].send_replace(Some(false));
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mut first_error = None;
+        for t in tasks {
+            let r = t
+                .await
+                .map_err(|e| Error::Other(format!("table task: {e}")))
+                .and_then(|r| r);
+            match r {
+                Err(Error::Upstream) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(()) => {}
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        load::add_deferred_foreign_keys(&target, &model).await?;
+        ctx.update(|s| s.swapping = true)?;
+        load::swap(&target, &model, &plan).await?;
+    }
+    ctx.update(|s| {
+        s.swapping = false;
+        s.swapped = true;
+    })?;
+    let report = verify_and_report(&ctx, &plan, opts, &partitions, started, started_at).await?;
+    progress.clear().ok();
+    Ok(report)
+}
+
+async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) -> Result<()> {
+    let table = ctx.model.tables[ti].clone();
+    let name = table.name.clone();
+    let tstate = ctx
+        .snapshot()?
+        .tables
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
+    let chunk_dir = ctx.chunk_dir(&name);
+    if let (true, Some(stats)) = (tstate.loaded, &tstate.exported) {
+        ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await?;
+        ctx.exported[ti].send_replace(Some(true));
+        ctx.loaded[ti].send_replace(Some(true));
+        return Ok(());
+    }
+    let key = PartitionKey::of(&table.source).name();
+    let input = partitions
+        .files
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| Error::Other(format!("internal: no partition for {key}")))?;
+    let total = partitions.records.get(&key).copied().unwrap_or(0);
+    let pb = ctx.progress.add(ProgressBar::new(total));
+    pb.set_style(style(
+        "{prefix:<22} [{bar:30}] {human_pos}/{human_len} rows {per_sec} loaded {msg}",
+    ));
+    pb.set_prefix(name.clone());
+    pb.set_message("0");
+
+    let already = load::loaded_chunks(&ctx.target, &name).await?;
+    // Chunk files wait on disk, so the exporter never waits for the loader.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ChunkReady>();
+    let loader = {
+        let ctx = ctx.clone();
+        let table = table.clone();
+        let pb = pb.clone();
+        tokio::spawn(async move {
+            wait_parents(&ctx, ti, &ctx.loaded).await?;
+            let mut conn = ctx.target.conn().await?;
+            let mut busy = std::time::Duration::ZERO;
+            let mut loaded_rows = 0u64;
+            while let Some(chunk) = rx.recv().await {
+                if !already.contains(&chunk.index) {
+                    let t = std::time::Instant::now();
+                    load::load_chunk(&mut conn, &table, &chunk).await?;
+                    busy += t.elapsed();
+                }
+                loaded_rows += chunk.rows;
+                pb.set_message(loaded_rows.to_string());
+            }
+            Ok::<f64, Error>(busy.as_secs_f64())
+        })
+    };
+
+    let export_result: Result<ExportStats> = match tstate.exported.clone() {
+        Some(stats) => {
+            // Exported before the interruption: feed its chunks to the loader again
+            // (already loaded ones are skipped).
+            pb.set_position(stats.read);
+            for &(index, rows) in &stats.chunks {
+                let chunk = ChunkReady {
+                    index,
+                    path: chunk_path(&chunk_dir, index),
+                    rows,
+                };
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+            drop(tx);
+            ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks)
+                .await
+                .map(|_| stats)
+        }
+        None => {
+            wait_parents(&ctx, ti, &ctx.exported).await?;
+            if chunk_dir.exists() {
+                std::fs::remove_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
+            }
+            let parents: HashMap<usize, Arc<KeySet>> = ctx
+                .keys
+                .lock()
+                .map_err(|_| Error::Other("keys lock poisoned".into()))?
+                .clone();
+            let ctx2 = ctx.clone();
+            let pb2 = pb.clone();
+            let rejects = ctx.rejects_file(&name);
+            let r = tokio::task::spawn_blocking(move || {
+                let paths = ExportPaths {
+                    input: &input,
+                    chunk_dir: &chunk_dir,
+                    rejects: &rejects,
+                };
+                export::export_table(
+                    &ctx2.model,
+                    ti,
+                    paths,
+                    &parents,
+                    |chunk| {
+                        tx.send(chunk)
+                            .map_err(|_| Error::Other("the loader stopped".into()))
+                    },
+                    &pb2,
+                )
+            })
+            .await
+            .map_err(|e| Error::Other(format!("export task: {e}")))?;
+            r.and_then(|(stats, mut keys)| {
+                if ctx.referenced.contains(&ti) {
+                    keep_referenced_keys(&ctx.model, ti, &mut keys);
+                    ctx.keys
+                        .lock()
+                        .map_err(|_| Error::Other("keys lock poisoned".into()))?
+                        .insert(ti, Arc::new(keys));
+                }
+                Ok(stats)
+            })
+        }
+    };
+    if export_result.is_ok() {
+        ctx.exported[ti].send_replace(Some(true));
+    }
+    let load_result = loader
+        .await
+        .map_err(|e| Error::Other(format!("loader task: {e}")))?;
+    let load_seconds = load_result?;
+    let stats = export_result?;
+    ctx.loaded[ti].send_replace(Some(true));
+    pb.finish();
+    let share = if stats.read == 0 {
+        0.0
+    } else {
+        stats.rejected as f64 / stats.read as f64
+    };
+    if share > ctx.model.settings.max_reject_share {
+        return Err(Error::RejectThreshold {
+            table: name.clone(),
+            read: stats.read,
+            rejected: stats.rejected,
+            share,
+            max: ctx.model.settings.max_reject_share,
+            rejects: ctx.rejects_file(&name),
+        });
+    }
+    tracing::info!(table = %name, read = stats.read, written = stats.written, rejected = stats.rejected, "table loaded into staging");
+    ctx.update(|s| {
+        let load_seconds =
+            s.tables.get(&name).map(|t| t.load_seconds).unwrap_or(0.0) + load_seconds;
+        s.tables.insert(
+            name.clone(),
+            TableState {
+                exported: Some(stats),
+                loaded: true,
+                load_seconds,
+            },
+        );
+    })
+}
+
+/// Frees the key sets of a table that no foreign key references (only their duplicate
+/// check needed them).
+fn keep_referenced_keys(model: &Model, ti: usize, keys: &mut KeySet) {
+    let table = &model.tables[ti];
+    let used = |cols: &[usize]| {
+        model
+            .tables
+            .iter()
+            .flat_map(|t| &t.foreign_keys)
+            .any(|fk| !fk.deferred && fk.parent == ti && fk.parent_columns == cols)
+    };
+    if !used(&table.primary_key) {
+        keys.primary = Default::default();
+    }
+    for (u, set) in table.unique.iter().zip(keys.unique.iter_mut()) {
+        if !used(u) {
+            *set = Default::default();
+        }
+    }
+}
+
+/// Makes the keys of an already exported table available to its children.
+async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)]) -> Result<()> {
+    if !ctx.referenced.contains(&ti) {
+        return Ok(());
+    }
+    let table = ctx.model.tables[ti].clone();
+    let dir = dir.to_path_buf();
+    let chunks = chunks.to_vec();
+    let mut keys = tokio::task::spawn_blocking(move || export::rebuild_keys(&table, &dir, &chunks))
+        .await
+        .map_err(|e| Error::Other(format!("key rebuild task: {e}")))??;
+    keep_referenced_keys(&ctx.model, ti, &mut keys);
+    ctx.keys
+        .lock()
+        .map_err(|_| Error::Other("keys lock poisoned".into()))?
+        .insert(ti, Arc::new(keys));
+    Ok(())
+}
+
+async fn verify_and_report(
+    ctx: &Arc<Ctx>,
+    plan: &Plan,
+    opts: &RunOptions,
+    partitions: &apoc::Partitions,
+    started: std::time::Instant,
+    started_at: String,
+) -> Result<Report> {
+    let state = ctx.snapshot()?;
+    let mut report = Report {
+        spec: opts.spec.display().to_string(),
+        source: opts.source.display().to_string(),
+        target: ctx.target.display.clone(),
+        started_at,
+        resumed: opts.resume,
+        source_malformed: partitions.malformed,
+        ..Default::default()
+    };
+    for ti in plan.order() {
+        let t = &ctx.model.tables[ti];
+        let ts = state.tables.get(&t.name).cloned().unwrap_or_default();
+        let stats = ts.exported.unwrap_or_default();
+        let (count, sum) = verify::table_checksum(&ctx.target, t, &t.name).await?;
+        if count != stats.written {
+            report.problems.push(format!(
+                "`{}`: {} rows written, {count} in the target",
+                t.name, stats.written
+            ));
+        }
+        if sum != stats.checksum {
+            report.problems.push(format!(
+                "`{}`: checksum {} written, {} in the target",
+                t.name,
+                verify::hex(stats.checksum),
+                verify::hex(sum)
+            ));
+        }
+        report.tables.insert(
+            t.name.clone(),
+            TableReport {
+                read: stats.read,
+                written: stats.written,
+                rejected: stats.rejected,
+                rejected_by_reason: stats.rejected_by_reason.clone(),
+                checksum: verify::hex(stats.checksum),
+                target_count: count,
+                target_checksum: verify::hex(sum),
+                export_seconds: stats.seconds,
+                load_seconds: ts.load_seconds,
+                rejects_file: ctx.rejects_file(&t.name).display().to_string(),
+            },
+        );
+    }
+    report.fk_checks = verify::foreign_key_violations(&ctx.target, &ctx.model).await?;
+    report.fk_violations = report.fk_checks.iter().map(|c| c.violations).sum();
+    if report.fk_violations > 0 {
+        report
+            .problems
+            .push(format!("{} foreign key violation(s)", report.fk_violations));
+    }
+    report.ok = report.problems.is_empty();
+    report.seconds = started.elapsed().as_secs_f64();
+    if let Some(dir) = opts.report.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let json =
+        serde_json::to_vec_pretty(&report).map_err(|e| Error::Other(format!("report: {e}")))?;
+    std::fs::write(&opts.report, json).map_err(|e| Error::io(&opts.report, e))?;
+    Ok(report)
+}

@@ -1,0 +1,550 @@
+//! The validated spec: tables with resolved column indexes, types and references.
+
+use super::raw::{RawSource, RawSpec, RawTransform};
+use crate::transform::Step;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use toml::Spanned;
+
+/// A validated migration spec.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub settings: Settings,
+    pub tables: Vec<Table>,
+    /// Hash of the spec text; a resumed run refuses a changed spec.
+    pub fingerprint: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Accepted rows per CSV chunk (and per `LOAD DATA` statement).
+    pub chunk_rows: u64,
+    /// Share of a table's rows that may be rejected before the run aborts (0..=1).
+    pub max_reject_share: f64,
+    /// Transform workers per table.
+    pub workers: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            chunk_rows: 100_000,
+            max_reject_share: 1.0,
+            workers: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: SourceKind,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<usize>,
+    pub unique: Vec<Vec<usize>>,
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+impl Table {
+    pub fn column_names(&self) -> Vec<&str> {
+        self.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// The backquoted names of the columns at `cols`, comma-separated, for SQL.
+    pub fn quoted_columns(&self, cols: &[usize]) -> String {
+        cols.iter()
+            .map(|&i| format!("`{}`", self.columns[i].name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    Node {
+        label: String,
+    },
+    Relationship {
+        rel_type: String,
+        start_label: Option<String>,
+        end_label: Option<String>,
+    },
+}
+
+impl SourceKind {
+    pub fn describe(&self) -> String {
+        match self {
+            SourceKind::Node { label } => format!("nodes `(:{label})`"),
+            SourceKind::Relationship {
+                rel_type,
+                start_label,
+                end_label,
+            } => format!(
+                "relationships `({})-[:{rel_type}]->({})`",
+                start_label
+                    .as_deref()
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default(),
+                end_label
+                    .as_deref()
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// Where a column's raw value comes from in a source record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldRef {
+    /// `_id`: the node or relationship id.
+    Id,
+    /// `_start`: a relationship's start node id.
+    Start,
+    /// `_end`: a relationship's end node id.
+    End,
+    /// Any other name: a property.
+    Property(String),
+}
+
+impl std::fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldRef::Id => f.write_str("_id"),
+            FieldRef::Start => f.write_str("_start"),
+            FieldRef::End => f.write_str("_end"),
+            FieldRef::Property(p) => f.write_str(p),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: SqlType,
+    pub from: FieldRef,
+    pub required: bool,
+    pub default: Option<String>,
+    pub steps: Vec<Step>,
+    pub map: Option<BTreeMap<String, String>>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub columns: Vec<usize>,
+    /// Index of the referenced table in [`Model::tables`].
+    pub parent: usize,
+    pub parent_columns: Vec<usize>,
+    pub deferred: bool,
+}
+
+/// The column types a spec may use, with their MySQL spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    BigInt,
+    Int,
+    Boolean,
+    Varchar(u32),
+    Text,
+    Date,
+    DateTime,
+}
+
+impl SqlType {
+    pub fn parse(s: &str) -> Option<SqlType> {
+        let t = s.trim().to_ascii_lowercase();
+        Some(match t.as_str() {
+            "bigint" => SqlType::BigInt,
+            "int" | "integer" => SqlType::Int,
+            "boolean" | "bool" => SqlType::Boolean,
+            "text" => SqlType::Text,
+            "date" => SqlType::Date,
+            "datetime" => SqlType::DateTime,
+            _ => {
+                let n = t.strip_prefix("varchar(")?.strip_suffix(')')?;
+                let n: u32 = n.trim().parse().ok()?;
+                if n == 0 || n > 16_383 {
+                    return None;
+                }
+                SqlType::Varchar(n)
+            }
+        })
+    }
+
+    pub fn sql(&self) -> String {
+        match self {
+            SqlType::BigInt => "BIGINT".into(),
+            SqlType::Int => "INT".into(),
+            SqlType::Boolean => "BOOLEAN".into(),
+            SqlType::Varchar(n) => format!("VARCHAR({n})"),
+            SqlType::Text => "TEXT".into(),
+            SqlType::Date => "DATE".into(),
+            SqlType::DateTime => "DATETIME".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SqlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.sql().to_ascii_lowercase())
+    }
+}
+
+type Invalid = (Range<usize>, String);
+
+fn err<T>(span: Range<usize>, msg: impl Into<String>) -> Result<T, Invalid> {
+    Err((span, msg.into()))
+}
+
+/// Names are used unquoted-safe in SQL and file names; the limit leaves room for the
+/// staging suffix within MySQL's 64 characters.
+fn check_identifier(name: &Spanned<String>, what: &str) -> Result<(), Invalid> {
+    let s = name.get_ref();
+    let ok = !s.is_empty()
+        && s.len() <= 48
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        err(
+            name.span(),
+            format!(
+                "{what} `{s}` must be 1-48 ASCII letters, digits or `_`, not starting with a digit"
+            ),
+        )
+    }
+}
+
+fn resolve_columns(
+    names: &[Spanned<String>],
+    table: &str,
+    index: &HashMap<String, usize>,
+) -> Result<Vec<usize>, Invalid> {
+    names
+        .iter()
+        .map(|n| {
+            index.get(n.get_ref()).copied().ok_or_else(|| {
+                let mut known: Vec<&String> = index.keys().collect();
+                known.sort();
+                (
+                    n.span(),
+                    format!(
+                        "table `{table}` has no column `{}` (columns: {})",
+                        n.get_ref(),
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
+    if *raw.version.get_ref() != 1 {
+        return err(
+            raw.version.span(),
+            format!(
+                "unsupported spec version {}; this tsunagu reads version 1",
+                raw.version.get_ref()
+            ),
+        );
+    }
+    let mut settings = Settings::default();
+    if let Some(s) = raw.settings {
+        let s = s.into_inner();
+        if let Some(c) = s.chunk_rows {
+            if *c.get_ref() == 0 {
+                return err(c.span(), "chunk_rows must be at least 1");
+            }
+            settings.chunk_rows = *c.get_ref();
+        }
+        if let Some(m) = s.max_reject_share {
+            let v = *m.get_ref();
+            if !(0.0..=1.0).contains(&v) {
+                return err(m.span(), "max_reject_share must be between 0 and 1");
+            }
+            settings.max_reject_share = v;
+        }
+        if let Some(w) = s.workers {
+            let v = *w.get_ref();
+            if !(1..=64).contains(&v) {
+                return err(w.span(), "workers must be between 1 and 64");
+            }
+            settings.workers = v;
+        }
+    }
+    if raw.tables.is_empty() {
+        return err(0..0, "the spec defines no table; add a [[tables]] section");
+    }
+    let mut table_index: HashMap<String, usize> = HashMap::new();
+    for (i, t) in raw.tables.iter().enumerate() {
+        check_identifier(&t.name, "table name")?;
+        if table_index.insert(t.name.get_ref().clone(), i).is_some() {
+            return err(
+                t.name.span(),
+                format!("table `{}` is defined twice", t.name.get_ref()),
+            );
+        }
+    }
+    // First pass: columns and keys; foreign keys need every table's columns.
+    let mut tables = Vec::with_capacity(raw.tables.len());
+    let mut column_indexes = Vec::with_capacity(raw.tables.len());
+    for t in &raw.tables {
+        let name = t.name.get_ref().clone();
+        let source = match t.source.get_ref() {
+            RawSource::Node { label } => {
+                if label.is_empty() {
+                    return err(t.source.span(), "a node source needs a non-empty `label`");
+                }
+                SourceKind::Node {
+                    label: label.clone(),
+                }
+            }
+            RawSource::Relationship {
+                rel_type,
+                start_label,
+                end_label,
+            } => {
+                if rel_type.is_empty() {
+                    return err(
+                        t.source.span(),
+                        "a relationship source needs a non-empty `rel_type`",
+                    );
+                }
+                SourceKind::Relationship {
+                    rel_type: rel_type.clone(),
+                    start_label: start_label.clone(),
+                    end_label: end_label.clone(),
+                }
+            }
+        };
+        if t.columns.get_ref().is_empty() {
+            return err(t.columns.span(), format!("table `{name}` has no columns"));
+        }
+        let mut index = HashMap::new();
+        let mut columns = Vec::new();
+        for (ci, c) in t.columns.get_ref().iter().enumerate() {
+            check_identifier(&c.name, "column name")?;
+            if index.insert(c.name.get_ref().clone(), ci).is_some() {
+                return err(
+                    c.name.span(),
+                    format!(
+                        "column `{}` is defined twice in table `{name}`",
+                        c.name.get_ref()
+                    ),
+                );
+            }
+            let ty = SqlType::parse(c.ty.get_ref()).ok_or_else(|| {
+                (
+                    c.ty.span(),
+                    format!(
+                        "unknown column type `{}`; use bigint, int, boolean, varchar(N) (1..16383), text, date or datetime",
+                        c.ty.get_ref()
+                    ),
+                )
+            })?;
+            let from_name = c
+                .from
+                .as_ref()
+                .map(|f| f.get_ref().clone())
+                .unwrap_or_else(|| c.name.get_ref().clone());
+            let from = match from_name.as_str() {
+                "_id" => FieldRef::Id,
+                "_start" | "_end" if matches!(source, SourceKind::Node { .. }) => {
+                    let span = c.from.as_ref().map(|f| f.span()).unwrap_or(c.name.span());
+                    return err(span, format!("`{from_name}` exists only for relationship sources; table `{name}` reads nodes"));
+                }
+                "_start" => FieldRef::Start,
+                "_end" => FieldRef::End,
+                "" => {
+                    let span = c.from.as_ref().map(|f| f.span()).unwrap_or(c.name.span());
+                    return err(
+                        span,
+                        "`from` must name a property, `_id`, `_start` or `_end`",
+                    );
+                }
+                p => FieldRef::Property(p.to_string()),
+            };
+            let mut steps = Vec::new();
+            for s in &c.transforms {
+                steps.push(match s.get_ref() {
+                    RawTransform::Trim => Step::Trim,
+                    RawTransform::Nfkc => Step::Nfkc,
+                    RawTransform::NullIfEmpty => Step::NullIfEmpty,
+                    RawTransform::Lower => Step::Lower,
+                    RawTransform::Upper => Step::Upper,
+                    RawTransform::Prefecture => Step::Prefecture,
+                    RawTransform::StripPrefecture => Step::StripPrefecture,
+                    RawTransform::ParseDate(f) | RawTransform::ParseDatetime(f) if f.is_empty() => {
+                        return err(
+                            s.span(),
+                            "give at least one format, e.g. { parse_date = [\"%Y/%m/%d\"] }",
+                        );
+                    }
+                    RawTransform::ParseDate(f) => Step::ParseDate(f.clone()),
+                    RawTransform::ParseDatetime(f) => Step::ParseDatetime(f.clone()),
+                });
+            }
+            let default = match &c.default {
+                Some(d) => {
+                    if let Err(e) = crate::transform::cast(d.get_ref(), ty) {
+                        return err(
+                            d.span(),
+                            format!(
+                                "default `{}` is not a valid {ty}: {}",
+                                d.get_ref(),
+                                e.detail
+                            ),
+                        );
+                    }
+                    Some(d.get_ref().clone())
+                }
+                None => None,
+            };
+            let map = match &c.map {
+                Some(m) => {
+                    for v in m.get_ref().values() {
+                        if let Err(e) = crate::transform::cast(v, ty) {
+                            return err(
+                                m.span(),
+                                format!("value map target `{v}` is not a valid {ty}: {}", e.detail),
+                            );
+                        }
+                    }
+                    Some(m.get_ref().clone())
+                }
+                None => None,
+            };
+            columns.push(Column {
+                name: c.name.get_ref().clone(),
+                ty,
+                from,
+                required: c.required,
+                default,
+                steps,
+                map,
+                description: c.description.clone(),
+            });
+        }
+        if t.primary_key.get_ref().is_empty() {
+            return err(
+                t.primary_key.span(),
+                format!("table `{name}` needs a primary_key (duplicates are detected on it)"),
+            );
+        }
+        let primary_key = resolve_columns(t.primary_key.get_ref(), &name, &index)?;
+        let mut unique = Vec::new();
+        for u in &t.unique {
+            if u.get_ref().is_empty() {
+                return err(u.span(), "a unique key needs at least one column");
+            }
+            unique.push(resolve_columns(u.get_ref(), &name, &index)?);
+        }
+        for &k in primary_key.iter().chain(unique.iter().flatten()) {
+            if columns[k].ty == SqlType::Text {
+                return err(
+                    t.primary_key.span(),
+                    format!(
+                        "column `{}` of type text cannot be part of a key; use varchar(N)",
+                        columns[k].name
+                    ),
+                );
+            }
+        }
+        tables.push(Table {
+            name,
+            description: t.description.clone(),
+            source,
+            columns,
+            primary_key,
+            unique,
+            foreign_keys: Vec::new(),
+        });
+        column_indexes.push(index);
+    }
+    for (ti, t) in raw.tables.iter().enumerate() {
+        for fk in &t.foreign_keys {
+            let table_name = &tables[ti].name;
+            let columns = resolve_columns(fk.columns.get_ref(), table_name, &column_indexes[ti])?;
+            if columns.is_empty() {
+                return err(fk.columns.span(), "a foreign key needs at least one column");
+            }
+            let parent = *table_index.get(fk.references.get_ref()).ok_or_else(|| {
+                let mut known: Vec<&String> = table_index.keys().collect();
+                known.sort();
+                (
+                    fk.references.span(),
+                    format!(
+                        "foreign key references unknown table `{}` (tables: {})",
+                        fk.references.get_ref(),
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+            let parent_columns = match &fk.ref_columns {
+                Some(rc) => {
+                    resolve_columns(rc.get_ref(), &tables[parent].name, &column_indexes[parent])?
+                }
+                None => tables[parent].primary_key.clone(),
+            };
+            let span = fk.columns.span();
+            if parent_columns.len() != columns.len() {
+                return err(
+                    span,
+                    format!(
+                        "foreign key has {} column(s) but references {} column(s) of `{}`",
+                        columns.len(),
+                        parent_columns.len(),
+                        tables[parent].name
+                    ),
+                );
+            }
+            let p = &tables[parent];
+            if p.primary_key != parent_columns && !p.unique.contains(&parent_columns) {
+                return err(
+                    span,
+                    format!(
+                        "foreign key must reference the primary key or a unique key of `{}`",
+                        p.name
+                    ),
+                );
+            }
+            for (&c, &pc) in columns.iter().zip(&parent_columns) {
+                let (ct, pt) = (tables[ti].columns[c].ty, p.columns[pc].ty);
+                if ct != pt {
+                    return err(
+                        span,
+                        format!(
+                            "column `{}` ({ct}) must have the type of `{}.{}` ({pt})",
+                            tables[ti].columns[c].name, p.name, p.columns[pc].name
+                        ),
+                    );
+                }
+            }
+            tables[ti].foreign_keys.push(ForeignKey {
+                columns,
+                parent,
+                parent_columns,
+                deferred: fk.deferred,
+            });
+        }
+    }
+    Ok(Model {
+        settings,
+        tables,
+        fingerprint: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
+    })
+}

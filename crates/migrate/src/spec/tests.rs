@@ -1,0 +1,118 @@
+use super::*;
+
+const OK: &str = r#"version = 1
+[[tables]]
+name = "companies"
+source = { type = "node", label = "Company" }
+primary_key = ["id"]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "name", type = "varchar(100)", required = true },
+]
+[[tables]]
+name = "deals"
+source = { type = "node", label = "Deal" }
+primary_key = ["id"]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "company_id", type = "bigint", from = "companyId" },
+]
+[[tables.foreign_keys]]
+columns = ["company_id"]
+references = "companies"
+"#;
+
+fn error_of(text: &str) -> String {
+    parse(text, "spec.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn a_valid_spec_resolves_references() {
+    let m = parse(OK, "spec.toml").unwrap();
+    assert_eq!(m.tables.len(), 2);
+    let fk = &m.tables[1].foreign_keys[0];
+    assert_eq!(
+        (fk.columns.clone(), fk.parent, fk.parent_columns.clone()),
+        (vec![1], 0, vec![0])
+    );
+    assert_eq!(
+        m.tables[1].columns[1].from,
+        FieldRef::Property("companyId".into())
+    );
+    assert_eq!(m.tables[0].columns[1].ty, SqlType::Varchar(100));
+}
+
+#[test]
+fn unknown_table_in_a_foreign_key_points_to_its_line() {
+    let e = error_of(&OK.replace("references = \"companies\"", "references = \"compnies\""));
+    assert!(
+        e.starts_with("spec.toml:20:14: foreign key references unknown table `compnies`"),
+        "{e}"
+    );
+    assert!(e.contains("companies, deals"), "{e}");
+}
+
+#[test]
+fn unknown_type_points_to_the_column() {
+    let e = error_of(&OK.replace("type = \"varchar(100)\"", "type = \"string\""));
+    assert!(
+        e.starts_with("spec.toml:8:27: unknown column type `string`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn syntax_errors_and_unknown_keys_point_to_the_line() {
+    let e = error_of(&OK.replace("primary_key = [\"id\"]\ncolumns = [\n  { name = \"id\", type = \"bigint\", from = \"_id\" },\n  { name = \"company_id\"", "primary_key = [\"id\"]\nkolumns = 1\ncolumns = [\n  { name = \"id\", type = \"bigint\", from = \"_id\" },\n  { name = \"company_id\""));
+    assert!(e.starts_with("spec.toml:14:1:"), "{e}");
+    assert!(e.contains("kolumns"), "{e}");
+    let e = error_of("version = 1\n[[tables]\n");
+    assert!(e.starts_with("spec.toml:2:"), "{e}");
+}
+
+#[test]
+fn other_validation_errors() {
+    assert!(error_of(&OK.replace("version = 1", "version = 2"))
+        .contains("spec.toml:1:11: unsupported spec version 2"));
+    assert!(
+        error_of(&OK.replace("columns = [\"company_id\"]", "columns = [\"company\"]"))
+            .contains("table `deals` has no column `company`")
+    );
+    assert!(
+        error_of(&OK.replace("name = \"deals\"", "name = \"companies\""))
+            .contains("spec.toml:11:8: table `companies` is defined twice")
+    );
+    assert!(error_of(&OK.replace(
+        "{ name = \"company_id\", type = \"bigint\"",
+        "{ name = \"company_id\", type = \"int\""
+    ))
+    .contains("must have the type of `companies.id`"));
+    assert!(error_of(
+        &OK.replace("required = true }", "required = true, default = \"x\" }")
+            .replace("varchar(100)", "int")
+    )
+    .contains("default `x` is not a valid int"));
+    assert!(
+        error_of(&OK.replace("from = \"companyId\"", "from = \"_start\""))
+            .contains("exists only for relationship sources")
+    );
+    assert!(error_of(&OK.replace("primary_key = [\"id\"]\ncolumns = [\n  { name = \"id\", type = \"bigint\", from = \"_id\" },\n  { name = \"name\"", "primary_key = []\ncolumns = [\n  { name = \"id\", type = \"bigint\", from = \"_id\" },\n  { name = \"name\"")).contains("needs a primary_key"));
+    assert!(error_of(&OK.replace(
+        "version = 1",
+        "version = 1\n[settings]\nmax_reject_share = 2.0"
+    ))
+    .contains("spec.toml:3:20: max_reject_share must be between 0 and 1"));
+    assert!(
+        error_of(&OK.replace("name = \"deals\"", "name = \"deals-2\""))
+            .contains("must be 1-48 ASCII letters")
+    );
+}
+
+#[test]
+fn the_example_spec_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/migration/sales.toml");
+    let m = load(&path).unwrap();
+    assert_eq!(m.tables.len(), 8);
+    crate::plan::plan(&m).unwrap();
+}

@@ -1,0 +1,281 @@
+//! Column transforms and casts: what turns a source property into a target column value,
+//! and the reasons a row is rejected.
+//!
+//! For each column the order is fixed: read the raw value (`from`), apply the
+//! `transforms` steps in the order written, look the result up in the value `map` (an
+//! unknown value rejects the row), fill in the `default` when the value is null, check
+//! `required`, then [`cast`] to the column type (which also canonicalizes: `"007"` as
+//! bigint is `7`, booleans are `0`/`1`, dates `YYYY-MM-DD`, datetimes
+//! `YYYY-MM-DD HH:MM:SS` in UTC).
+
+pub mod prefecture;
+
+use crate::spec::{Column, SqlType};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
+
+/// One transform step of a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Strips leading and trailing whitespace (ideographic space included).
+    Trim,
+    /// Unicode NFKC normalization (full-width letters and digits become ASCII, half-width
+    /// katakana become full-width).
+    Nfkc,
+    /// An empty string becomes null.
+    NullIfEmpty,
+    Lower,
+    Upper,
+    /// The prefecture (都道府県) an address starts with, or null (see [`prefecture`]).
+    Prefecture,
+    /// The address without its leading prefecture (see [`prefecture`]).
+    StripPrefecture,
+    /// Parses a date with the first matching chrono format; output `YYYY-MM-DD`.
+    ParseDate(Vec<String>),
+    /// Parses a date and time with the first matching chrono format (`rfc3339` accepted
+    /// as a name); offsets are converted to UTC; output `YYYY-MM-DD HH:MM:SS`.
+    ParseDatetime(Vec<String>),
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Trim => "trim".into(),
+            Step::Nfkc => "nfkc".into(),
+            Step::NullIfEmpty => "null_if_empty".into(),
+            Step::Lower => "lower".into(),
+            Step::Upper => "upper".into(),
+            Step::Prefecture => "prefecture".into(),
+            Step::StripPrefecture => "strip_prefecture".into(),
+            Step::ParseDate(f) => format!("parse_date {f:?}"),
+            Step::ParseDatetime(f) => format!("parse_datetime {f:?}"),
+        }
+    }
+}
+
+/// Why a row was rejected; written to the table's reject file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectKind {
+    /// The source record is not valid JSON or not an APOC record.
+    Malformed,
+    MissingRequired,
+    BadType,
+    TooLong,
+    UnknownValue,
+    DuplicateKey,
+    DanglingForeignKey,
+}
+
+impl RejectKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectKind::Malformed => "malformed",
+            RejectKind::MissingRequired => "missing_required",
+            RejectKind::BadType => "bad_type",
+            RejectKind::TooLong => "too_long",
+            RejectKind::UnknownValue => "unknown_value",
+            RejectKind::DuplicateKey => "duplicate_key",
+            RejectKind::DanglingForeignKey => "dangling_foreign_key",
+        }
+    }
+}
+
+/// A rejected value: the kind and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
+        Rejection {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A source value as text: strings as they are, numbers and booleans in JSON spelling,
+/// arrays and objects as JSON text.
+pub fn raw_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Applies one step.
+pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejection> {
+    let Some(v) = value else { return Ok(None) };
+    Ok(match step {
+        Step::Trim => {
+            let t = v.trim();
+            if t.len() == v.len() {
+                Some(v)
+            } else {
+                Some(t.to_string())
+            }
+        }
+        Step::Nfkc => Some(v.nfkc().collect()),
+        Step::NullIfEmpty => (!v.is_empty()).then_some(v),
+        Step::Lower => Some(v.to_lowercase()),
+        Step::Upper => Some(v.to_uppercase()),
+        Step::Prefecture => prefecture::split(&v).0.map(|p| p.to_string()),
+        Step::StripPrefecture => Some(prefecture::split(&v).1.to_string()),
+        Step::ParseDate(formats) => Some(parse_date(&v, formats)?),
+        Step::ParseDatetime(formats) => Some(parse_datetime(&v, formats)?),
+    })
+}
+
+fn parse_date(v: &str, formats: &[String]) -> Result<String, Rejection> {
+    for f in formats {
+        if let Ok(d) = NaiveDate::parse_from_str(v, f) {
+            return Ok(d.format("%Y-%m-%d").to_string());
+        }
+    }
+    Err(Rejection::new(
+        RejectKind::BadType,
+        format!("`{v}` matches none of the date formats {formats:?}"),
+    ))
+}
+
+fn parse_datetime(v: &str, formats: &[String]) -> Result<String, Rejection> {
+    for f in formats {
+        if f == "rfc3339" {
+            if let Ok(d) = DateTime::parse_from_rfc3339(v) {
+                return Ok(d.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string());
+            }
+            continue;
+        }
+        if let Ok(d) = DateTime::parse_from_str(v, f) {
+            return Ok(d.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string());
+        }
+        if let Ok(d) = NaiveDateTime::parse_from_str(v, f) {
+            return Ok(d.format("%Y-%m-%d %H:%M:%S").to_string());
+        }
+    }
+    Err(Rejection::new(
+        RejectKind::BadType,
+        format!("`{v}` matches none of the datetime formats {formats:?}"),
+    ))
+}
+
+/// Checks a value against a column type and returns its canonical SQL text.
+pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
+    let bad = |what: &str| {
+        Rejection::new(
+            RejectKind::BadType,
+            format!("`{}` is not {what}", shorten(v)),
+        )
+    };
+    match ty {
+        SqlType::BigInt => v
+            .parse::<i64>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad("a bigint")),
+        SqlType::Int => v
+            .parse::<i32>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad("an int")),
+        SqlType::Boolean => match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok("1".into()),
+            "false" | "0" | "no" => Ok("0".into()),
+            _ => Err(bad("a boolean (true/false/1/0/yes/no)")),
+        },
+        SqlType::Varchar(n) => {
+            let len = v.chars().count();
+            if len > n as usize {
+                Err(Rejection::new(
+                    RejectKind::TooLong,
+                    format!("{len} characters, more than varchar({n}) holds"),
+                ))
+            } else {
+                Ok(v.to_string())
+            }
+        }
+        SqlType::Text => {
+            if v.len() > 65_535 {
+                Err(Rejection::new(
+                    RejectKind::TooLong,
+                    format!("{} bytes, more than text holds (65535)", v.len()),
+                ))
+            } else {
+                Ok(v.to_string())
+            }
+        }
+        SqlType::Date => match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+            Ok(d) if (1000..=9999).contains(&chrono::Datelike::year(&d)) => {
+                Ok(d.format("%Y-%m-%d").to_string())
+            }
+            _ => Err(bad(
+                "a date (YYYY-MM-DD, years 1000-9999; use parse_date for other formats)",
+            )),
+        },
+        SqlType::DateTime => {
+            let parsed = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S"))
+                .ok()
+                .or_else(|| DateTime::parse_from_rfc3339(v).ok().map(|d| d.naive_utc()));
+            match parsed {
+                Some(d) if (1000..=9999).contains(&chrono::Datelike::year(&d)) => {
+                    Ok(d.format("%Y-%m-%d %H:%M:%S").to_string())
+                }
+                _ => Err(bad("a datetime (YYYY-MM-DD HH:MM:SS or RFC 3339; use parse_datetime for other formats)")),
+            }
+        }
+    }
+}
+
+fn shorten(v: &str) -> String {
+    if v.chars().count() > 40 {
+        let mut s: String = v.chars().take(40).collect();
+        s.push('…');
+        s
+    } else {
+        v.to_string()
+    }
+}
+
+/// Runs a column's whole pipeline on a raw value: steps, value map, default, required,
+/// cast. `Ok(None)` is SQL NULL.
+pub fn column_value(column: &Column, raw: Option<String>) -> Result<Option<String>, Rejection> {
+    let mut v = raw;
+    for step in &column.steps {
+        v = apply(step, v)?;
+    }
+    if let (Some(map), Some(value)) = (&column.map, &v) {
+        match map.get(value) {
+            Some(mapped) => v = Some(mapped.clone()),
+            None => {
+                return Err(Rejection::new(
+                    RejectKind::UnknownValue,
+                    format!(
+                        "`{}` is not in the value map (known: {})",
+                        shorten(value),
+                        map.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+    if v.is_none() {
+        v = column.default.clone();
+    }
+    match v {
+        None if column.required => Err(Rejection::new(
+            RejectKind::MissingRequired,
+            "required value is missing",
+        )),
+        None => Ok(None),
+        Some(v) => cast(&v, column.ty).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+use super::*;
+use crate::spec::{Column, FieldRef};
+use proptest::prelude::*;
+
+fn column(ty: SqlType, steps: Vec<Step>) -> Column {
+    Column {
+        name: "c".into(),
+        ty,
+        from: FieldRef::Property("c".into()),
+        required: false,
+        default: None,
+        steps,
+        map: None,
+        description: None,
+    }
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+#[test]
+fn steps() {
+    assert_eq!(apply(&Step::Trim, s("\u{3000} a b \n")).unwrap(), s("a b"));
+    assert_eq!(
+        apply(&Step::Nfkc, s("ＡＢＣ１２３ｱｲ")).unwrap(),
+        s("ABC123アイ")
+    );
+    assert_eq!(apply(&Step::NullIfEmpty, s("")).unwrap(), None);
+    assert_eq!(apply(&Step::NullIfEmpty, s(" ")).unwrap(), s(" "));
+    assert_eq!(apply(&Step::Lower, s("A@B.JP")).unwrap(), s("a@b.jp"));
+    assert_eq!(apply(&Step::Upper, s("ab")).unwrap(), s("AB"));
+    assert_eq!(
+        apply(&Step::Prefecture, s("東京都港区")).unwrap(),
+        s("東京都")
+    );
+    assert_eq!(apply(&Step::Prefecture, s("札幌市")).unwrap(), None);
+    assert_eq!(
+        apply(&Step::StripPrefecture, s("東京都港区")).unwrap(),
+        s("港区")
+    );
+    assert_eq!(apply(&Step::Trim, None).unwrap(), None);
+}
+
+#[test]
+fn dates() {
+    let d = Step::ParseDate(vec!["%Y/%m/%d".into(), "%Y-%m-%d".into()]);
+    assert_eq!(apply(&d, s("2001/4/1")).unwrap(), s("2001-04-01"));
+    assert_eq!(apply(&d, s("2001-04-01")).unwrap(), s("2001-04-01"));
+    assert_eq!(apply(&d, s("不明")).unwrap_err().kind, RejectKind::BadType);
+    let t = Step::ParseDatetime(vec!["rfc3339".into(), "%Y/%m/%d %H:%M".into()]);
+    assert_eq!(
+        apply(&t, s("2024-01-15T10:00:00+09:00")).unwrap(),
+        s("2024-01-15 01:00:00")
+    );
+    assert_eq!(
+        apply(&t, s("2024/01/15 10:05")).unwrap(),
+        s("2024-01-15 10:05:00")
+    );
+    assert_eq!(apply(&t, s("昨日")).unwrap_err().kind, RejectKind::BadType);
+}
+
+#[test]
+fn casts_check_and_canonicalize() {
+    assert_eq!(cast("007", SqlType::BigInt).unwrap(), "7");
+    assert_eq!(
+        cast("1,000万", SqlType::BigInt).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(
+        cast("3000000000", SqlType::Int).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(cast("YES", SqlType::Boolean).unwrap(), "1");
+    assert_eq!(cast("false", SqlType::Boolean).unwrap(), "0");
+    assert_eq!(cast("あいう", SqlType::Varchar(3)).unwrap(), "あいう");
+    assert_eq!(
+        cast("あいうえ", SqlType::Varchar(3)).unwrap_err().kind,
+        RejectKind::TooLong
+    );
+    assert_eq!(
+        cast("2024-02-30", SqlType::Date).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(
+        cast("0999-01-01", SqlType::Date).unwrap_err().kind,
+        RejectKind::BadType
+    );
+    assert_eq!(
+        cast("2024-01-15T10:00:00Z", SqlType::DateTime).unwrap(),
+        "2024-01-15 10:00:00"
+    );
+    assert_eq!(
+        cast(&"x".repeat(65_536), SqlType::Text).unwrap_err().kind,
+        RejectKind::TooLong
+    );
+}
+
+#[test]
+fn column_pipeline_order() {
+    let mut c = column(SqlType::Varchar(8), vec![Step::Trim, Step::NullIfEmpty]);
+    c.map = Some([("商談中".to_string(), "open".to_string())].into());
+    assert_eq!(column_value(&c, s(" 商談中 ")).unwrap(), s("open"));
+    assert_eq!(
+        column_value(&c, s("保留")).unwrap_err().kind,
+        RejectKind::UnknownValue
+    );
+    assert_eq!(column_value(&c, s("  ")).unwrap(), None);
+    c.required = true;
+    assert_eq!(
+        column_value(&c, s("  ")).unwrap_err().kind,
+        RejectKind::MissingRequired
+    );
+    c.default = s("open");
+    assert_eq!(column_value(&c, None).unwrap(), s("open"));
+}
+
+#[test]
+fn raw_values() {
+    assert_eq!(raw_text(&serde_json::json!(12)), s("12"));
+    assert_eq!(raw_text(&serde_json::json!(true)), s("true"));
+    assert_eq!(raw_text(&serde_json::json!(null)), None);
+    assert_eq!(raw_text(&serde_json::json!(["a"])), s("[\"a\"]"));
+}
+
+proptest! {
+    #[test]
+    fn trim_and_nfkc_are_idempotent(v in "\\PC{0,20}") {
+        let once = apply(&Step::Trim, apply(&Step::Nfkc, Some(v.clone())).unwrap()).unwrap();
+        let twice = apply(&Step::Trim, apply(&Step::Nfkc, once.clone()).unwrap()).unwrap();
+        prop_assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn bigint_cast_round_trips(n in any::<i64>()) {
+        prop_assert_eq!(cast(&n.to_string(), SqlType::BigInt).unwrap(), n.to_string());
+    }
+
+    #[test]
+    fn varchar_accepts_exactly_up_to_its_length(v in "\\PC{0,12}", n in 1u32..10) {
+        let fits = v.chars().count() <= n as usize;
+        prop_assert_eq!(cast(&v, SqlType::Varchar(n)).is_ok(), fits);
+    }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Throwaway MariaDB for the migration tests.
+#   scripts/test-peers/mariadb.sh start   installs MariaDB if missing, starts a server with a
+#                                          fresh datadir under .tmp/mariadb on a free port, and
+#                                          prints `export TSUNAGU_TEST_MYSQL_URL=...`
+#   scripts/test-peers/mariadb.sh stop    stops it (by its pid file) and removes the datadir
+# Use: eval "$(scripts/test-peers/mariadb.sh start)"
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+D="$PWD/.tmp/mariadb"
+
+start() {
+  if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb-install-db >/dev/null 2>&1; then
+    echo "installing mariadb-server (apt-get)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq mariadb-server mariadb-client >&2
+  fi
+  stop_quiet
+  mkdir -p "$D"
+  mariadb-install-db --no-defaults --user=root --datadir="$D/data" \
+    --auth-root-authentication-method=normal --skip-test-db >"$D/install.log" 2>&1
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    # A refused connection means nothing listens there.
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  done
+  mariadbd --no-defaults --user=root --datadir="$D/data" --socket="$D/sock" --pid-file="$D/pid" \
+    --bind-address=127.0.0.1 --port="$port" --local-infile=1 --skip-name-resolve \
+    --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
+    --log-error="$D/err.log" >/dev/null 2>&1 &
+  for _ in $(seq 1 300); do
+    if mariadb-admin --no-defaults --socket="$D/sock" -uroot ping >/dev/null 2>&1; then
+      echo "$port" >"$D/port"
+      echo "export TSUNAGU_TEST_MYSQL_URL=mysql://root@127.0.0.1:$port/tsunagu_test"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "mariadb did not start; see $D/err.log" >&2
+  cat "$D/err.log" >&2 || true
+  return 1
+}
+
+stop_quiet() {
+  if [ -f "$D/pid" ]; then
+    local pid
+    pid=$(cat "$D/pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$D"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop_quiet ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
