@@ -5,8 +5,9 @@
 //! 2. Starts the server (store, pipeline, API) on a free port.
 //! 3. Search latency: `--queries` sequential searches, each with three filters (action,
 //!    salesperson, the last 30 days) and a Japanese text term.
-//! 4. Write throughput: `--concurrency` clients record activities for `--write-time`;
-//!    request latency, writes/s, and the pipeline's commit-to-searchable lag meanwhile.
+//! 4. Writes: `--concurrency` clients record activities for `--write-time`, as fast as
+//!    they are answered or at `--write-rate` in total; request latency, writes/s, and the
+//!    pipeline's commit-to-searchable lag meanwhile.
 
 use super::RunDir;
 use crate::app::Embedded;
@@ -41,6 +42,10 @@ pub struct ApiArgs {
     /// How long the write phase runs.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub write_time: Duration,
+    /// Total writes per second in the write phase, spread over the clients at fixed
+    /// times; 0 writes as fast as the clients get answers (throughput at saturation).
+    #[arg(long, default_value_t = 0.0)]
+    pub write_rate: f64,
     /// Concurrent clients in the write phase.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
@@ -258,12 +263,26 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
             Arc::clone(&deal_ids),
         );
         let seed = args.seed + u64::from(c) + 1;
+        // With a rate, client `c` of `n` writes at start + (k + c/n) × n/rate.
+        let n = f64::from(args.concurrency);
+        let interval =
+            (args.write_rate > 0.0).then(|| Duration::from_secs_f64(n / args.write_rate));
+        let offset = interval.map(|i| i.mul_f64(f64::from(c) / n));
         clients.spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut latency = histogram()?;
             let (mut ok, mut failed) = (0u64, 0u64);
             let mut last_token = None;
+            let mut k = 0u32;
             while Instant::now() < deadline {
+                if let (Some(interval), Some(offset)) = (interval, offset) {
+                    let due = started + offset + interval * k;
+                    k += 1;
+                    tokio::time::sleep_until(due.into()).await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
                 let deal = &deals[rng.random_range(0..deals.len())];
                 let body = json!({
                     "user_id": USERS[rng.random_range(0..USERS.len())],
