@@ -168,12 +168,14 @@ impl Metrics {
             .inc();
     }
 
-    pub fn replication_lag(&self, consumer: &str, seconds: f64) {
-        self.lag
-            .get_or_create(&ConsumerLabels {
-                consumer: consumer.to_string(),
-            })
-            .observe(seconds);
+    /// The lags of one applied batch (one label lookup for the batch).
+    pub fn replication_lags(&self, consumer: &str, seconds: impl IntoIterator<Item = f64>) {
+        let histogram = self.lag.get_or_create(&ConsumerLabels {
+            consumer: consumer.to_string(),
+        });
+        for s in seconds {
+            histogram.observe(s);
+        }
     }
 
     pub fn sink_error(&self, consumer: &str, kind: &str, count: u64) {

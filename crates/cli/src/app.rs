@@ -114,6 +114,23 @@ impl Embedded {
         }
     }
 
+    /// A backfill of `consumer` into `sink` from this store, with its state kept here.
+    pub fn backfill<'a>(
+        &'a self,
+        consumer: &'a str,
+        sink: &'a dyn tsunagu_engine::ports::Sink,
+    ) -> tsunagu_engine::backfill::Backfill<'a> {
+        tsunagu_engine::backfill::Backfill {
+            consumer,
+            source: &self.store,
+            scanner: &self.store,
+            sink,
+            checkpoints: &self.state,
+            dlq: &self.state,
+            progress: &self.state,
+        }
+    }
+
     /// Opens every consumer's sink, by sink name.
     pub fn open_sinks(&self) -> anyhow::Result<BTreeMap<String, Arc<ActivityIndex>>> {
         self.config

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tsunagu::app::Embedded;
 use tsunagu::sample::Sample;
 use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions};
-use tsunagu_engine::backfill::{Backfill, BackfillOptions};
+use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::{Consumer, ConsumerConfig, Engine};
 
@@ -49,15 +49,7 @@ async fn a_backfill_while_writes_continue_hands_over_to_the_stream_without_a_gap
         ..embedded
     };
     let index = embedded.open_sink("fresh").unwrap();
-    let backfill = Backfill {
-        consumer: "fresh",
-        source: &embedded.store,
-        scanner: &embedded.store,
-        sink: index.as_ref(),
-        checkpoints: &embedded.state,
-        dlq: &embedded.state,
-        progress: &embedded.state,
-    };
+    let backfill = embedded.backfill("fresh", index.as_ref());
     let options = BackfillOptions {
         batch_size: 97,
         ..BackfillOptions::default()

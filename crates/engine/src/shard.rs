@@ -145,7 +145,16 @@ impl ShardWorker {
         ));
         let mut reader_end: Option<ReaderEnd> = None;
 
-        let mut in_flight = InFlight::default();
+        // Everything up to the starting checkpoint was applied (and made durable) before.
+        let mut in_flight = InFlight {
+            visible_through: match &self.start {
+                ReadFrom::After(position) => Some(position.clone()),
+                _ => None,
+            },
+            ..InFlight::default()
+        };
+        self.stats
+            .set_visible_through(in_flight.visible_through.clone());
         let mut saved: Option<Position> = None;
         let mut pending_checkpoint: Option<Position> = None;
         let mut ticker =

@@ -35,8 +35,8 @@ pub struct ShardStats {
     pub bisections: AtomicU64,
     pub in_flight: AtomicU64,
     pub checkpoint: Mutex<Option<Position>>,
-    /// The last position of the acknowledged prefix: every record up to it is visible in
-    /// the sink (not necessarily durable yet).
+    /// The last position of the acknowledged prefix (at least the starting checkpoint):
+    /// every record up to it is visible in the sink, not necessarily durable yet.
     pub visible_through: Mutex<Option<Position>>,
     pub state: Mutex<ShardState>,
 }

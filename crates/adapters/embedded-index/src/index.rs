@@ -411,43 +411,6 @@ impl ActivityIndexReader {
         self.view.live_versions()
     }
 
-    /// Companies, deals or sales lists; see [`RecordQuery`].
-    pub fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, IndexError> {
-        self.view.search_records(query)
-    }
-
-    /// The ids of every record matching `query` (cursor and limit ignored).
-    pub fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, IndexError> {
-        self.view.record_ids(query)
-    }
-
-    /// How many records matching `query` carry each tag, most used first.
-    pub fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<(String, u64)>, IndexError> {
-        self.view.tag_counts(query)
-    }
-
-    /// The deals with at least one activity matching `query`.
-    pub fn deals_with_activity(
-        &self,
-        query: &ActivityQuery,
-    ) -> Result<std::collections::HashSet<String>, IndexError> {
-        self.view.deals_with_activity(query)
-    }
-
-    /// Each deal's latest activity among those matching `query`.
-    pub fn latest_activity_per_deal(
-        &self,
-        query: &ActivityQuery,
-    ) -> Result<HashMap<String, LatestActivity>, IndexError> {
-        self.view.latest_activity_per_deal(query)
-    }
-
-    /// The version this handle sees for `key`, a deletion's tombstone included: a write
-    /// of version `v` has been applied once this is at least `v`.
-    pub fn held_version(&self, key: &ItemKey) -> Result<Option<Version>, IndexError> {
-        self.view.held_version(key)
-    }
-
     /// The live activity at `key` and its version, if any.
     pub fn get(&self, key: &ItemKey) -> Result<Option<(Version, ActivityLog)>, IndexError> {
         self.view.get(key)

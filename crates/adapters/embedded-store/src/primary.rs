@@ -9,7 +9,7 @@
 //! strictly increases on every change of the item (a delete included) and never restarts
 //! when an item is deleted and created again.
 
-use crate::sqlite::{init_schema, open_connection, ReadPool, PRIMARY_SCHEMA};
+use crate::sqlite::{init_schema, open_connection, open_creating, ReadPool, PRIMARY_SCHEMA};
 use crate::{now_us, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -171,12 +171,7 @@ impl EmbeddedStore {
         if options.shard_count == 0 {
             return Err(StoreError::Invalid("shard_count must be at least 1".into()));
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Invalid(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
-        let conn = open_connection(path)?;
+        let conn = open_creating(path)?;
         // The writer checkpoints the WAL into the database less often than SQLite's default
         // (every 1,000 pages): hot pages (the items, the newest change records) are then
         // copied once per checkpoint instead of many times.

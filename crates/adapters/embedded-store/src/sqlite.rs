@@ -90,6 +90,15 @@ const CACHE_KIB: i64 = 32 * 1024;
 /// readers never block the writer, `synchronous=NORMAL` (durable at every WAL checkpoint,
 /// and a crash never corrupts; the group commit makes the fsync rate moot), and a busy
 /// timeout so a second process waits for the write lock instead of failing.
+/// Opens (creating it and its directory if needed) a database file for writing.
+pub(crate) fn open_creating(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    open_connection(path)
+}
+
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_err = |source| StoreError::Open {
         path: path.display().to_string(),

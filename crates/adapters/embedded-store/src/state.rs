@@ -1,6 +1,6 @@
 //! Checkpoints and the dead-letter queue of every consumer, in their own SQLite file.
 
-use crate::sqlite::{init_schema, open_connection, STATE_SCHEMA};
+use crate::sqlite::{init_schema, open_connection, open_creating, STATE_SCHEMA};
 use crate::{now_us, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -19,12 +19,7 @@ pub struct EmbeddedState {
 
 impl EmbeddedState {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Invalid(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
-        let conn = open_connection(path)?;
+        let conn = open_creating(path)?;
         init_schema(&conn, STATE_SCHEMA, path)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

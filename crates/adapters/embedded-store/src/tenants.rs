@@ -4,7 +4,7 @@
 //! of the file does not give access. Tokens are 256 random bits, so a plain digest (no
 //! slow password hash) cannot be brute-forced.
 
-use crate::sqlite::open_connection;
+use crate::sqlite::open_creating;
 use crate::{now_us, StoreError};
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -48,12 +48,7 @@ pub struct TenantRegistry {
 impl TenantRegistry {
     /// Opens (creating) the registry file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Invalid(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
-        let conn = open_connection(path)?;
+        let conn = open_creating(path)?;
         conn.execute_batch(TENANTS_SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_domain::{Company, Deal, DealStage, Entity};
 use tsunagu_embedded_store::{Condition, TenantRegistry, WriteOp};
-use tsunagu_engine::backfill::{Backfill, BackfillOptions};
+use tsunagu_engine::backfill::BackfillOptions;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
@@ -180,17 +180,10 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
     );
     let index = embedded.open_sink("activities")?;
     let started = Instant::now();
-    let backfill = Backfill {
-        consumer: "search",
-        source: &embedded.store,
-        scanner: &embedded.store,
-        sink: index.as_ref(),
-        checkpoints: &embedded.state,
-        dlq: &embedded.state,
-        progress: &embedded.state,
-    }
-    .run(None, &BackfillOptions::default(), &|_| {})
-    .await?;
+    let backfill = embedded
+        .backfill("search", index.as_ref())
+        .run(None, &BackfillOptions::default(), &|_| {})
+        .await?;
     let backfill_rate = backfill.items as f64 / started.elapsed().as_secs_f64();
     println!(
         "indexed {} items at {backfill_rate:.0} items/s",

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
-use tsunagu_engine::backfill::{Backfill, BackfillOptions};
+use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_engine::ports::Sink;
 
 #[derive(Debug, Clone, Args)]
@@ -60,17 +60,10 @@ pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitCode> {
 
     let index = embedded.open_sink("activities")?;
     let started = Instant::now();
-    let report = Backfill {
-        consumer: "search",
-        source: &embedded.store,
-        scanner: &embedded.store,
-        sink: index.as_ref(),
-        checkpoints: &embedded.state,
-        dlq: &embedded.state,
-        progress: &embedded.state,
-    }
-    .run(None, &BackfillOptions::default(), &|_| {})
-    .await?;
+    let report = embedded
+        .backfill("search", index.as_ref())
+        .run(None, &BackfillOptions::default(), &|_| {})
+        .await?;
     let backfill_s = started.elapsed().as_secs_f64();
     println!(
         "backfill: {} items in {backfill_s:.1} s = {:.0} items/s",

@@ -8,7 +8,7 @@ use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
-use tsunagu_engine::backfill::{Backfill, BackfillOptions};
+use tsunagu_engine::backfill::BackfillOptions;
 
 pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
     // A new consumer gets its own index, named after it.
@@ -53,15 +53,7 @@ pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitC
         parallelism: args.parallelism as usize,
         ..BackfillOptions::default()
     };
-    let backfill = Backfill {
-        consumer: &consumer.name,
-        source: &embedded.store,
-        scanner: &embedded.store,
-        sink: sink.as_ref(),
-        checkpoints: &embedded.state,
-        dlq: &embedded.state,
-        progress: &embedded.state,
-    };
+    let backfill = embedded.backfill(&consumer.name, sink.as_ref());
     let report = backfill
         .run(None, &options, &|n| bar.inc(n))
         .await

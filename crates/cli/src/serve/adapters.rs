@@ -168,13 +168,18 @@ impl WriteVisibility for EmbeddedVisibility {
                 .collect::<Vec<_>>(),
             Err(_) => return Err(ServiceError::Unavailable("pipeline state poisoned".into())),
         };
-        let seq =
-            |p: &Option<tsunagu_domain::Position>| p.as_ref().and_then(|p| p.0.parse::<u64>().ok());
         for shard in shards {
             let Ok(index) = shard.shard.0.parse::<u32>() else {
                 continue;
             };
-            let visible = seq(&shard.visible_through).max(seq(&shard.checkpoint));
+            let visible = shard
+                .visible_through
+                .as_ref()
+                .and_then(|p| p.0.parse::<u64>().ok());
+            // A shard whose visible prefix is past the write needs no look at the store.
+            if visible.is_some_and(|v| v >= version.0) {
+                continue;
+            }
             let needed = self
                 .store
                 .newest_seq_at_most(index, version.0)
@@ -241,10 +246,13 @@ impl LagWindow {
         }
     }
 
-    fn record(&self, micros: u64) {
+    /// Records the lags of one applied batch under one lock.
+    fn record_all(&self, micros: impl IntoIterator<Item = u64>) {
         if let Ok(mut w) = self.inner.lock() {
             self.rotate(&mut w);
-            let _ = w.current.record(micros.clamp(1, 3_600_000_000));
+            for m in micros {
+                let _ = w.current.record(m.clamp(1, 3_600_000_000));
+            }
         }
     }
 
@@ -278,11 +286,12 @@ impl ApplyObserver for MetricsObserver {
         let visible_us = visible_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
-        for record in records {
-            let lag_us = (visible_us - record.committed_at_us).max(0) as u64;
-            self.metrics.replication_lag(consumer, lag_us as f64 / 1e6);
-            self.lag.record(lag_us);
-        }
+        let lags = records
+            .iter()
+            .map(|r| (visible_us - r.committed_at_us).max(0) as u64);
+        self.metrics
+            .replication_lags(consumer, lags.clone().map(|us| us as f64 / 1e6));
+        self.lag.record_all(lags);
     }
 
     fn sink_failed(&self, consumer: &str, kind: &'static str, count: u64) {

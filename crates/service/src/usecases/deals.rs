@@ -5,8 +5,8 @@
 
 use super::companies::canonical_prefectures;
 use super::{
-    check_version, double_option, expect_version, new_id, page_limit, parse_cursor, Service,
-    TenantId, Written,
+    check_version, double_option, expect_version, new_id, page_limit, parse_cursor,
+    retry_on_conflict, Service, TenantId, Written,
 };
 use crate::error::ServiceError;
 use crate::ports::Expect;
@@ -207,8 +207,7 @@ impl Service {
         tag: &str,
         tagged: bool,
     ) -> Result<Written<Deal>, ServiceError> {
-        let mut attempts = 0;
-        loop {
+        retry_on_conflict(|| async move {
             let (version, mut deal) = self.deal(tenant, id).await?;
             let mut tags = deal.tags.clone();
             if tagged {
@@ -218,32 +217,22 @@ impl Service {
             }
             Deal::normalize_tags(&mut tags);
             if tags == deal.tags {
-                return Ok(Written {
-                    token: crate::ConsistencyToken {
-                        key: deal.key(),
-                        version,
-                    },
-                    value: deal,
-                    version,
-                });
+                let key = deal.key();
+                return Ok(Written::unchanged(deal, key, version));
             }
             deal.tags = tags;
             deal.updated_at = self.clock.now().max(deal.created_at);
             deal.validate()?;
-            match self
-                .store(
-                    deal.clone(),
-                    Entity::Deal(deal),
-                    Expect::Version(version),
-                    "deal",
-                    id,
-                )
-                .await
-            {
-                Err(ServiceError::Conflict { .. }) if attempts < 3 => attempts += 1,
-                other => return other,
-            }
-        }
+            self.store(
+                deal.clone(),
+                Entity::Deal(deal),
+                Expect::Version(version),
+                "deal",
+                id,
+            )
+            .await
+        })
+        .await
     }
 
     /// The tenant's tags with how many deals carry each, most used first.

@@ -46,6 +46,34 @@ pub struct Written<T> {
     pub token: ConsistencyToken,
 }
 
+impl<T> Written<T> {
+    /// A write that had nothing to change: the value as it is, at its current version.
+    pub(crate) fn unchanged(value: T, key: ItemKey, version: Version) -> Self {
+        Self {
+            value,
+            version,
+            token: ConsistencyToken { key, version },
+        }
+    }
+}
+
+/// Runs a read-modify-write again (up to three more times) when another writer changed the
+/// item between its read and its write: for changes that do not depend on the rest of the
+/// item (a tag, list members).
+pub(crate) async fn retry_on_conflict<T, F, Fut>(mut attempt: F) -> Result<Written<T>, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Written<T>, ServiceError>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(ServiceError::Conflict { .. }) if retries < 3 => retries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// The application: its use cases over the ports.
 #[derive(Clone)]
 pub struct Service {

@@ -1,6 +1,6 @@
 //! Sales lists (営業リスト): named sets of the tenant's deals.
 
-use super::{new_id, page_limit, parse_cursor, Service, TenantId, Written};
+use super::{new_id, page_limit, parse_cursor, retry_on_conflict, Service, TenantId, Written};
 use crate::error::ServiceError;
 use crate::ports::Expect;
 use serde::Deserialize;
@@ -87,35 +87,25 @@ impl Service {
         }
         let (_, _) = self.sales_list(tenant, id).await?;
         self.check_deals(tenant, &input.deal_ids).await?;
-        let mut attempts = 0;
-        loop {
+        let deal_ids = &input.deal_ids;
+        retry_on_conflict(|| async move {
             let (version, mut list) = self.sales_list(tenant, id).await?;
-            if list.add_deals(input.deal_ids.iter().map(String::as_str)) == 0 {
-                return Ok(Written {
-                    token: crate::ConsistencyToken {
-                        key: list.key(),
-                        version,
-                    },
-                    value: list,
-                    version,
-                });
+            if list.add_deals(deal_ids.iter().map(String::as_str)) == 0 {
+                let key = list.key();
+                return Ok(Written::unchanged(list, key, version));
             }
             list.updated_at = self.clock.now().max(list.created_at);
             list.validate()?;
-            match self
-                .store(
-                    list.clone(),
-                    Entity::SalesList(list),
-                    Expect::Version(version),
-                    "sales list",
-                    id,
-                )
-                .await
-            {
-                Err(ServiceError::Conflict { .. }) if attempts < 3 => attempts += 1,
-                other => return other,
-            }
-        }
+            self.store(
+                list.clone(),
+                Entity::SalesList(list),
+                Expect::Version(version),
+                "sales list",
+                id,
+            )
+            .await
+        })
+        .await
     }
 
     pub async fn list_sales_lists(
