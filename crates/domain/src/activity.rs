@@ -117,18 +117,13 @@ impl ActivityLog {
     /// Checks every rule and reports all violations at once. `now` is passed in so that
     /// the rule on future timestamps is testable.
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        for (field, value) in [
+        let mut errors = id_errors(&[
             ("id", &self.id),
             ("tenant_id", &self.tenant_id),
             ("deal_id", &self.deal_id),
             ("company_id", &self.company_id),
             ("user_id", &self.user_id),
-        ] {
-            if let Some(message) = id_problem(value) {
-                errors.push(FieldError { field, message });
-            }
-        }
+        ]);
         if let Some(result) = &self.result {
             let n = result.chars().count();
             if n == 0 || n > RESULT_MAX_CHARS || result.trim() != result {
@@ -193,7 +188,17 @@ impl ActivityLog {
     }
 }
 
-pub(crate) fn id_problem(value: &str) -> Option<String> {
+/// One error per id field that breaks the id rule.
+pub(crate) fn id_errors(fields: &[(&'static str, &str)]) -> Vec<FieldError> {
+    fields
+        .iter()
+        .filter_map(|&(field, value)| {
+            id_problem(value).map(|message| FieldError { field, message })
+        })
+        .collect()
+}
+
+fn id_problem(value: &str) -> Option<String> {
     if value.is_empty() {
         Some("must not be empty".into())
     } else if value.len() > ID_MAX_BYTES {

@@ -1,6 +1,6 @@
 //! The company (取引先): who a deal is with, and where it is.
 
-use crate::activity::id_problem;
+use crate::activity::id_errors;
 use crate::item::ItemKey;
 use crate::{FieldError, ValidationErrors};
 use chrono::{DateTime, Utc};
@@ -46,12 +46,7 @@ impl Company {
     }
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        for (field, value) in [("id", &self.id), ("tenant_id", &self.tenant_id)] {
-            if let Some(message) = id_problem(value) {
-                errors.push(FieldError { field, message });
-            }
-        }
+        let mut errors = id_errors(&[("id", &self.id), ("tenant_id", &self.tenant_id)]);
         if let Some(message) = name_problem(&self.name) {
             errors.push(FieldError {
                 field: "name",

@@ -1,6 +1,6 @@
 //! The deal (営業案件): a sales opportunity with one company, owned by a salesperson.
 
-use crate::activity::{id_problem, TAGS_MAX, TAG_MAX_CHARS};
+use crate::activity::{id_errors, TAGS_MAX, TAG_MAX_CHARS};
 use crate::company::name_problem;
 use crate::item::ItemKey;
 use crate::{FieldError, ValidationErrors};
@@ -115,17 +115,12 @@ impl Deal {
     }
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        for (field, value) in [
+        let mut errors = id_errors(&[
             ("id", &self.id),
             ("tenant_id", &self.tenant_id),
             ("company_id", &self.company_id),
             ("owner_id", &self.owner_id),
-        ] {
-            if let Some(message) = id_problem(value) {
-                errors.push(FieldError { field, message });
-            }
-        }
+        ]);
         if let Some(message) = name_problem(&self.title) {
             errors.push(FieldError {
                 field: "title",

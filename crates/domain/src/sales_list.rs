@@ -1,6 +1,6 @@
 //! The sales list (営業リスト): a named set of deals a team works through.
 
-use crate::activity::id_problem;
+use crate::activity::id_errors;
 use crate::company::name_problem;
 use crate::item::ItemKey;
 use crate::{FieldError, ValidationErrors};
@@ -48,12 +48,7 @@ impl SalesList {
     }
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut errors = Vec::new();
-        for (field, value) in [("id", &self.id), ("tenant_id", &self.tenant_id)] {
-            if let Some(message) = id_problem(value) {
-                errors.push(FieldError { field, message });
-            }
-        }
+        let mut errors = id_errors(&[("id", &self.id), ("tenant_id", &self.tenant_id)]);
         if let Some(message) = name_problem(&self.name) {
             errors.push(FieldError {
                 field: "name",
