@@ -6,7 +6,10 @@ use crate::durability::{run_syncer, DeferredSyncDirectory, Marks, SyncRequest};
 use crate::error::IndexError;
 use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage};
 use crate::records::{LatestActivity, RecordPage, RecordQuery};
-use crate::schema::{build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_TOMBSTONE};
+use crate::schema::{
+    build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_COMPANY, KIND_DEAL,
+    KIND_SALES_LIST, KIND_TOMBSTONE,
+};
 use crate::tokenizer::{JaBigramTokenizer, JA_TOKENIZER_NAME};
 use crate::writer::{now_us, prepare, Held, Request, VersionMap, WriterThread};
 use async_trait::async_trait;
@@ -23,7 +26,7 @@ use tantivy::{
     DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, TantivyError, Term,
 };
 use tokio::sync::{mpsc, oneshot};
-use tsunagu_domain::{ActivityLog, ChangeRecord, ItemKey, Version};
+use tsunagu_domain::{ActivityLog, ChangeRecord, Entity, ItemKey, Version};
 use tsunagu_engine::ports::{Sink, SinkError};
 
 /// How many `apply` calls may wait for the writer thread before callers are held back.
@@ -599,12 +602,24 @@ impl IndexView {
         Ok(doc.map(|(_, version, activity)| (version, activity)))
     }
 
-    /// Reads a stored document back: `None` for a tombstone.
+    /// Reads a stored activity back: `None` for a tombstone or another kind.
     pub(crate) fn load(
         &self,
         searcher: &Searcher,
         address: DocAddress,
     ) -> Result<Option<(ItemKey, Version, ActivityLog)>, IndexError> {
+        Ok(match self.load_entity(searcher, address)? {
+            Some((key, version, Entity::ActivityLog(activity))) => Some((key, version, activity)),
+            _ => None,
+        })
+    }
+
+    /// Reads any stored entity back: `None` for a tombstone.
+    pub(crate) fn load_entity(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+    ) -> Result<Option<(ItemKey, Version, Entity)>, IndexError> {
         let doc: TantivyDocument = searcher
             .doc(address)
             .map_err(IndexError::tantivy("reading a stored document"))?;
@@ -613,21 +628,29 @@ impl IndexView {
                 .and_then(|v| v.as_str().map(str::to_owned))
         };
         let doc_key = text(self.fields.key).unwrap_or_default();
-        let corrupt = |message: &str| IndexError::CorruptDocument {
+        let corrupt = |message: String| IndexError::CorruptDocument {
             key: doc_key.clone(),
-            message: message.to_string(),
+            message,
         };
-        if text(self.fields.kind).as_deref() != Some(KIND_ACTIVITY) {
+        let kind = text(self.fields.kind).unwrap_or_default();
+        if kind == KIND_TOMBSTONE {
             return Ok(None);
         }
-        let key = parse_doc_key(&doc_key).ok_or_else(|| corrupt("the key has no separator"))?;
+        let key =
+            parse_doc_key(&doc_key).ok_or_else(|| corrupt("the key has no separator".into()))?;
         let version = doc
             .get_first(self.fields.version)
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| corrupt("no version"))?;
-        let source = text(self.fields.source).ok_or_else(|| corrupt("no stored source"))?;
-        let activity: ActivityLog =
-            serde_json::from_str(&source).map_err(|e| corrupt(&format!("stored source: {e}")))?;
-        Ok(Some((key, Version(version), activity)))
+            .ok_or_else(|| corrupt("no version".into()))?;
+        let source = text(self.fields.source).ok_or_else(|| corrupt("no stored source".into()))?;
+        let bad = |e: serde_json::Error| corrupt(format!("stored source: {e}"));
+        let entity = match kind.as_str() {
+            KIND_ACTIVITY => Entity::ActivityLog(serde_json::from_str(&source).map_err(bad)?),
+            KIND_COMPANY => Entity::Company(serde_json::from_str(&source).map_err(bad)?),
+            KIND_DEAL => Entity::Deal(serde_json::from_str(&source).map_err(bad)?),
+            KIND_SALES_LIST => Entity::SalesList(serde_json::from_str(&source).map_err(bad)?),
+            other => return Err(corrupt(format!("unknown kind {other:?}"))),
+        };
+        Ok(Some((key, Version(version), entity)))
     }
 }

@@ -17,8 +17,7 @@ use std::ops::Bound;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermSetQuery};
-use tantivy::schema::Value;
-use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 use tsunagu_domain::{Entity, ItemKey, Version};
 
 pub use tsunagu_domain::search::{LatestActivity, RecordHit, RecordKind, RecordPage, RecordQuery};
@@ -215,40 +214,14 @@ impl IndexView {
         searcher: &tantivy::Searcher,
         address: DocAddress,
     ) -> Result<Option<RecordHit>, IndexError> {
-        let doc: TantivyDocument = searcher
-            .doc(address)
-            .map_err(IndexError::tantivy("reading a stored document"))?;
-        let text = |field| {
-            doc.get_first(field)
-                .and_then(|v| v.as_str().map(str::to_owned))
-        };
-        let doc_key = text(self.fields.key).unwrap_or_default();
-        let corrupt = |message: String| IndexError::CorruptDocument {
-            key: doc_key.clone(),
-            message,
-        };
-        let Some(kind) = text(self.fields.kind) else {
-            return Ok(None);
-        };
-        let key =
-            parse_doc_key(&doc_key).ok_or_else(|| corrupt("the key has no separator".into()))?;
-        let version = doc
-            .get_first(self.fields.version)
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| corrupt("no version".into()))?;
-        let source = text(self.fields.source).ok_or_else(|| corrupt("no stored source".into()))?;
-        let bad = |e: serde_json::Error| corrupt(format!("stored source: {e}"));
-        let entity = match kind.as_str() {
-            KIND_COMPANY => Entity::Company(serde_json::from_str(&source).map_err(bad)?),
-            KIND_DEAL => Entity::Deal(serde_json::from_str(&source).map_err(bad)?),
-            KIND_SALES_LIST => Entity::SalesList(serde_json::from_str(&source).map_err(bad)?),
-            _ => return Ok(None),
-        };
-        Ok(Some(RecordHit {
-            key,
-            version: Version(version),
-            entity,
-        }))
+        Ok(match self.load_entity(searcher, address)? {
+            Some((_, _, Entity::ActivityLog(_))) | None => None,
+            Some((key, version, entity)) => Some(RecordHit {
+                key,
+                version,
+                entity,
+            }),
+        })
     }
 }
 
