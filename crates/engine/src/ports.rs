@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
-use tsunagu_domain::{ChangeRecord, Position, ShardId};
+use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Version};
 
 /// A shard as the source describes it. A shard with a parent must not be read before the
 /// parent has been read to its end (DynamoDB Streams and Kinesis lineage); the embedded
@@ -232,4 +232,186 @@ pub trait ApplyObserver: Send + Sync + 'static {
     /// The sink failed `count` records (or a batch) of this kind: `batch_retryable`,
     /// `batch_permanent`, `record_retryable`, `record_permanent`.
     fn sink_failed(&self, _consumer: &str, _kind: &'static str, _count: u64) {}
+}
+
+// ---------------------------------------------------------------------------------------
+// The primary store
+// ---------------------------------------------------------------------------------------
+
+/// What a conditional write requires of the item's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// No requirement.
+    None,
+    /// The item must not exist (create).
+    NotExists,
+    /// The item must exist (update or delete of something known to be there).
+    Exists,
+    /// The item must exist at exactly this version (optimistic concurrency).
+    VersionIs(Version),
+}
+
+/// One write.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Creates or replaces the item's body.
+    Put {
+        key: ItemKey,
+        body: serde_json::Value,
+        condition: Condition,
+    },
+    /// Removes the item.
+    Delete { key: ItemKey, condition: Condition },
+}
+
+impl WriteOp {
+    pub fn key(&self) -> &ItemKey {
+        match self {
+            WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// The result of a write that passed its condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOutcome {
+    /// The change it produced; `None` when it changed nothing (same body, or a delete of
+    /// a missing item), in which case no change record was appended.
+    pub change: Option<ChangeKind>,
+    /// The item's version after the write (`None` when the item does not exist).
+    pub version: Option<Version>,
+    /// Where the change record sits in its shard (`None` when nothing changed).
+    pub position: Option<Position>,
+    /// The commit timestamp recorded in the change record (microseconds since the epoch).
+    pub committed_at_us: i64,
+}
+
+/// An item as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredItem {
+    pub key: ItemKey,
+    pub version: Version,
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ItemStoreError {
+    /// A conditional write lost: the item is not in the state the caller expected.
+    #[error("version conflict on {key}: expected {expected}, found {}", found.map_or("no item".to_string(), |v| format!("version {v}")))]
+    Conflict {
+        key: ItemKey,
+        expected: String,
+        found: Option<Version>,
+    },
+    /// The write itself is malformed (empty key, a body that is not an object, ...).
+    #[error("invalid write: {0}")]
+    Invalid(String),
+    /// Worth retrying after a pause (throttling, a network blip).
+    #[error("primary store temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("primary store failed: {0}")]
+    Failed(String),
+}
+
+/// The primary store: items addressed by partition + sort key, each with a version that
+/// strictly increases on every change (a delete included) and never goes back when an
+/// item is deleted and created again. Every write that changes an item produces exactly
+/// one record on the store's change stream (its [`ChangeSource`]).
+///
+/// Contract: a write whose [`Condition`] fails changes nothing and returns
+/// [`ItemStoreError::Conflict`] with the item's current version; a read after a write
+/// returns that write (strong consistency).
+#[async_trait]
+pub trait ItemStore: Send + Sync + 'static {
+    /// Applies one write.
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, ItemStoreError>;
+
+    /// Applies several writes, each with its own result (not all-or-nothing: a write whose
+    /// condition fails is reported and the others still apply). The outer error means
+    /// none was attempted.
+    async fn write_many(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome, ItemStoreError>>, ItemStoreError>;
+
+    /// Reads one item, strongly consistent.
+    async fn get(&self, key: &ItemKey) -> Result<Option<StoredItem>, ItemStoreError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Leases: sharing a stream's shards between worker processes
+// ---------------------------------------------------------------------------------------
+
+/// One consumer's claim on one shard, with the shard's checkpoint. Workers of a consumer
+/// share shards by taking, renewing and releasing leases; only the owner may move the
+/// checkpoint, so a worker that lost its lease can no longer record progress.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lease {
+    pub shard: ShardId,
+    /// The shard's parent, which must be finished before the shard is read.
+    pub parent: Option<ShardId>,
+    /// The worker holding the lease, if any.
+    pub owner: Option<String>,
+    /// Raised by every take (a fencing token): a take names the counter it saw, so two
+    /// workers racing for one lease cannot both win.
+    pub counter: u64,
+    /// When the lease lapses unless renewed, in milliseconds since the Unix epoch (the
+    /// workers' clocks are assumed to agree to well within a lease duration).
+    pub expires_at_ms: i64,
+    /// The last position fully processed.
+    pub checkpoint: Option<Position>,
+    /// The shard was read to its end (closed after a split or merge); its children may
+    /// start.
+    pub finished: bool,
+}
+
+/// Where leases live: a DynamoDB table on AWS, the state file locally. Every change is a
+/// conditional write; a method returns `Ok(None)` / `Ok(false)` when its condition did
+/// not hold (another worker got there first) and `Err` only when the store failed.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Every lease of a consumer.
+    async fn leases(&self, consumer: &str) -> Result<Vec<Lease>, StateError>;
+
+    /// Creates an unowned lease for the shard unless one exists.
+    async fn ensure(&self, consumer: &str, shard: &ShardInfo) -> Result<(), StateError>;
+
+    /// Makes `worker` the owner until `expires_at_ms`, raising the counter, if the lease's
+    /// counter is still `seen_counter` (taking a free or expired lease, or stealing one).
+    async fn take(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+        seen_counter: u64,
+        expires_at_ms: i64,
+    ) -> Result<Option<Lease>, StateError>;
+
+    /// Extends a lease `worker` still owns.
+    async fn renew(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+        expires_at_ms: i64,
+    ) -> Result<Option<Lease>, StateError>;
+
+    /// Stores the checkpoint (and whether the shard is finished) if `worker` still owns
+    /// the lease.
+    async fn checkpoint(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+        position: Option<&Position>,
+        finished: bool,
+    ) -> Result<bool, StateError>;
+
+    /// Gives a lease up at once (graceful hand-off) if `worker` owns it.
+    async fn release(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+    ) -> Result<bool, StateError>;
 }

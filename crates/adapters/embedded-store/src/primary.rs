@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tsunagu_domain::{ChangeKind, ItemKey, Position, Version};
+pub use tsunagu_engine::ports::{Condition, StoredItem, WriteOp, WriteOutcome};
 
 /// Settings of an embedded store.
 #[derive(Debug, Clone)]
@@ -44,62 +45,6 @@ impl Default for StoreOptions {
             trim_interval: Duration::from_secs(60),
         }
     }
-}
-
-/// What a conditional write requires of the item's current state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// No requirement.
-    None,
-    /// The item must not exist (create).
-    NotExists,
-    /// The item must exist (update or delete of something known to be there).
-    Exists,
-    /// The item must exist at exactly this version (optimistic concurrency).
-    VersionIs(Version),
-}
-
-/// One write.
-#[derive(Debug, Clone)]
-pub enum WriteOp {
-    /// Creates or replaces the item's body.
-    Put {
-        key: ItemKey,
-        body: serde_json::Value,
-        condition: Condition,
-    },
-    /// Removes the item.
-    Delete { key: ItemKey, condition: Condition },
-}
-
-impl WriteOp {
-    pub fn key(&self) -> &ItemKey {
-        match self {
-            WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } => key,
-        }
-    }
-}
-
-/// The result of a write that passed its condition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WriteOutcome {
-    /// The change it produced; `None` when it changed nothing (same body, or a delete of
-    /// a missing item), in which case no change record was appended.
-    pub change: Option<ChangeKind>,
-    /// The item's version after the write (`None` when the item does not exist).
-    pub version: Option<Version>,
-    /// Where the change record sits in its shard (`None` when nothing changed).
-    pub position: Option<Position>,
-    /// The commit timestamp recorded in the change record (microseconds since the epoch).
-    pub committed_at_us: i64,
-}
-
-/// An item as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredItem {
-    pub key: ItemKey,
-    pub version: Version,
-    pub body: serde_json::Value,
 }
 
 /// WAL pages after which the writer's commit checkpoints (≈ 40 MB with 4 KiB pages).
@@ -731,4 +676,55 @@ fn trim(conn: &mut Connection, options: &StoreOptions) -> Result<u64, StoreError
         tracing::info!(removed, "trimmed expired change records");
     }
     Ok(removed)
+}
+
+impl From<StoreError> for tsunagu_engine::ports::ItemStoreError {
+    fn from(error: StoreError) -> Self {
+        use tsunagu_engine::ports::ItemStoreError as E;
+        match error {
+            StoreError::Conflict {
+                key,
+                expected,
+                found,
+            } => E::Conflict {
+                key,
+                expected,
+                found,
+            },
+            StoreError::Invalid(message) => E::Invalid(message),
+            StoreError::Closed => E::Unavailable(error.to_string()),
+            other => E::Failed(other.to_string()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl tsunagu_engine::ports::ItemStore for EmbeddedStore {
+    async fn write(
+        &self,
+        op: WriteOp,
+    ) -> Result<WriteOutcome, tsunagu_engine::ports::ItemStoreError> {
+        Ok(EmbeddedStore::write(self, op).await?)
+    }
+
+    async fn write_many(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<
+        Vec<Result<WriteOutcome, tsunagu_engine::ports::ItemStoreError>>,
+        tsunagu_engine::ports::ItemStoreError,
+    > {
+        Ok(EmbeddedStore::write_many(self, ops)
+            .await?
+            .into_iter()
+            .map(|r| r.map_err(Into::into))
+            .collect())
+    }
+
+    async fn get(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<StoredItem>, tsunagu_engine::ports::ItemStoreError> {
+        Ok(EmbeddedStore::get(self, key).await?)
+    }
 }

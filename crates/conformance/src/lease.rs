@@ -1,0 +1,1 @@
+//! Conformance checks: lease port (to be written).

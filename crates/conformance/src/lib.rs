@@ -1,0 +1,19 @@
+//! The conformance suite: one set of checks per port, written against the port's trait
+//! only, that every adapter must pass. The embedded adapters run it in this crate's
+//! tests; the AWS and OpenSearch adapters run the very same functions against their test
+//! peers, so both sides provably honour one contract.
+//!
+//! Each check is an `async fn` taking the adapter (and, where the port alone cannot
+//! observe an outcome, a small harness trait) and panicking with a message that names
+//! the broken rule.
+//!
+//! - [`store`]: the primary store ([`tsunagu_engine::ports::ItemStore`]).
+//! - [`source`]: the change stream ([`tsunagu_engine::ports::ChangeSource`]) fed by a store.
+//! - [`sink`]: where changes are applied ([`tsunagu_engine::ports::Sink`]).
+//! - [`lease`]: shard leases shared by worker processes
+//!   ([`tsunagu_engine::ports::LeaseStore`]).
+
+pub mod lease;
+pub mod sink;
+pub mod source;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Conformance checks: sink port (to be written).

@@ -1,0 +1,1 @@
+//! Conformance checks: source port (to be written).

@@ -1,0 +1,1 @@
+//! Conformance checks: store port (to be written).
