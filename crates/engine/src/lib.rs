@@ -12,12 +12,15 @@
 //! - [`redrive`]: re-applying dead letters.
 //! - [`backfill`]: bootstrapping a consumer from the primary's items, handing over to the
 //!   stream with no gap (also the recovery when a consumer fell behind retention).
+//! - [`lease`]: sharing a stream's shards between worker processes (take, renew, steal,
+//!   hand off), with checkpoints kept in the leases.
 //! - [`memory`]: in-memory implementations of the ports (tests, benchmarks, dry runs).
 //! - [`status`]: live per-shard counters.
 
 pub mod backfill;
 pub mod config;
 mod lane;
+pub mod lease;
 pub mod memory;
 pub mod pipeline;
 pub mod ports;

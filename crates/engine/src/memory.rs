@@ -1,10 +1,10 @@
-//! In-memory implementations of the ports: a version-guarded sink, checkpoints and a
-//! dead-letter queue. They honour the same contracts as the durable adapters (minus
+//! In-memory implementations of the ports: a version-guarded sink, checkpoints, a
+//! dead-letter queue and leases. They honour the same contracts as the durable adapters (minus
 //! durability across processes) and are used by tests, benchmarks and dry runs.
 
 use crate::ports::{
-    ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, ReadBatch, ReadFrom, RecordFailure,
-    ShardInfo, Sink, SinkError, SourceError, StateError,
+    ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, Lease, LeaseStore, ReadBatch,
+    ReadFrom, RecordFailure, ShardInfo, Sink, SinkError, SourceError, StateError,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -215,6 +215,145 @@ impl DeadLetterQueue for MemoryState {
     }
 }
 
+/// Leases in memory, shared by the engines of one test as if they were processes.
+#[derive(Default)]
+pub struct MemoryLeases {
+    leases: Mutex<BTreeMap<(String, ShardId), Lease>>,
+}
+
+impl MemoryLeases {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies `change` to a lease if `condition` holds; returns the lease after it.
+    fn update(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        condition: impl FnOnce(&Lease) -> bool,
+        change: impl FnOnce(&mut Lease),
+    ) -> Result<Option<Lease>, StateError> {
+        let mut leases = self.leases.lock().map_err(|_| poisoned())?;
+        match leases.get_mut(&(consumer.to_string(), shard.clone())) {
+            Some(lease) if condition(lease) => {
+                change(lease);
+                Ok(Some(lease.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryLeases {
+    async fn leases(&self, consumer: &str) -> Result<Vec<Lease>, StateError> {
+        Ok(self
+            .leases
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|((c, _), _)| c == consumer)
+            .map(|(_, l)| l.clone())
+            .collect())
+    }
+
+    async fn ensure(&self, consumer: &str, shard: &ShardInfo) -> Result<(), StateError> {
+        self.leases
+            .lock()
+            .map_err(|_| poisoned())?
+            .entry((consumer.to_string(), shard.id.clone()))
+            .or_insert_with(|| Lease {
+                shard: shard.id.clone(),
+                parent: shard.parent.clone(),
+                adjacent_parent: shard.adjacent_parent.clone(),
+                owner: None,
+                counter: 0,
+                expires_at_ms: 0,
+                checkpoint: None,
+                finished: false,
+            });
+        Ok(())
+    }
+
+    async fn take(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+        seen_counter: u64,
+        expires_at_ms: i64,
+    ) -> Result<Option<Lease>, StateError> {
+        self.update(
+            consumer,
+            shard,
+            |l| l.counter == seen_counter,
+            |l| {
+                l.owner = Some(worker.to_string());
+                l.counter += 1;
+                l.expires_at_ms = expires_at_ms;
+            },
+        )
+    }
+
+    async fn renew(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+        expires_at_ms: i64,
+    ) -> Result<Option<Lease>, StateError> {
+        self.update(
+            consumer,
+            shard,
+            |l| l.owner.as_deref() == Some(worker),
+            |l| l.expires_at_ms = expires_at_ms,
+        )
+    }
+
+    async fn checkpoint(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+        position: Option<&Position>,
+        finished: bool,
+    ) -> Result<bool, StateError> {
+        Ok(self
+            .update(
+                consumer,
+                shard,
+                |l| l.owner.as_deref() == Some(worker),
+                |l| {
+                    if let Some(p) = position {
+                        l.checkpoint = Some(p.clone());
+                    }
+                    l.finished |= finished;
+                },
+            )?
+            .is_some())
+    }
+
+    async fn release(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        worker: &str,
+    ) -> Result<bool, StateError> {
+        Ok(self
+            .update(
+                consumer,
+                shard,
+                |l| l.owner.as_deref() == Some(worker),
+                |l| {
+                    l.owner = None;
+                    l.expires_at_ms = 0;
+                },
+            )?
+            .is_some())
+    }
+}
+
 /// A change stream in memory: items with versions and records sharded by partition key,
 /// the same semantics as the embedded store (version = sequence number of the change).
 pub struct MemoryStream {
@@ -351,6 +490,7 @@ impl ChangeSource for MemoryStream {
             .map(|s| ShardInfo {
                 id: ShardId(s.to_string()),
                 parent: None,
+                adjacent_parent: None,
             })
             .collect())
     }

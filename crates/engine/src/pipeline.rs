@@ -2,9 +2,10 @@
 
 use crate::backfill::{AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore};
 use crate::config::{ConfigError, ConsumerConfig, RetentionPolicy};
+use crate::lease::{LeaseCoordinator, LeaseOptions, LeasedCheckpoints};
 use crate::ports::{
-    ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ItemScanner, ReadFrom,
-    ShardInfo, Sink, SourceError, StartingPosition, StateError,
+    ApplyObserver, ChangeSource, CheckpointStore, DeadLetterQueue, ItemScanner, Lease, LeaseStore,
+    ReadFrom, ShardInfo, Sink, SourceError, StartingPosition, StateError,
 };
 use crate::shard::ShardWorker;
 use crate::status::{ConsumerStatus, ShardState, ShardStats};
@@ -40,6 +41,8 @@ pub struct Engine {
     /// What runs after such a backfill (removing what was deleted meanwhile).
     after_backfill: Option<Arc<dyn AfterBackfill>>,
     observers: Vec<Arc<dyn ApplyObserver>>,
+    /// When set, shards are shared with other workers through leases.
+    leases: Option<(Arc<dyn LeaseStore>, LeaseOptions)>,
 }
 
 /// A consumer to start: its knobs and its sink.
@@ -61,7 +64,20 @@ impl Engine {
             backfill: None,
             after_backfill: None,
             observers: Vec::new(),
+            leases: None,
         }
+    }
+
+    /// Shares the stream's shards with other workers (processes) through leases: this
+    /// worker reads only the shards it holds a lease on, and checkpoints live in the
+    /// leases instead of the checkpoint store (see [`crate::lease`]).
+    pub fn with_leases(mut self, store: Arc<dyn LeaseStore>, options: LeaseOptions) -> Self {
+        self.checkpoints = Arc::new(LeasedCheckpoints {
+            store: Arc::clone(&store),
+            worker: options.worker_id.clone(),
+        });
+        self.leases = Some((store, options));
+        self
     }
 
     /// Lets consumers whose checkpoint fell out of the stream's retention recover by
@@ -225,6 +241,12 @@ struct Workers {
     started: HashSet<ShardId>,
     finished: HashSet<ShardId>,
     known: HashMap<ShardId, ShardInfo>,
+    /// Stops one shard's worker (when its lease is lost).
+    stops: HashMap<ShardId, CancellationToken>,
+    /// The leases this worker holds, when shards are shared.
+    lease: Option<LeaseCoordinator>,
+    /// Shards whose lease is known to exist.
+    ensured: HashSet<ShardId>,
 }
 
 impl ConsumerRunner {
@@ -234,27 +256,50 @@ impl ConsumerRunner {
             started: HashSet::new(),
             finished: HashSet::new(),
             known: HashMap::new(),
+            stops: HashMap::new(),
+            lease: self
+                .engine
+                .leases
+                .as_ref()
+                .map(|(store, options)| LeaseCoordinator {
+                    store: Arc::clone(store),
+                    options: options.clone(),
+                    consumer: Arc::clone(&self.name),
+                    held: HashMap::new(),
+                }),
+            ensured: HashSet::new(),
         };
         self.discover(&mut workers).await?;
+        self.lease_round(&mut workers).await;
         Ok(workers)
     }
 
-    /// Starts a worker for every new shard whose parent is done (or unknown: a parent
-    /// that aged out of the stream has nothing left to read).
+    /// Learns the source's shards. Without leases, starts a worker for every new shard
+    /// whose parents are done (or unknown: a parent that aged out of the stream has
+    /// nothing left to read). With leases, makes sure every shard has one; the lease round
+    /// decides what this worker reads.
     async fn discover(&self, workers: &mut Workers) -> Result<(), EngineError> {
         let shards = self.engine.source.shards().await?;
-        let checkpoints = self.engine.checkpoints.load(&self.name).await?;
         for info in &shards {
             workers.known.insert(info.id.clone(), info.clone());
         }
+        if let Some((store, _)) = &self.engine.leases {
+            for info in &shards {
+                if !workers.ensured.contains(&info.id) {
+                    store.ensure(&self.name, info).await?;
+                    workers.ensured.insert(info.id.clone());
+                }
+            }
+            return Ok(());
+        }
+        let checkpoints = self.engine.checkpoints.load(&self.name).await?;
         for info in shards {
             if workers.started.contains(&info.id) {
                 continue;
             }
             let parent_pending = info
-                .parent
-                .as_ref()
-                .is_some_and(|p| workers.known.contains_key(p) && !workers.finished.contains(p));
+                .parents()
+                .any(|p| workers.known.contains_key(p) && !workers.finished.contains(p));
             if parent_pending {
                 continue;
             }
@@ -262,37 +307,79 @@ impl ConsumerRunner {
                 Some(position) => ReadFrom::After(position.clone()),
                 None => self.initial_position(&info.id).await?,
             };
-            let stats = Arc::new(ShardStats::new(info.id.clone()));
-            if let ReadFrom::After(p) = &start {
-                stats.set_checkpoint(p.clone());
-            }
-            if let Ok(mut shards) = self.shards.lock() {
-                // A shard restarted after a backfill gets fresh counters.
-                shards.retain(|s| s.shard != info.id);
-                shards.push(Arc::clone(&stats));
-            }
-            let worker = ShardWorker {
-                consumer: Arc::clone(&self.name),
-                config: Arc::clone(&self.config),
-                shard: info.id.clone(),
-                start,
-                source: Arc::clone(&self.engine.source),
-                sink: Arc::clone(&self.sink),
-                checkpoints: Arc::clone(&self.engine.checkpoints),
-                dlq: Arc::clone(&self.engine.dlq),
-                observers: Arc::clone(&self.observers),
-                stats,
-                cancel: self.cancel.clone(),
-                alive: Arc::clone(&self.alive),
-            };
-            tracing::info!(consumer = %self.name, shard = %info.id, "shard worker started");
-            workers.started.insert(info.id.clone());
-            let id = info.id.clone();
-            workers
-                .set
-                .spawn(async move { Ended::Worker(id, worker.run().await) });
+            self.start_worker(workers, info.id, start);
         }
         Ok(())
+    }
+
+    /// With leases: renews and balances them, stops the shards whose lease was lost and
+    /// starts those newly held, from the checkpoint in the lease.
+    async fn lease_round(&self, workers: &mut Workers) {
+        let Some(coordinator) = workers.lease.as_mut() else {
+            return;
+        };
+        let outcome = coordinator.tick().await;
+        let held: HashSet<ShardId> = coordinator.held.keys().cloned().collect();
+        for shard in &outcome.lost {
+            if let Some(stop) = workers.stops.remove(shard) {
+                stop.cancel();
+            }
+        }
+        let leases: Vec<Lease> = outcome.leases;
+        for lease in &leases {
+            if lease.finished {
+                workers.finished.insert(lease.shard.clone());
+            }
+        }
+        for lease in leases {
+            if !held.contains(&lease.shard) || workers.started.contains(&lease.shard) {
+                continue;
+            }
+            let start = match lease.checkpoint {
+                Some(position) => ReadFrom::After(position),
+                None => match self.initial_position(&lease.shard).await {
+                    Ok(start) => start,
+                    Err(error) => {
+                        tracing::warn!(consumer = %self.name, shard = %lease.shard, %error, "cannot find where to start the shard; will retry");
+                        continue;
+                    }
+                },
+            };
+            self.start_worker(workers, lease.shard, start);
+        }
+    }
+
+    fn start_worker(&self, workers: &mut Workers, shard: ShardId, start: ReadFrom) {
+        let stats = Arc::new(ShardStats::new(shard.clone()));
+        if let ReadFrom::After(p) = &start {
+            stats.set_checkpoint(p.clone());
+        }
+        if let Ok(mut shards) = self.shards.lock() {
+            // A shard restarted after a backfill or a lease hand-over gets fresh counters.
+            shards.retain(|s| s.shard != shard);
+            shards.push(Arc::clone(&stats));
+        }
+        let stop = self.cancel.child_token();
+        let worker = ShardWorker {
+            consumer: Arc::clone(&self.name),
+            config: Arc::clone(&self.config),
+            shard: shard.clone(),
+            start,
+            source: Arc::clone(&self.engine.source),
+            sink: Arc::clone(&self.sink),
+            checkpoints: Arc::clone(&self.engine.checkpoints),
+            dlq: Arc::clone(&self.engine.dlq),
+            observers: Arc::clone(&self.observers),
+            stats,
+            cancel: stop.clone(),
+            alive: Arc::clone(&self.alive),
+        };
+        tracing::info!(consumer = %self.name, %shard, "shard worker started");
+        workers.started.insert(shard.clone());
+        workers.stops.insert(shard.clone(), stop);
+        workers
+            .set
+            .spawn(async move { Ended::Worker(shard.clone(), worker.run().await) });
     }
 
     async fn initial_position(&self, shard: &ShardId) -> Result<ReadFrom, EngineError> {
@@ -316,14 +403,32 @@ impl ConsumerRunner {
     async fn run(self, mut workers: Workers) {
         let mut discovery = tokio::time::interval(SHARD_DISCOVERY_INTERVAL);
         discovery.tick().await;
+        let mut lease_ticks = tokio::time::interval(
+            self.engine
+                .leases
+                .as_ref()
+                .map_or(Duration::from_secs(3600), |(_, o)| o.renew_interval),
+        );
+        lease_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        lease_ticks.tick().await;
+        let leased = self.engine.leases.is_some();
         loop {
             tokio::select! {
                 joined = workers.set.join_next() => match joined {
                     Some(Ok(Ended::Worker(shard, state))) => {
                         tracing::info!(consumer = %self.name, %shard, ?state, "shard worker ended");
+                        workers.stops.remove(&shard);
                         match state {
                             ShardState::Finished => {
+                                self.mark_finished(&mut workers, &shard).await;
                                 workers.finished.insert(shard);
+                            }
+                            ShardState::Stopped if !self.cancel.is_cancelled() => {
+                                // Its lease was lost: another worker reads it now.
+                                workers.started.remove(&shard);
+                                if let Ok(mut shards) = self.shards.lock() {
+                                    shards.retain(|s| s.shard != shard);
+                                }
                             }
                             ShardState::BehindRetention(_) if !self.cancel.is_cancelled() => {
                                 self.recover_by_backfill(&mut workers, shard);
@@ -347,16 +452,50 @@ impl ConsumerRunner {
                     }
                     None => {
                         if self.cancel.is_cancelled() {
-                            return;
+                            break;
                         }
-                        // Nothing running: wait for new shards or shutdown.
+                        // Nothing running: wait for new shards, leases, or shutdown.
                         tokio::select! {
                             _ = discovery.tick() => self.rediscover(&mut workers).await,
-                            _ = self.cancel.cancelled() => return,
+                            _ = lease_ticks.tick(), if leased => self.lease_round(&mut workers).await,
+                            _ = self.cancel.cancelled() => break,
                         }
                     }
                 },
                 _ = discovery.tick(), if !self.cancel.is_cancelled() => self.rediscover(&mut workers).await,
+                _ = lease_ticks.tick(), if leased && !self.cancel.is_cancelled() => self.lease_round(&mut workers).await,
+            }
+        }
+        // Every shard drained and saved its checkpoint: hand the leases over at once.
+        if let Some(coordinator) = workers.lease.as_mut() {
+            coordinator.release_all().await;
+        }
+    }
+
+    /// Records in the lease that a shard was read to its end, so that any worker may
+    /// start its children.
+    async fn mark_finished(&self, workers: &mut Workers, shard: &ShardId) {
+        let Some(coordinator) = workers.lease.as_mut() else {
+            return;
+        };
+        let worker = coordinator.options.worker_id.clone();
+        match coordinator
+            .store
+            .checkpoint(&self.name, shard, &worker, None, true)
+            .await
+        {
+            Ok(true) => {
+                // Nothing is left to read: the lease is no longer needed.
+                coordinator.held.remove(shard);
+                if let Err(error) = coordinator.store.release(&self.name, shard, &worker).await {
+                    tracing::debug!(consumer = %self.name, %shard, %error, "releasing a finished shard's lease failed");
+                }
+            }
+            Ok(false) => {
+                tracing::warn!(consumer = %self.name, %shard, "shard finished after its lease was lost; the new owner finishes it")
+            }
+            Err(error) => {
+                tracing::warn!(consumer = %self.name, %shard, %error, "recording the end of a shard failed; it is read again to its end")
             }
         }
     }

@@ -14,6 +14,24 @@ use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Versi
 pub struct ShardInfo {
     pub id: ShardId,
     pub parent: Option<ShardId>,
+    /// The second parent of a shard made by merging two (Kinesis `AdjacentParentShardId`).
+    pub adjacent_parent: Option<ShardId>,
+}
+
+impl ShardInfo {
+    /// A shard with no parent.
+    pub fn root(id: ShardId) -> Self {
+        Self {
+            id,
+            parent: None,
+            adjacent_parent: None,
+        }
+    }
+
+    /// Every parent that must be read to its end first.
+    pub fn parents(&self) -> impl Iterator<Item = &ShardId> {
+        self.parent.iter().chain(self.adjacent_parent.iter())
+    }
 }
 
 /// Where to start reading a shard that has no checkpoint yet.
@@ -348,8 +366,10 @@ pub trait ItemStore: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     pub shard: ShardId,
-    /// The shard's parent, which must be finished before the shard is read.
+    /// The shard's parents (two after a merge), which must be finished before the shard
+    /// is read.
     pub parent: Option<ShardId>,
+    pub adjacent_parent: Option<ShardId>,
     /// The worker holding the lease, if any.
     pub owner: Option<String>,
     /// Raised by every take (a fencing token): a take names the counter it saw, so two
@@ -396,8 +416,9 @@ pub trait LeaseStore: Send + Sync + 'static {
         expires_at_ms: i64,
     ) -> Result<Option<Lease>, StateError>;
 
-    /// Stores the checkpoint (and whether the shard is finished) if `worker` still owns
-    /// the lease.
+    /// Stores the checkpoint (when `position` is given; `None` keeps the stored one) and
+    /// whether the shard is finished, if `worker` still owns the lease. A finished lease
+    /// stays finished.
     async fn checkpoint(
         &self,
         consumer: &str,

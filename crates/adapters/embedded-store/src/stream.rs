@@ -155,6 +155,7 @@ impl ChangeSource for EmbeddedStore {
             .map(|s| ShardInfo {
                 id: ShardId(s.to_string()),
                 parent: None,
+                adjacent_parent: None,
             })
             .collect())
     }
