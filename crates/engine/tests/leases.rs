@@ -141,13 +141,13 @@ async fn workers_share_shards_and_take_over_from_a_crashed_or_stopped_worker() {
             let mut n = 0u32;
             while writing.load(SeqCst) {
                 let key = ItemKey::new(format!("deal-{}", n % 17), format!("a#{}", n % 61));
-                if n % 11 == 0 {
+                if n.is_multiple_of(11) {
                     stream.delete(&key);
                 } else {
                     stream.put(key, json!({ "n": n }));
                 }
                 n += 1;
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             }
@@ -188,7 +188,7 @@ async fn workers_share_shards_and_take_over_from_a_crashed_or_stopped_worker() {
     wait_converged(&stream, &sink).await;
     a.pipeline.shutdown().await;
 
-    let violations = sink.violations.lock().unwrap();
+    let violations = sink.violations.lock().unwrap().clone();
     assert!(violations.is_empty(), "out of order: {violations:?}");
     println!(
         "records replayed after hand-overs (no-ops): {}",
