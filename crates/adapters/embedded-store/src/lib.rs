@@ -11,6 +11,7 @@
 //!   reconciling consumers.
 //! - [`state`]: checkpoints and the dead-letter queue in a separate file, so the
 //!   engine's bookkeeping never contends with primary writes.
+//! - [`leases`]: shard leases for several processes sharing the stream, in the state file.
 //! - [`tenants`]: tenants and their API tokens (stored hashed), in their own file.
 //! - [`sqlite`]: connection set-up and schema shared by the above.
 //!
@@ -19,6 +20,7 @@
 //! (`external_poll_interval`), readers in the writer's process are woken up directly.
 
 pub mod inspect;
+pub mod leases;
 pub mod primary;
 pub mod scan;
 pub mod sqlite;

@@ -79,6 +79,19 @@ CREATE TABLE IF NOT EXISTS consumers (
     sink          TEXT NOT NULL,
     created_at_us INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Shard leases of workers sharing a stream, with the checkpoint only the owner may move.
+CREATE TABLE IF NOT EXISTS leases (
+    consumer        TEXT NOT NULL,
+    shard           TEXT NOT NULL,
+    parent          TEXT,
+    adjacent_parent TEXT,
+    owner           TEXT,
+    counter         INTEGER NOT NULL,
+    expires_at_ms   INTEGER NOT NULL,
+    checkpoint      TEXT,
+    finished        INTEGER NOT NULL,
+    PRIMARY KEY (consumer, shard)
+) WITHOUT ROWID;
 ";
 
 /// Bytes of the database file mapped into memory per connection (address space, not RAM).

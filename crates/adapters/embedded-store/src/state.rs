@@ -1,4 +1,5 @@
-//! Checkpoints and the dead-letter queue of every consumer, in their own SQLite file.
+//! Checkpoints and the dead-letter queue of every consumer, in their own SQLite file (the
+//! shard leases, in the same file, are in [`crate::leases`]).
 
 use crate::sqlite::{init_schema, open_connection, open_creating, STATE_SCHEMA};
 use crate::{now_us, StoreError};
@@ -26,7 +27,7 @@ impl EmbeddedState {
         })
     }
 
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StateError> {
