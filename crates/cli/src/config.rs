@@ -220,10 +220,25 @@ impl Config {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Parses and validates config text; `origin` names it in errors.
+    /// Parses and validates config text; `origin` names it in errors. `${NAME}` and
+    /// `${NAME:-default}` are replaced by environment variables first (endpoints and
+    /// secrets usually come from the environment).
     pub fn parse(text: &str, origin: &str) -> Result<Self, LoadError> {
+        Self::parse_with_env(text, origin, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with the environment given (for tests).
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, LoadError> {
+        let text = interpolate_env(text, env).map_err(|message| LoadError::Parse {
+            path: origin.to_string(),
+            message,
+        })?;
         // toml's messages carry the line, the column and the offending key.
-        let config: Config = toml::from_str(text).map_err(|e| LoadError::Parse {
+        let config: Config = toml::from_str(&text).map_err(|e| LoadError::Parse {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
@@ -430,9 +445,81 @@ impl Config {
     }
 }
 
+/// Replaces `${NAME}` and `${NAME:-default}` with environment variables, line by line
+/// (comment lines are left alone), so that errors can name the line.
+fn interpolate_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(format!(
+                    "line {}: `${{` without a closing `}}`; write ${{NAME}} or ${{NAME:-default}}",
+                    n + 1
+                ));
+            };
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(format!(
+                    "line {}: `${{{inner}}}` does not name an environment variable (letters, digits and _)",
+                    n + 1
+                ));
+            }
+            match (env(name), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(format!(
+                        "line {}: environment variable {name} is not set (used as ${{{name}}}); set it, or give a default as ${{{name}:-VALUE}}",
+                        n + 1
+                    ))
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_variables_are_interpolated_and_a_missing_one_names_its_line() {
+        let env = |name: &str| (name == "DIR").then(|| "/srv/tsunagu".to_string());
+        let c = Config::parse_with_env(
+            "version = 1\n# ${NOT_SET} in a comment is fine\ndata_dir = \"${DIR}/data\"\n",
+            "t",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/tsunagu/data"));
+        let c = Config::parse_with_env(
+            "version = 1\ndata_dir = \"${NOPE:-./fallback}\"\n",
+            "t",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./fallback"));
+        let e = Config::parse_with_env("version = 1\n\ndata_dir = \"${NOPE}\"\n", "t", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.contains("NOPE is not set"), "{e}");
+    }
 
     #[test]
     fn no_file_means_the_embedded_defaults() {
