@@ -12,7 +12,9 @@ use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 use tsunagu_embedded_store::primary::recorded_shard_count;
 use tsunagu_embedded_store::state::registered_consumers_at;
 use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
-use tsunagu_engine::ports::ApplyObserver;
+use tsunagu_engine::backfill::AfterBackfill;
+use tsunagu_engine::lease::LeaseOptions;
+use tsunagu_engine::ports::{ApplyObserver, ChangeSource, ItemScanner, LeaseStore, Sink};
 use tsunagu_engine::{Consumer, Engine, Pipeline};
 
 /// Resolves the config from the command line: the file if given (else the defaults), then
@@ -146,40 +148,76 @@ impl Embedded {
         sinks: &BTreeMap<String, Arc<ActivityIndex>>,
         observers: Vec<Arc<dyn ApplyObserver>>,
     ) -> anyhow::Result<Pipeline> {
-        let mut engine = Engine::new(
-            Arc::new(self.store.clone()),
-            Arc::new(self.state.clone()),
-            Arc::new(self.state.clone()),
-        )
-        .with_backfill(Arc::new(self.store.clone()), Arc::new(self.state.clone()))
-        .with_after_backfill(Arc::new(RemoveDeleted {
-            embedded: self.clone(),
-            indexes: self
-                .config
-                .consumers
-                .iter()
-                .filter_map(|c| Some((c.name.clone(), Arc::clone(sinks.get(&c.sink)?))))
-                .collect(),
-        }));
-        for observer in observers {
-            engine = engine.with_observer(observer);
-        }
-        let consumers = self
-            .config
-            .consumers
+        let ports = PipelinePorts {
+            source: Arc::new(self.store.clone()),
+            backfill: Some(Arc::new(self.store.clone())),
+            state: self.state.clone(),
+            after_backfill: Some(Arc::new(RemoveDeleted {
+                embedded: self.clone(),
+                indexes: self
+                    .config
+                    .consumers
+                    .iter()
+                    .filter_map(|c| Some((c.name.clone(), Arc::clone(sinks.get(&c.sink)?))))
+                    .collect(),
+            })),
+            leases: None,
+        };
+        let sinks = sinks
             .iter()
-            .map(|c| {
-                let sink = sinks.get(&c.sink).with_context(|| {
-                    format!("sink {:?} of consumer {:?} is not open", c.sink, c.name)
-                })?;
-                Ok(Consumer {
-                    config: c.clone(),
-                    sink: Arc::clone(sink) as Arc<dyn tsunagu_engine::ports::Sink>,
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(engine.start(consumers).await?)
+            .map(|(name, index)| (name.clone(), Arc::clone(index) as Arc<dyn Sink>))
+            .collect();
+        start_engine(ports, &self.config, &sinks, observers).await
     }
+}
+
+/// The ports a pipeline runs over, whichever adapters they are.
+pub struct PipelinePorts {
+    pub source: Arc<dyn ChangeSource>,
+    /// What a shard that fell behind retention is backfilled from.
+    pub backfill: Option<Arc<dyn ItemScanner>>,
+    /// Checkpoints (unless leases hold them), dead letters and backfill progress.
+    pub state: EmbeddedState,
+    pub after_backfill: Option<Arc<dyn AfterBackfill>>,
+    /// Shards shared with other workers.
+    pub leases: Option<(Arc<dyn LeaseStore>, LeaseOptions)>,
+}
+
+/// Starts every consumer of `config` over `ports`, each with its sink (by sink name).
+pub async fn start_engine(
+    ports: PipelinePorts,
+    config: &Config,
+    sinks: &BTreeMap<String, Arc<dyn Sink>>,
+    observers: Vec<Arc<dyn ApplyObserver>>,
+) -> anyhow::Result<Pipeline> {
+    let state = Arc::new(ports.state);
+    let mut engine = Engine::new(ports.source, state.clone(), state.clone());
+    if let Some(scanner) = ports.backfill {
+        engine = engine.with_backfill(scanner, state.clone());
+    }
+    if let Some(hook) = ports.after_backfill {
+        engine = engine.with_after_backfill(hook);
+    }
+    if let Some((store, options)) = ports.leases {
+        engine = engine.with_leases(store, options);
+    }
+    for observer in observers {
+        engine = engine.with_observer(observer);
+    }
+    let consumers = config
+        .consumers
+        .iter()
+        .map(|c| {
+            let sink = sinks.get(&c.sink).with_context(|| {
+                format!("sink {:?} of consumer {:?} is not open", c.sink, c.name)
+            })?;
+            Ok(Consumer {
+                config: c.clone(),
+                sink: Arc::clone(sink),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(engine.start(consumers).await?)
 }
 
 /// After a shard was backfilled because its consumer fell behind retention, reconciles the

@@ -29,7 +29,15 @@ pub async fn index_drift(embedded: &Embedded, index: &ActivityIndex) -> anyhow::
     let primary: BTreeMap<ItemKey, Version> =
         embedded.store.versions().await?.into_iter().collect();
     let indexed: BTreeMap<ItemKey, Version> = index.live_versions()?.into_iter().collect();
-    Ok(Drift {
+    Ok(compare(&primary, &indexed))
+}
+
+/// What differs between the primary's items and a sink's, both with their versions.
+pub fn compare(
+    primary: &BTreeMap<ItemKey, Version>,
+    indexed: &BTreeMap<ItemKey, Version>,
+) -> Drift {
+    Drift {
         checked: primary.len() as u64,
         missing: primary
             .keys()
@@ -46,5 +54,5 @@ pub async fn index_drift(embedded: &Embedded, index: &ActivityIndex) -> anyhow::
             .filter(|(k, v)| indexed.get(*k).is_some_and(|iv| iv != *v))
             .map(|(k, _)| k.clone())
             .collect(),
-    })
+    }
 }

@@ -37,6 +37,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the replication pipeline until stopped (Ctrl-C or SIGTERM drain it gracefully).
     Replicate,
+    /// Validate the config, then check that every adapter it names (store, stream, sinks,
+    /// leases) is reachable and set up as expected, changing nothing. Exits non-zero when
+    /// a check fails.
+    Check(CheckArgs),
     /// Search the activity index (several filters combine with AND).
     Search(Box<SearchArgs>),
     /// Inspect and redrive the dead-letter queue.
@@ -152,6 +156,13 @@ pub struct DemoArgs {
     /// Seed of the sample generator.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

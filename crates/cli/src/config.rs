@@ -45,6 +45,96 @@ pub struct Config {
     pub consumers: Vec<ConsumerConfig>,
     #[serde(default)]
     pub server: ServerSection,
+    /// Several workers (processes) share the stream's shards through leases. Unset: this
+    /// process reads every shard, with checkpoints in the state file.
+    #[serde(default)]
+    pub leases: Option<LeasesSection>,
+}
+
+/// Where leases live and how long they last.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeasesSection {
+    /// `embedded` (the state file in `data_dir`: processes on one machine) or `dynamodb`.
+    #[serde(rename = "type")]
+    pub kind: LeaseBackend,
+    /// The lease table (`dynamodb` only).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Unique per worker; default: host name and process id.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// A crashed worker's shards move to the others after this.
+    #[serde(default = "default_lease_duration_ms")]
+    pub lease_duration_ms: u64,
+    /// How often leases are renewed and balanced; default: a third of the duration.
+    #[serde(default)]
+    pub renew_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseBackend {
+    Embedded,
+    Dynamodb,
+}
+
+fn default_lease_duration_ms() -> u64 {
+    10_000
+}
+
+impl LeasesSection {
+    pub fn options(&self) -> tsunagu_engine::lease::LeaseOptions {
+        let mut options = tsunagu_engine::lease::LeaseOptions::new(
+            self.worker_id
+                .clone()
+                .unwrap_or_else(tsunagu_engine::lease::default_worker_id),
+            Duration::from_millis(self.lease_duration_ms),
+        );
+        if let Some(ms) = self.renew_interval_ms {
+            options.renew_interval = Duration::from_millis(ms);
+        }
+        options
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field: &str, message: String| {
+            Err(ConfigError {
+                field: format!("leases.{field}"),
+                message,
+            })
+        };
+        if !(1_000..=600_000).contains(&self.lease_duration_ms) {
+            return fail(
+                "lease_duration_ms",
+                format!("must be 1000 to 600000, got {}", self.lease_duration_ms),
+            );
+        }
+        if let Some(renew) = self.renew_interval_ms {
+            if renew == 0 || renew * 2 > self.lease_duration_ms {
+                return fail(
+                    "renew_interval_ms",
+                    format!(
+                        "must be at least 1 and at most half of lease_duration_ms ({}), got {renew}",
+                        self.lease_duration_ms
+                    ),
+                );
+            }
+        }
+        if self.worker_id.as_deref().is_some_and(str::is_empty) {
+            return fail("worker_id", "must not be empty".into());
+        }
+        match (self.kind, &self.table) {
+            (LeaseBackend::Dynamodb, None) => {
+                fail("table", "is required when type = \"dynamodb\"".into())
+            }
+            (LeaseBackend::Embedded, Some(_)) => fail(
+                "table",
+                "is only for type = \"dynamodb\"; embedded leases live in data_dir".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `tsunagu serve`: the HTTP API.
@@ -140,6 +230,15 @@ pub enum SinkConfig {
     },
 }
 
+impl SinkConfig {
+    /// Whether several processes can write to the sink at once.
+    pub fn is_shared(&self) -> bool {
+        match self {
+            SinkConfig::EmbeddedIndex { .. } => false,
+        }
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./tsunagu-data")
 }
@@ -188,34 +287,28 @@ impl Default for Config {
             sinks: default_sinks(),
             consumers: default_consumers(),
             server: ServerSection::default(),
+            leases: None,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is part of the message (and not a `source`, which would print it twice).
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("config file {path}: {source}")]
-    Invalid {
-        path: String,
-        #[source]
-        source: ConfigError,
-    },
+    #[error("config file {path}: {error}")]
+    Invalid { path: String, error: ConfigError },
 }
 
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -242,9 +335,9 @@ impl Config {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
-        config.validate().map_err(|source| LoadError::Invalid {
+        config.validate().map_err(|error| LoadError::Invalid {
             path: origin.to_string(),
-            source,
+            error,
         })?;
         Ok(config)
     }
@@ -356,6 +449,22 @@ impl Config {
                         );
                     }
                 }
+            }
+        }
+        if let Some(leases) = &self.leases {
+            leases.validate()?;
+            if let Some(name) = self
+                .sinks
+                .iter()
+                .find(|(_, sink)| !sink.is_shared())
+                .map(|(name, _)| name)
+            {
+                return fail(
+                    "leases",
+                    format!(
+                        "needs sinks every worker reaches, but sinks.{name} is an embedded index in one process's data_dir; use sinks of type = \"opensearch\", or remove [leases]"
+                    ),
+                );
             }
         }
         if self.consumers.is_empty() {

@@ -4,7 +4,8 @@
 //! - [`cli`]: subcommands and flags.
 //! - [`config`]: the versioned TOML config and its validation.
 //! - [`bench`]: the load-test commands.
-//! - [`app`]: wiring, the one place that picks concrete adapters for a config.
+//! - [`app`]: wiring of the embedded adapters, and the one engine start every command uses.
+//! - [`runtime`]: the adapters a config names (embedded, AWS, OpenSearch) behind the ports.
 //! - [`commands`]: one module per subcommand.
 //! - [`check`]: compares an index with the primary.
 //! - [`lag`]: commit → searchable lag recording.
@@ -20,5 +21,6 @@ pub mod commands;
 pub mod config;
 pub mod lag;
 pub mod reconcile;
+pub mod runtime;
 pub mod sample;
 pub mod serve;

@@ -12,11 +12,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tsunagu_domain::{ChangeRecord, ItemKey};
 use tsunagu_engine::ports::ApplyObserver;
 
+/// Identifies one committed change: the item (by its stable hash) and the version the
+/// change gave it. Versions are per item in general (DynamoDB), so both are needed.
+pub type WriteId = (u64, u64);
+
+/// The id of the change that gave `key` the version `version`.
+pub fn write_id(key: &ItemKey, version: u64) -> WriteId {
+    (key.stable_hash(), version)
+}
+
 /// One write the primary committed with a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteSample {
-    /// The change's version (its sequence number: unique per write).
-    pub version: u64,
+    pub id: WriteId,
     /// When the write was due, microseconds since the epoch.
     pub scheduled_us: i64,
     /// When the primary committed it.
@@ -27,7 +35,7 @@ pub struct WriteSample {
 /// any item's changes arrived out of commit order.
 #[derive(Default)]
 pub struct VisibilityTracker {
-    visible_us: Mutex<HashMap<u64, i64>>,
+    visible_us: Mutex<HashMap<WriteId, i64>>,
     last_version: Mutex<HashMap<ItemKey, u64>>,
     pub applied: AtomicU64,
     pub order_violations: AtomicU64,
@@ -35,17 +43,17 @@ pub struct VisibilityTracker {
 }
 
 impl VisibilityTracker {
-    pub fn visible_at(&self) -> HashMap<u64, i64> {
+    pub fn visible_at(&self) -> HashMap<WriteId, i64> {
         self.visible_us
             .lock()
             .map(|v| v.clone())
             .unwrap_or_default()
     }
 
-    pub fn has_seen(&self, version: u64) -> bool {
+    pub fn has_seen(&self, id: WriteId) -> bool {
         self.visible_us
             .lock()
-            .map(|v| v.contains_key(&version))
+            .map(|v| v.contains_key(&id))
             .unwrap_or(false)
     }
 }
@@ -73,7 +81,9 @@ impl ApplyObserver for VisibilityTracker {
         }
         if let Ok(mut visible) = self.visible_us.lock() {
             for r in records {
-                visible.entry(r.version.0).or_insert(visible_us);
+                visible
+                    .entry(write_id(&r.key, r.version.0))
+                    .or_insert(visible_us);
             }
         }
         self.applied.fetch_add(records.len() as u64, Relaxed);
@@ -110,7 +120,7 @@ pub struct SeriesPoint {
 /// `bucket_ms` from `start_us`.
 pub fn summarize(
     writes: &[WriteSample],
-    visible: &HashMap<u64, i64>,
+    visible: &HashMap<WriteId, i64>,
     start_us: i64,
     measure_from_us: i64,
     bucket_ms: u64,
@@ -121,7 +131,7 @@ pub fn summarize(
     let bucket_us = (bucket_ms.max(1) * 1000) as i64;
     let mut buckets: Vec<Histogram<u64>> = Vec::new();
     for w in writes {
-        let Some(&seen) = visible.get(&w.version) else {
+        let Some(&seen) = visible.get(&w.id) else {
             lost += 1;
             continue;
         };
@@ -164,7 +174,7 @@ mod tests {
 
     fn w(version: u64, scheduled_us: i64, committed_us: i64) -> WriteSample {
         WriteSample {
-            version,
+            id: (0, version),
             scheduled_us,
             committed_us,
         }
@@ -173,7 +183,7 @@ mod tests {
     #[test]
     fn latencies_are_measured_from_commit_and_from_schedule() {
         let writes = [w(1, 1_000_000, 1_001_000), w(2, 1_010_000, 1_030_000)];
-        let visible = HashMap::from([(1, 1_006_000), (2, 1_040_000)]);
+        let visible = HashMap::from([((0, 1), 1_006_000), ((0, 2), 1_040_000)]);
         let l = summarize(&writes, &visible, 1_000_000, 0, 1000);
         assert_eq!(l.measured, 2);
         assert_eq!(l.lost, 0);
@@ -190,7 +200,7 @@ mod tests {
             w(2, 5_000_000, 5_000_100),
             w(3, 6_000_000, 6_000_100),
         ];
-        let visible = HashMap::from([(1, 900_000), (2, 5_000_600)]);
+        let visible = HashMap::from([((0, 1), 900_000), ((0, 2), 5_000_600)]);
         let l = summarize(&writes, &visible, 0, 1_000_000, 1000);
         assert_eq!(l.measured, 1, "write 1 is warm-up, write 3 was lost");
         assert_eq!(l.lost, 1);
@@ -222,6 +232,7 @@ mod tests {
         assert_eq!(t.order_violations.load(Relaxed), 1);
         assert_eq!(t.duplicates.load(Relaxed), 1);
         assert_eq!(t.applied.load(Relaxed), 5);
-        assert!(t.has_seen(3) && !t.has_seen(4));
+        let a = ItemKey::new("a", "s");
+        assert!(t.has_seen(write_id(&a, 3)) && !t.has_seen(write_id(&a, 4)));
     }
 }

@@ -100,6 +100,8 @@ impl RunArgs {
             mix: self.mix,
             seed: self.seed,
             drain_timeout: self.drain_timeout,
+            config: None,
+            workers: 1,
         }
     }
 }
@@ -117,6 +119,13 @@ pub struct LagArgs {
     /// Write the lag-over-time chart (SVG) here.
     #[arg(long)]
     pub chart: Option<PathBuf>,
+    /// Run over the adapters this config file names (store, stream, sinks, leases) and
+    /// its first consumer's knobs, instead of the embedded defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Workers (in this process) sharing the stream through the config's leases.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -196,8 +205,22 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
     match command {
         BenchCommand::Api(args) => api::run(&args, data_dir).await,
         BenchCommand::Lag(args) => {
-            let dir = RunDir::new(data_dir, "lag")?;
-            let report = run::run_lag(&args.run.params(args.rate), &dir.path).await?;
+            let mut params = args.run.params(args.rate);
+            params.workers = args.workers;
+            let report = match &args.config {
+                Some(path) => {
+                    params.config = Some(path.display().to_string());
+                    let config = crate::app::resolve_config(Some(path), data_dir)?;
+                    run::run_lag_on(config, &params).await?
+                }
+                None => {
+                    if args.workers > 1 {
+                        anyhow::bail!("--workers needs --config with a [leases] section");
+                    }
+                    let dir = RunDir::new(data_dir, "lag")?;
+                    run::run_lag(&params, &dir.path).await?
+                }
+            };
             report.print();
             if let Some(path) = &args.json {
                 std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

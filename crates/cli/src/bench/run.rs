@@ -1,15 +1,15 @@
-//! One lag run: the embedded pipeline in this process, an open-loop writer at a fixed
-//! rate, every write's commit → searchable and scheduled → searchable latency, then the
-//! loss, order and index-equals-primary checks.
+//! One lag run: the pipeline in this process (the embedded defaults, or whatever adapters
+//! a config file names, with one or several lease-sharing workers), an open-loop writer
+//! at a fixed rate, every write's commit → searchable and scheduled → searchable latency,
+//! then the loss, order and sink-equals-primary checks.
 
-use super::measure::{summarize, SeriesPoint, VisibilityTracker, WriteSample};
+use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteSample};
 use super::schedule::Schedule;
 use super::sys::{cpu_seconds, peak_rss_mib};
 use super::workload::{Mix, Skew, Workload};
-use crate::app::Embedded;
-use crate::check::index_drift;
 use crate::config::Config;
 use crate::lag::LagSummary;
+use crate::runtime::{drift, Runtime};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,17 +38,15 @@ pub struct LagParams {
     pub seed: u64,
     #[serde(serialize_with = "seconds")]
     pub drain_timeout: Duration,
+    /// The config file whose adapters and consumer ran (none: the embedded defaults with
+    /// the knobs above).
+    pub config: Option<String>,
+    /// Workers sharing the stream through leases (1 without leases).
+    pub workers: u32,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct BacklogPoint {
-    pub t_s: f64,
-    /// Changes committed but not yet searchable.
-    pub backlog: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +55,13 @@ pub struct DriftCounts {
     pub missing: usize,
     pub extra: usize,
     pub stale: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BacklogPoint {
+    pub t_s: f64,
+    /// Changes committed but not yet searchable.
+    pub backlog: u64,
 }
 
 /// The result of a run, as printed and written to JSON.
@@ -99,7 +104,8 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs the benchmark in `data_dir` (created if missing).
+/// Runs the benchmark on the embedded defaults in `data_dir` (created if missing), with
+/// the consumer knobs of `params`.
 pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagReport> {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
@@ -107,11 +113,14 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     };
     config.store.shard_count = params.shards;
     for sink in config.sinks.values_mut() {
-        let crate::config::SinkConfig::EmbeddedIndex {
+        #[allow(irrefutable_let_patterns)]
+        if let crate::config::SinkConfig::EmbeddedIndex {
             refresh_interval_ms,
             ..
-        } = sink;
-        *refresh_interval_ms = params.refresh_interval_ms;
+        } = sink
+        {
+            *refresh_interval_ms = params.refresh_interval_ms;
+        }
     }
     config.consumers = vec![ConsumerConfig {
         batch_size: params.batch_size,
@@ -121,17 +130,63 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
         ..ConsumerConfig::named("search")
     }];
     config.validate()?;
-    let embedded = Embedded::open(config)?;
-    let sinks = embedded.open_sinks()?;
-    let index = sinks
-        .values()
-        .next()
+    run_lag_on(config, params).await
+}
+
+/// Runs the benchmark over the adapters and the first consumer of `config`.
+pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<LagReport> {
+    let mut params = params.clone();
+    let consumer = config
+        .consumers
+        .first()
         .cloned()
-        .ok_or_else(|| anyhow::anyhow!("no sink"))?;
+        .ok_or_else(|| anyhow::anyhow!("the config has no consumer"))?;
+    let config = Config {
+        consumers: vec![consumer.clone()],
+        ..config
+    };
+    // The report states what actually ran.
+    params.batch_size = consumer.batch_size;
+    params.batching_window_ms = consumer.batching_window_ms;
+    params.parallelization_factor = consumer.parallelization_factor;
+    let runtime = Runtime::open(config).await?;
+    params.shards = runtime.source.shards().await?.len() as u32;
+    if params.workers > 1 && !runtime.leased() {
+        anyhow::bail!(
+            "--workers {} needs [leases] in the config: workers share the stream's shards through leases",
+            params.workers
+        );
+    }
+    let sinks = runtime.open_sinks().await?;
+    let sink = sinks
+        .get(&consumer.sink)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("sink {:?} is not open", consumer.sink))?;
     let tracker = Arc::new(VisibilityTracker::default());
-    let pipeline = embedded
-        .start_pipeline(&sinks, vec![Arc::clone(&tracker) as Arc<dyn ApplyObserver>])
-        .await?;
+    let mut pipelines = Vec::new();
+    for w in 0..params.workers.max(1) {
+        let worker = (params.workers > 1).then(|| format!("bench-worker-{w}"));
+        pipelines.push(
+            runtime
+                .start_pipeline(
+                    &sinks,
+                    vec![Arc::clone(&tracker) as Arc<dyn ApplyObserver>],
+                    worker.as_deref(),
+                )
+                .await?,
+        );
+    }
+    if runtime.leased() {
+        // Leases move while workers join; writes start once they have settled, so that
+        // no hand-over replays what the run measures.
+        runtime
+            .wait_for_balanced_leases(
+                &consumer.name,
+                params.workers.max(1),
+                Duration::from_secs(60),
+            )
+            .await?;
+    }
 
     let writes: Arc<Mutex<Vec<WriteSample>>> = Arc::new(Mutex::new(Vec::new()));
     let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -179,7 +234,9 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
                 .map(|i| start_us + schedule.offset(i).as_micros() as i64)
                 .collect();
             next = due;
-            let store = embedded.store.clone();
+            let store = Arc::clone(&runtime.store);
+            let keys: Vec<tsunagu_domain::ItemKey> =
+                ops.iter().map(|op| op.key().clone()).collect();
             let writes = Arc::clone(&writes);
             let committed = Arc::clone(&committed);
             let write_errors = Arc::clone(&write_errors);
@@ -187,12 +244,16 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
                 match store.write_many(ops).await {
                     Ok(results) => {
                         let mut samples = Vec::with_capacity(results.len());
-                        for (result, scheduled_us) in results.into_iter().zip(scheduled) {
+                        for ((result, scheduled_us), key) in
+                            results.into_iter().zip(scheduled).zip(keys)
+                        {
                             match result {
                                 Ok(outcome) => {
-                                    if let Some(p) = outcome.position {
+                                    if let (Some(_), Some(version)) =
+                                        (outcome.change, outcome.version)
+                                    {
                                         samples.push(WriteSample {
-                                            version: p.0.parse().unwrap_or(0),
+                                            id: write_id(&key, version.0),
                                             scheduled_us,
                                             committed_us: outcome.committed_at_us,
                                         });
@@ -225,12 +286,12 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     let writes_done = wall.elapsed();
 
     // Wait until every committed write is searchable, or give up after the drain timeout.
-    let versions: Vec<u64> = writes
+    let ids: Vec<_> = writes
         .lock()
-        .map(|w| w.iter().map(|s| s.version).collect())
+        .map(|w| w.iter().map(|s| s.id).collect())
         .unwrap_or_default();
     let deadline = Instant::now() + params.drain_timeout;
-    while Instant::now() < deadline && !versions.iter().rev().all(|v| tracker.has_seen(*v)) {
+    while Instant::now() < deadline && !ids.iter().rev().all(|id| tracker.has_seen(*id)) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = wall.elapsed();
@@ -238,14 +299,14 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     stop_sampling.store(true, Relaxed);
     let backlog_over_time = sampler.await.unwrap_or_default();
 
-    let drift = index_drift(&embedded, &index).await?;
-    let dead_letters = embedded.state.count("search").await?;
-    pipeline.shutdown().await;
-    drop(sinks);
-    if let Ok(index) = Arc::try_unwrap(index) {
-        index.close().await;
+    let drift = drift(&runtime, &sink).await?;
+    let dead_letters = runtime.state.count(&consumer.name).await?;
+    for pipeline in pipelines {
+        pipeline.shutdown().await;
     }
-    embedded.store.close();
+    drop(sinks);
+    sink.close().await;
+    runtime.close();
 
     let writes = writes.lock().map(|w| w.clone()).unwrap_or_default();
     let measure_from_us = start_us + params.warmup.as_micros() as i64;
@@ -258,6 +319,8 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     );
     let order_violations = tracker.order_violations.load(Relaxed);
     let index_matches_primary = drift.is_clean();
+    // With several workers, a lease that moves replays from its checkpoint: repeats are
+    // expected there, and the sink's version guard makes them no-ops.
     let passed = latencies.lost == 0 && order_violations == 0 && index_matches_primary;
     Ok(LagReport {
         params: params.clone(),
@@ -293,6 +356,12 @@ impl LagReport {
     /// A human summary.
     pub fn print(&self) {
         let p = &self.params;
+        if let Some(config) = &p.config {
+            println!(
+                "bench lag over the adapters of {config}, {} worker(s)",
+                p.workers
+            );
+        }
         println!(
             "bench lag: {:.0} writes/s for {:.0} s (+{:.0} s warm-up), parallelization {}, batch {}, window {} ms, refresh {} ms, {} shards, {} deals ({}), mix {}",
             p.rate,

@@ -2,6 +2,7 @@
 //! returns the process's exit code.
 
 mod backfill;
+mod check;
 pub mod demo;
 mod dlq;
 pub mod migrate;
@@ -27,6 +28,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let config = resolve_config(cli.config.as_deref(), dir.as_deref())?;
             demo::run(config, args).await
+        }
+        Command::Check(args) => {
+            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            check::run(config, args.json).await
         }
         Command::Replicate => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;

@@ -1,7 +1,8 @@
-//! `tsunagu replicate`: run the pipeline until Ctrl-C or SIGTERM, then drain gracefully.
+//! `tsunagu replicate`: run the pipeline over the adapters of the config until Ctrl-C or
+//! SIGTERM, then drain gracefully (and, with leases, hand the shards over at once).
 
-use crate::app::Embedded;
 use crate::config::Config;
+use crate::runtime::Runtime;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,13 +11,13 @@ use std::time::Duration;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    let embedded = Embedded::open(config)?;
-    let sinks = embedded.open_sinks()?;
-    let pipeline = embedded.start_pipeline(&sinks, Vec::new()).await?;
+    let runtime = Runtime::open(config).await?;
+    let sinks = runtime.open_sinks().await?;
+    let pipeline = runtime.start_pipeline(&sinks, Vec::new(), None).await?;
     tracing::info!(
-        data_dir = %embedded.config.data_dir.display(),
-        consumers = embedded.config.consumers.len(),
-        shards = embedded.config.store.shard_count,
+        data_dir = %runtime.config.data_dir.display(),
+        consumers = runtime.config.consumers.len(),
+        leased = runtime.leased(),
         "replicating; Ctrl-C or SIGTERM stops after draining"
     );
     let mut report = tokio::time::interval(Duration::from_secs(30));
@@ -29,7 +30,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
                     let applied: u64 = consumer.shards.iter().map(|s| s.applied).sum();
                     let dead: u64 = consumer.shards.iter().map(|s| s.dead_lettered).sum();
                     let in_flight: u64 = consumer.shards.iter().map(|s| s.in_flight).sum();
-                    tracing::info!(consumer = %consumer.consumer, applied, dead_lettered = dead, in_flight, "progress");
+                    let shards: Vec<String> = consumer.shards.iter().map(|s| s.shard.to_string()).collect();
+                    tracing::info!(consumer = %consumer.consumer, applied, dead_lettered = dead, in_flight, shards = %shards.join(","), "progress");
                 }
             }
         }
@@ -37,11 +39,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!("stopping: draining in-flight records");
     let drained = pipeline.shutdown_within(SHUTDOWN_GRACE).await;
     for (_, sink) in sinks {
-        if let Ok(index) = std::sync::Arc::try_unwrap(sink) {
-            index.close().await;
-        }
+        sink.close().await;
     }
-    embedded.store.close();
+    runtime.close();
     tracing::info!(drained, "stopped");
     Ok(ExitCode::SUCCESS)
 }
