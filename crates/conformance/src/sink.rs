@@ -158,7 +158,13 @@ pub async fn inserts_are_visible_after_apply<S: Sink, P: SinkProbe>(
     for k in &keys {
         assert_held(probe, k, Some((1, false)), rule).await;
     }
-    assert_held(probe, &key(namespace, "visible", 99), None, "unwritten keys hold nothing").await;
+    assert_held(
+        probe,
+        &key(namespace, "visible", 99),
+        None,
+        "unwritten keys hold nothing",
+    )
+    .await;
 }
 
 /// A record whose version is not newer than the held one changes nothing and succeeds.
@@ -240,13 +246,21 @@ pub async fn a_corrupt_body_fails_only_its_record<S: Sink, P: SinkProbe>(
     );
     let mut missing_image = insert(&key(namespace, "corrupt", 3), 1);
     missing_image.new_image = None;
-    let batch = [insert(&a, 1), corrupt(&bad, 1), insert(&b, 1), missing_image];
+    let batch = [
+        insert(&a, 1),
+        corrupt(&bad, 1),
+        insert(&b, 1),
+        missing_image,
+    ];
     match sink.apply(&batch).await {
         Err(SinkError::Records(failures)) => {
             let indexes: Vec<usize> = failures.iter().map(|f| f.index).collect();
             assert_eq!(indexes, vec![1, 3], "{rule}: failures {failures:?}");
             for failure in &failures {
-                assert!(!failure.retryable, "{rule}: {failure:?} must not be retryable");
+                assert!(
+                    !failure.retryable,
+                    "{rule}: {failure:?} must not be retryable"
+                );
                 assert!(!failure.message.is_empty(), "{rule}: failures say why");
             }
         }

@@ -12,7 +12,10 @@ struct Probe<'a>(&'a ActivityIndex);
 #[async_trait]
 impl SinkProbe for Probe<'_> {
     async fn held(&self, key: &ItemKey) -> Option<(Version, bool)> {
-        let version = self.0.held_version(key).expect("reading the held version")?;
+        let version = self
+            .0
+            .held_version(key)
+            .expect("reading the held version")?;
         let live = self
             .0
             .live_versions()

@@ -134,7 +134,10 @@ impl std::fmt::Debug for OpenSearchConfig {
             .field("api_key", &self.api_key)
             .field("api_key_env", &self.api_key_env)
             .field("ca_cert", &self.ca_cert)
-            .field("danger_insecure_skip_verify", &self.danger_insecure_skip_verify)
+            .field(
+                "danger_insecure_skip_verify",
+                &self.danger_insecure_skip_verify,
+            )
             .field("refresh", &self.refresh)
             .field("max_bulk_docs", &self.max_bulk_docs)
             .field("max_bulk_bytes", &self.max_bulk_bytes)
@@ -226,7 +229,10 @@ impl OpenSearchConfig {
             );
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return fail("url", format!("{shown:?} must not have a query or fragment"));
+            return fail(
+                "url",
+                format!("{shown:?} must not have a query or fragment"),
+            );
         }
         if let Err(message) = check_index_name(&self.index) {
             return fail("index", format!("{:?} {message}", self.index));
@@ -267,13 +273,19 @@ impl OpenSearchConfig {
             ("password_env", &self.password_env),
             ("api_key_env", &self.api_key_env),
         ] {
-            if var.as_deref().is_some_and(|v| v.is_empty() || v.contains('=')) {
+            if var
+                .as_deref()
+                .is_some_and(|v| v.is_empty() || v.contains('='))
+            {
                 return fail(name, "must name an environment variable".into());
             }
         }
         if url.scheme() == "http" {
             if self.ca_cert.is_some() {
-                return fail("ca_cert", "is set but `url` is http://; use https://".into());
+                return fail(
+                    "ca_cert",
+                    "is set but `url` is http://; use https://".into(),
+                );
             }
             if self.danger_insecure_skip_verify {
                 return fail(

@@ -34,11 +34,7 @@ const SEPARATOR: char = '|';
 /// The document id of an item: escaped partition, `|`, escaped sort key. Readable for
 /// the usual keys (`deal-1|activity#a1`) and at most ~3× longer for odd ones.
 pub fn doc_id(key: &ItemKey) -> String {
-    format!(
-        "{}{SEPARATOR}{}",
-        escape(&key.partition),
-        escape(&key.sort)
-    )
+    format!("{}{SEPARATOR}{}", escape(&key.partition), escape(&key.sort))
 }
 
 /// The inverse of [`doc_id`]; `None` for an id this crate did not write.
@@ -274,6 +270,9 @@ mod tests {
         assert!(doc["source"].get("type").is_none());
         let tomb = tombstone_doc(&activity.key(), Version(4), 1, 2);
         assert_eq!(tomb["kind"], "tombstone");
-        assert_eq!(body["settings"]["analysis"]["analyzer"][JA_ANALYZER]["type"], "cjk");
+        assert_eq!(
+            body["settings"]["analysis"]["analyzer"][JA_ANALYZER]["type"],
+            "cjk"
+        );
     }
 }

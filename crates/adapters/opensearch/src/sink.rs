@@ -29,7 +29,10 @@ pub const LIVE_VERSIONS_PAGE: usize = 1_000;
 #[derive(Clone)]
 enum Auth {
     None,
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// The whole header value, `ApiKey <key>`, marked sensitive.
     ApiKey(HeaderValue),
 }
@@ -239,7 +242,12 @@ impl OpenSearchSink {
         if !self.index_exists().await? {
             let body = serde_json::to_vec(&index_body(&self.config)).unwrap_or_default();
             match self
-                .call(Method::PUT, &[&index], &[], Some((body, "application/json")))
+                .call(
+                    Method::PUT,
+                    &[&index],
+                    &[],
+                    Some((body, "application/json")),
+                )
                 .await
             {
                 Ok(_) => {
@@ -249,9 +257,7 @@ impl OpenSearchSink {
                 // Another process created it between our check and our create.
                 Err(CallError::Status(400, body))
                     if error_detail(&body).starts_with("resource_already_exists_exception") => {}
-                Err(CallError::Status(400, body))
-                    if error_detail(&body).contains("kuromoji") =>
-                {
+                Err(CallError::Status(400, body)) if error_detail(&body).contains("kuromoji") => {
                     return Err(self.unusable(
                         &what,
                         format!(
@@ -310,7 +316,10 @@ impl OpenSearchSink {
         let index = self.config.index.clone();
         let id = doc_id(key);
         let what = format!("GET /{index}/_doc/<{key}>");
-        let body = match self.call(Method::GET, &[&index, "_doc", &id], &[], None).await {
+        let body = match self
+            .call(Method::GET, &[&index, "_doc", &id], &[], None)
+            .await
+        {
             Ok(body) => body,
             Err(CallError::Status(404, body))
                 if serde_json::from_slice::<Value>(&body)
@@ -374,7 +383,10 @@ impl OpenSearchSink {
             for hit in &hits {
                 let id = hit["_id"].as_str().unwrap_or_default();
                 let key = parse_doc_id(id).ok_or_else(|| {
-                    self.unusable(&what, format!("document id {id:?} was not written by tsunagu"))
+                    self.unusable(
+                        &what,
+                        format!("document id {id:?} was not written by tsunagu"),
+                    )
                 })?;
                 let version = hit["_source"]["version"].as_u64().ok_or_else(|| {
                     self.unusable(&what, format!("document {id:?} has no `version`"))
@@ -514,17 +526,13 @@ impl OpenSearchSink {
                 retryable: true,
                 message: format!("cannot reach {}: {message}", self.shown),
             }),
-            Err(CallError::Status(status, body)) => {
-                match classify_request_failure(status, &body) {
-                    RequestFailure::TooLarge => Err(RequestFailure::TooLarge),
-                    RequestFailure::Failed { retryable, message } => {
-                        Err(RequestFailure::Failed {
-                            retryable,
-                            message: format!("bulk request to {}: {message}", self.shown),
-                        })
-                    }
-                }
-            }
+            Err(CallError::Status(status, body)) => match classify_request_failure(status, &body) {
+                RequestFailure::TooLarge => Err(RequestFailure::TooLarge),
+                RequestFailure::Failed { retryable, message } => Err(RequestFailure::Failed {
+                    retryable,
+                    message: format!("bulk request to {}: {message}", self.shown),
+                }),
+            },
         }
     }
 }

@@ -22,14 +22,27 @@ fn mixed_elasticsearch_items_map_to_their_outcomes() {
     let outcomes = parse_bulk_response(&fixture("elasticsearch-bulk-mixed.json"), 6).unwrap();
     assert_eq!(outcomes[0], ItemOutcome::Applied, "201 created");
     assert_eq!(outcomes[1], ItemOutcome::Applied, "200 updated");
-    assert_eq!(outcomes[2], ItemOutcome::Stale, "409 is the version guard: success");
+    assert_eq!(
+        outcomes[2],
+        ItemOutcome::Stale,
+        "409 is the version guard: success"
+    );
     let (retryable, message) = failed(&outcomes[3]);
     assert!(retryable, "429 is back-pressure");
-    assert!(message.contains("es_rejected_execution_exception"), "{message}");
+    assert!(
+        message.contains("es_rejected_execution_exception"),
+        "{message}"
+    );
     let (retryable, message) = failed(&outcomes[4]);
     assert!(!retryable, "400 mapping errors go to the dead-letter queue");
-    assert!(message.starts_with("400 mapper_parsing_exception"), "{message}");
-    assert!(message.contains("date_time_parse_exception"), "causes kept: {message}");
+    assert!(
+        message.starts_with("400 mapper_parsing_exception"),
+        "{message}"
+    );
+    assert!(
+        message.contains("date_time_parse_exception"),
+        "causes kept: {message}"
+    );
     let (retryable, message) = failed(&outcomes[5]);
     assert!(retryable, "503 unavailable shard");
     assert!(message.contains("primary shard is not active"), "{message}");
@@ -43,7 +56,10 @@ fn recorded_osmem_items_map_to_their_outcomes() {
     assert!(!failed(&outcomes[2]).0);
     let (retryable, message) = failed(&outcomes[3]);
     assert!(!retryable);
-    assert!(message.contains("strict_dynamic_mapping_exception"), "{message}");
+    assert!(
+        message.contains("strict_dynamic_mapping_exception"),
+        "{message}"
+    );
     let ok = parse_bulk_response(&fixture("osmem-bulk-ok.json"), 2).unwrap();
     assert_eq!(ok, vec![ItemOutcome::Applied, ItemOutcome::Applied]);
     let ok = parse_bulk_response(&fixture("elasticsearch-bulk-ok.json"), 1).unwrap();
@@ -68,7 +84,12 @@ fn whole_request_failures_are_classified() {
         ("elasticsearch-401.json", 401, false, "security_exception"),
         ("opensearch-401.txt", 401, false, "Unauthorized"),
         ("elasticsearch-403.json", 403, false, "lacks privileges"),
-        ("elasticsearch-429.json", 429, true, "circuit_breaking_exception"),
+        (
+            "elasticsearch-429.json",
+            429,
+            true,
+            "circuit_breaking_exception",
+        ),
         ("opensearch-503.json", 503, true, "cluster_block_exception"),
     ];
     for (name, status, expect_retryable, expect_text) in cases {
@@ -76,14 +97,20 @@ fn whole_request_failures_are_classified() {
             RequestFailure::Failed { retryable, message } => {
                 assert_eq!(retryable, expect_retryable, "{name}: {message}");
                 assert!(message.contains(expect_text), "{name}: {message}");
-                assert!(message.starts_with(&status.to_string()), "{name}: {message}");
+                assert!(
+                    message.starts_with(&status.to_string()),
+                    "{name}: {message}"
+                );
             }
             other => panic!("{name}: {other:?}"),
         }
     }
     match classify_request_failure(401, &fixture("opensearch-401.txt")) {
         RequestFailure::Failed { message, .. } => {
-            assert!(message.contains("api_key_env"), "says what to fix: {message}")
+            assert!(
+                message.contains("api_key_env"),
+                "says what to fix: {message}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -56,7 +56,10 @@ async fn a_foreign_index_is_refused_with_a_clear_error() {
         .unwrap()
         .error_for_status()
         .unwrap();
-    let err = OpenSearchSink::connect(&config).await.unwrap_err().to_string();
+    let err = OpenSearchSink::connect(&config)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not created by tsunagu"), "{err}");
     assert!(err.contains("`key`") || err.contains("`kind`"), "{err}");
 }
@@ -113,10 +116,7 @@ async fn live_versions_pages_over_every_live_document() {
             )
         })
         .collect();
-    let mut batch: Vec<_> = expected
-        .iter()
-        .map(|(k, v)| modify(k, v.0))
-        .collect();
+    let mut batch: Vec<_> = expected.iter().map(|(k, v)| modify(k, v.0)).collect();
     // Tombstones are not live.
     batch.extend((0..5).map(|n| remove(&key("live", "gone", n), 9)));
     sink.apply(&batch).await.unwrap();
@@ -148,7 +148,10 @@ async fn every_refresh_policy_is_accepted_by_the_server() {
             .unwrap_err();
         // Real clusters show `refresh=false` writes only after a refresh.
         sink.refresh().await.unwrap();
-        assert_eq!(sink.held_version(&k).await.unwrap(), Some((Version(1), false)));
+        assert_eq!(
+            sink.held_version(&k).await.unwrap(),
+            Some((Version(1), false))
+        );
     }
 }
 
@@ -204,7 +207,10 @@ async fn credentials_are_sent_but_never_shown() {
     let mut config = config_for(&url);
     config.api_key = Some(Secret::new("c2VjcmV0LWtleQ=="));
     let sink = OpenSearchSink::new(&config).unwrap();
-    let err = sink.apply(&[insert(&key("a", "k", 0), 1)]).await.unwrap_err();
+    let err = sink
+        .apply(&[insert(&key("a", "k", 0), 1)])
+        .await
+        .unwrap_err();
     match &err {
         SinkError::Batch { retryable, message } => {
             assert!(!retryable, "fix the credentials first: {message}");
@@ -219,12 +225,18 @@ async fn credentials_are_sent_but_never_shown() {
         seen.lock().unwrap()[0].authorization.as_deref(),
         Some("ApiKey c2VjcmV0LWtleQ==")
     );
-    assert!(seen.lock().unwrap()[0].path.starts_with("/scripted/_bulk?refresh=wait_for"));
+    assert!(seen.lock().unwrap()[0]
+        .path
+        .starts_with("/scripted/_bulk?refresh=wait_for"));
 
     let mut config = config_for(&url);
     config.username = Some("tsunagu".into());
     config.password = Some(Secret::new("hunter2"));
-    let err = OpenSearchSink::new(&config).unwrap().check().await.unwrap_err();
+    let err = OpenSearchSink::new(&config)
+        .unwrap()
+        .check()
+        .await
+        .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
     // "tsunagu:hunter2" in base64.
     assert_eq!(
@@ -278,7 +290,11 @@ async fn a_request_too_large_is_split_until_it_fits() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 7);
     // Order kept: the last request carries the last document.
-    assert!(seen[6].body.contains("s-k-deal|activity#k-3"), "{}", seen[6].body);
+    assert!(
+        seen[6].body.contains("s-k-deal|activity#k-3"),
+        "{}",
+        seen[6].body
+    );
 }
 
 #[tokio::test]
@@ -301,6 +317,9 @@ async fn a_failure_after_a_partial_batch_is_reported_record_by_record() {
     let sink = OpenSearchSink::new(&config_for(&url)).unwrap();
     assert!(matches!(
         sink.apply(&batch).await,
-        Err(SinkError::Batch { retryable: true, .. })
+        Err(SinkError::Batch {
+            retryable: true,
+            ..
+        })
     ));
 }
