@@ -1,0 +1,278 @@
+//! The index layout: document ids derived from item keys ([`doc_id`], [`parse_doc_id`]),
+//! the documents written for live entities and for deletions ([`entity_doc`],
+//! [`tombstone_doc`]), and the settings and mapping of a new index ([`index_body`]).
+//!
+//! The fields and their meaning are the embedded index's (`tsunagu-embedded-index`
+//! `schema.rs`), so a query means the same on both: one document per item key, `kind`
+//! telling an activity, company, deal, sales list or a tombstone apart; on deals
+//! `user_id` is the owner, on sales lists `deal_id` holds every member; `occurred_at` is
+//! an activity's time and the creation time of the other kinds; `memo` and `title` are
+//! Japanese full text. Searches must filter `kind: tombstone` out.
+
+use crate::config::{Analyzer, OpenSearchConfig};
+use serde_json::{json, Value};
+use tsunagu_domain::{Entity, ItemKey, Version};
+
+pub const KIND_ACTIVITY: &str = "activity";
+pub const KIND_TOMBSTONE: &str = "tombstone";
+pub const KIND_COMPANY: &str = "company";
+pub const KIND_DEAL: &str = "deal";
+pub const KIND_SALES_LIST: &str = "sales_list";
+
+/// The name of the Japanese analyzer in the index settings (its type comes from
+/// [`Analyzer`]), so the mapping is the same whichever analysis backs it.
+pub const JA_ANALYZER: &str = "tsunagu_ja";
+
+/// OpenSearch's and Elasticsearch's limit on `_id`, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// Separates the partition and sort key in a document id. Partition and sort keys may
+/// hold any character, so `%` and `|` inside them are escaped (`%25`, `%7C`): the only
+/// bare `|` of an id is the separator, and decoding is exact.
+const SEPARATOR: char = '|';
+
+/// The document id of an item: escaped partition, `|`, escaped sort key. Readable for
+/// the usual keys (`deal-1|activity#a1`) and at most ~3× longer for odd ones.
+pub fn doc_id(key: &ItemKey) -> String {
+    format!("{}{SEPARATOR}{}", escape(&key.partition), escape(&key.sort))
+}
+
+/// The inverse of [`doc_id`]; `None` for an id this crate did not write.
+pub fn parse_doc_id(id: &str) -> Option<ItemKey> {
+    let (partition, sort) = id.split_once(SEPARATOR)?;
+    Some(ItemKey::new(unescape(partition)?, unescape(sort)?))
+}
+
+fn escape(part: &str) -> String {
+    part.replace('%', "%25").replace(SEPARATOR, "%7C")
+}
+
+fn unescape(part: &str) -> Option<String> {
+    if part.contains(SEPARATOR) {
+        return None;
+    }
+    let mut out = String::with_capacity(part.len());
+    let mut rest = part;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at..at + 3)?;
+        out.push(match code {
+            "%25" => '%',
+            "%7C" => SEPARATOR,
+            _ => return None,
+        });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Fields every document has.
+fn common(key: &ItemKey, version: Version, kind: &str, committed_at_us: i64, now_us: i64) -> Value {
+    json!({
+        "key": doc_id(key),
+        "kind": kind,
+        "version": version.0,
+        // The embedded index's stable tie-breaker; a u64 stored bit for bit in a long.
+        "sort_hash": key.stable_hash() as i64,
+        "committed_at_us": committed_at_us,
+        "indexed_at_us": now_us,
+    })
+}
+
+/// The document of a live entity.
+pub fn entity_doc(
+    key: &ItemKey,
+    version: Version,
+    entity: &Entity,
+    committed_at_us: i64,
+    now_us: i64,
+) -> Value {
+    let kind = match entity {
+        Entity::ActivityLog(_) => KIND_ACTIVITY,
+        Entity::Company(_) => KIND_COMPANY,
+        Entity::Deal(_) => KIND_DEAL,
+        Entity::SalesList(_) => KIND_SALES_LIST,
+    };
+    let mut doc = common(key, version, kind, committed_at_us, now_us);
+    let fields = match entity {
+        Entity::ActivityLog(a) => json!({
+            "tenant_id": a.tenant_id,
+            "deal_id": a.deal_id,
+            "company_id": a.company_id,
+            "user_id": a.user_id,
+            "action": a.action.as_str(),
+            "result": a.result,
+            "tags": a.tags,
+            "occurred_at": a.occurred_at,
+            "memo": a.memo,
+        }),
+        Entity::Company(c) => json!({
+            "tenant_id": c.tenant_id,
+            "company_id": c.id,
+            "title": c.name,
+            "prefecture": c.prefecture,
+            "industry": c.industry,
+            "occurred_at": c.created_at,
+        }),
+        Entity::Deal(d) => json!({
+            "tenant_id": d.tenant_id,
+            "deal_id": d.id,
+            "company_id": d.company_id,
+            "user_id": d.owner_id,
+            "title": d.title,
+            "stage": d.stage.as_str(),
+            "amount": d.amount,
+            "close_date": d.expected_close_date,
+            "tags": d.tags,
+            "occurred_at": d.created_at,
+        }),
+        Entity::SalesList(l) => json!({
+            "tenant_id": l.tenant_id,
+            "title": l.name,
+            "deal_id": l.deal_ids,
+            "occurred_at": l.created_at,
+        }),
+    };
+    if let (Value::Object(doc), Value::Object(fields)) = (&mut doc, fields) {
+        // Absent optional values stay absent (as in the embedded index), not null.
+        doc.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
+        // The entity itself, stored but not indexed (the embedded index's `source`).
+        let mut source = entity.to_json();
+        if let Value::Object(s) = &mut source {
+            s.remove("type");
+        }
+        doc.insert("source".into(), source);
+    }
+    doc
+}
+
+/// The document that replaces a deleted item: it keeps the deletion's version, so that a
+/// stale replayed write (a lower external version) is refused instead of resurrecting it.
+pub fn tombstone_doc(key: &ItemKey, version: Version, committed_at_us: i64, now_us: i64) -> Value {
+    common(key, version, KIND_TOMBSTONE, committed_at_us, now_us)
+}
+
+/// The body of `PUT /<index>`: settings (shards, replicas, the Japanese analyzer, a
+/// translog fsync per request so that an acknowledged bulk is durable) and the strict
+/// mapping.
+pub fn index_body(config: &OpenSearchConfig) -> Value {
+    let keyword = json!({"type": "keyword"});
+    let long = json!({"type": "long"});
+    let text = json!({"type": "text", "analyzer": JA_ANALYZER});
+    let mut properties = serde_json::Map::new();
+    for name in [
+        "key",
+        "kind",
+        "tenant_id",
+        "deal_id",
+        "company_id",
+        "user_id",
+        "action",
+        "result",
+        "tags",
+        "prefecture",
+        "industry",
+        "stage",
+    ] {
+        properties.insert(name.into(), keyword.clone());
+    }
+    for name in [
+        "version",
+        "amount",
+        "sort_hash",
+        "committed_at_us",
+        "indexed_at_us",
+    ] {
+        properties.insert(name.into(), long.clone());
+    }
+    properties.insert("memo".into(), text.clone());
+    properties.insert("title".into(), text);
+    properties.insert("occurred_at".into(), json!({"type": "date"}));
+    properties.insert("close_date".into(), json!({"type": "date"}));
+    properties.insert("source".into(), json!({"type": "object", "enabled": false}));
+    let analyzer = match config.analyzer {
+        Analyzer::Cjk => json!({"type": "cjk"}),
+        Analyzer::Kuromoji => json!({"type": "kuromoji"}),
+    };
+    json!({
+        "settings": {
+            "number_of_shards": config.number_of_shards,
+            "number_of_replicas": config.number_of_replicas,
+            "index.translog.durability": "request",
+            "analysis": {"analyzer": {JA_ANALYZER: analyzer}},
+        },
+        "mappings": {
+            // A field the sink does not know is a bug, not a new column.
+            "dynamic": "strict",
+            "properties": properties,
+        },
+    })
+}
+
+/// Fields whose mapping an existing index must have for the sink to work (checked on
+/// start, so that writing to a foreign index fails loudly instead of subtly).
+pub const REQUIRED_FIELDS: [(&str, &str); 4] = [
+    ("key", "keyword"),
+    ("kind", "keyword"),
+    ("version", "long"),
+    ("memo", "text"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn usual_ids_read_well() {
+        let key = ItemKey::new("deal-1", "activity#a1");
+        assert_eq!(doc_id(&key), "deal-1|activity#a1");
+        assert_eq!(parse_doc_id("deal-1|activity#a1"), Some(key));
+        assert_eq!(doc_id(&ItemKey::new("a|b", "%7C")), "a%7Cb|%257C");
+        assert_eq!(parse_doc_id("no separator"), None);
+        assert_eq!(parse_doc_id("bad%zz|x"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn ids_round_trip(partition in ".*", sort in ".*") {
+            let key = ItemKey::new(partition, sort);
+            prop_assert_eq!(parse_doc_id(&doc_id(&key)), Some(key));
+        }
+
+        #[test]
+        fn distinct_keys_get_distinct_ids(a in "[a|%7C]{0,6}", b in "[a|%7C]{0,6}", c in "[a|%7C]{0,6}", d in "[a|%7C]{0,6}") {
+            let (k1, k2) = (ItemKey::new(a, b), ItemKey::new(c, d));
+            prop_assert_eq!(k1 == k2, doc_id(&k1) == doc_id(&k2));
+        }
+    }
+
+    #[test]
+    fn documents_use_only_mapped_fields() {
+        let body = index_body(&OpenSearchConfig::new("http://x:9200"));
+        let mapped = body["mappings"]["properties"].as_object().unwrap();
+        let activity = Entity::from_json(&json!({
+            "type": "activity_log", "id": "a", "tenant_id": "t", "deal_id": "d",
+            "company_id": "c", "user_id": "u", "action": "call", "result": "ok",
+            "memo": "東京で商談", "tags": ["x"],
+            "occurred_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let doc = entity_doc(&activity.key(), Version(3), &activity, 1, 2);
+        for field in doc.as_object().unwrap().keys() {
+            assert!(mapped.contains_key(field), "`{field}` is not mapped");
+        }
+        assert_eq!(doc["kind"], "activity");
+        assert_eq!(doc["version"], 3);
+        assert_eq!(doc["source"]["memo"], "東京で商談");
+        assert!(doc["source"].get("type").is_none());
+        let tomb = tombstone_doc(&activity.key(), Version(4), 1, 2);
+        assert_eq!(tomb["kind"], "tombstone");
+        assert_eq!(
+            body["settings"]["analysis"]["analyzer"][JA_ANALYZER]["type"],
+            "cjk"
+        );
+    }
+}
