@@ -86,7 +86,7 @@ impl Embedded {
         })
     }
 
-    /// Opens one sink for writing.
+    /// Opens one embedded index for writing.
     pub fn open_sink(&self, name: &str) -> anyhow::Result<Arc<ActivityIndex>> {
         let sink = self
             .config
@@ -113,6 +113,9 @@ impl Embedded {
                 .with_context(|| format!("cannot open index {}", dir.display()))?;
                 Ok(Arc::new(index))
             }
+            SinkConfig::Opensearch(_) => anyhow::bail!(
+                "sinks.{name} is an OpenSearch index; this command runs on embedded indexes only (`tsunagu replicate`, `check` and `bench lag --config` run on any sink)"
+            ),
         }
     }
 

@@ -228,6 +228,9 @@ pub enum SinkConfig {
         #[serde(default = "default_durability_interval_ms")]
         durability_interval_ms: u64,
     },
+    /// An Elasticsearch or OpenSearch index (see docs/opensearch.md); several workers
+    /// may write to it at once.
+    Opensearch(tsunagu_opensearch::OpenSearchConfig),
 }
 
 impl SinkConfig {
@@ -235,6 +238,7 @@ impl SinkConfig {
     pub fn is_shared(&self) -> bool {
         match self {
             SinkConfig::EmbeddedIndex { .. } => false,
+            SinkConfig::Opensearch(_) => true,
         }
     }
 }
@@ -449,6 +453,7 @@ impl Config {
                         );
                     }
                 }
+                SinkConfig::Opensearch(config) => config.validate(&format!("sinks.{name}"))?,
             }
         }
         if let Some(leases) = &self.leases {

@@ -6,7 +6,7 @@
 
 use crate::app::{start_engine, Embedded, PipelinePorts};
 use crate::check::{compare, Drift};
-use crate::config::{Config, LeaseBackend};
+use crate::config::{Config, LeaseBackend, SinkConfig};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,17 +18,20 @@ use tsunagu_engine::ports::{
     ApplyObserver, ChangeSource, ItemScanner, ItemStore, LeaseStore, Sink,
 };
 use tsunagu_engine::Pipeline;
+use tsunagu_opensearch::OpenSearchSink;
 
 /// An open sink, with what the correctness checks need besides the [`Sink`] port.
 #[derive(Clone)]
 pub enum SinkHandle {
     Embedded(Arc<ActivityIndex>),
+    OpenSearch(Arc<OpenSearchSink>),
 }
 
 impl SinkHandle {
     pub fn sink(&self) -> Arc<dyn Sink> {
         match self {
             SinkHandle::Embedded(index) => Arc::clone(index) as Arc<dyn Sink>,
+            SinkHandle::OpenSearch(sink) => Arc::clone(sink) as Arc<dyn Sink>,
         }
     }
 
@@ -36,6 +39,10 @@ impl SinkHandle {
     pub async fn live_versions(&self) -> anyhow::Result<Vec<(ItemKey, Version)>> {
         match self {
             SinkHandle::Embedded(index) => Ok(index.live_versions()?.into_iter().collect()),
+            SinkHandle::OpenSearch(sink) => {
+                sink.refresh().await?;
+                Ok(sink.live_versions().await?)
+            }
         }
     }
 
@@ -47,6 +54,7 @@ impl SinkHandle {
                     index.close().await;
                 }
             }
+            SinkHandle::OpenSearch(_) => {}
         }
     }
 }
@@ -96,14 +104,26 @@ impl Runtime {
         let mut sinks = BTreeMap::new();
         for consumer in &self.config.consumers {
             let name = &consumer.sink;
-            let embedded = self
-                .embedded
-                .as_ref()
-                .context("an embedded index needs the embedded store's data_dir")?;
-            sinks.insert(
-                name.clone(),
-                SinkHandle::Embedded(embedded.open_sink(name)?),
-            );
+            let config = self
+                .config
+                .sinks
+                .get(name)
+                .with_context(|| format!("no sink named {name:?} in the config"))?;
+            let handle = match config {
+                SinkConfig::EmbeddedIndex { .. } => {
+                    let embedded = self
+                        .embedded
+                        .as_ref()
+                        .context("an embedded index needs the embedded store's data_dir")?;
+                    SinkHandle::Embedded(embedded.open_sink(name)?)
+                }
+                SinkConfig::Opensearch(config) => SinkHandle::OpenSearch(Arc::new(
+                    OpenSearchSink::connect(config)
+                        .await
+                        .with_context(|| format!("cannot open sinks.{name}"))?,
+                )),
+            };
+            sinks.insert(name.clone(), handle);
         }
         Ok(sinks)
     }
@@ -241,11 +261,12 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
     });
     for (name, sink) in &config.sinks {
         let outcome = match sink {
-            crate::config::SinkConfig::EmbeddedIndex { .. } => {
+            SinkConfig::EmbeddedIndex { .. } => {
                 let dir = config.index_dir(name);
                 check_dir_writable(&dir)
                     .map(|how| format!("embedded index {}: {how}", dir.display()))
             }
+            SinkConfig::Opensearch(os) => check_opensearch(os).await,
         };
         lines.push(CheckLine {
             what: format!("sinks.{name}"),
@@ -268,6 +289,23 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
         });
     }
     lines
+}
+
+async fn check_opensearch(config: &tsunagu_opensearch::OpenSearchConfig) -> Result<String, String> {
+    let sink = OpenSearchSink::new(config).map_err(|e| e.to_string())?;
+    let info = sink.check().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} {} at {}; index {:?} {}",
+        info.distribution,
+        info.version,
+        tsunagu_opensearch::redact_url(&config.url),
+        config.index,
+        if info.index_exists {
+            "exists"
+        } else {
+            "will be created on start"
+        }
+    ))
 }
 
 fn check_embedded_store(config: &Config) -> Result<String, String> {

@@ -150,10 +150,37 @@ pub fn plan(leases: &[Lease], me: &str, now_ms: i64) -> Plan {
     plan
 }
 
-/// Checkpoints kept in the leases: only the lease's owner can save one.
+/// Checkpoints kept in the leases: only the lease's owner can save one. A save refused
+/// because the lease moved stops that shard's worker at once, without waiting for the
+/// next renewal round to notice.
 pub struct LeasedCheckpoints {
     pub store: Arc<dyn LeaseStore>,
     pub worker: String,
+    /// The stop switch of each running shard worker, by consumer and shard.
+    stops: std::sync::Mutex<HashMap<(String, ShardId), tokio_util::sync::CancellationToken>>,
+}
+
+impl LeasedCheckpoints {
+    pub fn new(store: Arc<dyn LeaseStore>, worker: String) -> Self {
+        Self {
+            store,
+            worker,
+            stops: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers the stop switch of a shard worker that saves through this store.
+    pub(crate) fn register(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        if let Ok(mut stops) = self.stops.lock() {
+            stops.retain(|_, token| !token.is_cancelled());
+            stops.insert((consumer.to_string(), shard.clone()), stop);
+        }
+    }
 }
 
 #[async_trait]
@@ -181,6 +208,15 @@ impl CheckpointStore for LeasedCheckpoints {
         {
             Ok(())
         } else {
+            let stop = self
+                .stops
+                .lock()
+                .ok()
+                .and_then(|mut stops| stops.remove(&(consumer.to_string(), shard.clone())));
+            if let Some(stop) = stop {
+                tracing::info!(%consumer, %shard, worker = %self.worker, "lease moved to another worker; stopping the shard");
+                stop.cancel();
+            }
             Err(StateError(format!(
                 "lease of shard {shard} is no longer held by worker {}; checkpoint not saved",
                 self.worker

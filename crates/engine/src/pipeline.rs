@@ -41,8 +41,9 @@ pub struct Engine {
     /// What runs after such a backfill (removing what was deleted meanwhile).
     after_backfill: Option<Arc<dyn AfterBackfill>>,
     observers: Vec<Arc<dyn ApplyObserver>>,
-    /// When set, shards are shared with other workers through leases.
-    leases: Option<(Arc<dyn LeaseStore>, LeaseOptions)>,
+    /// When set, shards are shared with other workers through leases (and checkpoints
+    /// live in them).
+    leases: Option<(Arc<dyn LeaseStore>, LeaseOptions, Arc<LeasedCheckpoints>)>,
 }
 
 /// A consumer to start: its knobs and its sink.
@@ -72,11 +73,12 @@ impl Engine {
     /// worker reads only the shards it holds a lease on, and checkpoints live in the
     /// leases instead of the checkpoint store (see [`crate::lease`]).
     pub fn with_leases(mut self, store: Arc<dyn LeaseStore>, options: LeaseOptions) -> Self {
-        self.checkpoints = Arc::new(LeasedCheckpoints {
-            store: Arc::clone(&store),
-            worker: options.worker_id.clone(),
-        });
-        self.leases = Some((store, options));
+        let checkpoints = Arc::new(LeasedCheckpoints::new(
+            Arc::clone(&store),
+            options.worker_id.clone(),
+        ));
+        self.checkpoints = checkpoints.clone();
+        self.leases = Some((store, options, checkpoints));
         self
     }
 
@@ -261,7 +263,7 @@ impl ConsumerRunner {
                 .engine
                 .leases
                 .as_ref()
-                .map(|(store, options)| LeaseCoordinator {
+                .map(|(store, options, _)| LeaseCoordinator {
                     store: Arc::clone(store),
                     options: options.clone(),
                     consumer: Arc::clone(&self.name),
@@ -283,7 +285,7 @@ impl ConsumerRunner {
         for info in &shards {
             workers.known.insert(info.id.clone(), info.clone());
         }
-        if let Some((store, _)) = &self.engine.leases {
+        if let Some((store, _, _)) = &self.engine.leases {
             for info in &shards {
                 if !workers.ensured.contains(&info.id) {
                     store.ensure(&self.name, info).await?;
@@ -360,6 +362,9 @@ impl ConsumerRunner {
             shards.push(Arc::clone(&stats));
         }
         let stop = self.cancel.child_token();
+        if let Some((_, _, checkpoints)) = &self.engine.leases {
+            checkpoints.register(&self.name, &shard, stop.clone());
+        }
         let worker = ShardWorker {
             consumer: Arc::clone(&self.name),
             config: Arc::clone(&self.config),
@@ -407,7 +412,7 @@ impl ConsumerRunner {
             self.engine
                 .leases
                 .as_ref()
-                .map_or(Duration::from_secs(3600), |(_, o)| o.renew_interval),
+                .map_or(Duration::from_secs(3600), |(_, o, _)| o.renew_interval),
         );
         lease_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         lease_ticks.tick().await;

@@ -12,6 +12,7 @@ use tsunagu_domain::{ChangeRecord, ItemKey};
 use tsunagu_engine::lease::LeaseOptions;
 use tsunagu_engine::memory::{MemoryLeases, MemorySink, MemoryState, MemoryStream};
 use tsunagu_engine::ports::{Lease, LeaseStore, Sink, SinkError};
+use tsunagu_engine::status::ShardState;
 use tsunagu_engine::{Consumer, ConsumerConfig, Engine, Pipeline};
 
 const SHARDS: u32 = 6;
@@ -112,6 +113,30 @@ async fn wait_for_owners(leases: &MemoryLeases, want: &[(&str, usize)], within: 
     }
 }
 
+async fn wait_disjoint(pipelines: &[&Pipeline]) {
+    let start = Instant::now();
+    loop {
+        let mut running = BTreeMap::new();
+        for (w, pipeline) in pipelines.iter().enumerate() {
+            for consumer in pipeline.status() {
+                for shard in consumer.shards {
+                    if matches!(shard.state, ShardState::Running) {
+                        running.entry(shard.shard).or_insert_with(Vec::new).push(w);
+                    }
+                }
+            }
+        }
+        if running.len() == SHARDS as usize && running.values().all(|w| w.len() == 1) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "shards not read by exactly one worker each: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_converged(stream: &MemoryStream, sink: &WatchedSink) {
     let start = Instant::now();
     loop {
@@ -163,6 +188,8 @@ async fn workers_share_shards_and_take_over_from_a_crashed_or_stopped_worker() {
         Duration::from_secs(10),
     )
     .await;
+    // Each shard is read by exactly one worker: those that lost a lease stopped reading.
+    wait_disjoint(&[&a.pipeline, &b.pipeline, &c.pipeline]).await;
 
     // A crash: b's leases stay until they expire, then a and c take them.
     b.pipeline.abort().await;

@@ -113,7 +113,6 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     };
     config.store.shard_count = params.shards;
     for sink in config.sinks.values_mut() {
-        #[allow(irrefutable_let_patterns)]
         if let crate::config::SinkConfig::EmbeddedIndex {
             refresh_interval_ms,
             ..
