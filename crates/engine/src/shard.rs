@@ -270,8 +270,13 @@ impl ShardWorker {
             }
             Err(error) => {
                 // Keep it pending: the next tick tries again. Losing a checkpoint only
-                // means replaying more after a restart.
-                tracing::warn!(consumer = %self.consumer, shard = %self.shard, %error, "saving checkpoint failed");
+                // means replaying more after a restart. A stopping shard (its lease moved,
+                // or shutdown) says it once, at its final save.
+                if self.cancel.is_cancelled() {
+                    tracing::debug!(consumer = %self.consumer, shard = %self.shard, %error, "saving checkpoint failed while stopping");
+                } else {
+                    tracing::warn!(consumer = %self.consumer, shard = %self.shard, %error, "saving checkpoint failed");
+                }
                 *pending = Some(position);
             }
         }
