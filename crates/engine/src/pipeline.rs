@@ -252,9 +252,8 @@ impl ConsumerRunner {
                 continue;
             }
             let parent_pending = info
-                .parent
-                .as_ref()
-                .is_some_and(|p| workers.known.contains_key(p) && !workers.finished.contains(p));
+                .parents()
+                .any(|p| workers.known.contains_key(p) && !workers.finished.contains(p));
             if parent_pending {
                 continue;
             }
