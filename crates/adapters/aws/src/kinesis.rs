@@ -56,12 +56,14 @@ async fn ensure_stream(client: &Client, config: &KinesisConfig) -> Result<String
                         return Ok(format!("Kinesis stream {name:?}: {}", status.as_str()))
                     }
                     Some(StreamStatus::Creating) => {}
-                    other => return Err(AwsError::Unusable(format!(
+                    other => {
+                        return Err(AwsError::Unusable(format!(
                         "Kinesis stream {name:?} is {}; wait for it to be ACTIVE or recreate it",
                         other.map_or("in an unknown state".to_string(), |s| s
                             .as_str()
                             .to_string())
-                    ))),
+                    )))
+                    }
                 }
             }
             Err(error) => {
