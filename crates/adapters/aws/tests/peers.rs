@@ -408,7 +408,7 @@ async fn kinesis_lineage_after_split_and_merge() {
     let mut finished: HashSet<ShardId> = HashSet::new();
     let mut read: Vec<ChangeRecord> = Vec::new();
     let mut order: Vec<ShardId> = Vec::new();
-    while finished.len() < 3 {
+    while order.len() < all.len() {
         let ready: Vec<ShardInfo> = all
             .iter()
             .filter(|s| !finished.contains(&s.id) && !order.contains(&s.id))
@@ -419,7 +419,12 @@ async fn kinesis_lineage_after_split_and_merge() {
         for shard in ready {
             order.push(shard.id.clone());
             let mut from = ReadFrom::TrimHorizon;
-            loop {
+            for attempt in 0.. {
+                assert!(
+                    attempt < 200,
+                    "closed shard {} never reported its end",
+                    shard.id
+                );
                 let batch = source
                     .read(&shard.id, &from, 5, Duration::from_millis(100))
                     .await
