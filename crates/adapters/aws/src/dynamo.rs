@@ -597,14 +597,7 @@ impl ItemScanner for DynamoStore {
             .set_exclusive_start_key(after.map(key_map))
             .send()
             .await
-            .map_err(|e| {
-                let failure = ApiFailure::from_sdk("Scan", &e);
-                if failure.retryable {
-                    SourceError::Transient(failure.message)
-                } else {
-                    SourceError::Fatal(failure.message)
-                }
-            })?;
+            .map_err(|e| ApiFailure::from_sdk("Scan", &e).into_source_error())?;
         let shard = ShardId(format!("segment-{segment}"));
         let records = output
             .items()

@@ -244,14 +244,10 @@ impl ChangeSource for KinesisSource {
                 Some(token) => api.client.list_shards().next_token(token),
                 None => api.client.list_shards().stream_name(&api.stream),
             };
-            let output = request.send().await.map_err(|e| {
-                let failure = ApiFailure::from_sdk("ListShards", &e);
-                if failure.retryable {
-                    SourceError::Transient(failure.message)
-                } else {
-                    SourceError::Fatal(failure.message)
-                }
-            })?;
+            let output = request
+                .send()
+                .await
+                .map_err(|e| ApiFailure::from_sdk("ListShards", &e).into_source_error())?;
             for shard in output.shards() {
                 shards.push(ShardInfo {
                     id: ShardId(shard.shard_id().to_string()),

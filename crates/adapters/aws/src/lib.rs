@@ -140,6 +140,16 @@ impl ApiFailure {
         }
     }
 
+    /// For calls outside a shard read (listing shards, scanning): retryable failures are
+    /// transient, the rest fatal.
+    pub(crate) fn into_source_error(self) -> tsunagu_engine::ports::SourceError {
+        if self.retryable {
+            tsunagu_engine::ports::SourceError::Transient(self.message)
+        } else {
+            tsunagu_engine::ports::SourceError::Fatal(self.message)
+        }
+    }
+
     pub(crate) fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }

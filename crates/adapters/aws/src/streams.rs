@@ -279,14 +279,7 @@ impl ChangeSource for DynamoStreamsSource {
                 .set_exclusive_start_shard_id(start.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    let failure = ApiFailure::from_sdk("DescribeStream", &e);
-                    if failure.retryable {
-                        SourceError::Transient(failure.message)
-                    } else {
-                        SourceError::Fatal(failure.message)
-                    }
-                })?;
+                .map_err(|e| ApiFailure::from_sdk("DescribeStream", &e).into_source_error())?;
             let Some(description) = output.stream_description() else {
                 break;
             };
