@@ -487,11 +487,7 @@ impl MemoryStream {
 impl ChangeSource for MemoryStream {
     async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
         Ok((0..self.shard_count)
-            .map(|s| ShardInfo {
-                id: ShardId(s.to_string()),
-                parent: None,
-                adjacent_parent: None,
-            })
+            .map(|s| ShardInfo::root(ShardId(s.to_string())))
             .collect())
     }
 

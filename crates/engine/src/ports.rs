@@ -14,12 +14,13 @@ use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Versi
 pub struct ShardInfo {
     pub id: ShardId,
     pub parent: Option<ShardId>,
-    /// The second parent of a shard made by merging two (Kinesis `AdjacentParentShardId`).
+    /// The second parent of a shard made by merging two (Kinesis `MergeShards`); it too
+    /// must be read to its end first.
     pub adjacent_parent: Option<ShardId>,
 }
 
 impl ShardInfo {
-    /// A shard with no parent.
+    /// A shard without parents.
     pub fn root(id: ShardId) -> Self {
         Self {
             id,
@@ -28,7 +29,7 @@ impl ShardInfo {
         }
     }
 
-    /// Every parent that must be read to its end first.
+    /// Every parent that must be finished before this shard is read.
     pub fn parents(&self) -> impl Iterator<Item = &ShardId> {
         self.parent.iter().chain(self.adjacent_parent.iter())
     }

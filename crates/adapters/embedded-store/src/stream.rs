@@ -152,11 +152,7 @@ fn after_seq(from: &ReadFrom) -> Result<i64, SourceError> {
 impl ChangeSource for EmbeddedStore {
     async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
         Ok((0..self.shard_count())
-            .map(|s| ShardInfo {
-                id: ShardId(s.to_string()),
-                parent: None,
-                adjacent_parent: None,
-            })
+            .map(|s| ShardInfo::root(ShardId(s.to_string())))
             .collect())
     }
 

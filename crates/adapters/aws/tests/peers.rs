@@ -1,0 +1,467 @@
+//! The AWS adapters against local test peers: DynamoDB and DynamoDB Streams on moto
+//! (`eval "$(scripts/test-peers/moto.sh start)"`), Kinesis on kinesalite
+//! (`eval "$(scripts/test-peers/kinesalite.sh start)"`). A test whose peer is not running
+//! prints "skipped: ..." and passes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+use tsunagu_aws::{
+    AwsConfig, DynamoLeaseStore, DynamoStore, DynamoStreamsConfig, DynamoStreamsSource,
+    DynamoTableConfig, KinesisConfig, KinesisForwarder, KinesisSource, LeaseTableConfig,
+};
+use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
+use tsunagu_embedded_store::{EmbeddedStore, StoreOptions};
+use tsunagu_engine::ports::{
+    ChangeSource, ItemStore, ItemStoreError, LeaseStore, ReadFrom, ShardInfo, StoredItem, WriteOp,
+    WriteOutcome,
+};
+
+fn peer(var: &str) -> Option<AwsConfig> {
+    let url = std::env::var(var).ok().filter(|u| !u.is_empty())?;
+    // Local peers accept any credentials; the SDK needs some to sign with.
+    if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    }
+    let mut aws = AwsConfig::new("us-east-1");
+    aws.endpoint_url = Some(url);
+    Some(aws)
+}
+
+fn moto() -> Option<AwsConfig> {
+    let aws = peer("AWS_ENDPOINT_URL");
+    if aws.is_none() {
+        println!(
+            "skipped: AWS_ENDPOINT_URL is not set (eval \"$(scripts/test-peers/moto.sh start)\")"
+        );
+    }
+    aws
+}
+
+fn kinesalite() -> Option<AwsConfig> {
+    let aws = peer("TSUNAGU_TEST_KINESIS_URL");
+    if aws.is_none() {
+        println!("skipped: TSUNAGU_TEST_KINESIS_URL is not set (eval \"$(scripts/test-peers/kinesalite.sh start)\")");
+    }
+    aws
+}
+
+/// A name no other test run uses.
+fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "tsunagu-{what}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    )
+}
+
+async fn dynamo_store(aws: &AwsConfig) -> DynamoStore {
+    let mut config = DynamoTableConfig::named(unique("items"));
+    config.create_if_missing = true;
+    DynamoStore::connect(aws, &config)
+        .await
+        .expect("connect to DynamoDB on moto")
+}
+
+#[tokio::test]
+async fn dynamo_store_honours_the_store_contract() {
+    let Some(aws) = moto() else { return };
+    let store = dynamo_store(&aws).await;
+    assert!(store
+        .check()
+        .await
+        .expect("check")
+        .contains("NEW_AND_OLD_IMAGES"));
+    tsunagu_conformance::store::all(&store, "conf").await;
+}
+
+#[tokio::test]
+async fn dynamo_stream_honours_the_source_contract() {
+    let Some(aws) = moto() else { return };
+    let store = dynamo_store(&aws).await;
+    let source =
+        DynamoStreamsSource::connect(&aws, &DynamoStreamsConfig::named(store.table_name()))
+            .await
+            .expect("connect to the table's stream");
+    assert!(source
+        .check()
+        .await
+        .expect("check")
+        .contains(source.stream_arn()));
+    tsunagu_conformance::source::all(&store, &source, "conf").await;
+}
+
+#[tokio::test]
+async fn a_missing_table_is_reported_with_what_to_do() {
+    let Some(aws) = moto() else { return };
+    let error = DynamoStore::connect(&aws, &DynamoTableConfig::named(unique("absent")))
+        .await
+        .err()
+        .expect("a missing table without create_if_missing must fail");
+    assert!(error.to_string().contains("create_if_missing"), "{error}");
+}
+
+#[tokio::test]
+async fn dynamo_leases_are_fenced() {
+    let Some(aws) = moto() else { return };
+    let mut config = LeaseTableConfig::named(unique("leases"));
+    config.create_if_missing = true;
+    let leases = DynamoLeaseStore::connect(&aws, &config)
+        .await
+        .expect("lease table");
+    let shard = ShardInfo {
+        id: ShardId("shard-1".into()),
+        parent: Some(ShardId("shard-0".into())),
+        adjacent_parent: None,
+    };
+    leases.ensure("search", &shard).await.expect("ensure");
+    leases
+        .ensure("search", &shard)
+        .await
+        .expect("ensure again is a no-op");
+    leases
+        .ensure("other", &ShardInfo::root(ShardId("shard-9".into())))
+        .await
+        .expect("ensure");
+    let all = leases.leases("search").await.expect("leases");
+    assert_eq!(all.len(), 1, "leases are per consumer");
+    let free = &all[0];
+    assert_eq!(
+        (free.owner.as_deref(), free.counter, free.parent.clone()),
+        (None, 0, shard.parent.clone())
+    );
+
+    let a = leases
+        .take("search", &shard.id, "worker-a", 0, 1_000)
+        .await
+        .expect("take")
+        .expect("a free lease is taken");
+    assert_eq!((a.owner.as_deref(), a.counter), (Some("worker-a"), 1));
+    assert!(
+        leases
+            .take("search", &shard.id, "worker-b", 0, 2_000)
+            .await
+            .expect("take")
+            .is_none(),
+        "a stale counter loses"
+    );
+    assert!(leases
+        .renew("search", &shard.id, "worker-a", 5_000)
+        .await
+        .expect("renew")
+        .is_some());
+    assert!(
+        leases
+            .renew("search", &shard.id, "worker-b", 5_000)
+            .await
+            .expect("renew")
+            .is_none(),
+        "only the owner renews"
+    );
+    let p1 = Position("100".into());
+    assert!(leases
+        .checkpoint("search", &shard.id, "worker-a", Some(&p1), false)
+        .await
+        .expect("checkpoint"));
+
+    // worker-b steals the lease: worker-a can no longer move the checkpoint.
+    let b = leases
+        .take("search", &shard.id, "worker-b", 1, 9_000)
+        .await
+        .expect("steal")
+        .expect("stolen");
+    assert_eq!(
+        (b.owner.as_deref(), b.counter, b.checkpoint.clone()),
+        (Some("worker-b"), 2, Some(p1.clone()))
+    );
+    let p2 = Position("200".into());
+    assert!(
+        !leases
+            .checkpoint("search", &shard.id, "worker-a", Some(&p2), true)
+            .await
+            .expect("fenced"),
+        "a worker that lost its lease is fenced off"
+    );
+    assert!(leases
+        .checkpoint("search", &shard.id, "worker-b", Some(&p2), true)
+        .await
+        .expect("checkpoint"));
+    assert!(leases
+        .checkpoint("search", &shard.id, "worker-b", None, true)
+        .await
+        .expect("checkpoint without position"));
+    assert!(
+        !leases
+            .release("search", &shard.id, "worker-a")
+            .await
+            .expect("release"),
+        "only the owner releases"
+    );
+    assert!(leases
+        .release("search", &shard.id, "worker-b")
+        .await
+        .expect("release"));
+    let released = leases.leases("search").await.expect("leases").remove(0);
+    assert_eq!(released.owner, None);
+    assert_eq!(
+        released.checkpoint,
+        Some(p2),
+        "a checkpoint without a position keeps the stored one"
+    );
+    assert!(released.finished);
+    assert_eq!(released.counter, 2, "release does not move the counter");
+}
+
+/// The embedded store, each change forwarded to Kinesis as it commits: the Kinesis
+/// source then holds exactly the store's changes.
+struct Forwarding {
+    store: EmbeddedStore,
+    forwarder: KinesisForwarder,
+}
+
+#[async_trait::async_trait]
+impl ItemStore for Forwarding {
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome, ItemStoreError> {
+        let key = op.key().clone();
+        let outcome = ItemStore::write(&self.store, op).await?;
+        if let Some(position) = &outcome.position {
+            let seq: u64 = position.0.parse().expect("embedded positions are numbers");
+            let shard = ShardId(key.shard_index(self.store.shard_count()).to_string());
+            let from = ReadFrom::After(Position((seq - 1).to_string()));
+            let batch = ChangeSource::read(&self.store, &shard, &from, 1, Duration::ZERO)
+                .await
+                .expect("read back");
+            assert_eq!(batch.records[0].position, *position);
+            self.forwarder
+                .forward(&batch.records)
+                .await
+                .expect("forward to Kinesis");
+        }
+        Ok(outcome)
+    }
+
+    async fn write_many(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<Result<WriteOutcome, ItemStoreError>>, ItemStoreError> {
+        let mut results = Vec::new();
+        for op in ops {
+            results.push(self.write(op).await);
+        }
+        Ok(results)
+    }
+
+    async fn get(&self, key: &ItemKey) -> Result<Option<StoredItem>, ItemStoreError> {
+        ItemStore::get(&self.store, key).await
+    }
+}
+
+#[tokio::test]
+async fn kinesis_stream_honours_the_source_contract() {
+    let Some(aws) = kinesalite() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = KinesisConfig::named(unique("changes"));
+    config.create_if_missing = true;
+    config.shard_count = 3;
+    let forwarder = KinesisForwarder::connect(&aws, &config)
+        .await
+        .expect("stream");
+    let source = KinesisSource::connect(&aws, &config).await.expect("source");
+    source.check().await.expect("check");
+    let store = Forwarding {
+        store: EmbeddedStore::open(&dir.path().join("p.db"), StoreOptions::default())
+            .expect("store"),
+        forwarder,
+    };
+    tsunagu_conformance::source::all(&store, &source, "conf").await;
+}
+
+fn change(key: &ItemKey, version: u64) -> ChangeRecord {
+    ChangeRecord {
+        shard: ShardId("origin".into()),
+        position: Position(version.to_string()),
+        key: key.clone(),
+        kind: if version == 1 {
+            ChangeKind::Insert
+        } else {
+            ChangeKind::Modify
+        },
+        version: Version(version),
+        old_image: None,
+        new_image: Some(Image {
+            version: Version(version),
+            body: serde_json::json!({"v": version}),
+        }),
+        committed_at_us: 1_700_000_000_000_000 + version as i64,
+    }
+}
+
+async fn wait_active(client: &aws_sdk_kinesis::Client, stream: &str) {
+    for _ in 0..100 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("describe");
+        if summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().as_str())
+            == Some("ACTIVE")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {stream} did not become ACTIVE");
+}
+
+/// Split, then merge: children are read only after their parents ended; every record
+/// comes once, in per-key order.
+#[tokio::test]
+async fn kinesis_lineage_after_split_and_merge() {
+    let Some(aws) = kinesalite() else { return };
+    let mut config = KinesisConfig::named(unique("lineage"));
+    config.create_if_missing = true;
+    config.poll_interval_ms = 20;
+    let forwarder = KinesisForwarder::connect(&aws, &config)
+        .await
+        .expect("stream");
+    let source = KinesisSource::connect(&aws, &config).await.expect("source");
+    let client = aws_sdk_kinesis::Client::new(&tsunagu_aws::sdk_config(&aws).await.expect("sdk"));
+    let keys: Vec<ItemKey> = (0..12)
+        .map(|i| ItemKey::new(format!("deal-{i}"), "a"))
+        .collect();
+    let mut next_version = 1;
+    let mut put_round = |n: u64| {
+        let batch: Vec<ChangeRecord> = (0..n)
+            .flat_map(|i| keys.iter().map(move |k| (k.clone(), i)))
+            .map(|(k, i)| change(&k, next_version + i))
+            .collect();
+        next_version += n;
+        batch
+    };
+
+    forwarder
+        .forward(&put_round(3))
+        .await
+        .expect("before the split");
+    let shards = source.shards().await.expect("shards");
+    assert_eq!(shards.len(), 1);
+    let parent = shards[0].id.clone();
+    client
+        .split_shard()
+        .stream_name(&config.stream_name)
+        .shard_to_split(&parent.0)
+        .new_starting_hash_key("170141183460469231731687303715884105728")
+        .send()
+        .await
+        .expect("split");
+    wait_active(&client, &config.stream_name).await;
+    forwarder
+        .forward(&put_round(3))
+        .await
+        .expect("after the split");
+    let children: Vec<ShardInfo> = source
+        .shards()
+        .await
+        .expect("shards")
+        .into_iter()
+        .filter(|s| s.parent.as_ref() == Some(&parent))
+        .collect();
+    assert_eq!(
+        children.len(),
+        2,
+        "a split makes two children of the parent"
+    );
+    client
+        .merge_shards()
+        .stream_name(&config.stream_name)
+        .shard_to_merge(&children[0].id.0)
+        .adjacent_shard_to_merge(&children[1].id.0)
+        .send()
+        .await
+        .expect("merge");
+    wait_active(&client, &config.stream_name).await;
+    forwarder
+        .forward(&put_round(3))
+        .await
+        .expect("after the merge");
+    let all = source.shards().await.expect("shards");
+    assert_eq!(all.len(), 4);
+    let merged = all
+        .iter()
+        .find(|s| s.adjacent_parent.is_some())
+        .expect("a merged shard names two parents");
+    let merged_parents: HashSet<&ShardId> = merged.parents().collect();
+    assert_eq!(
+        merged_parents,
+        children.iter().map(|c| &c.id).collect(),
+        "the merged shard's parents are the two children"
+    );
+
+    // Read like the engine: a shard starts once its parents ended.
+    let mut finished: HashSet<ShardId> = HashSet::new();
+    let mut read: Vec<ChangeRecord> = Vec::new();
+    let mut order: Vec<ShardId> = Vec::new();
+    while order.len() < all.len() {
+        let ready: Vec<ShardInfo> = all
+            .iter()
+            .filter(|s| !finished.contains(&s.id) && !order.contains(&s.id))
+            .filter(|s| s.parents().all(|p| finished.contains(p)))
+            .cloned()
+            .collect();
+        assert!(!ready.is_empty(), "some shard must be readable");
+        for shard in ready {
+            order.push(shard.id.clone());
+            let mut from = ReadFrom::TrimHorizon;
+            for attempt in 0.. {
+                assert!(
+                    attempt < 200,
+                    "closed shard {} never reported its end",
+                    shard.id
+                );
+                let batch = source
+                    .read(&shard.id, &from, 5, Duration::from_millis(100))
+                    .await
+                    .expect("read");
+                if let Some(last) = batch.records.last() {
+                    from = ReadFrom::After(last.position.clone());
+                }
+                let empty = batch.records.is_empty();
+                read.extend(batch.records);
+                if batch.end_of_shard {
+                    finished.insert(shard.id.clone());
+                    break;
+                }
+                if empty && shard.id == merged.id {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(order.first(), Some(&parent), "the parent is read first");
+    assert_eq!(
+        order.last(),
+        Some(&merged.id),
+        "the merged shard is read last"
+    );
+    let mut per_key: BTreeMap<ItemKey, Vec<u64>> = BTreeMap::new();
+    for record in &read {
+        per_key
+            .entry(record.key.clone())
+            .or_default()
+            .push(record.version.0);
+    }
+    for key in &keys {
+        assert_eq!(
+            per_key.get(key),
+            Some(&(1..=9).collect::<Vec<_>>()),
+            "{key}: every version once, in order"
+        );
+    }
+}
