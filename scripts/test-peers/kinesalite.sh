@@ -20,7 +20,7 @@ install() {
   if [ ! -d "$PKG/node_modules/kinesalite" ]; then
     echo "installing kinesalite into $PKG" >&2
     mkdir -p "$PKG"
-    (cd "$PKG" && npm install --silent --no-audit --no-fund kinesalite >&2)
+    (cd "$PKG" && npm install --silent --no-audit --no-fund kinesalite@3.3.3 >&2)
   fi
 }
 

@@ -16,7 +16,7 @@ install() {
   fi
   if [ ! -x "$VENV/bin/moto_server" ]; then
     echo "installing moto[server] into $VENV" >&2
-    "$VENV/bin/pip" install -q 'moto[server]' >&2
+    "$VENV/bin/pip" install -q 'moto[server]==5.2.5' >&2
   fi
 }
 

@@ -64,6 +64,12 @@ pub struct Embedded {
 
 impl Embedded {
     pub fn open(config: Config) -> anyhow::Result<Self> {
+        if !matches!(config.primary, crate::config::PrimaryConfig::Embedded) {
+            anyhow::bail!(
+                "this command runs on the embedded store, but the config's primary is {:?}; `tsunagu replicate`, `check` and `bench lag --config` run on any adapters",
+                config.primary
+            );
+        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -113,8 +119,8 @@ impl Embedded {
                 .with_context(|| format!("cannot open index {}", dir.display()))?;
                 Ok(Arc::new(index))
             }
-            SinkConfig::Opensearch(_) => anyhow::bail!(
-                "sinks.{name} is an OpenSearch index; this command runs on embedded indexes only (`tsunagu replicate`, `check` and `bench lag --config` run on any sink)"
+            SinkConfig::Opensearch(_) | SinkConfig::Kinesis(_) => anyhow::bail!(
+                "sinks.{name} is not an embedded index; this command runs on embedded indexes only (`tsunagu replicate`, `check` and `bench lag --config` run on any sink)"
             ),
         }
     }

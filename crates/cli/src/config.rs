@@ -39,6 +39,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub store: StoreSection,
+    /// Where items live (default: the embedded store, with `[store]`'s settings).
+    #[serde(default)]
+    pub primary: PrimaryConfig,
+    /// The change stream read (default: the embedded store's).
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Region, endpoint and retries of every AWS adapter; required when one is used.
+    #[serde(default)]
+    pub aws: Option<tsunagu_aws::AwsConfig>,
     #[serde(default = "default_sinks")]
     pub sinks: BTreeMap<String, SinkConfig>,
     #[serde(default = "default_consumers")]
@@ -51,6 +60,30 @@ pub struct Config {
     pub leases: Option<LeasesSection>,
 }
 
+/// The primary store, by type.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PrimaryConfig {
+    /// The embedded store in `data_dir` (its settings are in `[store]`).
+    #[default]
+    Embedded,
+    /// A DynamoDB table (with its stream, NEW_AND_OLD_IMAGES); see docs/aws.md.
+    Dynamodb(tsunagu_aws::DynamoTableConfig),
+}
+
+/// The change stream, by type.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The embedded store's change stream.
+    #[default]
+    Embedded,
+    /// The DynamoDB stream of the primary's table.
+    DynamodbStreams(tsunagu_aws::DynamoStreamsConfig),
+    /// A Kinesis data stream fed by a `kinesis` sink (the forwarder).
+    Kinesis(tsunagu_aws::KinesisConfig),
+}
+
 /// Where leases live and how long they last.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +93,10 @@ pub struct LeasesSection {
     pub kind: LeaseBackend,
     /// The lease table (`dynamodb` only).
     #[serde(default)]
-    pub table: Option<String>,
+    pub table_name: Option<String>,
+    /// Create the lease table when it does not exist (`dynamodb` only).
+    #[serde(default)]
+    pub create_if_missing: bool,
     /// Unique per worker; default: host name and process id.
     #[serde(default)]
     pub worker_id: Option<String>,
@@ -84,6 +120,14 @@ fn default_lease_duration_ms() -> u64 {
 }
 
 impl LeasesSection {
+    /// The DynamoDB lease table, when that is where leases live.
+    pub fn table_config(&self) -> Option<tsunagu_aws::LeaseTableConfig> {
+        let name = self.table_name.as_ref()?;
+        let mut table = tsunagu_aws::LeaseTableConfig::named(name.clone());
+        table.create_if_missing = self.create_if_missing;
+        Some(table)
+    }
+
     pub fn options(&self) -> tsunagu_engine::lease::LeaseOptions {
         let mut options = tsunagu_engine::lease::LeaseOptions::new(
             self.worker_id
@@ -124,15 +168,18 @@ impl LeasesSection {
         if self.worker_id.as_deref().is_some_and(str::is_empty) {
             return fail("worker_id", "must not be empty".into());
         }
-        match (self.kind, &self.table) {
+        match (self.kind, &self.table_name) {
             (LeaseBackend::Dynamodb, None) => {
-                fail("table", "is required when type = \"dynamodb\"".into())
+                fail("table_name", "is required when type = \"dynamodb\"".into())
             }
+            (LeaseBackend::Dynamodb, Some(_)) => self
+                .table_config()
+                .map_or(Ok(()), |table| table.validate("leases")),
             (LeaseBackend::Embedded, Some(_)) => fail(
-                "table",
+                "table_name",
                 "is only for type = \"dynamodb\"; embedded leases live in data_dir".into(),
             ),
-            _ => Ok(()),
+            (LeaseBackend::Embedded, None) => Ok(()),
         }
     }
 }
@@ -231,6 +278,9 @@ pub enum SinkConfig {
     /// An Elasticsearch or OpenSearch index (see docs/opensearch.md); several workers
     /// may write to it at once.
     Opensearch(tsunagu_opensearch::OpenSearchConfig),
+    /// Forwards every change into a Kinesis data stream, in order per partition key (as
+    /// the original design planned, to fan a DynamoDB stream out further).
+    Kinesis(tsunagu_aws::KinesisConfig),
 }
 
 impl SinkConfig {
@@ -238,8 +288,13 @@ impl SinkConfig {
     pub fn is_shared(&self) -> bool {
         match self {
             SinkConfig::EmbeddedIndex { .. } => false,
-            SinkConfig::Opensearch(_) => true,
+            SinkConfig::Opensearch(_) | SinkConfig::Kinesis(_) => true,
         }
+    }
+
+    /// Whether the sink runs on AWS (and needs `[aws]`).
+    pub fn uses_aws(&self) -> bool {
+        matches!(self, SinkConfig::Kinesis(_))
     }
 }
 
@@ -288,6 +343,9 @@ impl Default for Config {
             version: CONFIG_VERSION,
             data_dir: default_data_dir(),
             store: StoreSection::default(),
+            primary: PrimaryConfig::default(),
+            source: SourceConfig::default(),
+            aws: None,
             sinks: default_sinks(),
             consumers: default_consumers(),
             server: ServerSection::default(),
@@ -454,8 +512,10 @@ impl Config {
                     }
                 }
                 SinkConfig::Opensearch(config) => config.validate(&format!("sinks.{name}"))?,
+                SinkConfig::Kinesis(config) => config.validate(&format!("sinks.{name}"))?,
             }
         }
+        self.validate_adapters()?;
         if let Some(leases) = &self.leases {
             leases.validate()?;
             if let Some(name) = self
@@ -508,6 +568,66 @@ impl Config {
                     ),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The primary, the source and `[aws]` fit together.
+    fn validate_adapters(&self) -> Result<(), ConfigError> {
+        let fail = |field: &str, message: String| {
+            Err(ConfigError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        match &self.primary {
+            PrimaryConfig::Embedded => {}
+            PrimaryConfig::Dynamodb(table) => table.validate("primary")?,
+        }
+        match (&self.source, &self.primary) {
+            (SourceConfig::Embedded, PrimaryConfig::Embedded) => {}
+            (SourceConfig::Embedded, _) => {
+                return fail(
+                    "source.type",
+                    "is \"embedded\" (the default), which reads the embedded store's stream, but the primary is not the embedded store; use type = \"dynamodb_streams\" or \"kinesis\"".into(),
+                )
+            }
+            (SourceConfig::DynamodbStreams(streams), PrimaryConfig::Dynamodb(table)) => {
+                streams.validate("source")?;
+                if streams.table_name != table.table_name {
+                    return fail(
+                        "source.table_name",
+                        format!(
+                            "is {:?}, but the primary's table is {:?}: the stream read must be the primary's",
+                            streams.table_name, table.table_name
+                        ),
+                    );
+                }
+            }
+            (SourceConfig::DynamodbStreams(_), _) => {
+                return fail(
+                    "source.type",
+                    "\"dynamodb_streams\" reads the stream of a DynamoDB primary; set [primary] type = \"dynamodb\"".into(),
+                )
+            }
+            (SourceConfig::Kinesis(kinesis), _) => kinesis.validate("source")?,
+        }
+        let uses_aws = !matches!(self.primary, PrimaryConfig::Embedded)
+            || !matches!(self.source, SourceConfig::Embedded)
+            || self
+                .leases
+                .as_ref()
+                .is_some_and(|l| l.kind == LeaseBackend::Dynamodb)
+            || self.sinks.values().any(SinkConfig::uses_aws);
+        match (&self.aws, uses_aws) {
+            (Some(aws), _) => aws.validate("aws")?,
+            (None, true) => {
+                return fail(
+                    "aws",
+                    "is required by the AWS adapters this config uses: add [aws] with at least region (and endpoint_url for a local peer)".into(),
+                )
+            }
+            (None, false) => {}
         }
         Ok(())
     }

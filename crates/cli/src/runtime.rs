@@ -6,10 +6,13 @@
 
 use crate::app::{start_engine, Embedded, PipelinePorts};
 use crate::check::{compare, Drift};
-use crate::config::{Config, LeaseBackend, SinkConfig};
+use crate::config::{Config, LeaseBackend, PrimaryConfig, SinkConfig, SourceConfig};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tsunagu_aws::{
+    DynamoLeaseStore, DynamoStore, DynamoStreamsSource, KinesisForwarder, KinesisSource,
+};
 use tsunagu_domain::{ItemKey, Version};
 use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::EmbeddedState;
@@ -25,6 +28,8 @@ use tsunagu_opensearch::OpenSearchSink;
 pub enum SinkHandle {
     Embedded(Arc<ActivityIndex>),
     OpenSearch(Arc<OpenSearchSink>),
+    /// Forwards into a Kinesis stream; it cannot be read back.
+    Kinesis(Arc<KinesisForwarder>),
 }
 
 impl SinkHandle {
@@ -32,6 +37,7 @@ impl SinkHandle {
         match self {
             SinkHandle::Embedded(index) => Arc::clone(index) as Arc<dyn Sink>,
             SinkHandle::OpenSearch(sink) => Arc::clone(sink) as Arc<dyn Sink>,
+            SinkHandle::Kinesis(sink) => Arc::clone(sink) as Arc<dyn Sink>,
         }
     }
 
@@ -43,6 +49,9 @@ impl SinkHandle {
                 sink.refresh().await?;
                 Ok(sink.live_versions().await?)
             }
+            SinkHandle::Kinesis(_) => anyhow::bail!(
+                "a kinesis sink forwards changes and cannot be read back; check the consumer that reads the stream instead"
+            ),
         }
     }
 
@@ -54,7 +63,7 @@ impl SinkHandle {
                     index.close().await;
                 }
             }
-            SinkHandle::OpenSearch(_) => {}
+            SinkHandle::OpenSearch(_) | SinkHandle::Kinesis(_) => {}
         }
     }
 }
@@ -74,26 +83,81 @@ pub struct Runtime {
 
 impl Runtime {
     pub async fn open(config: Config) -> anyhow::Result<Self> {
-        let embedded = Embedded::open(config)?;
-        let config = Arc::clone(&embedded.config);
+        let aws = config.aws.clone();
+        let aws = || {
+            aws.clone()
+                .context("[aws] is required by the AWS adapters of this config")
+        };
+        // The embedded store is opened only when it is the primary; the replication
+        // state (dead letters, checkpoints without leases) always lives in data_dir.
+        let (embedded, store, scanner): (
+            Option<Embedded>,
+            Arc<dyn ItemStore>,
+            Arc<dyn ItemScanner>,
+        ) = match &config.primary {
+            PrimaryConfig::Embedded => {
+                let embedded = Embedded::open(config.clone())?;
+                let store = embedded.store.clone();
+                (Some(embedded), Arc::new(store.clone()), Arc::new(store))
+            }
+            PrimaryConfig::Dynamodb(table) => {
+                let store = Arc::new(
+                    DynamoStore::connect(&aws()?, table)
+                        .await
+                        .context("cannot open the primary (DynamoDB)")?,
+                );
+                (None, store.clone(), store)
+            }
+        };
+        let state = match &embedded {
+            Some(embedded) => embedded.state.clone(),
+            None => {
+                std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                    format!("cannot create data directory {}", config.data_dir.display())
+                })?;
+                EmbeddedState::open(&config.state_path())?
+            }
+        };
+        let source: Arc<dyn ChangeSource> = match (&config.source, &embedded) {
+            (SourceConfig::Embedded, Some(embedded)) => Arc::new(embedded.store.clone()),
+            (SourceConfig::Embedded, None) => {
+                anyhow::bail!("source.type = \"embedded\" needs the embedded primary")
+            }
+            (SourceConfig::DynamodbStreams(streams), _) => Arc::new(
+                DynamoStreamsSource::connect(&aws()?, streams)
+                    .await
+                    .context("cannot open the source (DynamoDB Streams)")?,
+            ),
+            (SourceConfig::Kinesis(kinesis), _) => Arc::new(
+                KinesisSource::connect(&aws()?, kinesis)
+                    .await
+                    .context("cannot open the source (Kinesis)")?,
+            ),
+        };
         let leases = match &config.leases {
             None => None,
             Some(section) => {
-                let store: Arc<dyn LeaseStore> = match section.kind {
-                    LeaseBackend::Embedded => Arc::new(embedded.state.clone()),
-                    LeaseBackend::Dynamodb => anyhow::bail!(
-                        "leases.type = \"dynamodb\" needs the AWS adapters, which this build lacks"
+                let store: Arc<dyn LeaseStore> = match (section.kind, section.table_config()) {
+                    (LeaseBackend::Dynamodb, Some(table)) => Arc::new(
+                        DynamoLeaseStore::connect(&aws()?, &table)
+                            .await
+                            .context("cannot open the lease table")?,
                     ),
+                    _ => Arc::new(state.clone()),
                 };
                 Some((store, section.options()))
             }
         };
+        let config = match &embedded {
+            Some(embedded) => Arc::clone(&embedded.config),
+            None => Arc::new(config),
+        };
         Ok(Self {
-            store: Arc::new(embedded.store.clone()),
-            source: Arc::new(embedded.store.clone()),
-            scanner: Arc::new(embedded.store.clone()),
-            state: embedded.state.clone(),
-            embedded: Some(embedded),
+            store,
+            source,
+            scanner,
+            state,
+            embedded,
             config,
             leases,
         })
@@ -122,6 +186,18 @@ impl Runtime {
                         .await
                         .with_context(|| format!("cannot open sinks.{name}"))?,
                 )),
+                SinkConfig::Kinesis(kinesis) => {
+                    let aws = self
+                        .config
+                        .aws
+                        .as_ref()
+                        .context("[aws] is required by a kinesis sink")?;
+                    SinkHandle::Kinesis(Arc::new(
+                        KinesisForwarder::connect(aws, kinesis)
+                            .await
+                            .with_context(|| format!("cannot open sinks.{name}"))?,
+                    ))
+                }
             };
             sinks.insert(name.clone(), handle);
         }
@@ -144,7 +220,10 @@ impl Runtime {
         });
         let ports = PipelinePorts {
             source: Arc::clone(&self.source),
-            backfill: Some(Arc::clone(&self.scanner)),
+            // Backfilling a shard from a scan needs scan segments that match the stream's
+            // shards, which only the embedded store has; elsewhere a consumer behind
+            // retention stops and says so (docs/aws.md).
+            backfill: self.embedded.as_ref().map(|_| Arc::clone(&self.scanner)),
             state: self.state.clone(),
             after_backfill: None,
             leases,
@@ -252,12 +331,48 @@ pub struct CheckLine {
 }
 
 /// Checks that every adapter of `config` is reachable and set up as the config expects,
-/// without changing anything (no table, index or file is created).
+/// without changing anything (no table, stream, index or file is created).
 pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
     let mut lines = Vec::new();
+    let aws = config.aws.as_ref();
+    let primary = match &config.primary {
+        PrimaryConfig::Embedded => check_embedded_store(config),
+        PrimaryConfig::Dynamodb(table) => {
+            let creates = table.create_if_missing;
+            let table = tsunagu_aws::DynamoTableConfig {
+                create_if_missing: false,
+                ..table.clone()
+            };
+            match aws {
+                Some(aws) => match DynamoStore::connect(aws, &table).await {
+                    Ok(store) => store.check().await.map_err(|e| e.to_string()),
+                    Err(e) => created_on_start(e, creates),
+                },
+                None => Err("[aws] is missing".into()),
+            }
+        }
+    };
     lines.push(CheckLine {
-        what: "primary + source (embedded store)".into(),
-        outcome: check_embedded_store(config),
+        what: "primary".into(),
+        outcome: primary,
+    });
+    let source = match &config.source {
+        SourceConfig::Embedded => Ok("the embedded store's change stream".to_string()),
+        SourceConfig::DynamodbStreams(streams) => match aws {
+            Some(aws) => match DynamoStreamsSource::connect(aws, streams).await {
+                Ok(source) => source.check().await.map_err(|e| e.to_string()),
+                Err(e) => created_on_start(
+                    e,
+                    matches!(&config.primary, PrimaryConfig::Dynamodb(t) if t.create_if_missing),
+                ),
+            },
+            None => Err("[aws] is missing".into()),
+        },
+        SourceConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,
+    };
+    lines.push(CheckLine {
+        what: "source".into(),
+        outcome: source,
     });
     for (name, sink) in &config.sinks {
         let outcome = match sink {
@@ -267,6 +382,7 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
                     .map(|how| format!("embedded index {}: {how}", dir.display()))
             }
             SinkConfig::Opensearch(os) => check_opensearch(os).await,
+            SinkConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,
         };
         lines.push(CheckLine {
             what: format!("sinks.{name}"),
@@ -274,14 +390,24 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
         });
     }
     if let Some(leases) = &config.leases {
-        let outcome = match leases.kind {
-            LeaseBackend::Embedded => check_dir_writable(&config.data_dir).map(|how| {
+        let outcome = match (leases.kind, leases.table_config(), aws) {
+            (LeaseBackend::Embedded, _, _) => check_dir_writable(&config.data_dir).map(|how| {
                 format!(
                     "embedded leases in {}: {how}",
                     config.state_path().display()
                 )
             }),
-            LeaseBackend::Dynamodb => Err("this build has no DynamoDB lease store".into()),
+            (LeaseBackend::Dynamodb, Some(table), Some(aws)) => {
+                let table = tsunagu_aws::LeaseTableConfig {
+                    create_if_missing: false,
+                    ..table
+                };
+                match DynamoLeaseStore::connect(aws, &table).await {
+                    Ok(store) => store.check().await.map_err(|e| e.to_string()),
+                    Err(e) => created_on_start(e, leases.create_if_missing),
+                }
+            }
+            (LeaseBackend::Dynamodb, _, _) => Err("[aws] or leases.table_name is missing".into()),
         };
         lines.push(CheckLine {
             what: "leases".into(),
@@ -289,6 +415,32 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
         });
     }
     lines
+}
+
+/// A missing resource that the adapter creates on start is fine.
+fn created_on_start(error: tsunagu_aws::AwsError, creates: bool) -> Result<String, String> {
+    match error {
+        tsunagu_aws::AwsError::Missing(what) if creates => Ok(format!(
+            "not there yet, created on start (create_if_missing = true): {what}"
+        )),
+        other => Err(other.to_string()),
+    }
+}
+
+async fn check_kinesis(
+    aws: Option<&tsunagu_aws::AwsConfig>,
+    kinesis: &tsunagu_aws::KinesisConfig,
+) -> Result<String, String> {
+    let aws = aws.ok_or("[aws] is missing")?;
+    let creates = kinesis.create_if_missing;
+    let kinesis = tsunagu_aws::KinesisConfig {
+        create_if_missing: false,
+        ..kinesis.clone()
+    };
+    match KinesisSource::connect(aws, &kinesis).await {
+        Ok(source) => source.check().await.map_err(|e| e.to_string()),
+        Err(e) => created_on_start(e, creates),
+    }
 }
 
 async fn check_opensearch(config: &tsunagu_opensearch::OpenSearchConfig) -> Result<String, String> {

@@ -1,7 +1,7 @@
 //! Shard leases in a DynamoDB table ([`LeaseStore`]).
 //!
 //! One item per (consumer, shard): partition key `consumer`, sort key `shard`, and the
-//! attributes `parent` (S), `owner` (S, absent when free), `counter` (N),
+//! attributes `parent` and `adjacent_parent` (S), `owner` (S, absent when free), `counter` (N),
 //! `expires_at_ms` (N), `checkpoint` (S) and `finished` (BOOL). Every change is one
 //! conditional write, so two workers can never both win:
 //!
@@ -153,6 +153,7 @@ fn lease_from(item: &HashMap<String, AttributeValue>) -> Option<Lease> {
     Some(Lease {
         shard: ShardId(s(SHARD)?),
         parent: s("parent").map(ShardId),
+        adjacent_parent: s("adjacent_parent").map(ShardId),
         owner: s("owner"),
         counter: num("counter").unwrap_or(0).max(0) as u64,
         expires_at_ms: num("expires_at_ms").unwrap_or(0),
@@ -197,6 +198,12 @@ impl LeaseStore for DynamoLeaseStore {
         item.insert("counter".into(), n(0));
         item.insert("expires_at_ms".into(), n(0));
         item.insert("finished".into(), AttributeValue::Bool(false));
+        if let Some(parent) = &shard.adjacent_parent {
+            item.insert(
+                "adjacent_parent".into(),
+                AttributeValue::S(parent.0.clone()),
+            );
+        }
         if let Some(parent) = &shard.parent {
             item.insert("parent".into(), AttributeValue::S(parent.0.clone()));
         }

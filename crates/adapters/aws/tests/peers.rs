@@ -106,6 +106,17 @@ async fn a_missing_table_is_reported_with_what_to_do() {
 }
 
 #[tokio::test]
+async fn dynamo_leases_honour_the_lease_contract() {
+    let Some(aws) = moto() else { return };
+    let mut config = LeaseTableConfig::named(unique("lease-contract"));
+    config.create_if_missing = true;
+    let leases = DynamoLeaseStore::connect(&aws, &config)
+        .await
+        .expect("lease table");
+    tsunagu_conformance::lease::check_all(&leases, "search").await;
+}
+
+#[tokio::test]
 async fn dynamo_leases_are_fenced() {
     let Some(aws) = moto() else { return };
     let mut config = LeaseTableConfig::named(unique("leases"));
