@@ -625,7 +625,7 @@ pub fn rebuild_keys(
                 keys.extend(Key::of(&values, cols));
             }
             rows += 1;
-            if rows % BLOCK_ROWS == 0 {
+            if rows.is_multiple_of(BLOCK_ROWS) {
                 for (r, keys) in runs.iter_mut().zip(block.iter_mut()) {
                     r.add(std::mem::take(keys))?;
                 }
