@@ -4,6 +4,8 @@
 #                                          fresh datadir under .tmp/mariadb on a free port, and
 #                                          prints `export TSUNAGU_TEST_MYSQL_URL=...`
 #   scripts/test-peers/mariadb.sh stop    stops it (by its pid file) and removes the datadir
+# TSUNAGU_MARIADB_BUFFER_POOL sets the InnoDB buffer pool (default 256M; benchmarks size
+# it for their data, e.g. 4G).
 # Use: eval "$(scripts/test-peers/mariadb.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +30,7 @@ start() {
   done
   mariadbd --no-defaults --user=root --datadir="$D/data" --socket="$D/sock" --pid-file="$D/pid" \
     --bind-address=127.0.0.1 --port="$port" --local-infile=1 --skip-name-resolve \
-    --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
+    --innodb-buffer-pool-size="${TSUNAGU_MARIADB_BUFFER_POOL:-256M}" --innodb-flush-log-at-trx-commit=2 \
     --log-error="$D/err.log" >/dev/null 2>&1 &
   for _ in $(seq 1 300); do
     if mariadb-admin --no-defaults --socket="$D/sock" -uroot ping >/dev/null 2>&1; then

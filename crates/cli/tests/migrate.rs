@@ -436,3 +436,44 @@ async fn the_reject_threshold_aborts_before_the_swap() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_migrates_then_loads_the_same_chunks_raw_and_prints_the_ratio() {
+    let Some(url) = database("tsunagu_cli_bench").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "migrate", "bench", "--rows", "3000", "--quiet", "--target", &url,
+        ])
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ratio"), "{stdout}");
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(figures["verified"], true);
+    assert_eq!(figures["fk_violations"], 0);
+    // The raw passes load exactly the rows the migration wrote.
+    assert_eq!(figures["raw_rows"], figures["rows_written"]);
+    assert!(figures["rows_written"].as_u64().unwrap() > 0);
+    assert!(figures["ratio"].as_f64().unwrap() > 0.0);
+    if cfg!(target_os = "linux") {
+        assert!(figures["peak_rss_bytes"].as_u64().unwrap() > 0);
+    }
+    // The raw copies are gone; the migrated tables stay.
+    let names = tables(&url).await;
+    assert!(names.contains("deals"), "{names:?}");
+    assert!(!names.iter().any(|t| t.starts_with("raw")), "{names:?}");
+}

@@ -7,8 +7,10 @@
 //! into staging tables with `LOAD DATA LOCAL INFILE` and swap them in with one
 //! `RENAME TABLE` ([`load`]), remember finished work in a [`state`] file so a killed
 //! run resumes, and finally [`verify`] counts, checksums and foreign keys.
-//! [`fixture`] generates a realistic sales-domain APOC export with injected invalid data.
+//! [`fixture`] generates a realistic sales-domain APOC export with injected invalid data;
+//! [`bench`] measures a whole run against a raw `LOAD DATA` of the same chunks.
 
+pub mod bench;
 pub mod error;
 pub mod export;
 pub mod fixture;

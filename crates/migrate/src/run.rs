@@ -8,7 +8,7 @@
 //! chunk in the target's ledger, so `--resume` redoes nothing that is done.
 
 use crate::error::{Error, Result};
-use crate::export::{self, chunk_path, ChunkReady, ExportPaths, ExportStats, KeySet};
+use crate::export::{self, chunk_path, ChunkReady, ExportPaths, ExportStats, TableKeys};
 use crate::load::{self, Target};
 use crate::plan::{self, Plan};
 use crate::source::apoc::{self, PartitionKey};
@@ -52,7 +52,9 @@ struct Ctx {
     target: Target,
     work_dir: PathBuf,
     state: Mutex<State>,
-    keys: Mutex<HashMap<usize, Arc<KeySet>>>,
+    /// Key files of exported tables that children reference (on disk; see
+    /// [`export::keys`]).
+    keys: Mutex<HashMap<usize, Arc<TableKeys>>>,
     /// Tables whose keys a child needs for its foreign key checks.
     referenced: HashSet<usize>,
     /// Per table: `Some(true)` once exported (resp. loaded), `Some(false)` if it failed.
@@ -81,6 +83,10 @@ impl Ctx {
 
     fn chunk_dir(&self, table: &str) -> PathBuf {
         self.work_dir.join("chunks").join(table)
+    }
+
+    fn keys_dir(&self, table: &str) -> PathBuf {
+        self.work_dir.join("keys").join(table)
     }
 
     fn rejects_file(&self, table: &str) -> PathBuf {
@@ -174,7 +180,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         }
         s
     } else {
-        for sub in ["partitions", "chunks", "rejects"] {
+        for sub in ["partitions", "chunks", "rejects", "keys"] {
             let d = opts.work_dir.join(sub);
             if d.exists() {
                 std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
@@ -349,26 +355,64 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
 
     let already = load::loaded_chunks(&ctx.target, &name).await?;
     // Chunk files wait on disk, so the exporter never waits for the loader.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ChunkReady>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ChunkReady>();
+    // `load_connections` loaders take chunks from the same queue, each on its own
+    // connection: every chunk is its own transaction with its ledger row, so the order
+    // in which chunks commit does not matter.
     let loader = {
         let ctx = ctx.clone();
         let table = table.clone();
         let pb = pb.clone();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let loaded_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let already = Arc::new(already);
         tokio::spawn(async move {
             wait_parents(&ctx, ti, &ctx.loaded).await?;
-            let mut conn = ctx.target.conn().await?;
-            let mut busy = std::time::Duration::ZERO;
-            let mut loaded_rows = 0u64;
-            while let Some(chunk) = rx.recv().await {
-                if !already.contains(&chunk.index) {
-                    let t = std::time::Instant::now();
-                    load::load_chunk(&mut conn, &table, &chunk).await?;
-                    busy += t.elapsed();
-                }
-                loaded_rows += chunk.rows;
-                pb.set_message(loaded_rows.to_string());
+            let connections = ctx.model.settings.load_connections.max(1);
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..connections {
+                let (ctx, table, pb) = (ctx.clone(), table.clone(), pb.clone());
+                let (rx, loaded_rows, already) = (rx.clone(), loaded_rows.clone(), already.clone());
+                set.spawn(async move {
+                    let mut conn = ctx.target.conn().await?;
+                    let mut busy = std::time::Duration::ZERO;
+                    loop {
+                        let Some(chunk) = rx.lock().await.recv().await else {
+                            break;
+                        };
+                        if !already.contains(&chunk.index) {
+                            let t = std::time::Instant::now();
+                            load::load_chunk(&mut conn, &table, &chunk).await?;
+                            busy += t.elapsed();
+                        }
+                        let n = loaded_rows
+                            .fetch_add(chunk.rows, std::sync::atomic::Ordering::Relaxed)
+                            + chunk.rows;
+                        pb.set_message(n.to_string());
+                    }
+                    Ok::<std::time::Duration, Error>(busy)
+                });
             }
-            Ok::<f64, Error>(busy.as_secs_f64())
+            // The table's load time: the longest any connection spent loading.
+            let mut longest = std::time::Duration::ZERO;
+            let mut first_error = None;
+            while let Some(r) = set.join_next().await {
+                match r
+                    .map_err(|e| Error::Other(format!("loader task: {e}")))
+                    .and_then(|r| r)
+                {
+                    Ok(busy) => longest = longest.max(busy),
+                    Err(e) => {
+                        // Stop the other connections: the table failed.
+                        set.abort_all();
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok::<f64, Error>(longest.as_secs_f64()),
+            }
         })
     };
 
@@ -397,7 +441,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             if chunk_dir.exists() {
                 std::fs::remove_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
             }
-            let parents: HashMap<usize, Arc<KeySet>> = ctx
+            let parents: HashMap<usize, Arc<TableKeys>> = ctx
                 .keys
                 .lock()
                 .map_err(|_| Error::Other("keys lock poisoned".into()))?
@@ -405,11 +449,13 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             let ctx2 = ctx.clone();
             let pb2 = pb.clone();
             let rejects = ctx.rejects_file(&name);
+            let keys_dir = ctx.keys_dir(&name);
             let r = tokio::task::spawn_blocking(move || {
                 let paths = ExportPaths {
                     input: &input,
                     chunk_dir: &chunk_dir,
                     rejects: &rejects,
+                    keys_dir: &keys_dir,
                 };
                 export::export_table(
                     &ctx2.model,
@@ -425,9 +471,8 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             })
             .await
             .map_err(|e| Error::Other(format!("export task: {e}")))?;
-            r.and_then(|(stats, mut keys)| {
+            r.and_then(|(stats, keys)| {
                 if ctx.referenced.contains(&ti) {
-                    keep_referenced_keys(&ctx.model, ti, &mut keys);
                     ctx.keys
                         .lock()
                         .map_err(|_| Error::Other("keys lock poisoned".into()))?
@@ -477,39 +522,20 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     })
 }
 
-/// Frees the key sets of a table that no foreign key references (only their duplicate
-/// check needed them).
-fn keep_referenced_keys(model: &Model, ti: usize, keys: &mut KeySet) {
-    let table = &model.tables[ti];
-    let used = |cols: &[usize]| {
-        model
-            .tables
-            .iter()
-            .flat_map(|t| &t.foreign_keys)
-            .any(|fk| !fk.deferred && fk.parent == ti && fk.parent_columns == cols)
-    };
-    if !used(&table.primary_key) {
-        keys.primary = Default::default();
-    }
-    for (u, set) in table.unique.iter().zip(keys.unique.iter_mut()) {
-        if !used(u) {
-            *set = Default::default();
-        }
-    }
-}
-
 /// Makes the keys of an already exported table available to its children.
 async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)]) -> Result<()> {
     if !ctx.referenced.contains(&ti) {
         return Ok(());
     }
-    let table = ctx.model.tables[ti].clone();
+    let model = ctx.model.clone();
     let dir = dir.to_path_buf();
     let chunks = chunks.to_vec();
-    let mut keys = tokio::task::spawn_blocking(move || export::rebuild_keys(&table, &dir, &chunks))
-        .await
-        .map_err(|e| Error::Other(format!("key rebuild task: {e}")))??;
-    keep_referenced_keys(&ctx.model, ti, &mut keys);
+    let keys_dir = ctx.keys_dir(&ctx.model.tables[ti].name);
+    let keys = tokio::task::spawn_blocking(move || {
+        export::rebuild_keys(&model, ti, &dir, &chunks, &keys_dir)
+    })
+    .await
+    .map_err(|e| Error::Other(format!("key rebuild task: {e}")))??;
     ctx.keys
         .lock()
         .map_err(|_| Error::Other("keys lock poisoned".into()))?

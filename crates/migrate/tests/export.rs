@@ -62,6 +62,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         let input = &parts.files[&PartitionKey::of(&t.source).name()];
         let chunk_dir = dir.path().join("chunks").join(&t.name);
         let rejects = dir.path().join("rejects").join(format!("{}.jsonl", t.name));
+        let keys_dir = dir.path().join("keys").join(&t.name);
         let mut chunk_rows = 0;
         let (stats, keys) = export::export_table(
             &model,
@@ -70,6 +71,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
                 input,
                 chunk_dir: &chunk_dir,
                 rejects: &rejects,
+                keys_dir: &keys_dir,
             },
             &key_sets,
             |c| {
@@ -173,6 +175,7 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
                 input,
                 chunk_dir: &out,
                 rejects: &out.join("rejects.jsonl"),
+                keys_dir: &out.join("keys"),
             },
             &HashMap::new(),
             |_| Ok(()),

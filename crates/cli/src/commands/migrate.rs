@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tsunagu_migrate::{fixture, plan, run, spec, verify};
+use tsunagu_migrate::{bench, fixture, plan, run, spec, verify};
 
 #[derive(Debug, Subcommand)]
 pub enum MigrateCommand {
@@ -16,6 +16,39 @@ pub enum MigrateCommand {
     Plan(PlanArgs),
     /// Run a migration: export, load through staging tables, swap, verify, report.
     Run(RunArgs),
+    /// Benchmark: generate a fixture, migrate it, then load the same chunks raw with
+    /// LOAD DATA into foreign-key-less copies; print end-to-end and raw rows/s, their
+    /// ratio and the peak memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Records to generate (nodes and relationships), approximately.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows: u64,
+    /// Target database, mysql://USER[:PASSWORD]@HOST:PORT/DB (created if missing; its
+    /// migrated tables are replaced).
+    #[arg(long, env = "TSUNAGU_MIGRATE_TARGET")]
+    pub target: String,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Where the fixture, chunks and report go (kept for inspection).
+    #[arg(long, default_value = "migrate-bench.work")]
+    pub work_dir: PathBuf,
+    /// Share of invalid records in the fixture, 0 to 1.
+    #[arg(long, default_value_t = 0.01)]
+    pub invalid_share: f64,
+    /// Random seed of the fixture.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// A spec for the fixture; default: the built-in copy of examples/migration/sales.toml.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +155,33 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
             }
             println!("wrote {} and {}", doc.display(), book.display());
             Ok(ExitCode::SUCCESS)
+        }
+        MigrateCommand::Bench(a) => {
+            let opts = bench::BenchOptions {
+                rows: a.rows,
+                invalid_share: a.invalid_share,
+                seed: a.seed,
+                target: a.target,
+                work_dir: a.work_dir,
+                spec: a.spec,
+                progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let report = bench::bench(&opts).await?;
+            print!("{}", bench::render(&report));
+            if let Some(path) = &a.json {
+                let json = serde_json::to_vec_pretty(&report)?;
+                std::fs::write(path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("figures: {}", path.display());
+            }
+            if report.verified {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                anyhow::bail!(
+                    "the migration did not verify; see {}",
+                    opts.work_dir.join("report.json").display()
+                )
+            }
         }
         MigrateCommand::Run(a) => {
             let work_dir = a

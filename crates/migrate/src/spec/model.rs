@@ -23,6 +23,8 @@ pub struct Settings {
     pub max_reject_share: f64,
     /// Transform workers per table.
     pub workers: u32,
+    /// Connections loading one table's chunks in parallel.
+    pub load_connections: u32,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
             chunk_rows: 100_000,
             max_reject_share: 1.0,
             workers: 2,
+            load_connections: 2,
         }
     }
 }
@@ -280,6 +283,13 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 return err(w.span(), "workers must be between 1 and 64");
             }
             settings.workers = v;
+        }
+        if let Some(c) = s.load_connections {
+            let v = *c.get_ref();
+            if !(1..=16).contains(&v) {
+                return err(c.span(), "load_connections must be between 1 and 16");
+            }
+            settings.load_connections = v;
         }
     }
     if raw.tables.is_empty() {

@@ -20,6 +20,7 @@ pub struct RawSettings {
     pub chunk_rows: Option<Spanned<u64>>,
     pub max_reject_share: Option<Spanned<f64>>,
     pub workers: Option<Spanned<u32>>,
+    pub load_connections: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
