@@ -3,9 +3,9 @@
 //! tests; the AWS and OpenSearch adapters run the very same functions against their test
 //! peers, so both sides provably honour one contract.
 //!
-//! Each check is an `async fn` taking the adapter (and, where the port alone cannot
-//! observe an outcome, a small harness trait) and panicking with a message that names
-//! the broken rule.
+//! Each module's `check_all` runs its checks. A check is an `async fn` taking the adapter
+//! (and, where the port alone cannot observe an outcome, a small harness trait) and
+//! panicking with a message that names the broken rule.
 //!
 //! - [`store`]: the primary store ([`tsunagu_engine::ports::ItemStore`]).
 //! - [`source`]: the change stream ([`tsunagu_engine::ports::ChangeSource`]) fed by a store.

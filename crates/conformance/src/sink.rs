@@ -2,7 +2,7 @@
 //! must do, observed through a small [`SinkProbe`] that reads back what the sink holds.
 //!
 //! Every check writes its own keys under a `namespace` (a prefix of the partition key),
-//! so the suite can share one index with other runs; [`run_all`] runs them in turn.
+//! so the suite can share one index with other runs; [`check_all`] runs them in turn.
 //! The embedded index is the reference (`tests/embedded_sink.rs`); the OpenSearch sink
 //! runs the same functions against its test server.
 
@@ -24,7 +24,7 @@ pub trait SinkProbe: Send + Sync {
 }
 
 /// Runs every check of this module.
-pub async fn run_all<S: Sink, P: SinkProbe>(sink: &S, probe: &P, namespace: &str) {
+pub async fn check_all<S: Sink, P: SinkProbe>(sink: &S, probe: &P, namespace: &str) {
     empty_batches_succeed(sink).await;
     inserts_are_visible_after_apply(sink, probe, namespace).await;
     stale_and_equal_versions_are_no_ops(sink, probe, namespace).await;

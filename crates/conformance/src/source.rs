@@ -21,7 +21,7 @@ struct Expected {
 
 /// Runs every check: writes a mix of creates, updates, deletes and re-creates over
 /// several partitions, then reads every shard and checks what came out.
-pub async fn all<S, C>(store: &S, source: &C, prefix: &str)
+pub async fn check_all<S, C>(store: &S, source: &C, prefix: &str)
 where
     S: ItemStore + ?Sized,
     C: ChangeSource + ?Sized,

@@ -8,7 +8,7 @@ use tsunagu_domain::{ChangeKind, ItemKey, Version};
 use tsunagu_engine::ports::{Condition, ItemStore, ItemStoreError, WriteOp, WriteOutcome};
 
 /// Runs every check of this module.
-pub async fn all<S: ItemStore + ?Sized>(store: &S, prefix: &str) {
+pub async fn check_all<S: ItemStore + ?Sized>(store: &S, prefix: &str) {
     create_then_read(store, prefix).await;
     create_on_existing_conflicts(store, prefix).await;
     version_condition_wins_and_loses(store, prefix).await;

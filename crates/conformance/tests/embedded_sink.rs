@@ -1,7 +1,7 @@
 //! The sink conformance suite against the embedded index, the reference implementation.
 
 use async_trait::async_trait;
-use tsunagu_conformance::sink::{run_all, SinkProbe};
+use tsunagu_conformance::sink::{check_all, SinkProbe};
 use tsunagu_domain::{ItemKey, Version};
 use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 
@@ -40,6 +40,6 @@ async fn the_embedded_index_honours_the_sink_contract() {
         },
     )
     .expect("opening the index");
-    run_all(&index, &Probe(&index), "embedded").await;
+    check_all(&index, &Probe(&index), "embedded").await;
     index.close().await;
 }

@@ -12,12 +12,12 @@ fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
 async fn embedded_store_honours_the_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
-    tsunagu_conformance::store::all(&store, "conf").await;
+    tsunagu_conformance::store::check_all(&store, "conf").await;
 }
 
 #[tokio::test]
 async fn embedded_stream_honours_the_source_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
-    tsunagu_conformance::source::all(&store, &store, "conf").await;
+    tsunagu_conformance::source::check_all(&store, &store, "conf").await;
 }

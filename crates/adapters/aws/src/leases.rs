@@ -277,19 +277,24 @@ impl LeaseStore for DynamoLeaseStore {
         position: Option<&Position>,
         finished: bool,
     ) -> Result<bool, StateError> {
-        let mut values = vec![
-            (":worker", AttributeValue::S(worker.to_string())),
-            (":finished", AttributeValue::Bool(finished)),
-        ];
-        let update = match position {
-            Some(position) => {
-                values.push((":checkpoint", AttributeValue::S(position.0.clone())));
-                "SET #finished = :finished, #checkpoint = :checkpoint"
-            }
-            None => "SET #finished = :finished",
-        };
+        // A finished shard stays finished: `finished = false` leaves the flag alone.
+        let mut values = vec![(":worker", AttributeValue::S(worker.to_string()))];
+        let mut sets = Vec::new();
+        if finished {
+            values.push((":finished", AttributeValue::Bool(true)));
+            sets.push("#finished = :finished");
+        }
+        if let Some(position) = position {
+            values.push((":checkpoint", AttributeValue::S(position.0.clone())));
+            sets.push("#checkpoint = :checkpoint");
+        }
+        if sets.is_empty() {
+            // Nothing to change: only say whether the worker still owns the lease.
+            sets.push("#owner = :worker");
+        }
+        let update = format!("SET {}", sets.join(", "));
         Ok(self
-            .update(consumer, shard, update, "#owner = :worker", values)
+            .update(consumer, shard, &update, "#owner = :worker", values)
             .await?
             .is_some())
     }

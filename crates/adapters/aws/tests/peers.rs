@@ -76,7 +76,7 @@ async fn dynamo_store_honours_the_store_contract() {
         .await
         .expect("check")
         .contains("NEW_AND_OLD_IMAGES"));
-    tsunagu_conformance::store::all(&store, "conf").await;
+    tsunagu_conformance::store::check_all(&store, "conf").await;
 }
 
 #[tokio::test]
@@ -92,7 +92,7 @@ async fn dynamo_stream_honours_the_source_contract() {
         .await
         .expect("check")
         .contains(source.stream_arn()));
-    tsunagu_conformance::source::all(&store, &source, "conf").await;
+    tsunagu_conformance::source::check_all(&store, &source, "conf").await;
 }
 
 #[tokio::test]
@@ -288,7 +288,7 @@ async fn kinesis_stream_honours_the_source_contract() {
             .expect("store"),
         forwarder,
     };
-    tsunagu_conformance::source::all(&store, &source, "conf").await;
+    tsunagu_conformance::source::check_all(&store, &source, "conf").await;
 }
 
 fn change(key: &ItemKey, version: u64) -> ChangeRecord {

@@ -4,7 +4,7 @@
 mod common;
 
 use async_trait::async_trait;
-use tsunagu_conformance::sink::{run_all, SinkProbe};
+use tsunagu_conformance::sink::{check_all, SinkProbe};
 use tsunagu_domain::{ItemKey, Version};
 use tsunagu_opensearch::{OpenSearchSink, Refresh};
 
@@ -34,7 +34,7 @@ async fn opensearch_honours_the_sink_contract() {
         return;
     };
     let sink = common::connect(&common::config(&url, "conformance")).await;
-    run_all(&sink, &Probe(&sink), "os").await;
+    check_all(&sink, &Probe(&sink), "os").await;
 }
 
 /// The same contract when every batch is split into many bulk requests and the cluster
@@ -50,5 +50,5 @@ async fn opensearch_honours_the_sink_contract_with_tiny_bulks() {
     config.max_bulk_bytes = 1024;
     config.refresh = Refresh::False;
     let sink = common::connect(&config).await;
-    run_all(&sink, &Probe(&sink), "os-tiny").await;
+    check_all(&sink, &Probe(&sink), "os-tiny").await;
 }
