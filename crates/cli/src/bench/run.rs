@@ -185,6 +185,8 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
                 Duration::from_secs(60),
             )
             .await?;
+        // ...and once the workers that lost a lease have stopped reading it.
+        wait_one_reader_per_shard(&pipelines, Duration::from_secs(60)).await?;
     }
 
     let writes: Arc<Mutex<Vec<WriteSample>>> = Arc::new(Mutex::new(Vec::new()));
@@ -349,6 +351,33 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
         lag_over_time: latencies.series,
         passed,
     })
+}
+
+/// Waits until every shard runs in exactly one of `pipelines`.
+async fn wait_one_reader_per_shard(
+    pipelines: &[tsunagu_engine::Pipeline],
+    within: Duration,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let mut readers: std::collections::BTreeMap<String, usize> = Default::default();
+        for pipeline in pipelines {
+            for consumer in pipeline.status() {
+                for shard in consumer.shards {
+                    if shard.state == tsunagu_engine::status::ShardState::Running {
+                        *readers.entry(shard.shard.to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        if readers.values().all(|n| *n == 1) {
+            return Ok(());
+        }
+        if start.elapsed() > within {
+            anyhow::bail!("shards still read by several workers after {within:?}: {readers:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl LagReport {
