@@ -7,6 +7,8 @@
 # Use: eval "$(scripts/test-peers/kinesalite.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+. scripts/test-peers/lib.sh
 D="$PWD/.tmp/kinesalite-run"
 PKG="$PWD/.tmp/kinesalite"
 
@@ -29,10 +31,7 @@ start() {
   stop_quiet
   mkdir -p "$D"
   local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  done
+  port=$(free_port)
   # kinesalite's CLI has no host flag; this binds loopback only. Streams become ACTIVE at once.
   cat >"$D/server.js" <<JS
 require('$PKG/node_modules/kinesalite')({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100})
@@ -40,26 +39,12 @@ require('$PKG/node_modules/kinesalite')({createStreamMs: 0, deleteStreamMs: 0, u
 JS
   node "$D/server.js" "$port" >"$D/server.log" 2>&1 &
   echo $! >"$D/pid"
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "export TSUNAGU_TEST_KINESIS_URL=http://127.0.0.1:$port"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "kinesalite did not start; see $D/server.log" >&2
-  cat "$D/server.log" >&2 || true
-  return 1
+  wait_for_port "$port" kinesalite "$D/server.log"
+  echo "export TSUNAGU_TEST_KINESIS_URL=http://127.0.0.1:$port"
 }
 
 stop_quiet() {
-  if [ -f "$D/pid" ]; then
-    local pid
-    pid=$(cat "$D/pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$D"
+  stop_by_pid_file "$D"
 }
 
 case "${1:-}" in

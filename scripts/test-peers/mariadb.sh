@@ -9,6 +9,8 @@
 # Use: eval "$(scripts/test-peers/mariadb.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+. scripts/test-peers/lib.sh
 D="$PWD/.tmp/mariadb"
 
 start() {
@@ -23,11 +25,7 @@ start() {
   mariadb-install-db --no-defaults --user=root --datadir="$D/data" \
     --auth-root-authentication-method=normal --skip-test-db >"$D/install.log" 2>&1
   local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    # A refused connection means nothing listens there.
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  done
+  port=$(free_port)
   mariadbd --no-defaults --user=root --datadir="$D/data" --socket="$D/sock" --pid-file="$D/pid" \
     --bind-address=127.0.0.1 --port="$port" --local-infile=1 --skip-name-resolve \
     --innodb-buffer-pool-size="${TSUNAGU_MARIADB_BUFFER_POOL:-256M}" --innodb-flush-log-at-trx-commit=2 \
@@ -46,13 +44,7 @@ start() {
 }
 
 stop_quiet() {
-  if [ -f "$D/pid" ]; then
-    local pid
-    pid=$(cat "$D/pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$D"
+  stop_by_pid_file "$D"
 }
 
 case "${1:-}" in

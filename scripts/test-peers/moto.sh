@@ -7,6 +7,8 @@
 # Use: eval "$(scripts/test-peers/moto.sh start)"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+. scripts/test-peers/lib.sh
 D="$PWD/.tmp/moto"
 VENV="$PWD/.tmp/moto-venv"
 
@@ -25,36 +27,18 @@ start() {
   stop_quiet
   mkdir -p "$D"
   local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    # A refused connection means nothing listens there.
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  done
+  port=$(free_port)
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$D/server.log" 2>&1 &
   echo $! >"$D/pid"
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port" >"$D/port"
-      echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$port"
-      # moto accepts any credentials; the SDK needs some to sign with.
-      echo "export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "moto did not start; see $D/server.log" >&2
-  cat "$D/server.log" >&2 || true
-  return 1
+  wait_for_port "$port" moto "$D/server.log"
+  echo "$port" >"$D/port"
+  echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$port"
+  # moto accepts any credentials; the SDK needs some to sign with.
+  echo "export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1"
 }
 
 stop_quiet() {
-  if [ -f "$D/pid" ]; then
-    local pid
-    pid=$(cat "$D/pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$D"
+  stop_by_pid_file "$D"
 }
 
 case "${1:-}" in

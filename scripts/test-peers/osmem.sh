@@ -10,6 +10,8 @@
 # clusters need.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib.sh
+. scripts/test-peers/lib.sh
 D="$PWD/.tmp/osmem"
 VENV="$PWD/.tmp/osmem-venv"
 
@@ -30,34 +32,16 @@ start() {
   stop_quiet
   mkdir -p "$D"
   local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    # A refused connection means nothing listens there.
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  done
+  port=$(free_port)
   "$BIN" -addr "127.0.0.1:$port" -no-stdin-watch </dev/null >"$D/server.log" 2>&1 &
   echo $! >"$D/pid"
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port" >"$D/port"
-      echo "export TSUNAGU_TEST_OPENSEARCH_URL=http://127.0.0.1:$port"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "osmem-server did not start; see $D/server.log" >&2
-  cat "$D/server.log" >&2 || true
-  return 1
+  wait_for_port "$port" osmem-server "$D/server.log"
+  echo "$port" >"$D/port"
+  echo "export TSUNAGU_TEST_OPENSEARCH_URL=http://127.0.0.1:$port"
 }
 
 stop_quiet() {
-  if [ -f "$D/pid" ]; then
-    local pid
-    pid=$(cat "$D/pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$D"
+  stop_by_pid_file "$D"
 }
 
 case "${1:-}" in
