@@ -161,15 +161,15 @@ impl Embedded {
             source: Arc::new(self.store.clone()),
             backfill: Some(Arc::new(self.store.clone())),
             state: self.state.clone(),
-            after_backfill: Some(Arc::new(RemoveDeleted {
-                embedded: self.clone(),
-                indexes: self
-                    .config
-                    .consumers
-                    .iter()
-                    .filter_map(|c| Some((c.name.clone(), Arc::clone(sinks.get(&c.sink)?))))
-                    .collect(),
-            })),
+            after_backfill: Some(
+                self.remove_deleted_after_backfill(
+                    self.config
+                        .consumers
+                        .iter()
+                        .filter_map(|c| Some((c.name.clone(), Arc::clone(sinks.get(&c.sink)?))))
+                        .collect(),
+                ),
+            ),
             leases: None,
         };
         let sinks = sinks
@@ -177,6 +177,21 @@ impl Embedded {
             .map(|(name, index)| (name.clone(), Arc::clone(index) as Arc<dyn Sink>))
             .collect();
         start_engine(ports, &self.config, &sinks, observers).await
+    }
+}
+
+impl Embedded {
+    /// What runs after a shard was backfilled because its consumer fell behind retention:
+    /// documents of items deleted meanwhile are removed from the consumer's index
+    /// (`indexes`: consumer name → its embedded index).
+    pub fn remove_deleted_after_backfill(
+        &self,
+        indexes: BTreeMap<String, Arc<ActivityIndex>>,
+    ) -> Arc<dyn AfterBackfill> {
+        Arc::new(RemoveDeleted {
+            embedded: self.clone(),
+            indexes,
+        })
     }
 }
 
@@ -247,7 +262,11 @@ impl tsunagu_engine::backfill::AfterBackfill for RemoveDeleted {
         let index = self
             .indexes
             .get(consumer)
-            .ok_or_else(|| format!("no index open for consumer {consumer:?}"))?;
+            .ok_or_else(|| {
+                format!(
+                    "consumer {consumer:?} has no embedded index here; documents of items deleted while it was behind retention stay in its sink"
+                )
+            })?;
         let handle = crate::reconcile::IndexHandle::Writer(Arc::clone(index));
         let report = crate::reconcile::reconcile(
             &self.embedded.store,

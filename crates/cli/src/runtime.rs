@@ -225,7 +225,22 @@ impl Runtime {
             // retention stops and says so (docs/aws.md).
             backfill: self.embedded.as_ref().map(|_| Arc::clone(&self.scanner)),
             state: self.state.clone(),
-            after_backfill: None,
+            // On the embedded store, what was deleted while a consumer was behind
+            // retention is removed from its embedded index after the backfill.
+            after_backfill: self.embedded.as_ref().map(|embedded| {
+                embedded.remove_deleted_after_backfill(
+                    self.config
+                        .consumers
+                        .iter()
+                        .filter_map(|c| match sinks.get(&c.sink)? {
+                            SinkHandle::Embedded(index) => {
+                                Some((c.name.clone(), Arc::clone(index)))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }),
             leases,
         };
         let sinks = sinks
@@ -333,47 +348,27 @@ pub struct CheckLine {
 /// Checks that every adapter of `config` is reachable and set up as the config expects,
 /// without changing anything (no table, stream, index or file is created).
 pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
-    let mut lines = Vec::new();
     let aws = config.aws.as_ref();
-    let primary = match &config.primary {
-        PrimaryConfig::Embedded => check_embedded_store(config),
-        PrimaryConfig::Dynamodb(table) => {
-            let creates = table.create_if_missing;
-            let table = tsunagu_aws::DynamoTableConfig {
-                create_if_missing: false,
-                ..table.clone()
-            };
-            match aws {
-                Some(aws) => match DynamoStore::connect(aws, &table).await {
-                    Ok(store) => store.check().await.map_err(|e| e.to_string()),
-                    Err(e) => created_on_start(e, creates),
-                },
-                None => Err("[aws] is missing".into()),
-            }
-        }
-    };
-    lines.push(CheckLine {
-        what: "primary".into(),
-        outcome: primary,
-    });
-    let source = match &config.source {
-        SourceConfig::Embedded => Ok("the embedded store's change stream".to_string()),
-        SourceConfig::DynamodbStreams(streams) => match aws {
-            Some(aws) => match DynamoStreamsSource::connect(aws, streams).await {
-                Ok(source) => source.check().await.map_err(|e| e.to_string()),
-                Err(e) => created_on_start(
-                    e,
-                    matches!(&config.primary, PrimaryConfig::Dynamodb(t) if t.create_if_missing),
-                ),
+    let mut lines = vec![
+        CheckLine {
+            what: "primary".into(),
+            outcome: match &config.primary {
+                PrimaryConfig::Embedded => check_embedded_store(config),
+                PrimaryConfig::Dynamodb(table) => check_dynamo_table(aws, table).await,
             },
-            None => Err("[aws] is missing".into()),
         },
-        SourceConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,
-    };
-    lines.push(CheckLine {
-        what: "source".into(),
-        outcome: source,
-    });
+        CheckLine {
+            what: "source".into(),
+            outcome: match &config.source {
+                SourceConfig::Embedded => Ok("the embedded store's change stream".to_string()),
+                SourceConfig::DynamodbStreams(streams) => {
+                    let created = matches!(&config.primary, PrimaryConfig::Dynamodb(t) if t.create_if_missing);
+                    check_dynamo_stream(aws, streams, created).await
+                }
+                SourceConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,
+            },
+        },
+    ];
     for (name, sink) in &config.sinks {
         let outcome = match sink {
             SinkConfig::EmbeddedIndex { .. } => {
@@ -390,24 +385,14 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
         });
     }
     if let Some(leases) = &config.leases {
-        let outcome = match (leases.kind, leases.table_config(), aws) {
-            (LeaseBackend::Embedded, _, _) => check_dir_writable(&config.data_dir).map(|how| {
+        let outcome = match leases.table_config() {
+            None => check_dir_writable(&config.data_dir).map(|how| {
                 format!(
                     "embedded leases in {}: {how}",
                     config.state_path().display()
                 )
             }),
-            (LeaseBackend::Dynamodb, Some(table), Some(aws)) => {
-                let table = tsunagu_aws::LeaseTableConfig {
-                    create_if_missing: false,
-                    ..table
-                };
-                match DynamoLeaseStore::connect(aws, &table).await {
-                    Ok(store) => store.check().await.map_err(|e| e.to_string()),
-                    Err(e) => created_on_start(e, leases.create_if_missing),
-                }
-            }
-            (LeaseBackend::Dynamodb, _, _) => Err("[aws] or leases.table_name is missing".into()),
+            Some(table) => check_lease_table(aws, &table).await,
         };
         lines.push(CheckLine {
             what: "leases".into(),
@@ -415,6 +400,10 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
         });
     }
     lines
+}
+
+fn need_aws(aws: Option<&tsunagu_aws::AwsConfig>) -> Result<&tsunagu_aws::AwsConfig, String> {
+    aws.ok_or_else(|| "[aws] is missing".to_string())
 }
 
 /// A missing resource that the adapter creates on start is fine.
@@ -427,19 +416,59 @@ fn created_on_start(error: tsunagu_aws::AwsError, creates: bool) -> Result<Strin
     }
 }
 
+// Each AWS check connects with `create_if_missing` off, so that checking creates nothing.
+
+async fn check_dynamo_table(
+    aws: Option<&tsunagu_aws::AwsConfig>,
+    table: &tsunagu_aws::DynamoTableConfig,
+) -> Result<String, String> {
+    let probe = tsunagu_aws::DynamoTableConfig {
+        create_if_missing: false,
+        ..table.clone()
+    };
+    match DynamoStore::connect(need_aws(aws)?, &probe).await {
+        Ok(store) => store.check().await.map_err(|e| e.to_string()),
+        Err(e) => created_on_start(e, table.create_if_missing),
+    }
+}
+
+/// `created`: the primary creates the table (and so the stream) on start.
+async fn check_dynamo_stream(
+    aws: Option<&tsunagu_aws::AwsConfig>,
+    streams: &tsunagu_aws::DynamoStreamsConfig,
+    created: bool,
+) -> Result<String, String> {
+    match DynamoStreamsSource::connect(need_aws(aws)?, streams).await {
+        Ok(source) => source.check().await.map_err(|e| e.to_string()),
+        Err(e) => created_on_start(e, created),
+    }
+}
+
+async fn check_lease_table(
+    aws: Option<&tsunagu_aws::AwsConfig>,
+    table: &tsunagu_aws::LeaseTableConfig,
+) -> Result<String, String> {
+    let probe = tsunagu_aws::LeaseTableConfig {
+        create_if_missing: false,
+        ..table.clone()
+    };
+    match DynamoLeaseStore::connect(need_aws(aws)?, &probe).await {
+        Ok(store) => store.check().await.map_err(|e| e.to_string()),
+        Err(e) => created_on_start(e, table.create_if_missing),
+    }
+}
+
 async fn check_kinesis(
     aws: Option<&tsunagu_aws::AwsConfig>,
     kinesis: &tsunagu_aws::KinesisConfig,
 ) -> Result<String, String> {
-    let aws = aws.ok_or("[aws] is missing")?;
-    let creates = kinesis.create_if_missing;
-    let kinesis = tsunagu_aws::KinesisConfig {
+    let probe = tsunagu_aws::KinesisConfig {
         create_if_missing: false,
         ..kinesis.clone()
     };
-    match KinesisSource::connect(aws, &kinesis).await {
+    match KinesisSource::connect(need_aws(aws)?, &probe).await {
         Ok(source) => source.check().await.map_err(|e| e.to_string()),
-        Err(e) => created_on_start(e, creates),
+        Err(e) => created_on_start(e, kinesis.create_if_missing),
     }
 }
 

@@ -305,10 +305,14 @@ impl LeaseCoordinator {
                 }
             }
         }
-        outcome.leases = match self.store.leases(&self.consumer).await {
-            Ok(leases) => leases,
-            Err(_) => leases,
-        };
+        // What was just taken or renewed is newer than the list read above.
+        let mut leases = leases;
+        for lease in &mut leases {
+            if let Some(held) = self.held.get(&lease.shard) {
+                *lease = held.clone();
+            }
+        }
+        outcome.leases = leases;
         outcome
     }
 
