@@ -150,7 +150,7 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         let t = &model.tables[ti];
         // Raw: a copy made LIKE the table (columns and keys, no foreign keys).
         let raw = format!("raw_{}", t.name);
-        let create = format!("CREATE TABLE `{raw}` LIKE `{}`", t.name);
+        let create = [format!("CREATE TABLE `{raw}` LIKE `{}`", t.name)];
         let started = std::time::Instant::now();
         raw_rows += raw_load(
             &target,
@@ -167,7 +167,11 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         // The same with the spec's foreign keys (to copies of the parents loaded just
         // before), to tell the cost of the checks from the rest of the migration.
         let fk = format!("rawfk_{}", t.name);
-        let create = load::create_table_sql(&model, t, &fk, |p| format!("rawfk_{p}"));
+        let create: Vec<String> = std::iter::once(load::create_table_sql(t, &fk))
+            .chain(load::add_foreign_keys_sql(&model, t, &fk, |p| {
+                format!("rawfk_{p}")
+            }))
+            .collect();
         let started = std::time::Instant::now();
         raw_load(
             &target,
@@ -236,7 +240,7 @@ async fn raw_load(
     target: &Target,
     table: &str,
     raw: &str,
-    create: &str,
+    create: &[String],
     work: &Path,
     connections: u32,
 ) -> Result<u64> {
@@ -244,7 +248,9 @@ async fn raw_load(
     let mut conn = target.conn().await?;
     conn.query_drop(format!("DROP TABLE IF EXISTS `{raw}`"))
         .await?;
-    conn.query_drop(create).await?;
+    for statement in create {
+        conn.query_drop(statement).await?;
+    }
     let dir = work.join("chunks").join(table);
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries

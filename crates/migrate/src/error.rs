@@ -39,6 +39,10 @@ pub enum Error {
         count: u64,
         warnings: String,
     },
+    /// Loaded rows reference no parent (only a deferred foreign key, which the exporter
+    /// cannot check, can get there); the swap did not happen.
+    #[error("foreign keys do not hold, the previous tables are left in place: {details}")]
+    ForeignKeys { details: String },
     #[error("mysql: {0}")]
     Mysql(#[from] mysql_async::Error),
     #[error("state file {path}: {message}")]

@@ -57,7 +57,8 @@ struct Ctx {
     keys: Mutex<HashMap<usize, Arc<TableKeys>>>,
     /// Tables whose keys a child needs for its foreign key checks.
     referenced: HashSet<usize>,
-    /// Per table: `Some(true)` once exported (resp. loaded), `Some(false)` if it failed.
+    /// Per table: `Some(true)` once exported (resp. loaded into its staging table),
+    /// `Some(false)` if it failed.
     exported: Vec<tokio::sync::watch::Sender<Option<bool>>>,
     loaded: Vec<tokio::sync::watch::Sender<Option<bool>>>,
     progress: MultiProgress,
@@ -94,16 +95,18 @@ impl Ctx {
     }
 }
 
-/// Waits until every non-deferred parent of `ti` has reached a step.
+/// Waits until every parent of `ti` has reached a step (`ctx.exported` or
+/// `ctx.loaded`); parents through deferred foreign keys only when `deferred_too`.
 async fn wait_parents(
     ctx: &Ctx,
     ti: usize,
     step: &[tokio::sync::watch::Sender<Option<bool>>],
+    deferred_too: bool,
 ) -> Result<()> {
     let parents: HashSet<usize> = ctx.model.tables[ti]
         .foreign_keys
         .iter()
-        .filter(|fk| !fk.deferred && fk.parent != ti)
+        .filter(|fk| (deferred_too || !fk.deferred) && fk.parent != ti)
         .map(|fk| fk.parent)
         .collect();
     for p in parents {
@@ -200,7 +203,9 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         ProgressDrawTarget::hidden()
     });
 
+    let mut phases = verify::Phases::default();
     // 1. Partition the source files.
+    let t = std::time::Instant::now();
     let partitions = match state.partitions.clone() {
         Some(p) => p,
         None => {
@@ -227,6 +232,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
             p
         }
     };
+    phases.partition_seconds = t.elapsed().as_secs_f64();
     let mut state = state;
     state.partitions = Some(partitions.clone());
     state.write(&opts.work_dir)?;
@@ -264,6 +270,8 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     });
     let snapshot = ctx.snapshot()?;
     let mut swapped = snapshot.swapped;
+    // Verification queries on swapped-in tables run on this many connections at once.
+    let parallel = model.settings.load_connections.max(1) as usize;
     if !swapped && snapshot.swapping {
         // Interrupted around the swap: it happened if no staging table is left.
         let mut any_stage = false;
@@ -274,10 +282,12 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     }
     if !swapped {
         load::prepare(&target, &model, &plan, !opts.resume).await?;
-        // 3. Export and load, level by level.
+        // 3. Export and load.
         // Every table runs as its own task: its export starts when its parents are
-        // exported (their keys are known), its loads when its parents are loaded, so one
-        // level's loading overlaps the next level's export.
+        // exported (their keys are known), and each finished chunk is loaded at once:
+        // the staging tables have no constraints yet (see `load`), so loads need not
+        // wait for the parents' loads.
+        let t = std::time::Instant::now();
         let tasks: Vec<_> = plan
             .order()
             .map(|ti| {
@@ -310,15 +320,63 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         if let Some(e) = first_error {
             return Err(e);
         }
-        load::add_deferred_foreign_keys(&target, &model).await?;
+        phases.transfer_seconds = t.elapsed().as_secs_f64();
+        // 4. Foreign keys: counted on the staging tables, declared only if none is broken.
+        let t = std::time::Instant::now();
+        let state = ctx.snapshot()?;
+        let checks: Vec<verify::FkCheck> = model
+            .tables
+            .iter()
+            .filter_map(|t| state.tables.get(&t.name))
+            .flat_map(|t| t.fk_checks.iter().flatten().cloned())
+            .collect();
+        let broken: Vec<String> = checks
+            .iter()
+            .filter(|c| c.violations > 0)
+            .map(|c| {
+                format!(
+                    "{} row(s) of `{}` ({}) reference no row of `{}`",
+                    c.violations,
+                    c.table,
+                    c.columns.join(", "),
+                    c.references
+                )
+            })
+            .collect();
+        if !broken.is_empty() {
+            return Err(Error::ForeignKeys {
+                details: broken.join("; "),
+            });
+        }
+        load::add_foreign_keys(&target, &model).await?;
+        phases.foreign_keys_seconds = t.elapsed().as_secs_f64();
+        // 5. Swap.
+        let t = std::time::Instant::now();
         ctx.update(|s| s.swapping = true)?;
         load::swap(&target, &model, &plan).await?;
+        phases.swap_seconds = t.elapsed().as_secs_f64();
     }
     ctx.update(|s| {
         s.swapping = false;
         s.swapped = true;
     })?;
-    let report = verify_and_report(&ctx, &plan, opts, &partitions, started, started_at).await?;
+    let t = std::time::Instant::now();
+    let mut report = verify_and_report(
+        &ctx,
+        &plan,
+        opts,
+        &partitions,
+        parallel,
+        Timing {
+            started,
+            started_at,
+            phases,
+        },
+    )
+    .await?;
+    report.phases.verify_seconds = t.elapsed().as_secs_f64();
+    report.seconds = started.elapsed().as_secs_f64();
+    write_report(opts, &report)?;
     progress.clear().ok();
     Ok(report)
 }
@@ -336,8 +394,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     if let (true, Some(stats)) = (tstate.loaded, &tstate.exported) {
         ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await?;
         ctx.exported[ti].send_replace(Some(true));
-        ctx.loaded[ti].send_replace(Some(true));
-        return Ok(());
+        return check_loaded(&ctx, ti, tstate).await;
     }
     let key = PartitionKey::of(&table.source).name();
     let input = partitions
@@ -367,7 +424,6 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         let loaded_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let already = Arc::new(already);
         tokio::spawn(async move {
-            wait_parents(&ctx, ti, &ctx.loaded).await?;
             let connections = ctx.model.settings.load_connections.max(1);
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..connections {
@@ -437,7 +493,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                 .map(|_| stats)
         }
         None => {
-            wait_parents(&ctx, ti, &ctx.exported).await?;
+            wait_parents(&ctx, ti, &ctx.exported, false).await?;
             if chunk_dir.exists() {
                 std::fs::remove_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
             }
@@ -490,7 +546,6 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         .map_err(|e| Error::Other(format!("loader task: {e}")))?;
     let load_seconds = load_result?;
     let stats = export_result?;
-    ctx.loaded[ti].send_replace(Some(true));
     pb.finish();
     let share = if stats.read == 0 {
         0.0
@@ -508,17 +563,41 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         });
     }
     tracing::info!(table = %name, read = stats.read, written = stats.written, rejected = stats.rejected, "table loaded into staging");
+    let mut loaded = TableState::default();
     ctx.update(|s| {
         let load_seconds =
             s.tables.get(&name).map(|t| t.load_seconds).unwrap_or(0.0) + load_seconds;
-        s.tables.insert(
-            name.clone(),
-            TableState {
-                exported: Some(stats),
-                loaded: true,
-                load_seconds,
-            },
+        loaded = TableState {
+            exported: Some(stats),
+            loaded: true,
+            load_seconds,
+            target: None,
+            fk_checks: None,
+        };
+        s.tables.insert(name.clone(), loaded.clone());
+    })?;
+    check_loaded(&ctx, ti, loaded).await
+}
+
+/// Verifies a loaded staging table while the other tables still export and load: its
+/// count and checksum at once, its foreign keys once its parents are loaded too. Both
+/// are kept in the state, so a resumed run does not query them again.
+async fn check_loaded(ctx: &Arc<Ctx>, ti: usize, mut tstate: TableState) -> Result<()> {
+    ctx.loaded[ti].send_replace(Some(true));
+    let table = &ctx.model.tables[ti];
+    let stage = load::stage_name(&table.name);
+    if tstate.target.is_none() {
+        tstate.target = Some(verify::table_checksum(&ctx.target, table, &stage).await?);
+    }
+    if tstate.fk_checks.is_none() {
+        wait_parents(ctx, ti, &ctx.loaded, true).await?;
+        tstate.fk_checks = Some(
+            verify::foreign_key_violations(&ctx.target, &ctx.model, &[ti], load::stage_name, 1)
+                .await?,
         );
+    }
+    ctx.update(|s| {
+        s.tables.insert(table.name.clone(), tstate);
     })
 }
 
@@ -543,29 +622,49 @@ async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)
     Ok(())
 }
 
+/// When the run started, and the steps' times so far.
+struct Timing {
+    started: std::time::Instant,
+    started_at: String,
+    phases: verify::Phases,
+}
+
+/// Compares every table's count and checksum on the target with the export's, and
+/// reports the foreign key counts. Both were taken on the staging tables as they
+/// finished loading; a table whose figures are missing from the state (a state file
+/// of an older version) is queried again on the swapped-in table.
 async fn verify_and_report(
     ctx: &Arc<Ctx>,
     plan: &Plan,
     opts: &RunOptions,
     partitions: &apoc::Partitions,
-    started: std::time::Instant,
-    started_at: String,
+    parallel: usize,
+    timing: Timing,
 ) -> Result<Report> {
     let state = ctx.snapshot()?;
     let mut report = Report {
         spec: opts.spec.display().to_string(),
         source: opts.source.display().to_string(),
         target: ctx.target.display.clone(),
-        started_at,
+        started_at: timing.started_at,
         resumed: opts.resume,
         source_malformed: partitions.malformed,
+        phases: timing.phases,
         ..Default::default()
     };
+    let mut unchecked = Vec::new();
     for ti in plan.order() {
         let t = &ctx.model.tables[ti];
         let ts = state.tables.get(&t.name).cloned().unwrap_or_default();
+        let (count, sum) = match ts.target {
+            Some(target) => target,
+            None => verify::table_checksum(&ctx.target, t, &t.name).await?,
+        };
+        match &ts.fk_checks {
+            Some(checks) => report.fk_checks.extend(checks.iter().cloned()),
+            None => unchecked.push(ti),
+        }
         let stats = ts.exported.unwrap_or_default();
-        let (count, sum) = verify::table_checksum(&ctx.target, t, &t.name).await?;
         if count != stats.written {
             report.problems.push(format!(
                 "`{}`: {} rows written, {count} in the target",
@@ -596,7 +695,16 @@ async fn verify_and_report(
             },
         );
     }
-    report.fk_checks = verify::foreign_key_violations(&ctx.target, &ctx.model).await?;
+    report.fk_checks.extend(
+        verify::foreign_key_violations(
+            &ctx.target,
+            &ctx.model,
+            &unchecked,
+            |n| n.to_string(),
+            parallel,
+        )
+        .await?,
+    );
     report.fk_violations = report.fk_checks.iter().map(|c| c.violations).sum();
     if report.fk_violations > 0 {
         report
@@ -604,12 +712,16 @@ async fn verify_and_report(
             .push(format!("{} foreign key violation(s)", report.fk_violations));
     }
     report.ok = report.problems.is_empty();
-    report.seconds = started.elapsed().as_secs_f64();
+    report.seconds = timing.started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Writes the report as JSON to `opts.report`.
+fn write_report(opts: &RunOptions, report: &Report) -> Result<()> {
     if let Some(dir) = opts.report.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let json =
-        serde_json::to_vec_pretty(&report).map_err(|e| Error::Other(format!("report: {e}")))?;
-    std::fs::write(&opts.report, json).map_err(|e| Error::io(&opts.report, e))?;
-    Ok(report)
+        serde_json::to_vec_pretty(report).map_err(|e| Error::Other(format!("report: {e}")))?;
+    std::fs::write(&opts.report, json).map_err(|e| Error::io(&opts.report, e))
 }

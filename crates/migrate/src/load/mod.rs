@@ -1,13 +1,21 @@
 //! Loading into MySQL/MariaDB.
 //!
 //! Every target table `t` is first built as a staging table `t__tsunagu_stage` (same
-//! columns, keys and foreign keys, the latter pointing at the other staging tables),
-//! loaded chunk by chunk with `LOAD DATA LOCAL INFILE`. Each chunk is one transaction
-//! that also records the chunk in `_tsunagu_migrate_chunks`, so a resumed run knows
-//! exactly which chunks are in. Since `LOAD DATA LOCAL` implies `IGNORE`, a duplicate key
-//! or a foreign key violation would only be a warning and the row would vanish: after
-//! every chunk the warning count and the affected rows are checked and any difference
-//! rolls the chunk back and fails the run. Foreign key checks stay on.
+//! columns, keys and the indexes of its foreign keys), loaded chunk by chunk with `LOAD
+//! DATA LOCAL INFILE`. Each chunk is one transaction that also records the chunk in
+//! `_tsunagu_migrate_chunks`, so a resumed run knows exactly which chunks are in. Since
+//! `LOAD DATA LOCAL` implies `IGNORE`, a duplicate key would only be a warning and the
+//! row would vanish: after every chunk the warning count and the affected rows are
+//! checked and any difference rolls the chunk back and fails the run.
+//!
+//! Foreign keys are checked set-wise, not row by row: the exporter already rejected
+//! every row whose reference has no accepted parent, so the staging tables are loaded
+//! without constraints, all of them at once (a child does not wait for its parents'
+//! loads), then [`crate::verify::foreign_key_violations`] counts the rows without a
+//! parent on the staging tables. Any such row fails the run before the swap, which
+//! leaves the previous tables intact; only when there is none does [`add_foreign_keys`]
+//! declare the constraints, so the swapped-in tables carry every foreign key of the
+//! spec and hold no row that breaks one.
 //!
 //! When everything is loaded, one `RENAME TABLE` statement swaps all staging tables in
 //! at once (the previous tables become `t__tsunagu_old` and are dropped), so readers see
@@ -102,14 +110,11 @@ impl Target {
     }
 }
 
-/// `CREATE TABLE` for a table under `name`, with foreign keys to `parent_name(parent)`
-/// (deferred ones left out).
-pub fn create_table_sql(
-    model: &Model,
-    table: &Table,
-    name: &str,
-    parent_name: impl Fn(&str) -> String,
-) -> String {
+/// `CREATE TABLE` for a table under `name`: columns, primary key, unique keys, and an
+/// index on every foreign key's columns that no key already starts with (the index
+/// InnoDB would create for the constraint). The constraints themselves are added by
+/// [`add_foreign_keys`] once the rows are in.
+pub fn create_table_sql(table: &Table, name: &str) -> String {
     let mut parts: Vec<String> = table
         .columns
         .iter()
@@ -129,20 +134,43 @@ pub fn create_table_sql(
     for u in &table.unique {
         parts.push(format!("UNIQUE KEY ({})", cols(u)));
     }
-    for fk in table.foreign_keys.iter().filter(|fk| !fk.deferred) {
-        let parent = &model.tables[fk.parent];
-        let pcols = parent.quoted_columns(&fk.parent_columns);
-        parts.push(format!(
-            "FOREIGN KEY ({}) REFERENCES `{}` ({})",
-            cols(&fk.columns),
-            parent_name(&parent.name),
-            pcols
-        ));
+    let mut indexed: Vec<&[usize]> = std::iter::once(table.primary_key.as_slice())
+        .chain(table.unique.iter().map(Vec::as_slice))
+        .collect();
+    for fk in &table.foreign_keys {
+        if !indexed.iter().any(|k| k.starts_with(&fk.columns)) {
+            parts.push(format!("KEY ({})", cols(&fk.columns)));
+            indexed.push(&fk.columns);
+        }
     }
     format!(
         "CREATE TABLE IF NOT EXISTS `{name}` (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
         parts.join(",\n  ")
     )
+}
+
+/// `ALTER TABLE` adding every foreign key of `table` (under `name`) to
+/// `parent_name(parent)`, in one statement; `None` for a table without any.
+pub fn add_foreign_keys_sql(
+    model: &Model,
+    table: &Table,
+    name: &str,
+    parent_name: impl Fn(&str) -> String,
+) -> Option<String> {
+    let clauses: Vec<String> = table
+        .foreign_keys
+        .iter()
+        .map(|fk| {
+            let parent = &model.tables[fk.parent];
+            format!(
+                "ADD FOREIGN KEY ({}) REFERENCES `{}` ({})",
+                table.quoted_columns(&fk.columns),
+                parent_name(&parent.name),
+                parent.quoted_columns(&fk.parent_columns)
+            )
+        })
+        .collect();
+    (!clauses.is_empty()).then(|| format!("ALTER TABLE `{name}` {}", clauses.join(", ")))
 }
 
 /// Drops tables, children first. Foreign key checks are off for these statements only:
@@ -187,7 +215,7 @@ pub async fn prepare(target: &Target, model: &Model, plan: &Plan, fresh: bool) -
     }
     for i in plan.order() {
         let t = &model.tables[i];
-        conn.query_drop(create_table_sql(model, t, &stage_name(&t.name), stage_name))
+        conn.query_drop(create_table_sql(t, &stage_name(&t.name)))
             .await?;
     }
     Ok(())
@@ -275,39 +303,49 @@ pub async fn load_chunk(
     Ok(())
 }
 
-/// Adds the deferred foreign keys to the staging tables (InnoDB checks the rows).
-pub async fn add_deferred_foreign_keys(target: &Target, model: &Model) -> Result<()> {
+/// Declares every foreign key on the staging tables, once [`crate::verify`] found that no
+/// row breaks any of them. The statement runs with `foreign_key_checks = 0` for that
+/// session only, so InnoDB adds the constraints in place instead of copying each table
+/// to check again what was just checked set-wise; nothing is loaded under it. A table
+/// whose constraints exist already (a resumed run) is skipped: one `ALTER TABLE` adds
+/// all of a table's constraints or none.
+pub async fn add_foreign_keys(target: &Target, model: &Model) -> Result<()> {
     let mut conn = target.conn().await?;
+    conn.query_drop("SET SESSION foreign_key_checks = 0")
+        .await?;
+    let mut result = Ok(());
     for t in &model.tables {
-        for (n, fk) in t
-            .foreign_keys
-            .iter()
-            .enumerate()
-            .filter(|(_, fk)| fk.deferred)
-        {
-            let name = format!("fk_{}_deferred_{n}", t.name);
-            let exists: Option<u64> = conn
-                .exec_first(
-                    "SELECT COUNT(*) FROM information_schema.table_constraints WHERE constraint_schema = ? AND table_name = ? AND constraint_name = ?",
-                    (&target.database, stage_name(&t.name), &name),
-                )
-                .await?;
-            if exists.unwrap_or(0) > 0 {
-                continue;
-            }
-            let parent = &model.tables[fk.parent];
-            let cols = t.quoted_columns(&fk.columns);
-            let pcols = parent.quoted_columns(&fk.parent_columns);
-            conn.query_drop(format!(
-                "ALTER TABLE `{}` ADD CONSTRAINT `{name}` FOREIGN KEY ({cols}) REFERENCES `{}` ({pcols})",
-                stage_name(&t.name),
-                stage_name(&parent.name)
-            ))
+        let stage = stage_name(&t.name);
+        let Some(sql) = add_foreign_keys_sql(model, t, &stage, stage_name) else {
+            continue;
+        };
+        let existing: Option<u64> = match conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.referential_constraints WHERE constraint_schema = ? AND table_name = ?",
+                (&target.database, &stage),
+            )
             .await
-            .map_err(|e| Error::Other(format!("deferred foreign key of `{}` → `{}` does not hold: {e}", t.name, parent.name)))?;
+        {
+            Ok(n) => n,
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        };
+        if existing.unwrap_or(0) > 0 {
+            continue;
+        }
+        if let Err(e) = conn.query_drop(format!("{sql}, ALGORITHM=INPLACE")).await {
+            result = Err(Error::Other(format!(
+                "adding the foreign keys of `{}`: {e}",
+                t.name
+            )));
+            break;
         }
     }
-    Ok(())
+    conn.query_drop("SET SESSION foreign_key_checks = 1")
+        .await?;
+    result
 }
 
 /// Swaps every staging table in with one `RENAME TABLE`, then drops the previous tables.

@@ -166,7 +166,9 @@ pub fn partition(
     progress: &indicatif::ProgressBar,
 ) -> Result<Partitions> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut writers: BTreeMap<PartitionKey, (PathBuf, BufWriter<std::fs::File>)> = BTreeMap::new();
+    // Per key: its file, the writer, the records written.
+    let mut writers: BTreeMap<PartitionKey, (PathBuf, BufWriter<std::fs::File>, u64)> =
+        BTreeMap::new();
     let mut result = Partitions::default();
     for (i, k) in keys.iter().enumerate() {
         if writers.contains_key(k) {
@@ -175,8 +177,7 @@ pub fn partition(
         let path = out.join(format!("p{i:03}.jsonl"));
         let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         result.files.insert(k.name(), path.clone());
-        result.records.insert(k.name(), 0);
-        writers.insert(k.clone(), (path, BufWriter::with_capacity(1 << 20, f)));
+        writers.insert(k.clone(), (path, BufWriter::with_capacity(1 << 20, f), 0));
     }
     let malformed_path = out.join("_source.rejects.jsonl");
     let mut malformed = BufWriter::new(
@@ -207,16 +208,17 @@ pub fn partition(
                 _ => {}
             }
             for t in targets {
-                if let Some((path, w)) = writers.get_mut(&t) {
+                if let Some((path, w, records)) = writers.get_mut(&t) {
                     w.write_all(line.as_bytes())
                         .and_then(|_| w.write_all(b"\n"))
                         .map_err(|e| Error::io(path.as_path(), e))?;
-                    *result.records.entry(t.name()).or_default() += 1;
+                    *records += 1;
                 }
             }
         }
     }
-    for (_, (path, mut w)) in writers {
+    for (key, (path, mut w, records)) in writers {
+        result.records.insert(key.name(), records);
         w.flush().map_err(|e| Error::io(&path, e))?;
         w.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
     }

@@ -34,6 +34,14 @@ pub struct TableState {
     /// Set when every chunk is loaded into the staging table.
     pub loaded: bool,
     pub load_seconds: f64,
+    /// Row count and checksum the target computed over the staging table once every
+    /// chunk was in (the swap renames that very table).
+    #[serde(default)]
+    pub target: Option<(u64, u64)>,
+    /// Rows without a parent, per foreign key of the table, counted on the staging
+    /// tables once the table and its parents were loaded.
+    #[serde(default)]
+    pub fk_checks: Option<Vec<crate::verify::FkCheck>>,
 }
 
 impl State {

@@ -11,7 +11,7 @@
 pub mod prefecture;
 
 use crate::spec::{Column, SqlType};
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
 
@@ -136,7 +136,7 @@ pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejec
 fn parse_date(v: &str, formats: &[String]) -> Result<String, Rejection> {
     for f in formats {
         if let Ok(d) = NaiveDate::parse_from_str(v, f) {
-            return Ok(d.format("%Y-%m-%d").to_string());
+            return Ok(sql_date(&d));
         }
     }
     Err(Rejection::new(
@@ -149,21 +149,74 @@ fn parse_datetime(v: &str, formats: &[String]) -> Result<String, Rejection> {
     for f in formats {
         if f == "rfc3339" {
             if let Ok(d) = DateTime::parse_from_rfc3339(v) {
-                return Ok(d.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string());
+                return Ok(sql_datetime(&d.naive_utc()));
             }
             continue;
         }
         if let Ok(d) = DateTime::parse_from_str(v, f) {
-            return Ok(d.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string());
+            return Ok(sql_datetime(&d.naive_utc()));
         }
         if let Ok(d) = NaiveDateTime::parse_from_str(v, f) {
-            return Ok(d.format("%Y-%m-%d %H:%M:%S").to_string());
+            return Ok(sql_datetime(&d));
         }
     }
     Err(Rejection::new(
         RejectKind::BadType,
         format!("`{v}` matches none of the datetime formats {formats:?}"),
     ))
+}
+
+/// `YYYY-MM-DD`, written without chrono's format-string interpreter (this runs for every
+/// date of every row).
+fn sql_date(d: &NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (fractions of a second dropped, as `%S` does).
+fn sql_datetime(d: &NaiveDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
+    )
+}
+
+/// The digits at `range` of an ASCII string as a number.
+fn digits(v: &[u8], range: std::ops::Range<usize>) -> Option<u32> {
+    v.get(range)?.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
+}
+
+/// The common case of a `date` column, `YYYY-MM-DD` exactly, parsed directly; `None`
+/// for anything else, which the general parser then decides on.
+fn canonical_date(v: &str) -> Option<NaiveDate> {
+    let b = v.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(
+        i32::try_from(digits(b, 0..4)?).ok()?,
+        digits(b, 5..7)?,
+        digits(b, 8..10)?,
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS` exactly (or with a `T`), parsed directly; `None` otherwise.
+fn canonical_datetime(v: &str) -> Option<NaiveDateTime> {
+    let b = v.as_bytes();
+    if b.len() != 19 || !matches!(b[10], b' ' | b'T') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    canonical_date(v.get(..10)?)?.and_hms_opt(
+        digits(b, 11..13)?,
+        digits(b, 14..16)?,
+        digits(b, 17..19)?,
+    )
 }
 
 /// Checks a value against a column type and returns its canonical SQL text.
@@ -209,23 +262,22 @@ pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
                 Ok(v.to_string())
             }
         }
-        SqlType::Date => match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-            Ok(d) if (1000..=9999).contains(&chrono::Datelike::year(&d)) => {
-                Ok(d.format("%Y-%m-%d").to_string())
-            }
+        SqlType::Date => match canonical_date(v)
+            .map(Ok)
+            .unwrap_or_else(|| NaiveDate::parse_from_str(v, "%Y-%m-%d"))
+        {
+            Ok(d) if (1000..=9999).contains(&d.year()) => Ok(sql_date(&d)),
             _ => Err(bad(
                 "a date (YYYY-MM-DD, years 1000-9999; use parse_date for other formats)",
             )),
         },
         SqlType::DateTime => {
-            let parsed = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
-                .or_else(|_| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S"))
-                .ok()
+            let parsed = canonical_datetime(v)
+                .or_else(|| NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S").ok())
+                .or_else(|| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S").ok())
                 .or_else(|| DateTime::parse_from_rfc3339(v).ok().map(|d| d.naive_utc()));
             match parsed {
-                Some(d) if (1000..=9999).contains(&chrono::Datelike::year(&d)) => {
-                    Ok(d.format("%Y-%m-%d %H:%M:%S").to_string())
-                }
+                Some(d) if (1000..=9999).contains(&d.year()) => Ok(sql_datetime(&d)),
                 _ => Err(bad("a datetime (YYYY-MM-DD HH:MM:SS or RFC 3339; use parse_datetime for other formats)")),
             }
         }

@@ -141,4 +141,27 @@ proptest! {
         let fits = v.chars().count() <= n as usize;
         prop_assert_eq!(cast(&v, SqlType::Varchar(n)).is_ok(), fits);
     }
+
+    /// The direct parsers of the canonical shapes agree with chrono's general parser on
+    /// every string of that shape, valid dates or not.
+    #[test]
+    fn canonical_date_shapes_parse_like_chrono(
+        y in 0u32..10000, m in 0u32..14, d in 0u32..33,
+        h in 0u32..26, mi in 0u32..62, sec in 0u32..62, t in any::<bool>(),
+    ) {
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        prop_assert_eq!(
+            canonical_date(&date),
+            NaiveDate::parse_from_str(&date, "%Y-%m-%d").ok()
+        );
+        let sep = if t { 'T' } else { ' ' };
+        let datetime = format!("{date}{sep}{h:02}:{mi:02}:{sec:02}");
+        let general = NaiveDateTime::parse_from_str(&datetime, &format!("%Y-%m-%d{sep}%H:%M:%S"))
+            .ok()
+            .filter(|d| d.and_utc().timestamp_subsec_nanos() < 1_000_000_000);
+        prop_assert_eq!(canonical_datetime(&datetime), general);
+        if let Some(d) = general {
+            prop_assert_eq!(sql_datetime(&d), d.format("%Y-%m-%d %H:%M:%S").to_string());
+        }
+    }
 }

@@ -5,7 +5,8 @@
 
 use crate::error::Result;
 use crate::load::Target;
-use crate::spec::{Model, Table};
+use crate::spec::{ForeignKey, Model, Table};
+use futures::{StreamExt, TryStreamExt};
 use mysql_async::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,9 +24,13 @@ pub struct Report {
     pub source_malformed: u64,
     /// Keyed by target table name, in load order.
     pub tables: BTreeMap<String, TableReport>,
-    /// Rows violating a foreign key in the target after the swap (all constraints).
+    /// Rows violating a foreign key (all constraints), counted on the loaded tables
+    /// before the swap, which does not happen unless this is 0.
     pub fk_violations: u64,
     pub fk_checks: Vec<FkCheck>,
+    /// Seconds spent in each step of this invocation (a resumed run counts only what it
+    /// did itself).
+    pub phases: Phases,
     /// True when every count, checksum and foreign key matched.
     pub ok: bool,
     pub problems: Vec<String>,
@@ -45,6 +50,21 @@ pub struct TableReport {
     pub export_seconds: f64,
     pub load_seconds: f64,
     pub rejects_file: String,
+}
+
+/// Wall-clock seconds per step of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Phases {
+    /// Reading the source into one partition per label, relationship type or source.
+    pub partition_seconds: f64,
+    /// Exporting and loading every table (they overlap).
+    pub transfer_seconds: f64,
+    /// Counting rows without a parent on the staging tables, then declaring the
+    /// foreign keys.
+    pub foreign_keys_seconds: f64,
+    pub swap_seconds: f64,
+    /// Counts and checksums on the target.
+    pub verify_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,32 +103,57 @@ pub async fn table_checksum(target: &Target, table: &Table, name: &str) -> Resul
     Ok((count, sum))
 }
 
-/// Counts, per foreign key, the rows of the child whose non-null key has no parent.
-pub async fn foreign_key_violations(target: &Target, model: &Model) -> Result<Vec<FkCheck>> {
-    let mut conn = target.conn().await?;
-    let mut out = Vec::new();
-    for t in &model.tables {
-        for fk in &t.foreign_keys {
+/// The query counting the rows of `child` whose non-null key has no row in `parent`.
+fn violations_sql(
+    child: &Table,
+    child_name: &str,
+    parent: &Table,
+    parent_name: &str,
+    fk: &ForeignKey,
+) -> String {
+    let on = fk
+        .columns
+        .iter()
+        .zip(&fk.parent_columns)
+        .map(|(&c, &pc)| {
+            format!(
+                "p.`{}` = c.`{}`",
+                parent.columns[pc].name, child.columns[c].name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let not_null = fk
+        .columns
+        .iter()
+        .map(|&c| format!("c.`{}` IS NOT NULL", child.columns[c].name))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "SELECT COUNT(*) FROM `{child_name}` c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM `{parent_name}` p WHERE {on})"
+    )
+}
+
+/// Counts, per foreign key of the tables `tables` (indexes into the model), the rows of
+/// the child whose non-null key has no parent, in the tables named `name(table)` (the
+/// staging tables before the swap), `parallel` queries at a time.
+pub async fn foreign_key_violations(
+    target: &Target,
+    model: &Model,
+    tables: &[usize],
+    name: impl Fn(&str) -> String,
+    parallel: usize,
+) -> Result<Vec<FkCheck>> {
+    // The queries are built first, so the stream below owns everything it awaits.
+    let queries: Vec<(FkCheck, String)> = tables
+        .iter()
+        .flat_map(|&ti| {
+            let t = &model.tables[ti];
+            t.foreign_keys.iter().map(move |fk| (t, fk))
+        })
+        .map(|(t, fk)| {
             let p = &model.tables[fk.parent];
-            let on = fk
-                .columns
-                .iter()
-                .zip(&fk.parent_columns)
-                .map(|(&c, &pc)| format!("p.`{}` = c.`{}`", p.columns[pc].name, t.columns[c].name))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let not_null = fk
-                .columns
-                .iter()
-                .map(|&c| format!("c.`{}` IS NOT NULL", t.columns[c].name))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let sql = format!(
-                "SELECT COUNT(*) FROM `{}` c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM `{}` p WHERE {on})",
-                t.name, p.name
-            );
-            let n: Option<u64> = conn.query_first(sql).await?;
-            out.push(FkCheck {
+            let check = FkCheck {
                 table: t.name.clone(),
                 columns: fk
                     .columns
@@ -116,11 +161,28 @@ pub async fn foreign_key_violations(target: &Target, model: &Model) -> Result<Ve
                     .map(|&c| t.columns[c].name.clone())
                     .collect(),
                 references: p.name.clone(),
+                violations: 0,
+            };
+            (
+                check,
+                violations_sql(t, &name(&t.name), p, &name(&p.name), fk),
+            )
+        })
+        .collect();
+    futures::stream::iter(queries.into_iter().map(|(check, sql)| {
+        let target = target.clone();
+        async move {
+            let mut conn = target.conn().await?;
+            let n: Option<u64> = conn.query_first(sql).await?;
+            Ok::<_, crate::Error>(FkCheck {
                 violations: n.unwrap_or(0),
-            });
+                ..check
+            })
         }
-    }
-    Ok(out)
+    }))
+    .buffered(parallel.max(1))
+    .try_collect()
+    .await
 }
 
 /// A plain-text table of the report, for the terminal.
@@ -150,6 +212,11 @@ pub fn render(report: &Report) -> String {
     if report.source_malformed > 0 {
         s.push_str(&format!("source lines that are not APOC records: {} (see _source.rejects.jsonl in the work directory)\n", report.source_malformed));
     }
+    let p = &report.phases;
+    s.push_str(&format!(
+        "steps: partition {:.1} s, export + load {:.1} s, foreign keys {:.1} s, swap {:.1} s, verify {:.1} s\n",
+        p.partition_seconds, p.transfer_seconds, p.foreign_keys_seconds, p.swap_seconds, p.verify_seconds
+    ));
     s.push_str(&format!(
         "foreign key violations: {}; {} in {:.1} s{}\n",
         report.fk_violations,
