@@ -281,6 +281,8 @@ fn next_after(previous: &ValueSend, last: ValueReceive) -> Result<ValueSend> {
 /// `$after` and `$limit` is run page after page with `$after` = the last id (starting at
 /// -1) and `$limit` = the page size until a page comes back short; any other query runs
 /// once and its result is streamed (the driver pulls `page_size` records at a time).
+// The receiver closure must return the driver's own `Result`, whose error is large.
+#[allow(clippy::result_large_err)]
 fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> Result<u64> {
     let paged = query.contains("$after") && query.contains("$limit");
     let f = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;

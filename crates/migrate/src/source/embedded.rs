@@ -136,7 +136,7 @@ pub fn fetch(
             );
             writeln!(w, "{line}").map_err(|e| Error::io(out, e))?;
             written += 1;
-            if written % 1024 == 0 {
+            if written.is_multiple_of(1024) {
                 progress.inc(1024);
             }
         }
