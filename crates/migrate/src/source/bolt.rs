@@ -280,8 +280,8 @@ fn next_after(previous: &ValueSend, last: ValueReceive) -> Result<ValueSend> {
 /// Reads the rows of a Cypher query into `out`; returns the rows written. A query using
 /// `$after` and `$limit` is run page after page with `$after` = the last id (starting at
 /// -1) and `$limit` = the page size until a page comes back short; any other query runs
-/// once and its result is streamed (the driver pulls `page_size` records at a time).
-// The receiver closure must return the driver's own `Result`, whose error is large.
+/// once and its result is streamed (the driver pulls 1000 records at a time).
+// The transaction closure must return the driver's own `Result`, whose error is large.
 #[allow(clippy::result_large_err)]
 fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> Result<u64> {
     let paged = query.contains("$after") && query.contains("$limit");
@@ -295,9 +295,13 @@ fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> 
             params.insert("after".into(), after.clone());
             params.insert("limit".into(), ValueSend::Integer(opts.page_size));
         }
-        let mut config = SessionConfig::new()
-            .with_fetch_size(opts.page_size.max(1) as u64)
-            .map_err(|_| Error::Other("cypher source: page size out of range".into()))?;
+        // A page is bounded by `$limit`: fetched whole. A streamed result is pulled in
+        // batches of the driver's default size (1000 records), so memory stays bounded.
+        let mut config = if paged {
+            SessionConfig::new().with_fetch_all()
+        } else {
+            SessionConfig::new().with_default_fetch_size()
+        };
         if let Some(db) = &opts.database {
             config = config.with_database(Arc::new(db.clone()));
         }
@@ -306,12 +310,18 @@ fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> 
         let mut rows = 0i64;
         let mut last = after.clone();
         session
-            .auto_commit(query)
-            .with_parameters(&params)
+            .transaction()
             .with_routing_control(RoutingControl::Read)
-            .with_receiver(|stream| {
-                for record in stream {
-                    let written_line = cypher_row(record?).and_then(|(id, line)| {
+            .run(|tx| {
+                let mut stream = tx.query(query).with_parameters(&params).run()?;
+                for record in stream.by_ref() {
+                    let record = record?;
+                    if failure.is_some() {
+                        // The rest is read and dropped rather than discarded: FalkorDB
+                        // does not answer a DISCARD, and a page is bounded anyway.
+                        continue;
+                    }
+                    let written_line = cypher_row(record).and_then(|(id, line)| {
                         // Paged, every id must be above the one before it: the keyset
                         // is only complete and duplicate-free in id order.
                         if paged {
@@ -321,15 +331,12 @@ fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> 
                     });
                     match written_line {
                         Ok(()) => rows += 1,
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
+                        Err(e) => failure = Some(e),
                     }
                 }
-                Ok(())
+                stream.consume()?;
+                tx.commit()
             })
-            .run()
             .map_err(|e| bolt_error("running the cypher query", e))?;
         if let Some(e) = failure {
             return Err(e);
