@@ -106,7 +106,7 @@ fn options(dir: &Path, spec: &Path, source: &Path, url: &str, name: &str) -> Run
     let report = dir.join(format!("{name}.json"));
     RunOptions {
         spec: spec.to_path_buf(),
-        source: source.to_path_buf(),
+        source: Some(source.to_path_buf()),
         target: url.to_string(),
         work_dir: RunOptions::default_work_dir(&report),
         report,

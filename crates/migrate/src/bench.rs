@@ -128,7 +128,7 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     let report_path = w.join("report.json");
     let run_opts = RunOptions {
         spec: spec_path,
-        source: fixture_dir,
+        source: Some(fixture_dir),
         target: opts.target.clone(),
         report: report_path.clone(),
         work_dir: w.join("work"),

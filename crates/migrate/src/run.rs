@@ -1,7 +1,9 @@
 //! `tsunagu migrate run`: the whole migration, resumable.
 //!
-//! Steps: validate the spec and plan the order; split the source files by label and
-//! relationship type; create the staging tables; then level by level (tables of one
+//! Steps: validate the spec and plan the order; resolve the source connections; read
+//! every table's source into a partition file (the export split by label and
+//! relationship type, Bolt reads, DynamoDB, OpenSearch, the embedded store, all at once);
+//! create the staging tables; then level by level (tables of one
 //! level in parallel), export each table into chunks while a loader task loads every
 //! finished chunk; add deferred foreign keys; swap all tables in at once; verify and
 //! write the report. Each finished step is recorded in the [`State`] file, each loaded
@@ -11,21 +13,24 @@ use crate::error::{Error, Result};
 use crate::export::{self, chunk_path, ChunkReady, ExportPaths, ExportStats, TableKeys};
 use crate::load::{self, Target};
 use crate::plan::{self, Plan};
-use crate::source::apoc::{self, PartitionKey};
+use crate::source::apoc;
 use crate::source::bolt::{self, BoltOptions};
+use crate::source::{external, PartitionKey};
 use crate::spec::{self, Model};
 use crate::state::{State, TableState};
 use crate::verify::{self, Report, TableReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub spec: PathBuf,
-    /// A directory of APOC JSON-lines files, or `bolt://[USER:PASSWORD@]HOST:PORT[/DB]`.
-    pub source: PathBuf,
+    /// The graph: a directory of APOC JSON-lines files, or
+    /// `bolt://[USER:PASSWORD@]HOST:PORT[/DB]`. Needed only when a table reads the graph
+    /// (a node, relationship or cypher source).
+    pub source: Option<PathBuf>,
     pub target: String,
     pub report: PathBuf,
     /// Partitions, chunks, reject files and the state file live here.
@@ -141,22 +146,12 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         model.settings.max_reject_share = m;
     }
     let plan = plan::plan(&model)?;
-    let bolt = opts
-        .source
-        .to_str()
-        .filter(|s| s.starts_with("bolt://") || s.starts_with("neo4j://"))
-        .map(BoltOptions::parse)
-        .transpose()?;
-    let source = match &bolt {
-        // Recorded without credentials.
-        Some(b) => PathBuf::from(format!(
-            "bolt://{}:{}/{}",
-            b.host,
-            b.port,
-            b.database.as_deref().unwrap_or("")
-        )),
-        None => std::fs::canonicalize(&opts.source).map_err(|e| Error::io(&opts.source, e))?,
-    };
+    let (bolt, source) = graph_source(&model, opts.source.as_deref())?;
+    let connections = external::resolve(&model)?;
+    let sources: BTreeMap<String, String> = connections
+        .iter()
+        .map(|(name, c)| (name.clone(), c.describe()))
+        .collect();
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| Error::io(&opts.work_dir, e))?;
     let state = if opts.resume {
         let s = State::read(&opts.work_dir)?.ok_or_else(|| Error::State {
@@ -181,6 +176,26 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
                 ),
             });
         }
+        if s.sources != sources {
+            let changed: Vec<String> = sources
+                .iter()
+                .filter(|(n, d)| s.sources.get(*n) != Some(*d))
+                .map(|(n, d)| format!("`{n}` is now {d}"))
+                .chain(
+                    s.sources
+                        .keys()
+                        .filter(|n| !sources.contains_key(*n))
+                        .map(|n| format!("`{n}` is no longer read")),
+                )
+                .collect();
+            return Err(Error::State {
+                path: State::path(&opts.work_dir),
+                message: format!(
+                    "the sources changed since the interrupted run ({}); run without --resume to start over",
+                    changed.join("; ")
+                ),
+            });
+        }
         s
     } else {
         for sub in ["partitions", "chunks", "rejects", "keys"] {
@@ -192,6 +207,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         let s = State {
             spec_fingerprint: model.fingerprint,
             source: source.clone(),
+            sources: sources.clone(),
             ..Default::default()
         };
         s.write(&opts.work_dir)?;
@@ -222,12 +238,24 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
             let src = source.clone();
             let pb2 = pb.clone();
             let bolt = bolt.clone();
-            let p = tokio::task::spawn_blocking(move || match bolt {
-                Some(b) => bolt::fetch(&b, &keys, &out, &pb2),
-                None => apoc::partition(&src, &keys, &out, &pb2),
-            })
-            .await
-            .map_err(|e| Error::Other(format!("partition task: {e}")))??;
+            let graph_keys = keys.clone();
+            let out2 = out.clone();
+            // The graph (one pass over the export, or Bolt reads) and the other sources
+            // are read at the same time.
+            let graph = tokio::task::spawn_blocking(move || {
+                if !graph_keys.iter().any(PartitionKey::reads_graph) {
+                    return Ok(apoc::Partitions::default());
+                }
+                match bolt {
+                    Some(b) => bolt::fetch(&b, &graph_keys, &out2, &pb2),
+                    None => apoc::partition(&src, &graph_keys, &out2, &pb2),
+                }
+            });
+            let others = external::fetch(&keys, &connections, &out, &pb).await;
+            let mut p = graph
+                .await
+                .map_err(|e| Error::Other(format!("partition task: {e}")))??;
+            p.merge(others?);
             pb.finish();
             p
         }
@@ -379,6 +407,55 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     write_report(opts, &report)?;
     progress.clear().ok();
     Ok(report)
+}
+
+/// The graph a run reads (`--source`) and how it is recorded in the state file (a
+/// canonical directory, or a Bolt URL without credentials; empty when no table reads the
+/// graph). Checked before any work: a graph table needs `--source`, a cypher table needs
+/// Bolt.
+fn graph_source(model: &Model, source: Option<&Path>) -> Result<(Option<BoltOptions>, PathBuf)> {
+    let graph_table = model.tables.iter().find(|t| t.source.reads_graph());
+    let Some(source) = source else {
+        return match graph_table {
+            Some(t) => Err(Error::Other(format!(
+                "table `{}` reads {} from the graph; give the graph with --source (an APOC export directory or bolt://HOST:PORT)",
+                t.name,
+                t.source.describe()
+            ))),
+            None => Ok((None, PathBuf::new())),
+        };
+    };
+    let bolt = source
+        .to_str()
+        .filter(|s| s.starts_with("bolt://") || s.starts_with("neo4j://"))
+        .map(BoltOptions::parse)
+        .transpose()?;
+    match &bolt {
+        // Recorded without credentials.
+        Some(b) => {
+            let recorded = PathBuf::from(format!(
+                "bolt://{}:{}/{}",
+                b.host,
+                b.port,
+                b.database.as_deref().unwrap_or("")
+            ));
+            Ok((bolt, recorded))
+        }
+        None => {
+            if let Some(t) = model
+                .tables
+                .iter()
+                .find(|t| matches!(t.source, crate::spec::SourceKind::Cypher { .. }))
+            {
+                return Err(Error::Other(format!(
+                    "table `{}` reads a cypher query, which needs a live graph: give --source bolt://HOST:PORT (an APOC export directory cannot run queries)",
+                    t.name
+                )));
+            }
+            let dir = std::fs::canonicalize(source).map_err(|e| Error::io(source, e))?;
+            Ok((None, dir))
+        }
+    }
 }
 
 async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) -> Result<()> {
@@ -644,7 +721,8 @@ async fn verify_and_report(
     let state = ctx.snapshot()?;
     let mut report = Report {
         spec: opts.spec.display().to_string(),
-        source: opts.source.display().to_string(),
+        source: state.source.display().to_string(),
+        sources: state.sources.clone(),
         target: ctx.target.display.clone(),
         started_at: timing.started_at,
         resumed: opts.resume,

@@ -1,19 +1,33 @@
 //! The Bolt source against a real Bolt 5 server (FalkorDB, started in a network namespace
 //! by `scripts/test-peers/falkordb.sh`): keyset paging over several id classes reads
-//! every record exactly once, in the APOC format the rest of a run reads. Without
+//! every record exactly once, in the APOC format the rest of a run reads; cypher queries
+//! are paged by keyset or streamed. Without
 //! `TSUNAGU_TEST_BOLT_URL` the test says so and passes without running.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
 use tsunagu_migrate::source::apoc::{parse_record, PartitionKey};
 use tsunagu_migrate::source::bolt::{fetch, BoltOptions};
+use tsunagu_migrate::spec::SourceKind;
+
+/// The tests share one graph, which each of them clears: one at a time.
+static GRAPH: Mutex<()> = Mutex::new(());
+
+/// The server's options and the graph to oneself, or `None` (with a message) without one.
+fn graph() -> Option<(BoltOptions, MutexGuard<'static, ()>)> {
+    let Ok(url) = std::env::var("TSUNAGU_TEST_BOLT_URL") else {
+        eprintln!("skipped: needs a Bolt server; set TSUNAGU_TEST_BOLT_URL=bolt://127.0.0.1:7687 (scripts/test-peers/falkordb.sh test)");
+        return None;
+    };
+    let guard = GRAPH.lock().unwrap_or_else(|e| e.into_inner());
+    Some((BoltOptions::parse(&url).unwrap(), guard))
+}
 
 #[test]
 fn keyset_paging_over_id_classes_reads_every_record_once() {
-    let Ok(url) = std::env::var("TSUNAGU_TEST_BOLT_URL") else {
-        eprintln!("skipped: needs a Bolt server; set TSUNAGU_TEST_BOLT_URL=bolt://127.0.0.1:7687 (scripts/test-peers/falkordb.sh test)");
+    let Some((mut opts, _graph)) = graph() else {
         return;
     };
-    let mut opts = BoltOptions::parse(&url).unwrap();
     // The test writes its graph; the source under test only reads.
     let driver = opts.driver();
     for q in [
@@ -80,4 +94,76 @@ fn keyset_paging_over_id_classes_reads_every_record_once() {
             "the start node is the company"
         );
     }
+}
+
+fn cypher(query: &str) -> PartitionKey {
+    PartitionKey::Source(SourceKind::Cypher {
+        query: query.into(),
+        paged: query.contains("$after"),
+    })
+}
+
+/// A `cypher` table's query: paged by keyset through `$after` / `$limit` (pages of 7 over
+/// 40 rows), or streamed; the `id` column is the record id, the others its properties.
+///
+/// Ignored by default: FalkorDB 4.16 stops answering a new connection once an earlier
+/// test's connections are gone (cause not found yet), so this test and the one above
+/// cannot both run against one server. Run it alone:
+/// `cargo test -p tsunagu-migrate --test bolt -- --ignored` in the namespace.
+#[test]
+#[ignore = "FalkorDB hangs on a second test's connections; run alone with --ignored"]
+fn cypher_queries_page_by_keyset_or_stream() {
+    let Some((mut opts, _graph)) = graph() else {
+        return;
+    };
+    let driver = opts.driver();
+    for q in [
+        "MATCH (n) DETACH DELETE n",
+        "UNWIND range(1, 4) AS i CREATE (:Region {name: '地域' + toString(i), n: i})",
+        "UNWIND range(1, 40) AS i MATCH (r:Region) WHERE r.n = i % 4 + 1 CREATE (:Company {name: '株式会社' + toString(i), n: i})-[:LOCATED_IN]->(r)",
+    ] {
+        driver.execute_query(q).run().unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+    opts.page_size = 7;
+    let paged = "MATCH (c:Company)-[:LOCATED_IN]->(r:Region) WHERE id(c) > $after RETURN id(c) AS id, c.name AS name, r.name AS region, c.n AS n ORDER BY id LIMIT $limit";
+    let streamed =
+        "MATCH (c:Company)-[:LOCATED_IN]->(r:Region) RETURN toString(c.n) AS id, r.name AS region";
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [
+        cypher(paged),
+        cypher(streamed),
+        PartitionKey::Label("Region".into()),
+    ];
+    let parts = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden()).unwrap();
+    let read = |key: &PartitionKey| -> Vec<tsunagu_migrate::source::Record> {
+        std::fs::read_to_string(&parts.files[&key.name()])
+            .unwrap()
+            .lines()
+            .map(|l| parse_record(l).unwrap())
+            .collect()
+    };
+    let rows = read(&keys[0]);
+    assert_eq!(parts.records[&keys[0].name()], 40);
+    let ids: Vec<i64> = rows.iter().map(|r| r.id.parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "keyset order, no row twice: {ids:?}"
+    );
+    for r in &rows {
+        let n = r.properties["n"].as_i64().unwrap();
+        assert_eq!(r.properties["name"], format!("株式会社{n}"));
+        assert_eq!(r.properties["region"], format!("地域{}", n % 4 + 1));
+        assert!(!r.properties.contains_key("id"), "the id is the record id");
+    }
+    let rows = read(&keys[1]);
+    assert_eq!(
+        rows.iter().map(|r| r.id.clone()).collect::<BTreeSet<_>>(),
+        (1..=40).map(|n| n.to_string()).collect()
+    );
+    assert_eq!(parts.records["label:Region"], 4);
+
+    // The error paths (no `id` column, ids that do not increase) are not exercised here:
+    // against FalkorDB 4.16 the connection stops answering after such a query is cut
+    // short, which then fails every later test on the server (see the report of the
+    // change that added this test).
 }

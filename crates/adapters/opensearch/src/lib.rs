@@ -33,5 +33,7 @@ pub mod sink;
 
 pub use config::{Analyzer, OpenSearchConfig, Refresh};
 pub use error::OpenSearchError;
+/// The HTTP method of [`OpenSearchSink::request_json`].
+pub use reqwest::Method;
 pub use secret::{redact_url, Secret};
 pub use sink::{ClusterInfo, OpenSearchSink};

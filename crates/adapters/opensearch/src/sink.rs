@@ -402,6 +402,29 @@ impl OpenSearchSink {
         }
     }
 
+    /// One JSON request to any endpoint of the cluster, with this client's auth, TLS and
+    /// timeouts; the answer's JSON when the status is 2xx. For readers that need calls the
+    /// sink itself does not make (the migration's point-in-time scan of an index). Errors
+    /// name the redacted URL and `what`.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Value, OpenSearchError> {
+        let body = match body {
+            Some(b) => Some((
+                serde_json::to_vec(b)
+                    .map_err(|e| self.unusable(what, format!("request body: {e}")))?,
+                "application/json",
+            )),
+            None => None,
+        };
+        self.call_json(method, segments, query, body, what).await
+    }
+
     // --- requests -------------------------------------------------------------------
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> url::Url {

@@ -82,10 +82,12 @@ pub struct RunArgs {
     /// The migration spec (TOML).
     #[arg(long)]
     pub spec: PathBuf,
-    /// Directory of APOC JSON-lines export files (*.json, *.jsonl), or a live graph at
-    /// bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE] (read with keyset paging).
+    /// The graph: a directory of APOC JSON-lines export files (*.json, *.jsonl), or a live
+    /// graph at bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE] (read with keyset paging;
+    /// needed for cypher tables). Only needed when a table reads the graph: DynamoDB,
+    /// OpenSearch and embedded-store tables read the spec's [sources.NAME] connections.
     #[arg(long)]
-    pub source: PathBuf,
+    pub source: Option<PathBuf>,
     /// Target database, mysql://USER[:PASSWORD]@HOST:PORT/DB (created if missing).
     #[arg(long, env = "TSUNAGU_MIGRATE_TARGET")]
     pub target: String,

@@ -7,6 +7,7 @@
 //! then streams only its own partition. Lines that are not APOC records are counted and
 //! written to `_source.rejects.jsonl` with their file and line number.
 
+pub use super::PartitionKey;
 use super::{Endpoint, Record};
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -14,24 +15,6 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-/// What a table reads: a node label or a relationship type.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PartitionKey {
-    Label(String),
-    RelType(String),
-}
-
-impl PartitionKey {
-    pub fn of(source: &crate::spec::SourceKind) -> Self {
-        match source {
-            crate::spec::SourceKind::Node { label } => PartitionKey::Label(label.clone()),
-            crate::spec::SourceKind::Relationship { rel_type, .. } => {
-                PartitionKey::RelType(rel_type.clone())
-            }
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct Head {
@@ -148,17 +131,17 @@ pub struct Partitions {
     pub malformed: u64,
 }
 
-impl PartitionKey {
-    pub fn name(&self) -> String {
-        match self {
-            PartitionKey::Label(l) => format!("label:{l}"),
-            PartitionKey::RelType(t) => format!("rel:{t}"),
-        }
+impl Partitions {
+    /// Adds the partitions of another source step.
+    pub fn merge(&mut self, other: Partitions) {
+        self.files.extend(other.files);
+        self.records.extend(other.records);
+        self.malformed += other.malformed;
     }
 }
 
 /// Splits the export files into one file per needed label / relationship type under
-/// `out`. A node with several needed labels goes into each of their partitions.
+/// `out` (keys of other kinds are left to their readers). A node with several needed labels goes into each of their partitions.
 pub fn partition(
     source_dir: &Path,
     keys: &[PartitionKey],
@@ -171,6 +154,11 @@ pub fn partition(
         BTreeMap::new();
     let mut result = Partitions::default();
     for (i, k) in keys.iter().enumerate() {
+        if !matches!(k, PartitionKey::Label(_) | PartitionKey::RelType(_)) {
+            // Other sources have their own readers; a Cypher query is refused before
+            // the run starts (an export cannot run queries).
+            continue;
+        }
         if writers.contains_key(k) {
             continue;
         }

@@ -7,19 +7,27 @@
 //! classes (`id(n) % $parts = $part`) read in parallel. Records are written in the APOC
 //! JSON-lines format to the same partition files an APOC export is split into, so the
 //! rest of the run does not depend on the source kind; each class goes to its own file
-//! and the files are joined in class order, which keeps the order deterministic. Queries
-//! only read.
+//! and the files are joined in class order, which keeps the order deterministic.
+//!
+//! A `cypher` table's query is run as written: its `id` column becomes the record id and
+//! the other columns its properties; with `$after` and `$limit` it is paged by keyset
+//! (`$after` = the last id), otherwise streamed. Queries are run in read mode and only
+//! read (a query that writes would be the spec's mistake; the server refuses writes in a
+//! read transaction on a cluster, a single server does not).
 
-use super::apoc::{PartitionKey, Partitions};
+use super::apoc::Partitions;
+use super::{join_parts, PartitionKey};
 use crate::error::{Error, Result};
+use crate::spec::SourceKind;
 use neo4j::address::Address;
 use neo4j::driver::auth::AuthToken;
 use neo4j::driver::{ConnectionConfig, Driver, DriverConfig, RoutingControl};
+use neo4j::session::SessionConfig;
 use neo4j::{ValueReceive, ValueSend};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where and how to read.
@@ -127,6 +135,12 @@ fn read_class(
             "MATCH (a)-[r:{}]->(b) WHERE id(r) > $after AND id(r) % $parts = $part RETURN id(r) AS id, r, id(a) AS sid, labels(a) AS sl, id(b) AS eid, labels(b) AS el ORDER BY id(r) LIMIT $page",
             quote(t)
         ),
+        other => {
+            return Err(Error::Other(format!(
+                "internal: {} is not read by id classes",
+                other.name()
+            )))
+        }
     };
     let f = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
@@ -161,12 +175,6 @@ fn read_class(
             };
             after = id;
             let line = match key {
-                PartitionKey::Label(_) => match rec.take_value("n") {
-                    Some(ValueReceive::Node(node)) => {
-                        json!({"type": "node", "id": id.to_string(), "labels": node.labels, "properties": props(node.properties)})
-                    }
-                    other => return Err(bolt_error("expected a node", format!("{other:?}"))),
-                },
                 PartitionKey::RelType(t) => {
                     let properties = match rec.take_value("r") {
                         Some(ValueReceive::Relationship(r)) => props(r.properties),
@@ -197,6 +205,12 @@ fn read_class(
                     json!({"type": "relationship", "id": id.to_string(), "label": t, "properties": properties,
                         "start": {"id": sid.to_string(), "labels": sl}, "end": {"id": eid.to_string(), "labels": el}})
                 }
+                _ => match rec.take_value("n") {
+                    Some(ValueReceive::Node(node)) => {
+                        json!({"type": "node", "id": id.to_string(), "labels": node.labels, "properties": props(node.properties)})
+                    }
+                    other => return Err(bolt_error("expected a node", format!("{other:?}"))),
+                },
             };
             writeln!(w, "{line}").map_err(|e| Error::io(out, e))?;
             written += 1;
@@ -209,7 +223,137 @@ fn read_class(
     Ok(written)
 }
 
-/// Reads every needed label / relationship type into partition files under `out`.
+/// One row of a Cypher query as an APOC node record: the `id` column is the record id,
+/// the other columns its properties. Returns the id (for keyset paging) and the line.
+fn cypher_row(record: neo4j::driver::Record) -> Result<(ValueReceive, Value)> {
+    let mut id = None;
+    let mut properties = Map::new();
+    for (key, value) in record.into_entries() {
+        if key.as_str() == "id" {
+            id = Some(value);
+        } else {
+            properties.insert(key.to_string(), to_json(value));
+        }
+    }
+    let id = id.ok_or_else(|| {
+        Error::Other(
+            "cypher source: the query returns no `id` column; return the record id as `id` (for example `RETURN id(c) AS id, c.name AS name`)".into(),
+        )
+    })?;
+    let text = match &id {
+        ValueReceive::Integer(i) => i.to_string(),
+        ValueReceive::String(s) => s.clone(),
+        other => {
+            return Err(Error::Other(format!(
+                "cypher source: the `id` column must be an integer or a string, got {other:?}"
+            )))
+        }
+    };
+    Ok((id, super::node_line(&text, "cypher", properties)))
+}
+
+/// The id of the next row of a paged query, which must be above the previous one (the
+/// query must filter `> $after` and `ORDER BY` its id), else rows would be read twice or
+/// paging would never end.
+fn next_after(previous: &ValueSend, last: ValueReceive) -> Result<ValueSend> {
+    let next = match last {
+        ValueReceive::Integer(i) => ValueSend::Integer(i),
+        ValueReceive::String(s) => ValueSend::String(s),
+        other => return Err(bolt_error("unexpected id", format!("{other:?}"))),
+    };
+    let increasing = match (previous, &next) {
+        (ValueSend::Integer(a), ValueSend::Integer(b)) => b > a,
+        (ValueSend::String(a), ValueSend::String(b)) => b > a,
+        // The first page starts from -1; a string id follows it.
+        (ValueSend::Integer(-1), ValueSend::String(_)) => true,
+        _ => false,
+    };
+    if increasing {
+        Ok(next)
+    } else {
+        Err(Error::Other(
+            "cypher source: the ids of a paged query must increase; filter `WHERE id > $after` and sort `ORDER BY id` on the column returned as `id`".into(),
+        ))
+    }
+}
+
+/// Reads the rows of a Cypher query into `out`; returns the rows written. A query using
+/// `$after` and `$limit` is run page after page with `$after` = the last id (starting at
+/// -1) and `$limit` = the page size until a page comes back short; any other query runs
+/// once and its result is streamed (the driver pulls 1000 records at a time).
+// The transaction closure must return the driver's own `Result`, whose error is large.
+#[allow(clippy::result_large_err)]
+fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> Result<u64> {
+    let paged = query.contains("$after") && query.contains("$limit");
+    let f = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut after = ValueSend::Integer(-1);
+    let mut written = 0u64;
+    loop {
+        let mut params: HashMap<String, ValueSend> = HashMap::new();
+        if paged {
+            params.insert("after".into(), after.clone());
+            params.insert("limit".into(), ValueSend::Integer(opts.page_size));
+        }
+        // A page is bounded by `$limit`: fetched whole. A streamed result is pulled in
+        // batches of the driver's default size (1000 records), so memory stays bounded.
+        let mut config = if paged {
+            SessionConfig::new().with_fetch_all()
+        } else {
+            SessionConfig::new().with_default_fetch_size()
+        };
+        if let Some(db) = &opts.database {
+            config = config.with_database(Arc::new(db.clone()));
+        }
+        let mut session = driver.session(config);
+        let mut failure = None;
+        let mut rows = 0i64;
+        let mut last = after.clone();
+        session
+            .transaction()
+            .with_routing_control(RoutingControl::Read)
+            .run(|tx| {
+                let mut stream = tx.query(query).with_parameters(&params).run()?;
+                for record in stream.by_ref() {
+                    let record = record?;
+                    if failure.is_some() {
+                        // The rest is read and dropped rather than discarded: FalkorDB
+                        // does not answer a DISCARD, and a page is bounded anyway.
+                        continue;
+                    }
+                    let written_line = cypher_row(record).and_then(|(id, line)| {
+                        // Paged, every id must be above the one before it: the keyset
+                        // is only complete and duplicate-free in id order.
+                        if paged {
+                            last = next_after(&last, id)?;
+                        }
+                        writeln!(w, "{line}").map_err(|e| Error::io(out, e))
+                    });
+                    match written_line {
+                        Ok(()) => rows += 1,
+                        Err(e) => failure = Some(e),
+                    }
+                }
+                stream.consume()?;
+                tx.commit()
+            })
+            .map_err(|e| bolt_error("running the cypher query", e))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        written += rows as u64;
+        if !paged || rows < opts.page_size {
+            break;
+        }
+        after = last;
+    }
+    w.flush().map_err(|e| Error::io(out, e))?;
+    w.get_ref().sync_all().map_err(|e| Error::io(out, e))?;
+    Ok(written)
+}
+
+/// Reads every needed label, relationship type and Cypher query into partition files
+/// under `out` (keys of other sources are left to their readers).
 pub fn fetch(
     opts: &BoltOptions,
     keys: &[PartitionKey],
@@ -221,47 +365,57 @@ pub fn fetch(
     let mut result = Partitions::default();
     let mut seen = std::collections::HashSet::new();
     for (i, key) in keys.iter().enumerate() {
-        if !seen.insert(key.clone()) {
+        if !key.reads_graph() || !seen.insert(key.clone()) {
             continue;
         }
-        let parts = opts.partitions.max(1);
-        let counts: Vec<Result<u64>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..parts)
-                .map(|p| {
-                    let driver = &driver;
-                    let path = out.join(format!("p{i:03}.class{p}.jsonl"));
-                    scope.spawn(move || read_class(driver, opts, key, p, &path))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Other("bolt reader panicked".into())))
-                })
-                .collect()
-        });
         let path = out.join(format!("p{i:03}.jsonl"));
-        let mut joined =
-            BufWriter::new(std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?);
-        let mut total = 0;
-        for (p, count) in counts.into_iter().enumerate() {
-            total += count?;
-            let class = out.join(format!("p{i:03}.class{p}.jsonl"));
-            let mut f = std::fs::File::open(&class).map_err(|e| Error::io(&class, e))?;
-            std::io::copy(&mut f, &mut joined).map_err(|e| Error::io(&path, e))?;
-            std::fs::remove_file(&class).map_err(|e| Error::io(&class, e))?;
-        }
-        joined.flush().map_err(|e| Error::io(&path, e))?;
-        joined
-            .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io(&path, e))?;
+        let total = match key {
+            PartitionKey::Source(SourceKind::Cypher { query, .. }) => {
+                read_cypher(&driver, opts, query, &path)?
+            }
+            _ => read_classes(&driver, opts, key, i, out, &path)?,
+        };
         progress.inc(total);
         result.files.insert(key.name(), path);
         result.records.insert(key.name(), total);
     }
     Ok(result)
+}
+
+/// Reads a label or relationship type in `partitions` id classes in parallel, then joins
+/// the classes into `path`.
+fn read_classes(
+    driver: &Driver,
+    opts: &BoltOptions,
+    key: &PartitionKey,
+    i: usize,
+    out: &Path,
+    path: &Path,
+) -> Result<u64> {
+    let parts = opts.partitions.max(1);
+    let class_paths: Vec<PathBuf> = (0..parts)
+        .map(|p| out.join(format!("p{i:03}.class{p}.jsonl")))
+        .collect();
+    let counts: Vec<Result<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = class_paths
+            .iter()
+            .enumerate()
+            .map(|(p, class)| scope.spawn(move || read_class(driver, opts, key, p as u32, class)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Other("bolt reader panicked".into())))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    for count in counts {
+        total += count?;
+    }
+    join_parts(&class_paths, path)?;
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -4,13 +4,160 @@
 //! `{jsonFormat: 'JSON_LINES'}`): one object per line, nodes as
 //! `{"type":"node","id":..,"labels":[..],"properties":{..}}` and relationships as
 //! `{"type":"relationship","id":..,"label":..,"properties":{..},"start":{"id":..,"labels":[..]},"end":{..}}`.
-//! [`bolt`] reads a live Neo4j (or any Bolt 4.4/5.x server) with keyset paging and writes
-//! the same format, so everything after the source step is shared.
+//! [`bolt`] reads a live Neo4j (or any Bolt 4.4/5.x server) with keyset paging, and Cypher
+//! queries, and writes the same format, so everything after the source step is shared.
+//!
+//! The other sources are named connections of the spec (`[sources.NAME]`), connected by
+//! [`external`] once `${...}` references are resolved ([`env`]): [`dynamodb`] (parallel
+//! Scan segments), [`opensearch`] (point in time + `search_after`) and [`embedded`]
+//! (tsunagu's own SQLite store, opened read-only). Each writes its rows as APOC node
+//! records ([`node_line`]) into its partition file.
 
 pub mod apoc;
 pub mod bolt;
+pub mod dynamodb;
+pub mod embedded;
+pub mod env;
+pub mod external;
+pub mod opensearch;
 
+use crate::error::{Error, Result};
+use crate::spec::SourceKind;
 use serde_json::{Map, Value};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// What a table reads, and the name of its partition file. Tables reading the same thing
+/// share one partition: every table of a label or a relationship type (whatever its
+/// endpoint labels), and otherwise tables with the same source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PartitionKey {
+    Label(String),
+    RelType(String),
+    /// A cypher query, a DynamoDB table, an index, items of the embedded store.
+    Source(SourceKind),
+}
+
+impl PartitionKey {
+    pub fn of(source: &SourceKind) -> Self {
+        match source {
+            SourceKind::Node { label } => PartitionKey::Label(label.clone()),
+            SourceKind::Relationship { rel_type, .. } => PartitionKey::RelType(rel_type.clone()),
+            other => PartitionKey::Source(other.clone()),
+        }
+    }
+
+    /// The key of [`apoc::Partitions`] maps: `label:X`, `rel:X`, `cypher:<hash>`,
+    /// `dynamodb:<source>/<table>`, `opensearch:<source>/<index>[?<hash of the query>]`,
+    /// `embedded:<source>/<item type>`.
+    pub fn name(&self) -> String {
+        let hash = |text: &str| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()));
+        match self {
+            PartitionKey::Label(l) | PartitionKey::Source(SourceKind::Node { label: l }) => {
+                format!("label:{l}")
+            }
+            PartitionKey::RelType(t)
+            | PartitionKey::Source(SourceKind::Relationship { rel_type: t, .. }) => {
+                format!("rel:{t}")
+            }
+            PartitionKey::Source(SourceKind::Cypher { query, .. }) => {
+                format!("cypher:{}", hash(query))
+            }
+            PartitionKey::Source(SourceKind::Dynamodb { from, table }) => {
+                format!("dynamodb:{from}/{table}")
+            }
+            PartitionKey::Source(SourceKind::Opensearch { from, index, query }) => match query {
+                Some(q) => format!("opensearch:{from}/{index}?{}", hash(q)),
+                None => format!("opensearch:{from}/{index}"),
+            },
+            PartitionKey::Source(SourceKind::Embedded { from, item_type }) => {
+                format!("embedded:{from}/{item_type}")
+            }
+        }
+    }
+
+    /// Whether the graph given by `--source` is read for this key.
+    pub fn reads_graph(&self) -> bool {
+        match self {
+            PartitionKey::Label(_) | PartitionKey::RelType(_) => true,
+            PartitionKey::Source(s) => s.reads_graph(),
+        }
+    }
+}
+
+/// A record in the APOC node format, as every non-graph reader writes its rows: the id,
+/// one label naming where it came from, and the properties.
+pub fn node_line(id: &str, label: &str, properties: Map<String, Value>) -> Value {
+    serde_json::json!({"type": "node", "id": id, "labels": [label], "properties": properties})
+}
+
+/// Joins the files a source read in parallel (id classes, scan segments) into `path`,
+/// in the given order so that the partition's order is deterministic, and removes them.
+pub fn join_parts(parts: &[PathBuf], path: &Path) -> Result<()> {
+    let mut joined = BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
+    for part in parts {
+        let mut f = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
+        std::io::copy(&mut f, &mut joined).map_err(|e| Error::io(path, e))?;
+        std::fs::remove_file(part).map_err(|e| Error::io(part, e))?;
+    }
+    joined.flush().map_err(|e| Error::io(path, e))?;
+    joined.get_ref().sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// A partition file written from async code: each page's lines are written by a blocking
+/// task, so no reader thread of the runtime waits on the disk.
+pub struct PageWriter {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    pub records: u64,
+}
+
+impl PageWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Some(file),
+            records: 0,
+        })
+    }
+
+    /// Writes one page of records (one JSON line each).
+    pub async fn write_page(&mut self, lines: Vec<Value>) -> Result<()> {
+        let mut buf = Vec::with_capacity(lines.len() * 256);
+        for line in &lines {
+            // Serializing a `Value` to a Vec cannot fail.
+            serde_json::to_writer(&mut buf, line)
+                .map_err(|e| Error::Other(format!("encoding a record: {e}")))?;
+            buf.push(b'\n');
+        }
+        self.records += lines.len() as u64;
+        let mut file = self.file.take().ok_or_else(|| {
+            Error::Other(format!("{}: written after a failure", self.path.display()))
+        })?;
+        let path = self.path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            file.write_all(&buf)
+                .map(|_| file)
+                .map_err(|e| Error::io(&path, e))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("write task: {e}")))??;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Syncs the file; returns the records written.
+    pub async fn finish(mut self) -> Result<u64> {
+        if let Some(file) = self.file.take() {
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || file.sync_all().map_err(|e| Error::io(&path, e)))
+                .await
+                .map_err(|e| Error::Other(format!("write task: {e}")))??;
+        }
+        Ok(self.records)
+    }
+}
 
 /// One node or relationship.
 #[derive(Debug, Clone, PartialEq)]

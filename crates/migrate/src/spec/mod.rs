@@ -7,7 +7,10 @@
 mod model;
 mod raw;
 
-pub use model::{Column, FieldRef, ForeignKey, Model, Settings, SourceKind, SqlType, Table};
+pub use model::{
+    Column, Connection, DynamoConnection, EmbeddedConnection, FieldRef, ForeignKey, Model,
+    OpenSearchConnection, Settings, SourceKind, SqlType, Table,
+};
 pub use raw::RawSpec;
 
 use crate::error::{Error, Result};

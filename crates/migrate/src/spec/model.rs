@@ -1,6 +1,6 @@
 //! The validated spec: tables with resolved column indexes, types and references.
 
-use super::raw::{RawSource, RawSpec, RawTransform};
+use super::raw::{RawConnection, RawSource, RawSpec, RawTransform};
 use crate::transform::Step;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -11,6 +11,8 @@ use toml::Spanned;
 pub struct Model {
     pub settings: Settings,
     pub tables: Vec<Table>,
+    /// The named connections of `[sources.*]`, values as written (`${...}` unresolved).
+    pub sources: BTreeMap<String, Connection>,
     /// Hash of the spec text; a resumed run refuses a changed spec.
     pub fingerprint: u64,
 }
@@ -63,7 +65,57 @@ impl Table {
     }
 }
 
+/// A `[sources.NAME]` connection, as written: string values may hold `${VAR}` /
+/// `${VAR:-default}`, resolved when a run connects (see [`crate::source::env`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Dynamodb(DynamoConnection),
+    Opensearch(OpenSearchConnection),
+    Embedded(EmbeddedConnection),
+}
+
+impl Connection {
+    /// The `type` of the connection, as the spec spells it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Connection::Dynamodb(_) => "dynamodb",
+            Connection::Opensearch(_) => "opensearch",
+            Connection::Embedded(_) => "embedded",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoConnection {
+    /// `None`: the SDK's region chain (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// Parallel Scan segments per table.
+    pub segments: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSearchConnection {
+    pub url: String,
+    pub username: Option<String>,
+    /// Names of environment variables; the secrets themselves never are in the spec.
+    pub password_env: Option<String>,
+    pub api_key_env: Option<String>,
+    pub ca_cert: Option<String>,
+    pub danger_insecure_skip_verify: bool,
+    /// Documents per search page.
+    pub page_size: u32,
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedConnection {
+    /// The directory holding `primary.db`.
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
     Node {
         label: String,
@@ -73,9 +125,49 @@ pub enum SourceKind {
         start_label: Option<String>,
         end_label: Option<String>,
     },
+    /// Rows of a Cypher query; `paged` when it uses `$after` and `$limit` (keyset paging).
+    Cypher {
+        query: String,
+        paged: bool,
+    },
+    /// Items of a DynamoDB table read through connection `from`.
+    Dynamodb {
+        from: String,
+        table: String,
+    },
+    /// Documents of an index read through connection `from`, optionally filtered.
+    Opensearch {
+        from: String,
+        index: String,
+        /// A JSON query (compact text), checked when the spec is read.
+        query: Option<String>,
+    },
+    /// Items of one entity type of the embedded store read through connection `from`.
+    Embedded {
+        from: String,
+        item_type: String,
+    },
 }
 
 impl SourceKind {
+    /// Whether the table reads the graph given by `--source`.
+    pub fn reads_graph(&self) -> bool {
+        matches!(
+            self,
+            SourceKind::Node { .. } | SourceKind::Relationship { .. } | SourceKind::Cypher { .. }
+        )
+    }
+
+    /// The connection a non-graph table reads through.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            SourceKind::Dynamodb { from, .. }
+            | SourceKind::Opensearch { from, .. }
+            | SourceKind::Embedded { from, .. } => Some(from),
+            _ => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             SourceKind::Node { label } => format!("nodes `(:{label})`"),
@@ -94,6 +186,28 @@ impl SourceKind {
                     .map(|l| format!(":{l}"))
                     .unwrap_or_default()
             ),
+            SourceKind::Cypher { query, paged } => format!(
+                "rows of the Cypher query `{}` ({})",
+                query.split_whitespace().collect::<Vec<_>>().join(" "),
+                if *paged {
+                    "keyset paging on `id` through `$after` / `$limit`"
+                } else {
+                    "streamed"
+                }
+            ),
+            SourceKind::Dynamodb { from, table } => {
+                format!("items of the DynamoDB table `{table}` (connection `{from}`, parallel Scan)")
+            }
+            SourceKind::Opensearch { from, index, query } => format!(
+                "documents of the index `{index}` (connection `{from}`, point in time + search_after){}",
+                query
+                    .as_deref()
+                    .map(|q| format!(" matching `{q}`"))
+                    .unwrap_or_default()
+            ),
+            SourceKind::Embedded { from, item_type } => format!(
+                "items of type `{item_type}` of the embedded store (connection `{from}`, read-only)"
+            ),
         }
     }
 }
@@ -101,7 +215,8 @@ impl SourceKind {
 /// Where a column's raw value comes from in a source record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldRef {
-    /// `_id`: the node or relationship id.
+    /// `_id`: the node or relationship id (the row's `id` column, the item's key, the
+    /// document's `_id` for the other sources).
     Id,
     /// `_start`: a relationship's start node id.
     Start,
@@ -251,6 +366,160 @@ fn resolve_columns(
         .collect()
 }
 
+/// A table's `from` must name a connection of the right type.
+fn check_from(
+    sources: &BTreeMap<String, Connection>,
+    from: &str,
+    want: &str,
+    span: Range<usize>,
+) -> Result<(), Invalid> {
+    match sources.get(from) {
+        Some(c) if c.type_name() == want => Ok(()),
+        Some(c) => err(
+            span,
+            format!(
+                "source `{from}` is a {} connection, but this table reads it as {want}; point `from` at a [sources.NAME] with type = \"{want}\"",
+                c.type_name()
+            ),
+        ),
+        None => {
+            let known: Vec<String> = sources
+                .iter()
+                .filter(|(_, c)| c.type_name() == want)
+                .map(|(n, _)| n.clone())
+                .collect();
+            err(
+                span,
+                format!(
+                    "unknown source `{from}`; add [sources.{from}] with type = \"{want}\"{}",
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (defined {want} sources: {})", known.join(", "))
+                    }
+                ),
+            )
+        }
+    }
+}
+
+/// Checks `[sources.*]` without I/O: `${...}` syntax, ranges, no secret inline.
+fn validate_connections(
+    raw: &BTreeMap<String, Spanned<RawConnection>>,
+) -> Result<BTreeMap<String, Connection>, Invalid> {
+    let mut out = BTreeMap::new();
+    for (name, c) in raw {
+        let span = c.span();
+        let ok_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        if !ok_name {
+            return err(
+                span,
+                format!("source name `{name}` must be ASCII letters, digits, `_` or `-`"),
+            );
+        }
+        let env_checked = |field: &str, value: &Option<String>| -> Result<(), Invalid> {
+            match value {
+                Some(v) => crate::source::env::check(v)
+                    .map_err(|e| (span.clone(), format!("sources.{name}.{field}: {e}"))),
+                None => Ok(()),
+            }
+        };
+        let connection = match c.get_ref() {
+            RawConnection::Dynamodb {
+                region,
+                endpoint_url,
+                profile,
+                segments,
+            } => {
+                env_checked("region", region)?;
+                env_checked("endpoint_url", endpoint_url)?;
+                env_checked("profile", profile)?;
+                let segments = segments.unwrap_or(4);
+                if !(1..=256).contains(&segments) {
+                    return err(
+                        span,
+                        format!(
+                            "sources.{name}.segments must be between 1 and 256, got {segments}"
+                        ),
+                    );
+                }
+                Connection::Dynamodb(DynamoConnection {
+                    region: region.clone(),
+                    endpoint_url: endpoint_url.clone(),
+                    profile: profile.clone(),
+                    segments,
+                })
+            }
+            RawConnection::Opensearch {
+                url,
+                username,
+                password_env,
+                api_key_env,
+                ca_cert,
+                danger_insecure_skip_verify,
+                page_size,
+                request_timeout_ms,
+            } => {
+                env_checked("url", &Some(url.clone()))?;
+                env_checked("username", username)?;
+                env_checked("ca_cert", ca_cert)?;
+                if username.is_some() != password_env.is_some() {
+                    return err(
+                        span,
+                        format!("sources.{name}: basic auth needs both `username` and `password_env` (the name of the variable holding the password)"),
+                    );
+                }
+                if password_env.is_some() && api_key_env.is_some() {
+                    return err(
+                        span,
+                        format!("sources.{name}: use basic auth or `api_key_env`, not both"),
+                    );
+                }
+                let page_size = page_size.unwrap_or(1_000);
+                if !(1..=10_000).contains(&page_size) {
+                    return err(
+                        span,
+                        format!(
+                            "sources.{name}.page_size must be between 1 and 10000, got {page_size}"
+                        ),
+                    );
+                }
+                let request_timeout_ms = request_timeout_ms.unwrap_or(30_000);
+                if !(100..=600_000).contains(&request_timeout_ms) {
+                    return err(
+                        span,
+                        format!("sources.{name}.request_timeout_ms must be between 100 and 600000, got {request_timeout_ms}"),
+                    );
+                }
+                Connection::Opensearch(OpenSearchConnection {
+                    url: url.clone(),
+                    username: username.clone(),
+                    password_env: password_env.clone(),
+                    api_key_env: api_key_env.clone(),
+                    ca_cert: ca_cert.clone(),
+                    danger_insecure_skip_verify: *danger_insecure_skip_verify,
+                    page_size,
+                    request_timeout_ms,
+                })
+            }
+            RawConnection::Embedded { data_dir } => {
+                env_checked("data_dir", &Some(data_dir.clone()))?;
+                if data_dir.is_empty() {
+                    return err(span, format!("sources.{name}.data_dir must not be empty"));
+                }
+                Connection::Embedded(EmbeddedConnection {
+                    data_dir: data_dir.clone(),
+                })
+            }
+        };
+        out.insert(name.clone(), connection);
+    }
+    Ok(out)
+}
+
 pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
     if *raw.version.get_ref() != 1 {
         return err(
@@ -295,6 +564,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
     if raw.tables.is_empty() {
         return err(0..0, "the spec defines no table; add a [[tables]] section");
     }
+    let sources = validate_connections(&raw.sources)?;
     let mut table_index: HashMap<String, usize> = HashMap::new();
     for (i, t) in raw.tables.iter().enumerate() {
         check_identifier(&t.name, "table name")?;
@@ -336,6 +606,84 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                     end_label: end_label.clone(),
                 }
             }
+            RawSource::Cypher { query } => {
+                if query.trim().is_empty() {
+                    return err(t.source.span(), "a cypher source needs a non-empty `query`");
+                }
+                let (after, limit) = (query.contains("$after"), query.contains("$limit"));
+                if after != limit {
+                    return err(
+                        t.source.span(),
+                        "a cypher query pages with both `$after` and `$limit` (`WHERE id > $after ... ORDER BY id LIMIT $limit`) or with neither (streamed)",
+                    );
+                }
+                SourceKind::Cypher {
+                    query: query.clone(),
+                    paged: after,
+                }
+            }
+            RawSource::Dynamodb { from, table } => {
+                check_from(&sources, from, "dynamodb", t.source.span())?;
+                let ok = (3..=255).contains(&table.len())
+                    && table
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+                if !ok {
+                    return err(
+                        t.source.span(),
+                        format!("`{table}` is not a DynamoDB table name: use 3 to 255 characters among a-z, A-Z, 0-9, '_', '-' and '.'"),
+                    );
+                }
+                SourceKind::Dynamodb {
+                    from: from.clone(),
+                    table: table.clone(),
+                }
+            }
+            RawSource::Opensearch { from, index, query } => {
+                check_from(&sources, from, "opensearch", t.source.span())?;
+                if index.is_empty() || index.contains(['/', '?', '#', ' ']) {
+                    return err(
+                        t.source.span(),
+                        format!("`{index}` is not an index name (or pattern)"),
+                    );
+                }
+                let query = match query {
+                    Some(q) => {
+                        let v: serde_json::Value = serde_json::from_str(q).map_err(|e| {
+                            (
+                                t.source.span(),
+                                format!("`query` is not JSON ({e}); write a query object such as '{{\"term\": {{\"status\": \"open\"}}}}'"),
+                            )
+                        })?;
+                        if !v.is_object() {
+                            return err(
+                                t.source.span(),
+                                "`query` must be a JSON object (a query clause)",
+                            );
+                        }
+                        Some(v.to_string())
+                    }
+                    None => None,
+                };
+                SourceKind::Opensearch {
+                    from: from.clone(),
+                    index: index.clone(),
+                    query,
+                }
+            }
+            RawSource::Embedded { from, item_type } => {
+                check_from(&sources, from, "embedded", t.source.span())?;
+                if item_type.is_empty() {
+                    return err(
+                        t.source.span(),
+                        "an embedded source needs a non-empty `item_type` (the body's `type`, e.g. \"deal\")",
+                    );
+                }
+                SourceKind::Embedded {
+                    from: from.clone(),
+                    item_type: item_type.clone(),
+                }
+            }
         };
         if t.columns.get_ref().is_empty() {
             return err(t.columns.span(), format!("table `{name}` has no columns"));
@@ -369,9 +717,9 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 .unwrap_or_else(|| c.name.get_ref().clone());
             let from = match from_name.as_str() {
                 "_id" => FieldRef::Id,
-                "_start" | "_end" if matches!(source, SourceKind::Node { .. }) => {
+                "_start" | "_end" if !matches!(source, SourceKind::Relationship { .. }) => {
                     let span = c.from.as_ref().map(|f| f.span()).unwrap_or(c.name.span());
-                    return err(span, format!("`{from_name}` exists only for relationship sources; table `{name}` reads nodes"));
+                    return err(span, format!("`{from_name}` exists only for relationship sources; table `{name}` reads {}", source.describe()));
                 }
                 "_start" => FieldRef::Start,
                 "_end" => FieldRef::End,
@@ -555,6 +903,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
     Ok(Model {
         settings,
         tables,
+        sources,
         fingerprint: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
     })
 }

@@ -10,8 +10,49 @@ pub struct RawSpec {
     pub version: Spanned<u32>,
     #[serde(default)]
     pub settings: Option<Spanned<RawSettings>>,
+    /// Named connections to non-graph sources (`[sources.NAME]`), used by tables' `from`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<RawConnection>>,
     #[serde(default)]
     pub tables: Vec<RawTable>,
+}
+
+/// A `[sources.NAME]` table. String values may hold `${VAR}` / `${VAR:-default}`, resolved
+/// from the environment when connecting. Secrets are never written here: only the names
+/// of the environment variables holding them.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawConnection {
+    Dynamodb {
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        endpoint_url: Option<String>,
+        #[serde(default)]
+        profile: Option<String>,
+        #[serde(default)]
+        segments: Option<u32>,
+    },
+    Opensearch {
+        url: String,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password_env: Option<String>,
+        #[serde(default)]
+        api_key_env: Option<String>,
+        #[serde(default)]
+        ca_cert: Option<String>,
+        #[serde(default)]
+        danger_insecure_skip_verify: bool,
+        #[serde(default)]
+        page_size: Option<u32>,
+        #[serde(default)]
+        request_timeout_ms: Option<u64>,
+    },
+    Embedded {
+        data_dir: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +92,19 @@ pub enum RawSource {
         #[serde(default)]
         end_label: Option<String>,
     },
+    /// The rows of a Cypher query on the graph given by `--source bolt://...`.
+    Cypher { query: String },
+    /// Every item of a DynamoDB table, through the connection `from`.
+    Dynamodb { from: String, table: String },
+    /// Every document of an index, optionally filtered by `query` (a JSON query).
+    Opensearch {
+        from: String,
+        index: String,
+        #[serde(default)]
+        query: Option<String>,
+    },
+    /// Every item of one entity type in tsunagu's embedded store.
+    Embedded { from: String, item_type: String },
 }
 
 #[derive(Debug, Deserialize)]

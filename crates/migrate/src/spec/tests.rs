@@ -116,3 +116,123 @@ fn the_example_spec_is_valid() {
     assert_eq!(m.tables.len(), 8);
     crate::plan::plan(&m).unwrap();
 }
+
+const SOURCES: &str = r#"version = 1
+[sources.crm]
+type = "dynamodb"
+endpoint_url = "${AWS_ENDPOINT_URL:-}"
+segments = 4
+[sources.search]
+type = "opensearch"
+url = "${OPENSEARCH_URL}"
+username = "reader"
+password_env = "SEARCH_PASSWORD"
+[sources.app]
+type = "embedded"
+data_dir = "./data"
+
+[[tables]]
+name = "deals"
+source = { type = "dynamodb", from = "crm", table = "LegacyDeals" }
+primary_key = ["id"]
+columns = [{ name = "id", type = "varchar(64)", from = "_id" }]
+[[tables]]
+name = "activity"
+source = { type = "opensearch", from = "search", index = "activity", query = '{"term": {"kind": "call"}}' }
+primary_key = ["id"]
+columns = [{ name = "id", type = "varchar(64)", from = "_id" }]
+[[tables]]
+name = "app_deals"
+source = { type = "embedded", from = "app", item_type = "deal" }
+primary_key = ["id"]
+columns = [{ name = "id", type = "varchar(64)", from = "_id" }]
+[[tables]]
+name = "regions"
+source = { type = "cypher", query = "MATCH (c:Company) WHERE id(c) > $after RETURN id(c) AS id ORDER BY id LIMIT $limit" }
+primary_key = ["id"]
+columns = [{ name = "id", type = "bigint", from = "_id" }]
+"#;
+
+#[test]
+fn named_sources_validate_without_the_environment() {
+    let m = parse(SOURCES, "spec.toml").unwrap();
+    assert_eq!(m.sources.len(), 3);
+    assert_eq!(
+        m.tables[0].source,
+        SourceKind::Dynamodb {
+            from: "crm".into(),
+            table: "LegacyDeals".into()
+        }
+    );
+    assert_eq!(
+        m.tables[1].source,
+        SourceKind::Opensearch {
+            from: "search".into(),
+            index: "activity".into(),
+            query: Some(r#"{"term":{"kind":"call"}}"#.into())
+        }
+    );
+    assert_eq!(
+        m.tables[3].source,
+        SourceKind::Cypher {
+            query:
+                "MATCH (c:Company) WHERE id(c) > $after RETURN id(c) AS id ORDER BY id LIMIT $limit"
+                    .into(),
+            paged: true
+        }
+    );
+    match &m.sources["search"] {
+        Connection::Opensearch(o) => {
+            assert_eq!(o.url, "${OPENSEARCH_URL}", "resolved only when connecting")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The documents describe the sources, without resolving anything.
+    let plan = crate::plan::plan(&m).unwrap();
+    let doc = crate::plan::spec_document(&m, &plan, "spec.toml");
+    assert!(doc.contains("DynamoDB table `LegacyDeals`"), "{doc}");
+    assert!(doc.contains("password from `$SEARCH_PASSWORD`"), "{doc}");
+    let runbook = crate::plan::runbook(&m, &plan, "spec.toml");
+    assert!(runbook.contains("--source bolt://HOST:PORT"), "{runbook}");
+    assert!(runbook.contains("`OPENSEARCH_URL`"), "{runbook}");
+    assert!(runbook.contains("`SEARCH_PASSWORD`"), "{runbook}");
+}
+
+#[test]
+fn source_errors_point_to_the_table_source() {
+    let e = error_of(&SOURCES.replace("from = \"crm\"", "from = \"crn\""));
+    assert!(
+        e.starts_with("spec.toml:17:10: unknown source `crn`"),
+        "{e}"
+    );
+    assert!(e.contains("defined dynamodb sources: crm"), "{e}");
+    let e = error_of(&SOURCES.replace("from = \"app\"", "from = \"crm\""));
+    assert!(
+        e.contains("source `crm` is a dynamodb connection, but this table reads it as embedded"),
+        "{e}"
+    );
+    let e = error_of(&SOURCES.replace(", table = \"LegacyDeals\"", ""));
+    assert!(e.starts_with("spec.toml:17:"), "{e}");
+    assert!(e.contains("missing field `table`"), "{e}");
+    let e = error_of(&SOURCES.replace("'{\"term\": {\"kind\": \"call\"}}'", "'{oops'"));
+    assert!(e.contains("`query` is not JSON"), "{e}");
+    let e = error_of(&SOURCES.replace("LIMIT $limit", "LIMIT 10"));
+    assert!(e.contains("both `$after` and `$limit`"), "{e}");
+    let e = error_of(&SOURCES.replace("${OPENSEARCH_URL}", "${OPENSEARCH_URL"));
+    assert!(e.starts_with("spec.toml:6:1: sources.search.url:"), "{e}");
+    let e = error_of(&SOURCES.replace("segments = 4", "segments = 0"));
+    assert!(e.contains("segments must be between 1 and 256"), "{e}");
+    let e = error_of(&SOURCES.replace(
+        "password_env = \"SEARCH_PASSWORD\"",
+        "password = \"hunter2\"",
+    ));
+    assert!(e.contains("unknown field `password`"), "{e}");
+    let e = error_of(&SOURCES.replace(
+        "columns = [{ name = \"id\", type = \"varchar(64)\", from = \"_id\" }]\n[[tables]]\nname = \"activity\"",
+        "columns = [{ name = \"id\", type = \"varchar(64)\", from = \"_start\" }]\n[[tables]]\nname = \"activity\"",
+    ));
+    assert!(
+        e.contains("`_start` exists only for relationship sources"),
+        "{e}"
+    );
+}

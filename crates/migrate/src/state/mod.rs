@@ -17,8 +17,12 @@ use std::path::{Path, PathBuf};
 pub struct State {
     /// Fingerprint of the spec text this state belongs to.
     pub spec_fingerprint: u64,
-    /// The source directory.
+    /// The graph source (directory, or Bolt URL without credentials; empty if unused).
     pub source: PathBuf,
+    /// Every other connection read, as [`crate::source::external::Resolved::describe`]
+    /// gives it (no secrets).
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
     /// Set once the source files are split by label and relationship type.
     pub partitions: Option<Partitions>,
     pub tables: BTreeMap<String, TableState>,

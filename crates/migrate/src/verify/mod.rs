@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Report {
     pub spec: String,
+    /// The graph read (directory or Bolt URL without credentials; empty if none).
     pub source: String,
+    /// The other connections read, by name, without secrets.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
     pub target: String,
     pub started_at: String,
     pub seconds: f64,
