@@ -109,6 +109,7 @@ fn options(dir: &Path, spec: &Path, source: &Path, url: &str, name: &str) -> Run
         source: source.to_path_buf(),
         target: url.to_string(),
         work_dir: RunOptions::default_work_dir(&report),
+        chunks: None,
         report,
         resume: false,
         max_reject_share: None,

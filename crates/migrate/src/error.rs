@@ -39,6 +39,9 @@ pub enum Error {
         count: u64,
         warnings: String,
     },
+    /// The chunk store (an S3 bucket) failed; the message says what to fix.
+    #[error("chunk store: {0}")]
+    ChunkStore(String),
     #[error("mysql: {0}")]
     Mysql(#[from] mysql_async::Error),
     #[error("state file {path}: {message}")]

@@ -143,8 +143,16 @@ pub fn runbook(model: &Model, plan: &Plan, spec_name: &str) -> String {
     let _ = writeln!(s, "2. Check the target allows `LOAD DATA LOCAL INFILE` (`local_infile=ON`) and the user may create, rename and drop tables.");
     let _ = writeln!(
         s,
-        "3. Dry check of the spec: `tsunagu migrate plan --spec {spec_name} --out plan/`.\n"
+        "3. Dry check of the spec: `tsunagu migrate plan --spec {spec_name} --out plan/`."
     );
+    match &model.settings.chunks {
+        Some(l) => {
+            let _ = writeln!(s, "4. Chunks go to the S3 bucket `{l}` (`{l}/<table>/NNNNN.csv`, one `manifest.json` per table): check the bucket exists and the credentials of the AWS chain (`AWS_PROFILE` or `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` for a non-AWS endpoint) may list, read, write and delete objects under it. `--chunks s3://BUCKET/PREFIX` overrides it.\n");
+        }
+        None => {
+            let _ = writeln!(s, "4. Chunks go to the work directory (`<work-dir>/chunks/<table>/NNNNN.csv`): leave room for every table's accepted rows as CSV, or send them to S3 with `--chunks s3://BUCKET/PREFIX`.\n");
+        }
+    }
     let _ = writeln!(s, "## Run\n");
     let _ = writeln!(s, "`tsunagu migrate run --spec {spec_name} --source DIR --target mysql://USER@HOST:PORT/DB --report report.json`\n");
     let _ = writeln!(
@@ -157,7 +165,10 @@ pub fn runbook(model: &Model, plan: &Plan, spec_name: &str) -> String {
             .iter()
             .map(|&i| format!("`{}`", model.tables[i].name))
             .collect();
-        let _ = writeln!(s, "{step}. Level {}: export and load {} in parallel into staging tables (`<table>__tsunagu_stage`), each chunk in its own transaction, warnings checked after every chunk.", n + 1, names.join(", "));
+        let _ = writeln!(s, "{step}. Level {}: export {} in parallel into CSV chunks ({}) and load them into staging tables (`<table>__tsunagu_stage`), each chunk in its own transaction, warnings checked after every chunk.", n + 1, names.join(", "), match &model.settings.chunks {
+            Some(l) => format!("uploaded to `{l}/<table>/`, streamed from there into `LOAD DATA LOCAL INFILE`"),
+            None => "kept in `<work-dir>/chunks/<table>/`".to_string(),
+        });
         step += 1;
     }
     let deferred: Vec<String> = model

@@ -19,6 +19,9 @@ pub struct State {
     pub spec_fingerprint: u64,
     /// The source directory.
     pub source: PathBuf,
+    /// Where the chunks are (`s3://...` or the local chunk directory).
+    #[serde(default)]
+    pub chunks: String,
     /// Set once the source files are split by label and relationship type.
     pub partitions: Option<Partitions>,
     pub tables: BTreeMap<String, TableState>,
@@ -29,7 +32,8 @@ pub struct State {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TableState {
-    /// Set when every chunk and the reject file are written.
+    /// Set when every chunk and the reject file are written and every chunk is in the
+    /// chunk store (uploaded, for S3), with the table's manifest.
     pub exported: Option<ExportStats>,
     /// Set when every chunk is loaded into the staging table.
     pub loaded: bool,
