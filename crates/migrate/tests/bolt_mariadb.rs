@@ -8,14 +8,14 @@
 mod common;
 
 use common::{database, options, outcome, query_u64, rejects};
-use neo4j::{ValueReceive, ValueSend};
+use neo4j::ValueReceive;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tsunagu_migrate::run::{run, RunOptions};
 use tsunagu_migrate::source::bolt::BoltOptions;
 
-/// Labels and a type of their own, so other tests' graphs on the server do not matter.
+/// Labels and a type of their own (made unique per run by [`unique`]).
 const SPEC: &str = r#"version = 1
 [[tables]]
 name = "companies"
@@ -144,48 +144,88 @@ const TAGGED: &[(&str, &str, i64)] = &[
     ("D5", "T2", 1),
 ];
 
-fn param(v: &Value) -> ValueSend {
+/// A property value as a Cypher literal (the test's own strings and integers; FalkorDB
+/// does not answer writes that take parameters over Bolt).
+fn literal(v: &Value) -> String {
     match v {
-        Value::String(s) => ValueSend::String(s.clone()),
-        Value::Number(n) => ValueSend::Integer(n.as_i64().expect("integer properties only")),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Number(n) => n.as_i64().expect("integer properties only").to_string(),
         other => panic!("unsupported property {other}"),
     }
 }
 
-/// Runs a write returning one integer `id`.
-fn create(driver: &neo4j::driver::Driver, query: &str, params: HashMap<String, ValueSend>) -> i64 {
-    let result = driver
+/// Runs a write (FalkorDB over Bolt does not answer a write that returns records).
+fn write(driver: &neo4j::driver::Driver, query: &str) {
+    driver
         .execute_query(query)
-        .with_parameters(&params)
         .run()
         .unwrap_or_else(|e| panic!("{query}: {e}"));
-    let mut rec = result.records.into_iter().next().expect("one record");
-    match rec.take_value("id") {
-        Some(ValueReceive::Integer(i)) => i,
-        other => panic!("{query}: id {other:?}"),
-    }
+}
+
+/// The server's id of every element a read query returns as `id`, by its `key`.
+fn ids(driver: &neo4j::driver::Driver, query: &str) -> HashMap<String, i64> {
+    let result = driver
+        .execute_query(query)
+        .with_routing_control(neo4j::driver::RoutingControl::Read)
+        .run()
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    result
+        .records
+        .into_iter()
+        .map(
+            |mut rec| match (rec.take_value("key"), rec.take_value("id")) {
+                (Some(ValueReceive::String(k)), Some(ValueReceive::Integer(i))) => (k, i),
+                other => panic!("{query}: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+/// Labels and the type made unique to one run (`E2e` → `E2e<run>`, `E2E` → `E2E<run>`):
+/// nothing needs deleting first, and a second run on the same server reads only its own
+/// graph.
+fn unique(text: &str, run: &str) -> String {
+    text.replace("E2e", &format!("E2e{run}"))
+        .replace("E2E", &format!("E2E{run}"))
 }
 
 /// Writes the graph into the server; returns the same graph as APOC JSON lines, with the
-/// ids the server gave, in the order the Bolt source reads (id class, then id).
-fn write_graph(opts: &BoltOptions) -> Vec<String> {
+/// ids the server gave, in the order the Bolt source reads (id class, then id). Every
+/// element carries a `key` property (its name in this test), which the spec ignores.
+fn write_graph(opts: &BoltOptions, run: &str) -> Vec<String> {
     let driver = opts.driver();
-    driver
-        .execute_query("MATCH (n) WHERE n:E2eCompany OR n:E2eDeal OR n:E2eTag DETACH DELETE n")
-        .run()
-        .unwrap();
-    let mut ids: HashMap<&str, (i64, &str)> = HashMap::new();
-    let mut lines: Vec<(i64, i64, String)> = Vec::new();
-    for (label, name, props) in nodes() {
-        let map = props.as_object().unwrap();
-        let fields: Vec<String> = map.keys().map(|k| format!("{k}: ${k}")).collect();
-        let params = map.iter().map(|(k, v)| (k.clone(), param(v))).collect();
-        let query = format!(
-            "CREATE (n:{label} {{{}}}) RETURN id(n) AS id",
-            fields.join(", ")
+    let mut node_ids: HashMap<String, (i64, String)> = HashMap::new();
+    let nodes: Vec<(String, &str, Value)> = nodes()
+        .into_iter()
+        .map(|(label, name, mut props)| {
+            props["key"] = json!(name);
+            (unique(label, run), name, props)
+        })
+        .collect();
+    for (label, _, props) in &nodes {
+        let fields: Vec<String> = props
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", literal(v)))
+            .collect();
+        write(
+            &driver,
+            &format!("CREATE (:{label} {{{}}})", fields.join(", ")),
         );
-        let id = create(&driver, &query, params);
-        ids.insert(name, (id, label));
+    }
+    let mut lines: Vec<(i64, i64, String)> = Vec::new();
+    for (label, name, props) in &nodes {
+        if !node_ids.contains_key(*name) {
+            let found = ids(
+                &driver,
+                &format!("MATCH (n:{label}) RETURN id(n) AS id, n.key AS key"),
+            );
+            for (k, id) in found {
+                node_ids.insert(k, (id, label.clone()));
+            }
+        }
+        let id = node_ids[*name].0;
         lines.push((
             0,
             id,
@@ -193,21 +233,21 @@ fn write_graph(opts: &BoltOptions) -> Vec<String> {
                 .to_string(),
         ));
     }
+    let rel_type = unique("E2E_TAGGED", run);
     for &(deal, tag, weight) in TAGGED {
-        let ((s, sl), (e, el)) = (ids[deal], ids[tag]);
-        let params = [
-            ("s".to_string(), ValueSend::Integer(s)),
-            ("e".to_string(), ValueSend::Integer(e)),
-            ("w".to_string(), ValueSend::Integer(weight)),
-        ]
-        .into();
-        let id = create(
-            &driver,
-            "MATCH (a), (b) WHERE id(a) = $s AND id(b) = $e CREATE (a)-[r:E2E_TAGGED {weight: $w}]->(b) RETURN id(r) AS id",
-            params,
-        );
-        lines.push((1, id, json!({"type": "relationship", "id": id.to_string(), "label": "E2E_TAGGED",
-            "properties": {"weight": weight},
+        let ((_, sl), (_, el)) = (&node_ids[deal], &node_ids[tag]);
+        write(&driver, &format!("MATCH (a:{sl} {{key: '{deal}'}}), (b:{el} {{key: '{tag}'}}) CREATE (a)-[:{rel_type} {{key: '{deal}-{tag}', weight: {weight}}}]->(b)"));
+    }
+    let rel_ids = ids(
+        &driver,
+        &format!("MATCH ()-[r:{rel_type}]->() RETURN id(r) AS id, r.key AS key"),
+    );
+    for &(deal, tag, weight) in TAGGED {
+        let ((s, sl), (e, el)) = (&node_ids[deal], &node_ids[tag]);
+        let key = format!("{deal}-{tag}");
+        let id = rel_ids[&key];
+        lines.push((1, id, json!({"type": "relationship", "id": id.to_string(), "label": rel_type,
+            "properties": {"key": key, "weight": weight},
             "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
         .to_string()));
     }
@@ -217,9 +257,9 @@ fn write_graph(opts: &BoltOptions) -> Vec<String> {
 }
 
 /// Options of a run of the test's spec.
-fn e2e_options(dir: &Path, source: &str, url: &str, name: &str) -> RunOptions {
+fn e2e_options(dir: &Path, run: &str, source: &str, url: &str, name: &str) -> RunOptions {
     let spec = dir.join("e2e.toml");
-    std::fs::write(&spec, SPEC).unwrap();
+    std::fs::write(&spec, unique(SPEC, run)).unwrap();
     options(dir, &spec, source, url, name)
 }
 
@@ -236,17 +276,33 @@ async fn a_live_graph_migrates_like_its_apoc_export() {
         return;
     };
     let opts = BoltOptions::parse(&bolt).unwrap();
-    let lines = tokio::task::spawn_blocking(move || write_graph(&opts))
-        .await
+    let run_id = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let r = run_id.clone();
+    // A plain thread: the neo4j driver's writes did not get an answer from a tokio
+    // blocking thread (see the report of this test's commit).
+    let lines = std::thread::spawn(move || write_graph(&opts, &r))
+        .join()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("apoc");
     std::fs::create_dir_all(&export).unwrap();
     std::fs::write(export.join("export.json"), lines.join("\n")).unwrap();
 
-    let bolt_opts = e2e_options(dir.path(), &bolt, &from_bolt, "bolt");
+    let bolt_opts = e2e_options(dir.path(), &run_id, &bolt, &from_bolt, "bolt");
     let bolt_report = run(&bolt_opts).await.unwrap();
-    let apoc_opts = e2e_options(dir.path(), export.to_str().unwrap(), &from_apoc, "apoc");
+    let apoc_opts = e2e_options(
+        dir.path(),
+        &run_id,
+        export.to_str().unwrap(),
+        &from_apoc,
+        "apoc",
+    );
     let apoc_report = run(&apoc_opts).await.unwrap();
 
     for r in [&bolt_report, &apoc_report] {
