@@ -326,3 +326,39 @@ async fn a_killed_run_with_chunks_on_s3_resumes_with_the_same_result() {
     }
     assert_eq!(local_chunks(&resume.work_dir), Vec::<PathBuf>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_says_what_to_fix_before_anything_runs() {
+    let Some((url, _)) = peers("tsunagu_s3_missing", "tsunagu-chunks-other").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("fixture");
+    generate(
+        &fixture,
+        &FixtureOptions {
+            rows: 100,
+            invalid_share: 0.0,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let spec = spec(dir.path(), 400);
+    let opts = s3_options(
+        dir.path(),
+        &spec,
+        &fixture,
+        &url,
+        "s3://tsunagu-no-such-bucket/x",
+    );
+    let err = run(&opts).await.unwrap_err().to_string();
+    assert!(
+        err.contains("bucket `tsunagu-no-such-bucket` does not exist; create it"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("AWS_SECRET") && !err.contains("test:"),
+        "{err}"
+    );
+    assert!(!opts.work_dir.join("partitions").exists(), "nothing ran");
+}
