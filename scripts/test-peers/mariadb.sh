@@ -4,6 +4,10 @@
 #                                          fresh datadir under .tmp/mariadb on a free port, and
 #                                          prints `export TSUNAGU_TEST_MYSQL_URL=...`
 #   scripts/test-peers/mariadb.sh stop    stops it (by its pid file) and removes the datadir
+#   scripts/test-peers/mariadb.sh install installs MariaDB if missing (before entering a
+#                                          network namespace, where apt-get cannot reach out)
+# TSUNAGU_MARIADB_DIR puts the server's files elsewhere than .tmp/mariadb (a second server,
+# e.g. the one scripts/test-peers/falkordb.sh starts inside its network namespace).
 # TSUNAGU_MARIADB_BUFFER_POOL sets the InnoDB buffer pool (default 256M; benchmarks size
 # it for their data, e.g. 4G).
 # Use: eval "$(scripts/test-peers/mariadb.sh start)"
@@ -11,15 +15,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 . scripts/test-peers/lib.sh
-D="$PWD/.tmp/mariadb"
+D="${TSUNAGU_MARIADB_DIR:-$PWD/.tmp/mariadb}"
 
-start() {
+install() {
   if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb-install-db >/dev/null 2>&1; then
     echo "installing mariadb-server (apt-get)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2
     apt-get install -y -qq mariadb-server mariadb-client >&2
   fi
+}
+
+start() {
+  install
   stop_quiet
   mkdir -p "$D"
   mariadb-install-db --no-defaults --user=root --datadir="$D/data" \
@@ -48,7 +56,8 @@ stop_quiet() {
 }
 
 case "${1:-}" in
+  install) install ;;
   start) start ;;
   stop) stop_quiet ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
 esac

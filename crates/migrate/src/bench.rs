@@ -104,6 +104,12 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         }
     };
     let model = spec::load(&spec_path)?;
+    if let Some(chunks) = &model.settings.chunks {
+        // The raw pass loads the final chunk files from the work directory.
+        return Err(Error::Other(format!(
+            "the benchmark keeps chunks in its work directory; remove `chunks = \"{chunks}\"` from the spec's [settings]"
+        )));
+    }
     let order: Vec<usize> = plan::plan(&model)?.order().collect();
 
     let fixture_dir = w.join("fixture");
@@ -132,6 +138,7 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         target: opts.target.clone(),
         report: report_path.clone(),
         work_dir: w.join("work"),
+        chunks: None,
         resume: false,
         max_reject_share: None,
         progress: opts.progress,

@@ -43,6 +43,9 @@ pub enum Error {
     /// cannot check, can get there); the swap did not happen.
     #[error("foreign keys do not hold, the previous tables are left in place: {details}")]
     ForeignKeys { details: String },
+    /// The chunk store (an S3 bucket) failed; the message says what to fix.
+    #[error("chunk store: {0}")]
+    ChunkStore(String),
     #[error("mysql: {0}")]
     Mysql(#[from] mysql_async::Error),
     #[error("state file {path}: {message}")]

@@ -3,7 +3,8 @@
 //! The flow of [`run::run`]: read and validate the [`spec`] (no I/O), order the tables
 //! by their foreign keys ([`plan`]), read rows from a [`source`] (APOC JSON-lines export
 //! files), apply the column [`transform`]s and validation rules, write accepted rows as
-//! chunked CSV files and rejected ones to reject files ([`export`]), load the chunks
+//! chunked CSV files and rejected ones to reject files ([`export`]), keep the chunks in the
+//! work directory or an S3 bucket ([`chunk_store`]), load the chunks
 //! into staging tables with `LOAD DATA LOCAL INFILE` and swap them in with one
 //! `RENAME TABLE` ([`load`]), remember finished work in a [`state`] file so a killed
 //! run resumes, and finally [`verify`] counts, checksums and foreign keys.
@@ -11,6 +12,7 @@
 //! [`bench`] measures a whole run against a raw `LOAD DATA` of the same chunks.
 
 pub mod bench;
+pub mod chunk_store;
 pub mod error;
 pub mod export;
 pub mod fixture;

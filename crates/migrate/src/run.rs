@@ -7,8 +7,12 @@
 //! level in parallel), export each table into chunks while a loader task loads every
 //! finished chunk; add deferred foreign keys; swap all tables in at once; verify and
 //! write the report. Each finished step is recorded in the [`State`] file, each loaded
-//! chunk in the target's ledger, so `--resume` redoes nothing that is done.
+//! chunk in the target's ledger, so `--resume` redoes nothing that is done. Chunks go
+//! through the run's [`ChunkStore`] (the work directory or an S3 bucket): the exporter
+//! hands each finished chunk to a publisher task, which puts it in the store before the
+//! loaders see it.
 
+use crate::chunk_store::{ChunkStore, Published, S3Location};
 use crate::error::{Error, Result};
 use crate::export::{self, chunk_path, ChunkReady, ExportPaths, ExportStats, TableKeys};
 use crate::load::{self, Target};
@@ -35,6 +39,9 @@ pub struct RunOptions {
     pub report: PathBuf,
     /// Partitions, chunks, reject files and the state file live here.
     pub work_dir: PathBuf,
+    /// Chunks go to this bucket instead of the work directory; overrides the spec's
+    /// `[settings] chunks`.
+    pub chunks: Option<S3Location>,
     pub resume: bool,
     /// Overrides the spec's `max_reject_share`.
     pub max_reject_share: Option<f64>,
@@ -55,6 +62,7 @@ impl RunOptions {
 struct Ctx {
     model: Model,
     target: Target,
+    store: ChunkStore,
     work_dir: PathBuf,
     state: Mutex<State>,
     /// Key files of exported tables that children reference (on disk; see
@@ -85,10 +93,6 @@ impl Ctx {
             .lock()
             .map_err(|_| Error::Other("state lock poisoned".into()))?
             .clone())
-    }
-
-    fn chunk_dir(&self, table: &str) -> PathBuf {
-        self.work_dir.join("chunks").join(table)
     }
 
     fn keys_dir(&self, table: &str) -> PathBuf {
@@ -153,6 +157,11 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         .map(|(name, c)| (name.clone(), c.describe()))
         .collect();
     std::fs::create_dir_all(&opts.work_dir).map_err(|e| Error::io(&opts.work_dir, e))?;
+    let store = ChunkStore::connect(
+        &opts.work_dir,
+        opts.chunks.as_ref().or(model.settings.chunks.as_ref()),
+    )
+    .await?;
     let state = if opts.resume {
         let s = State::read(&opts.work_dir)?.ok_or_else(|| Error::State {
             path: State::path(&opts.work_dir),
@@ -196,9 +205,21 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
                 ),
             });
         }
+        if s.chunks != store.location() {
+            return Err(Error::State {
+                path: State::path(&opts.work_dir),
+                message: format!(
+                    "the interrupted run kept its chunks in {}, not {}; resume with the same chunk location or run without --resume",
+                    s.chunks,
+                    store.location()
+                ),
+            });
+        }
         s
     } else {
-        for sub in ["partitions", "chunks", "rejects", "keys"] {
+        let tables: Vec<&str> = model.tables.iter().map(|t| t.name.as_str()).collect();
+        store.clear(&tables).await?;
+        for sub in ["partitions", "rejects", "keys"] {
             let d = opts.work_dir.join(sub);
             if d.exists() {
                 std::fs::remove_dir_all(&d).map_err(|e| Error::io(&d, e))?;
@@ -208,6 +229,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
             spec_fingerprint: model.fingerprint,
             source: source.clone(),
             sources: sources.clone(),
+            chunks: store.location(),
             ..Default::default()
         };
         s.write(&opts.work_dir)?;
@@ -280,6 +302,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     let ctx = Arc::new(Ctx {
         model: model.clone(),
         target: target.clone(),
+        store,
         work_dir: opts.work_dir.clone(),
         state: Mutex::new(state),
         keys: Mutex::new(HashMap::new()),
@@ -467,9 +490,9 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         .get(&name)
         .cloned()
         .unwrap_or_default();
-    let chunk_dir = ctx.chunk_dir(&name);
+    let chunk_dir = ctx.store.dir(&name);
     if let (true, Some(stats)) = (tstate.loaded, &tstate.exported) {
-        ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks).await?;
+        ensure_keys(&ctx, ti, &stats.chunks).await?;
         ctx.exported[ti].send_replace(Some(true));
         return check_loaded(&ctx, ti, tstate).await;
     }
@@ -488,7 +511,7 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     pb.set_message("0");
 
     let already = load::loaded_chunks(&ctx.target, &name).await?;
-    // Chunk files wait on disk, so the exporter never waits for the loader.
+    // Published chunks wait in the store, so the exporter never waits for the loader.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ChunkReady>();
     // `load_connections` loaders take chunks from the same queue, each on its own
     // connection: every chunk is its own transaction with its ledger row, so the order
@@ -515,7 +538,8 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                         };
                         if !already.contains(&chunk.index) {
                             let t = std::time::Instant::now();
-                            load::load_chunk(&mut conn, &table, &chunk).await?;
+                            let data = ctx.store.open(&table.name, chunk.index).await?;
+                            load::load_chunk(&mut conn, &table, &chunk, data).await?;
                             busy += t.elapsed();
                         }
                         let n = loaded_rows
@@ -565,15 +589,27 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                 }
             }
             drop(tx);
-            ensure_keys(&ctx, ti, &chunk_dir, &stats.chunks)
-                .await
-                .map(|_| stats)
+            ensure_keys(&ctx, ti, &stats.chunks).await.map(|_| stats)
         }
         None => {
             wait_parents(&ctx, ti, &ctx.exported, false).await?;
-            if chunk_dir.exists() {
-                std::fs::remove_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
-            }
+            ctx.store.reset_table(&name)?;
+            // Finished chunk files go to the publisher through a small queue (local disk
+            // stays bounded while chunks are uploaded), which puts each in the store and
+            // then hands it to the loaders.
+            let (publish_tx, mut publish_rx) = tokio::sync::mpsc::channel::<ChunkReady>(2);
+            let publisher = {
+                let (ctx, name) = (ctx.clone(), name.clone());
+                tokio::spawn(async move {
+                    let mut published = Vec::new();
+                    while let Some(chunk) = publish_rx.recv().await {
+                        published.push(ctx.store.publish(&name, &chunk).await?);
+                        tx.send(chunk)
+                            .map_err(|_| Error::Other("the loader stopped".into()))?;
+                    }
+                    Ok::<Vec<Published>, Error>(published)
+                })
+            };
             let parents: HashMap<usize, Arc<TableKeys>> = ctx
                 .keys
                 .lock()
@@ -596,23 +632,40 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
                     paths,
                     &parents,
                     |chunk| {
-                        tx.send(chunk)
-                            .map_err(|_| Error::Other("the loader stopped".into()))
+                        publish_tx
+                            .blocking_send(chunk)
+                            .map_err(|_| Error::Other("the chunk publisher stopped".into()))
                     },
                     &pb2,
                 )
             })
             .await
             .map_err(|e| Error::Other(format!("export task: {e}")))?;
-            r.and_then(|(stats, keys)| {
+            let published = publisher
+                .await
+                .map_err(|e| Error::Other(format!("publisher task: {e}")))
+                .and_then(|p| p);
+            // A failed publish stops the export: its error is the one to report.
+            let r = match (r, published) {
+                (Ok(exported), Ok(published)) => Ok((exported, published)),
+                (Err(e), Ok(_)) | (_, Err(e)) => Err(e),
+            };
+            async {
+                let ((stats, keys), published) = r?;
+                ctx.store.finish_table(&name, &stats, &published).await?;
                 if ctx.referenced.contains(&ti) {
                     ctx.keys
                         .lock()
                         .map_err(|_| Error::Other("keys lock poisoned".into()))?
                         .insert(ti, Arc::new(keys));
                 }
+                // Every chunk is in the store: a resumed run loads them from there.
+                ctx.update(|s| {
+                    s.tables.entry(name.clone()).or_default().exported = Some(stats.clone())
+                })?;
                 Ok(stats)
-            })
+            }
+            .await
         }
     };
     if export_result.is_ok() {
@@ -678,17 +731,25 @@ async fn check_loaded(ctx: &Arc<Ctx>, ti: usize, mut tstate: TableState) -> Resu
     })
 }
 
-/// Makes the keys of an already exported table available to its children.
-async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, dir: &Path, chunks: &[(u32, u64)]) -> Result<()> {
+/// Makes the keys of an already exported table available to its children, read back
+/// from the chunk store.
+async fn ensure_keys(ctx: &Arc<Ctx>, ti: usize, chunks: &[(u32, u64)]) -> Result<()> {
     if !ctx.referenced.contains(&ti) {
         return Ok(());
     }
-    let model = ctx.model.clone();
-    let dir = dir.to_path_buf();
     let chunks = chunks.to_vec();
     let keys_dir = ctx.keys_dir(&ctx.model.tables[ti].name);
+    let runtime = tokio::runtime::Handle::current();
+    let ctx2 = ctx.clone();
     let keys = tokio::task::spawn_blocking(move || {
-        export::rebuild_keys(&model, ti, &dir, &chunks, &keys_dir)
+        let table = &ctx2.model.tables[ti].name;
+        export::rebuild_keys(
+            &ctx2.model,
+            ti,
+            &chunks,
+            |index| ctx2.store.open_blocking(&runtime, table, index),
+            &keys_dir,
+        )
     })
     .await
     .map_err(|e| Error::Other(format!("key rebuild task: {e}")))??;

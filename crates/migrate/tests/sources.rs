@@ -28,6 +28,7 @@ fn options(dir: &Path, spec: &Path, source: Option<PathBuf>, target: &str) -> Ru
         target: target.to_string(),
         work_dir: RunOptions::default_work_dir(&report),
         report,
+        chunks: None,
         resume: false,
         max_reject_share: None,
         progress: false,

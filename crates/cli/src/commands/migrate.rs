@@ -98,6 +98,11 @@ pub struct RunArgs {
     /// report, `<report name>.work`.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Keep the CSV chunks in an S3 bucket, s3://BUCKET/PREFIX, instead of the work
+    /// directory (overrides the spec's [settings] chunks). Region, credentials and
+    /// endpoint (AWS_ENDPOINT_URL) come from the standard AWS chain.
+    #[arg(long, value_parser = tsunagu_migrate::chunk_store::S3Location::parse)]
+    pub chunks: Option<tsunagu_migrate::chunk_store::S3Location>,
     /// Continue an interrupted run from its state file.
     #[arg(long)]
     pub resume: bool,
@@ -196,6 +201,7 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
                 target: a.target,
                 report: a.report.clone(),
                 work_dir,
+                chunks: a.chunks,
                 resume: a.resume,
                 max_reject_share: a.max_reject_share,
                 progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),

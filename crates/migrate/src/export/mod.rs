@@ -597,13 +597,14 @@ pub fn chunk_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("{index:05}.csv"))
 }
 
-/// Rebuilds the key files children need from a table's chunk files (on resume, for
-/// tables already exported), block by block like the export.
+/// Rebuilds the key files children need from a table's chunks (on resume, for tables
+/// already exported), block by block like the export. `open` gives a chunk's bytes and a
+/// name for error messages (a local file, or an object of the chunk store).
 pub fn rebuild_keys(
     model: &Model,
     ti: usize,
-    dir: &Path,
     chunks: &[(u32, u64)],
+    mut open: impl FnMut(u32) -> Result<(PathBuf, Box<dyn std::io::Read + Send>)>,
     keys_dir: &Path,
 ) -> Result<TableKeys> {
     if keys_dir.exists() {
@@ -616,9 +617,8 @@ pub fn rebuild_keys(
     let mut block: Vec<Vec<Key>> = vec![Vec::new(); lists.len()];
     let mut rows = 0usize;
     for &(index, _) in chunks {
-        let path = chunk_path(dir, index);
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        for line in BufReader::new(f).lines() {
+        let (path, f) = open(index)?;
+        for line in BufReader::with_capacity(1 << 20, f).lines() {
             let line = line.map_err(|e| Error::io(&path, e))?;
             let values = csv::decode_row(&line);
             for (cols, keys) in lists.iter().zip(block.iter_mut()) {

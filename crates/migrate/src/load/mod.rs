@@ -234,14 +234,17 @@ pub async fn loaded_chunks(target: &Target, table: &str) -> Result<HashSet<u32>>
 }
 
 /// Loads one chunk into the table's staging table in one transaction, with the ledger
-/// row; fails (and rolls back) on any warning or a row count that differs.
+/// row; fails (and rolls back) on any warning or a row count that differs. `data` is the
+/// chunk's bytes (a file or an S3 object, see [`crate::chunk_store`]), streamed to the
+/// server as the `LOCAL INFILE`.
 pub async fn load_chunk(
     conn: &mut mysql_async::Conn,
     table: &Table,
     chunk: &ChunkReady,
+    data: mysql_async::InfileData,
 ) -> Result<()> {
-    let path = chunk.path.clone();
-    let file_name = path
+    let file_name = chunk
+        .path
         .display()
         .to_string()
         .replace('\\', "\\\\")
@@ -253,13 +256,11 @@ pub async fn load_chunk(
         .collect::<Vec<_>>()
         .join(", ");
     conn.query_drop("START TRANSACTION").await?;
-    conn.set_infile_handler(async move {
-        let f = tokio::fs::File::open(path).await?;
-        Ok(
-            Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 1 << 16))
-                as mysql_async::InfileData,
-        )
-    });
+    // The handler must be `Sync`; the stream is only `Send`, hence the mutex.
+    let data = std::sync::Mutex::new(data);
+    conn.set_infile_handler(
+        async move { Ok(data.into_inner().unwrap_or_else(|p| p.into_inner())) },
+    );
     let sql = format!(
         "LOAD DATA LOCAL INFILE '{file_name}' INTO TABLE `{}` {LOAD_DATA_FORMAT} ({columns})",
         stage_name(&table.name)

@@ -276,6 +276,10 @@ pub fn runbook(model: &Model, plan: &Plan, spec_name: &str) -> String {
     before.push(format!(
         "Dry check of the spec: `tsunagu migrate plan --spec {spec_name} --out plan/`."
     ));
+    before.push(match &model.settings.chunks {
+        Some(l) => format!("Chunks go to the S3 bucket `{l}` (`{l}/<table>/NNNNN.csv`, one `manifest.json` per table): check the bucket exists and the credentials of the AWS chain (`AWS_PROFILE` or `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` for a non-AWS endpoint) may list, read, write and delete objects under it. `--chunks s3://BUCKET/PREFIX` overrides it."),
+        None => "Chunks go to the work directory (`<work-dir>/chunks/<table>/NNNNN.csv`): leave room for every table's accepted rows as CSV, or send them to S3 with `--chunks s3://BUCKET/PREFIX`.".to_string(),
+    });
     for (n, b) in before.iter().enumerate() {
         let _ = writeln!(s, "{}. {b}", n + 1);
     }
@@ -304,7 +308,10 @@ pub fn runbook(model: &Model, plan: &Plan, spec_name: &str) -> String {
             .iter()
             .map(|&i| format!("`{}`", model.tables[i].name))
             .collect();
-        let _ = writeln!(s, "{step}. Level {}: export and load {} in parallel into staging tables (`<table>__tsunagu_stage`), each chunk in its own transaction, warnings checked after every chunk.", n + 1, names.join(", "));
+        let _ = writeln!(s, "{step}. Level {}: export {} in parallel into CSV chunks ({}) and load them into staging tables (`<table>__tsunagu_stage`), each chunk in its own transaction, warnings checked after every chunk.", n + 1, names.join(", "), match &model.settings.chunks {
+            Some(l) => format!("uploaded to `{l}/<table>/`, streamed from there into `LOAD DATA LOCAL INFILE`"),
+            None => "kept in `<work-dir>/chunks/<table>/`".to_string(),
+        });
         step += 1;
     }
     let deferred: Vec<String> = model

@@ -27,6 +27,8 @@ pub struct Settings {
     pub workers: u32,
     /// Connections loading one table's chunks in parallel.
     pub load_connections: u32,
+    /// Where chunks go: `None` for the local work directory, or an S3 bucket.
+    pub chunks: Option<crate::chunk_store::S3Location>,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             max_reject_share: 1.0,
             workers: 2,
             load_connections: 2,
+            chunks: None,
         }
     }
 }
@@ -559,6 +562,12 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 return err(c.span(), "load_connections must be between 1 and 16");
             }
             settings.load_connections = v;
+        }
+        if let Some(c) = s.chunks {
+            match crate::chunk_store::S3Location::parse(c.get_ref()) {
+                Ok(l) => settings.chunks = Some(l),
+                Err(m) => return err(c.span(), m),
+            }
         }
     }
     if raw.tables.is_empty() {

@@ -23,6 +23,9 @@ pub struct State {
     /// gives it (no secrets).
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
+    /// Where the chunks are (`s3://...` or the local chunk directory).
+    #[serde(default)]
+    pub chunks: String,
     /// Set once the source files are split by label and relationship type.
     pub partitions: Option<Partitions>,
     pub tables: BTreeMap<String, TableState>,
@@ -33,7 +36,8 @@ pub struct State {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TableState {
-    /// Set when every chunk and the reject file are written.
+    /// Set when every chunk and the reject file are written and every chunk is in the
+    /// chunk store (uploaded, for S3), with the table's manifest.
     pub exported: Option<ExportStats>,
     /// Set when every chunk is loaded into the staging table.
     pub loaded: bool,
