@@ -106,12 +106,10 @@ fn cypher(query: &str) -> PartitionKey {
 /// A `cypher` table's query: paged by keyset through `$after` / `$limit` (pages of 7 over
 /// 40 rows), or streamed; the `id` column is the record id, the others its properties.
 ///
-/// Ignored by default: FalkorDB 4.16 stops answering a new connection once an earlier
-/// test's connections are gone (cause not found yet), so this test and the one above
-/// cannot both run against one server. Run it alone:
-/// `cargo test -p tsunagu-migrate --test bolt -- --ignored` in the namespace.
+/// FalkorDB 4.16 stops answering once a Bolt client has closed its connections, so
+/// `scripts/test-peers/falkordb.sh test` runs every test of this file against a fresh
+/// server of its own.
 #[test]
-#[ignore = "FalkorDB hangs on a second test's connections; run alone with --ignored"]
 fn cypher_queries_page_by_keyset_or_stream() {
     let Some((mut opts, _graph)) = graph() else {
         return;
@@ -161,9 +159,23 @@ fn cypher_queries_page_by_keyset_or_stream() {
         (1..=40).map(|n| n.to_string()).collect()
     );
     assert_eq!(parts.records["label:Region"], 4);
+}
 
-    // The error paths (no `id` column, ids that do not increase) are not exercised here:
-    // against FalkorDB 4.16 the connection stops answering after such a query is cut
-    // short, which then fails every later test on the server (see the report of the
-    // change that added this test).
+/// A query without an `id` column is refused with a message saying what to return.
+#[test]
+fn a_cypher_query_without_an_id_column_is_refused() {
+    let Some((opts, _graph)) = graph() else {
+        return;
+    };
+    let driver = opts.driver();
+    driver
+        .execute_query("UNWIND range(1, 3) AS i CREATE (:Company {n: i})")
+        .run()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = [cypher("MATCH (c:Company) RETURN c.n AS n")];
+    let err = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("returns no `id` column"), "{err}");
 }
