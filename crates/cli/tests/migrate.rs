@@ -4,44 +4,22 @@
 //! intact. The server comes from `scripts/test-peers/mariadb.sh` (run by `.ci/run`);
 //! without `TSUNAGU_TEST_MYSQL_URL` these tests say so and pass without running.
 
+#[path = "../../migrate/tests/common/mod.rs"]
+mod common;
+
+use common::{database, options, outcome, query_u64, rejects};
 use mysql_async::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tsunagu_migrate::fixture::{generate, Expected, FixtureOptions};
-use tsunagu_migrate::run::{run, RunOptions};
+use tsunagu_migrate::run::run;
 use tsunagu_migrate::verify::Report;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
 
 fn spec_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/migration/sales.toml")
-}
-
-/// A fresh database for one test, or `None` (with a message) when no server is set.
-async fn database(name: &str) -> Option<String> {
-    let Ok(base) = std::env::var("TSUNAGU_TEST_MYSQL_URL") else {
-        eprintln!("skipped: needs MariaDB; set TSUNAGU_TEST_MYSQL_URL=mysql://root@127.0.0.1:PORT/DB (eval \"$(scripts/test-peers/mariadb.sh start)\")");
-        return None;
-    };
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("TSUNAGU_TEST_MYSQL_URL ends with /DB");
-    let mut conn = mysql_async::Conn::from_url(format!("{server}/mysql"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-        .await
-        .unwrap();
-    conn.disconnect().await.unwrap();
-    Some(format!("{server}/{name}"))
-}
-
-async fn query_u64(url: &str, sql: &str) -> u64 {
-    let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
-    let n: Option<u64> = conn.query_first(sql).await.unwrap();
-    conn.disconnect().await.unwrap();
-    n.unwrap_or(0)
 }
 
 /// The tables of a database (none while it does not exist yet).
@@ -74,23 +52,6 @@ fn expected(dir: &Path) -> BTreeMap<String, Expected> {
         .collect()
 }
 
-fn rejects(work: &Path) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(work.join("rejects")).unwrap() {
-        let path = entry.unwrap().path();
-        let table = path.file_stem().unwrap().to_str().unwrap().to_string();
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            out.insert((
-                table.clone(),
-                v["id"].as_str().unwrap().to_string(),
-                v["reason"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    out
-}
-
 fn injected(dir: &Path) -> BTreeSet<(String, String, String)> {
     std::fs::read_to_string(dir.join("injected.tsv"))
         .unwrap()
@@ -98,41 +59,6 @@ fn injected(dir: &Path) -> BTreeSet<(String, String, String)> {
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             (f[0].to_string(), f[1].to_string(), f[2].to_string())
-        })
-        .collect()
-}
-
-fn options(dir: &Path, spec: &Path, source: &Path, url: &str, name: &str) -> RunOptions {
-    let report = dir.join(format!("{name}.json"));
-    RunOptions {
-        spec: spec.to_path_buf(),
-        source: Some(source.to_path_buf()),
-        target: url.to_string(),
-        work_dir: RunOptions::default_work_dir(&report),
-        chunks: None,
-        report,
-        resume: false,
-        max_reject_share: None,
-        progress: false,
-    }
-}
-
-/// Counts and checksums per table, without timings.
-fn outcome(r: &Report) -> BTreeMap<String, (u64, u64, u64, String, u64, String)> {
-    r.tables
-        .iter()
-        .map(|(k, t)| {
-            (
-                k.clone(),
-                (
-                    t.read,
-                    t.written,
-                    t.rejected,
-                    t.checksum.clone(),
-                    t.target_count,
-                    t.target_checksum.clone(),
-                ),
-            )
         })
         .collect()
 }
