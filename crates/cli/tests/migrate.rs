@@ -308,6 +308,64 @@ columns = [
 ]
 "#;
 
+/// Chunks sent to an S3 endpoint nobody listens on: the run stops before any work with a
+/// message that names the endpoint and the settings to check, and leaves the tables of
+/// the previous run alone. (A child process, since the AWS settings come from the
+/// environment.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_chunk_bucket_stops_the_run_and_says_what_to_check() {
+    let Some(url) = database("tsunagu_t_s3_down").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("tags.toml");
+    std::fs::write(&spec, TAGS_SPEC).unwrap();
+    let source = tags_source(&dir.path().join("src"), &["重要", "新規"]);
+    assert!(
+        run(&options(dir.path(), &spec, &source, &url, "first"))
+            .await
+            .unwrap()
+            .ok
+    );
+    // A port that was free a moment ago: nothing answers there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = std::process::Command::new(BIN)
+        .args(["migrate", "run", "--quiet", "--spec"])
+        .arg(&spec)
+        .arg("--source")
+        .arg(&source)
+        .args([
+            "--target",
+            &url,
+            "--chunks",
+            "s3://tsunagu-chunks/run1",
+            "--report",
+        ])
+        .arg(dir.path().join("second.json"))
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach http://127.0.0.1:{port}"))
+            && stderr.contains("check AWS_ENDPOINT_URL"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("AWS_SECRET_ACCESS_KEY=") && !stderr.contains("test@"),
+        "{stderr}"
+    );
+    assert_eq!(query_u64(&url, "SELECT COUNT(*) FROM tags").await, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_warning_fails_the_run_and_keeps_the_old_tables() {
     let Some(url) = database("tsunagu_t_warn").await else {
