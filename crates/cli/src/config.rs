@@ -680,7 +680,9 @@ impl Config {
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}` with environment variables, line by line
-/// (comment lines are left alone), so that errors can name the line.
+/// (comment lines are left alone), so that errors can name the line. The substitution
+/// is the migration spec's ([`tsunagu_migrate::source::env::resolve`]): one syntax for
+/// every file tsunagu reads.
 fn interpolate_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     for (n, line) in text.split_inclusive('\n').enumerate() {
@@ -688,42 +690,9 @@ fn interpolate_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             out.push_str(line);
             continue;
         }
-        let mut rest = line;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else {
-                return Err(format!(
-                    "line {}: `${{` without a closing `}}`; write ${{NAME}} or ${{NAME:-default}}",
-                    n + 1
-                ));
-            };
-            let inner = &after[..end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((name, default)) => (name, Some(default)),
-                None => (inner, None),
-            };
-            let valid =
-                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                return Err(format!(
-                    "line {}: `${{{inner}}}` does not name an environment variable (letters, digits and _)",
-                    n + 1
-                ));
-            }
-            match (env(name), default) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
-                (None, None) => {
-                    return Err(format!(
-                        "line {}: environment variable {name} is not set (used as ${{{name}}}); set it, or give a default as ${{{name}:-VALUE}}",
-                        n + 1
-                    ))
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
+        let resolved = tsunagu_migrate::source::env::resolve(line, env)
+            .map_err(|e| format!("line {}: {e}", n + 1))?;
+        out.push_str(&resolved);
     }
     Ok(out)
 }

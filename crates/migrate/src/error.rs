@@ -59,6 +59,12 @@ pub enum Error {
     Other(String),
 }
 
+impl From<tsunagu_embedded_store::StoreError> for Error {
+    fn from(e: tsunagu_embedded_store::StoreError) -> Self {
+        Error::Other(e.to_string())
+    }
+}
+
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -25,7 +25,7 @@ async fn peers(db: &str, bucket: &str) -> Option<(String, Client)> {
         return None;
     }
     let url = database(db).await?;
-    let (s3, _) = s3_client().await;
+    let (s3, _) = s3_client().await.unwrap();
     let _ = s3.create_bucket().bucket(bucket).send().await;
     for key in objects(&s3, bucket).await.into_keys() {
         s3.delete_object()

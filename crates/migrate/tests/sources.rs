@@ -7,6 +7,8 @@
 //! the test says so and passes without running. The checks that need no server (a
 //! missing `--source`, a cypher table on an export directory) always run.
 
+mod common;
+
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
@@ -72,7 +74,6 @@ async fn graph_tables_need_the_right_source_before_any_work() {
 }
 
 struct Servers {
-    mysql: String,
     opensearch: String,
 }
 
@@ -83,25 +84,12 @@ fn servers() -> Option<Servers> {
         std::env::var("TSUNAGU_TEST_OPENSEARCH_URL"),
     );
     match vars {
-        (Ok(mysql), Ok(_), Ok(opensearch)) => Some(Servers { mysql, opensearch }),
+        (Ok(_), Ok(_), Ok(opensearch)) => Some(Servers { opensearch }),
         _ => {
             eprintln!("skipped: needs MariaDB, moto and osmem; eval \"$(scripts/test-peers/mariadb.sh start)\" \"$(scripts/test-peers/moto.sh start)\" \"$(scripts/test-peers/osmem.sh start)\" (TSUNAGU_TEST_MYSQL_URL, AWS_ENDPOINT_URL, TSUNAGU_TEST_OPENSEARCH_URL)");
             None
         }
     }
-}
-
-/// A fresh database named `name` on the test server.
-async fn database(base: &str, name: &str) -> String {
-    let (server, _) = base.rsplit_once('/').unwrap();
-    let mut conn = mysql_async::Conn::from_url(format!("{server}/mysql"))
-        .await
-        .unwrap();
-    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-        .await
-        .unwrap();
-    conn.disconnect().await.unwrap();
-    format!("{server}/{name}")
 }
 
 async fn dynamo() -> aws_sdk_dynamodb::Client {
@@ -419,7 +407,9 @@ async fn dynamodb_opensearch_and_the_embedded_store_into_mariadb() {
 
     let spec = dir.path().join("spec.toml");
     std::fs::write(&spec, spec_text(table, index, &data_dir)).unwrap();
-    let target = database(&servers.mysql, "mig_sources").await;
+    let target = common::database("mig_sources")
+        .await
+        .expect("servers() checked TSUNAGU_TEST_MYSQL_URL");
     let opts = options(dir.path(), &spec, None, &target);
     let report = run(&opts).await.unwrap();
     assert!(report.ok, "{:?}", report.problems);

@@ -77,6 +77,18 @@ pub async fn sdk_config(aws: &AwsConfig) -> Result<aws_config::SdkConfig, AwsErr
     Ok(loader.load().await)
 }
 
+/// The region the SDK's default chain gives (`AWS_REGION`, the profile — `profile` or
+/// the default one —, instance metadata), for clients whose configuration leaves the
+/// region out; `None` when the chain has none.
+pub async fn chain_region(profile: Option<&str>) -> Option<String> {
+    let chain = aws_config::default_provider::region::DefaultRegionChain::builder();
+    let chain = match profile {
+        Some(p) => chain.profile_name(p),
+        None => chain,
+    };
+    chain.build().region().await.map(|r| r.to_string())
+}
+
 /// An SDK error reduced to what the adapters decide on: the service's error code (when
 /// the service answered), whether retrying may help, and a message with the whole cause
 /// chain (never credentials: the SDK does not put them in errors).

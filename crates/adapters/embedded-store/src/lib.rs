@@ -13,6 +13,7 @@
 //!   engine's bookkeeping never contends with primary writes.
 //! - [`leases`]: shard leases for several processes sharing the stream, in the state file.
 //! - [`tenants`]: tenants and their API tokens (stored hashed), in their own file.
+//! - [`read_only`]: the store file opened read-only, for readers that must not change it.
 //! - [`sqlite`]: connection set-up and schema shared by the above.
 //!
 //! Several processes may open the same files: SQLite in WAL mode serializes writers and
@@ -22,6 +23,7 @@
 pub mod inspect;
 pub mod leases;
 pub mod primary;
+pub mod read_only;
 pub mod scan;
 pub mod sqlite;
 pub mod state;
@@ -29,6 +31,7 @@ pub mod stream;
 pub mod tenants;
 
 pub use primary::{Condition, EmbeddedStore, StoreOptions, StoredItem, WriteOp, WriteOutcome};
+pub use read_only::ReadOnlyStore;
 pub use state::EmbeddedState;
 pub use tenants::{Tenant, TenantRegistry};
 
@@ -61,6 +64,10 @@ pub enum StoreError {
     /// Records after the requested position were trimmed (retention exceeded).
     #[error("change records of shard {shard} through sequence {through} were trimmed")]
     Trimmed { shard: u32, through: i64 },
+    /// A store file opened read-only ([`read_only`]) is missing, not a store, of another
+    /// schema version, or failed while being read.
+    #[error("embedded store {path}: {message}")]
+    Unreadable { path: String, message: String },
     #[error("corrupt row in the store: {0}")]
     Corrupt(String),
     #[error("sqlite: {0}")]

@@ -13,9 +13,6 @@
 use super::{Published, S3Location};
 use crate::error::{Error, Result};
 use crate::export::{chunk_path, ChunkReady, ExportStats};
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -36,33 +33,33 @@ pub struct S3Chunks {
     endpoint: Option<String>,
 }
 
-/// An S3 client from the standard chain (see the module docs), and the endpoint
-/// override if there is one.
-pub async fn client() -> (Client, Option<String>) {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .build(),
-        )
-        .load()
-        .await;
+/// How long one request may take: a chunk upload is tens of MB.
+const ATTEMPT_TIMEOUT_MS: u64 = 300_000;
+
+/// An S3 client from the standard chain (see the module docs), built like every AWS
+/// client of tsunagu ([`tsunagu_aws::sdk_config`]: retries with backoff, timeouts), and
+/// the endpoint override if there is one.
+pub async fn client() -> Result<(Client, Option<String>)> {
+    let region = tsunagu_aws::chain_region(None)
+        .await
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let mut aws = tsunagu_aws::AwsConfig::new(region);
+    aws.attempt_timeout_ms = ATTEMPT_TIMEOUT_MS;
+    let sdk = tsunagu_aws::sdk_config(&aws)
+        .await
+        .map_err(|e| Error::ChunkStore(format!("configuration: {e}")))?;
     let endpoint = sdk.endpoint_url().map(str::to_string);
     let mut config = aws_sdk_s3::config::Builder::from(&sdk);
-    if sdk.region().is_none() {
-        config = config.region(Region::from_static("us-east-1"));
-    }
     if endpoint.is_some() {
         config = config.force_path_style(true);
     }
-    (Client::from_conf(config.build()), endpoint)
+    Ok((Client::from_conf(config.build()), endpoint))
 }
 
 impl S3Chunks {
     /// Builds the client from the standard chain and checks the bucket is reachable.
     pub async fn connect(location: S3Location) -> Result<S3Chunks> {
-        let (client, endpoint) = client().await;
+        let (client, endpoint) = client().await?;
         let store = S3Chunks {
             client,
             location,

@@ -38,23 +38,13 @@ impl DynamoSource {
     pub async fn connect(settings: &DynamoConnection) -> Result<Self> {
         let region = match &settings.region {
             Some(r) => r.clone(),
-            None => {
-                let chain = aws_config::default_provider::region::DefaultRegionChain::builder();
-                let chain = match &settings.profile {
-                    Some(p) => chain.profile_name(p),
-                    None => chain,
-                };
-                chain
-                    .build()
-                    .region()
-                    .await
-                    .map(|r| r.to_string())
-                    .ok_or_else(|| {
-                        Error::Other(
-                            "dynamodb source: no region; set `region` in its [sources.NAME] or AWS_REGION".into(),
-                        )
-                    })?
-            }
+            None => tsunagu_aws::chain_region(settings.profile.as_deref())
+                .await
+                .ok_or_else(|| {
+                    Error::Other(
+                        "dynamodb source: no region; set `region` in its [sources.NAME] or AWS_REGION".into(),
+                    )
+                })?,
         };
         let mut aws = tsunagu_aws::AwsConfig::new(region);
         aws.endpoint_url = settings.endpoint_url.clone();
