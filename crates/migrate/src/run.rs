@@ -709,23 +709,42 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
     check_loaded(&ctx, ti, loaded).await
 }
 
-/// Verifies a loaded staging table while the other tables still export and load: its
-/// count and checksum at once, its foreign keys once its parents are loaded too. Both
-/// are kept in the state, so a resumed run does not query them again.
+/// Verifies a loaded staging table while the other tables still export and load, three
+/// things at once on their own connections: builds its foreign key indexes, takes its
+/// count and checksum, and counts its foreign key violations (all keys at once) once its
+/// parents are loaded too. The figures are kept in the state, so a resumed run does not
+/// query them again.
 async fn check_loaded(ctx: &Arc<Ctx>, ti: usize, mut tstate: TableState) -> Result<()> {
     ctx.loaded[ti].send_replace(Some(true));
     let table = &ctx.model.tables[ti];
     let stage = load::stage_name(&table.name);
-    if tstate.target.is_none() {
-        tstate.target = Some(verify::table_checksum(&ctx.target, table, &stage).await?);
-    }
-    if tstate.fk_checks.is_none() {
-        wait_parents(ctx, ti, &ctx.loaded, true).await?;
-        tstate.fk_checks = Some(
-            verify::foreign_key_violations(&ctx.target, &ctx.model, &[ti], load::stage_name, 1)
-                .await?,
-        );
-    }
+    let indexes = load::build_indexes(&ctx.target, table, &stage);
+    let checksum = async {
+        match tstate.target {
+            Some(figures) => Ok(figures),
+            None => verify::table_checksum(&ctx.target, table, &stage).await,
+        }
+    };
+    let fk_checks = async {
+        match &tstate.fk_checks {
+            Some(checks) => Ok(checks.clone()),
+            None => {
+                wait_parents(ctx, ti, &ctx.loaded, true).await?;
+                let parallel = table.foreign_keys.len();
+                verify::foreign_key_violations(
+                    &ctx.target,
+                    &ctx.model,
+                    &[ti],
+                    load::stage_name,
+                    parallel,
+                )
+                .await
+            }
+        }
+    };
+    let ((), target, fk_checks) = tokio::try_join!(indexes, checksum, fk_checks)?;
+    tstate.target = Some(target);
+    tstate.fk_checks = Some(fk_checks);
     ctx.update(|s| {
         s.tables.insert(table.name.clone(), tstate);
     })

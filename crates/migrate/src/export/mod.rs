@@ -284,39 +284,45 @@ fn export_blocks(
     let input = paths.input;
     let fks = &fks;
     std::thread::scope(|scope| -> Result<()> {
-        let reader = scope.spawn(move || -> Result<()> {
-            let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
-            let mut batch = Vec::with_capacity(BATCH_LINES);
-            let mut seq = 0u64;
-            for (n, line) in BufReader::with_capacity(1 << 20, f).lines().enumerate() {
-                let line = line.map_err(|e| Error::io(input, e))?;
-                batch.push((n as u64 + 1, line));
-                if batch.len() == BATCH_LINES {
-                    if line_tx.send((seq, std::mem::take(&mut batch))).is_err() {
-                        return Ok(());
+        let reader = std::thread::Builder::new()
+            .name(format!("read {}", table.name))
+            .spawn_scoped(scope, move || -> Result<()> {
+                let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
+                let mut batch = Vec::with_capacity(BATCH_LINES);
+                let mut seq = 0u64;
+                for (n, line) in BufReader::with_capacity(1 << 20, f).lines().enumerate() {
+                    let line = line.map_err(|e| Error::io(input, e))?;
+                    batch.push((n as u64 + 1, line));
+                    if batch.len() == BATCH_LINES {
+                        if line_tx.send((seq, std::mem::take(&mut batch))).is_err() {
+                            return Ok(());
+                        }
+                        seq += 1;
                     }
-                    seq += 1;
                 }
-            }
-            if !batch.is_empty() {
-                let _ = line_tx.send((seq, batch));
-            }
-            Ok(())
-        });
-        for _ in 0..workers {
+                if !batch.is_empty() {
+                    let _ = line_tx.send((seq, batch));
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::Other(format!("cannot start a reader thread: {e}")))?;
+        for w in 0..workers {
             let rx = line_rx.clone();
             let tx = out_tx.clone();
-            scope.spawn(move || {
-                for (seq, lines) in rx {
-                    let out = lines
-                        .iter()
-                        .map(|(n, l)| process(table, fks, *n, l))
-                        .collect();
-                    if tx.send((seq, out)).is_err() {
-                        return;
+            std::thread::Builder::new()
+                .name(format!("transform {} {w}", table.name))
+                .spawn_scoped(scope, move || {
+                    for (seq, lines) in rx {
+                        let out = lines
+                            .iter()
+                            .map(|(n, l)| process(table, fks, *n, l))
+                            .collect();
+                        if tx.send((seq, out)).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
+                })
+                .map_err(|e| Error::Other(format!("cannot start a transform thread: {e}")))?;
         }
         drop(line_rx);
         drop(out_tx);
