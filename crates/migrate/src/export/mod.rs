@@ -20,7 +20,6 @@ use crate::source::apoc::parse_record;
 use crate::spec::{ForeignKey, Model, SourceKind, Table};
 use crate::transform::{column_value, RejectKind};
 use keys::{Key, KeyFile};
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -76,27 +75,47 @@ fn checked_fks(table: &Table, ti: usize) -> Vec<&ForeignKey> {
         .collect()
 }
 
-/// The order-independent per-row hash summed into a table's checksum. The same value is
-/// computed in SQL by [`crate::verify`]: the first 8 bytes (big-endian) of
-/// MD5(CONCAT_WS(CHAR(31), for each column: 'N' if null else 'V' || value)).
+/// Columns per null-map field of [`row_hash`].
+pub const NULL_MAP_COLUMNS: usize = 64;
+
+/// The order-independent per-row hash summed into a table's checksum, in the form
+/// pt-table-checksum made usual for MySQL: the CRC-32 of the row's null map (one decimal
+/// number per [`NULL_MAP_COLUMNS`] columns, bit `i` set when column `i` is null) followed
+/// by the non-null values, all separated by U+001F. [`crate::verify::checksum_sql`]
+/// computes the same in SQL (`CRC32(CONCAT_WS(CHAR(31), map, col, ...))`, as
+/// `CONCAT_WS` skips nulls), which costs the server about a third of an MD5 of the row.
 pub fn row_hash(values: &[Option<String>]) -> u64 {
-    let mut h = Md5::new();
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            h.update([0x1f]);
+    let mut h = crc32fast::Hasher::new();
+    let mut digits = [0u8; 20];
+    for (g, group) in values.chunks(NULL_MAP_COLUMNS).enumerate() {
+        let map = group
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_none())
+            .fold(0u64, |map, (i, _)| map | 1 << i);
+        if g > 0 {
+            h.update(&[0x1f]);
         }
-        match v {
-            None => h.update(b"N"),
-            Some(v) => {
-                h.update(b"V");
-                h.update(v.as_bytes());
-            }
+        h.update(decimal(map, &mut digits));
+    }
+    for v in values.iter().flatten() {
+        h.update(&[0x1f]);
+        h.update(v.as_bytes());
+    }
+    u64::from(h.finalize())
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
         }
     }
-    let d = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&d[..8]);
-    u64::from_be_bytes(first)
 }
 
 /// A finished chunk file.
@@ -773,8 +792,36 @@ references = "parents"
         assert!(out[1].1[1].contains("\"id\":\"10\""), "{:?}", out[1].1);
     }
 
+    #[test]
+    fn the_row_hash_is_the_crc_of_the_null_map_and_the_values() {
+        let row = [Some("1".to_string()), None, Some("a".to_string()), None];
+        assert_eq!(row_hash(&row), u64::from(crc32fast::hash(b"10\x1f1\x1fa")));
+        // A null and an empty string differ; so do two placements of one value.
+        assert_ne!(
+            row_hash(&[None, Some("x".into())]),
+            row_hash(&[Some(String::new()), Some("x".into())])
+        );
+        assert_ne!(
+            row_hash(&[Some("x".into()), None]),
+            row_hash(&[None, Some("x".into())])
+        );
+        // 65 columns: two null-map fields, the second one for the 65th column.
+        let mut wide = vec![Some("v".to_string()); 65];
+        wide[64] = None;
+        let mut expected = b"0\x1f1".to_vec();
+        expected.extend(std::iter::repeat_n(b"\x1fv".as_slice(), 64).flatten());
+        assert_eq!(row_hash(&wide), u64::from(crc32fast::hash(&expected)));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn decimal_digits_match_display(n in any::<u64>()) {
+            let mut buf = [0u8; 20];
+            let expected = n.to_string();
+            prop_assert_eq!(decimal(n, &mut buf), expected.as_bytes());
+        }
+
         /// Checking keys block by block on disk gives the same rows, rejects and reasons
         /// as checking them all in one block in memory, whatever the block size.
         #[test]

@@ -83,16 +83,27 @@ pub fn hex(checksum: u64) -> String {
     format!("{checksum:016x}")
 }
 
-/// The SQL computing a table's row count and checksum (see [`crate::export::row_hash`]).
+/// The SQL computing a table's row count and checksum: the sum of
+/// [`crate::export::row_hash`] over its rows.
 pub fn checksum_sql(table: &Table, name: &str) -> String {
-    let fields = table
+    let maps = table
         .columns
-        .iter()
-        .map(|c| format!("IF(`{0}` IS NULL, 'N', CONCAT('V', `{0}`))", c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .chunks(crate::export::NULL_MAP_COLUMNS)
+        .map(|group| {
+            group
+                .iter()
+                .enumerate()
+                .map(|(i, c)| match i {
+                    0 => format!("ISNULL(`{}`)", c.name),
+                    _ => format!("(ISNULL(`{}`) << {i})", c.name),
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        });
+    let values = table.columns.iter().map(|c| format!("`{}`", c.name));
+    let fields = maps.chain(values).collect::<Vec<_>>().join(", ");
     format!(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS(CHAR(31 USING utf8mb4), {fields})), 1, 16), 16, 10) AS UNSIGNED)), 0) % 18446744073709551616 AS CHAR) FROM `{name}`"
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS(CHAR(31 USING utf8mb4), {fields}))), 0) % 18446744073709551616 AS CHAR) FROM `{name}`"
     )
 }
 
