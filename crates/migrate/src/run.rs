@@ -262,6 +262,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
             let bolt = bolt.clone();
             let graph_keys = keys.clone();
             let out2 = out.clone();
+            let threads = model.settings.workers.max(1) as usize;
             // The graph (one pass over the export, or Bolt reads) and the other sources
             // are read at the same time.
             let graph = tokio::task::spawn_blocking(move || {
@@ -270,7 +271,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
                 }
                 match bolt {
                     Some(b) => bolt::fetch(&b, &graph_keys, &out2, &pb2),
-                    None => apoc::partition(&src, &graph_keys, &out2, &pb2),
+                    None => apoc::partition(&src, &graph_keys, &out2, threads, &pb2),
                 }
             });
             let others = external::fetch(&keys, &connections, &out, &pb).await;

@@ -50,7 +50,7 @@ fn keyset_paging_over_id_classes_reads_every_record_once() {
     assert_eq!(parts.records["rel:TAGGED"], 250);
 
     let read = |key: &str| -> Vec<tsunagu_migrate::source::Record> {
-        std::fs::read_to_string(&parts.files[key])
+        std::fs::read_to_string(&parts.files[key][0])
             .unwrap()
             .lines()
             .map(|l| parse_record(l).unwrap())
@@ -134,7 +134,7 @@ fn cypher_queries_page_by_keyset_or_stream() {
     ];
     let parts = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden()).unwrap();
     let read = |key: &PartitionKey| -> Vec<tsunagu_migrate::source::Record> {
-        std::fs::read_to_string(&parts.files[&key.name()])
+        std::fs::read_to_string(&parts.files[&key.name()][0])
             .unwrap()
             .lines()
             .map(|l| parse_record(l).unwrap())

@@ -49,6 +49,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         &fixture,
         &keys,
         &dir.path().join("parts"),
+        2,
         &indicatif::ProgressBar::hidden(),
     )
     .unwrap();
@@ -155,6 +156,7 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
         &a,
         &keys,
         &dir.path().join("parts"),
+        2,
         &indicatif::ProgressBar::hidden(),
     )
     .unwrap();

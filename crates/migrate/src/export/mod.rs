@@ -222,7 +222,8 @@ fn process(table: &Table, fks: &[&ForeignKey], line_no: u64, line: &str) -> Outc
 
 /// Where a table's export writes.
 pub struct ExportPaths<'a> {
-    pub input: &'a Path,
+    /// The table's partition: its files, read in this order.
+    pub input: &'a [PathBuf],
     pub chunk_dir: &'a Path,
     pub rejects: &'a Path,
     /// Where the table's key runs and finished key files go.
@@ -306,17 +307,22 @@ fn export_blocks(
         let reader = std::thread::Builder::new()
             .name(format!("read {}", table.name))
             .spawn_scoped(scope, move || -> Result<()> {
-                let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
                 let mut batch = Vec::with_capacity(BATCH_LINES);
                 let mut seq = 0u64;
-                for (n, line) in BufReader::with_capacity(1 << 20, f).lines().enumerate() {
-                    let line = line.map_err(|e| Error::io(input, e))?;
-                    batch.push((n as u64 + 1, line));
-                    if batch.len() == BATCH_LINES {
-                        if line_tx.send((seq, std::mem::take(&mut batch))).is_err() {
-                            return Ok(());
+                // Line numbers run on from one file of the partition to the next.
+                let mut n = 0u64;
+                for file in input {
+                    let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+                    for line in BufReader::with_capacity(1 << 20, f).lines() {
+                        let line = line.map_err(|e| Error::io(file, e))?;
+                        n += 1;
+                        batch.push((n, line));
+                        if batch.len() == BATCH_LINES {
+                            if line_tx.send((seq, std::mem::take(&mut batch))).is_err() {
+                                return Ok(());
+                            }
+                            seq += 1;
                         }
-                        seq += 1;
                     }
                 }
                 if !batch.is_empty() {
@@ -724,7 +730,7 @@ references = "parents"
         std::fs::write(&cfile, lines.join("\n")).unwrap();
         let mut keys = HashMap::new();
         let mut out = Vec::new();
-        for (ti, input) in [(0, &pfile), (1, &cfile)] {
+        for (ti, input) in [(0, [pfile.clone()]), (1, [cfile.clone()])] {
             let base = dir.join(format!("b{block_rows}-{ti}"));
             let (chunk_dir, rejects, keys_dir) = (
                 base.join("chunks"),
@@ -732,7 +738,7 @@ references = "parents"
                 base.join("keys"),
             );
             let paths = ExportPaths {
-                input,
+                input: &input,
                 chunk_dir: &chunk_dir,
                 rejects: &rejects,
                 keys_dir: &keys_dir,

@@ -4,8 +4,11 @@
 //! Reading every file once per target table would cost one pass per table, so the
 //! first step of a run ([`partition`]) reads the files once and copies each line into
 //! one partition file per node label and relationship type the spec uses; each table
-//! then streams only its own partition. Lines that are not APOC records are counted and
-//! written to `_source.rejects.jsonl` with their file and line number.
+//! then streams only its own partition. A large file is cut into byte ranges at line
+//! starts and split on several threads, each range writing its own segment of every
+//! partition; a table reads its segments in order, so the export's order is kept. Lines
+//! that are not APOC records are counted and written to `_source.rejects.jsonl` with
+//! their file and line number.
 
 pub use super::PartitionKey;
 use super::{Endpoint, Record};
@@ -123,8 +126,9 @@ pub fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Result of [`partition`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Partitions {
-    /// Partition key (as `label:X` / `rel:X`) → file.
-    pub files: BTreeMap<String, PathBuf>,
+    /// Partition key (as `label:X` / `rel:X`) → its files, read one after the other in
+    /// this order (the source's order).
+    pub files: BTreeMap<String, Vec<PathBuf>>,
     /// Records per partition key.
     pub records: BTreeMap<String, u64>,
     /// Lines that are not APOC records.
@@ -140,80 +144,265 @@ impl Partitions {
     }
 }
 
-/// Splits the export files into one file per needed label / relationship type under
-/// `out` (keys of other kinds are left to their readers). A node with several needed labels goes into each of their partitions.
+/// A file smaller than this is read by one thread.
+const MIN_SPLIT_BYTES: u64 = 4 << 20;
+
+/// A byte range of a source file: the lines that start in `start..end`.
+struct Segment {
+    file: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+/// What partitioning one segment wrote.
+struct SegmentOutput {
+    /// Per key index: the segment's file for it and its records (only keys it saw).
+    files: BTreeMap<usize, (PathBuf, u64)>,
+    /// Lines in the segment (for the line numbers of the next segment of the file).
+    lines: u64,
+    malformed: u64,
+    /// Malformed lines, with line numbers counted from the segment's start.
+    malformed_file: PathBuf,
+}
+
+/// Splits the export files into files per needed label / relationship type under `out`
+/// (keys of other kinds are left to their readers). A node with several needed labels
+/// goes into each of their partitions. Each file is cut into `threads` byte ranges at
+/// line starts, read by `threads` threads at once; every range writes its own file per
+/// key, listed in source order, so a table still reads its records in the source's
+/// order.
 pub fn partition(
     source_dir: &Path,
     keys: &[PartitionKey],
     out: &Path,
+    threads: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Partitions> {
+    partition_split(source_dir, keys, out, threads, MIN_SPLIT_BYTES, progress)
+}
+
+/// [`partition`], splitting files of at least `min_split` bytes (tests split tiny ones).
+fn partition_split(
+    source_dir: &Path,
+    keys: &[PartitionKey],
+    out: &Path,
+    threads: usize,
+    min_split: u64,
     progress: &indicatif::ProgressBar,
 ) -> Result<Partitions> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    // Per key: its file, the writer, the records written.
-    let mut writers: BTreeMap<PartitionKey, (PathBuf, BufWriter<std::fs::File>, u64)> =
-        BTreeMap::new();
-    let mut result = Partitions::default();
+    // The keys read here, by their index in `keys` (the first of equal keys).
+    let mut wanted: BTreeMap<PartitionKey, usize> = BTreeMap::new();
     for (i, k) in keys.iter().enumerate() {
-        if !matches!(k, PartitionKey::Label(_) | PartitionKey::RelType(_)) {
-            // Other sources have their own readers; a Cypher query is refused before
-            // the run starts (an export cannot run queries).
-            continue;
+        // Other sources have their own readers; a Cypher query is refused before the run
+        // starts (an export cannot run queries).
+        if matches!(k, PartitionKey::Label(_) | PartitionKey::RelType(_)) {
+            wanted.entry(k.clone()).or_insert(i);
         }
-        if writers.contains_key(k) {
-            continue;
-        }
-        let path = out.join(format!("p{i:03}.jsonl"));
-        let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        result.files.insert(k.name(), path.clone());
-        writers.insert(k.clone(), (path, BufWriter::with_capacity(1 << 20, f), 0));
     }
+    let threads = threads.max(1);
+    let mut segments = Vec::new();
+    for file in source_files(source_dir)? {
+        let len = std::fs::metadata(&file)
+            .map_err(|e| Error::io(&file, e))?
+            .len();
+        let parts = if len < min_split { 1 } else { threads as u64 };
+        for p in 0..parts {
+            segments.push(Segment {
+                file: file.clone(),
+                start: len * p / parts,
+                end: len * (p + 1) / parts,
+            });
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outputs: Vec<Result<Vec<(usize, SegmentOutput)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(segments.len()))
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, SegmentOutput)>> {
+                    let mut done = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(segment) = segments.get(n) else {
+                            return Ok(done);
+                        };
+                        done.push((n, partition_segment(segment, n, &wanted, out, progress)?));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Error::Other("partition thread panicked".into()))?
+            })
+            .collect()
+    });
+    let mut outputs: Vec<(usize, SegmentOutput)> = outputs
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    outputs.sort_by_key(|(n, _)| *n);
+
+    let mut result = Partitions::default();
+    for (key, &i) in &wanted {
+        result.files.insert(key.name(), Vec::new());
+        result.records.insert(key.name(), 0);
+        for (_, o) in &outputs {
+            if let Some((path, records)) = o.files.get(&i) {
+                if let Some(files) = result.files.get_mut(&key.name()) {
+                    files.push(path.clone());
+                }
+                *result.records.entry(key.name()).or_default() += records;
+            }
+        }
+    }
+    // The malformed lines of every segment, numbered from the start of their file.
     let malformed_path = out.join("_source.rejects.jsonl");
     let mut malformed = BufWriter::new(
         std::fs::File::create(&malformed_path).map_err(|e| Error::io(&malformed_path, e))?,
     );
-    for file in source_files(source_dir)? {
-        let f = std::fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
-        let reader = BufReader::with_capacity(1 << 20, f);
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| Error::io(&file, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            progress.inc(1);
-            let head: Head = match serde_json::from_str(&line) {
-                Ok(h) => h,
-                Err(e) => {
-                    result.malformed += 1;
-                    let entry = serde_json::json!({"file": file.display().to_string(), "line": n + 1, "reason": "malformed", "detail": e.to_string()});
-                    writeln!(malformed, "{entry}").map_err(|e| Error::io(&malformed_path, e))?;
-                    continue;
+    let mut lines_before = 0u64;
+    for (n, o) in &outputs {
+        if *n > 0 && segments[*n].file != segments[n - 1].file {
+            lines_before = 0;
+        }
+        result.malformed += o.malformed;
+        if o.malformed > 0 {
+            let f = std::fs::File::open(&o.malformed_file)
+                .map_err(|e| Error::io(&o.malformed_file, e))?;
+            for line in BufReader::new(f).lines() {
+                let line = line.map_err(|e| Error::io(&o.malformed_file, e))?;
+                let mut entry: Value = serde_json::from_str(&line)
+                    .map_err(|e| Error::Other(format!("internal: malformed-line entry: {e}")))?;
+                if let Some(l) = entry.get_mut("line") {
+                    *l = Value::from(l.as_u64().unwrap_or(0) + lines_before);
                 }
-            };
-            let mut targets: Vec<PartitionKey> = Vec::new();
-            match head.kind.as_str() {
-                "node" => targets.extend(head.labels.into_iter().map(PartitionKey::Label)),
-                "relationship" => targets.extend(head.label.map(PartitionKey::RelType)),
-                _ => {}
-            }
-            for t in targets {
-                if let Some((path, w, records)) = writers.get_mut(&t) {
-                    w.write_all(line.as_bytes())
-                        .and_then(|_| w.write_all(b"\n"))
-                        .map_err(|e| Error::io(path.as_path(), e))?;
-                    *records += 1;
-                }
+                writeln!(malformed, "{entry}").map_err(|e| Error::io(&malformed_path, e))?;
             }
         }
-    }
-    for (key, (path, mut w, records)) in writers {
-        result.records.insert(key.name(), records);
-        w.flush().map_err(|e| Error::io(&path, e))?;
-        w.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
+        std::fs::remove_file(&o.malformed_file).map_err(|e| Error::io(&o.malformed_file, e))?;
+        lines_before += o.lines;
     }
     malformed
         .flush()
         .map_err(|e| Error::io(&malformed_path, e))?;
     Ok(result)
+}
+
+/// Partitions the lines starting in one segment of a file; `n` numbers its files.
+fn partition_segment(
+    segment: &Segment,
+    n: usize,
+    wanted: &BTreeMap<PartitionKey, usize>,
+    out: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<SegmentOutput> {
+    use std::io::{Seek, SeekFrom};
+    let file = &segment.file;
+    let mut f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    let mut pos = segment.start;
+    let mut reader = if pos == 0 {
+        BufReader::with_capacity(1 << 20, f)
+    } else {
+        // Skip the line under way at `start` (it belongs to the segment before), unless
+        // `start` is exactly where a line begins.
+        f.seek(SeekFrom::Start(pos - 1))
+            .map_err(|e| Error::io(file, e))?;
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        let mut skipped = Vec::new();
+        let n = r
+            .read_until(b'\n', &mut skipped)
+            .map_err(|e| Error::io(file, e))?;
+        pos = pos - 1 + n as u64;
+        r
+    };
+    let malformed_file = out.join(format!("_source.rejects.{n:04}.jsonl"));
+    let mut malformed_w = BufWriter::new(
+        std::fs::File::create(&malformed_file).map_err(|e| Error::io(&malformed_file, e))?,
+    );
+    let mut writers: BTreeMap<usize, (PathBuf, BufWriter<std::fs::File>, u64)> = BTreeMap::new();
+    let mut output = SegmentOutput {
+        files: BTreeMap::new(),
+        lines: 0,
+        malformed: 0,
+        malformed_file: malformed_file.clone(),
+    };
+    let mut buf = Vec::with_capacity(4096);
+    let mut counted = 0u64;
+    while pos < segment.end {
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(file, e))?;
+        if read == 0 {
+            break;
+        }
+        pos += read as u64;
+        output.lines += 1;
+        let line_no = output.lines;
+        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let head = std::str::from_utf8(bytes)
+            .map_err(|e| format!("not UTF-8: {e}"))
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    return Ok(None);
+                }
+                serde_json::from_str::<Head>(line)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            });
+        let head = match head {
+            Ok(Some(h)) => h,
+            Ok(None) => continue,
+            Err(detail) => {
+                output.malformed += 1;
+                let entry = serde_json::json!({"file": file.display().to_string(), "line": line_no, "reason": "malformed", "detail": detail});
+                writeln!(malformed_w, "{entry}").map_err(|e| Error::io(&malformed_file, e))?;
+                continue;
+            }
+        };
+        counted += 1;
+        if counted.is_multiple_of(1024) {
+            progress.inc(1024);
+        }
+        let targets: Vec<PartitionKey> = match head.kind.as_str() {
+            "node" => head.labels.into_iter().map(PartitionKey::Label).collect(),
+            "relationship" => head.label.map(PartitionKey::RelType).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        for t in targets {
+            let Some(&i) = wanted.get(&t) else {
+                continue;
+            };
+            let (path, w, records) = match writers.entry(i) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let path = out.join(format!("p{i:03}.{n:04}.jsonl"));
+                    let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                    e.insert((path, BufWriter::with_capacity(1 << 20, f), 0))
+                }
+            };
+            w.write_all(bytes)
+                .and_then(|_| w.write_all(b"\n"))
+                .map_err(|e| Error::io(path.as_path(), e))?;
+            *records += 1;
+        }
+    }
+    progress.inc(counted % 1024);
+    for (i, (path, mut w, records)) in writers {
+        w.flush().map_err(|e| Error::io(&path, e))?;
+        w.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
+        output.files.insert(i, (path, records));
+    }
+    malformed_w
+        .flush()
+        .map_err(|e| Error::io(&malformed_file, e))?;
+    Ok(output)
 }
 
 #[cfg(test)]
@@ -231,5 +420,89 @@ mod tests {
         assert_eq!(r.end.unwrap().id, "2");
         assert!(parse_record(r#"{"type":"relationship","id":"7","label":"X"}"#).is_err());
         assert!(parse_record("{oops").is_err());
+    }
+
+    /// Per partition key, its records in order.
+    type Records = Vec<(String, Vec<String>)>;
+
+    /// The partitions' records, the malformed lines (`file:line`) and their count, of a
+    /// partition run.
+    fn partitioned(dir: &Path, threads: usize) -> (Records, Vec<String>, u64) {
+        let keys = [
+            PartitionKey::Label("A".into()),
+            PartitionKey::RelType("R".into()),
+            PartitionKey::Label("B".into()),
+        ];
+        let out = dir.join(format!("out{threads}"));
+        let p = partition_split(
+            &dir.join("src"),
+            &keys,
+            &out,
+            threads,
+            1,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+        let files = p
+            .files
+            .iter()
+            .map(|(k, files)| {
+                let lines = files
+                    .iter()
+                    .flat_map(|f| {
+                        std::fs::read_to_string(f)
+                            .unwrap()
+                            .lines()
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                (k.clone(), lines)
+            })
+            .collect();
+        let rejects = std::fs::read_to_string(out.join("_source.rejects.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                format!("{}:{}", v["file"].as_str().unwrap(), v["line"])
+            })
+            .collect();
+        (files, rejects, p.malformed)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Cut into ranges read by several threads, the partitions hold the same records
+        /// in the same order, and malformed lines keep their line numbers.
+        #[test]
+        fn threads_do_not_change_the_partitions(
+            files in proptest::collection::vec(
+                proptest::collection::vec(0u8..5, 0..40),
+                1..3,
+            ),
+            threads in 2usize..5,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let src = dir.path().join("src");
+            std::fs::create_dir_all(&src).unwrap();
+            for (f, kinds) in files.iter().enumerate() {
+                let lines: Vec<String> = kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| match k {
+                        0 => format!(r#"{{"type":"node","id":"{f}-{i}","labels":["A"],"properties":{{}}}}"#),
+                        1 => format!(r#"{{"type":"node","id":"{f}-{i}","labels":["A","B"],"properties":{{"x":"ü"}}}}"#),
+                        2 => format!(r#"{{"type":"relationship","id":"{f}-{i}","label":"R","start":{{"id":"1"}},"end":{{"id":"2"}}}}"#),
+                        3 => String::new(),
+                        _ => "{broken".to_string(),
+                    })
+                    .collect();
+                std::fs::write(src.join(format!("{f}.jsonl")), lines.join("\n")).unwrap();
+            }
+            let one = partitioned(dir.path(), 1);
+            let many = partitioned(dir.path(), threads);
+            proptest::prop_assert_eq!(one, many);
+        }
     }
 }

@@ -376,7 +376,7 @@ pub fn fetch(
             _ => read_classes(&driver, opts, key, i, out, &path)?,
         };
         progress.inc(total);
-        result.files.insert(key.name(), path);
+        result.files.insert(key.name(), vec![path]);
         result.records.insert(key.name(), total);
     }
     Ok(result)

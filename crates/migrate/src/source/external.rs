@@ -196,7 +196,7 @@ pub async fn fetch(
     .await?;
     let mut result = Partitions::default();
     for ((name, path, _), count) in jobs.into_iter().zip(counts) {
-        result.files.insert(name.clone(), path);
+        result.files.insert(name.clone(), vec![path]);
         result.records.insert(name, count);
     }
     Ok(result)
