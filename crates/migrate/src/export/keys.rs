@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Runs kept before they are merged into one.
@@ -84,56 +84,107 @@ impl Key {
     }
 }
 
-/// Reads a run file in order, one record at a time into a reused buffer (a probe pass
-/// over a large file then allocates nothing per record).
+/// Reads a run file in order. Records are decoded in place in a large buffer (a probe
+/// pass mostly compares fingerprints and skips, so it copies no key and allocates
+/// nothing per record).
 struct RunReader {
     path: PathBuf,
-    r: BufReader<std::fs::File>,
-    hash: u64,
+    file: std::fs::File,
     buf: Vec<u8>,
+    /// Valid bytes in `buf`.
+    end: usize,
+    /// Where the next record starts.
+    pos: usize,
+    /// The current record: fingerprint, and where its bytes are in `buf`.
+    hash: u64,
+    start: usize,
+    len: usize,
 }
+
+/// The read buffer of a [`RunReader`].
+const READ_BUFFER: usize = 1 << 18;
 
 impl RunReader {
     fn open(path: &Path) -> Result<RunReader> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         Ok(RunReader {
             path: path.to_path_buf(),
-            r: BufReader::with_capacity(1 << 18, f),
+            file,
+            buf: vec![0; READ_BUFFER],
+            end: 0,
+            pos: 0,
             hash: 0,
-            buf: Vec::new(),
+            start: 0,
+            len: 0,
         })
+    }
+
+    /// Makes at least `need` bytes from `pos` available; false at the end of the file
+    /// when none are left, an error when the file ends inside a record.
+    fn fill(&mut self, need: usize) -> Result<bool> {
+        if self.end - self.pos >= need {
+            return Ok(true);
+        }
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < need {
+            self.buf.resize(need.max(READ_BUFFER), 0);
+        }
+        while self.end < need {
+            let n = self
+                .file
+                .read(&mut self.buf[self.end..])
+                .map_err(|e| Error::io(&self.path, e))?;
+            if n == 0 {
+                if self.end == 0 {
+                    return Ok(false);
+                }
+                return Err(Error::io(
+                    &self.path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the key file ends inside a record",
+                    ),
+                ));
+            }
+            self.end += n;
+        }
+        Ok(true)
     }
 
     /// Reads the next record; false at the end of the file.
     fn advance(&mut self) -> Result<bool> {
-        let mut head = [0u8; 12];
-        match self.r.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(Error::io(&self.path, e)),
+        if !self.fill(12)? {
+            return Ok(false);
         }
+        let head = &self.buf[self.pos..self.pos + 12];
         let mut hash = [0u8; 8];
         hash.copy_from_slice(&head[..8]);
         let mut len = [0u8; 4];
         len.copy_from_slice(&head[8..]);
         self.hash = u64::from_le_bytes(hash);
-        self.buf.resize(u32::from_le_bytes(len) as usize, 0);
-        self.r
-            .read_exact(&mut self.buf)
-            .map_err(|e| Error::io(&self.path, e))?;
+        self.len = u32::from_le_bytes(len) as usize;
+        self.fill(12 + self.len)?;
+        self.start = self.pos + 12;
+        self.pos = self.start + self.len;
         Ok(true)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
     }
 
     fn cmp_key(&self, k: &Key) -> Ordering {
         self.hash
             .cmp(&k.hash)
-            .then_with(|| self.buf[..].cmp(&k.bytes[..]))
+            .then_with(|| self.bytes().cmp(&k.bytes[..]))
     }
 
     fn key(&self) -> Key {
         Key {
             hash: self.hash,
-            bytes: self.buf.clone().into_boxed_slice(),
+            bytes: self.bytes().into(),
         }
     }
 }
@@ -179,7 +230,7 @@ fn merge(paths: &[PathBuf]) -> Result<impl Iterator<Item = Result<Key>>> {
         let mut min = 0;
         for i in 1..readers.len() {
             let (a, b) = (&readers[i], &readers[min]);
-            if a.hash.cmp(&b.hash).then_with(|| a.buf.cmp(&b.buf)) == Ordering::Less {
+            if a.hash.cmp(&b.hash).then_with(|| a.bytes().cmp(b.bytes())) == Ordering::Less {
                 min = i;
             }
         }
@@ -422,6 +473,25 @@ mod tests {
                 prop_assert_eq!(f, members.contains(k));
             }
         }
+    }
+
+    /// Keys longer than the read buffer are read whole, between and after short ones.
+    #[test]
+    fn keys_longer_than_the_read_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = |c: u8| Key::from_bytes(vec![c; READ_BUFFER + 7].into_boxed_slice());
+        let short = |c: u8| Key::from_bytes(vec![c].into_boxed_slice());
+        let mut runs = Runs::new(dir.path(), "k").unwrap();
+        runs.add(vec![long(1), short(2), long(3)]).unwrap();
+        runs.add(vec![short(4), long(5)]).unwrap();
+        let file = runs.finish(&dir.path().join("f.keys")).unwrap();
+        assert_eq!(file.keys, 5);
+        let probes = [long(1), long(5), short(2), long(2), short(9)];
+        let refs: Vec<&Key> = probes.iter().collect();
+        assert_eq!(
+            file.contains(&refs).unwrap(),
+            vec![true, true, true, false, false]
+        );
     }
 
     #[test]

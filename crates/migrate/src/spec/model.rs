@@ -763,7 +763,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
             }
             let default = match &c.default {
                 Some(d) => {
-                    if let Err(e) = crate::transform::cast(d.get_ref(), ty) {
+                    if let Err(e) = crate::transform::cast(d.get_ref().clone(), ty) {
                         return err(
                             d.span(),
                             format!(
@@ -780,7 +780,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
             let map = match &c.map {
                 Some(m) => {
                     for v in m.get_ref().values() {
-                        if let Err(e) = crate::transform::cast(v, ty) {
+                        if let Err(e) = crate::transform::cast(v.clone(), ty) {
                             return err(
                                 m.span(),
                                 format!("value map target `{v}` is not a valid {ty}: {}", e.detail),

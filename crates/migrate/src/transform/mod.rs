@@ -122,7 +122,12 @@ pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejec
                 Some(t.to_string())
             }
         }
-        Step::Nfkc => Some(v.nfkc().collect()),
+        // Most text is already NFKC (all ASCII is): the quick check settles it without
+        // building a copy.
+        Step::Nfkc => match unicode_normalization::is_nfkc_quick(v.chars()) {
+            unicode_normalization::IsNormalized::Yes => Some(v),
+            _ => Some(v.nfkc().collect()),
+        },
         Step::NullIfEmpty => (!v.is_empty()).then_some(v),
         Step::Lower => Some(v.to_lowercase()),
         Step::Upper => Some(v.to_uppercase()),
@@ -219,23 +224,35 @@ fn canonical_datetime(v: &str) -> Option<NaiveDateTime> {
     )
 }
 
-/// Checks a value against a column type and returns its canonical SQL text.
-pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
+/// Whether `v` is an integer exactly as it prints (no sign but `-`, no leading zero,
+/// no `-0`), so a cast can keep the text it was given.
+fn canonical_integer(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (!digits.starts_with('0') || v == "0")
+}
+
+/// Checks a value against a column type and returns its canonical SQL text (the value
+/// itself, without a copy, when it is already canonical: the common case).
+pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
     let bad = |what: &str| {
         Rejection::new(
             RejectKind::BadType,
-            format!("`{}` is not {what}", shorten(v)),
+            format!("`{}` is not {what}", shorten(&v)),
         )
     };
     match ty {
-        SqlType::BigInt => v
-            .parse::<i64>()
-            .map(|n| n.to_string())
-            .map_err(|_| bad("a bigint")),
-        SqlType::Int => v
-            .parse::<i32>()
-            .map(|n| n.to_string())
-            .map_err(|_| bad("an int")),
+        SqlType::BigInt => match v.parse::<i64>() {
+            Ok(_) if canonical_integer(&v) => Ok(v),
+            Ok(n) => Ok(n.to_string()),
+            Err(_) => Err(bad("a bigint")),
+        },
+        SqlType::Int => match v.parse::<i32>() {
+            Ok(_) if canonical_integer(&v) => Ok(v),
+            Ok(n) => Ok(n.to_string()),
+            Err(_) => Err(bad("an int")),
+        },
         SqlType::Boolean => match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("1".into()),
             "false" | "0" | "no" => Ok("0".into()),
@@ -249,7 +266,7 @@ pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
                     format!("{len} characters, more than varchar({n}) holds"),
                 ))
             } else {
-                Ok(v.to_string())
+                Ok(v)
             }
         }
         SqlType::Text => {
@@ -259,23 +276,34 @@ pub fn cast(v: &str, ty: SqlType) -> Result<String, Rejection> {
                     format!("{} bytes, more than text holds (65535)", v.len()),
                 ))
             } else {
-                Ok(v.to_string())
+                Ok(v)
             }
         }
-        SqlType::Date => match canonical_date(v)
-            .map(Ok)
-            .unwrap_or_else(|| NaiveDate::parse_from_str(v, "%Y-%m-%d"))
-        {
-            Ok(d) if (1000..=9999).contains(&d.year()) => Ok(sql_date(&d)),
-            _ => Err(bad(
-                "a date (YYYY-MM-DD, years 1000-9999; use parse_date for other formats)",
-            )),
-        },
+        SqlType::Date => {
+            // `YYYY-MM-DD` that is a real date is its own canonical form.
+            if canonical_date(&v).is_some_and(|d| (1000..=9999).contains(&d.year())) {
+                return Ok(v);
+            }
+            match NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
+                Ok(d) if (1000..=9999).contains(&d.year()) => Ok(sql_date(&d)),
+                _ => Err(bad(
+                    "a date (YYYY-MM-DD, years 1000-9999; use parse_date for other formats)",
+                )),
+            }
+        }
         SqlType::DateTime => {
-            let parsed = canonical_datetime(v)
-                .or_else(|| NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S").ok())
-                .or_else(|| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S").ok())
-                .or_else(|| DateTime::parse_from_rfc3339(v).ok().map(|d| d.naive_utc()));
+            if canonical_datetime(&v).is_some_and(|d| (1000..=9999).contains(&d.year())) {
+                // The same text, with a space between date and time.
+                let mut v = v.into_bytes();
+                v[10] = b' ';
+                return String::from_utf8(v).map_err(|e| {
+                    Rejection::new(RejectKind::BadType, format!("not UTF-8 text: {e}"))
+                });
+            }
+            let parsed = NaiveDateTime::parse_from_str(&v, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .or_else(|| NaiveDateTime::parse_from_str(&v, "%Y-%m-%dT%H:%M:%S").ok())
+                .or_else(|| DateTime::parse_from_rfc3339(&v).ok().map(|d| d.naive_utc()));
             match parsed {
                 Some(d) if (1000..=9999).contains(&d.year()) => Ok(sql_datetime(&d)),
                 _ => Err(bad("a datetime (YYYY-MM-DD HH:MM:SS or RFC 3339; use parse_datetime for other formats)")),
@@ -325,7 +353,7 @@ pub fn column_value(column: &Column, raw: Option<String>) -> Result<Option<Strin
             "required value is missing",
         )),
         None => Ok(None),
-        Some(v) => cast(&v, column.ty).map(Some),
+        Some(v) => cast(v, column.ty).map(Some),
     }
 }
 

@@ -62,36 +62,49 @@ fn dates() {
 
 #[test]
 fn casts_check_and_canonicalize() {
-    assert_eq!(cast("007", SqlType::BigInt).unwrap(), "7");
+    assert_eq!(cast("007".to_string(), SqlType::BigInt).unwrap(), "7");
     assert_eq!(
-        cast("1,000万", SqlType::BigInt).unwrap_err().kind,
+        cast("1,000万".to_string(), SqlType::BigInt)
+            .unwrap_err()
+            .kind,
         RejectKind::BadType
     );
     assert_eq!(
-        cast("3000000000", SqlType::Int).unwrap_err().kind,
+        cast("3000000000".to_string(), SqlType::Int)
+            .unwrap_err()
+            .kind,
         RejectKind::BadType
     );
-    assert_eq!(cast("YES", SqlType::Boolean).unwrap(), "1");
-    assert_eq!(cast("false", SqlType::Boolean).unwrap(), "0");
-    assert_eq!(cast("あいう", SqlType::Varchar(3)).unwrap(), "あいう");
+    assert_eq!(cast("YES".to_string(), SqlType::Boolean).unwrap(), "1");
+    assert_eq!(cast("false".to_string(), SqlType::Boolean).unwrap(), "0");
     assert_eq!(
-        cast("あいうえ", SqlType::Varchar(3)).unwrap_err().kind,
+        cast("あいう".to_string(), SqlType::Varchar(3)).unwrap(),
+        "あいう"
+    );
+    assert_eq!(
+        cast("あいうえ".to_string(), SqlType::Varchar(3))
+            .unwrap_err()
+            .kind,
         RejectKind::TooLong
     );
     assert_eq!(
-        cast("2024-02-30", SqlType::Date).unwrap_err().kind,
+        cast("2024-02-30".to_string(), SqlType::Date)
+            .unwrap_err()
+            .kind,
         RejectKind::BadType
     );
     assert_eq!(
-        cast("0999-01-01", SqlType::Date).unwrap_err().kind,
+        cast("0999-01-01".to_string(), SqlType::Date)
+            .unwrap_err()
+            .kind,
         RejectKind::BadType
     );
     assert_eq!(
-        cast("2024-01-15T10:00:00Z", SqlType::DateTime).unwrap(),
+        cast("2024-01-15T10:00:00Z".to_string(), SqlType::DateTime).unwrap(),
         "2024-01-15 10:00:00"
     );
     assert_eq!(
-        cast(&"x".repeat(65_536), SqlType::Text).unwrap_err().kind,
+        cast("x".repeat(65_536), SqlType::Text).unwrap_err().kind,
         RejectKind::TooLong
     );
 }
@@ -133,13 +146,30 @@ proptest! {
 
     #[test]
     fn bigint_cast_round_trips(n in any::<i64>()) {
-        prop_assert_eq!(cast(&n.to_string(), SqlType::BigInt).unwrap(), n.to_string());
+        prop_assert_eq!(cast(n.to_string(), SqlType::BigInt).unwrap(), n.to_string());
+    }
+
+    /// An integer cast keeps canonical text as it is and prints any other spelling as
+    /// the number it parses to.
+    #[test]
+    fn integer_casts_print_the_number(v in "[+-]?0{0,3}[0-9]{1,19}") {
+        match v.parse::<i64>() {
+            Ok(n) => prop_assert_eq!(cast(v, SqlType::BigInt).unwrap(), n.to_string()),
+            Err(_) => prop_assert!(cast(v, SqlType::BigInt).is_err()),
+        }
+    }
+
+    /// The quick check's shortcut gives exactly Unicode NFKC.
+    #[test]
+    fn the_nfkc_step_is_unicode_nfkc(v in "(\\PC|[ｱ-ﾝﾞﾟＡ-Ｚ０-９①-⑳㍻])*") {
+        let expected: String = unicode_normalization::UnicodeNormalization::nfkc(v.as_str()).collect();
+        prop_assert_eq!(apply(&Step::Nfkc, Some(v)).unwrap(), Some(expected));
     }
 
     #[test]
     fn varchar_accepts_exactly_up_to_its_length(v in "\\PC{0,12}", n in 1u32..10) {
         let fits = v.chars().count() <= n as usize;
-        prop_assert_eq!(cast(&v, SqlType::Varchar(n)).is_ok(), fits);
+        prop_assert_eq!(cast(v.clone(), SqlType::Varchar(n)).is_ok(), fits);
     }
 
     /// The direct parsers of the canonical shapes agree with chrono's general parser on
@@ -161,7 +191,14 @@ proptest! {
             .filter(|d| d.and_utc().timestamp_subsec_nanos() < 1_000_000_000);
         prop_assert_eq!(canonical_datetime(&datetime), general);
         if let Some(d) = general {
-            prop_assert_eq!(sql_datetime(&d), d.format("%Y-%m-%d %H:%M:%S").to_string());
+            let canonical = d.format("%Y-%m-%d %H:%M:%S").to_string();
+            prop_assert_eq!(&sql_datetime(&d), &canonical);
+            let in_range = (1000..=9999).contains(&d.year());
+            prop_assert_eq!(cast(datetime, SqlType::DateTime).ok(), in_range.then_some(canonical));
+        }
+        if let Some(d) = canonical_date(&date) {
+            let in_range = (1000..=9999).contains(&d.year());
+            prop_assert_eq!(cast(date.clone(), SqlType::Date).ok(), in_range.then_some(date));
         }
     }
 }
