@@ -175,12 +175,6 @@ impl RunReader {
         &self.buf[self.start..self.start + self.len]
     }
 
-    fn cmp_key(&self, k: &Key) -> Ordering {
-        self.hash
-            .cmp(&k.hash)
-            .then_with(|| self.bytes().cmp(&k.bytes[..]))
-    }
-
     fn key(&self) -> Key {
         Key {
             hash: self.hash,
@@ -250,16 +244,27 @@ fn merge(paths: &[PathBuf]) -> Result<impl Iterator<Item = Result<Key>>> {
 }
 
 /// Sets `found[i]` for each of `probes` present in the run file (one sequential pass
-/// over both; `order` lists the probe indexes sorted by key). Never clears a flag.
-fn probe_file(path: &Path, probes: &[&Key], order: &[u32], found: &mut [bool]) -> Result<()> {
+/// over both; `order` lists the probes' fingerprints and indexes sorted by key). Never
+/// clears a flag.
+fn probe_file(
+    path: &Path,
+    probes: &[&Key],
+    order: &[(u64, u32)],
+    found: &mut [bool],
+) -> Result<()> {
     let mut r = RunReader::open(path)?;
     if !r.advance()? {
         return Ok(());
     }
-    for &i in order {
-        let p = probes[i as usize];
+    for &(hash, i) in order {
         loop {
-            match r.cmp_key(p) {
+            // Fingerprints first, from the compact order list; a probe's bytes are only
+            // read when its fingerprint is in the file.
+            let ord = r
+                .hash
+                .cmp(&hash)
+                .then_with(|| r.bytes().cmp(&probes[i as usize].bytes[..]));
+            match ord {
                 Ordering::Less => {
                     if !r.advance()? {
                         return Ok(());
@@ -276,9 +281,18 @@ fn probe_file(path: &Path, probes: &[&Key], order: &[u32], found: &mut [bool]) -
     Ok(())
 }
 
-fn sorted_order(probes: &[&Key]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..probes.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| probes[a as usize].cmp(probes[b as usize]));
+/// The probes' fingerprints and indexes in key order: a dense list the passes over the
+/// files walk instead of following a pointer per probe.
+fn sorted_order(probes: &[&Key]) -> Vec<(u64, u32)> {
+    let mut order: Vec<(u64, u32)> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.hash, i as u32))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| probes[a.1 as usize].bytes.cmp(&probes[b.1 as usize].bytes))
+    });
     order
 }
 

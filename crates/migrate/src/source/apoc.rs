@@ -11,71 +11,75 @@
 //! their file and line number.
 
 pub use super::PartitionKey;
-use super::{Endpoint, Record};
+use super::{Endpoint, Properties, Record};
 use crate::error::{Error, Result};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Deserialize)]
-struct Head {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    label: Option<String>,
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    labels: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    label: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Line {
-    #[serde(rename = "type")]
-    kind: String,
-    id: Value,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    properties: Map<String, Value>,
-    #[serde(default)]
-    start: Option<LineEndpoint>,
-    #[serde(default)]
-    end: Option<LineEndpoint>,
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(default, borrow)]
+    labels: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    properties: Properties<'a>,
+    #[serde(default, borrow)]
+    start: Option<LineEndpoint<'a>>,
+    #[serde(default, borrow)]
+    end: Option<LineEndpoint<'a>>,
 }
 
 #[derive(Deserialize)]
-struct LineEndpoint {
-    id: Value,
-    #[serde(default)]
-    labels: Vec<String>,
+struct LineEndpoint<'a> {
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(default, borrow)]
+    labels: Vec<Cow<'a, str>>,
 }
 
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+/// A record id: a string, or a number in JSON spelling.
+fn id_text(v: &RawValue) -> Option<String> {
+    match v.get().as_bytes().first() {
+        Some(b'"' | b'-' | b'0'..=b'9') => super::raw_text(v),
         _ => None,
     }
 }
 
 /// Parses one APOC line into a record.
-pub fn parse_record(line: &str) -> std::result::Result<Record, String> {
+pub fn parse_record(line: &str) -> std::result::Result<Record<'_>, String> {
     let l: Line =
         serde_json::from_str(line).map_err(|e| format!("not an APOC JSON record: {e}"))?;
-    let id = id_text(&l.id).ok_or("`id` must be a string or a number")?;
-    let endpoint = |e: Option<LineEndpoint>,
-                    which: &str|
-     -> std::result::Result<Option<Endpoint>, String> {
+    let id = id_text(l.id).ok_or("`id` must be a string or a number")?;
+    fn endpoint<'a>(
+        e: Option<LineEndpoint<'a>>,
+        which: &str,
+    ) -> std::result::Result<Option<Endpoint<'a>>, String> {
         match e {
             None => Ok(None),
             Some(e) => Ok(Some(Endpoint {
-                id: id_text(&e.id).ok_or(format!("`{which}.id` must be a string or a number"))?,
+                id: id_text(e.id).ok_or(format!("`{which}.id` must be a string or a number"))?,
                 labels: e.labels,
             })),
         }
-    };
-    match l.kind.as_str() {
+    }
+    match &*l.kind {
         "node" => Ok(Record {
             id,
             labels: l.labels,
@@ -276,10 +280,10 @@ fn partition_split(
                 .map_err(|e| Error::io(&o.malformed_file, e))?;
             for line in BufReader::new(f).lines() {
                 let line = line.map_err(|e| Error::io(&o.malformed_file, e))?;
-                let mut entry: Value = serde_json::from_str(&line)
+                let mut entry: serde_json::Value = serde_json::from_str(&line)
                     .map_err(|e| Error::Other(format!("internal: malformed-line entry: {e}")))?;
                 if let Some(l) = entry.get_mut("line") {
-                    *l = Value::from(l.as_u64().unwrap_or(0) + lines_before);
+                    *l = serde_json::Value::from(l.as_u64().unwrap_or(0) + lines_before);
                 }
                 writeln!(malformed, "{entry}").map_err(|e| Error::io(&malformed_path, e))?;
             }
@@ -325,6 +329,16 @@ fn partition_segment(
         std::fs::File::create(&malformed_file).map_err(|e| Error::io(&malformed_file, e))?,
     );
     let mut writers: BTreeMap<usize, (PathBuf, BufWriter<std::fs::File>, u64)> = BTreeMap::new();
+    // The wanted partitions by name, looked up without building a key per line.
+    let mut by_label = std::collections::HashMap::new();
+    let mut by_rel_type = std::collections::HashMap::new();
+    for (key, &i) in wanted {
+        match key {
+            PartitionKey::Label(l) => by_label.insert(l.as_str(), i),
+            PartitionKey::RelType(t) => by_rel_type.insert(t.as_str(), i),
+            PartitionKey::Source(_) => None,
+        };
+    }
     let mut output = SegmentOutput {
         files: BTreeMap::new(),
         lines: 0,
@@ -370,15 +384,20 @@ fn partition_segment(
         if counted.is_multiple_of(1024) {
             progress.inc(1024);
         }
-        let targets: Vec<PartitionKey> = match head.kind.as_str() {
-            "node" => head.labels.into_iter().map(PartitionKey::Label).collect(),
-            "relationship" => head.label.map(PartitionKey::RelType).into_iter().collect(),
+        let targets: Vec<usize> = match &*head.kind {
+            "node" => head
+                .labels
+                .iter()
+                .filter_map(|l| by_label.get(&**l).copied())
+                .collect(),
+            "relationship" => head
+                .label
+                .and_then(|t| by_rel_type.get(&*t).copied())
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         };
-        for t in targets {
-            let Some(&i) = wanted.get(&t) else {
-                continue;
-            };
+        for i in targets {
             let (path, w, records) = match writers.entry(i) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
@@ -414,7 +433,7 @@ mod tests {
         let n = parse_record(r#"{"type":"node","id":"12","labels":["Company"],"properties":{"name":"株式会社あ","employees":30}}"#).unwrap();
         assert_eq!(n.id, "12");
         assert_eq!(n.labels, vec!["Company"]);
-        assert_eq!(n.properties["employees"], 30);
+        assert_eq!(n.properties.get("employees").map(|v| v.get()), Some("30"));
         let r = parse_record(r#"{"type":"relationship","id":"7","label":"TAGGED","properties":{},"start":{"id":"1","labels":["Deal"]},"end":{"id":2,"labels":["Tag"]}}"#).unwrap();
         assert_eq!(r.start.unwrap().id, "1");
         assert_eq!(r.end.unwrap().id, "2");
@@ -464,7 +483,7 @@ mod tests {
             .unwrap()
             .lines()
             .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
                 format!("{}:{}", v["file"].as_str().unwrap(), v["line"])
             })
             .collect();

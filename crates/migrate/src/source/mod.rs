@@ -23,7 +23,9 @@ pub mod opensearch;
 
 use crate::error::{Error, Result};
 use crate::spec::SourceKind;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -159,23 +161,101 @@ impl PageWriter {
     }
 }
 
-/// One node or relationship.
+/// One node or relationship, borrowing from its line: property values stay raw JSON
+/// until a column asks for them, so a record costs no allocation per property.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Record {
+pub struct Record<'a> {
     pub id: String,
-    pub labels: Vec<String>,
-    pub start: Option<Endpoint>,
-    pub end: Option<Endpoint>,
-    pub properties: Map<String, Value>,
+    pub labels: Vec<Cow<'a, str>>,
+    pub start: Option<Endpoint<'a>>,
+    pub end: Option<Endpoint<'a>>,
+    pub properties: Properties<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Endpoint {
+pub struct Endpoint<'a> {
     pub id: String,
-    pub labels: Vec<String>,
+    pub labels: Vec<Cow<'a, str>>,
 }
 
-impl Record {
+/// The properties of a record in line order, values as raw JSON. A name given twice
+/// has its last value, as a JSON object reader would.
+#[derive(Debug, Clone, Default)]
+pub struct Properties<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl PartialEq for Properties<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((a, x), (b, y))| a == b && x.get() == y.get())
+    }
+}
+
+impl<'a> Properties<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Properties<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Properties<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of properties")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> std::result::Result<Self::Value, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(Properties(out))
+            }
+        }
+        d.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// A raw JSON value as text: strings unescaped, numbers and booleans in JSON spelling
+/// (a number as serde_json prints it: `1e5` is `100000.0`), arrays and objects as
+/// compact JSON text, null as `None`.
+pub fn raw_text(value: &RawValue) -> Option<String> {
+    let raw = value.get();
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(raw).ok(),
+        Some(b'n') => None,
+        Some(b't') => Some("true".into()),
+        Some(b'f') => Some("false".into()),
+        // A plain integer prints as it is written (the common case, without a parse).
+        _ if plain_integer(raw) => Some(raw.to_string()),
+        _ => serde_json::from_str::<Value>(raw)
+            .ok()
+            .map(|v| v.to_string()),
+    }
+}
+
+/// Whether `raw` is a JSON integer that serde_json prints back unchanged: an optional
+/// `-` and up to 18 digits, not `-0` (which is read as a float).
+fn plain_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && raw != "-0"
+}
+
+impl Record<'_> {
     /// The raw value of a field as text (`None` when absent or null).
     pub fn field(&self, field: &crate::spec::FieldRef) -> Option<String> {
         use crate::spec::FieldRef;
@@ -183,7 +263,54 @@ impl Record {
             FieldRef::Id => Some(self.id.clone()),
             FieldRef::Start => self.start.as_ref().map(|e| e.id.clone()),
             FieldRef::End => self.end.as_ref().map(|e| e.id.clone()),
-            FieldRef::Property(p) => self.properties.get(p).and_then(crate::transform::raw_text),
+            FieldRef::Property(p) => self.properties.get(p).and_then(raw_text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn raw_values_as_text() {
+        assert_eq!(raw_text(&raw("12")).as_deref(), Some("12"));
+        assert_eq!(raw_text(&raw("-0")).as_deref(), Some("-0.0"));
+        assert_eq!(raw_text(&raw("1e5")).as_deref(), Some("100000.0"));
+        assert_eq!(raw_text(&raw("true")).as_deref(), Some("true"));
+        assert_eq!(raw_text(&raw("null")), None);
+        assert_eq!(raw_text(&raw(r#""a\"\u3042""#)).as_deref(), Some("a\"あ"));
+        assert_eq!(
+            raw_text(&raw(r#"[ "a", 1 ]"#)).as_deref(),
+            Some(r#"["a",1]"#)
+        );
+    }
+
+    proptest! {
+        /// Reading a raw value gives the text a parse of the whole line gave: borrowing
+        /// changes nothing a column sees.
+        #[test]
+        fn raw_text_matches_the_parsed_value(v in prop_oneof![
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<u64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>().prop_map(|n| serde_json::json!(n)),
+            "\\PC{0,12}".prop_map(|s| serde_json::json!(s)),
+            any::<bool>().prop_map(|b| serde_json::json!(b)),
+            Just(serde_json::json!(null)),
+        ]) {
+            // What a whole-line parse gave: the value as read back from its text.
+            let text = v.to_string();
+            let expected = match serde_json::from_str::<Value>(&text).unwrap() {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            };
+            prop_assert_eq!(raw_text(&raw(&text)), expected);
         }
     }
 }

@@ -98,18 +98,6 @@ impl Rejection {
     }
 }
 
-/// A source value as text: strings as they are, numbers and booleans in JSON spelling,
-/// arrays and objects as JSON text.
-pub fn raw_text(value: &serde_json::Value) -> Option<String> {
-    match value {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        other => Some(other.to_string()),
-    }
-}
-
 /// Applies one step.
 pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejection> {
     let Some(v) = value else { return Ok(None) };
@@ -122,12 +110,9 @@ pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejec
                 Some(t.to_string())
             }
         }
-        // Most text is already NFKC (all ASCII is): the quick check settles it without
-        // building a copy.
-        Step::Nfkc => match unicode_normalization::is_nfkc_quick(v.chars()) {
-            unicode_normalization::IsNormalized::Yes => Some(v),
-            _ => Some(v.nfkc().collect()),
-        },
+        // Most text is already NFKC: it is kept without building a copy.
+        Step::Nfkc if already_nfkc(&v) => Some(v),
+        Step::Nfkc => Some(v.nfkc().collect()),
         Step::NullIfEmpty => (!v.is_empty()).then_some(v),
         Step::Lower => Some(v.to_lowercase()),
         Step::Upper => Some(v.to_uppercase()),
@@ -136,6 +121,28 @@ pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejec
         Step::ParseDate(formats) => Some(parse_date(&v, formats)?),
         Step::ParseDatetime(formats) => Some(parse_datetime(&v, formats)?),
     })
+}
+
+/// Whether `v` is certainly in NFKC: every character is ASCII, hiragana, katakana
+/// (full-width, without the sound marks and digraphs NFKC rewrites) or a CJK unified
+/// ideograph, all starters that NFKC keeps and that compose with nothing. Anything else
+/// is normalized (text that fails this check mostly needs it: full-width letters and
+/// digits, half-width kana, the ideographic space).
+fn already_nfkc(v: &str) -> bool {
+    if v.is_ascii() {
+        return true;
+    }
+    let plain = |c: char| {
+        matches!(c,
+            '\0'..='\x7f'
+            | '\u{3001}'..='\u{3003}' // 、。〃
+            | '\u{3005}'..='\u{3011}' // 々〆〇 and brackets
+            | '\u{3041}'..='\u{3096}'
+            | '\u{30a1}'..='\u{30fa}'
+            | '\u{30fb}'..='\u{30fc}' // ・ー
+            | '\u{4e00}'..='\u{9fff}')
+    };
+    v.chars().all(plain)
 }
 
 fn parse_date(v: &str, formats: &[String]) -> Result<String, Rejection> {
