@@ -202,6 +202,13 @@ impl<'a> Properties<'a> {
             .find(|(k, _)| k == name)
             .map(|(_, v)| *v)
     }
+
+    /// A property parsed (`Null` when absent).
+    pub fn value(&self, name: &str) -> Value {
+        self.get(name)
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .unwrap_or(Value::Null)
+    }
 }
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Properties<'a> {
