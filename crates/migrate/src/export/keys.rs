@@ -17,6 +17,7 @@
 
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_RUNS: usize = 8;
 
 /// One key: a fingerprint and the exact bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     pub hash: u64,
     pub bytes: Box<[u8]>,
@@ -37,6 +38,38 @@ impl Ord for Key {
             .then_with(|| self.bytes.cmp(&other.bytes))
     }
 }
+
+/// Hashes the fingerprint only (equal keys have equal fingerprints).
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A hasher that takes a [`Key`]'s fingerprint as the hash (it already is a good 64-bit
+/// hash), so an in-memory key set does not hash the bytes a second time.
+#[derive(Default)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `Key`; FNV-1a keeps any other use correct.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A set of keys in memory (one block's accepted keys).
+pub type KeySet = std::collections::HashSet<Key, std::hash::BuildHasherDefault<FingerprintHasher>>;
 
 impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {

@@ -19,9 +19,9 @@ use crate::error::{Error, Result};
 use crate::source::apoc::parse_record;
 use crate::spec::{ForeignKey, Model, SourceKind, Table};
 use crate::transform::{column_value, RejectKind};
-use keys::{Key, KeyFile};
+use keys::{Key, KeyFile, KeySet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -470,8 +470,8 @@ impl Checker<'_> {
             earlier_unique.push(probe(&|r| r.unique[u].as_ref(), &|p| runs.contains(p))?);
         }
 
-        let mut block_primary: HashSet<Key> = HashSet::new();
-        let mut block_unique: Vec<HashSet<Key>> = vec![HashSet::new(); self.unique.len()];
+        let mut block_primary = KeySet::default();
+        let mut block_unique: Vec<KeySet> = vec![KeySet::default(); self.unique.len()];
         for (i, o) in block.into_iter().enumerate() {
             let (id, line, kind, column, detail) = match o {
                 Outcome::Skip => continue,
@@ -485,7 +485,7 @@ impl Checker<'_> {
                 Outcome::Row(row) => {
                     let row = *row;
                     let table = self.table;
-                    let seen = |earlier: Option<bool>, set: &HashSet<Key>, k: &Option<Key>| {
+                    let seen = |earlier: Option<bool>, set: &KeySet, k: &Option<Key>| {
                         earlier == Some(true) || k.as_ref().is_some_and(|k| set.contains(k))
                     };
                     let problem = if let Some(f) = dangling[i] {
