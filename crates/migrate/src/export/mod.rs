@@ -311,18 +311,22 @@ fn export_blocks(
                 let mut seq = 0u64;
                 // Line numbers run on from one file of the partition to the next.
                 let mut n = 0u64;
-                for file in input {
-                    let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
-                    for line in BufReader::with_capacity(1 << 20, f).lines() {
-                        let line = line.map_err(|e| Error::io(file, e))?;
+                let mut stopped = false;
+                for piece in input {
+                    crate::source::apoc::read_piece(piece, |line| {
                         n += 1;
                         batch.push((n, line));
                         if batch.len() == BATCH_LINES {
                             if line_tx.send((seq, std::mem::take(&mut batch))).is_err() {
-                                return Ok(());
+                                stopped = true;
+                                return false;
                             }
                             seq += 1;
                         }
+                        true
+                    })?;
+                    if stopped {
+                        return Ok(());
                     }
                 }
                 if !batch.is_empty() {

@@ -4,9 +4,11 @@
 //! Reading every file once per target table would cost one pass per table, so the
 //! first step of a run ([`partition`]) reads the files once and copies each line into
 //! one partition file per node label and relationship type the spec uses; each table
-//! then streams only its own partition. A large file is cut into byte ranges at line
-//! starts and split on several threads, each range writing its own segment of every
-//! partition; a table reads its segments in order, so the export's order is kept. Lines
+//! then streams only its own partition. A partition piece lists the byte ranges of its
+//! lines in the export file ([`RangeWriter`], read back by [`read_piece`]) instead of
+//! copying them. A large file is cut into byte ranges at line starts and split on
+//! several threads, each range writing its own piece of every partition; a table reads
+//! its pieces in order, so the export's order is kept. Lines
 //! that are not APOC records are counted and written to `_source.rejects.jsonl` with
 //! their file and line number.
 
@@ -297,6 +299,167 @@ fn partition_split(
     Ok(result)
 }
 
+/// The extension of a partition piece that lists byte ranges of a source file (see
+/// [`RangeWriter`]); any other piece holds its lines.
+pub const RANGES_EXT: &str = "ranges";
+
+/// A source file as it was when it was partitioned: reading ranges of a file that has
+/// changed since would read other lines, so the reader checks the stamp first.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SourceStamp {
+    path: PathBuf,
+    len: u64,
+    modified_ns: u128,
+}
+
+impl SourceStamp {
+    fn of(path: &Path) -> Result<SourceStamp> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let modified_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+        Ok(SourceStamp {
+            path,
+            len: meta.len(),
+            modified_ns,
+        })
+    }
+}
+
+/// Writes a partition piece as the byte ranges of its lines in the source file (one
+/// `start end` line per run of consecutive lines, after a header line with the source's
+/// stamp) instead of copying the lines: an export whose labels come in runs, as APOC
+/// writes them, is split without writing its records a second time.
+struct RangeWriter {
+    path: PathBuf,
+    w: BufWriter<std::fs::File>,
+    records: u64,
+    open: Option<(u64, u64)>,
+}
+
+impl RangeWriter {
+    fn create(path: PathBuf, source: &SourceStamp) -> Result<RangeWriter> {
+        let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut w = BufWriter::with_capacity(1 << 16, f);
+        let header = serde_json::to_string(source)
+            .map_err(|e| Error::Other(format!("encoding a source stamp: {e}")))?;
+        writeln!(w, "{header}").map_err(|e| Error::io(&path, e))?;
+        Ok(RangeWriter {
+            path,
+            w,
+            records: 0,
+            open: None,
+        })
+    }
+
+    /// Adds the line at `start..end` (its terminator included).
+    fn push(&mut self, start: u64, end: u64) -> Result<()> {
+        self.records += 1;
+        match &mut self.open {
+            Some((_, open_end)) if *open_end == start => *open_end = end,
+            _ => {
+                self.flush_range()?;
+                self.open = Some((start, end));
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_range(&mut self) -> Result<()> {
+        if let Some((start, end)) = self.open.take() {
+            writeln!(self.w, "{start} {end}").map_err(|e| Error::io(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the last range and syncs; returns the path and the records.
+    fn finish(mut self) -> Result<(PathBuf, u64)> {
+        self.flush_range()?;
+        self.w.flush().map_err(|e| Error::io(&self.path, e))?;
+        self.w
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok((self.path, self.records))
+    }
+}
+
+/// Calls `f` with each line of a partition piece in order (without its terminator) until
+/// it returns false. A piece is either a file of lines or a ranges file
+/// ([`RANGES_EXT`]) over a source file, which must not have changed since.
+pub fn read_piece(piece: &Path, mut f: impl FnMut(String) -> bool) -> Result<()> {
+    let file = std::fs::File::open(piece).map_err(|e| Error::io(piece, e))?;
+    if piece.extension().and_then(|e| e.to_str()) != Some(RANGES_EXT) {
+        for line in BufReader::with_capacity(1 << 20, file).lines() {
+            if !f(line.map_err(|e| Error::io(piece, e))?) {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let mut ranges = BufReader::new(file).lines();
+    let header = ranges
+        .next()
+        .transpose()
+        .map_err(|e| Error::io(piece, e))?
+        .unwrap_or_default();
+    let stamp: SourceStamp = serde_json::from_str(&header).map_err(|e| {
+        Error::Other(format!(
+            "{}: not a partition ranges file: {e}",
+            piece.display()
+        ))
+    })?;
+    let now = SourceStamp::of(&stamp.path)?;
+    if now != stamp {
+        return Err(Error::Other(format!(
+            "{}: the source file changed since it was partitioned (size or modification time); run again without --resume",
+            stamp.path.display()
+        )));
+    }
+    let source = std::fs::File::open(&stamp.path).map_err(|e| Error::io(&stamp.path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, source);
+    let mut pos = 0u64;
+    let bad = |what: &str| Error::Other(format!("{}: {what}", piece.display()));
+    for range in ranges {
+        let range = range.map_err(|e| Error::io(piece, e))?;
+        let (start, end) = range
+            .split_once(' ')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .ok_or_else(|| bad("a range is not `start end`"))?;
+        if start < pos || end < start {
+            return Err(bad("ranges out of order"));
+        }
+        // Forward within the buffer when the gap is small, a seek otherwise.
+        reader
+            .seek_relative((start - pos) as i64)
+            .map_err(|e| Error::io(&stamp.path, e))?;
+        pos = start;
+        while pos < end {
+            let mut line = String::new();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| Error::io(&stamp.path, e))?;
+            if n == 0 {
+                return Err(bad("a range runs past the end of the source file"));
+            }
+            pos += n as u64;
+            if line.ends_with('\n') {
+                line.pop();
+                if line.ends_with('\r') {
+                    line.pop();
+                }
+            }
+            if !f(line) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Partitions the lines starting in one segment of a file; `n` numbers its files.
 fn partition_segment(
     segment: &Segment,
@@ -328,7 +491,8 @@ fn partition_segment(
     let mut malformed_w = BufWriter::new(
         std::fs::File::create(&malformed_file).map_err(|e| Error::io(&malformed_file, e))?,
     );
-    let mut writers: BTreeMap<usize, (PathBuf, BufWriter<std::fs::File>, u64)> = BTreeMap::new();
+    let source = SourceStamp::of(file)?;
+    let mut pieces: BTreeMap<usize, RangeWriter> = BTreeMap::new();
     // The wanted partitions by name, looked up without building a key per line.
     let mut by_label = std::collections::HashMap::new();
     let mut by_rel_type = std::collections::HashMap::new();
@@ -397,25 +561,21 @@ fn partition_segment(
                 .collect(),
             _ => Vec::new(),
         };
+        let line_start = pos - read as u64;
         for i in targets {
-            let (path, w, records) = match writers.entry(i) {
+            let piece = match pieces.entry(i) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let path = out.join(format!("p{i:03}.{n:04}.jsonl"));
-                    let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-                    e.insert((path, BufWriter::with_capacity(1 << 20, f), 0))
-                }
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(RangeWriter::create(
+                    out.join(format!("p{i:03}.{n:04}.{RANGES_EXT}")),
+                    &source,
+                )?),
             };
-            w.write_all(bytes)
-                .and_then(|_| w.write_all(b"\n"))
-                .map_err(|e| Error::io(path.as_path(), e))?;
-            *records += 1;
+            piece.push(line_start, pos)?;
         }
     }
     progress.inc(counted % 1024);
-    for (i, (path, mut w, records)) in writers {
-        w.flush().map_err(|e| Error::io(&path, e))?;
-        w.get_ref().sync_all().map_err(|e| Error::io(&path, e))?;
+    for (i, piece) in pieces {
+        let (path, records) = piece.finish()?;
         output.files.insert(i, (path, records));
     }
     malformed_w
@@ -469,11 +629,13 @@ mod tests {
                 let lines = files
                     .iter()
                     .flat_map(|f| {
-                        std::fs::read_to_string(f)
-                            .unwrap()
-                            .lines()
-                            .map(String::from)
-                            .collect::<Vec<_>>()
+                        let mut lines = Vec::new();
+                        read_piece(f, |l| {
+                            lines.push(l);
+                            true
+                        })
+                        .unwrap();
+                        lines
                     })
                     .collect();
                 (k.clone(), lines)
@@ -490,6 +652,31 @@ mod tests {
         (files, rejects, p.malformed)
     }
 
+    /// A piece that lists ranges of a source file refuses to read the file once it has
+    /// changed (its ranges would point at other lines).
+    #[test]
+    fn ranges_of_a_changed_source_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let line = r#"{"type":"node","id":"1","labels":["A"],"properties":{}}"#;
+        std::fs::write(src.join("a.jsonl"), format!("{line}\n")).unwrap();
+        let keys = [PartitionKey::Label("A".into())];
+        let out = dir.path().join("out");
+        let p = partition(&src, &keys, &out, 1, &indicatif::ProgressBar::hidden()).unwrap();
+        let piece = &p.files["label:A"][0];
+        let mut lines = Vec::new();
+        read_piece(piece, |l| {
+            lines.push(l);
+            true
+        })
+        .unwrap();
+        assert_eq!(lines, [line]);
+        std::fs::write(src.join("a.jsonl"), format!("{line}\n{line}\n")).unwrap();
+        let err = read_piece(piece, |_| true).unwrap_err().to_string();
+        assert!(err.contains("changed since it was partitioned"), "{err}");
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         /// Cut into ranges read by several threads, the partitions hold the same records
@@ -501,6 +688,7 @@ mod tests {
                 1..3,
             ),
             threads in 2usize..5,
+            crlf in proptest::bool::ANY,
         ) {
             let dir = tempfile::tempdir().unwrap();
             let src = dir.path().join("src");
@@ -517,11 +705,37 @@ mod tests {
                         _ => "{broken".to_string(),
                     })
                     .collect();
-                std::fs::write(src.join(format!("{f}.jsonl")), lines.join("\n")).unwrap();
+                let sep = if crlf { "\r\n" } else { "\n" };
+                std::fs::write(src.join(format!("{f}.jsonl")), lines.join(sep)).unwrap();
             }
             let one = partitioned(dir.path(), 1);
             let many = partitioned(dir.path(), threads);
-            proptest::prop_assert_eq!(one, many);
+            proptest::prop_assert_eq!(&one, &many);
+            // Read back through the ranges, each partition holds exactly its lines of
+            // the source, in order.
+            let mut expected: Records = ["label:A", "label:B", "rel:R"]
+                .iter()
+                .map(|k| (k.to_string(), Vec::new()))
+                .collect();
+            for (f, kinds) in files.iter().enumerate() {
+                for (i, k) in kinds.iter().enumerate() {
+                    let line = |kind| match kind {
+                        0 => format!(r#"{{"type":"node","id":"{f}-{i}","labels":["A"],"properties":{{}}}}"#),
+                        1 => format!(r#"{{"type":"node","id":"{f}-{i}","labels":["A","B"],"properties":{{"x":"ü"}}}}"#),
+                        _ => format!(r#"{{"type":"relationship","id":"{f}-{i}","label":"R","start":{{"id":"1"}},"end":{{"id":"2"}}}}"#),
+                    };
+                    match k {
+                        0 => expected[0].1.push(line(0)),
+                        1 => {
+                            expected[0].1.push(line(1));
+                            expected[1].1.push(line(1));
+                        }
+                        2 => expected[2].1.push(line(2)),
+                        _ => {}
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(one.0, expected);
         }
     }
 }
