@@ -153,7 +153,10 @@ impl RunReader {
     }
 
     /// Makes at least `need` bytes from `pos` available; false at the end of the file
-    /// when none are left, an error when the file ends inside a record.
+    /// when none are left, an error when the file ends inside a record. Only called when
+    /// the buffer runs short (the common case stays in [`RunReader::advance`]).
+    #[cold]
+    #[inline(never)]
     fn fill(&mut self, need: usize) -> Result<bool> {
         if self.end - self.pos >= need {
             return Ok(true);
@@ -187,8 +190,9 @@ impl RunReader {
     }
 
     /// Reads the next record; false at the end of the file.
+    #[inline]
     fn advance(&mut self) -> Result<bool> {
-        if !self.fill(12)? {
+        if self.end - self.pos < 12 && !self.fill(12)? {
             return Ok(false);
         }
         let head = &self.buf[self.pos..self.pos + 12];
@@ -198,7 +202,9 @@ impl RunReader {
         len.copy_from_slice(&head[8..]);
         self.hash = u64::from_le_bytes(hash);
         self.len = u32::from_le_bytes(len) as usize;
-        self.fill(12 + self.len)?;
+        if self.end - self.pos < 12 + self.len {
+            self.fill(12 + self.len)?;
+        }
         self.start = self.pos + 12;
         self.pos = self.start + self.len;
         Ok(true)

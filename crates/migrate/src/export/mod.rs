@@ -29,7 +29,7 @@ use std::sync::Arc;
 const BATCH_LINES: usize = 2_048;
 
 /// Rows whose keys are checked together (one pass over the key files per block).
-pub const BLOCK_ROWS: usize = 25_000;
+pub const BLOCK_ROWS: usize = 50_000;
 
 /// The finished key files of an exported table, for the column lists (its primary key
 /// or unique keys) that a child's foreign key references.
