@@ -2,15 +2,14 @@
 //!
 //! A source directory holds one or more `*.json` / `*.jsonl` files (read in name order).
 //! Reading every file once per target table would cost one pass per table, so the
-//! first step of a run ([`partition`]) reads the files once and copies each line into
-//! one partition file per node label and relationship type the spec uses; each table
-//! then streams only its own partition. A partition piece lists the byte ranges of its
-//! lines in the export file ([`RangeWriter`], read back by [`read_piece`]) instead of
-//! copying them. A large file is cut into byte ranges at line starts and split on
-//! several threads, each range writing its own piece of every partition; a table reads
-//! its pieces in order, so the export's order is kept. Lines
-//! that are not APOC records are counted and written to `_source.rejects.jsonl` with
-//! their file and line number.
+//! first step of a run ([`partition`]) reads the files once and notes where each line
+//! goes: one partition per node label and relationship type the spec uses, each table
+//! then streaming only its own. A partition piece lists the byte ranges of its lines in
+//! the export file ([`RangeWriter`], read back by [`read_piece`]) rather than a copy of
+//! them. A large file is cut into byte ranges at line starts and split on several
+//! threads, each range writing its own piece of every partition; a table reads its
+//! pieces in order, so the export's order is kept. Lines that are not APOC records are
+//! counted and written to `_source.rejects.jsonl` with their file and line number.
 
 pub use super::PartitionKey;
 use super::{Endpoint, Properties, Record};
@@ -255,16 +254,12 @@ fn partition_split(
 
     let mut result = Partitions::default();
     for (key, &i) in &wanted {
-        result.files.insert(key.name(), Vec::new());
-        result.records.insert(key.name(), 0);
-        for (_, o) in &outputs {
-            if let Some((path, records)) = o.files.get(&i) {
-                if let Some(files) = result.files.get_mut(&key.name()) {
-                    files.push(path.clone());
-                }
-                *result.records.entry(key.name()).or_default() += records;
-            }
-        }
+        let (files, records): (Vec<PathBuf>, Vec<u64>) = outputs
+            .iter()
+            .filter_map(|(_, o)| o.files.get(&i).cloned())
+            .unzip();
+        result.files.insert(key.name(), files);
+        result.records.insert(key.name(), records.iter().sum());
     }
     // The malformed lines of every segment, numbered from the start of their file.
     let malformed_path = out.join("_source.rejects.jsonl");
@@ -548,21 +543,10 @@ fn partition_segment(
         if counted.is_multiple_of(1024) {
             progress.inc(1024);
         }
-        let targets: Vec<usize> = match &*head.kind {
-            "node" => head
-                .labels
-                .iter()
-                .filter_map(|l| by_label.get(&**l).copied())
-                .collect(),
-            "relationship" => head
-                .label
-                .and_then(|t| by_rel_type.get(&*t).copied())
-                .into_iter()
-                .collect(),
-            _ => Vec::new(),
-        };
+        // Every wanted partition of the line (one per needed label of a node) gets its
+        // byte range.
         let line_start = pos - read as u64;
-        for i in targets {
+        let mut push = |i: usize| -> Result<()> {
             let piece = match pieces.entry(i) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(RangeWriter::create(
@@ -570,7 +554,22 @@ fn partition_segment(
                     &source,
                 )?),
             };
-            piece.push(line_start, pos)?;
+            piece.push(line_start, pos)
+        };
+        match &*head.kind {
+            "node" => {
+                for label in &head.labels {
+                    if let Some(&i) = by_label.get(&**label) {
+                        push(i)?;
+                    }
+                }
+            }
+            "relationship" => {
+                if let Some(&i) = head.label.and_then(|t| by_rel_type.get(&*t)) {
+                    push(i)?;
+                }
+            }
+            _ => {}
         }
     }
     progress.inc(counted % 1024);

@@ -252,14 +252,10 @@ pub fn raw_text(value: &RawValue) -> Option<String> {
     }
 }
 
-/// Whether `raw` is a JSON integer that serde_json prints back unchanged: an optional
-/// `-` and up to 18 digits, not `-0` (which is read as a float).
+/// Whether `raw` is a JSON integer that serde_json prints back unchanged: a canonical
+/// integer (no `-0`, which is read as a float) of up to 18 digits, so it fits in 64 bits.
 fn plain_integer(raw: &str) -> bool {
-    let digits = raw.strip_prefix('-').unwrap_or(raw);
-    !digits.is_empty()
-        && digits.len() <= 18
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && raw != "-0"
+    raw.trim_start_matches('-').len() <= 18 && crate::transform::canonical_integer(raw)
 }
 
 impl Record<'_> {

@@ -233,7 +233,7 @@ fn canonical_datetime(v: &str) -> Option<NaiveDateTime> {
 
 /// Whether `v` is an integer exactly as it prints (no sign but `-`, no leading zero,
 /// no `-0`), so a cast can keep the text it was given.
-fn canonical_integer(v: &str) -> bool {
+pub(crate) fn canonical_integer(v: &str) -> bool {
     let digits = v.strip_prefix('-').unwrap_or(v);
     !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())
@@ -300,12 +300,11 @@ pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
         }
         SqlType::DateTime => {
             if canonical_datetime(&v).is_some_and(|d| (1000..=9999).contains(&d.year())) {
-                // The same text, with a space between date and time.
-                let mut v = v.into_bytes();
-                v[10] = b' ';
-                return String::from_utf8(v).map_err(|e| {
-                    Rejection::new(RejectKind::BadType, format!("not UTF-8 text: {e}"))
-                });
+                // The same text, with a space between date and time (byte 10 is an
+                // ASCII ` ` or `T`, so the range is on character boundaries).
+                let mut v = v;
+                v.replace_range(10..11, " ");
+                return Ok(v);
             }
             let parsed = NaiveDateTime::parse_from_str(&v, "%Y-%m-%d %H:%M:%S")
                 .ok()
