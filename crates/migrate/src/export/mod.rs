@@ -164,8 +164,11 @@ struct Row {
     fks: Vec<Option<Key>>,
 }
 
-fn process(table: &Table, fks: &[&ForeignKey], line_no: u64, line: &str) -> Outcome {
-    let record = match parse_record(line) {
+fn process(table: &Table, fks: &[&ForeignKey], line_no: u64, line: &[u8]) -> Outcome {
+    let record = match std::str::from_utf8(line)
+        .map_err(|e| format!("not UTF-8: {e}"))
+        .and_then(parse_record)
+    {
         Ok(r) => r,
         Err(detail) => {
             return Outcome::Reject {
@@ -218,6 +221,39 @@ fn process(table: &Table, fks: &[&ForeignKey], line_no: u64, line: &str) -> Outc
         unique: table.unique.iter().map(|u| Key::of(&values, u)).collect(),
         fks: fks.iter().map(|fk| Key::of(&values, &fk.columns)).collect(),
     }))
+}
+
+/// Source lines on their way to the transform workers: their bytes in one buffer (one
+/// allocation per batch, not per line) and, per line, its number and where it ends.
+#[derive(Default)]
+struct LineBatch {
+    bytes: Vec<u8>,
+    lines: Vec<(u64, usize)>,
+}
+
+impl LineBatch {
+    /// An empty batch with room for one like `other`.
+    fn sized_like(other: &LineBatch) -> LineBatch {
+        LineBatch {
+            bytes: Vec::with_capacity(other.bytes.len()),
+            lines: Vec::with_capacity(other.lines.len()),
+        }
+    }
+
+    fn push(&mut self, n: u64, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.lines.push((n, self.bytes.len()));
+    }
+
+    /// (line number, bytes) of each line in order.
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.lines.iter().map(move |&(n, end)| {
+            let line = &self.bytes[start..end];
+            start = end;
+            (n, line)
+        })
+    }
 }
 
 /// Where a table's export writes.
@@ -299,7 +335,7 @@ fn export_blocks(
         chunk: ChunkWriter::new(paths.chunk_dir, model.settings.chunk_rows),
     };
 
-    let (line_tx, line_rx) = crossbeam_channel::bounded::<(u64, Vec<(u64, String)>)>(workers * 2);
+    let (line_tx, line_rx) = crossbeam_channel::bounded::<(u64, LineBatch)>(workers * 2);
     let (out_tx, out_rx) = crossbeam_channel::bounded::<(u64, Vec<Outcome>)>(workers * 2);
     let input = paths.input;
     let fks = &fks;
@@ -307,7 +343,7 @@ fn export_blocks(
         let reader = std::thread::Builder::new()
             .name(format!("read {}", table.name))
             .spawn_scoped(scope, move || -> Result<()> {
-                let mut batch = Vec::with_capacity(BATCH_LINES);
+                let mut batch = LineBatch::default();
                 let mut seq = 0u64;
                 // Line numbers run on from one file of the partition to the next.
                 let mut n = 0u64;
@@ -315,9 +351,13 @@ fn export_blocks(
                 for piece in input {
                     crate::source::apoc::read_piece(piece, |line| {
                         n += 1;
-                        batch.push((n, line));
-                        if batch.len() == BATCH_LINES {
-                            if line_tx.send((seq, std::mem::take(&mut batch))).is_err() {
+                        batch.push(n, line);
+                        if batch.lines.len() == BATCH_LINES {
+                            let next = LineBatch::sized_like(&batch);
+                            if line_tx
+                                .send((seq, std::mem::replace(&mut batch, next)))
+                                .is_err()
+                            {
                                 stopped = true;
                                 return false;
                             }
@@ -329,7 +369,7 @@ fn export_blocks(
                         return Ok(());
                     }
                 }
-                if !batch.is_empty() {
+                if !batch.lines.is_empty() {
                     let _ = line_tx.send((seq, batch));
                 }
                 Ok(())
@@ -341,10 +381,10 @@ fn export_blocks(
             std::thread::Builder::new()
                 .name(format!("transform {} {w}", table.name))
                 .spawn_scoped(scope, move || {
-                    for (seq, lines) in rx {
-                        let out = lines
+                    for (seq, batch) in rx {
+                        let out = batch
                             .iter()
-                            .map(|(n, l)| process(table, fks, *n, l))
+                            .map(|(n, l)| process(table, fks, n, l))
                             .collect();
                         if tx.send((seq, out)).is_err() {
                             return;
@@ -800,6 +840,53 @@ references = "parents"
             out[1].1
         );
         assert!(out[1].1[1].contains("\"id\":\"10\""), "{:?}", out[1].1);
+    }
+
+    /// A line that is not UTF-8 is rejected as malformed, with its line number, and the
+    /// lines around it are exported.
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_malformed_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = crate::spec::parse(SPEC, "test.toml").unwrap();
+        let input = dir.path().join("p.jsonl");
+        let mut bytes = node("P", 1, serde_json::json!({"code": "a"})).into_bytes();
+        bytes.extend_from_slice(b"\r\n{\"type\":\"node\",\"id\":\"2\",\"labels\":[\"P\"],\"properties\":{\"code\":\"\xff\"}}\n");
+        bytes.extend_from_slice(node("P", 3, serde_json::json!({"code": "c"})).as_bytes());
+        std::fs::write(&input, bytes).unwrap();
+        let (chunk_dir, rejects, keys_dir) = (
+            dir.path().join("chunks"),
+            dir.path().join("rejects.jsonl"),
+            dir.path().join("keys"),
+        );
+        let paths = ExportPaths {
+            input: std::slice::from_ref(&input),
+            chunk_dir: &chunk_dir,
+            rejects: &rejects,
+            keys_dir: &keys_dir,
+        };
+        let mut written = Vec::new();
+        let (stats, _) = export_table(
+            &model,
+            0,
+            paths,
+            &HashMap::new(),
+            |c| {
+                written.push(std::fs::read_to_string(&c.path).unwrap());
+                Ok(())
+            },
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+        assert_eq!(written.concat(), "1,a\n3,c\n");
+        assert_eq!((stats.read, stats.written, stats.rejected), (3, 2, 1));
+        let reject: serde_json::Value =
+            serde_json::from_str(std::fs::read_to_string(&rejects).unwrap().trim()).unwrap();
+        assert_eq!(reject["reason"], "malformed");
+        assert_eq!(reject["line"], 2);
+        assert!(
+            reject["detail"].as_str().unwrap().contains("not UTF-8"),
+            "{reject}"
+        );
     }
 
     #[test]

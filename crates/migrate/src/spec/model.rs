@@ -1,7 +1,7 @@
 //! The validated spec: tables with resolved column indexes, types and references.
 
 use super::raw::{RawConnection, RawSource, RawSpec, RawTransform};
-use crate::transform::Step;
+use crate::transform::{DateFormats, Step};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use toml::Spanned;
@@ -757,8 +757,16 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                             "give at least one format, e.g. { parse_date = [\"%Y/%m/%d\"] }",
                         );
                     }
-                    RawTransform::ParseDate(f) => Step::ParseDate(f.clone()),
-                    RawTransform::ParseDatetime(f) => Step::ParseDatetime(f.clone()),
+                    RawTransform::ParseDate(f) | RawTransform::ParseDatetime(f) => {
+                        let formats = match DateFormats::new(f.clone()) {
+                            Ok(formats) => formats,
+                            Err(e) => return err(s.span(), e),
+                        };
+                        match s.get_ref() {
+                            RawTransform::ParseDate(_) => Step::ParseDate(formats),
+                            _ => Step::ParseDatetime(formats),
+                        }
+                    }
                 });
             }
             let default = match &c.default {

@@ -53,6 +53,18 @@ fn unknown_table_in_a_foreign_key_points_to_its_line() {
 }
 
 #[test]
+fn a_date_format_chrono_cannot_read_points_to_the_transform() {
+    let spec = OK.replace(
+        r#"{ name = "name", type = "varchar(100)", required = true },"#,
+        r#"{ name = "name", type = "varchar(100)", required = true },
+  { name = "founded", type = "date", transforms = [{ parse_date = ["%Y/%m/%d", "%Y-%Q"] }] },"#,
+    );
+    let e = error_of(&spec);
+    assert!(e.starts_with("spec.toml:9:"), "{e}");
+    assert!(e.contains("`%Y-%Q` is not a chrono format"), "{e}");
+}
+
+#[test]
 fn unknown_type_points_to_the_column() {
     let e = error_of(&OK.replace("type = \"varchar(100)\"", "type = \"string\""));
     assert!(

@@ -11,6 +11,7 @@
 pub mod prefecture;
 
 use crate::spec::{Column, SqlType};
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization;
@@ -32,11 +33,55 @@ pub enum Step {
     /// The address without its leading prefecture (see [`prefecture`]).
     StripPrefecture,
     /// Parses a date with the first matching chrono format; output `YYYY-MM-DD`.
-    ParseDate(Vec<String>),
+    ParseDate(DateFormats),
     /// Parses a date and time with the first matching chrono format (`rfc3339` accepted
     /// as a name); offsets are converted to UTC; output `YYYY-MM-DD HH:MM:SS`.
-    ParseDatetime(Vec<String>),
+    ParseDatetime(DateFormats),
 }
+
+/// The formats of a `parse_date` / `parse_datetime` step, as written and compiled once
+/// (chrono would otherwise interpret the format string again for every value).
+#[derive(Debug, Clone)]
+pub struct DateFormats {
+    names: Vec<String>,
+    compiled: Vec<DateFormat>,
+}
+
+#[derive(Debug, Clone)]
+enum DateFormat {
+    Rfc3339,
+    Pattern(Vec<Item<'static>>),
+}
+
+impl DateFormats {
+    /// Compiles chrono format strings (`rfc3339` names RFC 3339); the error names the
+    /// format that chrono cannot read.
+    pub fn new(names: Vec<String>) -> Result<DateFormats, String> {
+        let compiled = names
+            .iter()
+            .map(|f| match f.as_str() {
+                "rfc3339" => Ok(DateFormat::Rfc3339),
+                f => StrftimeItems::new(f)
+                    .parse_to_owned()
+                    .map(DateFormat::Pattern)
+                    .map_err(|e| format!("`{f}` is not a chrono format: {e}")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(DateFormats { names, compiled })
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+impl PartialEq for DateFormats {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl Eq for DateFormats {}
 
 impl Step {
     pub fn describe(&self) -> String {
@@ -48,8 +93,8 @@ impl Step {
             Step::Upper => "upper".into(),
             Step::Prefecture => "prefecture".into(),
             Step::StripPrefecture => "strip_prefecture".into(),
-            Step::ParseDate(f) => format!("parse_date {f:?}"),
-            Step::ParseDatetime(f) => format!("parse_datetime {f:?}"),
+            Step::ParseDate(f) => format!("parse_date {:?}", f.names),
+            Step::ParseDatetime(f) => format!("parse_datetime {:?}", f.names),
         }
     }
 }
@@ -145,56 +190,96 @@ fn already_nfkc(v: &str) -> bool {
     v.chars().all(plain)
 }
 
-fn parse_date(v: &str, formats: &[String]) -> Result<String, Rejection> {
-    for f in formats {
-        if let Ok(d) = NaiveDate::parse_from_str(v, f) {
+fn parse_date(v: &str, formats: &DateFormats) -> Result<String, Rejection> {
+    for f in &formats.compiled {
+        let d = match f {
+            DateFormat::Rfc3339 => DateTime::parse_from_rfc3339(v).ok().map(|d| d.date_naive()),
+            DateFormat::Pattern(items) => {
+                let mut parsed = Parsed::new();
+                chrono::format::parse(&mut parsed, v, items.iter())
+                    .ok()
+                    .and_then(|()| parsed.to_naive_date().ok())
+            }
+        };
+        if let Some(d) = d {
             return Ok(sql_date(&d));
         }
     }
     Err(Rejection::new(
         RejectKind::BadType,
-        format!("`{v}` matches none of the date formats {formats:?}"),
+        format!("`{v}` matches none of the date formats {:?}", formats.names),
     ))
 }
 
-fn parse_datetime(v: &str, formats: &[String]) -> Result<String, Rejection> {
-    for f in formats {
-        if f == "rfc3339" {
-            if let Ok(d) = DateTime::parse_from_rfc3339(v) {
-                return Ok(sql_datetime(&d.naive_utc()));
+fn parse_datetime(v: &str, formats: &DateFormats) -> Result<String, Rejection> {
+    for f in &formats.compiled {
+        let d = match f {
+            DateFormat::Rfc3339 => DateTime::parse_from_rfc3339(v).ok().map(|d| d.naive_utc()),
+            DateFormat::Pattern(items) => {
+                let mut parsed = Parsed::new();
+                chrono::format::parse(&mut parsed, v, items.iter())
+                    .ok()
+                    .and_then(|()| {
+                        // With an offset in the format, to UTC; without one, as written.
+                        parsed
+                            .to_datetime()
+                            .map(|d| d.naive_utc())
+                            .or_else(|_| parsed.to_naive_datetime_with_offset(0))
+                            .ok()
+                    })
             }
-            continue;
-        }
-        if let Ok(d) = DateTime::parse_from_str(v, f) {
-            return Ok(sql_datetime(&d.naive_utc()));
-        }
-        if let Ok(d) = NaiveDateTime::parse_from_str(v, f) {
+        };
+        if let Some(d) = d {
             return Ok(sql_datetime(&d));
         }
     }
     Err(Rejection::new(
         RejectKind::BadType,
-        format!("`{v}` matches none of the datetime formats {formats:?}"),
+        format!(
+            "`{v}` matches none of the datetime formats {:?}",
+            formats.names
+        ),
     ))
 }
 
-/// `YYYY-MM-DD`, written without chrono's format-string interpreter (this runs for every
-/// date of every row).
+/// `n` as exactly `width` decimal digits (callers keep it in range).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for p in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
+}
+
+/// `YYYY-MM-DD`, written without the formatting machinery (this runs for every date of
+/// every row); years outside 0-9999 as `{:04}` prints them.
 fn sql_date(d: &NaiveDate) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    let mut out = String::with_capacity(19);
+    push_date(&mut out, d);
+    out
+}
+
+fn push_date(out: &mut String, d: &NaiveDate) {
+    match u32::try_from(d.year()) {
+        Ok(y) if y <= 9999 => push_digits(out, y, 4),
+        _ => out.push_str(&format!("{:04}", d.year())),
+    }
+    out.push('-');
+    push_digits(out, d.month(), 2);
+    out.push('-');
+    push_digits(out, d.day(), 2);
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (fractions of a second dropped, as `%S` does).
 fn sql_datetime(d: &NaiveDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        d.year(),
-        d.month(),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second()
-    )
+    let mut out = String::with_capacity(19);
+    push_date(&mut out, &d.date());
+    out.push(' ');
+    push_digits(&mut out, d.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, d.minute(), 2);
+    out.push(':');
+    // A leap second (60) prints as chrono's `%S` prints it.
+    push_digits(&mut out, d.second(), 2);
+    out
 }
 
 /// The digits at `range` of an ASCII string as a number.

@@ -44,11 +44,13 @@ fn steps() {
 
 #[test]
 fn dates() {
-    let d = Step::ParseDate(vec!["%Y/%m/%d".into(), "%Y-%m-%d".into()]);
+    let d = Step::ParseDate(DateFormats::new(vec!["%Y/%m/%d".into(), "%Y-%m-%d".into()]).unwrap());
     assert_eq!(apply(&d, s("2001/4/1")).unwrap(), s("2001-04-01"));
     assert_eq!(apply(&d, s("2001-04-01")).unwrap(), s("2001-04-01"));
     assert_eq!(apply(&d, s("不明")).unwrap_err().kind, RejectKind::BadType);
-    let t = Step::ParseDatetime(vec!["rfc3339".into(), "%Y/%m/%d %H:%M".into()]);
+    let t = Step::ParseDatetime(
+        DateFormats::new(vec!["rfc3339".into(), "%Y/%m/%d %H:%M".into()]).unwrap(),
+    );
     assert_eq!(
         apply(&t, s("2024-01-15T10:00:00+09:00")).unwrap(),
         s("2024-01-15 01:00:00")
@@ -58,6 +60,11 @@ fn dates() {
         s("2024-01-15 10:05:00")
     );
     assert_eq!(apply(&t, s("昨日")).unwrap_err().kind, RejectKind::BadType);
+    let d = Step::ParseDate(DateFormats::new(vec!["rfc3339".into()]).unwrap());
+    assert_eq!(
+        apply(&d, s("2024-01-15T01:00:00+09:00")).unwrap(),
+        s("2024-01-15")
+    );
 }
 
 #[test]
@@ -192,5 +199,53 @@ proptest! {
             let in_range = (1000..=9999).contains(&d.year());
             prop_assert_eq!(cast(date.clone(), SqlType::Date).ok(), in_range.then_some(date));
         }
+    }
+}
+
+proptest! {
+    /// The hand-written SQL datetime text is what `format!` printed, for any date and
+    /// time chrono holds (years outside 0-9999 included).
+    #[test]
+    fn sql_datetime_prints_as_format_did(
+        days in -4_000_000i32..4_000_000,
+        secs in 0u32..86_400,
+    ) {
+        let date = NaiveDate::from_num_days_from_ce_opt(days).unwrap();
+        let d = date.and_time(chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap());
+        let expected = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            d.year(), d.month(), d.day(), d.hour(), d.minute(), d.second()
+        );
+        prop_assert_eq!(sql_datetime(&d), expected.clone());
+        prop_assert_eq!(sql_date(&date), expected[..expected.len() - 9].to_string());
+    }
+
+    /// A compiled format parses exactly as chrono's string-format functions do.
+    #[test]
+    fn compiled_formats_parse_as_chrono_does(
+        days in 0i32..3_700_000,
+        secs in 0u32..86_400,
+        offset_min in -720i32..840,
+        fmt in prop::sample::select(vec![
+            "%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M:%S%z", "%d.%m.%Y %H:%M:%S", "%Y%m%d%H%M%S",
+        ]),
+        garble in prop::bool::weighted(0.2),
+    ) {
+        let date = NaiveDate::from_num_days_from_ce_opt(days).unwrap();
+        let d = date.and_time(chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs, 0).unwrap());
+        let offset = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+        let mut text = chrono::TimeZone::from_utc_datetime(&offset, &d).format(fmt).to_string();
+        if garble {
+            text.insert(text.len() / 2, 'x');
+        }
+        let expected = DateTime::parse_from_str(&text, fmt)
+            .map(|d| d.naive_utc())
+            .or_else(|_| NaiveDateTime::parse_from_str(&text, fmt))
+            .ok()
+            .map(|d| sql_datetime(&d));
+        let formats = DateFormats::new(vec![fmt.to_string()]).unwrap();
+        prop_assert_eq!(parse_datetime(&text, &formats).ok(), expected);
+        let expected_date = NaiveDate::parse_from_str(&text, fmt).ok().map(|d| sql_date(&d));
+        prop_assert_eq!(parse_date(&text, &formats).ok(), expected_date);
     }
 }
