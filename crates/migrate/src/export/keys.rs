@@ -299,10 +299,16 @@ impl Probes {
             .enumerate()
             .map(|(i, k)| (k.hash, i as u32))
             .collect();
-        order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| probes[a.1 as usize].bytes.cmp(&probes[b.1 as usize].bytes))
-        });
+        // By fingerprint alone (a plain integer sort), then the few runs of equal
+        // fingerprints by their bytes: the order of the key files.
+        order.sort_unstable_by_key(|&(hash, _)| hash);
+        for run in order.chunk_by_mut(|a, b| a.0 == b.0) {
+            if run.len() > 1 {
+                run.sort_unstable_by(|a, b| {
+                    probes[a.1 as usize].bytes.cmp(&probes[b.1 as usize].bytes)
+                });
+            }
+        }
         let mut arena = Vec::with_capacity(probes.iter().map(|k| k.bytes.len()).sum());
         let entries = order
             .into_iter()
