@@ -7,17 +7,17 @@
 //!
 //! Keys live in sorted *run files* (`[fingerprint u64 LE][length u32 LE][bytes]`, sorted,
 //! no repeats). A table being exported checks its rows block by block: the keys of a
-//! whole block are sorted in memory and merged against each run in one sequential pass
-//! ([`Runs::contains`], [`KeyFile::contains`]), rows inside the block are checked against
-//! the block's own accepted keys in memory, and the block's accepted keys become a new
-//! run. Runs are merged into one when there are [`MAX_RUNS`] of them, and into the final
+//! whole block are sorted once into [`Probes`] (one buffer, key order) and merged against
+//! each run in one sequential pass ([`Runs::contains`], [`KeyFile::contains`]); rows
+//! inside the block are checked in source order against the keys the block accepted
+//! before them (numbered by [`Probes::groups`]), and the block's accepted keys, already in
+//! key order, become a new run ([`Runs::add_sorted`]). Runs are merged into one when there are [`MAX_RUNS`] of them, and into the final
 //! [`KeyFile`] a child table probes once the table is exported. Memory is therefore one
 //! block of keys, whatever the table's size; the cost is one sequential read of the runs
 //! per block (from the page cache, which does not count against the process).
 
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_RUNS: usize = 8;
 
 /// One key: a fingerprint and the exact bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     pub hash: u64,
     pub bytes: Box<[u8]>,
@@ -39,38 +39,6 @@ impl Ord for Key {
     }
 }
 
-/// Hashes the fingerprint only (equal keys have equal fingerprints).
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-/// A hasher that takes a [`Key`]'s fingerprint as the hash (it already is a good 64-bit
-/// hash), so an in-memory key set does not hash the bytes a second time.
-#[derive(Default)]
-pub struct FingerprintHasher(u64);
-
-impl Hasher for FingerprintHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by `Key`; FNV-1a keeps any other use correct.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// A set of keys in memory (one block's accepted keys).
-pub type KeySet = std::collections::HashSet<Key, std::hash::BuildHasherDefault<FingerprintHasher>>;
-
 impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -82,39 +50,55 @@ impl Key {
     /// duplicate and a null foreign key points nowhere, as in SQL).
     pub fn of(values: &[Option<String>], cols: &[usize]) -> Option<Key> {
         let mut bytes = Vec::with_capacity(16);
-        for &c in cols {
-            let v = values.get(c)?.as_ref()?;
-            bytes.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(v.as_bytes());
-        }
+        encode(values, cols, &mut bytes)?;
         Some(Key::from_bytes(bytes.into_boxed_slice()))
     }
 
     pub fn from_bytes(bytes: Box<[u8]>) -> Key {
         Key {
-            hash: xxhash_rust::xxh3::xxh3_64(&bytes),
+            hash: fingerprint(&bytes),
             bytes,
         }
     }
 
     /// The column values the key was made of (for reject details).
     pub fn values(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut rest = &self.bytes[..];
-        while rest.len() >= 4 {
-            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let end = (4 + n).min(rest.len());
-            out.push(String::from_utf8_lossy(&rest[4..end]).into_owned());
-            rest = &rest[end..];
-        }
-        out
+        values(&self.bytes)
     }
+}
 
-    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&self.hash.to_le_bytes())?;
-        w.write_all(&(self.bytes.len() as u32).to_le_bytes())?;
-        w.write_all(&self.bytes)
+/// Appends the key of `cols` in a row to `out` (each value length-prefixed); `None`, with
+/// `out` as it was, when one of them is null (a null key is never a duplicate and a null
+/// foreign key points nowhere, as in SQL).
+pub fn encode(values: &[Option<String>], cols: &[usize], out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
+    for &c in cols {
+        let Some(Some(v)) = values.get(c) else {
+            out.truncate(start);
+            return None;
+        };
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
     }
+    Some(())
+}
+
+/// The fingerprint of a key's bytes.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// The column values a key's bytes were made of (for reject details).
+pub fn values(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let end = (4 + n).min(rest.len());
+        out.push(String::from_utf8_lossy(&rest[4..end]).into_owned());
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// Reads a run file in order. Records are decoded in place in a large buffer (a probe
@@ -222,27 +206,68 @@ impl RunReader {
     }
 }
 
-/// Writes sorted keys to `path` (through a temporary name, so the file is complete when
-/// it exists), dropping repeats. Returns the number of keys written.
+/// Writes a run file from keys in order (through a temporary name, so the file is
+/// complete when it exists), dropping repeats.
+struct RunWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: BufWriter<std::fs::File>,
+    last: Option<(u64, Vec<u8>)>,
+    keys: u64,
+}
+
+impl RunWriter {
+    fn create(path: &Path) -> Result<RunWriter> {
+        let tmp = path.with_extension("tmp");
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(RunWriter {
+            path: path.to_path_buf(),
+            tmp,
+            w: BufWriter::with_capacity(1 << 18, f),
+            last: None,
+            keys: 0,
+        })
+    }
+
+    fn push(&mut self, hash: u64, bytes: &[u8]) -> Result<()> {
+        if let Some((h, b)) = &mut self.last {
+            if *h == hash && b[..] == *bytes {
+                return Ok(());
+            }
+            *h = hash;
+            b.clear();
+            b.extend_from_slice(bytes);
+        } else {
+            self.last = Some((hash, bytes.to_vec()));
+        }
+        let mut head = [0u8; 12];
+        head[..8].copy_from_slice(&hash.to_le_bytes());
+        head[8..].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.w
+            .write_all(&head)
+            .and_then(|()| self.w.write_all(bytes))
+            .map_err(|e| Error::io(&self.tmp, e))?;
+        self.keys += 1;
+        Ok(())
+    }
+
+    /// Completes the file; returns the number of keys written.
+    fn finish(mut self) -> Result<u64> {
+        self.w.flush().map_err(|e| Error::io(&self.tmp, e))?;
+        drop(self.w);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        Ok(self.keys)
+    }
+}
+
+/// Writes sorted keys to `path`, dropping repeats. Returns the number of keys written.
 fn write_run(path: &Path, keys: impl Iterator<Item = Result<Key>>) -> Result<u64> {
-    let tmp = path.with_extension("tmp");
-    let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = BufWriter::with_capacity(1 << 18, f);
-    let mut last: Option<Key> = None;
-    let mut n = 0u64;
+    let mut w = RunWriter::create(path)?;
     for k in keys {
         let k = k?;
-        if last.as_ref() == Some(&k) {
-            continue;
-        }
-        k.write_to(&mut w).map_err(|e| Error::io(&tmp, e))?;
-        n += 1;
-        last = Some(k);
+        w.push(k.hash, &k.bytes)?;
     }
-    w.flush().map_err(|e| Error::io(&tmp, e))?;
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(n)
+    w.finish()
 }
 
 /// Merges sorted run files into one sorted stream.
@@ -286,34 +311,31 @@ fn merge(paths: &[PathBuf]) -> Result<impl Iterator<Item = Result<Key>>> {
 /// over a key file then reads the probes sequentially, where following each probe's own
 /// allocation (in row order) would miss the cache once per probe and file.
 pub struct Probes {
-    /// (fingerprint, probe index, start and length of the bytes in `arena`), sorted by key.
-    entries: Vec<(u64, u32, u32, u32)>,
+    /// Sorted by key.
+    entries: Vec<ProbeEntry>,
     arena: Vec<u8>,
     len: usize,
 }
 
+/// A probe: fingerprint, index, and start and length of its bytes in the arena.
+type ProbeEntry = (u64, u32, u32, u32);
+
 impl Probes {
-    pub fn new(probes: &[&Key]) -> Probes {
-        let mut order: Vec<(u64, u32)> = probes
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.hash, i as u32))
-            .collect();
-        // By fingerprint alone (a plain integer sort), then the few runs of equal
-        // fingerprints by their bytes: the order of the key files.
-        order.sort_unstable_by_key(|&(hash, _)| hash);
-        for run in order.chunk_by_mut(|a, b| a.0 == b.0) {
+    /// The probes `(fingerprint, index, bytes)`, indexes below `len` (an index may have
+    /// no probe, and then is never found).
+    pub fn build(mut probes: Vec<(u64, u32, &[u8])>, len: usize) -> Probes {
+        // By fingerprint alone (an integer sort), then the few runs of equal fingerprints
+        // by their bytes: the order of the key files.
+        probes.sort_unstable_by_key(|&(hash, _, _)| hash);
+        for run in probes.chunk_by_mut(|a, b| a.0 == b.0) {
             if run.len() > 1 {
-                run.sort_unstable_by(|a, b| {
-                    probes[a.1 as usize].bytes.cmp(&probes[b.1 as usize].bytes)
-                });
+                run.sort_unstable_by(|a, b| a.2.cmp(b.2));
             }
         }
-        let mut arena = Vec::with_capacity(probes.iter().map(|k| k.bytes.len()).sum());
-        let entries = order
+        let mut arena = Vec::with_capacity(probes.iter().map(|p| p.2.len()).sum());
+        let entries = probes
             .into_iter()
-            .map(|(hash, i)| {
-                let bytes = &probes[i as usize].bytes;
+            .map(|(hash, i, bytes)| {
                 let start = arena.len() as u32;
                 arena.extend_from_slice(bytes);
                 (hash, i, start, bytes.len() as u32)
@@ -322,12 +344,64 @@ impl Probes {
         Probes {
             entries,
             arena,
-            len: probes.len(),
+            len,
         }
     }
 
+    /// Probes for keys, indexed by their position.
+    pub fn new(keys: &[&Key]) -> Probes {
+        let probes = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.hash, i as u32, &k.bytes[..]))
+            .collect();
+        Probes::build(probes, keys.len())
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
+    }
+
+    /// The distinct keys in key order, each with the indexes that probe it (ascending
+    /// within a key only when they were given so).
+    fn distinct(&self) -> impl Iterator<Item = (u64, &[u8], &[ProbeEntry])> {
+        self.entries
+            .chunk_by(|a, b| {
+                a.0 == b.0
+                    && self.arena[a.2 as usize..(a.2 + a.3) as usize]
+                        == self.arena[b.2 as usize..(b.2 + b.3) as usize]
+            })
+            .map(|run| {
+                let (hash, _, start, len) = run[0];
+                (
+                    hash,
+                    &self.arena[start as usize..(start + len) as usize],
+                    run,
+                )
+            })
+    }
+
+    /// Per index, the number of its key among the distinct keys (`u32::MAX` for an index
+    /// without a probe), and the number of distinct keys.
+    pub fn groups(&self) -> (Vec<u32>, usize) {
+        let mut of = vec![u32::MAX; self.len];
+        let mut n = 0;
+        for (g, (_, _, run)) in self.distinct().enumerate() {
+            for &(_, i, _, _) in run {
+                of[i as usize] = g as u32;
+            }
+            n = g + 1;
+        }
+        (of, n)
+    }
+
+    /// The distinct keys whose group (numbered as by [`Probes::groups`]) is marked, in
+    /// key order.
+    pub fn marked<'a>(&'a self, marked: &'a [bool]) -> impl Iterator<Item = (u64, &'a [u8])> {
+        self.distinct()
+            .zip(marked)
+            .filter(|(_, &m)| m)
+            .map(|((hash, bytes, _), _)| (hash, bytes))
     }
 }
 
@@ -403,12 +477,22 @@ impl Runs {
     /// Adds a block of keys (in any order) as a new run; merges the runs when there are
     /// [`MAX_RUNS`] of them.
     pub fn add(&mut self, mut keys: Vec<Key>) -> Result<()> {
-        if keys.is_empty() {
+        keys.sort_unstable();
+        self.add_sorted(keys.iter().map(|k| (k.hash, &k.bytes[..])))
+    }
+
+    /// [`Runs::add`] for keys already in key order (repeats are dropped).
+    pub fn add_sorted<'a>(&mut self, keys: impl Iterator<Item = (u64, &'a [u8])>) -> Result<()> {
+        let mut keys = keys.peekable();
+        if keys.peek().is_none() {
             return Ok(());
         }
-        keys.sort_unstable();
         let path = self.new_path();
-        write_run(&path, keys.into_iter().map(Ok))?;
+        let mut w = RunWriter::create(&path)?;
+        for (hash, bytes) in keys {
+            w.push(hash, bytes)?;
+        }
+        w.finish()?;
         self.runs.push(path);
         if self.runs.len() >= MAX_RUNS {
             self.compact()?;

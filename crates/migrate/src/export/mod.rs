@@ -2,11 +2,12 @@
 //! plus a reject file.
 //!
 //! One reader thread streams the table's partition in batches through a bounded channel
-//! to `workers` threads that parse, transform, cast and CSV-encode each record; the
-//! calling thread puts the batches back in source order and checks keys (duplicate
+//! to `workers` threads that parse, transform, cast and CSV-encode each record, and
+//! write each row's keys into the batch's key columns ([`KeyColumn`]); the calling thread
+//! puts the batches back in source order and checks keys (duplicate
 //! primary/unique keys, dangling foreign keys) in that order, so the first of two rows
 //! with the same key wins, whatever the number of workers. The checks run block by
-//! block ([`BLOCK_ROWS`] rows): the block's foreign keys are probed against the parents'
+//! block (whole batches, at least [`BLOCK_ROWS`] rows): the block's foreign keys are probed against the parents'
 //! key files and its keys against the table's earlier keys, both on disk ([`keys`]),
 //! then the rows are decided in order with the block's own keys in memory. Memory is
 //! bounded by the channel capacities, one block and one chunk buffer, whatever the size
@@ -19,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::source::apoc::parse_record;
 use crate::spec::{ForeignKey, Model, SourceKind, Table};
 use crate::transform::{column_value, RejectKind};
-use keys::{Key, KeyFile, KeySet};
+use keys::{Key, KeyFile};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -140,7 +141,7 @@ pub struct ExportStats {
     pub chunks: Vec<(u32, u64)>,
 }
 
-enum Outcome {
+enum Outcome<R = Box<Row>> {
     Skip,
     Reject {
         id: String,
@@ -149,22 +150,106 @@ enum Outcome {
         column: Option<String>,
         detail: String,
     },
-    Row(Box<Row>),
+    Row(R),
 }
 
-/// A row that passed the column rules, waiting for its key checks.
+/// A row that passed the column rules, waiting for its key checks (its keys are in its
+/// batch's [`KeyColumn`]s).
 struct Row {
     id: String,
     line: u64,
     csv: String,
     hash: u64,
-    primary: Option<Key>,
-    unique: Vec<Option<Key>>,
-    /// One per checked foreign key, in [`checked_fks`] order.
-    fks: Vec<Option<Key>>,
 }
 
-fn process(table: &Table, fks: &[&ForeignKey], line_no: u64, line: &[u8]) -> Outcome {
+/// A span's length when the row has no key (a null in it, or no row at all).
+const NO_KEY: u32 = u32::MAX;
+
+/// One key list's keys for a batch of outcomes: the bytes in one buffer and, per outcome,
+/// `(fingerprint, start, length)` ([`NO_KEY`] when there is none). Kept apart from the
+/// rows so that the key checks read a block's keys in sequence.
+#[derive(Default)]
+struct KeyColumn {
+    bytes: Vec<u8>,
+    spans: Vec<(u64, u32, u32)>,
+}
+
+impl KeyColumn {
+    fn push(&mut self, values: &[Option<String>], cols: &[usize]) {
+        let start = self.bytes.len();
+        match keys::encode(values, cols, &mut self.bytes) {
+            Some(()) => {
+                let hash = keys::fingerprint(&self.bytes[start..]);
+                self.spans
+                    .push((hash, start as u32, (self.bytes.len() - start) as u32));
+            }
+            None => self.push_none(),
+        }
+    }
+
+    fn push_none(&mut self) {
+        self.spans.push((0, 0, NO_KEY));
+    }
+
+    /// The key of outcome `i`, if it has one.
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        let (_, start, len) = *self.spans.get(i)?;
+        (len != NO_KEY).then(|| &self.bytes[start as usize..(start + len) as usize])
+    }
+}
+
+/// A batch of outcomes from a transform worker, in source order, with their keys: one
+/// [`KeyColumn`] per key list (the primary key, the unique keys, the checked foreign
+/// keys, in that order).
+struct Processed {
+    outcomes: Vec<Outcome>,
+    keys: Vec<KeyColumn>,
+}
+
+impl Processed {
+    fn new(lists: usize, capacity: usize) -> Processed {
+        Processed {
+            outcomes: Vec::with_capacity(capacity),
+            keys: (0..lists).map(|_| KeyColumn::default()).collect(),
+        }
+    }
+
+    /// Transforms one source line into the batch: its outcome and its keys.
+    fn process(&mut self, table: &Table, lists: &[&[usize]], line_no: u64, line: &[u8]) {
+        let outcome = match transform_line(table, line_no, line) {
+            Outcome::Row((row, values)) => {
+                for (col, cols) in self.keys.iter_mut().zip(lists) {
+                    col.push(&values, cols);
+                }
+                Outcome::Row(Box::new(row))
+            }
+            other => {
+                self.keys.iter_mut().for_each(KeyColumn::push_none);
+                match other {
+                    Outcome::Skip | Outcome::Row(_) => Outcome::Skip,
+                    Outcome::Reject {
+                        id,
+                        line,
+                        kind,
+                        column,
+                        detail,
+                    } => Outcome::Reject {
+                        id,
+                        line,
+                        kind,
+                        column,
+                        detail,
+                    },
+                }
+            }
+        };
+        self.outcomes.push(outcome);
+    }
+}
+
+/// Parses, transforms and casts one source line: a row (with its column values, for its
+/// keys), a rejected line, or one the table does not take.
+fn transform_line(table: &Table, line_no: u64, line: &[u8]) -> Outcome<(Row, Vec<Option<String>>)> {
     let record = match std::str::from_utf8(line)
         .map_err(|e| format!("not UTF-8: {e}"))
         .and_then(parse_record)
@@ -212,15 +297,15 @@ fn process(table: &Table, fks: &[&ForeignKey], line_no: u64, line: &[u8]) -> Out
     let mut csv = String::with_capacity(128);
     csv::encode_row(&mut csv, &values);
     let hash = row_hash(&values);
-    Outcome::Row(Box::new(Row {
-        id: record.id,
-        line: line_no,
-        csv,
-        hash,
-        primary: Key::of(&values, &table.primary_key),
-        unique: table.unique.iter().map(|u| Key::of(&values, u)).collect(),
-        fks: fks.iter().map(|fk| Key::of(&values, &fk.columns)).collect(),
-    }))
+    Outcome::Row((
+        Row {
+            id: record.id,
+            line: line_no,
+            csv,
+            hash,
+        },
+        values,
+    ))
 }
 
 /// Source lines on their way to the transform workers: their bytes in one buffer (one
@@ -278,20 +363,22 @@ pub fn export_table(
     on_chunk: impl FnMut(ChunkReady) -> Result<()>,
     progress: &indicatif::ProgressBar,
 ) -> Result<(ExportStats, TableKeys)> {
-    export_blocks(model, ti, paths, parents, BLOCK_ROWS, on_chunk, progress)
+    let sizes = (BATCH_LINES, BLOCK_ROWS);
+    export_blocks(model, ti, paths, parents, sizes, on_chunk, progress)
 }
 
-/// [`export_table`] with a chosen block size (tests use tiny blocks).
+/// [`export_table`] with chosen batch and block sizes (tests use tiny ones). A block is
+/// made of whole batches, cut once it holds `block_rows` outcomes.
 fn export_blocks(
     model: &Model,
     ti: usize,
     paths: ExportPaths<'_>,
     parents: &HashMap<usize, Arc<TableKeys>>,
-    block_rows: usize,
+    (batch_lines, block_rows): (usize, usize),
     mut on_chunk: impl FnMut(ChunkReady) -> Result<()>,
     progress: &indicatif::ProgressBar,
 ) -> Result<(ExportStats, TableKeys)> {
-    let block_rows = block_rows.max(1);
+    let (batch_lines, block_rows) = (batch_lines.max(1), block_rows.max(1));
     let started = std::time::Instant::now();
     let table = &model.tables[ti];
     let workers = model.settings.workers.max(1) as usize;
@@ -336,9 +423,14 @@ fn export_blocks(
     };
 
     let (line_tx, line_rx) = crossbeam_channel::bounded::<(u64, LineBatch)>(workers * 2);
-    let (out_tx, out_rx) = crossbeam_channel::bounded::<(u64, Vec<Outcome>)>(workers * 2);
+    let (out_tx, out_rx) = crossbeam_channel::bounded::<(u64, Processed)>(workers * 2);
     let input = paths.input;
-    let fks = &fks;
+    let lists: Vec<&[usize]> = std::iter::once(&table.primary_key)
+        .chain(&table.unique)
+        .map(Vec::as_slice)
+        .chain(fks.iter().map(|fk| fk.columns.as_slice()))
+        .collect();
+    let lists = &lists;
     std::thread::scope(|scope| -> Result<()> {
         let reader = std::thread::Builder::new()
             .name(format!("read {}", table.name))
@@ -352,7 +444,7 @@ fn export_blocks(
                     crate::source::apoc::read_piece(piece, |line| {
                         n += 1;
                         batch.push(n, line);
-                        if batch.lines.len() == BATCH_LINES {
+                        if batch.lines.len() == batch_lines {
                             let next = LineBatch::sized_like(&batch);
                             if line_tx
                                 .send((seq, std::mem::replace(&mut batch, next)))
@@ -382,10 +474,10 @@ fn export_blocks(
                 .name(format!("transform {} {w}", table.name))
                 .spawn_scoped(scope, move || {
                     for (seq, batch) in rx {
-                        let out = batch
-                            .iter()
-                            .map(|(n, l)| process(table, fks, n, l))
-                            .collect();
+                        let mut out = Processed::new(lists.len(), batch.lines.len());
+                        for (n, line) in batch.iter() {
+                            out.process(table, lists, n, line);
+                        }
                         if tx.send((seq, out)).is_err() {
                             return;
                         }
@@ -396,21 +488,21 @@ fn export_blocks(
         drop(line_rx);
         drop(out_tx);
 
-        let mut pending: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+        let mut pending: BTreeMap<u64, Processed> = BTreeMap::new();
         let mut next = 0u64;
-        let mut block: Vec<Outcome> = Vec::with_capacity(block_rows);
+        let mut block: Vec<Processed> = Vec::new();
+        let mut in_block = 0;
         let result = (|| -> Result<()> {
-            for (seq, outcomes) in &out_rx {
-                pending.insert(seq, outcomes);
+            for (seq, processed) in &out_rx {
+                pending.insert(seq, processed);
                 while let Some(batch) = pending.remove(&next) {
                     next += 1;
-                    progress.inc(batch.len() as u64);
-                    // Blocks of exactly `block_rows` outcomes, whatever the batch size.
-                    for o in batch {
-                        block.push(o);
-                        if block.len() >= block_rows {
-                            checker.block(std::mem::take(&mut block), &mut on_chunk)?;
-                        }
+                    progress.inc(batch.outcomes.len() as u64);
+                    in_block += batch.outcomes.len();
+                    block.push(batch);
+                    if in_block >= block_rows {
+                        checker.block(std::mem::take(&mut block), &mut on_chunk)?;
+                        in_block = 0;
                     }
                 }
             }
@@ -475,86 +567,100 @@ impl Checker<'_> {
     /// keys the block accepted before it, so the result is the same as one row at a time.
     fn block(
         &mut self,
-        block: Vec<Outcome>,
+        block: Vec<Processed>,
         on_chunk: &mut impl FnMut(ChunkReady) -> Result<()>,
     ) -> Result<()> {
-        let rows = || {
-            block.iter().enumerate().filter_map(|(i, o)| match o {
-                Outcome::Row(r) => Some((i, r)),
-                _ => None,
-            })
-        };
-        // Probes `pick(row)` of every row against a key set on disk: per outcome index,
-        // whether the key was found (`None`: no key, e.g. a null).
-        let probe = |pick: &dyn Fn(&Row) -> Option<&Key>,
-                     contains: &dyn Fn(&keys::Probes) -> Result<Vec<bool>>|
-         -> Result<Vec<Option<bool>>> {
-            let (idx, probes): (Vec<usize>, Vec<&Key>) =
-                rows().filter_map(|(i, r)| pick(r).map(|k| (i, k))).unzip();
-            let found = contains(&keys::Probes::new(&probes))?;
-            let mut out = vec![None; block.len()];
-            for (i, f) in idx.into_iter().zip(found) {
-                out[i] = Some(f);
+        let n: usize = block.iter().map(|b| b.outcomes.len()).sum();
+        // The block's keys of key list `k`, indexed by outcome in the block.
+        let probes = |k: usize| {
+            let mut at = 0u32;
+            let mut list = Vec::new();
+            for batch in &block {
+                let col = &batch.keys[k];
+                for &(hash, start, len) in &col.spans {
+                    if len != NO_KEY {
+                        let bytes = &col.bytes[start as usize..(start + len) as usize];
+                        list.push((hash, at, bytes));
+                    }
+                    at += 1;
+                }
             }
-            Ok(out)
+            keys::Probes::build(list, n)
         };
-        let mut dangling: Vec<Option<usize>> = vec![None; block.len()];
+        let unique = self.unique.len();
+        let fk_list = |f: usize| 1 + unique + f;
+        let mut dangling: Vec<Option<usize>> = vec![None; n];
         for (f, (_, file)) in self.fk_files.iter().enumerate() {
-            let found = probe(&|r| r.fks[f].as_ref(), &|p| file.contains(p))?;
-            for (d, found) in dangling.iter_mut().zip(found) {
-                if d.is_none() && found == Some(false) {
+            let found = file.contains(&probes(fk_list(f)))?;
+            let spans = block.iter().flat_map(|b| &b.keys[fk_list(f)].spans);
+            for ((d, found), &(_, _, len)) in dangling.iter_mut().zip(found).zip(spans) {
+                if d.is_none() && len != NO_KEY && !found {
                     *d = Some(f);
                 }
             }
         }
-        let primary = &self.primary;
-        let earlier_primary = probe(&|r| r.primary.as_ref(), &|p| primary.contains(p))?;
-        let mut earlier_unique = Vec::with_capacity(self.unique.len());
-        for (u, runs) in self.unique.iter().enumerate() {
-            earlier_unique.push(probe(&|r| r.unique[u].as_ref(), &|p| runs.contains(p))?);
+        // Per key (primary, then unique): the probes, whether each row's key is in an
+        // earlier block, each row's key number in the block, and which numbers the block
+        // accepted so far.
+        let mut own = Vec::with_capacity(1 + unique);
+        for (k, runs) in std::iter::once(&self.primary)
+            .chain(&self.unique)
+            .enumerate()
+        {
+            let p = probes(k);
+            let earlier = runs.contains(&p)?;
+            let (group, groups) = p.groups();
+            own.push((p, earlier, group, vec![false; groups]));
         }
 
-        let mut block_primary = KeySet::default();
-        let mut block_unique: Vec<KeySet> = vec![KeySet::default(); self.unique.len()];
-        for (i, o) in block.into_iter().enumerate() {
-            let (id, line, kind, column, detail) = match o {
-                Outcome::Skip => continue,
-                Outcome::Reject {
-                    id,
-                    line,
-                    kind,
-                    column,
-                    detail,
-                } => (id, line, kind, column, detail),
-                Outcome::Row(row) => {
-                    let row = *row;
-                    let table = self.table;
-                    let seen = |earlier: Option<bool>, set: &KeySet, k: &Option<Key>| {
-                        earlier == Some(true) || k.as_ref().is_some_and(|k| set.contains(k))
-                    };
-                    let problem = if let Some(f) = dangling[i] {
-                        let fk = self.fk_files[f].0;
-                        let values = row.fks[f].as_ref().map(Key::values).unwrap_or_default();
-                        let cols: Vec<String> = fk
-                            .columns
-                            .iter()
-                            .zip(values)
-                            .map(|(&c, v)| format!("{}={v}", table.columns[c].name))
-                            .collect();
-                        Some(format!(
-                            "{} points to no accepted row of the referenced table",
-                            cols.join(", ")
-                        ))
-                        .map(|d| (RejectKind::DanglingForeignKey, d))
-                    } else if seen(earlier_primary[i], &block_primary, &row.primary) {
-                        Some((
-                            RejectKind::DuplicateKey,
-                            "primary key repeats an earlier row".to_string(),
-                        ))
-                    } else {
-                        table.unique.iter().enumerate().find_map(|(u, cols)| {
-                            seen(earlier_unique[u][i], &block_unique[u], &row.unique[u]).then(
-                                || {
+        let table = self.table;
+        let mut i = 0;
+        for batch in block.iter() {
+            for (b, o) in batch.outcomes.iter().enumerate() {
+                let at = i;
+                i += 1;
+                let (id, line, kind, column, detail) = match o {
+                    Outcome::Skip => continue,
+                    Outcome::Reject {
+                        id,
+                        line,
+                        kind,
+                        column,
+                        detail,
+                    } => (id.as_str(), *line, *kind, column.as_deref(), detail.clone()),
+                    Outcome::Row(row) => {
+                        // Whether the row's key `k` repeats an earlier row's.
+                        let repeats = |k: usize| {
+                            let (_, earlier, group, taken) = &own[k];
+                            group[at] != u32::MAX && (earlier[at] || taken[group[at] as usize])
+                        };
+                        let problem = if let Some(f) = dangling[at] {
+                            let fk = self.fk_files[f].0;
+                            let values = batch.keys[fk_list(f)]
+                                .get(b)
+                                .map(keys::values)
+                                .unwrap_or_default();
+                            let cols: Vec<String> = fk
+                                .columns
+                                .iter()
+                                .zip(values)
+                                .map(|(&c, v)| format!("{}={v}", table.columns[c].name))
+                                .collect();
+                            Some((
+                                RejectKind::DanglingForeignKey,
+                                format!(
+                                    "{} points to no accepted row of the referenced table",
+                                    cols.join(", ")
+                                ),
+                            ))
+                        } else if repeats(0) {
+                            Some((
+                                RejectKind::DuplicateKey,
+                                "primary key repeats an earlier row".to_string(),
+                            ))
+                        } else {
+                            table.unique.iter().enumerate().find_map(|(u, cols)| {
+                                repeats(1 + u).then(|| {
                                     let cols: Vec<&str> = cols
                                         .iter()
                                         .map(|&c| table.columns[c].name.as_str())
@@ -566,46 +672,46 @@ impl Checker<'_> {
                                             cols.join(", ")
                                         ),
                                     )
-                                },
-                            )
-                        })
-                    };
-                    match problem {
-                        None => {
-                            if let Some(k) = row.primary {
-                                block_primary.insert(k);
-                            }
-                            for (set, k) in block_unique.iter_mut().zip(row.unique) {
-                                if let Some(k) = k {
-                                    set.insert(k);
+                                })
+                            })
+                        };
+                        match problem {
+                            None => {
+                                for (_, _, group, taken) in own.iter_mut() {
+                                    if group[at] != u32::MAX {
+                                        taken[group[at] as usize] = true;
+                                    }
                                 }
+                                self.stats.read += 1;
+                                self.stats.written += 1;
+                                self.stats.checksum = self.stats.checksum.wrapping_add(row.hash);
+                                if let Some(ready) = self.chunk.push(&row.csv)? {
+                                    self.stats.chunks.push((ready.index, ready.rows));
+                                    on_chunk(ready)?;
+                                }
+                                continue;
                             }
-                            self.stats.read += 1;
-                            self.stats.written += 1;
-                            self.stats.checksum = self.stats.checksum.wrapping_add(row.hash);
-                            if let Some(ready) = self.chunk.push(&row.csv)? {
-                                self.stats.chunks.push((ready.index, ready.rows));
-                                on_chunk(ready)?;
-                            }
-                            continue;
+                            Some((kind, detail)) => (row.id.as_str(), row.line, kind, None, detail),
                         }
-                        Some((kind, detail)) => (row.id, row.line, kind, None, detail),
                     }
-                }
-            };
-            self.stats.read += 1;
-            self.stats.rejected += 1;
-            *self
-                .stats
-                .rejected_by_reason
-                .entry(kind.as_str().to_string())
-                .or_default() += 1;
-            let entry = serde_json::json!({"id": id, "line": line, "reason": kind, "column": column, "detail": detail});
-            writeln!(self.rejects, "{entry}").map_err(|e| Error::io(self.rejects_path, e))?;
+                };
+                self.stats.read += 1;
+                self.stats.rejected += 1;
+                *self
+                    .stats
+                    .rejected_by_reason
+                    .entry(kind.as_str().to_string())
+                    .or_default() += 1;
+                let entry = serde_json::json!({"id": id, "line": line, "reason": kind, "column": column, "detail": detail});
+                writeln!(self.rejects, "{entry}").map_err(|e| Error::io(self.rejects_path, e))?;
+            }
         }
-        self.primary.add(block_primary.into_iter().collect())?;
-        for (runs, set) in self.unique.iter_mut().zip(block_unique) {
-            runs.add(set.into_iter().collect())?;
+        // The keys the block accepted become a run of each key's set.
+        for ((p, _, _, taken), runs) in own
+            .iter()
+            .zip(std::iter::once(&mut self.primary).chain(self.unique.iter_mut()))
+        {
+            runs.add_sorted(p.marked(taken))?;
         }
         Ok(())
     }
@@ -752,12 +858,13 @@ references = "parents"
             .to_string()
     }
 
-    /// Exports both tables with one block size; returns what each wrote and rejected.
+    /// Exports both tables with one batch and block size; returns what each wrote and
+    /// rejected.
     fn export_both(
         dir: &Path,
         parents: &[(u32, u8)],
         children: &[(u32, Option<u32>)],
-        block_rows: usize,
+        (batch_lines, block_rows): (usize, usize),
     ) -> Vec<(Vec<String>, Vec<String>)> {
         let model = crate::spec::parse(SPEC, "test.toml").unwrap();
         let pfile = dir.join("p.jsonl");
@@ -775,7 +882,7 @@ references = "parents"
         let mut keys = HashMap::new();
         let mut out = Vec::new();
         for (ti, input) in [(0, [pfile.clone()]), (1, [cfile.clone()])] {
-            let base = dir.join(format!("b{block_rows}-{ti}"));
+            let base = dir.join(format!("b{batch_lines}-{block_rows}-{ti}"));
             let (chunk_dir, rejects, keys_dir) = (
                 base.join("chunks"),
                 base.join("rejects.jsonl"),
@@ -793,7 +900,7 @@ references = "parents"
                 ti,
                 paths,
                 &keys,
-                block_rows,
+                (batch_lines, block_rows),
                 |c| {
                     written.extend(
                         std::fs::read_to_string(&c.path)
@@ -824,7 +931,7 @@ references = "parents"
             dir.path(),
             &[(1, 1), (1, 2), (2, 1), (3, 3)],
             &[(10, Some(1)), (11, Some(2)), (12, None), (10, Some(3))],
-            1,
+            (1, 1),
         );
         assert_eq!(out[0].0, vec!["1,c1".to_string(), "3,c3".to_string()]);
         assert!(
@@ -925,11 +1032,12 @@ references = "parents"
         fn the_block_size_does_not_change_the_outcome(
             parents in proptest::collection::vec((0u32..30, 0u8..20), 0..60),
             children in proptest::collection::vec((0u32..40, proptest::option::of(0u32..35)), 0..80),
+            batch in 1usize..4,
             block in 1usize..9,
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let small = export_both(dir.path(), &parents, &children, block);
-            let whole = export_both(dir.path(), &parents, &children, 1_000_000);
+            let small = export_both(dir.path(), &parents, &children, (batch, block));
+            let whole = export_both(dir.path(), &parents, &children, (2048, 1_000_000));
             prop_assert_eq!(small, whole);
         }
     }
