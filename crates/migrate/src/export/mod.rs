@@ -424,6 +424,11 @@ fn export_blocks(
 
     let (line_tx, line_rx) = crossbeam_channel::bounded::<(u64, LineBatch)>(workers * 2);
     let (out_tx, out_rx) = crossbeam_channel::bounded::<(u64, Processed)>(workers * 2);
+    // Used buffers go back to the thread that fills them: the same memory serves batch
+    // after batch instead of fresh pages the kernel must clear.
+    let (line_pool_tx, line_pool_rx) = crossbeam_channel::bounded::<LineBatch>(workers * 4);
+    let (out_pool_tx, out_pool_rx) =
+        crossbeam_channel::bounded::<Processed>(block_rows.div_ceil(batch_lines) + workers * 4);
     let input = paths.input;
     let lists: Vec<&[usize]> = std::iter::once(&table.primary_key)
         .chain(&table.unique)
@@ -445,7 +450,9 @@ fn export_blocks(
                         n += 1;
                         batch.push(n, line);
                         if batch.lines.len() == batch_lines {
-                            let next = LineBatch::sized_like(&batch);
+                            let next = line_pool_rx
+                                .try_recv()
+                                .unwrap_or_else(|_| LineBatch::sized_like(&batch));
                             if line_tx
                                 .send((seq, std::mem::replace(&mut batch, next)))
                                 .is_err()
@@ -470,14 +477,20 @@ fn export_blocks(
         for w in 0..workers {
             let rx = line_rx.clone();
             let tx = out_tx.clone();
+            let (line_pool, out_pool) = (line_pool_tx.clone(), out_pool_rx.clone());
             std::thread::Builder::new()
                 .name(format!("transform {} {w}", table.name))
                 .spawn_scoped(scope, move || {
-                    for (seq, batch) in rx {
-                        let mut out = Processed::new(lists.len(), batch.lines.len());
+                    for (seq, mut batch) in rx {
+                        let mut out = out_pool
+                            .try_recv()
+                            .unwrap_or_else(|_| Processed::new(lists.len(), batch.lines.len()));
                         for (n, line) in batch.iter() {
                             out.process(table, lists, n, line);
                         }
+                        batch.bytes.clear();
+                        batch.lines.clear();
+                        let _ = line_pool.try_send(batch);
                         if tx.send((seq, out)).is_err() {
                             return;
                         }
@@ -487,6 +500,18 @@ fn export_blocks(
         }
         drop(line_rx);
         drop(out_tx);
+        drop(line_pool_tx);
+        drop(out_pool_rx);
+        let recycle = |block: &mut Vec<Processed>| {
+            for mut p in block.drain(..) {
+                p.outcomes.clear();
+                for col in &mut p.keys {
+                    col.bytes.clear();
+                    col.spans.clear();
+                }
+                let _ = out_pool_tx.try_send(p);
+            }
+        };
 
         let mut pending: BTreeMap<u64, Processed> = BTreeMap::new();
         let mut next = 0u64;
@@ -501,12 +526,13 @@ fn export_blocks(
                     in_block += batch.outcomes.len();
                     block.push(batch);
                     if in_block >= block_rows {
-                        checker.block(std::mem::take(&mut block), &mut on_chunk)?;
+                        checker.block(&block, &mut on_chunk)?;
+                        recycle(&mut block);
                         in_block = 0;
                     }
                 }
             }
-            checker.block(block, &mut on_chunk)?;
+            checker.block(&block, &mut on_chunk)?;
             if let Some(ready) = checker.chunk.finish()? {
                 checker.stats.chunks.push((ready.index, ready.rows));
                 on_chunk(ready)?;
@@ -567,15 +593,15 @@ impl Checker<'_> {
     /// keys the block accepted before it, so the result is the same as one row at a time.
     fn block(
         &mut self,
-        block: Vec<Processed>,
+        block: &[Processed],
         on_chunk: &mut impl FnMut(ChunkReady) -> Result<()>,
     ) -> Result<()> {
         let n: usize = block.iter().map(|b| b.outcomes.len()).sum();
         // The block's keys of key list `k`, indexed by outcome in the block.
         let probes = |k: usize| {
             let mut at = 0u32;
-            let mut list = Vec::new();
-            for batch in &block {
+            let mut list = Vec::with_capacity(n);
+            for batch in block {
                 let col = &batch.keys[k];
                 for &(hash, start, len) in &col.spans {
                     if len != NO_KEY {
@@ -615,7 +641,7 @@ impl Checker<'_> {
 
         let table = self.table;
         let mut i = 0;
-        for batch in block.iter() {
+        for batch in block {
             for (b, o) in batch.outcomes.iter().enumerate() {
                 let at = i;
                 i += 1;
