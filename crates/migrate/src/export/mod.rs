@@ -3,13 +3,14 @@
 //!
 //! One reader thread streams the table's partition in batches through a bounded channel
 //! to `workers` threads that parse, transform, cast and CSV-encode each record, and
-//! write each row's keys into the batch's key columns ([`KeyColumn`]); the calling thread
-//! puts the batches back in source order and checks keys (duplicate
+//! write each row's keys into the batch's key columns ([`KeyColumn`]); the calling
+//! thread puts the batches back in source order and checks keys (duplicate
 //! primary/unique keys, dangling foreign keys) in that order, so the first of two rows
 //! with the same key wins, whatever the number of workers. The checks run block by
-//! block (whole batches, at least [`BLOCK_ROWS`] rows): the block's foreign keys are probed against the parents'
-//! key files and its keys against the table's earlier keys, both on disk ([`keys`]),
-//! then the rows are decided in order with the block's own keys in memory. Memory is
+//! block (whole batches, at least [`BLOCK_ROWS`] rows): the block's foreign keys are
+//! probed against the parents' key files and its keys against the table's earlier keys,
+//! both on disk ([`keys`]), then the rows are decided in order with the block's own keys
+//! in memory. Used batch buffers go back to the threads that fill them. Memory is
 //! bounded by the channel capacities, one block and one chunk buffer, whatever the size
 //! of the table or of its parents.
 
