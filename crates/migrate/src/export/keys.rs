@@ -7,14 +7,15 @@
 //!
 //! Keys live in sorted *run files* (`[fingerprint u64 LE][length u32 LE][bytes]`, sorted,
 //! no repeats). A table being exported checks its rows block by block: the keys of a
-//! whole block are sorted once into [`Probes`] (one buffer, key order) and merged against
-//! each run in one sequential pass ([`Runs::contains`], [`KeyFile::contains`]); rows
-//! inside the block are checked in source order against the keys the block accepted
-//! before them (numbered by [`Probes::groups`]), and the block's accepted keys, already in
-//! key order, become a new run ([`Runs::add_sorted`]). Runs are merged into one when there are [`MAX_RUNS`] of them, and into the final
-//! [`KeyFile`] a child table probes once the table is exported. Memory is therefore one
-//! block of keys, whatever the table's size; the cost is one sequential read of the runs
-//! per block (from the page cache, which does not count against the process).
+//! whole block are sorted once into [`Probes`] (one buffer, key order) and merged
+//! against each run in one sequential pass ([`Runs::contains`], [`KeyFile::contains`]);
+//! rows inside the block are checked in source order against the keys the block
+//! accepted before them (numbered by [`Probes::groups`]), and the block's accepted keys,
+//! already in key order, become a new run ([`Runs::add_sorted`]). Runs are merged into
+//! one when there are [`MAX_RUNS`] of them, and into the final [`KeyFile`] a child table
+//! probes once the table is exported. Memory is therefore one block of keys, whatever
+//! the table's size; the cost is one sequential read of the runs per block (from the
+//! page cache, which does not count against the process).
 
 use crate::error::{Error, Result};
 use std::cmp::Ordering;
@@ -349,6 +350,7 @@ impl Probes {
     }
 
     /// Probes for keys, indexed by their position.
+    #[cfg(test)]
     pub fn new(keys: &[&Key]) -> Probes {
         let probes = keys
             .iter()

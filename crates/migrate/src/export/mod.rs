@@ -142,16 +142,31 @@ pub struct ExportStats {
     pub chunks: Vec<(u32, u64)>,
 }
 
+/// What became of one source line.
 enum Outcome<R = Box<Row>> {
+    /// Not a record of this table (a relationship between other labels).
     Skip,
-    Reject {
-        id: String,
-        line: u64,
-        kind: RejectKind,
-        column: Option<String>,
-        detail: String,
-    },
+    Reject(Rejected),
     Row(R),
+}
+
+/// A line rejected by the column rules (or unreadable), for the reject file.
+struct Rejected {
+    id: String,
+    line: u64,
+    kind: RejectKind,
+    column: Option<String>,
+    detail: String,
+}
+
+impl<R> Outcome<R> {
+    fn map_row<S>(self, f: impl FnOnce(R) -> S) -> Outcome<S> {
+        match self {
+            Outcome::Skip => Outcome::Skip,
+            Outcome::Reject(r) => Outcome::Reject(r),
+            Outcome::Row(r) => Outcome::Row(f(r)),
+        }
+    }
 }
 
 /// A row that passed the column rules, waiting for its key checks (its keys are in its
@@ -215,37 +230,31 @@ impl Processed {
         }
     }
 
-    /// Transforms one source line into the batch: its outcome and its keys.
+    /// Transforms one source line into the batch: its outcome and its keys (none but
+    /// for a row).
     fn process(&mut self, table: &Table, lists: &[&[usize]], line_no: u64, line: &[u8]) {
-        let outcome = match transform_line(table, line_no, line) {
-            Outcome::Row((row, values)) => {
-                for (col, cols) in self.keys.iter_mut().zip(lists) {
-                    col.push(&values, cols);
-                }
-                Outcome::Row(Box::new(row))
+        let keys = &mut self.keys;
+        let outcome = transform_line(table, line_no, line).map_row(|(row, values)| {
+            for (col, cols) in keys.iter_mut().zip(lists) {
+                col.push(&values, cols);
             }
-            other => {
-                self.keys.iter_mut().for_each(KeyColumn::push_none);
-                match other {
-                    Outcome::Skip | Outcome::Row(_) => Outcome::Skip,
-                    Outcome::Reject {
-                        id,
-                        line,
-                        kind,
-                        column,
-                        detail,
-                    } => Outcome::Reject {
-                        id,
-                        line,
-                        kind,
-                        column,
-                        detail,
-                    },
-                }
-            }
-        };
+            Box::new(row)
+        });
+        if !matches!(outcome, Outcome::Row(_)) {
+            keys.iter_mut().for_each(KeyColumn::push_none);
+        }
         self.outcomes.push(outcome);
     }
+}
+
+/// The column lists of a table's keys, in the order of a batch's [`KeyColumn`]s: the
+/// primary key, the unique keys, then the checked foreign keys.
+fn key_lists<'a>(table: &'a Table, fks: &[&'a ForeignKey]) -> Vec<&'a [usize]> {
+    std::iter::once(&table.primary_key)
+        .chain(&table.unique)
+        .map(Vec::as_slice)
+        .chain(fks.iter().map(|fk| fk.columns.as_slice()))
+        .collect()
 }
 
 /// Parses, transforms and casts one source line: a row (with its column values, for its
@@ -257,13 +266,13 @@ fn transform_line(table: &Table, line_no: u64, line: &[u8]) -> Outcome<(Row, Vec
     {
         Ok(r) => r,
         Err(detail) => {
-            return Outcome::Reject {
+            return Outcome::Reject(Rejected {
                 id: String::new(),
                 line: line_no,
                 kind: RejectKind::Malformed,
                 column: None,
                 detail,
-            }
+            })
         }
     };
     if let SourceKind::Relationship {
@@ -285,13 +294,13 @@ fn transform_line(table: &Table, line_no: u64, line: &[u8]) -> Outcome<(Row, Vec
         match column_value(c, record.field(&c.from)) {
             Ok(v) => values.push(v),
             Err(r) => {
-                return Outcome::Reject {
+                return Outcome::Reject(Rejected {
                     id: record.id,
                     line: line_no,
                     kind: r.kind,
                     column: Some(c.name.clone()),
                     detail: r.detail,
-                }
+                })
             }
         }
     }
@@ -431,11 +440,7 @@ fn export_blocks(
     let (out_pool_tx, out_pool_rx) =
         crossbeam_channel::bounded::<Processed>(block_rows.div_ceil(batch_lines) + workers * 4);
     let input = paths.input;
-    let lists: Vec<&[usize]> = std::iter::once(&table.primary_key)
-        .chain(&table.unique)
-        .map(Vec::as_slice)
-        .chain(fks.iter().map(|fk| fk.columns.as_slice()))
-        .collect();
+    let lists = key_lists(table, &fks);
     let lists = &lists;
     std::thread::scope(|scope| -> Result<()> {
         let reader = std::thread::Builder::new()
@@ -614,6 +619,7 @@ impl Checker<'_> {
             }
             keys::Probes::build(list, n)
         };
+        // Key columns in [`key_lists`] order: primary, unique, foreign keys.
         let unique = self.unique.len();
         let fk_list = |f: usize| 1 + unique + f;
         let mut dangling: Vec<Option<usize>> = vec![None; n];
@@ -648,13 +654,13 @@ impl Checker<'_> {
                 i += 1;
                 let (id, line, kind, column, detail) = match o {
                     Outcome::Skip => continue,
-                    Outcome::Reject {
-                        id,
-                        line,
-                        kind,
-                        column,
-                        detail,
-                    } => (id.as_str(), *line, *kind, column.as_deref(), detail.clone()),
+                    Outcome::Reject(r) => (
+                        r.id.as_str(),
+                        r.line,
+                        r.kind,
+                        r.column.as_deref(),
+                        r.detail.clone(),
+                    ),
                     Outcome::Row(row) => {
                         // Whether the row's key `k` repeats an earlier row's.
                         let repeats = |k: usize| {
@@ -885,6 +891,55 @@ references = "parents"
             .to_string()
     }
 
+    /// Exports table `ti` of `model` from `input` into `base`: the rows written, the
+    /// reject lines, the statistics and the keys.
+    fn export_one(
+        model: &Model,
+        ti: usize,
+        input: &Path,
+        base: &Path,
+        parents: &HashMap<usize, Arc<TableKeys>>,
+        sizes: (usize, usize),
+    ) -> (Vec<String>, Vec<String>, ExportStats, TableKeys) {
+        let (chunk_dir, rejects, keys_dir) = (
+            base.join("chunks"),
+            base.join("rejects.jsonl"),
+            base.join("keys"),
+        );
+        let input = [input.to_path_buf()];
+        let paths = ExportPaths {
+            input: &input,
+            chunk_dir: &chunk_dir,
+            rejects: &rejects,
+            keys_dir: &keys_dir,
+        };
+        let mut written = Vec::new();
+        let (stats, keys) = export_blocks(
+            model,
+            ti,
+            paths,
+            parents,
+            sizes,
+            |c| {
+                written.extend(
+                    std::fs::read_to_string(&c.path)
+                        .unwrap()
+                        .lines()
+                        .map(String::from),
+                );
+                Ok(())
+            },
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+        let rejected = std::fs::read_to_string(&rejects)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        (written, rejected, stats, keys)
+    }
+
     /// Exports both tables with one batch and block size; returns what each wrote and
     /// rejected.
     fn export_both(
@@ -908,44 +963,11 @@ references = "parents"
         std::fs::write(&cfile, lines.join("\n")).unwrap();
         let mut keys = HashMap::new();
         let mut out = Vec::new();
-        for (ti, input) in [(0, [pfile.clone()]), (1, [cfile.clone()])] {
+        for (ti, input) in [(0, &pfile), (1, &cfile)] {
             let base = dir.join(format!("b{batch_lines}-{block_rows}-{ti}"));
-            let (chunk_dir, rejects, keys_dir) = (
-                base.join("chunks"),
-                base.join("rejects.jsonl"),
-                base.join("keys"),
-            );
-            let paths = ExportPaths {
-                input: &input,
-                chunk_dir: &chunk_dir,
-                rejects: &rejects,
-                keys_dir: &keys_dir,
-            };
-            let mut written = Vec::new();
-            let (_, k) = export_blocks(
-                &model,
-                ti,
-                paths,
-                &keys,
-                (batch_lines, block_rows),
-                |c| {
-                    written.extend(
-                        std::fs::read_to_string(&c.path)
-                            .unwrap()
-                            .lines()
-                            .map(String::from),
-                    );
-                    Ok(())
-                },
-                &indicatif::ProgressBar::hidden(),
-            )
-            .unwrap();
+            let sizes = (batch_lines, block_rows);
+            let (written, rejected, _, k) = export_one(&model, ti, input, &base, &keys, sizes);
             keys.insert(ti, Arc::new(k));
-            let rejected = std::fs::read_to_string(&rejects)
-                .unwrap()
-                .lines()
-                .map(String::from)
-                .collect();
             out.push((written, rejected));
         }
         out
@@ -987,34 +1009,13 @@ references = "parents"
         bytes.extend_from_slice(b"\r\n{\"type\":\"node\",\"id\":\"2\",\"labels\":[\"P\"],\"properties\":{\"code\":\"\xff\"}}\n");
         bytes.extend_from_slice(node("P", 3, serde_json::json!({"code": "c"})).as_bytes());
         std::fs::write(&input, bytes).unwrap();
-        let (chunk_dir, rejects, keys_dir) = (
-            dir.path().join("chunks"),
-            dir.path().join("rejects.jsonl"),
-            dir.path().join("keys"),
-        );
-        let paths = ExportPaths {
-            input: std::slice::from_ref(&input),
-            chunk_dir: &chunk_dir,
-            rejects: &rejects,
-            keys_dir: &keys_dir,
-        };
-        let mut written = Vec::new();
-        let (stats, _) = export_table(
-            &model,
-            0,
-            paths,
-            &HashMap::new(),
-            |c| {
-                written.push(std::fs::read_to_string(&c.path).unwrap());
-                Ok(())
-            },
-            &indicatif::ProgressBar::hidden(),
-        )
-        .unwrap();
-        assert_eq!(written.concat(), "1,a\n3,c\n");
+        let sizes = (BATCH_LINES, BLOCK_ROWS);
+        let (written, rejected, stats, _) =
+            export_one(&model, 0, &input, dir.path(), &HashMap::new(), sizes);
+        assert_eq!(written, ["1,a", "3,c"]);
         assert_eq!((stats.read, stats.written, stats.rejected), (3, 2, 1));
-        let reject: serde_json::Value =
-            serde_json::from_str(std::fs::read_to_string(&rejects).unwrap().trim()).unwrap();
+        assert_eq!(rejected.len(), 1);
+        let reject: serde_json::Value = serde_json::from_str(&rejected[0]).unwrap();
         assert_eq!(reject["reason"], "malformed");
         assert_eq!(reject["line"], 2);
         assert!(

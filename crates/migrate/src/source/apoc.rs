@@ -389,14 +389,6 @@ impl RangeWriter {
 pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> {
     let file = std::fs::File::open(piece).map_err(|e| Error::io(piece, e))?;
     let mut line = Vec::with_capacity(4096);
-    // The line without its `\n` or `\r\n`.
-    let content = |line: &[u8]| -> usize {
-        match line {
-            [.., b'\r', b'\n'] => line.len() - 2,
-            [.., b'\n'] => line.len() - 1,
-            _ => line.len(),
-        }
-    };
     if piece.extension().and_then(|e| e.to_str()) != Some(RANGES_EXT) {
         let mut reader = BufReader::with_capacity(1 << 20, file);
         loop {
@@ -404,7 +396,7 @@ pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> 
             let n = reader
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Error::io(piece, e))?;
-            if n == 0 || !f(&line[..content(&line)]) {
+            if n == 0 || !f(without_terminator(&line)) {
                 return Ok(());
             }
         }
@@ -455,12 +447,20 @@ pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> 
                 return Err(bad("a range runs past the end of the source file"));
             }
             pos += n as u64;
-            if !f(&line[..content(&line)]) {
+            if !f(without_terminator(&line)) {
                 return Ok(());
             }
         }
     }
     Ok(())
+}
+
+/// A line read with its terminator, without it (`\n` or `\r\n`).
+fn without_terminator(line: &[u8]) -> &[u8] {
+    match line {
+        [rest @ .., b'\r', b'\n'] | [rest @ .., b'\n'] => rest,
+        _ => line,
+    }
 }
 
 /// Partitions the lines starting in one segment of a file; `n` numbers its files.
@@ -525,8 +525,7 @@ fn partition_segment(
         pos += read as u64;
         output.lines += 1;
         let line_no = output.lines;
-        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let bytes = without_terminator(&buf);
         // Only the head is read (and its strings checked as UTF-8); the whole line is
         // checked once, by the exporter's record parser.
         let head = if bytes.trim_ascii().is_empty() {

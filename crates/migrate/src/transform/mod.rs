@@ -70,8 +70,22 @@ impl DateFormats {
         Ok(DateFormats { names, compiled })
     }
 
-    pub fn names(&self) -> &[String] {
-        &self.names
+    /// The first format `v` matches, read by `rfc3339` for RFC 3339 or by `pattern`
+    /// from what a chrono pattern parsed.
+    fn first_match<T>(
+        &self,
+        v: &str,
+        rfc3339: impl Fn(DateTime<chrono::FixedOffset>) -> T,
+        pattern: impl Fn(&Parsed) -> Option<T>,
+    ) -> Option<T> {
+        self.compiled.iter().find_map(|f| match f {
+            DateFormat::Rfc3339 => DateTime::parse_from_rfc3339(v).ok().map(&rfc3339),
+            DateFormat::Pattern(items) => {
+                let mut parsed = Parsed::new();
+                chrono::format::parse(&mut parsed, v, items.iter()).ok()?;
+                pattern(&parsed)
+            }
+        })
     }
 }
 
@@ -191,55 +205,37 @@ fn already_nfkc(v: &str) -> bool {
 }
 
 fn parse_date(v: &str, formats: &DateFormats) -> Result<String, Rejection> {
-    for f in &formats.compiled {
-        let d = match f {
-            DateFormat::Rfc3339 => DateTime::parse_from_rfc3339(v).ok().map(|d| d.date_naive()),
-            DateFormat::Pattern(items) => {
-                let mut parsed = Parsed::new();
-                chrono::format::parse(&mut parsed, v, items.iter())
-                    .ok()
-                    .and_then(|()| parsed.to_naive_date().ok())
-            }
-        };
-        if let Some(d) = d {
-            return Ok(sql_date(&d));
-        }
-    }
-    Err(Rejection::new(
-        RejectKind::BadType,
-        format!("`{v}` matches none of the date formats {:?}", formats.names),
-    ))
+    formats
+        .first_match(v, |d| d.date_naive(), |p| p.to_naive_date().ok())
+        .map(|d| sql_date(&d))
+        .ok_or_else(|| {
+            Rejection::new(
+                RejectKind::BadType,
+                format!("`{v}` matches none of the date formats {:?}", formats.names),
+            )
+        })
 }
 
 fn parse_datetime(v: &str, formats: &DateFormats) -> Result<String, Rejection> {
-    for f in &formats.compiled {
-        let d = match f {
-            DateFormat::Rfc3339 => DateTime::parse_from_rfc3339(v).ok().map(|d| d.naive_utc()),
-            DateFormat::Pattern(items) => {
-                let mut parsed = Parsed::new();
-                chrono::format::parse(&mut parsed, v, items.iter())
-                    .ok()
-                    .and_then(|()| {
-                        // With an offset in the format, to UTC; without one, as written.
-                        parsed
-                            .to_datetime()
-                            .map(|d| d.naive_utc())
-                            .or_else(|_| parsed.to_naive_datetime_with_offset(0))
-                            .ok()
-                    })
-            }
-        };
-        if let Some(d) = d {
-            return Ok(sql_datetime(&d));
-        }
-    }
-    Err(Rejection::new(
-        RejectKind::BadType,
-        format!(
-            "`{v}` matches none of the datetime formats {:?}",
-            formats.names
-        ),
-    ))
+    // With an offset in the format, to UTC; without one, as written.
+    let pattern = |p: &Parsed| {
+        p.to_datetime()
+            .map(|d| d.naive_utc())
+            .or_else(|_| p.to_naive_datetime_with_offset(0))
+            .ok()
+    };
+    formats
+        .first_match(v, |d| d.naive_utc(), pattern)
+        .map(|d| sql_datetime(&d))
+        .ok_or_else(|| {
+            Rejection::new(
+                RejectKind::BadType,
+                format!(
+                    "`{v}` matches none of the datetime formats {:?}",
+                    formats.names
+                ),
+            )
+        })
 }
 
 /// `n` as exactly `width` decimal digits (callers keep it in range).
