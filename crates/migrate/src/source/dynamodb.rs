@@ -228,7 +228,9 @@ fn set(mut members: Vec<Value>) -> Value {
 }
 
 /// A DynamoDB number (up to 38 significant digits) as a JSON number when one holds it
-/// exactly, else as its text.
+/// exactly, else as its text. "Exactly" is judged on the spelling the number is written
+/// with later (serde_json's), which breaks ties between equally short spellings
+/// differently from `f64`'s Display: 10000000000000.813 would be written ...812.
 pub fn number(n: &str) -> Value {
     let t = n.trim();
     if let Ok(i) = t.parse::<i64>() {
@@ -237,13 +239,11 @@ pub fn number(n: &str) -> Value {
     if let Ok(u) = t.parse::<u64>() {
         return Value::Number(u.into());
     }
-    // Compared with the spelling the number will be written with (serde_json's, which
-    // breaks ties between equally short spellings differently from `f64`'s Display:
-    // 10000000000000.813 would come out as 10000000000000.812).
-    if let Some(num) = t.parse::<f64>().ok().and_then(Number::from_f64) {
-        if canonical_decimal(t).is_some()
-            && canonical_decimal(t) == canonical_decimal(&num.to_string())
-        {
+    if let (Some(num), Some(digits)) = (
+        t.parse::<f64>().ok().and_then(Number::from_f64),
+        canonical_decimal(t),
+    ) {
+        if canonical_decimal(&num.to_string()) == Some(digits) {
             return Value::Number(num);
         }
     }
