@@ -176,7 +176,12 @@ impl WriterThread {
         while let Some(first) = rx.blocking_recv() {
             // Lets a test queue several requests behind the first one, deterministically.
             #[cfg(test)]
-            drop(self.hooks.pause.lock());
+            {
+                self.hooks
+                    .received
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(self.hooks.pause.lock());
+            }
             let mut group = vec![first];
             // Under load, commits are spaced by the refresh interval and everything that
             // arrives meanwhile shares one commit (bigger segments, fewer merges).
@@ -432,6 +437,9 @@ pub(crate) struct TestHooks {
     pub fail_commits: std::sync::atomic::AtomicUsize,
     /// How many commits were attempted.
     pub commits: std::sync::atomic::AtomicUsize,
+    /// How many requests the thread received one by one (the first of each group), counted
+    /// before it waits on `pause`.
+    pub received: std::sync::atomic::AtomicUsize,
     /// Held by a test, stops the thread between receiving a request and draining the queue.
     pub pause: std::sync::Mutex<()>,
 }

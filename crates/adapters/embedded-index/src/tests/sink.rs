@@ -166,6 +166,7 @@ async fn queued_batches_share_one_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = Arc::new(open(dir.path()));
     let commits_before = index.hooks.commits.load(Ordering::SeqCst);
+    let received_before = index.hooks.received.load(Ordering::SeqCst);
     let pause = index.hooks.pause.lock().expect("pause");
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -176,11 +177,14 @@ async fn queued_batches_share_one_commit() {
                 .await
         }));
     }
-    // Wait until the writer holds the first request and the other 19 are queued.
+    // Wait until the writer holds the first request and the other 19 are queued (19
+    // queued alone could also be 19 sent and one not yet sent, nothing received).
     let sender = index.requests.clone().expect("sender");
     // (A blocking wait: the tasks run on the runtime's workers, and the lock must not be
     // held across an await.)
-    while sender.max_capacity() - sender.capacity() < 19 {
+    while index.hooks.received.load(Ordering::SeqCst) == received_before
+        || sender.max_capacity() - sender.capacity() < 19
+    {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     drop(pause);
