@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tsunagu::config::Config;
+use tsunagu_runtime::config::Config;
 use tsunagu::serve::RunningServer;
 use tsunagu_embedded_store::TenantRegistry;
 

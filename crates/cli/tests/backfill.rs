@@ -5,7 +5,7 @@ use chrono::Utc;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::app::Embedded;
+use tsunagu_runtime::Embedded;
 use tsunagu::sample::Sample;
 use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions};
 use tsunagu_engine::backfill::BackfillOptions;
@@ -153,7 +153,7 @@ async fn a_killed_backfill_resumes_where_it_stopped() {
         "{rows}"
     );
     let embedded =
-        Embedded::open(tsunagu::app::resolve_config(None, Some(dir.path())).unwrap()).unwrap();
+        Embedded::open(tsunagu_runtime::resolve_config(None, Some(dir.path())).unwrap()).unwrap();
     let index = embedded.open_sink("late").unwrap();
     wait_in_sync(&embedded, &index, Duration::from_secs(1)).await;
 }

@@ -9,9 +9,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::app::Embedded;
-use tsunagu::check::index_drift;
-use tsunagu::reconcile::{reconcile, DriftedKey, IndexHandle, Outcome, ReconcileReport};
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::check::index_drift;
+use tsunagu_embedded_index::ActivityIndexReader;
+use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore};
+use tsunagu_engine::drift::{DriftedKey, Outcome, ReconcileOptions, ReconcileReport, Reconciler};
 use tsunagu::sample::Sample;
 use tsunagu_domain::{
     ChangeKind, ChangeRecord, Entity, Image, ItemKey, Position, ShardId, Version,
@@ -22,6 +24,43 @@ use tsunagu_engine::ports::{ChangeSource, CheckpointStore};
 
 mod common;
 use common::{close_index, config, wait_in_sync, write_mixed, BIN};
+
+/// The index being reconciled: the writer (shared with the running pipeline) or a
+/// read-only handle (as another process sees it).
+enum IndexHandle {
+    Writer(Arc<ActivityIndex>),
+    ReadOnly(Arc<ActivityIndexReader>),
+}
+
+/// The engine's reconciliation over the embedded store and index.
+async fn reconcile(
+    store: &EmbeddedStore,
+    state: &EmbeddedState,
+    index: &IndexHandle,
+    consumer: &str,
+    repair: bool,
+) -> Result<ReconcileReport, tsunagu_engine::drift::DriftError> {
+    let (digest, sink): (
+        &dyn tsunagu_engine::drift::VersionDigest,
+        Option<&dyn tsunagu_engine::ports::Sink>,
+    ) = match index {
+        IndexHandle::Writer(index) => (index.as_ref(), Some(index.as_ref())),
+        IndexHandle::ReadOnly(reader) => (reader.as_ref(), None),
+    };
+    Reconciler {
+        consumer,
+        primary: store,
+        index: digest,
+        sink,
+        source: store,
+        checkpoints: state,
+    }
+    .run(&ReconcileOptions {
+        repair,
+        ..ReconcileOptions::default()
+    })
+    .await
+}
 
 const PIPELINE: &str = "[sinks.activities]\ntype = \"embedded_index\"\ndurability_interval_ms = 100\n\n[[consumers]]\nname = \"search\"\nbatch_size = 50\nparallelization_factor = 2\ncheckpoint_interval_ms = 50\n";
 

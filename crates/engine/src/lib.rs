@@ -16,9 +16,12 @@
 //!   hand off), with checkpoints kept in the leases.
 //! - [`memory`]: in-memory implementations of the ports (tests, benchmarks, dry runs).
 //! - [`status`]: live per-shard counters.
+//! - [`drift`]: drift detection and repair between the primary and a consumer's sink, over
+//!   the [`drift::VersionDigest`] port every store and readable sink implements.
 
 pub mod backfill;
 pub mod config;
+pub mod drift;
 mod lane;
 pub mod lease;
 pub mod memory;

@@ -523,6 +523,10 @@ impl ChangeSource for MemoryStream {
         }
     }
 
+    fn shard_of(&self, key: &ItemKey) -> Option<ShardId> {
+        Some(ShardId(key.shard_index(self.shard_count).to_string()))
+    }
+
     async fn latest_position(&self, shard: &ShardId) -> Result<Option<Position>, SourceError> {
         let index = self.shard_index(shard)?;
         Ok(self
@@ -541,5 +545,130 @@ impl ChangeSource for MemoryStream {
                 .filter(|r| r.version.0 > after)
                 .count() as u64
         }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Drift detection over the in-memory stream and sink
+// ---------------------------------------------------------------------------------------
+
+fn poisoned_read() -> crate::drift::ReadError {
+    crate::drift::ReadError("in-memory state poisoned".into())
+}
+
+#[async_trait]
+impl crate::drift::VersionDigest for MemoryStream {
+    async fn approximate_items(&self) -> Result<u64, crate::drift::ReadError> {
+        Ok(self.inner.lock().map_err(|_| poisoned_read())?.items.len() as u64)
+    }
+
+    async fn digest(
+        &self,
+        leaf_bits: u32,
+    ) -> Result<crate::drift::tree::HashTree, crate::drift::ReadError> {
+        let mut tree = crate::drift::tree::HashTree::new(leaf_bits);
+        for (key, (version, _)) in &self.inner.lock().map_err(|_| poisoned_read())?.items {
+            tree.add(key.stable_hash(), version.0);
+        }
+        Ok(tree)
+    }
+
+    async fn live_in(
+        &self,
+        leaves: &crate::drift::tree::LeafSet,
+    ) -> Result<Vec<(ItemKey, Version)>, crate::drift::ReadError> {
+        let inner = self.inner.lock().map_err(|_| poisoned_read())?;
+        Ok(inner
+            .items
+            .iter()
+            .filter(|(key, _)| leaves.contains(key.stable_hash()))
+            .map(|(key, (version, _))| (key.clone(), *version))
+            .collect())
+    }
+
+    /// A deleted item is known by its newest `REMOVE` record.
+    async fn held(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<crate::drift::Held>>, crate::drift::ReadError> {
+        let inner = self.inner.lock().map_err(|_| poisoned_read())?;
+        Ok(keys
+            .iter()
+            .map(|key| match inner.items.get(key) {
+                Some((version, _)) => Some(crate::drift::Held::Live(*version)),
+                None => inner.shards[key.shard_index(self.shard_count) as usize]
+                    .iter()
+                    .rev()
+                    .find(|r| &r.key == key)
+                    .map(|r| crate::drift::Held::Deleted(r.version)),
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl crate::drift::PrimaryDigest for MemoryStream {
+    async fn current(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<crate::ports::StoredItem>, crate::drift::ReadError> {
+        let inner = self.inner.lock().map_err(|_| poisoned_read())?;
+        Ok(inner
+            .items
+            .get(key)
+            .map(|(version, body)| crate::ports::StoredItem {
+                key: key.clone(),
+                version: *version,
+                body: body.clone(),
+            }))
+    }
+
+    async fn fresh_version(&self) -> Result<Version, crate::drift::ReadError> {
+        Ok(Version(self.inner.lock().map_err(|_| poisoned_read())?.seq))
+    }
+}
+
+#[async_trait]
+impl crate::drift::VersionDigest for MemorySink {
+    async fn approximate_items(&self) -> Result<u64, crate::drift::ReadError> {
+        Ok(self.live_versions().len() as u64)
+    }
+
+    async fn digest(
+        &self,
+        leaf_bits: u32,
+    ) -> Result<crate::drift::tree::HashTree, crate::drift::ReadError> {
+        let mut tree = crate::drift::tree::HashTree::new(leaf_bits);
+        for (key, version) in self.live_versions() {
+            tree.add(key.stable_hash(), version.0);
+        }
+        Ok(tree)
+    }
+
+    async fn live_in(
+        &self,
+        leaves: &crate::drift::tree::LeafSet,
+    ) -> Result<Vec<(ItemKey, Version)>, crate::drift::ReadError> {
+        Ok(self
+            .live_versions()
+            .into_iter()
+            .filter(|(key, _)| leaves.contains(key.stable_hash()))
+            .collect())
+    }
+
+    async fn held(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<crate::drift::Held>>, crate::drift::ReadError> {
+        let items = self.items.lock().map_err(|_| poisoned_read())?;
+        Ok(keys
+            .iter()
+            .map(|key| {
+                items.get(key).map(|held| match held.body {
+                    Some(_) => crate::drift::Held::Live(held.version),
+                    None => crate::drift::Held::Deleted(held.version),
+                })
+            })
+            .collect())
     }
 }

@@ -105,6 +105,19 @@ pub trait ChangeSource: Send + Sync + 'static {
 
     /// How many records lie after `from` in the shard, if the source can tell cheaply.
     async fn backlog(&self, shard: &ShardId, from: &ReadFrom) -> Result<Option<u64>, SourceError>;
+
+    /// The shard whose records carry `key`'s changes, when the source can tell from the key
+    /// alone (the embedded store can; DynamoDB does not disclose how it hashes partition
+    /// keys to shards). Lets drift detection wait for one shard instead of all.
+    fn shard_of(&self, _key: &tsunagu_domain::ItemKey) -> Option<ShardId> {
+        None
+    }
+
+    /// Orders two positions of one shard (`Less`: `a` comes first). The default reads
+    /// them as decimal numbers of any length, which every source here writes.
+    fn position_order(&self, a: &Position, b: &Position) -> std::cmp::Ordering {
+        crate::drift::decimal_position_order(a, b)
+    }
 }
 
 /// One page of a scan of the primary's items.

@@ -6,6 +6,9 @@
 //!   ([`tsunagu_engine::ports::ItemStore`] + [`tsunagu_engine::ports::ItemScanner`]):
 //!   conditional writes on the item's version, hybrid-clock versions, deletions kept as
 //!   tombstones so a version never goes back.
+//! - [`drift`]: [`DynamoStore`] as the primary side of drift detection and repair
+//!   ([`tsunagu_engine::drift::VersionDigest`] + [`tsunagu_engine::drift::PrimaryDigest`]):
+//!   digests by a parallel projected `Scan`, held versions by `BatchGetItem`.
 //! - [`streams`]: [`DynamoStreamsSource`], the table's DynamoDB stream as a
 //!   [`tsunagu_engine::ports::ChangeSource`].
 //! - [`kinesis`]: [`KinesisSource`], a Kinesis data stream as a change source, and
@@ -21,6 +24,7 @@
 //! `docs/aws.md` describes the table layouts, versions and the test peers' gaps.
 
 pub mod config;
+pub mod drift;
 pub mod dynamo;
 pub mod kinesis;
 pub mod leases;

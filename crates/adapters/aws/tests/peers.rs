@@ -476,3 +476,192 @@ async fn kinesis_lineage_after_split_and_merge() {
         );
     }
 }
+
+// --- drift detection: the table as the primary side ------------------------------------
+
+/// Every item of the table, tombstones included, by a plain paginated consistent `Scan`
+/// (independent of the drift module): key → (version, deleted).
+async fn raw_items(store: &DynamoStore) -> BTreeMap<ItemKey, (u64, bool)> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table_name())
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("raw scan");
+        for item in page.items() {
+            let s = |name: &str| match item.get(name) {
+                Some(AttributeValue::S(s)) => s.clone(),
+                other => panic!("{name}: {other:?}"),
+            };
+            let version = match item.get("version") {
+                Some(AttributeValue::N(n)) => n.parse::<u64>().expect("version"),
+                other => panic!("version: {other:?}"),
+            };
+            let deleted = matches!(item.get("deleted"), Some(AttributeValue::Bool(true)));
+            out.insert(ItemKey::new(s("pk"), s("sk")), (version, deleted));
+        }
+        match page.last_evaluated_key() {
+            Some(last) => start = Some(last.clone()),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test]
+async fn dynamo_drift_digest_live_in_and_held_match_the_table() {
+    use tsunagu_engine::drift::tree::{differing_leaves, HashTree, LeafSet};
+    use tsunagu_engine::drift::{Held, PrimaryDigest, VersionDigest};
+    use tsunagu_engine::ports::Condition;
+
+    let Some(aws) = moto() else { return };
+    let store = dynamo_store(&aws).await;
+    let keys: Vec<ItemKey> = (0..1_500u32)
+        .map(|n| ItemKey::new(format!("deal-{}", n % 40), format!("activity#{n}")))
+        .collect();
+    let puts = keys
+        .iter()
+        .map(|key| WriteOp::Put {
+            key: key.clone(),
+            body: serde_json::json!({"memo": format!("{key}")}),
+            condition: Condition::None,
+        })
+        .collect();
+    let mut live: BTreeMap<ItemKey, Version> = BTreeMap::new();
+    for (key, outcome) in keys.iter().zip(store.write_many(puts).await.expect("puts")) {
+        let version = outcome.expect("put").version.expect("a put has a version");
+        live.insert(key.clone(), version);
+    }
+    // Every 9th item deleted: a tombstone, not live.
+    let deleted: Vec<ItemKey> = keys.iter().step_by(9).cloned().collect();
+    let deletes = deleted
+        .iter()
+        .map(|key| WriteOp::Delete {
+            key: key.clone(),
+            condition: Condition::Exists,
+        })
+        .collect();
+    for outcome in store.write_many(deletes).await.expect("deletes") {
+        assert_eq!(
+            outcome.expect("delete").change,
+            Some(ChangeKind::Remove),
+            "each delete removes a live item"
+        );
+    }
+    let before_delete: BTreeMap<ItemKey, Version> = deleted
+        .iter()
+        .map(|k| (k.clone(), live.remove(k).expect("was live")))
+        .collect();
+    assert_eq!(live.len(), 1_500 - deleted.len());
+
+    let raw = raw_items(&store).await;
+    assert_eq!(raw.len(), 1_500, "tombstones stay in the table");
+    for (key, version) in &live {
+        assert_eq!(raw[key], (version.0, false), "{key}");
+    }
+
+    // The digest is exactly the tree of the live items written, at two leaf sizes.
+    for leaf_bits in [12, 14] {
+        let mut expected = HashTree::new(leaf_bits);
+        for (key, version) in &live {
+            expected.add(key.stable_hash(), version.0);
+        }
+        let digest = store.digest(leaf_bits).await.expect("digest");
+        assert_eq!(digest.items(), live.len() as u64);
+        assert!(digest == expected, "digest at {leaf_bits} leaf bits");
+    }
+    assert!(store.approximate_items().await.expect("approximate items") <= 1_500);
+
+    // live_in: exactly the live items of the leaves asked for (a deleted key's leaf
+    // too, whose tombstone must not show).
+    let leaf_bits = 12;
+    let leaf = |key: &ItemKey| HashTree::leaf_of(leaf_bits, key.stable_hash());
+    let wanted: Vec<usize> = [&keys[1], &keys[500], &keys[1_499], &deleted[3]]
+        .into_iter()
+        .map(leaf)
+        .collect();
+    let set = LeafSet::new(leaf_bits, &wanted);
+    let mut found = store.live_in(&set).await.expect("live_in");
+    found.sort();
+    let expected: Vec<(ItemKey, Version)> = live
+        .iter()
+        .filter(|(key, _)| wanted.contains(&leaf(key)))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(found, expected);
+    assert!(store
+        .live_in(&LeafSet::new(leaf_bits, &[]))
+        .await
+        .expect("live_in of nothing")
+        .is_empty());
+
+    // held: > 100 keys (several BatchGetItem requests), live, deleted and absent ones,
+    // a key asked twice, answered in the order asked.
+    let absent = ItemKey::new("deal-none", "activity#none");
+    let mut asked: Vec<ItemKey> = keys.iter().rev().cloned().collect();
+    asked.insert(7, absent.clone());
+    asked.push(keys[0].clone());
+    asked.push(ItemKey::new("deal-0", "activity#missing"));
+    let held = store.held(&asked).await.expect("held");
+    assert_eq!(held.len(), asked.len());
+    let mut tombstones = 0;
+    for (key, held) in asked.iter().zip(&held) {
+        match (live.get(key), before_delete.get(key), held) {
+            (Some(version), _, Some(Held::Live(v))) => assert_eq!(v, version, "{key}"),
+            (None, Some(old), Some(Held::Deleted(v))) => {
+                assert!(v > old, "{key}: tombstone {v:?} after {old:?}");
+                assert_eq!((v.0, true), raw[key], "{key}");
+                tombstones += 1;
+            }
+            (None, None, None) => assert!(!raw.contains_key(key), "{key}"),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    assert_eq!(tombstones, deleted.len() + 1, "keys[0] was asked twice");
+    assert_eq!(held[7], None);
+
+    // fresh_version: newer than every version handed out, older than the next write's.
+    let fresh = store.fresh_version().await.expect("fresh version");
+    let newest = raw.values().map(|(v, _)| *v).max().expect("items");
+    assert!(fresh.0 > newest, "{fresh:?} <= {newest}");
+    let outcome = store
+        .write(WriteOp::Put {
+            key: absent.clone(),
+            body: serde_json::json!({"memo": "later"}),
+            condition: Condition::NotExists,
+        })
+        .await
+        .expect("a later write");
+    assert!(outcome.version.expect("version") > fresh);
+
+    // current: the live item with its body; none for a tombstone.
+    let current = store
+        .current(&absent)
+        .await
+        .expect("current")
+        .expect("live");
+    assert_eq!(current.body, serde_json::json!({"memo": "later"}));
+    assert_eq!(store.current(&deleted[0]).await.expect("current"), None);
+
+    // One change shows in exactly its leaf.
+    let mut expected = HashTree::new(leaf_bits);
+    for (key, version) in &live {
+        expected.add(key.stable_hash(), version.0);
+    }
+    expected.add(absent.stable_hash(), current.version.0);
+    let after = store.digest(leaf_bits).await.expect("digest");
+    assert!(after == expected);
+    let mut without = HashTree::new(leaf_bits);
+    for (key, version) in &live {
+        without.add(key.stable_hash(), version.0);
+    }
+    let (leaves, _) = differing_leaves(&after, &without);
+    assert_eq!(leaves, vec![leaf(&absent)]);
+}

@@ -264,3 +264,94 @@ impl ActivityIndex {
             .map_err(|_| failed("the index writer has stopped".into()))?
     }
 }
+
+/// The index as one side of a drift comparison ([`tsunagu_engine::drift`]), read through
+/// a snapshot: the writer's latest visible commit, or (read-only) its last durable point,
+/// which is what checkpoints cover.
+mod drift {
+    use super::IndexSnapshot;
+    use crate::error::IndexError;
+    use crate::index::{ActivityIndex, ActivityIndexReader};
+    use std::sync::Arc;
+    use tsunagu_domain::{ItemKey, Version};
+    use tsunagu_engine::drift::tree::{HashTree, LeafSet};
+    use tsunagu_engine::drift::{Held, ReadError, VersionDigest};
+
+    fn read_error(error: IndexError) -> ReadError {
+        ReadError(format!("embedded index: {error}"))
+    }
+
+    /// Runs `f` on a snapshot off the async worker threads.
+    async fn on_snapshot<T: Send + 'static>(
+        snapshot: Result<IndexSnapshot, IndexError>,
+        f: impl FnOnce(&IndexSnapshot) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, ReadError> {
+        let snapshot = Arc::new(snapshot.map_err(read_error)?);
+        tokio::task::spawn_blocking(move || f(&snapshot))
+            .await
+            .map_err(|e| ReadError(format!("embedded index reader stopped: {e}")))?
+            .map_err(read_error)
+    }
+
+    async fn digest(
+        snapshot: Result<IndexSnapshot, IndexError>,
+        leaf_bits: u32,
+    ) -> Result<HashTree, ReadError> {
+        on_snapshot(snapshot, move |s| {
+            let mut tree = HashTree::new(leaf_bits);
+            s.for_each_live(|hash, version| tree.add(hash, version.0))?;
+            Ok(tree)
+        })
+        .await
+    }
+
+    async fn live_in(
+        snapshot: Result<IndexSnapshot, IndexError>,
+        leaves: &LeafSet,
+    ) -> Result<Vec<(ItemKey, Version)>, ReadError> {
+        let leaves = leaves.clone();
+        on_snapshot(snapshot, move |s| s.live_matching(|hash| leaves.contains(hash))).await
+    }
+
+    async fn held(
+        snapshot: Result<IndexSnapshot, IndexError>,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<Held>>, ReadError> {
+        let keys = keys.to_vec();
+        on_snapshot(snapshot, move |s| {
+            keys.iter()
+                .map(|key| Ok(s.version_of(key)?.map(Held::Live)))
+                .collect()
+        })
+        .await
+    }
+
+    macro_rules! version_digest {
+        ($type:ty) => {
+            #[async_trait::async_trait]
+            impl VersionDigest for $type {
+                async fn approximate_items(&self) -> Result<u64, ReadError> {
+                    Ok(self.snapshot().map_err(read_error)?.doc_count())
+                }
+
+                async fn digest(&self, leaf_bits: u32) -> Result<HashTree, ReadError> {
+                    digest(self.snapshot(), leaf_bits).await
+                }
+
+                async fn live_in(
+                    &self,
+                    leaves: &LeafSet,
+                ) -> Result<Vec<(ItemKey, Version)>, ReadError> {
+                    live_in(self.snapshot(), leaves).await
+                }
+
+                async fn held(&self, keys: &[ItemKey]) -> Result<Vec<Option<Held>>, ReadError> {
+                    held(self.snapshot(), keys).await
+                }
+            }
+        };
+    }
+
+    version_digest!(ActivityIndex);
+    version_digest!(ActivityIndexReader);
+}

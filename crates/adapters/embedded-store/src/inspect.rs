@@ -158,3 +158,79 @@ impl EmbeddedStore {
         .await
     }
 }
+
+/// The store as one side of a drift comparison ([`tsunagu_engine::drift`]): every item's
+/// version read in one read transaction; a deleted item is known by its newest change
+/// record while the stream retains it.
+#[async_trait::async_trait]
+impl tsunagu_engine::drift::VersionDigest for EmbeddedStore {
+    async fn approximate_items(&self) -> Result<u64, tsunagu_engine::drift::ReadError> {
+        self.item_count().await.map_err(read_error)
+    }
+
+    async fn digest(
+        &self,
+        leaf_bits: u32,
+    ) -> Result<tsunagu_engine::drift::tree::HashTree, tsunagu_engine::drift::ReadError> {
+        self.fold_versions(
+            tsunagu_engine::drift::tree::HashTree::new(leaf_bits),
+            |tree, key, version| tree.add(key.stable_hash(), version.0),
+        )
+        .await
+        .map_err(read_error)
+    }
+
+    async fn live_in(
+        &self,
+        leaves: &tsunagu_engine::drift::tree::LeafSet,
+    ) -> Result<Vec<(ItemKey, Version)>, tsunagu_engine::drift::ReadError> {
+        let leaves = leaves.clone();
+        self.fold_versions(Vec::new(), move |found, key, version| {
+            if leaves.contains(key.stable_hash()) {
+                found.push((key.clone(), version));
+            }
+        })
+        .await
+        .map_err(read_error)
+    }
+
+    async fn held(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<Vec<Option<tsunagu_engine::drift::Held>>, tsunagu_engine::drift::ReadError> {
+        let live = self.versions_of(keys.to_vec()).await.map_err(read_error)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, live) in keys.iter().zip(live) {
+            out.push(match live {
+                Some(version) => Some(tsunagu_engine::drift::Held::Live(version)),
+                None => self
+                    .newest_change_after(key, 0)
+                    .await
+                    .map_err(read_error)?
+                    .filter(|(_, kind)| *kind == ChangeKind::Remove)
+                    .map(|(seq, _)| tsunagu_engine::drift::Held::Deleted(Version(seq))),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl tsunagu_engine::drift::PrimaryDigest for EmbeddedStore {
+    async fn current(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<tsunagu_engine::ports::StoredItem>, tsunagu_engine::drift::ReadError> {
+        self.get(key).await.map_err(read_error)
+    }
+
+    /// Versions are sequence numbers: the newest one ever handed out is older than any
+    /// later change's.
+    async fn fresh_version(&self) -> Result<Version, tsunagu_engine::drift::ReadError> {
+        self.newest_seq().await.map(Version).map_err(read_error)
+    }
+}
+
+fn read_error(error: StoreError) -> tsunagu_engine::drift::ReadError {
+    tsunagu_engine::drift::ReadError(format!("embedded store: {error}"))
+}

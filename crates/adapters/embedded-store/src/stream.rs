@@ -150,6 +150,11 @@ fn after_seq(from: &ReadFrom) -> Result<i64, SourceError> {
 
 #[async_trait]
 impl ChangeSource for EmbeddedStore {
+    /// Changes are sharded by partition key.
+    fn shard_of(&self, key: &tsunagu_domain::ItemKey) -> Option<ShardId> {
+        Some(ShardId(key.shard_index(self.shard_count()).to_string()))
+    }
+
     async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
         Ok((0..self.shard_count())
             .map(|s| ShardInfo::root(ShardId(s.to_string())))

@@ -8,6 +8,9 @@
 //!   rustls), index creation on start, the [`tsunagu_engine::ports::Sink`] implementation,
 //!   `check()` for `tsunagu check`, and the read-back API (`live_versions`,
 //!   `held_version`, `refresh`).
+//! - [`drift`](mod@drift): the sink as the index side of drift detection and repair
+//!   ([`tsunagu_engine::drift::VersionDigest`]): digests folded from `search_after` pages,
+//!   held versions by real-time `_mget`.
 //! - [`bulk`](mod@bulk): the bulk API without I/O: splitting batches by count and bytes,
 //!   and mapping each item of a response (201/200 applied, 409 stale = success, 429/5xx
 //!   retryable, 400 permanent) and a whole failed request to an outcome.
@@ -27,6 +30,7 @@
 pub mod bulk;
 pub mod config;
 pub mod document;
+pub mod drift;
 pub mod error;
 pub mod secret;
 pub mod sink;

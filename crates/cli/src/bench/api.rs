@@ -10,8 +10,8 @@
 //!    pipeline's commit-to-searchable lag meanwhile.
 
 use super::RunDir;
-use crate::app::Embedded;
-use crate::config::Config;
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::config::Config;
 use crate::sample::{Sample, USERS};
 use anyhow::Context;
 use chrono::{Duration as ChronoDuration, Utc};

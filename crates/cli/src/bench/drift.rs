@@ -5,9 +5,9 @@
 
 use super::limits::write_flat_out;
 use super::RunDir;
-use crate::app::Embedded;
-use crate::config::Config;
-use crate::reconcile::{reconcile, IndexHandle};
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::config::Config;
+use tsunagu_engine::drift::{ReconcileOptions, ReconcileReport, Reconciler};
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
@@ -98,9 +98,27 @@ pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     index.flush().await.map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let handle = IndexHandle::Writer(Arc::clone(&index));
+    let reconcile = |repair: bool| {
+        let (embedded, index) = (&embedded, &index);
+        async move {
+            let report: ReconcileReport = Reconciler {
+                consumer: "search",
+                primary: &embedded.store,
+                index: index.as_ref(),
+                sink: Some(index.as_ref()),
+                source: &embedded.store,
+                checkpoints: &embedded.state,
+            }
+            .run(&ReconcileOptions {
+                repair,
+                ..ReconcileOptions::default()
+            })
+            .await?;
+            anyhow::Ok(report)
+        }
+    };
     let started = Instant::now();
-    let found = reconcile(&embedded.store, &embedded.state, &handle, "search", false).await?;
+    let found = reconcile(false).await?;
     let reconcile_s = started.elapsed().as_secs_f64();
     println!(
         "reconcile: {} items checked in {reconcile_s:.2} s; found {} extra, {} missing, {} stale; read {} individually ({:.4}%)",
@@ -112,15 +130,14 @@ pub async fn run(args: &DriftArgs) -> anyhow::Result<ExitCode> {
         100.0 * found.read_individually_fraction
     );
     let started = Instant::now();
-    let repaired = reconcile(&embedded.store, &embedded.state, &handle, "search", true).await?;
+    let repaired = reconcile(true).await?;
     let repair_s = started.elapsed().as_secs_f64();
-    let after = reconcile(&embedded.store, &embedded.state, &handle, "search", false).await?;
+    let after = reconcile(false).await?;
     println!(
         "reconcile --repair: {} repaired in {repair_s:.2} s; afterwards {} drift",
         repaired.repaired,
         after.missing + after.extra + after.stale
     );
-    drop(handle);
     if let Ok(index) = Arc::try_unwrap(index) {
         index.close().await;
     }

@@ -5,8 +5,8 @@
 use super::measure::VisibilityTracker;
 use super::workload::{Mix, Skew, Workload};
 use super::{LimitsArgs, RunDir};
-use crate::app::Embedded;
-use crate::config::Config;
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::config::Config;
 use serde::Serialize;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;

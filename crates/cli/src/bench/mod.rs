@@ -210,7 +210,7 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
             let report = match &args.config {
                 Some(path) => {
                     params.config = Some(path.display().to_string());
-                    let config = crate::app::resolve_config(Some(path), data_dir)?;
+                    let config = tsunagu_runtime::resolve_config(Some(path), data_dir)?;
                     run::run_lag_on(config, &params).await?
                 }
                 None => {

@@ -7,9 +7,9 @@ use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteS
 use super::schedule::Schedule;
 use super::sys::{cpu_seconds, peak_rss_mib};
 use super::workload::{Mix, Skew, Workload};
-use crate::config::Config;
+use tsunagu_runtime::config::Config;
 use crate::lag::LagSummary;
-use crate::runtime::{drift, Runtime};
+use tsunagu_runtime::{drift, Runtime};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -113,7 +113,7 @@ pub async fn run_lag(params: &LagParams, data_dir: &Path) -> anyhow::Result<LagR
     };
     config.store.shard_count = params.shards;
     for sink in config.sinks.values_mut() {
-        if let crate::config::SinkConfig::EmbeddedIndex {
+        if let tsunagu_runtime::config::SinkConfig::EmbeddedIndex {
             refresh_interval_ms,
             ..
         } = sink

@@ -1,28 +1,33 @@
 //! `tsunagu backfill`: bootstrap a consumer from the items already in the primary, then
-//! hand over to the change stream (see `tsunagu_engine::backfill`). Resumable: run it again
-//! after an interruption and it continues where it stopped.
+//! hand over to the change stream (see `tsunagu_engine::backfill`), on any primary and any
+//! sink the config names. Resumable: run it again after an interruption and it continues
+//! where it stopped.
 
-use crate::app::Embedded;
 use crate::cli::BackfillArgs;
-use crate::config::Config;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use tsunagu_engine::backfill::BackfillOptions;
+use tsunagu_runtime::config::{Config, PrimaryConfig};
+use tsunagu_runtime::Runtime;
 
 pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    // A new consumer gets its own index, named after it.
-    let created = config.add_consumer(&args.consumer, &args.consumer);
+    // On the embedded defaults a new consumer gets its own index, named after it; a
+    // deployment with shared sinks names its consumers in the config.
+    let created = if config.consumer(&args.consumer).is_none()
+        && matches!(config.primary, PrimaryConfig::Embedded)
+        && config.leases.is_none()
+    {
+        config.add_consumer(&args.consumer, &args.consumer)
+    } else {
+        false
+    };
     config.validate()?;
-    let embedded = Embedded::open(config)?;
-    let consumer = embedded
-        .config
-        .consumer(&args.consumer)
-        .context("the consumer vanished from the config")?
-        .clone();
+    let runtime = Runtime::open(config).await?;
+    let consumer = runtime.consumer(&args.consumer)?;
     if created {
-        embedded
-            .state
+        runtime
+            .local_state
             .register_consumer(&consumer.name, &consumer.sink)
             .await?;
         println!(
@@ -30,10 +35,10 @@ pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitC
             consumer.name, consumer.sink
         );
     }
-    let sink = embedded.open_sink(&consumer.sink).context(
-        "the consumer's index must be opened for writing: stop `tsunagu replicate` on this data directory first",
+    let sink = runtime.open_sink(&consumer.sink).await.context(
+        "the consumer's sink must be opened for writing: stop `tsunagu replicate` on this data directory first",
     )?;
-    let total = embedded.store.item_count().await?;
+    let total = runtime.primary.approximate_items().await.unwrap_or(0);
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -53,16 +58,19 @@ pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitC
         parallelism: args.parallelism as usize,
         ..BackfillOptions::default()
     };
-    let backfill = embedded.backfill(&consumer.name, sink.as_ref());
-    let report = backfill
-        .run(None, &options, &|n| bar.inc(n))
+    let report = runtime
+        .backfill(&consumer.name, sink.sink().as_ref(), &options, &|n| {
+            if bar.position() + n > bar.length().unwrap_or(0) {
+                // The primary's item count is an estimate on DynamoDB.
+                bar.set_length(bar.position() + n);
+            }
+            bar.inc(n)
+        })
         .await
         .context("backfill interrupted; run the same command again to resume")?;
     bar.finish_and_clear();
-    if let Ok(index) = std::sync::Arc::try_unwrap(sink) {
-        index.close().await;
-    }
-    embedded.store.close();
+    sink.close().await;
+    runtime.close();
     let secs = report.elapsed_ms as f64 / 1000.0;
     println!(
         "backfilled consumer {:?}: {} items over {} shards in {:.1} s ({:.0} items/s), {} dead-lettered; the stream takes over from the recorded positions",

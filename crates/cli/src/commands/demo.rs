@@ -5,10 +5,10 @@
 
 use super::search::{print_buckets, print_page};
 use super::wait_caught_up;
-use crate::app::Embedded;
-use crate::check::index_drift;
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::check::index_drift;
 use crate::cli::DemoArgs;
-use crate::config::Config;
+use tsunagu_runtime::config::Config;
 use crate::lag::LagRecorder;
 use crate::sample::{Sample, TENANTS};
 use anyhow::Context;

@@ -1,16 +1,16 @@
-//! `tsunagu dlq`: list, show and redrive dead letters.
+//! `tsunagu dlq`: list, show and redrive dead letters, wherever the config keeps them (the
+//! data directory, or a DynamoDB table every worker and operator machine reaches).
 
-use crate::app::Embedded;
 use crate::cli::DlqCommand;
-use crate::config::Config;
 use anyhow::Context;
 use std::process::ExitCode;
-use tsunagu_engine::ports::DeadLetterQueue;
 use tsunagu_engine::redrive::redrive;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Runtime;
 
 pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let embedded = Embedded::open(config)?;
-    let dlq = &embedded.state;
+    let runtime = Runtime::open(config).await?;
+    let dlq = runtime.state.dlq.as_ref();
     match command {
         DlqCommand::List {
             consumer,
@@ -50,15 +50,12 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
             println!("{}", serde_json::to_string_pretty(&letter)?);
         }
         DlqCommand::Redrive { consumer, ids } => {
-            let consumer_config = embedded
-                .config
-                .consumer(&consumer)
-                .with_context(|| format!("no consumer named {consumer:?} in the config"))?;
-            let sink = embedded.open_sink(&consumer_config.sink).context(
+            let consumer_config = runtime.consumer(&consumer)?;
+            let sink = runtime.open_sink(&consumer_config.sink).await.context(
                 "the sink must be opened for writing: stop `tsunagu replicate` on this data directory first",
             )?;
             let only = (!ids.is_empty()).then_some(ids.as_slice());
-            let report = redrive(dlq, sink.as_ref(), &consumer, only).await?;
+            let report = redrive(dlq, sink.sink().as_ref(), &consumer, only).await?;
             println!(
                 "redriven: {}  still failing: {}",
                 report.redriven.len(),
@@ -67,13 +64,12 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
             for (id, error) in &report.failed {
                 println!("  {id}: {error}");
             }
-            if let Ok(index) = std::sync::Arc::try_unwrap(sink) {
-                index.close().await;
-            }
+            sink.close().await;
             if !report.failed.is_empty() {
                 return Ok(ExitCode::from(2));
             }
         }
     }
+    runtime.close();
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ mod search;
 mod status;
 mod tenant;
 
-use crate::app::resolve_config;
+use tsunagu_runtime::resolve_config;
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
 
@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Dlq { command } => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            crate::app::require_existing_store(&config)?;
+            tsunagu_runtime::require_existing_store(&config)?;
             dlq::run(config, command).await
         }
         Command::Backfill(args) => {
@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reconcile(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            crate::app::require_existing_store(&config)?;
+            tsunagu_runtime::require_existing_store(&config)?;
             reconcile::run(config, args).await
         }
         Command::Serve(args) => {
@@ -67,7 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            crate::app::require_existing_store(&config)?;
+            tsunagu_runtime::require_existing_store(&config)?;
             status::run(config, args).await
         }
     }
@@ -76,7 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Waits until every consumer's checkpoints have reached the newest record of every
 /// shard, i.e. everything written so far is searchable.
 pub async fn wait_caught_up(
-    embedded: &crate::app::Embedded,
+    embedded: &tsunagu_runtime::Embedded,
     pipeline: &tsunagu_engine::Pipeline,
     timeout: std::time::Duration,
 ) -> anyhow::Result<()> {

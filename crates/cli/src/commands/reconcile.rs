@@ -1,12 +1,13 @@
 //! `tsunagu reconcile --consumer NAME [--repair] [--json FILE] [--every 5m]`: compares the
-//! primary with the consumer's index (see [`crate::reconcile`] for how), prints a summary,
-//! optionally writes the report as JSON, and with `--repair` re-sends the right versions
-//! through the sink.
+//! primary with the consumer's sink (see [`tsunagu_engine::drift`] for how), on any
+//! deployment, prints a summary, optionally writes the report as JSON, and with `--repair`
+//! re-sends the right versions through the sink.
 //!
-//! Without `--repair` the index is opened read-only (it works while `tsunagu replicate`
-//! runs, and sees the index as of its last durable point, which is what checkpoints
-//! cover). `--repair` needs the index writer: it fails with a clear message while
-//! `tsunagu replicate` holds it.
+//! Without `--repair` an embedded index is opened read-only (it works while `tsunagu
+//! replicate` runs, and sees the index as of its last durable point, which is what
+//! checkpoints cover). `--repair` on an embedded index needs its writer: it fails with a
+//! clear message while `tsunagu replicate` holds it. OpenSearch / Elasticsearch sinks are
+//! read and repaired while workers run.
 //!
 //! `--every DURATION` runs again and again until Ctrl-C or SIGTERM, logging the drift found
 //! and repaired per run and running totals (`reconcile_drift_found_total`,
@@ -15,15 +16,14 @@
 //! Exit codes: 0 when the index is clean or every drifted document was repaired, 3 when
 //! drift remains (for `--every`: after the last run), 1 when reconcile itself failed.
 
-use crate::app::Embedded;
 use crate::cli::ReconcileArgs;
-use crate::config::Config;
-use crate::reconcile::{reconcile, DriftedKey, IndexHandle, ReconcileReport};
 use anyhow::Context;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-use tsunagu_embedded_index::{ActivityIndex, IndexError};
+use tsunagu_embedded_index::IndexError;
+use tsunagu_engine::drift::{DriftedKey, ReconcileReport};
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Runtime;
 
 /// The exit code when drift remains.
 pub const EXIT_DRIFT: u8 = 3;
@@ -32,29 +32,11 @@ pub const EXIT_DRIFT: u8 = 3;
 const PRINTED_KEYS: usize = 20;
 
 pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let consumer = config.consumer(&args.consumer).cloned().with_context(|| {
-        format!(
-            "no consumer named {:?} in the config (consumers: {})",
-            args.consumer,
-            config
-                .consumers
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    if !config.primary_path().exists() {
-        anyhow::bail!(
-            "no primary store at {}; is --data-dir right?",
-            config.primary_path().display()
-        );
-    }
-    let index_dir = config.index_dir(&consumer.sink);
-    let embedded = Embedded::open(config)?;
+    let runtime = Runtime::open(config).await?;
+    let consumer = runtime.consumer(&args.consumer)?;
     let Some(every) = args.every else {
-        let report = run_once(&embedded, &consumer.name, &consumer.sink, &args).await?;
-        embedded.store.close();
+        let report = run_once(&runtime, &consumer.name, &consumer.sink, &args).await?;
+        runtime.close();
         return Ok(exit_code(&report));
     };
 
@@ -62,7 +44,6 @@ pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<ExitCode
     tracing::info!(
         consumer = %consumer.name,
         sink = %consumer.sink,
-        index = %index_dir.display(),
         every = %humantime::format_duration(every),
         repair = args.repair,
         "reconciling continuously; Ctrl-C or SIGTERM stops"
@@ -75,7 +56,7 @@ pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<ExitCode
         let started = tokio::time::Instant::now();
         tokio::select! {
             _ = &mut stop => break,
-            result = run_once(&embedded, &consumer.name, &consumer.sink, &args) => {
+            result = run_once(&runtime, &consumer.name, &consumer.sink, &args) => {
                 runs += 1;
                 match result {
                     Ok(report) => {
@@ -127,7 +108,7 @@ pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<ExitCode
         reconcile_repaired_total = repaired_total,
         "stopped"
     );
-    embedded.store.close();
+    runtime.close();
     Ok(last_code)
 }
 
@@ -142,15 +123,14 @@ fn exit_code(report: &ReconcileReport) -> ExitCode {
 /// One reconciliation: opens the index (the writer only for `--repair`, and only for this
 /// run), reconciles, prints, writes the JSON report.
 async fn run_once(
-    embedded: &Embedded,
+    runtime: &Runtime,
     consumer: &str,
     sink: &str,
     args: &ReconcileArgs,
 ) -> anyhow::Result<ReconcileReport> {
-    let dir = embedded.config.index_dir(sink);
-    let index = if args.repair {
-        match embedded.open_sink(sink) {
-            Ok(index) => IndexHandle::Writer(index),
+    let mut report = if args.repair {
+        let handle = match runtime.open_sink(sink).await {
+            Ok(handle) => handle,
             Err(e)
                 if matches!(
                     e.downcast_ref::<IndexError>(),
@@ -161,29 +141,27 @@ async fn run_once(
                     "--repair needs to write to the index at {}, but another process holds its writer \
                      (is `tsunagu replicate` running?). Stop it and run `tsunagu reconcile --repair` again, \
                      or run without --repair to only report drift (that works while replicate runs)",
-                    dir.display()
+                    runtime.config.index_dir(sink).display()
                 );
             }
             Err(e) => return Err(e),
-        }
+        };
+        let index = handle
+            .digest()
+            .with_context(|| format!("sinks.{sink} forwards changes and cannot be read back"))?;
+        let result = runtime
+            .reconcile(consumer, index.as_ref(), Some(handle.sink().as_ref()), true)
+            .await;
+        drop(index);
+        // Closes the writer opened for the repair, so the lock is free between runs.
+        handle.close().await;
+        result?
     } else {
-        IndexHandle::ReadOnly(Arc::new(
-            ActivityIndex::open_read_only(&dir)
-                .with_context(|| format!("cannot open index {}", dir.display()))?,
-        ))
+        let index = runtime.open_sink_reader(sink).await?;
+        runtime
+            .reconcile(consumer, index.as_ref(), None, false)
+            .await?
     };
-    let result = reconcile(
-        &embedded.store,
-        &embedded.state,
-        &index,
-        consumer,
-        args.repair,
-    )
-    .await;
-    if let IndexHandle::Writer(index) = index {
-        close(index).await;
-    }
-    let mut report = result?;
     report.sink = Some(sink.to_string());
     print_summary(&report);
     if let Some(path) = &args.json {
@@ -192,14 +170,6 @@ async fn run_once(
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
     Ok(report)
-}
-
-/// Closes the writer opened for a repair, so the lock is free between runs.
-async fn close(index: Arc<ActivityIndex>) {
-    match Arc::try_unwrap(index) {
-        Ok(index) => index.close().await,
-        Err(shared) => drop(shared),
-    }
 }
 
 fn print_summary(r: &ReconcileReport) {
@@ -219,7 +189,7 @@ fn print_summary(r: &ReconcileReport) {
         r.read_individually_fraction * 100.0
     );
     println!(
-        "  drift: {} missing, {} extra, {} stale; {} in flight (younger than the replication lag, ignored)",
+        "  drift: {} missing, {} extra, {} stale; {} in flight (carried by the stream, ignored)",
         r.missing, r.extra, r.stale, r.in_flight
     );
     if r.repaired + r.unrepairable + r.repair_failed + r.superseded > 0 {
@@ -230,6 +200,8 @@ fn print_summary(r: &ReconcileReport) {
     }
     if !r.checkpointed {
         println!("  note: the consumer has no checkpoint on some shards; their differences count as in flight");
+    } else if !r.settled {
+        println!("  note: the consumer did not catch up with the stream in time; differences on lagging shards count as in flight");
     }
     for (kind, keys) in [
         ("missing", &r.missing_keys),

@@ -1,8 +1,8 @@
 //! `tsunagu replicate`: run the pipeline over the adapters of the config until Ctrl-C or
 //! SIGTERM, then drain gracefully (and, with leases, hand the shards over at once).
 
-use crate::config::Config;
-use crate::runtime::Runtime;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Runtime;
 use std::process::ExitCode;
 use std::time::Duration;
 

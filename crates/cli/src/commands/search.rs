@@ -2,7 +2,7 @@
 //! index read-only, so it works while `tsunagu replicate` runs.
 
 use crate::cli::SearchArgs;
-use crate::config::Config;
+use tsunagu_runtime::config::Config;
 use anyhow::Context;
 use std::process::ExitCode;
 use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};

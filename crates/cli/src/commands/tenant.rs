@@ -2,7 +2,7 @@
 //! when issued).
 
 use crate::cli::TenantCommand;
-use crate::config::Config;
+use tsunagu_runtime::config::Config;
 use std::process::ExitCode;
 use tsunagu_embedded_store::TenantRegistry;
 

@@ -2,7 +2,7 @@
 //! store, the search index, the tenant registry, the pipeline's status and the lag
 //! observer that feeds the metrics.
 
-use crate::app::Embedded;
+use tsunagu_runtime::Embedded;
 use async_trait::async_trait;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, HashSet};

@@ -8,8 +8,8 @@
 
 pub mod adapters;
 
-use crate::app::Embedded;
-use crate::config::Config;
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::config::Config;
 use adapters::{
     EmbeddedOps, EmbeddedPrimary, EmbeddedSearch, EmbeddedVisibility, LagWindow, MetricsObserver,
     RegistryAuth,

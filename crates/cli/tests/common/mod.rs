@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::app::Embedded;
-use tsunagu::check::index_drift;
-use tsunagu::config::Config;
+use tsunagu_runtime::Embedded;
+use tsunagu_runtime::check::index_drift;
+use tsunagu_runtime::config::Config;
 use tsunagu::sample::Sample;
 use tsunagu_domain::{Entity, ItemKey};
 use tsunagu_embedded_index::ActivityIndex;

@@ -94,9 +94,15 @@ pub struct LeasesSection {
     /// The lease table (`dynamodb` only).
     #[serde(default)]
     pub table_name: Option<String>,
-    /// Create the lease table when it does not exist (`dynamodb` only).
+    /// Create the lease table (and the state table) when it does not exist (`dynamodb`
+    /// only).
     #[serde(default)]
     pub create_if_missing: bool,
+    /// The table of the replication state every worker and operator machine shares: dead
+    /// letters and backfill progress (`dynamodb` only; default: the lease table's name
+    /// with `-state` appended).
+    #[serde(default)]
+    pub state_table_name: Option<String>,
     /// Unique per worker; default: host name and process id.
     #[serde(default)]
     pub worker_id: Option<String>,
@@ -124,6 +130,18 @@ impl LeasesSection {
     pub fn table_config(&self) -> Option<tsunagu_aws::LeaseTableConfig> {
         let name = self.table_name.as_ref()?;
         let mut table = tsunagu_aws::LeaseTableConfig::named(name.clone());
+        table.create_if_missing = self.create_if_missing;
+        Some(table)
+    }
+
+    /// The DynamoDB table of the shared replication state, when leases live in DynamoDB.
+    pub fn state_table_config(&self) -> Option<tsunagu_aws::StateTableConfig> {
+        let leases = self.table_name.as_ref()?;
+        let name = self
+            .state_table_name
+            .clone()
+            .unwrap_or_else(|| format!("{leases}-state"));
+        let mut table = tsunagu_aws::StateTableConfig::named(name);
         table.create_if_missing = self.create_if_missing;
         Some(table)
     }
@@ -172,12 +190,23 @@ impl LeasesSection {
             (LeaseBackend::Dynamodb, None) => {
                 fail("table_name", "is required when type = \"dynamodb\"".into())
             }
-            (LeaseBackend::Dynamodb, Some(_)) => self
-                .table_config()
-                .map_or(Ok(()), |table| table.validate("leases")),
+            (LeaseBackend::Dynamodb, Some(_)) => {
+                if let Some(table) = self.table_config() {
+                    table.validate("leases")?;
+                }
+                if let Some(table) = self.state_table_config() {
+                    table.validate("leases.state_table_name")?;
+                }
+                Ok(())
+            }
             (LeaseBackend::Embedded, Some(_)) => fail(
                 "table_name",
                 "is only for type = \"dynamodb\"; embedded leases live in data_dir".into(),
+            ),
+            (LeaseBackend::Embedded, None) if self.state_table_name.is_some() => fail(
+                "state_table_name",
+                "is only for type = \"dynamodb\"; with embedded leases the state lives in data_dir"
+                    .into(),
             ),
             (LeaseBackend::Embedded, None) => Ok(()),
         }
@@ -634,6 +663,19 @@ impl Config {
 
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.store.retention_hours * 3600)
+    }
+
+    /// How long after a commit the source shows it: none for the embedded store, whose
+    /// writes append their change record in the same transaction; about a second for
+    /// DynamoDB Streams and Kinesis (drift detection waits this long before reading the
+    /// stream's newest positions).
+    pub fn source_propagation_delay(&self) -> Duration {
+        match self.source {
+            SourceConfig::Embedded => Duration::ZERO,
+            SourceConfig::DynamodbStreams(_) | SourceConfig::Kinesis(_) => {
+                Duration::from_millis(1_500)
+            }
+        }
     }
 
     pub fn primary_path(&self) -> PathBuf {

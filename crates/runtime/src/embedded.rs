@@ -1,0 +1,202 @@
+//! The embedded deployment's files: resolving the config of a data directory, and the
+//! primary store, the replication state and the embedded indexes opened from it (what
+//! `serve`, `demo` and the benchmarks run in one process).
+
+use crate::config::{Config, SinkConfig};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
+use tsunagu_embedded_store::primary::recorded_shard_count;
+use tsunagu_embedded_store::state::registered_consumers_at;
+use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
+use crate::recovery::RemoveDeleted;
+use crate::{start_engine, PipelinePorts, SinkHandle, StatePorts};
+use tsunagu_engine::ports::ApplyObserver;
+use tsunagu_engine::Pipeline;
+
+/// Resolves the config from the command line: the file if given (else the defaults), then
+/// `--data-dir`. Without a file, an existing store's shard count is adopted, so commands
+/// work on any data directory.
+pub fn resolve_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Config> {
+    let mut config = match file {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = data_dir {
+        config.data_dir = dir.to_path_buf();
+    }
+    if file.is_none() {
+        if let Some(shards) = recorded_shard_count(&config.primary_path())? {
+            config.store.shard_count = shards;
+        }
+    }
+    for (name, sink) in registered_consumers_at(&config.state_path())? {
+        config.add_consumer(&name, &sink);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Fails with a clear message when the data directory holds no store yet: commands that
+/// only read (status, dlq, reconcile) must not create an empty one by mistake.
+pub fn require_existing_store(config: &Config) -> anyhow::Result<()> {
+    if !matches!(config.primary, crate::config::PrimaryConfig::Embedded)
+        || config.primary_path().exists()
+    {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "no tsunagu data in {}: check --data-dir (or data_dir in the config), or create it with `tsunagu demo --data-dir {}` or `tsunagu replicate`",
+            config.data_dir.display(),
+            config.data_dir.display()
+        )
+    }
+}
+
+/// The primary store and the replication state of a data directory.
+#[derive(Clone)]
+pub struct Embedded {
+    pub config: Arc<Config>,
+    pub store: EmbeddedStore,
+    pub state: EmbeddedState,
+}
+
+impl Embedded {
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        if !matches!(config.primary, crate::config::PrimaryConfig::Embedded) {
+            anyhow::bail!(
+                "this command runs on the embedded store, but the config's primary is {:?}; `tsunagu replicate`, `check` and `bench lag --config` run on any adapters",
+                config.primary
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        let store = EmbeddedStore::open(
+            &config.primary_path(),
+            StoreOptions {
+                shard_count: config.store.shard_count,
+                retention: config.retention(),
+                external_poll_interval: Duration::from_millis(
+                    config.store.external_poll_interval_ms,
+                ),
+                ..StoreOptions::default()
+            },
+        )?;
+        let state = EmbeddedState::open(&config.state_path())?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            state,
+        })
+    }
+
+    /// Opens one embedded index for writing.
+    pub fn open_sink(&self, name: &str) -> anyhow::Result<Arc<ActivityIndex>> {
+        open_index(&self.config, name)
+    }
+
+    /// A backfill of `consumer` into `sink` from this store, with its state kept here.
+    pub fn backfill<'a>(
+        &'a self,
+        consumer: &'a str,
+        sink: &'a dyn tsunagu_engine::ports::Sink,
+    ) -> tsunagu_engine::backfill::Backfill<'a> {
+        tsunagu_engine::backfill::Backfill {
+            consumer,
+            source: &self.store,
+            scanner: &self.store,
+            sink,
+            checkpoints: &self.state,
+            dlq: &self.state,
+            progress: &self.state,
+        }
+    }
+
+    /// Opens every consumer's sink, by sink name.
+    pub fn open_sinks(&self) -> anyhow::Result<BTreeMap<String, Arc<ActivityIndex>>> {
+        self.config
+            .consumers
+            .iter()
+            .map(|c| Ok((c.sink.clone(), self.open_sink(&c.sink)?)))
+            .collect()
+    }
+
+    /// Starts every configured consumer over the store's change stream, with the
+    /// automatic recovery of a shard that fell behind retention.
+    pub async fn start_pipeline(
+        &self,
+        sinks: &BTreeMap<String, Arc<ActivityIndex>>,
+        observers: Vec<Arc<dyn ApplyObserver>>,
+    ) -> anyhow::Result<Pipeline> {
+        let store = Arc::new(self.store.clone());
+        let state = StatePorts::embedded(&self.state);
+        let sinks: BTreeMap<String, SinkHandle> = sinks
+            .iter()
+            .map(|(name, index)| (name.clone(), SinkHandle::Embedded(Arc::clone(index))))
+            .collect();
+        let ports = PipelinePorts {
+            source: store.clone(),
+            backfill: Some(store.clone()),
+            after_backfill: Some(RemoveDeleted::hook(
+                store.clone(),
+                store,
+                state.checkpoints.clone(),
+                &self.config,
+                &sinks,
+            )),
+            state,
+            leases: None,
+        };
+        start_engine(ports, &self.config, &sinks, observers).await
+    }
+}
+
+/// The options of embedded index `name` (`sinks.NAME`), or an error naming what it is.
+fn index_options(config: &Config, name: &str) -> anyhow::Result<IndexOptions> {
+    match config
+        .sinks
+        .get(name)
+        .with_context(|| format!("no sink named {name:?} in the config"))?
+    {
+        SinkConfig::EmbeddedIndex {
+            writer_memory_mb,
+            tombstone_retention_hours,
+            refresh_interval_ms,
+            durability_interval_ms,
+        } => Ok(IndexOptions {
+            writer_memory_bytes: (*writer_memory_mb as usize) << 20,
+            tombstone_retention: Duration::from_secs(tombstone_retention_hours * 3600),
+            refresh_interval: Duration::from_millis(*refresh_interval_ms),
+            durability_interval: Duration::from_millis(*durability_interval_ms),
+        }),
+        SinkConfig::Opensearch(_) | SinkConfig::Kinesis(_) => {
+            anyhow::bail!("sinks.{name} is not an embedded index")
+        }
+    }
+}
+
+/// Opens embedded index `name` in the config's data directory for writing.
+pub(crate) fn open_index(config: &Config, name: &str) -> anyhow::Result<Arc<ActivityIndex>> {
+    let options = index_options(config, name)?;
+    let dir = config.index_dir(name);
+    let index = ActivityIndex::open(&dir, options)
+        .with_context(|| format!("cannot open index {}", dir.display()))?;
+    Ok(Arc::new(index))
+}
+
+/// Opens embedded index `name` read-only (works while another process writes it; sees
+/// its last durable point).
+pub(crate) fn open_index_reader(
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<Arc<tsunagu_embedded_index::ActivityIndexReader>> {
+    index_options(config, name)?;
+    let dir = config.index_dir(name);
+    let reader = ActivityIndex::open_read_only(&dir)
+        .with_context(|| format!("cannot open index {} for reading", dir.display()))?;
+    Ok(Arc::new(reader))
+}
