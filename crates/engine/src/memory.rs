@@ -118,7 +118,15 @@ impl MemorySink {
 #[derive(Default)]
 pub struct MemoryState {
     checkpoints: Mutex<HashMap<(String, ShardId), Position>>,
-    letters: Mutex<BTreeMap<u64, DeadLetter>>,
+    letters: Mutex<Letters>,
+}
+
+#[derive(Default)]
+struct Letters {
+    /// The last id handed out: ids are never reused, even after the newest letter is
+    /// removed.
+    last_id: u64,
+    by_id: BTreeMap<u64, DeadLetter>,
 }
 
 impl MemoryState {
@@ -162,9 +170,10 @@ impl CheckpointStore for MemoryState {
 impl DeadLetterQueue for MemoryState {
     async fn push(&self, mut letter: DeadLetter) -> Result<u64, StateError> {
         let mut letters = self.letters.lock().map_err(|_| poisoned())?;
-        let id = letters.keys().next_back().map_or(1, |last| last + 1);
+        letters.last_id += 1;
+        let id = letters.last_id;
         letter.id = id;
-        letters.insert(id, letter);
+        letters.by_id.insert(id, letter);
         Ok(id)
     }
 
@@ -178,7 +187,11 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
-            .range(after_id + 1..)
+            .by_id
+            .range((
+                std::ops::Bound::Excluded(after_id),
+                std::ops::Bound::Unbounded,
+            ))
             .map(|(_, l)| l)
             .filter(|l| consumer.is_none_or(|c| l.consumer == c))
             .take(limit)
@@ -191,6 +204,7 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
+            .by_id
             .get(&id)
             .cloned())
     }
@@ -200,6 +214,7 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
+            .by_id
             .remove(&id)
             .is_some())
     }
@@ -209,6 +224,7 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
+            .by_id
             .values()
             .filter(|l| l.consumer == consumer)
             .count() as u64)
