@@ -1,7 +1,9 @@
 //! In-memory implementations of the ports: a version-guarded sink, checkpoints, a
-//! dead-letter queue and leases. They honour the same contracts as the durable adapters (minus
-//! durability across processes) and are used by tests, benchmarks and dry runs.
+//! dead-letter queue, backfill progress and leases. They honour the same contracts as the
+//! durable adapters (minus durability across processes) and are used by tests, benchmarks
+//! and dry runs.
 
+use crate::backfill::{BackfillProgressStore, BackfillState};
 use crate::ports::{
     ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, Lease, LeaseStore, ReadBatch,
     ReadFrom, RecordFailure, ShardInfo, Sink, SinkError, SourceError, StateError,
@@ -114,11 +116,12 @@ impl MemorySink {
     }
 }
 
-/// Checkpoints and dead letters in memory.
+/// Checkpoints, dead letters and backfill progress in memory.
 #[derive(Default)]
 pub struct MemoryState {
     checkpoints: Mutex<HashMap<(String, ShardId), Position>>,
     letters: Mutex<Letters>,
+    backfills: Mutex<HashMap<(String, ShardId), BackfillState>>,
 }
 
 #[derive(Default)]
@@ -228,6 +231,44 @@ impl DeadLetterQueue for MemoryState {
             .values()
             .filter(|l| l.consumer == consumer)
             .count() as u64)
+    }
+}
+
+#[async_trait]
+impl BackfillProgressStore for MemoryState {
+    async fn load_backfill(
+        &self,
+        consumer: &str,
+    ) -> Result<HashMap<ShardId, BackfillState>, StateError> {
+        Ok(self
+            .backfills
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|((c, _), _)| c == consumer)
+            .map(|((_, shard), state)| (shard.clone(), state.clone()))
+            .collect())
+    }
+
+    async fn save_backfill(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        state: &BackfillState,
+    ) -> Result<(), StateError> {
+        self.backfills
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert((consumer.to_string(), shard.clone()), state.clone());
+        Ok(())
+    }
+
+    async fn clear_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), StateError> {
+        self.backfills
+            .lock()
+            .map_err(|_| poisoned())?
+            .remove(&(consumer.to_string(), shard.clone()));
+        Ok(())
     }
 }
 
