@@ -12,7 +12,12 @@
 //! - [`sink`]: where changes are applied ([`tsunagu_engine::ports::Sink`]).
 //! - [`lease`]: shard leases shared by worker processes
 //!   ([`tsunagu_engine::ports::LeaseStore`]).
+//! - [`dlq`]: the dead-letter queue ([`tsunagu_engine::ports::DeadLetterQueue`]).
+//! - [`backfill_progress`]: where backfills stand
+//!   ([`tsunagu_engine::backfill::BackfillProgressStore`]).
 
+pub mod backfill_progress;
+pub mod dlq;
 pub mod lease;
 pub mod sink;
 pub mod source;

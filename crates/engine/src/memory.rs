@@ -1,7 +1,9 @@
 //! In-memory implementations of the ports: a version-guarded sink, checkpoints, a
-//! dead-letter queue and leases. They honour the same contracts as the durable adapters (minus
-//! durability across processes) and are used by tests, benchmarks and dry runs.
+//! dead-letter queue, backfill progress and leases. They honour the same contracts as the
+//! durable adapters (minus durability across processes) and are used by tests, benchmarks
+//! and dry runs.
 
+use crate::backfill::{BackfillProgressStore, BackfillState};
 use crate::ports::{
     ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, Lease, LeaseStore, ReadBatch,
     ReadFrom, RecordFailure, ShardInfo, Sink, SinkError, SourceError, StateError,
@@ -114,11 +116,20 @@ impl MemorySink {
     }
 }
 
-/// Checkpoints and dead letters in memory.
+/// Checkpoints, dead letters and backfill progress in memory.
 #[derive(Default)]
 pub struct MemoryState {
     checkpoints: Mutex<HashMap<(String, ShardId), Position>>,
-    letters: Mutex<BTreeMap<u64, DeadLetter>>,
+    letters: Mutex<Letters>,
+    backfills: Mutex<HashMap<(String, ShardId), BackfillState>>,
+}
+
+#[derive(Default)]
+struct Letters {
+    /// The last id handed out: ids are never reused, even after the newest letter is
+    /// removed.
+    last_id: u64,
+    by_id: BTreeMap<u64, DeadLetter>,
 }
 
 impl MemoryState {
@@ -162,9 +173,10 @@ impl CheckpointStore for MemoryState {
 impl DeadLetterQueue for MemoryState {
     async fn push(&self, mut letter: DeadLetter) -> Result<u64, StateError> {
         let mut letters = self.letters.lock().map_err(|_| poisoned())?;
-        let id = letters.keys().next_back().map_or(1, |last| last + 1);
+        letters.last_id += 1;
+        let id = letters.last_id;
         letter.id = id;
-        letters.insert(id, letter);
+        letters.by_id.insert(id, letter);
         Ok(id)
     }
 
@@ -178,7 +190,11 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
-            .range(after_id + 1..)
+            .by_id
+            .range((
+                std::ops::Bound::Excluded(after_id),
+                std::ops::Bound::Unbounded,
+            ))
             .map(|(_, l)| l)
             .filter(|l| consumer.is_none_or(|c| l.consumer == c))
             .take(limit)
@@ -191,6 +207,7 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
+            .by_id
             .get(&id)
             .cloned())
     }
@@ -200,6 +217,7 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
+            .by_id
             .remove(&id)
             .is_some())
     }
@@ -209,9 +227,48 @@ impl DeadLetterQueue for MemoryState {
             .letters
             .lock()
             .map_err(|_| poisoned())?
+            .by_id
             .values()
             .filter(|l| l.consumer == consumer)
             .count() as u64)
+    }
+}
+
+#[async_trait]
+impl BackfillProgressStore for MemoryState {
+    async fn load_backfill(
+        &self,
+        consumer: &str,
+    ) -> Result<HashMap<ShardId, BackfillState>, StateError> {
+        Ok(self
+            .backfills
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .filter(|((c, _), _)| c == consumer)
+            .map(|((_, shard), state)| (shard.clone(), state.clone()))
+            .collect())
+    }
+
+    async fn save_backfill(
+        &self,
+        consumer: &str,
+        shard: &ShardId,
+        state: &BackfillState,
+    ) -> Result<(), StateError> {
+        self.backfills
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert((consumer.to_string(), shard.clone()), state.clone());
+        Ok(())
+    }
+
+    async fn clear_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), StateError> {
+        self.backfills
+            .lock()
+            .map_err(|_| poisoned())?
+            .remove(&(consumer.to_string(), shard.clone()));
+        Ok(())
     }
 }
 

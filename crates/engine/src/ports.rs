@@ -238,6 +238,11 @@ pub struct DeadLetter {
 }
 
 /// The dead-letter queue of every consumer. Entries stay until redriven or deleted.
+///
+/// Ids are unique and increase with every push, also across processes sharing the queue;
+/// an id is never handed out again, even after its letter was removed (an operator's
+/// `remove` of an id read earlier must not hit a newer letter). A letter comes back
+/// exactly as pushed, whatever its size.
 #[async_trait]
 pub trait DeadLetterQueue: Send + Sync + 'static {
     /// Stores a letter durably and returns its id. The engine moves its checkpoint past

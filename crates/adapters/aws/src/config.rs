@@ -327,6 +327,31 @@ impl LeaseTableConfig {
     }
 }
 
+/// `[state] type = "dynamodb"`: the table of dead letters and backfill progress, shared
+/// by every worker and operator machine (string keys `pk` and `sk`; layout in
+/// [`crate::state`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateTableConfig {
+    pub table_name: String,
+    /// Create the table (on-demand billing) when it does not exist.
+    #[serde(default)]
+    pub create_if_missing: bool,
+}
+
+impl StateTableConfig {
+    pub fn named(table_name: impl Into<String>) -> Self {
+        Self {
+            table_name: table_name.into(),
+            create_if_missing: false,
+        }
+    }
+
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        check_table(prefix, "table_name", &self.table_name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +369,7 @@ mod tests {
         );
         assert_eq!(KinesisConfig::named("changes").validate("source"), Ok(()));
         assert_eq!(LeaseTableConfig::named("leases").validate("leases"), Ok(()));
+        assert_eq!(StateTableConfig::named("state").validate("state"), Ok(()));
     }
 
     #[test]
@@ -361,6 +387,13 @@ mod tests {
         table.table_name = "items".into();
         table.tombstone_ttl_hours = 1;
         assert!(table.validate("").unwrap_err().message.contains("24 h"));
+        assert_eq!(
+            StateTableConfig::named("s")
+                .validate("state")
+                .unwrap_err()
+                .field,
+            "state.table_name"
+        );
         let mut kinesis = KinesisConfig::named("changes");
         kinesis.shard_count = 0;
         assert_eq!(

@@ -18,6 +18,10 @@
 //!   recovery, polling for `wait`, error mapping.
 //! - [`leases`]: [`DynamoLeaseStore`], shard leases in a DynamoDB table
 //!   ([`tsunagu_engine::ports::LeaseStore`]).
+//! - [`state`]: [`DynamoStateStore`], dead letters and backfill progress in a DynamoDB
+//!   table ([`tsunagu_engine::ports::DeadLetterQueue`] +
+//!   [`tsunagu_engine::backfill::BackfillProgressStore`]), shared by every worker and
+//!   operator machine; letters too large for one item are split over part items.
 //!
 //! Every adapter has a `connect(&AwsConfig, &its config)` constructor and a `check()` for
 //! `tsunagu check`. Credentials come from the SDK's default chain and are never logged.
@@ -29,14 +33,17 @@ pub mod dynamo;
 pub mod kinesis;
 pub mod leases;
 pub mod shards;
+pub mod state;
 pub mod streams;
 
 pub use config::{
     AwsConfig, DynamoStreamsConfig, DynamoTableConfig, KinesisConfig, LeaseTableConfig,
+    StateTableConfig,
 };
 pub use dynamo::DynamoStore;
 pub use kinesis::{KinesisForwarder, KinesisSource};
 pub use leases::DynamoLeaseStore;
+pub use state::DynamoStateStore;
 pub use streams::DynamoStreamsSource;
 
 use aws_config::retry::RetryConfig;

@@ -6,14 +6,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use tsunagu_aws::{
-    AwsConfig, DynamoLeaseStore, DynamoStore, DynamoStreamsConfig, DynamoStreamsSource,
-    DynamoTableConfig, KinesisConfig, KinesisForwarder, KinesisSource, LeaseTableConfig,
+    AwsConfig, DynamoLeaseStore, DynamoStateStore, DynamoStore, DynamoStreamsConfig,
+    DynamoStreamsSource, DynamoTableConfig, KinesisConfig, KinesisForwarder, KinesisSource,
+    LeaseTableConfig, StateTableConfig,
 };
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_embedded_store::{EmbeddedStore, StoreOptions};
 use tsunagu_engine::ports::{
-    ChangeSource, ItemStore, ItemStoreError, LeaseStore, ReadFrom, ShardInfo, StoredItem, WriteOp,
-    WriteOutcome,
+    ChangeSource, DeadLetterQueue, ItemStore, ItemStoreError, LeaseStore, ReadFrom, ShardInfo,
+    StoredItem, WriteOp, WriteOutcome,
 };
 
 fn peer(var: &str) -> Option<AwsConfig> {
@@ -225,6 +226,167 @@ async fn dynamo_leases_are_fenced() {
     );
     assert!(released.finished);
     assert_eq!(released.counter, 2, "release does not move the counter");
+}
+
+async fn state_store(aws: &AwsConfig, table: &str) -> DynamoStateStore {
+    let mut config = StateTableConfig::named(table);
+    config.create_if_missing = true;
+    DynamoStateStore::connect(aws, &config)
+        .await
+        .expect("state table on moto")
+}
+
+#[tokio::test]
+async fn dynamo_state_honours_the_dead_letter_contract() {
+    let Some(aws) = moto() else { return };
+    let store = state_store(&aws, &unique("dlq-contract")).await;
+    assert!(store.check().await.expect("check").contains("state table"));
+    tsunagu_conformance::dlq::check_all(&store).await;
+}
+
+#[tokio::test]
+async fn dynamo_state_honours_the_backfill_progress_contract() {
+    let Some(aws) = moto() else { return };
+    let store = state_store(&aws, &unique("backfill-contract")).await;
+    tsunagu_conformance::backfill_progress::check_all(&store).await;
+}
+
+/// Two stores with their own clients on one table, as two worker processes: the counter
+/// item keeps ids unique across them.
+#[tokio::test]
+async fn dead_letter_ids_are_unique_across_processes() {
+    let Some(aws) = moto() else { return };
+    let table = unique("dlq-processes");
+    let first = state_store(&aws, &table).await;
+    let second = DynamoStateStore::connect(&aws, &StateTableConfig::named(&table))
+        .await
+        .expect("second process");
+    let mut tasks = Vec::new();
+    for (p, store) in [first.clone(), second.clone(), first.clone(), second]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..15 {
+                let letter = tsunagu_conformance::dlq::letter("search", p as u32 * 100 + n, "p");
+                ids.push(store.push(letter).await.expect("push"));
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("pusher"));
+    }
+    let distinct: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        60,
+        "ids must be unique across processes: {all:?}"
+    );
+    assert_eq!(first.count("search").await.expect("count"), 60);
+    let listed: Vec<u64> = first
+        .list(Some("search"), 0, 100)
+        .await
+        .expect("list")
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    let mut sorted = all;
+    sorted.sort_unstable();
+    assert_eq!(listed, sorted);
+}
+
+/// A letter too large for one item is kept in part items, and `remove` leaves none
+/// behind (the port alone cannot see the parts: this looks at the table).
+#[tokio::test]
+async fn a_large_dead_letter_is_split_and_removed_whole() {
+    let Some(aws) = moto() else { return };
+    let table = unique("dlq-parts");
+    let store = state_store(&aws, &table).await;
+    let client = aws_sdk_dynamodb::Client::new(&tsunagu_aws::sdk_config(&aws).await.expect("sdk"));
+    let parts_of = |id: u64| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("dlq-part#{id}")),
+                )
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("query parts")
+                .count()
+        }
+    };
+    let mut letter = tsunagu_conformance::dlq::letter("search", 1, "big");
+    if let Some(image) = letter.record.new_image.as_mut() {
+        image.body = serde_json::json!({"memo": tsunagu_conformance::dlq::varied_text(800 * 1024)});
+    }
+    let id = store
+        .push(letter.clone())
+        .await
+        .expect("push a large letter");
+    assert!(
+        parts_of(id).await >= 3,
+        "800 KB must take at least three parts"
+    );
+    letter.id = id;
+    assert_eq!(store.get(id).await.expect("get"), Some(letter));
+    let small = store
+        .push(tsunagu_conformance::dlq::letter("search", 2, "small"))
+        .await
+        .expect("push a small letter");
+    assert_eq!(parts_of(small).await, 0, "a small letter has no parts");
+    assert!(store.remove(id).await.expect("remove"));
+    assert_eq!(parts_of(id).await, 0, "remove deletes the parts too");
+}
+
+#[tokio::test]
+async fn a_missing_state_table_is_reported_with_what_to_do() {
+    let Some(aws) = moto() else { return };
+    let table = unique("state-absent");
+    let error = DynamoStateStore::connect(&aws, &StateTableConfig::named(&table))
+        .await
+        .err()
+        .expect("a missing table without create_if_missing must fail");
+    let text = error.to_string();
+    assert!(
+        text.contains(&table) && text.contains("state.create_if_missing"),
+        "{text}"
+    );
+
+    // A table deleted under a running store: every call says the same.
+    let store = state_store(&aws, &table).await;
+    let client = aws_sdk_dynamodb::Client::new(&tsunagu_aws::sdk_config(&aws).await.expect("sdk"));
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete the table");
+    let error = store
+        .push(tsunagu_conformance::dlq::letter("search", 1, "gone"))
+        .await
+        .expect_err("push into a deleted table");
+    assert!(
+        error.to_string().contains("state.create_if_missing"),
+        "{error}"
+    );
+    let error = store
+        .count("search")
+        .await
+        .expect_err("count on a deleted table");
+    assert!(error.to_string().contains(&table), "{error}");
+    assert!(
+        store.check().await.is_err(),
+        "check reports the missing table"
+    );
 }
 
 /// The embedded store, each change forwarded to Kinesis as it commits: the Kinesis

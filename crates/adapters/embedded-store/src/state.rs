@@ -171,15 +171,16 @@ impl DeadLetterQueue for EmbeddedState {
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StateError> {
         let consumer = consumer.map(str::to_string);
+        // Ids are SQLite rowids (at most i64::MAX): a larger `after_id` is after them all,
+        // where a plain cast would wrap to -1 and list everything.
+        let after_id = i64::try_from(after_id).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LETTER_COLUMNS} FROM dead_letters
                  WHERE (?1 IS NULL OR consumer = ?1) AND id > ?2 ORDER BY id LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(
-                params![consumer, after_id as i64, limit as i64],
-                letter_from_row,
-            )?;
+            let rows = stmt.query_map(params![consumer, after_id, limit], letter_from_row)?;
             rows.map(|r| r.map_err(StoreError::from).and_then(decode_letter))
                 .collect()
         })
