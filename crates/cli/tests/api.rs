@@ -4,9 +4,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tsunagu_runtime::config::Config;
 use tsunagu::serve::RunningServer;
 use tsunagu_embedded_store::TenantRegistry;
+use tsunagu_runtime::config::Config;
 
 /// A running application with two tenants.
 struct TestApp {

@@ -5,12 +5,12 @@ use chrono::Utc;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu_runtime::Embedded;
 use tsunagu::sample::Sample;
 use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions};
 use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::{Consumer, ConsumerConfig, Engine};
+use tsunagu_runtime::Embedded;
 
 mod common;
 use common::{wait_in_sync, write_activities as write, BIN};

@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu::sample::Sample;
 use tsunagu_domain::{Entity, ItemKey};
-use tsunagu_engine::drift::VersionDigest;
-use tsunagu_engine::ports::{Condition, ItemStore, WriteOp};
+use tsunagu_engine::ports::{Condition, WriteOp};
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Runtime;
 
@@ -67,7 +66,8 @@ impl Deployment {
             return None;
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aws-local.toml");
+        let config_path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aws-local.toml");
         let unique = format!(
             "{}-{}",
             std::process::id(),
@@ -137,9 +137,7 @@ impl Deployment {
         let text = std::fs::read_to_string(&self.config_path).expect("read config");
         let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
         let config = Config::parse_with_env(&text, "test", &|name: &str| {
-            env.get(name)
-                .cloned()
-                .or_else(|| std::env::var(name).ok())
+            env.get(name).cloned().or_else(|| std::env::var(name).ok())
         })
         .expect("parse config");
         for (k, v) in &self.env {
@@ -163,7 +161,10 @@ impl Worker {
             .status();
         let start = Instant::now();
         while self.child.try_wait().expect("wait").is_none() {
-            assert!(start.elapsed() < Duration::from_secs(30), "replicate did not stop");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "replicate did not stop"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -189,7 +190,12 @@ async fn write(runtime: &Runtime, sample: &mut Sample, n: usize) -> Vec<ItemKey>
         .collect();
     let keys = ops.iter().map(|op| op.key().clone()).collect();
     for chunk in ops.chunks(100) {
-        for result in runtime.store.write_many(chunk.to_vec()).await.expect("write") {
+        for result in runtime
+            .store
+            .write_many(chunk.to_vec())
+            .await
+            .expect("write")
+        {
             result.expect("write");
         }
     }
@@ -198,24 +204,28 @@ async fn write(runtime: &Runtime, sample: &mut Sample, n: usize) -> Vec<ItemKey>
 
 /// Waits until the consumer's sink holds exactly the primary's items and versions.
 async fn wait_equal(runtime: &Runtime, within: Duration) {
-    let sink = runtime
-        .open_sink_reader(&runtime.consumer("search").expect("consumer").sink)
-        .await
-        .expect("open the sink for reading");
+    let name = runtime.consumer("search").expect("consumer").sink;
     let start = Instant::now();
     loop {
-        let (a, b) = (
-            runtime.primary.digest(14).await.expect("primary digest"),
-            sink.digest(14).await.expect("sink digest"),
-        );
-        if a == b && a.items() > 0 {
-            return;
+        // The worker creates the sink when it starts.
+        if let Ok(sink) = runtime.open_sink_reader(&name).await {
+            let (a, b) = (
+                runtime.primary.digest(14).await.expect("primary digest"),
+                sink.digest(14).await,
+            );
+            if b.as_ref().is_ok_and(|b| &a == b && a.items() > 0) {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "the sink did not reach the primary within {within:?} ({} items vs {:?})",
+                a.items(),
+                b.map(|b| b.items())
+            );
         }
         assert!(
             start.elapsed() < within,
-            "the sink did not reach the primary within {within:?} ({} items vs {})",
-            a.items(),
-            b.items()
+            "the sink did not open within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -278,7 +288,12 @@ async fn inject(
                 if target != key {
                     source["key"] = serde_json::json!(tsunagu_opensearch::document::doc_id(target));
                 }
-                let r = http.put(doc(target)).json(&source).send().await.expect("put");
+                let r = http
+                    .put(doc(target))
+                    .json(&source)
+                    .send()
+                    .await
+                    .expect("put");
                 assert!(r.status().is_success(), "put: {}", r.status());
             }
             let r = http
@@ -381,9 +396,21 @@ async fn drift_is_reported_exactly_and_repaired(deployment: Deployment) {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}: {out:?}", deployment.name);
     let report = json_report(&report_path);
-    assert_eq!(keys_of(&report, "missing_keys"), missing.iter().cloned().collect(), "{report:#}");
-    assert_eq!(keys_of(&report, "stale_keys"), BTreeSet::from([stale.clone()]), "{report:#}");
-    assert_eq!(keys_of(&report, "extra_keys"), BTreeSet::from([extra.clone()]), "{report:#}");
+    assert_eq!(
+        keys_of(&report, "missing_keys"),
+        missing.iter().cloned().collect(),
+        "{report:#}"
+    );
+    assert_eq!(
+        keys_of(&report, "stale_keys"),
+        BTreeSet::from([stale.clone()]),
+        "{report:#}"
+    );
+    assert_eq!(
+        keys_of(&report, "extra_keys"),
+        BTreeSet::from([extra.clone()]),
+        "{report:#}"
+    );
     assert!(report["checked"].as_u64().expect("checked") >= 400);
 
     // The embedded index's writer is the worker's: a repair runs while it is stopped.
@@ -434,7 +461,10 @@ async fn backfill_then_stream_ends_equal(deployment: Deployment) {
     let out = deployment.run(&["backfill", "--consumer", "search", "--quiet"]);
     assert!(out.status.success(), "{}: {out:?}", deployment.name);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("700 items") || stdout.contains("items over"), "{stdout}");
+    assert!(
+        stdout.contains("700 items") || stdout.contains("items over"),
+        "{stdout}"
+    );
     // Written after the backfill's recorded positions: the stream carries them.
     write(&runtime, &mut sample, 150).await;
     let worker = deployment.replicate();
@@ -444,7 +474,9 @@ async fn backfill_then_stream_ends_equal(deployment: Deployment) {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
     assert_eq!(status[0]["consumer"], "search", "{status:#}");
     assert!(
-        status[0]["shards"].as_array().is_some_and(|s| !s.is_empty()),
+        status[0]["shards"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
         "{status:#}"
     );
     worker.stop();
@@ -478,11 +510,17 @@ async fn dead_letters_are_shared(deployment: Deployment) {
         if letters.as_array().is_some_and(|l| !l.is_empty()) {
             break letters;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no dead letter appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no dead letter appeared"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(letters.as_array().map(Vec::len), Some(1), "{letters:#}");
-    assert_eq!(letters[0]["record"]["key"]["partition"], "deal-poison", "{letters:#}");
+    assert_eq!(
+        letters[0]["record"]["key"]["partition"], "deal-poison",
+        "{letters:#}"
+    );
     let out = deployment.run(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
     assert_eq!(status[0]["dead_letters"], 1, "{status:#}");

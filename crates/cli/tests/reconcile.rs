@@ -9,18 +9,18 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::check::index_drift;
-use tsunagu_embedded_index::ActivityIndexReader;
-use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore};
-use tsunagu_engine::drift::{DriftedKey, Outcome, ReconcileOptions, ReconcileReport, Reconciler};
 use tsunagu::sample::Sample;
 use tsunagu_domain::{
     ChangeKind, ChangeRecord, Entity, Image, ItemKey, Position, ShardId, Version,
 };
 use tsunagu_embedded_index::inspect::InjectedDrift;
 use tsunagu_embedded_index::ActivityIndex;
+use tsunagu_embedded_index::ActivityIndexReader;
+use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore};
+use tsunagu_engine::drift::{DriftedKey, Outcome, ReconcileOptions, ReconcileReport, Reconciler};
 use tsunagu_engine::ports::{ChangeSource, CheckpointStore};
+use tsunagu_runtime::check::index_drift;
+use tsunagu_runtime::Embedded;
 
 mod common;
 use common::{close_index, config, wait_in_sync, write_mixed, BIN};

@@ -7,13 +7,13 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::check::index_drift;
 use tsunagu::sample::Sample;
 use tsunagu_domain::{ChangeRecord, Entity};
 use tsunagu_embedded_store::Condition;
 use tsunagu_engine::ports::{ChangeSource, DeadLetterQueue, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
+use tsunagu_runtime::check::index_drift;
+use tsunagu_runtime::Embedded;
 
 mod common;
 use common::{close_index, config, wait_in_sync, write_mixed, BIN};

@@ -584,6 +584,11 @@ impl ChangeSource for MemoryStream {
         Some(ShardId(key.shard_index(self.shard_count).to_string()))
     }
 
+    /// A change's sequence number is the item's version.
+    fn position_of_version(&self, version: tsunagu_domain::Version) -> Option<Position> {
+        Some(Position(version.0.to_string()))
+    }
+
     async fn latest_position(&self, shard: &ShardId) -> Result<Option<Position>, SourceError> {
         let index = self.shard_index(shard)?;
         Ok(self

@@ -113,6 +113,14 @@ pub trait ChangeSource: Send + Sync + 'static {
         None
     }
 
+    /// The position of the change that gave an item `version`, when the source's
+    /// positions are the items' versions (the embedded store: a change's sequence number
+    /// is both). Lets drift detection wait for exactly that change instead of the shard's
+    /// newest record.
+    fn position_of_version(&self, _version: Version) -> Option<Position> {
+        None
+    }
+
     /// Orders two positions of one shard (`Less`: `a` comes first). The default reads
     /// them as decimal numbers of any length, which every source here writes.
     fn position_order(&self, a: &Position, b: &Position) -> std::cmp::Ordering {
@@ -202,6 +210,16 @@ pub trait Sink: Send + Sync + 'static {
     /// removed after its redrive).
     async fn flush(&self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// Applies records chosen by drift repair ([`crate::drift`]) over documents that may
+    /// have been written *outside* the sink (deleted by hand, restored from an older
+    /// snapshot), where the sink's own guard bookkeeping may disagree with the document it
+    /// holds. The contract of [`Sink::apply`] holds against the document actually held: a
+    /// record not newer than it changes nothing. The default is [`Sink::apply`], right for
+    /// sinks whose guard reads the version stored in the document itself.
+    async fn repair(&self, records: &[ChangeRecord]) -> Result<(), SinkError> {
+        self.apply(records).await
     }
 }
 

@@ -17,7 +17,11 @@ fn key(deal: u32, n: u32) -> ItemKey {
     ItemKey::new(format!("deal-{deal}"), format!("activity#{n}"))
 }
 
-async fn start(stream: &Arc<MemoryStream>, state: &Arc<MemoryState>, sink: &Arc<MemorySink>) -> Pipeline {
+async fn start(
+    stream: &Arc<MemoryStream>,
+    state: &Arc<MemoryState>,
+    sink: &Arc<MemorySink>,
+) -> Pipeline {
     let engine = Engine::new(stream.clone(), state.clone(), state.clone());
     engine
         .start(vec![Consumer {
@@ -35,7 +39,10 @@ async fn start(stream: &Arc<MemoryStream>, state: &Arc<MemoryState>, sink: &Arc<
 async fn caught_up(stream: &MemoryStream, sink: &MemorySink) {
     let start = Instant::now();
     while sink.live_versions() != stream.versions() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the pipeline did not catch up");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the pipeline did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

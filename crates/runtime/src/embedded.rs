@@ -3,6 +3,8 @@
 //! `serve`, `demo` and the benchmarks run in one process).
 
 use crate::config::{Config, SinkConfig};
+use crate::recovery::RemoveDeleted;
+use crate::{start_engine, PipelinePorts, SinkHandle, StatePorts};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +14,6 @@ use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 use tsunagu_embedded_store::primary::recorded_shard_count;
 use tsunagu_embedded_store::state::registered_consumers_at;
 use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
-use crate::recovery::RemoveDeleted;
-use crate::{start_engine, PipelinePorts, SinkHandle, StatePorts};
 use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::Pipeline;
 

@@ -287,9 +287,11 @@ impl Runtime {
             Some(SinkConfig::EmbeddedIndex { .. }) => {
                 Ok(embedded::open_index_reader(&self.config, name)?)
             }
-            _ => self.open_sink(name).await?.digest().with_context(|| {
-                format!("sinks.{name} forwards changes and cannot be read back")
-            }),
+            _ => {
+                self.open_sink(name).await?.digest().with_context(|| {
+                    format!("sinks.{name} forwards changes and cannot be read back")
+                })
+            }
         }
     }
 
@@ -384,13 +386,11 @@ impl Runtime {
         on_items: &(dyn Fn(u64) + Send + Sync),
     ) -> anyhow::Result<BackfillReport> {
         let checkpoints: Arc<dyn CheckpointStore> = match &self.leases {
-            Some((store, lease_options)) => Arc::new(
-                leased::LeaseCheckpointWriter::new(
-                    Arc::clone(store),
-                    self.source.shards().await?,
-                    lease_options.lease_duration,
-                ),
-            ),
+            Some((store, lease_options)) => Arc::new(leased::LeaseCheckpointWriter::new(
+                Arc::clone(store),
+                self.source.shards().await?,
+                lease_options.lease_duration,
+            )),
             None => Arc::clone(&self.state.checkpoints),
         };
         let backfill = Backfill {

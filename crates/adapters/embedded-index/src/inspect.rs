@@ -310,7 +310,10 @@ mod drift {
         leaves: &LeafSet,
     ) -> Result<Vec<(ItemKey, Version)>, ReadError> {
         let leaves = leaves.clone();
-        on_snapshot(snapshot, move |s| s.live_matching(|hash| leaves.contains(hash))).await
+        on_snapshot(snapshot, move |s| {
+            s.live_matching(|hash| leaves.contains(hash))
+        })
+        .await
     }
 
     async fn held(

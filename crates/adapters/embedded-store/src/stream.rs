@@ -155,6 +155,11 @@ impl ChangeSource for EmbeddedStore {
         Some(ShardId(key.shard_index(self.shard_count()).to_string()))
     }
 
+    /// A change's sequence number is the item's version.
+    fn position_of_version(&self, version: tsunagu_domain::Version) -> Option<Position> {
+        Some(Position(version.0.to_string()))
+    }
+
     async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
         Ok((0..self.shard_count())
             .map(|s| ShardInfo::root(ShardId(s.to_string())))

@@ -200,6 +200,11 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
             "number_of_shards": config.number_of_shards,
             "number_of_replicas": config.number_of_replicas,
             "index.translog.durability": "request",
+            // The sink never deletes documents (deletions are tombstone documents with
+            // their version), so the versions of documents deleted outside it need not be
+            // kept: drift repair deletes a document written outside the sink and writes
+            // the primary's version, which the cluster would otherwise refuse for 60 s.
+            "index.gc_deletes": "0s",
             "analysis": {"analyzer": {JA_ANALYZER: analyzer}},
         },
         "mappings": {

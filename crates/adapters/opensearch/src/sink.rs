@@ -341,6 +341,65 @@ impl OpenSearchSink {
         Ok(Some((Version(version), deleted)))
     }
 
+    /// Deletes the document at `key` if it holds a version older than `version`, guarded
+    /// by its sequence number so a write the pipeline makes meanwhile wins (drift repair:
+    /// a document written outside the sink may carry an internal `_version` that would
+    /// refuse the primary's version). Returns whether a document was deleted.
+    async fn delete_if_older(
+        &self,
+        key: &ItemKey,
+        version: Version,
+    ) -> Result<bool, OpenSearchError> {
+        let index = self.config.index.clone();
+        let id = doc_id(key);
+        let what = format!("GET /{index}/_doc/<{key}>");
+        for _ in 0..3 {
+            let body = match self
+                .call(Method::GET, &[&index, "_doc", &id], &[], None)
+                .await
+            {
+                Ok(body) => body,
+                Err(CallError::Status(404, _)) => return Ok(false),
+                Err(e) => return Err(self.error(what, e)),
+            };
+            let doc: Value = serde_json::from_slice(&body)
+                .map_err(|e| self.unusable(&what, format!("the answer is not JSON: {e}")))?;
+            if doc["found"] != Value::Bool(true) {
+                return Ok(false);
+            }
+            if doc["_source"]["version"]
+                .as_u64()
+                .is_some_and(|held| held >= version.0)
+            {
+                return Ok(false);
+            }
+            let (Some(seq_no), Some(term)) =
+                (doc["_seq_no"].as_u64(), doc["_primary_term"].as_u64())
+            else {
+                return Err(
+                    self.unusable(&what, "the answer has no _seq_no / _primary_term".into())
+                );
+            };
+            let (seq_no, term) = (seq_no.to_string(), term.to_string());
+            match self
+                .call(
+                    Method::DELETE,
+                    &[&index, "_doc", &id],
+                    &[("if_seq_no", &seq_no), ("if_primary_term", &term)],
+                    None,
+                )
+                .await
+            {
+                Ok(_) => return Ok(true),
+                // Written meanwhile: read it again.
+                Err(CallError::Status(409, _)) => continue,
+                Err(CallError::Status(404, _)) => return Ok(false),
+                Err(e) => return Err(self.error(format!("DELETE /{index}/_doc/<{key}>"), e)),
+            }
+        }
+        Ok(false)
+    }
+
     /// Every live (non-tombstone) document's key and version, sorted by key: read in
     /// pages of [`LIVE_VERSIONS_PAGE`] with `search_after` on the unique `key` field, so
     /// memory on the cluster stays flat for millions of documents. Not a snapshot: a
@@ -618,6 +677,26 @@ fn now_us() -> i64 {
 
 #[async_trait]
 impl Sink for OpenSearchSink {
+    /// Documents written outside the sink carry an internal `_version` the cluster
+    /// compares external versions with, so a repair first deletes any held document older
+    /// than its record (guarded by its sequence number), refreshes so deleted documents'
+    /// versions are forgotten (`index.gc_deletes = 0s` on indexes this sink creates), then
+    /// applies the records as usual.
+    async fn repair(&self, records: &[ChangeRecord]) -> Result<(), SinkError> {
+        let failed = |e: OpenSearchError| SinkError::Batch {
+            retryable: true,
+            message: e.to_string(),
+        };
+        for record in records {
+            self.delete_if_older(&record.key, record.version)
+                .await
+                .map_err(failed)?;
+        }
+        // Also forgets deletions made outside the sink before this repair.
+        self.refresh().await.map_err(failed)?;
+        self.apply(records).await
+    }
+
     /// Writes the batch in bulk requests of at most `max_bulk_docs` documents and
     /// `max_bulk_bytes` bytes, one after the other in batch order (so an item's changes
     /// reach the cluster in order). With `refresh = wait_for | true` the records are

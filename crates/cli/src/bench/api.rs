@@ -10,8 +10,6 @@
 //!    pipeline's commit-to-searchable lag meanwhile.
 
 use super::RunDir;
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::config::Config;
 use crate::sample::{Sample, USERS};
 use anyhow::Context;
 use chrono::{Duration as ChronoDuration, Utc};
@@ -27,6 +25,8 @@ use std::time::{Duration, Instant};
 use tsunagu_domain::{Company, Deal, DealStage, Entity};
 use tsunagu_embedded_store::{Condition, TenantRegistry, WriteOp};
 use tsunagu_engine::backfill::BackfillOptions;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Embedded;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {

@@ -5,9 +5,6 @@
 
 use super::limits::write_flat_out;
 use super::RunDir;
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::config::Config;
-use tsunagu_engine::drift::{ReconcileOptions, ReconcileReport, Reconciler};
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
@@ -17,7 +14,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::backfill::BackfillOptions;
+use tsunagu_engine::drift::{ReconcileOptions, ReconcileReport, Reconciler};
 use tsunagu_engine::ports::Sink;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Embedded;
 
 #[derive(Debug, Clone, Args)]
 pub struct DriftArgs {

@@ -5,8 +5,6 @@
 use super::measure::VisibilityTracker;
 use super::workload::{Mix, Skew, Workload};
 use super::{LimitsArgs, RunDir};
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::config::Config;
 use serde::Serialize;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,6 +15,8 @@ use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 use tsunagu_embedded_store::WriteOp;
 use tsunagu_engine::ports::{ApplyObserver, ChangeSource, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Embedded;
 
 /// Writes per request and concurrent requests when writing flat out.
 const WRITE_CHUNK: usize = 500;

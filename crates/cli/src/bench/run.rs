@@ -7,17 +7,17 @@ use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteS
 use super::schedule::Schedule;
 use super::sys::{cpu_seconds, peak_rss_mib};
 use super::workload::{Mix, Skew, Workload};
-use tsunagu_runtime::config::Config;
 use crate::lag::LagSummary;
-use tsunagu_runtime::{drift, Runtime};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tsunagu_embedded_store::WriteOp;
-use tsunagu_engine::ports::{ApplyObserver, DeadLetterQueue};
+use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::ConsumerConfig;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::{drift, Runtime};
 
 /// Everything that shapes a run.
 #[derive(Debug, Clone, Serialize)]
@@ -301,7 +301,7 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
     let backlog_over_time = sampler.await.unwrap_or_default();
 
     let drift = drift(&runtime, &sink).await?;
-    let dead_letters = runtime.state.count(&consumer.name).await?;
+    let dead_letters = runtime.state.dlq.count(&consumer.name).await?;
     for pipeline in pipelines {
         pipeline.shutdown().await;
     }

@@ -1,9 +1,9 @@
 //! `tsunagu check --config FILE`: validates the config (no I/O), then checks that every
 //! adapter it names is reachable and set up as expected, changing nothing.
 
-use tsunagu_runtime::config::Config;
-use tsunagu_runtime::check::check_adapters;
 use std::process::ExitCode;
+use tsunagu_runtime::check::check_adapters;
+use tsunagu_runtime::config::Config;
 
 pub async fn run(config: Config, json: bool) -> anyhow::Result<ExitCode> {
     let lines = check_adapters(&config).await;

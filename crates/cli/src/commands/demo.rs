@@ -5,10 +5,7 @@
 
 use super::search::{print_buckets, print_page};
 use super::wait_caught_up;
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::check::index_drift;
 use crate::cli::DemoArgs;
-use tsunagu_runtime::config::Config;
 use crate::lag::LagRecorder;
 use crate::sample::{Sample, TENANTS};
 use anyhow::Context;
@@ -20,6 +17,9 @@ use tsunagu_domain::{ActionType, ActivityLog, Entity};
 use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, GroupBy};
 use tsunagu_embedded_store::{Condition, WriteOp};
 use tsunagu_engine::ports::ApplyObserver;
+use tsunagu_runtime::check::index_drift;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Embedded;
 
 /// A new directory under the system's temporary directory.
 pub fn fresh_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -12,9 +12,9 @@ mod search;
 mod status;
 mod tenant;
 
-use tsunagu_runtime::resolve_config;
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
+use tsunagu_runtime::resolve_config;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir.clone();

@@ -1,10 +1,10 @@
 //! `tsunagu replicate`: run the pipeline over the adapters of the config until Ctrl-C or
 //! SIGTERM, then drain gracefully (and, with leases, hand the shards over at once).
 
-use tsunagu_runtime::config::Config;
-use tsunagu_runtime::Runtime;
 use std::process::ExitCode;
 use std::time::Duration;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Runtime;
 
 /// How long a graceful stop may take before in-flight work is abandoned (it is replayed
 /// on the next start).

@@ -2,10 +2,10 @@
 //! index read-only, so it works while `tsunagu replicate` runs.
 
 use crate::cli::SearchArgs;
-use tsunagu_runtime::config::Config;
 use anyhow::Context;
 use std::process::ExitCode;
 use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
+use tsunagu_runtime::config::Config;
 
 pub fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let group_by = args

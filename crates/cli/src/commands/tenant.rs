@@ -2,9 +2,9 @@
 //! when issued).
 
 use crate::cli::TenantCommand;
-use tsunagu_runtime::config::Config;
 use std::process::ExitCode;
 use tsunagu_embedded_store::TenantRegistry;
+use tsunagu_runtime::config::Config;
 
 pub fn run(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
     let registry = TenantRegistry::open(&config.tenants_path())?;

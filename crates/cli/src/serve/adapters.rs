@@ -2,7 +2,6 @@
 //! store, the search index, the tenant registry, the pipeline's status and the lag
 //! observer that feeds the metrics.
 
-use tsunagu_runtime::Embedded;
 use async_trait::async_trait;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, HashSet};
@@ -19,6 +18,7 @@ use tsunagu_embedded_store::{Condition, EmbeddedStore, StoreError, TenantRegistr
 use tsunagu_engine::ports::{ApplyObserver, ChangeSource, DeadLetterQueue, ReadFrom};
 use tsunagu_engine::status::ShardState;
 use tsunagu_engine::Pipeline;
+use tsunagu_runtime::Embedded;
 use tsunagu_service::ports::{
     Committed, Expect, PrimaryStore, SearchIndex, WriteRejected, WriteVisibility,
 };

@@ -8,8 +8,6 @@
 
 pub mod adapters;
 
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::config::Config;
 use adapters::{
     EmbeddedOps, EmbeddedPrimary, EmbeddedSearch, EmbeddedVisibility, LagWindow, MetricsObserver,
     RegistryAuth,
@@ -22,6 +20,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tsunagu_api::{AppState, Metrics};
 use tsunagu_embedded_store::TenantRegistry;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Embedded;
 use tsunagu_service::ports::SystemClock;
 use tsunagu_service::{Service, ServiceOptions};
 

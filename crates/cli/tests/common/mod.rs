@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu_runtime::Embedded;
-use tsunagu_runtime::check::index_drift;
-use tsunagu_runtime::config::Config;
 use tsunagu::sample::Sample;
 use tsunagu_domain::{Entity, ItemKey};
 use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::{Condition, EmbeddedStore, WriteOp};
+use tsunagu_runtime::check::index_drift;
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::Embedded;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tsunagu");
 

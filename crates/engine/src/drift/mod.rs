@@ -18,9 +18,13 @@
 //! 2. **Settle candidates against the stream, without reading positions as versions.**
 //!    The primary's state of each candidate is read (`before`); then, after the source's
 //!    propagation delay, the newest position of every shard (the *fence*); then the run
-//!    waits until the consumer's checkpoints reach the fence (at most `settle_timeout`).
-//!    Every change the primary showed in `before` lies at or before the fence, so once the
-//!    checkpoint passed it, the sink has it durably. The sink, then the primary, are read
+//!    waits until the consumer's checkpoints reach each candidate's target (at most
+//!    `settle_timeout`): the fence of every shard, or of the candidate's own shard when
+//!    the source knows it ([`ChangeSource::shard_of`]), or exactly the change that gave
+//!    `before` when the source's positions are versions
+//!    ([`ChangeSource::position_of_version`], the embedded store). Every change the primary
+//!    showed in `before` lies at or before its target, so once the checkpoint passed it,
+//!    the sink has it durably. The sink, then the primary, are read
 //!    again: a candidate whose primary state moved since `before` is **in flight** (the
 //!    stream carries the change), as is one whose shard did not reach the fence in time;
 //!    any other difference is **drift**: `missing`, `extra` or `stale`. Positions are
@@ -40,7 +44,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tree::{differing_leaves, leaf_bits_for, HashTree, LeafSet};
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
@@ -198,8 +202,8 @@ pub struct ReconcileReport {
     pub elapsed_ms: u64,
     /// Whether the consumer had a checkpoint on every shard holding records.
     pub checkpointed: bool,
-    /// Whether every shard's checkpoint reached the fence within the settle timeout
-    /// (otherwise the candidates of lagging shards count as in flight).
+    /// Whether the consumer applied the changes of every difference within the settle
+    /// timeout (otherwise those it did not count as in flight).
     pub settled: bool,
     pub tree: TreeStats,
     pub missing_keys: Vec<DriftedKey>,
@@ -267,6 +271,8 @@ pub struct Reconciler<'a> {
 struct Candidate {
     key: ItemKey,
     shard: Option<ShardId>,
+    /// The sink's version when the difference was found.
+    index_version: Option<Version>,
 }
 
 impl Reconciler<'_> {
@@ -307,8 +313,10 @@ impl Reconciler<'_> {
                 futures::join!(self.index.live_in(&set), self.primary.live_in(&set));
             let in_index: BTreeMap<ItemKey, Version> =
                 in_index.map_err(DriftError::Sink)?.into_iter().collect();
-            let in_primary: BTreeMap<ItemKey, Version> =
-                in_primary.map_err(DriftError::Primary)?.into_iter().collect();
+            let in_primary: BTreeMap<ItemKey, Version> = in_primary
+                .map_err(DriftError::Primary)?
+                .into_iter()
+                .collect();
             let keys: BTreeSet<&ItemKey> = in_index.keys().chain(in_primary.keys()).collect();
             report.read_individually = keys.len() as u64;
             for key in keys {
@@ -316,6 +324,7 @@ impl Reconciler<'_> {
                     candidates.push(Candidate {
                         key: key.clone(),
                         shard: self.source.shard_of(key),
+                        index_version: in_index.get(key).copied(),
                     });
                 }
             }
@@ -345,11 +354,24 @@ impl Reconciler<'_> {
         let mut tombstone = Version(0);
         if !candidates.is_empty() {
             let keys: Vec<ItemKey> = candidates.iter().map(|c| c.key.clone()).collect();
-            let before = self.primary.held(&keys).await.map_err(DriftError::Primary)?;
+            let before = self
+                .primary
+                .held(&keys)
+                .await
+                .map_err(DriftError::Primary)?;
             tokio::time::sleep(options.propagation_delay).await;
             let fence = self.fence().await?;
-            let reached = self.wait_for(&fence, options.settle_timeout).await?;
-            report.settled = reached.len() == fence.len();
+            let targets: Vec<Vec<(ShardId, Position)>> = candidates
+                .iter()
+                .zip(&before)
+                .map(|(candidate, before)| self.target(candidate, *before, &fence))
+                .collect();
+            let checkpoints = self.wait_for(&targets, options.settle_timeout).await?;
+            let settled: Vec<bool> = targets
+                .iter()
+                .map(|target| self.reached(target, &checkpoints))
+                .collect();
+            report.settled = settled.iter().all(|s| *s);
             if options.repair {
                 tombstone = self
                     .primary
@@ -358,17 +380,18 @@ impl Reconciler<'_> {
                     .map_err(DriftError::Primary)?;
             }
             let index_now = self.index.held(&keys).await.map_err(DriftError::Sink)?;
-            let primary_now = self.primary.held(&keys).await.map_err(DriftError::Primary)?;
-            for (((candidate, before), index_now), primary_now) in candidates
+            let primary_now = self
+                .primary
+                .held(&keys)
+                .await
+                .map_err(DriftError::Primary)?;
+            for ((((candidate, before), index_now), primary_now), settled) in candidates
                 .into_iter()
                 .zip(before)
                 .zip(index_now)
                 .zip(primary_now)
+                .zip(settled)
             {
-                let settled = match &candidate.shard {
-                    Some(shard) => !fence.contains_key(shard) || reached.contains(shard),
-                    None => reached.len() == fence.len(),
-                };
                 if !settled || before != primary_now {
                     report.in_flight += 1;
                     continue;
@@ -459,35 +482,73 @@ impl Reconciler<'_> {
         Ok(fence)
     }
 
-    /// Waits until the consumer's checkpoints reach the fence on every shard, or the
-    /// timeout passes; returns the shards that reached it.
+    /// What the consumer must have applied before a candidate can be judged: the change
+    /// that gave the primary its state `before` (or, when the primary knows nothing of the
+    /// key, the change that gave the sink its document), when the source can place it
+    /// (its shard and position); else the newest record of the candidate's shard, or of
+    /// every shard.
+    fn target(
+        &self,
+        candidate: &Candidate,
+        before: Option<Held>,
+        fence: &HashMap<ShardId, Position>,
+    ) -> Vec<(ShardId, Position)> {
+        let version = before
+            .map(|held| match held {
+                Held::Live(v) | Held::Deleted(v) => v,
+            })
+            .or(candidate.index_version);
+        match (
+            &candidate.shard,
+            version.and_then(|v| self.source.position_of_version(v)),
+        ) {
+            (Some(shard), Some(position)) => vec![(shard.clone(), position)],
+            (Some(shard), None) => fence
+                .get(shard)
+                .map(|p| vec![(shard.clone(), p.clone())])
+                .unwrap_or_default(),
+            (None, _) => fence.iter().map(|(s, p)| (s.clone(), p.clone())).collect(),
+        }
+    }
+
+    /// Whether every shard of `target` has a checkpoint at or past its position.
+    fn reached(
+        &self,
+        target: &[(ShardId, Position)],
+        checkpoints: &HashMap<ShardId, Position>,
+    ) -> bool {
+        target.iter().all(|(shard, position)| {
+            checkpoints.get(shard).is_some_and(|at| {
+                self.source.position_order(at, position) != std::cmp::Ordering::Less
+            })
+        })
+    }
+
+    /// Waits until the consumer's checkpoints reach every target, or the timeout passes;
+    /// returns the checkpoints last read.
     async fn wait_for(
         &self,
-        fence: &HashMap<ShardId, Position>,
+        targets: &[Vec<(ShardId, Position)>],
         timeout: Duration,
-    ) -> Result<HashSet<ShardId>, DriftError> {
+    ) -> Result<HashMap<ShardId, Position>, DriftError> {
         let deadline = Instant::now() + timeout;
         loop {
             let checkpoints = self.checkpoints.load(self.consumer).await?;
-            let reached: HashSet<ShardId> = fence
+            let lagging = targets
                 .iter()
-                .filter(|(shard, newest)| {
-                    checkpoints.get(*shard).is_some_and(|at| {
-                        self.source.position_order(at, newest) != std::cmp::Ordering::Less
-                    })
-                })
-                .map(|(shard, _)| shard.clone())
-                .collect();
-            if reached.len() == fence.len() || Instant::now() >= deadline {
-                if reached.len() < fence.len() {
-                    tracing::warn!(
-                        consumer = self.consumer,
-                        lagging = fence.len() - reached.len(),
-                        ?timeout,
-                        "the consumer did not reach the stream's newest positions in time; differences on lagging shards count as in flight"
-                    );
-                }
-                return Ok(reached);
+                .filter(|t| !self.reached(t, &checkpoints))
+                .count();
+            if lagging == 0 {
+                return Ok(checkpoints);
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    consumer = self.consumer,
+                    lagging,
+                    ?timeout,
+                    "the consumer did not apply the changes of some differences in time; they count as in flight"
+                );
+                return Ok(checkpoints);
             }
             tokio::time::sleep(FENCE_POLL).await;
         }
@@ -557,7 +618,7 @@ impl Reconciler<'_> {
         let mut failed: BTreeMap<usize, String> = BTreeMap::new();
         for chunk in sent.chunks(REPAIR_BATCH) {
             let records: Vec<ChangeRecord> = chunk.iter().map(|(_, r)| r.clone()).collect();
-            match sink.apply(&records).await {
+            match sink.repair(&records).await {
                 Ok(()) => {}
                 Err(SinkError::Records(failures)) => {
                     for f in failures {
