@@ -1,6 +1,8 @@
 //! Backfill over the in-memory ports: the whole-table mode (a scanner whose segments do
-//! not follow the stream's shards, as DynamoDB's).
+//! not follow the stream's shards, as DynamoDB's) and the recovery of consumers that fell
+//! behind the stream's retention.
 
+use super::{consumer, wait_until, FlakySink};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::json;
@@ -8,14 +10,18 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tsunagu_domain::{ItemKey, ShardId};
+use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::backfill::{
-    whole_table_progress_id, Backfill, BackfillOptions, BackfillProgressStore, BackfillReport,
+    whole_table_progress_id, AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore,
+    BackfillReport,
 };
 use tsunagu_engine::memory::{MemoryScanner, MemorySink, MemoryState, MemoryStream};
 use tsunagu_engine::ports::{
-    ChangeSource, CheckpointStore, ItemScanner, ReadFrom, ScanPage, Sink, SourceError,
+    ChangeSource, CheckpointStore, ItemScanner, ReadBatch, ReadFrom, ScanPage, ShardInfo, Sink,
+    SourceError,
 };
+use tsunagu_engine::status::ShardState;
+use tsunagu_engine::{Consumer, Engine};
 
 fn item(i: u16) -> ItemKey {
     ItemKey::new(format!("deal-{}", i % 13), format!("activity#{i}"))
@@ -406,6 +412,205 @@ async fn the_embedded_way_still_backfills_shard_by_shard() {
         .scans_whole_table()
         .await
         .unwrap());
+}
+
+/// A stream whose records up to `trimmed_through` (a version) are gone: a read that would
+/// need one of them fails with `Trimmed`, as DynamoDB Streams' `TrimmedDataAccessException`
+/// after 24 hours.
+struct Trimming {
+    inner: Arc<MemoryStream>,
+    trimmed_through: AtomicU64,
+}
+
+#[async_trait]
+impl ChangeSource for Trimming {
+    async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
+        self.inner.shards().await
+    }
+
+    async fn read(
+        &self,
+        shard: &ShardId,
+        from: &ReadFrom,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ReadBatch, SourceError> {
+        let trimmed = self.trimmed_through.load(AtomicOrdering::SeqCst);
+        let next = self.inner.read(shard, from, 1, Duration::ZERO).await?;
+        if let Some(first) = next.records.first() {
+            if first.version.0 <= trimmed {
+                return Err(SourceError::Trimmed {
+                    shard: shard.clone(),
+                    position: match from {
+                        ReadFrom::After(p) => p.clone(),
+                        ReadFrom::TrimHorizon => Position("0".into()),
+                    },
+                });
+            }
+        }
+        self.inner.read(shard, from, limit, wait).await
+    }
+
+    async fn latest_position(&self, shard: &ShardId) -> Result<Option<Position>, SourceError> {
+        self.inner.latest_position(shard).await
+    }
+
+    async fn backlog(&self, shard: &ShardId, from: &ReadFrom) -> Result<Option<u64>, SourceError> {
+        self.inner.backlog(shard, from).await
+    }
+}
+
+/// What `tsunagu` does after such a backfill (a reconcile): removes what the sink still
+/// holds of items deleted while the consumer was away, which no scan can see.
+struct RemoveDeleted {
+    stream: Arc<MemoryStream>,
+    sink: Arc<FlakySink>,
+    called: Mutex<Vec<ShardId>>,
+}
+
+#[async_trait]
+impl AfterBackfill for RemoveDeleted {
+    async fn after_backfill(&self, _consumer: &str, shard: &ShardId) -> Result<(), String> {
+        self.called.lock().unwrap().push(shard.clone());
+        let live = self.stream.versions();
+        let stale: Vec<ChangeRecord> = self
+            .sink
+            .inner
+            .live_versions()
+            .into_iter()
+            .filter(|(k, _)| !live.contains_key(k))
+            .map(|(key, version)| ChangeRecord {
+                shard: shard.clone(),
+                position: Position(String::new()),
+                key,
+                kind: ChangeKind::Remove,
+                version: Version(version.0 + 1),
+                old_image: None,
+                new_image: None,
+                committed_at_us: 0,
+            })
+            .collect();
+        self.sink.apply(&stale).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A consumer away for longer than the retention: every shard is trimmed past its
+/// checkpoint, including records of items deleted while it was away. It recovers by
+/// itself, while writes go on, and ends equal to the primary. Returns how many passes over
+/// the table the scanner saw.
+async fn recovers_from_behind_retention(whole_table: bool, shards: u32) -> usize {
+    let stream = Arc::new(MemoryStream::new(shards));
+    let source = Arc::new(Trimming {
+        inner: stream.clone(),
+        trimmed_through: AtomicU64::new(0),
+    });
+    let state = Arc::new(MemoryState::new());
+    let sink = Arc::new(FlakySink::new(3, 0.1));
+    let scanner = Arc::new(Scripted::new(
+        if whole_table {
+            MemoryScanner::by_key_hash(stream.clone(), 3)
+        } else {
+            MemoryScanner::by_shard(stream.clone())
+        },
+        stream.clone(),
+    ));
+    let hook = Arc::new(RemoveDeleted {
+        stream: stream.clone(),
+        sink: sink.clone(),
+        called: Mutex::new(Vec::new()),
+    });
+    let engine = Engine::new(source.clone(), state.clone(), state.clone())
+        .with_backfill(scanner.clone(), state.clone())
+        .with_after_backfill(hook.clone());
+    let start = || {
+        engine.start(vec![Consumer {
+            config: consumer("search", 20, 2),
+            sink: sink.clone(),
+        }])
+    };
+
+    // The consumer keeps up for a while...
+    let pipeline = start().await.unwrap();
+    for i in 0..150 {
+        stream.put(item(i), json!({ "i": i }));
+    }
+    let expected = stream.versions();
+    wait_until("the first items", Duration::from_secs(20), || {
+        sink.inner.live_versions() == expected
+    })
+    .await;
+    pipeline.shutdown().await;
+    assert_eq!(scanner.passes.load(AtomicOrdering::SeqCst), 0);
+    let kept_up_to = stream.records().last().map_or(0, |r| r.version.0);
+
+    // ...then is away while the primary changes and the stream trims what it missed.
+    for n in 0..300u16 {
+        let i = n * 7 % 200;
+        if n % 5 == 0 {
+            stream.delete(&item(i));
+        } else {
+            stream.put(item(i), json!({ "away": n }));
+        }
+    }
+    let newest = stream.records().last().map_or(0, |r| r.version.0);
+    source.trimmed_through.store(newest, AtomicOrdering::SeqCst);
+    let trimmed: BTreeSet<ShardId> = stream
+        .records()
+        .into_iter()
+        .filter(|r| r.version.0 > kept_up_to)
+        .map(|r| r.shard)
+        .collect();
+
+    // Back: writes go on during the recovery.
+    let pipeline = start().await.unwrap();
+    for n in 0..200u16 {
+        let i = n * 11 % 220;
+        if n % 6 == 0 {
+            stream.delete(&item(i));
+        } else {
+            stream.put(item(i), json!({ "back": n }));
+        }
+        if n % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let expected = stream.versions();
+    wait_until(
+        "the sink to equal the primary after the recovery",
+        Duration::from_secs(30),
+        || {
+            sink.make_durable();
+            sink.inner.live_versions() == expected
+                && hook.called.lock().unwrap().len() == trimmed.len()
+                && pipeline.status()[0]
+                    .shards
+                    .iter()
+                    .all(|s| s.state == ShardState::Running)
+        },
+    )
+    .await;
+    pipeline.shutdown().await;
+    let recovered: BTreeSet<ShardId> = hook.called.lock().unwrap().iter().cloned().collect();
+    assert_eq!(
+        recovered, trimmed,
+        "every trimmed shard was backfilled once"
+    );
+    let left = state.load_backfill("search").await.unwrap();
+    assert!(left.is_empty(), "progress left behind: {left:?}");
+    scanner.passes.load(AtomicOrdering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_behind_retention_recovers_by_scanning_the_whole_table() {
+    let passes = recovers_from_behind_retention(true, 4).await;
+    // The shards fell behind together: one scan of the table serves them all (two at
+    // most, when one shard fell behind after the first scan had begun).
+    assert!((1..=2).contains(&passes), "{passes} passes over the table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_behind_retention_recovers_shard_by_shard_the_embedded_way() {
+    recovers_from_behind_retention(false, 3).await;
 }
 
 #[test]
