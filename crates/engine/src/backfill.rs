@@ -142,6 +142,21 @@ pub trait BackfillProgressStore: Send + Sync + 'static {
 #[async_trait]
 pub trait AfterBackfill: Send + Sync + 'static {
     async fn after_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), String>;
+
+    /// Runs once after a backfill that handed several shards over at once (a whole-table
+    /// recovery of every shard that fell behind). By default [`AfterBackfill::after_backfill`]
+    /// for each, stopping at the first error; a hook whose work covers the whole consumer
+    /// (a reconcile) overrides it to do that work once.
+    async fn after_backfill_shards(
+        &self,
+        consumer: &str,
+        shards: &[ShardId],
+    ) -> Result<(), String> {
+        for shard in shards {
+            self.after_backfill(consumer, shard).await?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

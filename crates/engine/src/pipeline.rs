@@ -651,10 +651,8 @@ impl ConsumerRunner {
                 }
             };
             if let (Ok(()), Some(hook)) = (&result, &engine.after_backfill) {
-                for shard in &shards {
-                    if let Err(message) = hook.after_backfill(&consumer, shard).await {
-                        tracing::warn!(consumer = %consumer, %shard, %message, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
-                    }
+                if let Err(message) = hook.after_backfill_shards(&consumer, &shards).await {
+                    tracing::warn!(consumer = %consumer, shards = ?shards, %message, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
                 }
             }
             Ended::Backfilled {

@@ -466,12 +466,28 @@ struct RemoveDeleted {
     stream: Arc<MemoryStream>,
     sink: Arc<FlakySink>,
     called: Mutex<Vec<ShardId>>,
+    /// Calls of the hook (one per recovery).
+    batches: AtomicUsize,
 }
 
 #[async_trait]
 impl AfterBackfill for RemoveDeleted {
-    async fn after_backfill(&self, _consumer: &str, shard: &ShardId) -> Result<(), String> {
-        self.called.lock().unwrap().push(shard.clone());
+    async fn after_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), String> {
+        self.after_backfill_shards(consumer, std::slice::from_ref(shard))
+            .await
+    }
+
+    /// Once per recovery, whatever the number of shards it handed over.
+    async fn after_backfill_shards(
+        &self,
+        _consumer: &str,
+        shards: &[ShardId],
+    ) -> Result<(), String> {
+        self.called.lock().unwrap().extend(shards.iter().cloned());
+        self.batches.fetch_add(1, AtomicOrdering::SeqCst);
+        let Some(shard) = shards.first() else {
+            return Ok(());
+        };
         let live = self.stream.versions();
         let stale: Vec<ChangeRecord> = self
             .sink
@@ -518,6 +534,7 @@ async fn recovers_from_behind_retention(whole_table: bool, shards: u32) -> usize
         stream: stream.clone(),
         sink: sink.clone(),
         called: Mutex::new(Vec::new()),
+        batches: AtomicUsize::new(0),
     });
     let engine = Engine::new(source.clone(), state.clone(), state.clone())
         .with_backfill(scanner.clone(), state.clone())
@@ -597,7 +614,15 @@ async fn recovers_from_behind_retention(whole_table: bool, shards: u32) -> usize
     );
     let left = state.load_backfill("search").await.unwrap();
     assert!(left.is_empty(), "progress left behind: {left:?}");
-    scanner.passes.load(AtomicOrdering::SeqCst)
+    let passes = scanner.passes.load(AtomicOrdering::SeqCst);
+    if whole_table {
+        assert_eq!(
+            hook.batches.load(AtomicOrdering::SeqCst),
+            passes,
+            "the hook runs once per recovery"
+        );
+    }
+    passes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
