@@ -29,6 +29,14 @@ pub fn state(items: u64, done: bool) -> BackfillState {
         )),
         items,
         done,
+        targets: std::collections::BTreeMap::from([(
+            ShardId("shard-0".into()),
+            Some(Position(format!("4970{items:020}"))),
+        )]),
+        segments: vec![tsunagu_engine::backfill::SegmentProgress {
+            after: Some(ItemKey::new("segment", format!("after-{items}"))),
+            done,
+        }],
     }
 }
 

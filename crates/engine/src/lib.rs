@@ -11,7 +11,9 @@
 //!   prefix; a lane batches, retries with backoff, bisects and dead-letters.
 //! - [`redrive`]: re-applying dead letters.
 //! - [`backfill`]: bootstrapping a consumer from the primary's items, handing over to the
-//!   stream with no gap (also the recovery when a consumer fell behind retention).
+//!   stream with no gap, shard by shard or by scanning the whole table when the scanner's
+//!   segments are not the stream's shards (DynamoDB); also the recovery when a consumer
+//!   fell behind retention.
 //! - [`lease`]: sharing a stream's shards between worker processes (take, renew, steal,
 //!   hand off), with checkpoints kept in the leases.
 //! - [`memory`]: in-memory implementations of the ports (tests, benchmarks, dry runs).

@@ -1,16 +1,17 @@
 //! In-memory implementations of the ports: a version-guarded sink, checkpoints, a
-//! dead-letter queue, backfill progress and leases. They honour the same contracts as the
-//! durable adapters (minus durability across processes) and are used by tests, benchmarks
-//! and dry runs.
+//! dead-letter queue, backfill progress, leases, a change stream and a scanner of its
+//! items. They honour the same contracts as the durable adapters (minus
+//! durability across processes) and are used by tests, benchmarks and dry runs.
 
 use crate::backfill::{BackfillProgressStore, BackfillState};
 use crate::ports::{
-    ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, Lease, LeaseStore, ReadBatch,
-    ReadFrom, RecordFailure, ShardInfo, Sink, SinkError, SourceError, StateError,
+    ChangeSource, CheckpointStore, DeadLetter, DeadLetterQueue, ItemScanner, Lease, LeaseStore,
+    ReadBatch, ReadFrom, RecordFailure, ScanPage, ShardInfo, Sink, SinkError, SourceError,
+    StateError,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Version};
 
 /// What the sink holds for one item.
@@ -732,5 +733,108 @@ impl crate::drift::VersionDigest for MemorySink {
                 })
             })
             .collect())
+    }
+}
+
+/// Reads the items of a [`MemoryStream`] as an [`ItemScanner`], in key order within a
+/// segment: either as the embedded store does (segment `i` of the shard count is shard
+/// `i`) or as DynamoDB's parallel Scan does (segments split the keys their own way, so a
+/// shard's items are spread over every segment).
+pub struct MemoryScanner {
+    stream: Arc<MemoryStream>,
+    follows_shards: bool,
+    segments: u32,
+}
+
+impl MemoryScanner {
+    /// Segment `i` of `n` holds the items of shard `i` of `n`, like the embedded store.
+    pub fn by_shard(stream: Arc<MemoryStream>) -> Self {
+        let segments = stream.shard_count;
+        Self {
+            stream,
+            follows_shards: true,
+            segments,
+        }
+    }
+
+    /// Segments by a hash of the whole key (partition and sort), unrelated to the shards,
+    /// like DynamoDB's parallel Scan; a whole-table scan uses `segments` of them.
+    pub fn by_key_hash(stream: Arc<MemoryStream>, segments: u32) -> Self {
+        Self {
+            stream,
+            follows_shards: false,
+            segments: segments.max(1),
+        }
+    }
+
+    fn segment_of(&self, key: &ItemKey, segments: u32) -> u32 {
+        let segments = u64::from(segments.max(1));
+        if self.follows_shards {
+            return key.shard_index(segments as u32);
+        }
+        (key.stable_hash() % segments) as u32
+    }
+}
+
+#[async_trait]
+impl ItemScanner for MemoryScanner {
+    async fn scan(
+        &self,
+        segment: u32,
+        segments: u32,
+        after: Option<&ItemKey>,
+        limit: usize,
+    ) -> Result<ScanPage, SourceError> {
+        let inner = self
+            .stream
+            .inner
+            .lock()
+            .map_err(|_| SourceError::Fatal("memory stream poisoned".into()))?;
+        let mut keys: Vec<&ItemKey> = inner
+            .items
+            .keys()
+            .filter(|k| after.is_none_or(|a| *k > a))
+            .filter(|k| self.segment_of(k, segments) == segment)
+            .collect();
+        keys.sort();
+        let limit = limit.max(1);
+        let records: Vec<ChangeRecord> = keys
+            .iter()
+            .take(limit)
+            .filter_map(|key| {
+                let (version, body) = inner.items.get(*key)?;
+                Some(ChangeRecord {
+                    shard: ShardId(format!("segment-{segment}")),
+                    position: Position(version.0.to_string()),
+                    key: (*key).clone(),
+                    kind: ChangeKind::Insert,
+                    version: *version,
+                    old_image: None,
+                    new_image: Some(tsunagu_domain::Image {
+                        version: *version,
+                        body: body.clone(),
+                    }),
+                    committed_at_us: 0,
+                })
+            })
+            .collect();
+        let next = if keys.len() > limit {
+            records.last().map(|r| r.key.clone())
+        } else {
+            None
+        };
+        Ok(ScanPage { records, next })
+    }
+
+    fn segments_follow_shards(&self) -> bool {
+        self.follows_shards
+    }
+
+    fn scan_segments(&self) -> u32 {
+        self.segments
+    }
+
+    async fn approximate_item_count(&self) -> Result<Option<u64>, SourceError> {
+        Ok(self.stream.inner.lock().ok().map(|i| i.items.len() as u64))
     }
 }

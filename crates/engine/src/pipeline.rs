@@ -1,6 +1,9 @@
 //! The engine's entry point: start consumers over a change source, watch them, stop them.
 
-use crate::backfill::{AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore};
+use crate::backfill::{
+    is_whole_table_progress, shards_as_segments, whole_table_progress_id, AfterBackfill, Backfill,
+    BackfillOptions, BackfillProgressStore,
+};
 use crate::config::{ConfigError, ConsumerConfig, RetentionPolicy};
 use crate::lease::{LeaseCoordinator, LeaseOptions, LeasedCheckpoints};
 use crate::ports::{
@@ -9,7 +12,7 @@ use crate::ports::{
 };
 use crate::shard::ShardWorker;
 use crate::status::{ConsumerStatus, ShardState, ShardStats};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -19,6 +22,11 @@ use tsunagu_domain::ShardId;
 /// How often a consumer asks the source for new shards (DynamoDB Streams and Kinesis
 /// split shards; the embedded store's never change).
 const SHARD_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a whole-table backfill after falling behind retention waits for other shards
+/// of the consumer to fall behind too: a consumer that was away too long finds all its
+/// shards trimmed within moments, and one scan of the table then serves them all.
+const RECOVERY_GATHER: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -234,7 +242,23 @@ struct ConsumerRunner {
 /// How a task of a consumer ended.
 enum Ended {
     Worker(ShardId, ShardState),
-    Backfilled(ShardId, Result<(), String>),
+    Backfilled {
+        shards: Vec<ShardId>,
+        /// A whole-table backfill (at most one runs per consumer at a time).
+        whole_table: bool,
+        result: Result<(), String>,
+    },
+}
+
+/// Shards behind retention that wait for a whole-table backfill, and whether one runs.
+/// Whole-table backfills of a consumer run one at a time, each for every shard waiting
+/// when it starts: each reads the whole table, so running one per shard would multiply
+/// the reads by the shard count.
+#[derive(Default)]
+struct Recovery {
+    /// Shared with the backfill task, which takes what gathered once it starts.
+    waiting: Arc<Mutex<BTreeSet<ShardId>>>,
+    running: bool,
 }
 
 /// Shard workers of one consumer and what is known of each shard.
@@ -249,6 +273,7 @@ struct Workers {
     lease: Option<LeaseCoordinator>,
     /// Shards whose lease is known to exist.
     ensured: HashSet<ShardId>,
+    recovery: Recovery,
 }
 
 impl ConsumerRunner {
@@ -270,6 +295,7 @@ impl ConsumerRunner {
                     held: HashMap::new(),
                 }),
             ensured: HashSet::new(),
+            recovery: Recovery::default(),
         };
         self.discover(&mut workers).await?;
         self.lease_round(&mut workers).await;
@@ -441,17 +467,31 @@ impl ConsumerRunner {
                             _ => {}
                         }
                     }
-                    Some(Ok(Ended::Backfilled(shard, result))) => match result {
-                        Ok(()) => {
-                            tracing::info!(consumer = %self.name, %shard, "shard backfilled after falling behind retention; resuming from the stream");
-                            workers.started.remove(&shard);
-                            self.rediscover(&mut workers).await;
+                    Some(Ok(Ended::Backfilled { shards, whole_table, result })) => {
+                        if whole_table {
+                            workers.recovery.running = false;
                         }
-                        Err(message) => {
-                            tracing::error!(consumer = %self.name, %shard, %message, "backfill after falling behind retention failed; run `tsunagu backfill`");
-                            self.set_state(&shard, ShardState::Failed(message));
+                        match result {
+                            Ok(()) => {
+                                for shard in &shards {
+                                    tracing::info!(consumer = %self.name, %shard, "shard backfilled after falling behind retention; resuming from the stream");
+                                    workers.started.remove(shard);
+                                }
+                                self.rediscover(&mut workers).await;
+                            }
+                            // Stopped by the shutdown: it resumes at the next start.
+                            Err(_) if self.cancel.is_cancelled() => {}
+                            Err(message) => {
+                                for shard in shards {
+                                    tracing::error!(consumer = %self.name, %shard, %message, "backfill after falling behind retention failed; run `tsunagu backfill`");
+                                    self.set_state(&shard, ShardState::Failed(message.clone()));
+                                }
+                            }
                         }
-                    },
+                        if !self.cancel.is_cancelled() {
+                            self.start_whole_table_recovery(&mut workers);
+                        }
+                    }
                     Some(Err(error)) => {
                         tracing::error!(consumer = %self.name, %error, "shard worker panicked");
                     }
@@ -514,9 +554,11 @@ impl ConsumerRunner {
     }
 
     /// Backfills a shard that fell behind retention, if the consumer wants it and the
-    /// engine can; the shard restarts from the stream when it is done.
+    /// engine can; the shard restarts from the stream when it is done. When the scanner's
+    /// segments follow the shards, the shard is backfilled on its own at once; otherwise
+    /// it waits for the consumer's next whole-table backfill.
     fn recover_by_backfill(&self, workers: &mut Workers, shard: ShardId) {
-        let Some((scanner, progress)) = self.engine.backfill.clone() else {
+        let Some((scanner, _)) = &self.engine.backfill else {
             tracing::error!(consumer = %self.name, %shard, "behind retention and no backfill source: run `tsunagu backfill`");
             return;
         };
@@ -525,16 +567,69 @@ impl ConsumerRunner {
             return;
         }
         self.set_state(&shard, ShardState::Backfilling);
-        let (consumer, engine, sink) = (
+        let known: Vec<ShardInfo> = workers.known.values().cloned().collect();
+        if shards_as_segments(scanner.as_ref(), &known).is_some() {
+            self.spawn_backfill(workers, Some(vec![shard]), false);
+            return;
+        }
+        tracing::info!(consumer = %self.name, %shard, "behind retention; waiting for a whole-table backfill");
+        if let Ok(mut waiting) = workers.recovery.waiting.lock() {
+            waiting.insert(shard);
+        }
+        self.start_whole_table_recovery(workers);
+    }
+
+    /// Starts a whole-table backfill for the shards waiting for one, unless one runs.
+    fn start_whole_table_recovery(&self, workers: &mut Workers) {
+        let waiting = workers
+            .recovery
+            .waiting
+            .lock()
+            .map(|w| !w.is_empty())
+            .unwrap_or(false);
+        if workers.recovery.running || !waiting {
+            return;
+        }
+        workers.recovery.running = true;
+        self.spawn_backfill(workers, None, true);
+    }
+
+    /// Spawns a backfill of `shards`, or, for a whole-table one, of the shards waiting
+    /// once it starts. It stops with the pipeline (its progress is saved at durable
+    /// points, so the next start resumes it).
+    fn spawn_backfill(
+        &self,
+        workers: &mut Workers,
+        shards: Option<Vec<ShardId>>,
+        whole_table: bool,
+    ) {
+        let Some((scanner, progress)) = self.engine.backfill.clone() else {
+            return;
+        };
+        let (consumer, engine, sink, cancel, alive) = (
             Arc::clone(&self.name),
             self.engine.clone(),
             Arc::clone(&self.sink),
+            self.cancel.clone(),
+            Arc::clone(&self.alive),
         );
+        let waiting = Arc::clone(&workers.recovery.waiting);
         let options = BackfillOptions {
             batch_size: self.config.batch_size.max(100),
             ..BackfillOptions::default()
         };
         workers.set.spawn(async move {
+            let _alive = alive;
+            let shards = match shards {
+                Some(shards) => shards,
+                None => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(RECOVERY_GATHER) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                    gathered(&consumer, progress.as_ref(), &waiting).await
+                }
+            };
             let backfill = Backfill {
                 consumer: &consumer,
                 source: engine.source.as_ref(),
@@ -544,17 +639,27 @@ impl ConsumerRunner {
                 dlq: engine.dlq.as_ref(),
                 progress: progress.as_ref(),
             };
-            let result = backfill
-                .run(Some(vec![shard.clone()]), &options, &|_| {})
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            let result = if shards.is_empty() {
+                Ok(())
+            } else {
+                tokio::select! {
+                    result = backfill.run(Some(shards.clone()), &options, &|_| {}) => {
+                        result.map(|_| ()).map_err(|e| e.to_string())
+                    }
+                    // Dropping the run is safe: nothing is recorded before it is durable.
+                    _ = cancel.cancelled() => Err("stopped by the shutdown".to_string()),
+                }
+            };
             if let (Ok(()), Some(hook)) = (&result, &engine.after_backfill) {
-                if let Err(message) = hook.after_backfill(&consumer, &shard).await {
-                    tracing::warn!(consumer = %consumer, %shard, %message, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
+                if let Err(message) = hook.after_backfill_shards(&consumer, &shards).await {
+                    tracing::warn!(consumer = %consumer, shards = ?shards, %message, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
                 }
             }
-            Ended::Backfilled(shard, result)
+            Ended::Backfilled {
+                shards,
+                whole_table,
+                result,
+            }
         });
     }
 
@@ -563,4 +668,37 @@ impl ConsumerRunner {
             tracing::warn!(consumer = %self.name, %error, "shard discovery failed; will retry");
         }
     }
+}
+
+/// The shards a whole-table backfill takes from those waiting. When an earlier run was
+/// interrupted (the process stopped) for shards that are all waiting again, it is taken up
+/// under the same shards so that it resumes where it stopped; the other waiting shards are
+/// left for the next run.
+async fn gathered(
+    consumer: &str,
+    progress: &dyn BackfillProgressStore,
+    waiting: &Mutex<BTreeSet<ShardId>>,
+) -> Vec<ShardId> {
+    let saved = match progress.load_backfill(consumer).await {
+        Ok(saved) => saved,
+        Err(error) => {
+            tracing::warn!(%consumer, %error, "cannot read earlier backfill progress; starting afresh");
+            HashMap::new()
+        }
+    };
+    let Ok(mut waiting) = waiting.lock() else {
+        return Vec::new();
+    };
+    let resumable = saved
+        .iter()
+        .filter(|(id, state)| is_whole_table_progress(id) && !state.done)
+        .map(|(id, state)| (id, state.targets.keys().cloned().collect::<Vec<_>>()))
+        // Only a record this recovery would have made (not `tsunagu backfill`'s).
+        .filter(|(id, shards)| !shards.is_empty() && **id == whole_table_progress_id(Some(shards)))
+        .map(|(_, shards)| shards.into_iter().collect::<BTreeSet<_>>())
+        .filter(|shards| shards.is_subset(&waiting))
+        .max_by_key(|shards| shards.len());
+    let take = resumable.unwrap_or_else(|| waiting.clone());
+    waiting.retain(|s| !take.contains(s));
+    take.into_iter().collect()
 }

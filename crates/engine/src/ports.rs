@@ -141,9 +141,18 @@ pub struct ScanPage {
 /// Reads the items of the primary store themselves, for bootstrapping a consumer or
 /// checking it: the embedded store, DynamoDB's parallel Scan.
 ///
-/// Items are split into `segments` disjoint segments; within a segment they come in key
-/// order, so a scan can resume after the last key it handled. When `segments` equals the
-/// change stream's shard count, segment `s` holds exactly the items of shard `s`.
+/// Contract:
+/// - Items are split into `segments` disjoint segments that together hold every live
+///   item; a scan of one segment returns each of its items at least once, with a version
+///   at least as new as the item's when the scan of the segment began (a scan reads
+///   current state, never an older snapshot).
+/// - Pages chain: passing a page's [`ScanPage::next`] as `after` returns the rest of the
+///   segment, so a scan resumes where it stopped, also in another process. A page may be
+///   empty while `next` is set (DynamoDB filters tombstones out after reading a page).
+/// - Whether segment `s` of `n` holds exactly the items of stream shard `s` is up to the
+///   store: see [`ItemScanner::segments_follow_shards`]. The engine's backfill scans
+///   segment by shard when it holds and scans the whole table otherwise.
+/// - Errors: [`SourceError::Transient`] is worth retrying, [`SourceError::Fatal`] is not.
 #[async_trait]
 pub trait ItemScanner: Send + Sync + 'static {
     async fn scan(
@@ -153,6 +162,30 @@ pub trait ItemScanner: Send + Sync + 'static {
         after: Option<&tsunagu_domain::ItemKey>,
         limit: usize,
     ) -> Result<ScanPage, SourceError>;
+
+    /// Whether segment `s` of `n`, for `n` the number of shards of the store's own change
+    /// stream (shards named `"0"` to `"n-1"`), holds exactly the items whose changes go to
+    /// shard `s`. True for the embedded store. False by default and for DynamoDB, whose
+    /// parallel Scan splits the key space its own way while DynamoDB Streams' shards
+    /// cannot be addressed by key: a shard's items are then found only by scanning every
+    /// segment.
+    fn segments_follow_shards(&self) -> bool {
+        false
+    }
+
+    /// How many segments a scan of the whole table should use, for scanning them in
+    /// parallel (DynamoDB: 8; the number also bounds how finely a killed scan resumes).
+    /// A scan that resumes keeps the segment count it began with.
+    fn scan_segments(&self) -> u32 {
+        4
+    }
+
+    /// About how many items the store holds, if it can tell cheaply (a progress bar's
+    /// total). DynamoDB's `ItemCount` is refreshed about every six hours and counts
+    /// tombstones; the embedded store's count is exact. `None` when unknown.
+    async fn approximate_item_count(&self) -> Result<Option<u64>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// Why one record (or a whole batch) failed in a sink.

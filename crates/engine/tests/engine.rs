@@ -1,5 +1,9 @@
 //! Engine behaviour end to end over the in-memory stream and a version-guarded sink with
-//! injected failures: convergence, per-item order, restarts, poison records, fan-out.
+//! injected failures: convergence, per-item order, restarts, poison records, fan-out;
+//! backfills and the recovery from falling behind retention in [`backfill`].
+
+#[path = "engine/backfill.rs"]
+mod backfill;
 
 use async_trait::async_trait;
 use proptest::prelude::*;

@@ -56,7 +56,17 @@ impl RemoveDeleted {
 
 #[async_trait::async_trait]
 impl AfterBackfill for RemoveDeleted {
-    async fn after_backfill(&self, consumer: &str, _shard: &ShardId) -> Result<(), String> {
+    async fn after_backfill(&self, consumer: &str, shard: &ShardId) -> Result<(), String> {
+        self.after_backfill_shards(consumer, std::slice::from_ref(shard))
+            .await
+    }
+
+    /// One reconciliation covers the whole consumer, however many shards were backfilled.
+    async fn after_backfill_shards(
+        &self,
+        consumer: &str,
+        _shards: &[ShardId],
+    ) -> Result<(), String> {
         let (index, sink) = self.sinks.get(consumer).ok_or_else(|| {
             format!(
                 "consumer {consumer:?} has no sink that can be read back; documents of items deleted while it was behind retention stay in it"

@@ -59,6 +59,9 @@ pub(crate) const EXPIRES: &str = "expires_at";
 /// DynamoDB's item limit is 400 KB; keys and the other attributes need some of it.
 const MAX_BODY_BYTES: usize = 390 * 1024;
 
+/// Segments of a whole-table scan (see [`ItemScanner::scan_segments`]).
+const SCAN_SEGMENTS: u32 = 8;
+
 /// Attempts of one write when other writers keep moving the version.
 const MAX_WRITE_ATTEMPTS: usize = 8;
 
@@ -567,9 +570,11 @@ impl ItemStore for DynamoStore {
 
 /// DynamoDB's parallel `Scan`: segment `s` of `segments` is DynamoDB's own split of the
 /// table (by the hash of the partition key), **not** a stream shard; DynamoDB Streams'
-/// shards cannot be addressed by key. Within a segment items come in DynamoDB's order, and
-/// `after` resumes exactly after an item (it becomes `ExclusiveStartKey`). Reads are
-/// strongly consistent; tombstones are left out.
+/// shards cannot be addressed by key, so [`ItemScanner::segments_follow_shards`] is false
+/// and the engine backfills by scanning the whole table. Within a segment items come in
+/// DynamoDB's order, and `after` resumes exactly after an item (it becomes
+/// `ExclusiveStartKey`). Reads are strongly consistent; tombstones are left out after
+/// DynamoDB read the page, so a page may be empty and still have a `next`.
 #[async_trait]
 impl ItemScanner for DynamoStore {
     async fn scan(
@@ -628,6 +633,23 @@ impl ItemScanner for DynamoStore {
             ))
         });
         Ok(ScanPage { records, next })
+    }
+
+    /// Eight segments: enough to spread a scan over DynamoDB's partitions and to resume a
+    /// killed backfill finely, few enough that `parallelism` workers keep them all busy.
+    fn scan_segments(&self) -> u32 {
+        SCAN_SEGMENTS
+    }
+
+    /// `DescribeTable`'s `ItemCount`: refreshed by DynamoDB about every six hours and
+    /// counting tombstones, so only good for a progress bar.
+    async fn approximate_item_count(&self) -> Result<Option<u64>, SourceError> {
+        let description = describe_table(&self.client, self.table_name())
+            .await
+            .map_err(|e| SourceError::Transient(e.to_string()))?;
+        Ok(description
+            .and_then(|d| d.item_count())
+            .and_then(|n| u64::try_from(n).ok()))
     }
 }
 

@@ -4,6 +4,8 @@
 //! prints "skipped: ..." and passes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tsunagu_aws::{
     AwsConfig, DynamoLeaseStore, DynamoStateStore, DynamoStore, DynamoStreamsConfig,
@@ -12,10 +14,15 @@ use tsunagu_aws::{
 };
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_embedded_store::{EmbeddedStore, StoreOptions};
+use tsunagu_engine::backfill::{AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore};
+use tsunagu_engine::memory::{MemorySink, MemoryState};
 use tsunagu_engine::ports::{
-    ChangeSource, DeadLetterQueue, ItemStore, ItemStoreError, LeaseStore, ReadFrom, ShardInfo,
-    StoredItem, WriteOp, WriteOutcome,
+    ChangeSource, CheckpointStore, Condition, DeadLetterQueue, ItemScanner, ItemStore,
+    ItemStoreError, LeaseStore, ReadBatch, ReadFrom, ShardInfo, Sink, SourceError, StoredItem,
+    WriteOp, WriteOutcome,
 };
+use tsunagu_engine::status::ShardState;
+use tsunagu_engine::{Consumer, ConsumerConfig, Engine};
 
 fn peer(var: &str) -> Option<AwsConfig> {
     let url = std::env::var(var).ok().filter(|u| !u.is_empty())?;
@@ -826,4 +833,322 @@ async fn dynamo_drift_digest_live_in_and_held_match_the_table() {
     }
     let (leaves, _) = differing_leaves(&after, &without);
     assert_eq!(leaves, vec![leaf(&absent)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Backfill and retention recovery over DynamoDB, whose scan segments are not stream shards
+// ---------------------------------------------------------------------------------------
+
+/// The primary's live items and versions, as the writes reported them (not read back
+/// with the scanner under test).
+#[derive(Default)]
+struct Expected(BTreeMap<ItemKey, Version>);
+
+impl Expected {
+    /// Writes `ops` in one `write_many` and records what each did.
+    async fn write(&mut self, store: &DynamoStore, ops: Vec<WriteOp>) {
+        let keys: Vec<ItemKey> = ops.iter().map(|op| op.key().clone()).collect();
+        let outcomes = store.write_many(ops).await.expect("write_many");
+        for (key, outcome) in keys.into_iter().zip(outcomes) {
+            match outcome.expect("write").version {
+                Some(version) => self.0.insert(key, version),
+                None => self.0.remove(&key),
+            };
+        }
+    }
+}
+
+fn put(i: u32, body: serde_json::Value) -> WriteOp {
+    WriteOp::Put {
+        key: ItemKey::new(format!("deal-{}", i % 37), format!("activity#{i:05}")),
+        body,
+        condition: Condition::None,
+    }
+}
+
+fn delete(i: u32) -> WriteOp {
+    WriteOp::Delete {
+        key: ItemKey::new(format!("deal-{}", i % 37), format!("activity#{i:05}")),
+        condition: Condition::None,
+    }
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn streams_source(aws: &AwsConfig, store: &DynamoStore) -> DynamoStreamsSource {
+    let mut config = DynamoStreamsConfig::named(store.table_name());
+    config.poll_interval_ms = 50;
+    DynamoStreamsSource::connect(aws, &config)
+        .await
+        .expect("connect to the table's stream")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_table_backfill_of_dynamodb_equals_the_primary() {
+    let Some(aws) = moto() else { return };
+    let store = dynamo_store(&aws).await;
+    let mut expected = Expected::default();
+    for chunk in (0..2_100u32).collect::<Vec<_>>().chunks(300) {
+        let ops = chunk.iter().map(|i| put(*i, serde_json::json!({ "i": i })));
+        expected.write(&store, ops.collect()).await;
+    }
+    // Updates and deletes (tombstones, which the scan leaves out).
+    let changes = (0..2_100u32)
+        .step_by(13)
+        .map(|i| {
+            if i % 2 == 0 {
+                delete(i)
+            } else {
+                put(i, serde_json::json!({ "i": i, "again": true }))
+            }
+        })
+        .collect();
+    expected.write(&store, changes).await;
+    assert!(expected.0.len() > 2_000);
+
+    let source = streams_source(&aws, &store).await;
+    let (sink, state) = (MemorySink::new(), MemoryState::new());
+    let backfill = Backfill {
+        consumer: "search",
+        source: &source,
+        scanner: &store,
+        sink: &sink,
+        checkpoints: &state,
+        dlq: &state,
+        progress: &state,
+    };
+    assert!(backfill.scans_whole_table().await.expect("shards"));
+    let options = BackfillOptions {
+        batch_size: 97,
+        parallelism: 3,
+        save_interval: Duration::ZERO,
+        ..BackfillOptions::default()
+    };
+    let report = backfill
+        .run(None, &options, &|_| {})
+        .await
+        .expect("backfill");
+    assert_eq!(report.items, expected.0.len() as u64);
+    assert_eq!(report.dead_lettered, 0);
+    assert_eq!(sink.live_versions(), expected.0);
+    let shards = source.shards().await.expect("shards");
+    assert_eq!(report.shards, shards.len());
+    let checkpoints = CheckpointStore::load(&state, "search").await.expect("load");
+    for shard in &shards {
+        assert_eq!(
+            checkpoints.get(&shard.id),
+            source
+                .latest_position(&shard.id)
+                .await
+                .expect("latest")
+                .as_ref(),
+            "shard {} starts after its target",
+            shard.id
+        );
+    }
+    assert!(state
+        .load_backfill("search")
+        .await
+        .expect("load")
+        .is_empty());
+    let count = store.approximate_item_count().await.expect("DescribeTable");
+    assert!(
+        count.is_some_and(|n| n >= expected.0.len() as u64),
+        "{count:?}"
+    );
+}
+
+/// The table's stream, except that once armed, the next read of each shard fails as if
+/// what lay after the consumer's checkpoint had been trimmed (moto never trims). The
+/// records between that checkpoint and the backfill's target are then never read from
+/// the stream: only the scan can bring them.
+struct TrimOnce {
+    inner: DynamoStreamsSource,
+    armed: AtomicBool,
+    tripped: Mutex<HashSet<ShardId>>,
+}
+
+#[async_trait::async_trait]
+impl ChangeSource for TrimOnce {
+    async fn shards(&self) -> Result<Vec<ShardInfo>, SourceError> {
+        self.inner.shards().await
+    }
+
+    async fn read(
+        &self,
+        shard: &ShardId,
+        from: &ReadFrom,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ReadBatch, SourceError> {
+        if self.armed.load(AtomicOrdering::SeqCst)
+            && self.tripped.lock().expect("lock").insert(shard.clone())
+        {
+            return Err(SourceError::Trimmed {
+                shard: shard.clone(),
+                position: match from {
+                    ReadFrom::After(p) => p.clone(),
+                    ReadFrom::TrimHorizon => Position("TRIM_HORIZON".into()),
+                },
+            });
+        }
+        self.inner.read(shard, from, limit, wait).await
+    }
+
+    async fn latest_position(&self, shard: &ShardId) -> Result<Option<Position>, SourceError> {
+        self.inner.latest_position(shard).await
+    }
+
+    async fn backlog(&self, shard: &ShardId, from: &ReadFrom) -> Result<Option<u64>, SourceError> {
+        self.inner.backlog(shard, from).await
+    }
+}
+
+/// Removes from the sink what was deleted in the primary while the consumer was away
+/// (what `tsunagu` does with a reconcile after such a backfill).
+struct RemoveDeleted {
+    store: DynamoStore,
+    sink: Arc<MemorySink>,
+    called: Mutex<Vec<ShardId>>,
+}
+
+#[async_trait::async_trait]
+impl AfterBackfill for RemoveDeleted {
+    async fn after_backfill(&self, _consumer: &str, shard: &ShardId) -> Result<(), String> {
+        self.called
+            .lock()
+            .map_err(|e| e.to_string())?
+            .push(shard.clone());
+        let mut stale = Vec::new();
+        for (key, version) in self.sink.live_versions() {
+            if ItemStore::get(&self.store, &key)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                stale.push(ChangeRecord {
+                    shard: shard.clone(),
+                    position: Position(String::new()),
+                    key,
+                    kind: ChangeKind::Remove,
+                    version: Version(version.0 + 1),
+                    old_image: None,
+                    new_image: None,
+                    committed_at_us: 0,
+                });
+            }
+        }
+        self.sink.apply(&stale).await.map_err(|e| e.to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_consumer_behind_retention_recovers_by_itself() {
+    let Some(aws) = moto() else { return };
+    let store = dynamo_store(&aws).await;
+    let source = Arc::new(TrimOnce {
+        inner: streams_source(&aws, &store).await,
+        armed: AtomicBool::new(false),
+        tripped: Mutex::new(HashSet::new()),
+    });
+    let state = Arc::new(MemoryState::new());
+    let sink = Arc::new(MemorySink::new());
+    let hook = Arc::new(RemoveDeleted {
+        store: store.clone(),
+        sink: sink.clone(),
+        called: Mutex::new(Vec::new()),
+    });
+    let engine = Engine::new(source.clone(), state.clone(), state.clone())
+        .with_backfill(Arc::new(store.clone()), state.clone())
+        .with_after_backfill(hook.clone());
+    let config = ConsumerConfig {
+        checkpoint_interval_ms: 20,
+        retry_initial_backoff_ms: 10,
+        ..ConsumerConfig::named("search")
+    };
+    let start = || {
+        engine.start(vec![Consumer {
+            config: config.clone(),
+            sink: sink.clone(),
+        }])
+    };
+    let mut expected = Expected::default();
+
+    // The consumer keeps up for a while...
+    let pipeline = start().await.expect("start");
+    expected
+        .write(
+            &store,
+            (0..200)
+                .map(|i| put(i, serde_json::json!({ "i": i })))
+                .collect(),
+        )
+        .await;
+    wait_for("the first items", Duration::from_secs(60), || {
+        sink.live_versions() == expected.0
+    })
+    .await;
+    pipeline.shutdown().await;
+
+    // ...then is away while items are updated, deleted and created, and comes back to a
+    // stream that trimmed what it missed.
+    let away = (0..300u32)
+        .map(|n| {
+            let i = n * 7 % 260;
+            if n % 5 == 0 {
+                delete(i)
+            } else {
+                put(i, serde_json::json!({ "away": n }))
+            }
+        })
+        .collect();
+    expected.write(&store, away).await;
+    source.armed.store(true, AtomicOrdering::SeqCst);
+    let pipeline = start().await.expect("restart");
+    // Writes go on during the recovery.
+    for round in 0..5u32 {
+        let ops = (0..20u32)
+            .map(|n| {
+                let i = (round * 20 + n) * 11 % 280;
+                if n % 6 == 0 {
+                    delete(i)
+                } else {
+                    put(i, serde_json::json!({ "back": round * 20 + n }))
+                }
+            })
+            .collect();
+        expected.write(&store, ops).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shards = source.shards().await.expect("shards").len();
+    wait_for(
+        "the sink to equal the primary after the recovery",
+        Duration::from_secs(90),
+        || {
+            sink.live_versions() == expected.0
+                && hook.called.lock().expect("lock").len() == shards
+                && pipeline.status()[0]
+                    .shards
+                    .iter()
+                    .all(|s| s.state == ShardState::Running)
+        },
+    )
+    .await;
+    pipeline.shutdown().await;
+    assert_eq!(
+        source.tripped.lock().expect("lock").len(),
+        shards,
+        "every shard fell behind"
+    );
+    assert!(state
+        .load_backfill("search")
+        .await
+        .expect("load")
+        .is_empty());
 }

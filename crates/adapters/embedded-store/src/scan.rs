@@ -91,4 +91,21 @@ impl ItemScanner for EmbeddedStore {
             records,
         })
     }
+
+    /// Segment `s` of `shard_count` is shard `s`: both are the partition-key hash modulo
+    /// the count.
+    fn segments_follow_shards(&self) -> bool {
+        true
+    }
+
+    fn scan_segments(&self) -> u32 {
+        self.shard_count()
+    }
+
+    async fn approximate_item_count(&self) -> Result<Option<u64>, SourceError> {
+        self.item_count()
+            .await
+            .map(Some)
+            .map_err(|e| SourceError::Transient(e.to_string()))
+    }
 }
