@@ -116,6 +116,15 @@ pub async fn start_engine(
     Ok(engine.start(consumers).await?)
 }
 
+/// The primary as the ports see it: the embedded store (when it is the primary), the
+/// store, its drift side and its scanner.
+type PrimaryPorts = (
+    Option<Embedded>,
+    Arc<dyn ItemStore>,
+    Arc<dyn PrimaryDigest>,
+    Arc<dyn ItemScanner>,
+);
+
 /// The primary, its stream, the replication state and the leases, as the config names
 /// them.
 pub struct Runtime {
@@ -143,12 +152,7 @@ impl Runtime {
         };
         // The embedded store is opened only when it is the primary; the data directory's
         // state file always exists (consumer registry, local state).
-        let (embedded, store, primary, scanner): (
-            Option<Embedded>,
-            Arc<dyn ItemStore>,
-            Arc<dyn PrimaryDigest>,
-            Arc<dyn ItemScanner>,
-        ) = match &config.primary {
+        let (embedded, store, primary, scanner): PrimaryPorts = match &config.primary {
             PrimaryConfig::Embedded => {
                 let embedded = Embedded::open(config.clone())?;
                 let store = Arc::new(embedded.store.clone());

@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tsunagu_domain::ShardId;
 use tsunagu_engine::backfill::AfterBackfill;
-use tsunagu_engine::drift::{PrimaryDigest, ReconcileOptions, Reconciler, VersionDigest};
-use tsunagu_engine::ports::{ChangeSource, CheckpointStore, Sink};
+use tsunagu_engine::drift::{PrimaryDigest, ReconcileOptions, Reconciler};
+use tsunagu_engine::ports::{ChangeSource, CheckpointStore};
 
 /// Removes what was deleted meanwhile from each consumer's sink.
 pub(crate) struct RemoveDeleted {
     primary: Arc<dyn PrimaryDigest>,
     source: Arc<dyn ChangeSource>,
     checkpoints: Arc<dyn CheckpointStore>,
-    /// Consumer name → its sink, read back and written to.
-    sinks: BTreeMap<String, (Arc<dyn VersionDigest>, Arc<dyn Sink>)>,
+    /// Consumer name → its sink (one that can be read back).
+    sinks: BTreeMap<String, SinkHandle>,
     options: ReconcileOptions,
 }
 
@@ -36,8 +36,8 @@ impl RemoveDeleted {
             .consumers
             .iter()
             .filter_map(|c| {
-                let handle = sinks.get(&c.sink)?;
-                Some((c.name.clone(), (handle.digest()?, handle.sink())))
+                let handle = sinks.get(&c.sink).filter(|h| h.digest().is_some())?;
+                Some((c.name.clone(), handle.clone()))
             })
             .collect();
         Arc::new(Self {
@@ -67,11 +67,15 @@ impl AfterBackfill for RemoveDeleted {
         consumer: &str,
         _shards: &[ShardId],
     ) -> Result<(), String> {
-        let (index, sink) = self.sinks.get(consumer).ok_or_else(|| {
-            format!(
+        let handle = self.sinks.get(consumer);
+        let (Some(index), Some(sink)) = (
+            handle.and_then(SinkHandle::digest),
+            handle.map(SinkHandle::sink),
+        ) else {
+            return Err(format!(
                 "consumer {consumer:?} has no sink that can be read back; documents of items deleted while it was behind retention stay in it"
-            )
-        })?;
+            ));
+        };
         let report = Reconciler {
             consumer,
             primary: self.primary.as_ref(),
