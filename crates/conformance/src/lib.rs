@@ -10,6 +10,8 @@
 //! - [`store`]: the primary store ([`tsunagu_engine::ports::ItemStore`]).
 //! - [`source`]: the change stream ([`tsunagu_engine::ports::ChangeSource`]) fed by a store.
 //! - [`sink`]: where changes are applied ([`tsunagu_engine::ports::Sink`]).
+//! - [`drift`]: a side of a drift comparison, sink or primary
+//!   ([`tsunagu_engine::drift::VersionDigest`], [`tsunagu_engine::drift::PrimaryDigest`]).
 //! - [`lease`]: shard leases shared by worker processes
 //!   ([`tsunagu_engine::ports::LeaseStore`]).
 //! - [`dlq`]: the dead-letter queue ([`tsunagu_engine::ports::DeadLetterQueue`]).
@@ -18,6 +20,7 @@
 
 pub mod backfill_progress;
 pub mod dlq;
+pub mod drift;
 pub mod lease;
 pub mod sink;
 pub mod source;

@@ -75,6 +75,14 @@ async fn dynamo_store(aws: &AwsConfig) -> DynamoStore {
         .expect("connect to DynamoDB on moto")
 }
 
+/// A fresh table as the primary side of a drift comparison.
+#[tokio::test]
+async fn dynamo_store_is_a_conforming_drift_primary() {
+    let Some(aws) = moto() else { return };
+    let store = dynamo_store(&aws).await;
+    tsunagu_conformance::drift::check_primary_side(&store, "conf").await;
+}
+
 #[tokio::test]
 async fn dynamo_store_honours_the_store_contract() {
     let Some(aws) = moto() else { return };

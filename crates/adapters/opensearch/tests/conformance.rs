@@ -52,3 +52,16 @@ async fn opensearch_honours_the_sink_contract_with_tiny_bulks() {
     let sink = common::connect(&config).await;
     check_all(&sink, &Probe(&sink), "os-tiny").await;
 }
+
+/// A fresh index read back as a side of a drift comparison (tombstone documents are not
+/// live; `held` sees them as deletions).
+#[tokio::test]
+async fn opensearch_is_a_conforming_drift_side() {
+    let Some(url) = common::server_url("opensearch_is_a_conforming_drift_side") else {
+        return;
+    };
+    let mut config = common::config(&url, "drift-conformance");
+    config.refresh = Refresh::False;
+    let sink = common::connect(&config).await;
+    tsunagu_conformance::drift::check_sink_side(&sink, "os").await;
+}
