@@ -240,6 +240,6 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
         }
         BenchCommand::Sweep(args) => sweep::run(&args).await,
         BenchCommand::Limits(args) => limits::run(&args).await,
-        BenchCommand::Drift(args) => drift::run(&args).await,
+        BenchCommand::Drift(args) => drift::run(&args, data_dir).await,
     }
 }
