@@ -585,6 +585,23 @@ impl ChangeSource for MemoryStream {
         Some(ShardId(key.shard_index(self.shard_count).to_string()))
     }
 
+    async fn has_change_after(
+        &self,
+        key: &ItemKey,
+        after: &Position,
+    ) -> Result<Option<bool>, SourceError> {
+        let after = Self::after(&ReadFrom::After(after.clone()))?;
+        let inner = self
+            .inner
+            .lock()
+            .map_err(|_| SourceError::Fatal("memory stream poisoned".into()))?;
+        Ok(Some(
+            inner.shards[key.shard_index(self.shard_count) as usize]
+                .iter()
+                .any(|r| &r.key == key && r.version.0 > after),
+        ))
+    }
+
     /// A change's sequence number is the item's version.
     fn position_of_version(&self, version: tsunagu_domain::Version) -> Option<Position> {
         Some(Position(version.0.to_string()))

@@ -121,6 +121,18 @@ pub trait ChangeSource: Send + Sync + 'static {
         None
     }
 
+    /// Whether the stream still holds a change of `key` after `after` in its shard
+    /// (`None`: the source cannot look changes up by key). Tells drift detection whether
+    /// a document the primary no longer has is about to be removed by a deletion in
+    /// flight.
+    async fn has_change_after(
+        &self,
+        _key: &tsunagu_domain::ItemKey,
+        _after: &Position,
+    ) -> Result<Option<bool>, SourceError> {
+        Ok(None)
+    }
+
     /// Orders two positions of one shard (`Less`: `a` comes first). The default reads
     /// them as decimal numbers of any length, which every source here writes.
     fn position_order(&self, a: &Position, b: &Position) -> std::cmp::Ordering {

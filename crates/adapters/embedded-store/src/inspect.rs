@@ -160,8 +160,7 @@ impl EmbeddedStore {
 }
 
 /// The store as one side of a drift comparison ([`tsunagu_engine::drift`]): every item's
-/// version read in one read transaction; a deleted item is known by its newest change
-/// record while the stream retains it.
+/// version read in one read transaction.
 #[async_trait::async_trait]
 impl tsunagu_engine::drift::VersionDigest for EmbeddedStore {
     async fn approximate_items(&self) -> Result<u64, tsunagu_engine::drift::ReadError> {
@@ -194,24 +193,20 @@ impl tsunagu_engine::drift::VersionDigest for EmbeddedStore {
         .map_err(read_error)
     }
 
+    /// Live items only: a deletion is not looked up here (the change table has no index
+    /// by key); drift detection asks the stream for pending changes of a key instead
+    /// ([`tsunagu_engine::ports::ChangeSource::has_change_after`]).
     async fn held(
         &self,
         keys: &[ItemKey],
     ) -> Result<Vec<Option<tsunagu_engine::drift::Held>>, tsunagu_engine::drift::ReadError> {
-        let live = self.versions_of(keys.to_vec()).await.map_err(read_error)?;
-        let mut out = Vec::with_capacity(keys.len());
-        for (key, live) in keys.iter().zip(live) {
-            out.push(match live {
-                Some(version) => Some(tsunagu_engine::drift::Held::Live(version)),
-                None => self
-                    .newest_change_after(key, 0)
-                    .await
-                    .map_err(read_error)?
-                    .filter(|(_, kind)| *kind == ChangeKind::Remove)
-                    .map(|(seq, _)| tsunagu_engine::drift::Held::Deleted(Version(seq))),
-            });
-        }
-        Ok(out)
+        Ok(self
+            .versions_of(keys.to_vec())
+            .await
+            .map_err(read_error)?
+            .into_iter()
+            .map(|v| v.map(tsunagu_engine::drift::Held::Live))
+            .collect())
     }
 }
 

@@ -155,6 +155,20 @@ impl ChangeSource for EmbeddedStore {
         Some(ShardId(key.shard_index(self.shard_count()).to_string()))
     }
 
+    async fn has_change_after(
+        &self,
+        key: &tsunagu_domain::ItemKey,
+        after: &Position,
+    ) -> Result<Option<bool>, SourceError> {
+        let Ok(after) = after.0.parse::<u64>() else {
+            return Ok(None);
+        };
+        self.newest_change_after(key, after)
+            .await
+            .map(|found| Some(found.is_some()))
+            .map_err(|e| SourceError::Transient(e.to_string()))
+    }
+
     /// A change's sequence number is the item's version.
     fn position_of_version(&self, version: tsunagu_domain::Version) -> Option<Position> {
         Some(Position(version.0.to_string()))

@@ -20,7 +20,6 @@ use crate::cli::ReconcileArgs;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
-use tsunagu_embedded_index::IndexError;
 use tsunagu_engine::drift::{DriftedKey, ReconcileReport};
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Runtime;
@@ -129,23 +128,9 @@ async fn run_once(
     args: &ReconcileArgs,
 ) -> anyhow::Result<ReconcileReport> {
     let mut report = if args.repair {
-        let handle = match runtime.open_sink(sink).await {
-            Ok(handle) => handle,
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<IndexError>(),
-                    Some(IndexError::Locked { .. })
-                ) =>
-            {
-                anyhow::bail!(
-                    "--repair needs to write to the index at {}, but another process holds its writer \
-                     (is `tsunagu replicate` running?). Stop it and run `tsunagu reconcile --repair` again, \
-                     or run without --repair to only report drift (that works while replicate runs)",
-                    runtime.config.index_dir(sink).display()
-                );
-            }
-            Err(e) => return Err(e),
-        };
+        let handle = runtime.open_sink(sink).await.context(
+            "--repair writes to the sink; without --repair, reconcile only reports drift (that works while replicate runs)",
+        )?;
         let index = handle
             .digest()
             .with_context(|| format!("sinks.{sink} forwards changes and cannot be read back"))?;

@@ -410,6 +410,14 @@ impl Reconciler<'_> {
                     report.cleared_on_recheck += 1;
                     continue;
                 };
+                if kind == Kind::Extra
+                    && self
+                        .deletion_pending(&candidate, primary_now, &checkpoints)
+                        .await?
+                {
+                    report.in_flight += 1;
+                    continue;
+                }
                 let unrepairable = match kind {
                     Kind::Stale => index_live > primary_live,
                     Kind::Extra => {
@@ -509,6 +517,32 @@ impl Reconciler<'_> {
                 .unwrap_or_default(),
             (None, _) => fence.iter().map(|(s, p)| (s.clone(), p.clone())).collect(),
         }
+    }
+
+    /// Whether the sink's document of a key the primary does not hold may still be removed
+    /// by a change the consumer has not applied: a deletion the primary forgot (or never
+    /// reported) but the stream still carries after the consumer's checkpoint.
+    async fn deletion_pending(
+        &self,
+        candidate: &Candidate,
+        primary: Option<Held>,
+        checkpoints: &HashMap<ShardId, Position>,
+    ) -> Result<bool, DriftError> {
+        if primary.is_some() {
+            // The primary's own deletion was the target waited for.
+            return Ok(false);
+        }
+        let Some(shard) = &candidate.shard else {
+            return Ok(false);
+        };
+        let Some(at) = checkpoints.get(shard) else {
+            return Ok(true);
+        };
+        Ok(self
+            .source
+            .has_change_after(&candidate.key, at)
+            .await?
+            .unwrap_or(false))
     }
 
     /// Whether every shard of `target` has a checkpoint at or past its position.
