@@ -528,14 +528,14 @@ impl Runtime {
         if let Some(embedded) = &self.embedded {
             return Ok(embedded.store.versions().await?);
         }
-        const SEGMENTS: u32 = 4;
+        let segments = self.scanner.scan_segments().max(1);
         let mut all = Vec::new();
-        for segment in 0..SEGMENTS {
+        for segment in 0..segments {
             let mut after: Option<ItemKey> = None;
             loop {
                 let page = self
                     .scanner
-                    .scan(segment, SEGMENTS, after.as_ref(), 1_000)
+                    .scan(segment, segments, after.as_ref(), 1_000)
                     .await?;
                 all.extend(page.records.into_iter().map(|r| (r.key, r.version)));
                 match page.next {

@@ -8,8 +8,7 @@ use crate::bulk::{
 };
 use crate::config::{OpenSearchConfig, Refresh};
 use crate::document::{
-    doc_id, entity_doc, index_body, parse_doc_id, tombstone_doc, KIND_TOMBSTONE, MAX_ID_BYTES,
-    REQUIRED_FIELDS,
+    doc_id, entity_doc, index_body, tombstone_doc, KIND_TOMBSTONE, MAX_ID_BYTES, REQUIRED_FIELDS,
 };
 use crate::error::{chain, OpenSearchError};
 use crate::secret::{redact_url, Secret};
@@ -413,52 +412,10 @@ impl OpenSearchSink {
         &self,
         page_size: usize,
     ) -> Result<Vec<(ItemKey, Version)>, OpenSearchError> {
-        let index = self.config.index.clone();
-        let what = format!("POST /{index}/_search");
         let mut out = Vec::new();
-        let mut after: Option<Value> = None;
-        loop {
-            let mut query = json!({
-                "size": page_size.max(1),
-                "query": {"bool": {"must_not": [{"term": {"kind": KIND_TOMBSTONE}}]}},
-                "sort": [{"key": "asc"}],
-                "_source": ["version"],
-                "track_total_hits": false,
-            });
-            if let Some(after) = after.take() {
-                query["search_after"] = after;
-            }
-            let body = serde_json::to_vec(&query).unwrap_or_default();
-            let page = self
-                .call_json(
-                    Method::POST,
-                    &[&index, "_search"],
-                    &[],
-                    Some((body, "application/json")),
-                    &what,
-                )
-                .await?;
-            let hits = page["hits"]["hits"].as_array().cloned().unwrap_or_default();
-            for hit in &hits {
-                let id = hit["_id"].as_str().unwrap_or_default();
-                let key = parse_doc_id(id).ok_or_else(|| {
-                    self.unusable(
-                        &what,
-                        format!("document id {id:?} was not written by tsunagu"),
-                    )
-                })?;
-                let version = hit["_source"]["version"].as_u64().ok_or_else(|| {
-                    self.unusable(&what, format!("document {id:?} has no `version`"))
-                })?;
-                out.push((key, Version(version)));
-            }
-            match hits.last().map(|h| h["sort"].clone()) {
-                Some(sort) if hits.len() >= page_size.max(1) && sort.is_array() => {
-                    after = Some(sort)
-                }
-                _ => return Ok(out),
-            }
-        }
+        self.for_each_live_version(page_size, |key, version| out.push((key, version)))
+            .await?;
+        Ok(out)
     }
 
     /// One JSON request to any endpoint of the cluster, with this client's auth, TLS and

@@ -332,17 +332,12 @@ impl Reconciler<'_> {
         report.read_individually_fraction =
             report.read_individually as f64 / report.checked.max(1) as f64;
 
-        let shards = self.source.shards().await?;
         let checkpoints = self.checkpoints.load(self.consumer).await?;
-        let mut with_records = Vec::new();
-        for shard in &shards {
-            if let Some(newest) = self.source.latest_position(&shard.id).await? {
-                with_records.push((shard.id.clone(), newest));
-            }
-        }
-        report.checkpointed = with_records
-            .iter()
-            .all(|(shard, _)| checkpoints.contains_key(shard));
+        report.checkpointed = self
+            .fence()
+            .await?
+            .keys()
+            .all(|shard| checkpoints.contains_key(shard));
         if !report.checkpointed {
             tracing::warn!(
                 consumer = self.consumer,
@@ -412,7 +407,7 @@ impl Reconciler<'_> {
                 };
                 if kind == Kind::Extra
                     && self
-                        .deletion_pending(&candidate, primary_now, &checkpoints)
+                        .deletion_pending(&candidate, primary_now, &checkpoints, &fence)
                         .await?
                 {
                     report.in_flight += 1;
@@ -510,7 +505,18 @@ impl Reconciler<'_> {
             &candidate.shard,
             version.and_then(|v| self.source.position_of_version(v)),
         ) {
-            (Some(shard), Some(position)) => vec![(shard.clone(), position)],
+            // Never past the shard's newest record: a shard with none (empty, or all
+            // trimmed) has nothing left to apply.
+            (Some(shard), Some(position)) => fence
+                .get(shard)
+                .map(|newest| {
+                    let at = match self.source.position_order(&position, newest) {
+                        std::cmp::Ordering::Greater => newest.clone(),
+                        _ => position,
+                    };
+                    vec![(shard.clone(), at)]
+                })
+                .unwrap_or_default(),
             (Some(shard), None) => fence
                 .get(shard)
                 .map(|p| vec![(shard.clone(), p.clone())])
@@ -527,6 +533,7 @@ impl Reconciler<'_> {
         candidate: &Candidate,
         primary: Option<Held>,
         checkpoints: &HashMap<ShardId, Position>,
+        fence: &HashMap<ShardId, Position>,
     ) -> Result<bool, DriftError> {
         if primary.is_some() {
             // The primary's own deletion was the target waited for.
@@ -536,7 +543,8 @@ impl Reconciler<'_> {
             return Ok(false);
         };
         let Some(at) = checkpoints.get(shard) else {
-            return Ok(true);
+            // No checkpoint: pending unless the shard holds no record at all.
+            return Ok(fence.contains_key(shard));
         };
         Ok(self
             .source
