@@ -31,7 +31,7 @@ impl FromRequestParts<AppState> for Auth {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
         match state.tenants.authenticate(token).await {
-            Ok(Some(tenant)) => Ok(Auth(tenant)),
+            Ok(Some(tenant)) => Ok(Auth(TenantId(tenant.id))),
             Ok(None) => Err(ApiError::unauthorized("unknown or revoked token")),
             Err(e) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,9 +1,9 @@
 //! The HTTP API of the sales-activity application: JSON over axum, documented by an
 //! OpenAPI document generated from the handlers (`/openapi.json`).
 //!
-//! - [`state`]: what the handlers share ([`AppState`]) and the two ports the HTTP layer
-//!   needs beside the use cases: [`TenantAuth`] (bearer tokens) and [`OpsProbe`] (the
-//!   pipeline's live status).
+//! - [`state`]: what the handlers share ([`AppState`]: the use cases, the tenant
+//!   registry that resolves bearer tokens) and the port the HTTP layer needs beside them:
+//!   [`OpsProbe`] (the pipeline's live status).
 //! - [`extract`]: request extractors: the authenticated tenant, strict JSON bodies and
 //!   query strings whose errors become 422 with one message per field.
 //! - [`error`]: [`ApiError`] and the one error body every failure uses.
@@ -22,4 +22,4 @@ pub mod state;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::router;
-pub use state::{AppState, LagSummary, OpsProbe, PipelineReport, TenantAuth};
+pub use state::{AppState, LagSummary, OpsProbe, PipelineReport};

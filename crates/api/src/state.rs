@@ -4,14 +4,8 @@ use crate::metrics::Metrics;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::sync::Arc;
-use tsunagu_service::{Service, TenantId};
-
-/// Resolves a bearer token to its tenant.
-#[async_trait]
-pub trait TenantAuth: Send + Sync + 'static {
-    /// `Ok(None)` for an unknown or revoked token.
-    async fn authenticate(&self, token: &str) -> Result<Option<TenantId>, String>;
-}
+use tsunagu_service::tenants::TenantDirectory;
+use tsunagu_service::Service;
 
 /// The replication pipeline as operations see it.
 #[async_trait]
@@ -65,7 +59,7 @@ pub struct PipelineReport {
 #[derive(Clone)]
 pub struct AppState {
     pub service: Service,
-    pub tenants: Arc<dyn TenantAuth>,
+    pub tenants: Arc<dyn TenantDirectory>,
     pub ops: Arc<dyn OpsProbe>,
     pub metrics: Arc<Metrics>,
 }

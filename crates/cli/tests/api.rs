@@ -7,6 +7,7 @@ use std::time::Duration;
 use tsunagu::serve::RunningServer;
 use tsunagu_embedded_store::TenantRegistry;
 use tsunagu_runtime::config::Config;
+use tsunagu_service::tenants::TenantDirectory;
 
 /// A running application with two tenants.
 struct TestApp {
@@ -37,8 +38,8 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), extra);
         let registry = TenantRegistry::open(&cfg.tenants_path()).unwrap();
-        let (_, a) = registry.create("tenant-a").unwrap();
-        let (_, b) = registry.create("tenant-b").unwrap();
+        let (_, a) = registry.create("tenant-a").await.unwrap();
+        let (_, b) = registry.create("tenant-b").await.unwrap();
         let server = tsunagu::serve::start(cfg, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -822,8 +823,8 @@ async fn shutdown_finishes_accepted_writes_and_they_are_searchable_after_a_resta
     server.stop().await.unwrap();
 }
 
-#[test]
-fn tenant_create_prints_the_token_on_its_last_line() {
+#[tokio::test]
+async fn tenant_create_prints_the_token_on_its_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
         .args(["tenant", "create", "acme", "--data-dir"])
@@ -840,6 +841,7 @@ fn tenant_create_prints_the_token_on_its_last_line() {
     let registry = TenantRegistry::open(&dir.path().join("tenants.db")).unwrap();
     let tenant = registry
         .authenticate(token)
+        .await
         .unwrap()
         .expect("the printed token works");
     assert_eq!(tenant.name, "acme");

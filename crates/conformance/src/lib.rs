@@ -17,6 +17,7 @@
 //! - [`dlq`]: the dead-letter queue ([`tsunagu_engine::ports::DeadLetterQueue`]).
 //! - [`backfill_progress`]: where backfills stand
 //!   ([`tsunagu_engine::backfill::BackfillProgressStore`]).
+//! - [`tenants`]: the tenant registry ([`tsunagu_service::tenants::TenantDirectory`]).
 
 pub mod backfill_progress;
 pub mod dlq;
@@ -25,3 +26,4 @@ pub mod lease;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod tenants;

@@ -15,7 +15,7 @@ use tsunagu_engine::ports::{ChangeSource, Condition, ItemStore, ReadFrom, WriteO
 #[derive(Debug, Clone, PartialEq)]
 struct Expected {
     kind: ChangeKind,
-    /// `None` for a REMOVE (the store reports no version after a delete).
+    /// For a REMOVE, the deletion's version.
     version: Option<Version>,
 }
 
@@ -188,7 +188,7 @@ fn per_item_commit_order(
     for record in per_shard.values().flatten() {
         got.entry(&record.key).or_default().push(Expected {
             kind: record.kind,
-            version: (record.kind != ChangeKind::Remove).then_some(record.version),
+            version: Some(record.version),
         });
     }
     for (key, changes) in expected {

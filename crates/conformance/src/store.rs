@@ -226,12 +226,18 @@ pub async fn versions_increase_across_delete_and_recreate<S: ItemStore + ?Sized>
             Some(ChangeKind::Remove),
             "a delete is a REMOVE"
         );
-        assert_eq!(deleted.version, None, "a deleted item has no version");
+        let d = deleted
+            .version
+            .expect("a delete reports the deletion's version");
+        assert!(
+            d > u,
+            "round {round}: the deletion's version {d} must exceed the update's {u}"
+        );
         assert!(
             store.get(&k).await.expect("get").is_none(),
             "a deleted item reads as None"
         );
-        last = u;
+        last = d;
     }
 }
 

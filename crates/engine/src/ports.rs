@@ -378,7 +378,9 @@ pub struct WriteOutcome {
     /// The change it produced; `None` when it changed nothing (same body, or a delete of
     /// a missing item), in which case no change record was appended.
     pub change: Option<ChangeKind>,
-    /// The item's version after the write (`None` when the item does not exist).
+    /// The item's version after the write; for a delete that removed an item, the
+    /// deletion's version (the one its change record and the sinks' tombstones carry).
+    /// `None` when nothing changed and no item exists.
     pub version: Option<Version>,
     /// Where the change record sits in its shard (`None` when nothing changed).
     pub position: Option<Position>,

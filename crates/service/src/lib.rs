@@ -12,11 +12,13 @@
 //! - [`error`]: [`ServiceError`], the outcomes a caller must tell apart (not found,
 //!   conflict, invalid input, not yet consistent, unavailable).
 //! - [`consistency`]: read-your-writes tokens and the bounded wait for the index.
+//! - [`tenants`]: the tenant registry port and the token rules every registry shares.
 //! - [`usecases`]: one module per aggregate, all methods of [`Service`].
 
 pub mod consistency;
 pub mod error;
 pub mod ports;
+pub mod tenants;
 pub mod usecases;
 
 pub use consistency::ConsistencyToken;

@@ -44,21 +44,25 @@ pub trait PrimaryStore: Send + Sync + 'static {
 }
 
 /// The search index fed by the replication pipeline: eventually consistent, and able to
-/// say which version of an item it has applied.
+/// say which version of an item it has applied. Async: an index may live behind HTTP.
+#[async_trait]
 pub trait SearchIndex: Send + Sync + 'static {
-    fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError>;
-    fn aggregate_activities(
+    async fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError>;
+    async fn aggregate_activities(
         &self,
         query: &ActivityQuery,
         by: GroupBy,
     ) -> Result<Vec<Bucket>, ServiceError>;
-    fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError>;
+    async fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError>;
     /// Every matching record's id (cursor and limit ignored).
-    fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, ServiceError>;
+    async fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, ServiceError>;
     /// How many records matching `query` carry each tag, most used first.
-    fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError>;
-    fn deals_with_activity(&self, query: &ActivityQuery) -> Result<HashSet<String>, ServiceError>;
-    fn latest_activity_per_deal(
+    async fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError>;
+    async fn deals_with_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<HashSet<String>, ServiceError>;
+    async fn latest_activity_per_deal(
         &self,
         query: &ActivityQuery,
     ) -> Result<HashMap<String, LatestActivity>, ServiceError>;

@@ -288,6 +288,7 @@ impl DynamoStore {
                 Ok(_) => {
                     return Ok(WriteOutcome {
                         change: Some(ChangeKind::Remove),
+                        version: Some(Version(version)),
                         ..unchanged
                     })
                 }

@@ -33,7 +33,7 @@ pub mod tenants;
 pub use primary::{Condition, EmbeddedStore, StoreOptions, StoredItem, WriteOp, WriteOutcome};
 pub use read_only::ReadOnlyStore;
 pub use state::EmbeddedState;
-pub use tenants::{Tenant, TenantRegistry};
+pub use tenants::TenantRegistry;
 
 use tsunagu_domain::{ItemKey, Version};
 

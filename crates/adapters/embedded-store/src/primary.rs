@@ -612,7 +612,8 @@ fn apply_op(
             Ok(Ok((
                 WriteOutcome {
                     change: Some(ChangeKind::Remove),
-                    version: None,
+                    // A deletion's version is its change record's sequence.
+                    version: Some(Version(seq as u64)),
                     position: Some(Position(seq.to_string())),
                     committed_at_us,
                 },

@@ -1,19 +1,17 @@
-//! Tenants and their API tokens, in their own SQLite file beside the store.
-//!
-//! A token is shown once, when it is issued; only its SHA-256 digest is stored, so a copy
-//! of the file does not give access. Tokens are 256 random bits, so a plain digest (no
-//! slow password hash) cannot be brute-forced.
+//! Tenants and their API tokens, in their own SQLite file beside the store: the
+//! embedded [`TenantDirectory`]. Only a token's digest is stored (the rules are
+//! `tsunagu_service::tenants`'), so a copy of the file does not give access.
 
 use crate::sqlite::open_creating;
 use crate::{now_us, StoreError};
-use rand::RngCore;
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-/// The prefix of every token, so a leaked one is easy to recognize in a secret scanner.
-pub const TOKEN_PREFIX: &str = "tsu_";
+use tsunagu_service::tenants::{
+    looks_like_token, new_tenant_id, new_token, tenant_name, token_digest, Tenant, TenantDirectory,
+    TenantError, TENANT_ID_PREFIX,
+};
 
 const TENANTS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -29,20 +27,14 @@ CREATE TABLE IF NOT EXISTS tokens (
 ) WITHOUT ROWID;
 ";
 
-/// A tenant (one customer account): every item it owns carries its id.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Tenant {
-    pub id: String,
-    pub name: String,
-    pub created_at_us: i64,
-    /// Tokens not revoked.
-    pub active_tokens: u64,
-}
-
 /// The tenant registry. Cheap to clone.
 #[derive(Clone)]
 pub struct TenantRegistry {
     conn: Arc<Mutex<Connection>>,
+}
+
+fn failed(e: impl std::fmt::Display) -> TenantError {
+    TenantError::Unavailable(e.to_string())
 }
 
 impl TenantRegistry {
@@ -55,98 +47,119 @@ impl TenantRegistry {
         })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn
-            .lock()
-            .map_err(|_| StoreError::Invalid("tenant registry connection poisoned".into()))
+    /// Runs `f` on the connection on a blocking thread.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, TenantError> + Send + 'static,
+    ) -> Result<T, TenantError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| failed("tenant registry connection poisoned"))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(failed)?
+    }
+}
+
+#[async_trait]
+impl TenantDirectory for TenantRegistry {
+    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
+        let name = tenant_name(name)?;
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(failed)?;
+            let taken: Option<String> = tx
+                .query_row("SELECT id FROM tenants WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(failed)?;
+            if taken.is_some() {
+                return Err(TenantError::NameTaken(name));
+            }
+            let id = new_tenant_id();
+            let now = now_us();
+            tx.execute(
+                "INSERT INTO tenants (id, name, created_at_us) VALUES (?1, ?2, ?3)",
+                params![id, name, now],
+            )
+            .map_err(failed)?;
+            let token = insert_token(&tx, &id, now)?;
+            tx.commit().map_err(failed)?;
+            Ok((
+                Tenant {
+                    id,
+                    name,
+                    created_at_us: now,
+                    active_tokens: 1,
+                },
+                token,
+            ))
+        })
+        .await
     }
 
-    /// Creates a tenant and issues its first token: (tenant, token). Names are unique.
-    pub fn create(&self, name: &str) -> Result<(Tenant, String), StoreError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(StoreError::Invalid(
-                "a tenant name must be 1 to 200 characters without control characters".into(),
-            ));
-        }
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let taken: Option<String> = tx
-            .query_row("SELECT id FROM tenants WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(id) = taken {
-            return Err(StoreError::Invalid(format!(
-                "a tenant named {name:?} already exists ({id}); issue it another token with `tenant token`"
-            )));
-        }
-        let id = format!("tn_{}", random_hex(8));
-        let now = now_us();
-        tx.execute(
-            "INSERT INTO tenants (id, name, created_at_us) VALUES (?1, ?2, ?3)",
-            params![id, name, now],
-        )?;
-        let token = insert_token(&tx, &id, now)?;
-        tx.commit()?;
-        Ok((
-            Tenant {
-                id,
-                name: name.to_string(),
-                created_at_us: now,
-                active_tokens: 1,
-            },
-            token,
-        ))
+    async fn issue_token(&self, tenant: &str) -> Result<(Tenant, String), TenantError> {
+        let tenant = tenant.to_string();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(failed)?;
+            let found = find(&tx, &tenant)?.ok_or(TenantError::NotFound(tenant))?;
+            let token = insert_token(&tx, &found.id, now_us())?;
+            tx.commit().map_err(failed)?;
+            let tenant = find(conn, &found.id)?.unwrap_or(found);
+            Ok((tenant, token))
+        })
+        .await
     }
 
-    /// Issues another token to the tenant with this id or name.
-    pub fn issue_token(&self, tenant: &str) -> Result<(Tenant, String), StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let found = find(&tx, tenant)?
-            .ok_or_else(|| StoreError::Invalid(format!("no tenant with id or name {tenant:?}")))?;
-        let token = insert_token(&tx, &found.id, now_us())?;
-        tx.commit()?;
-        let tenant = find(&conn, &found.id)?.unwrap_or(found);
-        Ok((tenant, token))
+    async fn revoke_tokens(&self, tenant: &str) -> Result<u64, TenantError> {
+        let tenant = tenant.to_string();
+        self.with_conn(move |conn| {
+            let found = find(conn, &tenant)?.ok_or(TenantError::NotFound(tenant))?;
+            let revoked = conn
+                .execute(
+                    "UPDATE tokens SET revoked_at_us = ?2 WHERE tenant_id = ?1 AND revoked_at_us IS NULL",
+                    params![found.id, now_us()],
+                )
+                .map_err(failed)?;
+            Ok(revoked as u64)
+        })
+        .await
     }
 
-    /// Revokes every token of the tenant; returns how many were active.
-    pub fn revoke_tokens(&self, tenant: &str) -> Result<usize, StoreError> {
-        let conn = self.conn()?;
-        let found = find(&conn, tenant)?
-            .ok_or_else(|| StoreError::Invalid(format!("no tenant with id or name {tenant:?}")))?;
-        Ok(conn.execute(
-            "UPDATE tokens SET revoked_at_us = ?2 WHERE tenant_id = ?1 AND revoked_at_us IS NULL",
-            params![found.id, now_us()],
-        )?)
+    async fn list(&self) -> Result<Vec<Tenant>, TenantError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("{TENANT_SELECT} ORDER BY t.created_at_us, t.id"))
+                .map_err(failed)?;
+            let rows = stmt.query_map([], tenant_row).map_err(failed)?;
+            rows.collect::<Result<_, _>>().map_err(failed)
+        })
+        .await
     }
 
-    pub fn list(&self) -> Result<Vec<Tenant>, StoreError> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(&format!("{TENANT_SELECT} ORDER BY t.created_at_us, t.id"))?;
-        let rows = stmt.query_map([], tenant_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The tenant a presented token belongs to, if it is a live token.
-    pub fn authenticate(&self, token: &str) -> Result<Option<Tenant>, StoreError> {
-        if !token.starts_with(TOKEN_PREFIX) {
+    async fn authenticate(&self, token: &str) -> Result<Option<Tenant>, TenantError> {
+        if !looks_like_token(token) {
             return Ok(None);
         }
-        let conn = self.conn()?;
-        let tenant_id: Option<String> = conn
-            .query_row(
-                "SELECT tenant_id FROM tokens WHERE digest = ?1 AND revoked_at_us IS NULL",
-                [digest(token)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match tenant_id {
-            Some(id) => find(&conn, &id),
-            None => Ok(None),
-        }
+        let digest = token_digest(token);
+        self.with_conn(move |conn| {
+            let tenant_id: Option<String> = conn
+                .query_row(
+                    "SELECT tenant_id FROM tokens WHERE digest = ?1 AND revoked_at_us IS NULL",
+                    [digest],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(failed)?;
+            match tenant_id {
+                Some(id) => find(conn, &id),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 }
 
@@ -163,59 +176,46 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     })
 }
 
-fn find(conn: &Connection, id_or_name: &str) -> Result<Option<Tenant>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("{TENANT_SELECT} WHERE t.id = ?1 OR t.name = ?1"),
+/// The tenant with this id, or else with this name. An id is looked up first, so a name
+/// can never shadow another tenant's id.
+fn find(conn: &Connection, id_or_name: &str) -> Result<Option<Tenant>, TenantError> {
+    let by = |column: &str| {
+        conn.query_row(
+            &format!("{TENANT_SELECT} WHERE t.{column} = ?1"),
             [id_or_name],
             tenant_row,
         )
-        .optional()?)
+        .optional()
+        .map_err(failed)
+    };
+    if id_or_name.starts_with(TENANT_ID_PREFIX) {
+        if let Some(found) = by("id")? {
+            return Ok(Some(found));
+        }
+    }
+    by("name")
 }
 
-fn insert_token(conn: &Connection, tenant_id: &str, now: i64) -> Result<String, StoreError> {
-    let token = format!("{TOKEN_PREFIX}{}", random_hex(32));
+fn insert_token(conn: &Connection, tenant_id: &str, now: i64) -> Result<String, TenantError> {
+    let token = new_token();
     conn.execute(
         "INSERT INTO tokens (digest, tenant_id, created_at_us) VALUES (?1, ?2, ?3)",
-        params![digest(&token), tenant_id, now],
-    )?;
+        params![token_digest(&token), tenant_id, now],
+    )
+    .map_err(failed)?;
     Ok(token)
-}
-
-fn digest(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    hex(&buf)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn tokens_authenticate_their_tenant_until_revoked_and_are_stored_hashed() {
+    #[tokio::test]
+    async fn tokens_are_stored_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenants.db");
         let registry = TenantRegistry::open(&path).unwrap();
-        let (a, token_a) = registry.create("acme").unwrap();
-        let (b, token_b) = registry.create("globex").unwrap();
-        assert_ne!(a.id, b.id);
-        assert_eq!(registry.authenticate(&token_a).unwrap().unwrap().id, a.id);
-        assert_eq!(registry.authenticate(&token_b).unwrap().unwrap().id, b.id);
-        assert_eq!(registry.authenticate("tsu_nope").unwrap(), None);
-        assert!(registry.create("acme").is_err(), "names are unique");
-        let (_, second) = registry.issue_token("acme").unwrap();
-        assert_eq!(registry.revoke_tokens(&a.id).unwrap(), 2);
-        assert_eq!(registry.authenticate(&token_a).unwrap(), None);
-        assert_eq!(registry.authenticate(&second).unwrap(), None);
+        let (_, token_b) = registry.create("globex").await.unwrap();
         drop(registry);
         let bytes = std::fs::read(&path).unwrap();
         let needle = token_b.as_bytes();

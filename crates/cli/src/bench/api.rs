@@ -27,6 +27,7 @@ use tsunagu_embedded_store::{Condition, TenantRegistry, WriteOp};
 use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Embedded;
+use tsunagu_service::tenants::TenantDirectory;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
@@ -103,7 +104,9 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         ..Config::default()
     };
     let registry = TenantRegistry::open(&config.tenants_path())?;
-    let (tenant, token) = registry.create(&format!("bench-{}", std::process::id()))?;
+    let (tenant, token) = registry
+        .create(&format!("bench-{}", std::process::id()))
+        .await?;
     drop(registry);
 
     // 1. Load.

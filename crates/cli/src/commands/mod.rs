@@ -61,7 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tenant { command } => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            tenant::run(&config, command)
+            tenant::run(&config, command).await
         }
         Command::Migrate { command } => migrate::run(command).await,
         Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,

@@ -5,18 +5,19 @@ use crate::cli::TenantCommand;
 use std::process::ExitCode;
 use tsunagu_embedded_store::TenantRegistry;
 use tsunagu_runtime::config::Config;
+use tsunagu_service::tenants::TenantDirectory;
 
-pub fn run(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
     let registry = TenantRegistry::open(&config.tenants_path())?;
     match command {
         TenantCommand::Create { name } => {
-            let (tenant, token) = registry.create(&name)?;
+            let (tenant, token) = registry.create(&name).await?;
             println!("created tenant {} ({})", tenant.name, tenant.id);
             println!("bearer token (shown once; store it safely):");
             println!("{token}");
         }
         TenantCommand::Token { tenant } => {
-            let (tenant, token) = registry.issue_token(&tenant)?;
+            let (tenant, token) = registry.issue_token(&tenant).await?;
             println!(
                 "new token for tenant {} ({}); {} live tokens",
                 tenant.name, tenant.id, tenant.active_tokens
@@ -24,12 +25,12 @@ pub fn run(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> 
             println!("{token}");
         }
         TenantCommand::Revoke { tenant } => {
-            let revoked = registry.revoke_tokens(&tenant)?;
+            let revoked = registry.revoke_tokens(&tenant).await?;
             println!("revoked {revoked} token(s) of {tenant}");
         }
         TenantCommand::List => {
             println!("{:<20}  {:<30}  {:>6}", "id", "name", "tokens");
-            for t in registry.list()? {
+            for t in registry.list().await? {
                 println!("{:<20}  {:<30}  {:>6}", t.id, t.name, t.active_tokens);
             }
         }

@@ -8,13 +8,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tsunagu_api::state::{ConsumerReport, ShardReport};
-use tsunagu_api::{LagSummary, Metrics, OpsProbe, PipelineReport, TenantAuth};
+use tsunagu_api::{LagSummary, Metrics, OpsProbe, PipelineReport};
 use tsunagu_domain::search::{
     ActivityQuery, Bucket, GroupBy, LatestActivity, RecordPage, RecordQuery, SearchPage,
 };
 use tsunagu_domain::{ChangeRecord, Entity, ItemKey, Version};
 use tsunagu_embedded_index::{ActivityIndex, IndexError};
-use tsunagu_embedded_store::{Condition, EmbeddedStore, StoreError, TenantRegistry};
+use tsunagu_embedded_store::{Condition, EmbeddedStore, StoreError};
 use tsunagu_engine::ports::{ApplyObserver, ChangeSource, DeadLetterQueue, ReadFrom};
 use tsunagu_engine::status::ShardState;
 use tsunagu_engine::Pipeline;
@@ -22,7 +22,7 @@ use tsunagu_runtime::Embedded;
 use tsunagu_service::ports::{
     Committed, Expect, PrimaryStore, SearchIndex, WriteRejected, WriteVisibility,
 };
-use tsunagu_service::{ServiceError, TenantId};
+use tsunagu_service::ServiceError;
 
 /// The embedded store as the service's primary.
 pub struct EmbeddedPrimary(pub EmbeddedStore);
@@ -97,12 +97,13 @@ fn search_error(e: IndexError) -> ServiceError {
     }
 }
 
+#[async_trait]
 impl SearchIndex for EmbeddedSearch {
-    fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError> {
+    async fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError> {
         self.0.search(query).map_err(search_error)
     }
 
-    fn aggregate_activities(
+    async fn aggregate_activities(
         &self,
         query: &ActivityQuery,
         by: GroupBy,
@@ -110,15 +111,15 @@ impl SearchIndex for EmbeddedSearch {
         self.0.aggregate(query, by).map_err(search_error)
     }
 
-    fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError> {
+    async fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError> {
         self.0.search_records(query).map_err(search_error)
     }
 
-    fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, ServiceError> {
+    async fn record_ids(&self, query: &RecordQuery) -> Result<Vec<String>, ServiceError> {
         self.0.record_ids(query).map_err(search_error)
     }
 
-    fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError> {
+    async fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError> {
         Ok(self
             .0
             .tag_counts(query)
@@ -128,11 +129,14 @@ impl SearchIndex for EmbeddedSearch {
             .collect())
     }
 
-    fn deals_with_activity(&self, query: &ActivityQuery) -> Result<HashSet<String>, ServiceError> {
+    async fn deals_with_activity(
+        &self,
+        query: &ActivityQuery,
+    ) -> Result<HashSet<String>, ServiceError> {
         self.0.deals_with_activity(query).map_err(search_error)
     }
 
-    fn latest_activity_per_deal(
+    async fn latest_activity_per_deal(
         &self,
         query: &ActivityQuery,
     ) -> Result<HashMap<String, LatestActivity>, ServiceError> {
@@ -190,22 +194,6 @@ impl WriteVisibility for EmbeddedVisibility {
             }
         }
         Ok(true)
-    }
-}
-
-/// Bearer tokens checked against the tenant registry.
-pub struct RegistryAuth(pub TenantRegistry);
-
-#[async_trait]
-impl TenantAuth for RegistryAuth {
-    async fn authenticate(&self, token: &str) -> Result<Option<TenantId>, String> {
-        let registry = self.0.clone();
-        let token = token.to_string();
-        tokio::task::spawn_blocking(move || registry.authenticate(&token))
-            .await
-            .map_err(|e| e.to_string())?
-            .map(|t| t.map(|t| TenantId(t.id)))
-            .map_err(|e| e.to_string())
     }
 }
 

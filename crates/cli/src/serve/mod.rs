@@ -10,7 +10,6 @@ pub mod adapters;
 
 use adapters::{
     EmbeddedOps, EmbeddedPrimary, EmbeddedSearch, EmbeddedVisibility, LagWindow, MetricsObserver,
-    RegistryAuth,
 };
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -98,7 +97,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> anyhow::Result<Running
     );
     let state = AppState {
         service,
-        tenants: Arc::new(RegistryAuth(tenants)),
+        tenants: Arc::new(tenants),
         ops: Arc::new(EmbeddedOps {
             embedded: embedded.clone(),
             pipeline: Arc::clone(&pipeline),

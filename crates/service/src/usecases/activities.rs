@@ -169,7 +169,7 @@ impl Service {
     ) -> Result<SearchPage, ServiceError> {
         self.wait_for(consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
-        self.index.search_activities(&query)
+        self.index.search_activities(&query).await
     }
 
     /// Counts the tenant's activities per group, across deals.
@@ -182,7 +182,7 @@ impl Service {
     ) -> Result<Vec<Bucket>, ServiceError> {
         self.wait_for(consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
-        self.index.aggregate_activities(&query, by)
+        self.index.aggregate_activities(&query, by).await
     }
 
     pub(crate) async fn deal(

@@ -175,7 +175,7 @@ impl Service {
         query.text = search.text;
         query.limit = page_limit(search.limit)?;
         query.cursor = parse_cursor(search.cursor.as_deref())?;
-        let page = self.index.search_records(&query)?;
+        let page = self.index.search_records(&query).await?;
         let companies = page
             .hits
             .into_iter()

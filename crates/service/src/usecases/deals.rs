@@ -244,7 +244,7 @@ impl Service {
         self.wait_for(consistency_token).await?;
         let mut query = RecordQuery::new(RecordKind::Deal);
         query.tenant_id = Some(tenant.0.clone());
-        self.index.tag_counts(&query)
+        self.index.tag_counts(&query).await
     }
 
     /// Searches the tenant's deals; see [`DealSearch`].
@@ -278,7 +278,12 @@ impl Service {
             companies.tenant_id = Some(tenant.0.clone());
             companies.prefectures = canonical_prefectures(&search.prefectures)?;
             companies.industries = search.industries;
-            let ids: HashSet<String> = self.index.record_ids(&companies)?.into_iter().collect();
+            let ids: HashSet<String> = self
+                .index
+                .record_ids(&companies)
+                .await?
+                .into_iter()
+                .collect();
             query.company_ids = if query.company_ids.is_empty() {
                 ids.into_iter().collect()
             } else {
@@ -314,7 +319,8 @@ impl Service {
             };
             query.exclude_ids = self
                 .index
-                .deals_with_activity(&recent)?
+                .deals_with_activity(&recent)
+                .await?
                 .into_iter()
                 .collect();
         }
@@ -327,7 +333,8 @@ impl Service {
             };
             let matching: HashSet<String> = self
                 .index
-                .latest_activity_per_deal(&of_kind)?
+                .latest_activity_per_deal(&of_kind)
+                .await?
                 .into_iter()
                 .filter(|(_, latest)| latest.result.as_deref() == Some(cond.result.as_str()))
                 .map(|(deal, _)| deal)
@@ -343,7 +350,7 @@ impl Service {
             }
             query.only_ids = Some(ids.into_iter().collect());
         }
-        let page = self.index.search_records(&query)?;
+        let page = self.index.search_records(&query).await?;
         Ok(DealPage {
             deals: page
                 .hits

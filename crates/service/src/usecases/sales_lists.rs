@@ -120,7 +120,7 @@ impl Service {
         query.tenant_id = Some(tenant.0.clone());
         query.limit = page_limit(limit)?;
         query.cursor = parse_cursor(cursor)?;
-        let page = self.index.search_records(&query)?;
+        let page = self.index.search_records(&query).await?;
         let lists = page
             .hits
             .into_iter()

@@ -1,0 +1,154 @@
+//! The tenant registry ([`TenantDirectory`]): names are unique and never shaped like an
+//! id, a token authenticates its tenant until revoked, only digests are stored, and a
+//! tenant is found by id or by name.
+//!
+//! The registry must be empty of the names used here: pass a `prefix` unique to the run.
+
+use tsunagu_service::tenants::{looks_like_token, TenantDirectory, TenantError};
+
+/// Runs every check.
+pub async fn check_all<D: TenantDirectory + ?Sized>(registry: &D, prefix: &str) {
+    tokens_authenticate_their_tenant_until_revoked(registry, prefix).await;
+    names_are_unique_and_never_ids(registry, prefix).await;
+    a_tenant_is_found_by_id_or_name(registry, prefix).await;
+    unknown_tokens_and_tenants_are_refused(registry, prefix).await;
+}
+
+/// A token resolves to the tenant it was issued to, every token of a tenant stops
+/// working once revoked, and a new one can be issued afterwards.
+pub async fn tokens_authenticate_their_tenant_until_revoked<D: TenantDirectory + ?Sized>(
+    registry: &D,
+    prefix: &str,
+) {
+    let (a, token_a) = registry
+        .create(&format!("{prefix}-acme"))
+        .await
+        .expect("create acme");
+    let (b, token_b) = registry
+        .create(&format!("{prefix}-globex"))
+        .await
+        .expect("create globex");
+    assert_ne!(a.id, b.id, "ids are unique");
+    assert!(looks_like_token(&token_a), "a token has the token shape");
+    assert_eq!(a.active_tokens, 1, "a new tenant has its first token");
+    let who = |t: &str| {
+        let t = t.to_string();
+        async move { registry.authenticate(&t).await.expect("authenticate") }
+    };
+    assert_eq!(who(&token_a).await.map(|t| t.id), Some(a.id.clone()));
+    assert_eq!(who(&token_b).await.map(|t| t.id), Some(b.id.clone()));
+    let (again, second) = registry
+        .issue_token(&a.name)
+        .await
+        .expect("issue a second token");
+    assert_eq!(again.id, a.id);
+    assert_eq!(
+        again.active_tokens, 2,
+        "two live tokens after a second issue"
+    );
+    assert_eq!(who(&second).await.map(|t| t.id), Some(a.id.clone()));
+    assert_eq!(
+        registry.revoke_tokens(&a.id).await.expect("revoke"),
+        2,
+        "both live tokens are revoked"
+    );
+    assert_eq!(who(&token_a).await, None, "a revoked token is refused");
+    assert_eq!(who(&second).await, None, "every token is revoked");
+    assert_eq!(
+        who(&token_b).await.map(|t| t.id),
+        Some(b.id.clone()),
+        "another tenant's token is untouched"
+    );
+    let (_, third) = registry
+        .issue_token(&a.id)
+        .await
+        .expect("issue after revoke");
+    assert_eq!(who(&third).await.map(|t| t.id), Some(a.id.clone()));
+    let listed = registry.list().await.expect("list");
+    let acme = listed
+        .iter()
+        .find(|t| t.id == a.id)
+        .expect("the tenant is listed");
+    assert_eq!(acme.name, a.name);
+    assert_eq!(
+        acme.active_tokens, 1,
+        "only the token issued after the revoke is live"
+    );
+}
+
+/// A second tenant cannot take a name, and no name may look like a tenant id (so that
+/// `tenant token tn_...` can never reach the wrong tenant).
+pub async fn names_are_unique_and_never_ids<D: TenantDirectory + ?Sized>(
+    registry: &D,
+    prefix: &str,
+) {
+    let name = format!("{prefix}-unique");
+    let (first, _) = registry.create(&name).await.expect("create");
+    match registry.create(&name).await {
+        Err(TenantError::NameTaken(n)) => assert_eq!(n, name),
+        other => panic!("a taken name must be refused as NameTaken, got {other:?}"),
+    }
+    match registry.create(&first.id).await {
+        Err(TenantError::InvalidName { .. }) => {}
+        other => panic!("a name shaped like a tenant id must be refused, got {other:?}"),
+    }
+    for bad in ["", "   ", "a\u{7}b"] {
+        assert!(
+            matches!(
+                registry.create(bad).await,
+                Err(TenantError::InvalidName { .. })
+            ),
+            "name {bad:?} must be refused"
+        );
+    }
+    let (trimmed, _) = registry
+        .create(&format!("  {prefix}-trimmed  "))
+        .await
+        .expect("surrounding whitespace is trimmed");
+    assert_eq!(trimmed.name, format!("{prefix}-trimmed"));
+}
+
+/// `issue_token` and `revoke_tokens` take a tenant's id or its name.
+pub async fn a_tenant_is_found_by_id_or_name<D: TenantDirectory + ?Sized>(
+    registry: &D,
+    prefix: &str,
+) {
+    let (tenant, _) = registry
+        .create(&format!("{prefix}-byname"))
+        .await
+        .expect("create");
+    let (by_id, _) = registry.issue_token(&tenant.id).await.expect("by id");
+    let (by_name, _) = registry.issue_token(&tenant.name).await.expect("by name");
+    assert_eq!(by_id.id, tenant.id);
+    assert_eq!(by_name.id, tenant.id);
+    assert_eq!(by_name.active_tokens, 3);
+}
+
+/// Tokens that were never issued, or are not token-shaped, resolve to nobody; a tenant
+/// that does not exist is `NotFound`.
+pub async fn unknown_tokens_and_tenants_are_refused<D: TenantDirectory + ?Sized>(
+    registry: &D,
+    prefix: &str,
+) {
+    for token in [
+        "",
+        "tsu_nope",
+        "not a token",
+        &format!("tsu_{}", "0".repeat(64)),
+    ] {
+        assert_eq!(
+            registry.authenticate(token).await.expect("authenticate"),
+            None,
+            "token {token:?} must resolve to nobody"
+        );
+    }
+    let missing = format!("{prefix}-missing");
+    assert!(matches!(
+        registry.issue_token(&missing).await,
+        Err(TenantError::NotFound(_))
+    ));
+    assert!(matches!(
+        registry.revoke_tokens(&missing).await,
+        Err(TenantError::NotFound(_))
+    ));
+}
