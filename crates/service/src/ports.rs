@@ -66,6 +66,9 @@ pub trait SearchIndex: Send + Sync + 'static {
         &self,
         query: &ActivityQuery,
     ) -> Result<HashMap<String, LatestActivity>, ServiceError>;
+    /// The version of `key` that searches see now (a tombstone's version for a deleted
+    /// item), `None` when searches see nothing of it.
+    async fn visible_version(&self, key: &ItemKey) -> Result<Option<Version>, ServiceError>;
 }
 
 /// Whether the search index shows a write: the item at that version (or newer) and

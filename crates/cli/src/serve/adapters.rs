@@ -142,6 +142,10 @@ impl SearchIndex for EmbeddedSearch {
     ) -> Result<HashMap<String, LatestActivity>, ServiceError> {
         self.0.latest_activity_per_deal(query).map_err(search_error)
     }
+
+    async fn visible_version(&self, key: &ItemKey) -> Result<Option<Version>, ServiceError> {
+        self.0.held_version(key).map_err(search_error)
+    }
 }
 
 /// Read-your-writes over the embedded store and index: the index holds the item at the
