@@ -5,8 +5,6 @@
 //! - [`bench`]: the load-test commands.
 //! - [`commands`]: one module per subcommand.
 //! - [`lag`]: commit → searchable lag recording.
-//! - [`serve`]: `tsunagu serve`, the application (store, pipeline, HTTP API) in one
-//!   process, and the embedded adapters behind the API's ports.
 //! - [`sample`]: a realistic generator of sales activity.
 
 pub mod bench;
@@ -14,4 +12,3 @@ pub mod cli;
 pub mod commands;
 pub mod lag;
 pub mod sample;
-pub mod serve;

@@ -4,9 +4,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tsunagu::serve::RunningServer;
 use tsunagu_embedded_store::TenantRegistry;
 use tsunagu_runtime::config::Config;
+use tsunagu_runtime::serving::RunningServer;
 use tsunagu_service::tenants::TenantDirectory;
 
 /// A running application with two tenants.
@@ -40,7 +40,7 @@ impl TestApp {
         let registry = TenantRegistry::open(&cfg.tenants_path()).unwrap();
         let (_, a) = registry.create("tenant-a").await.unwrap();
         let (_, b) = registry.create("tenant-b").await.unwrap();
-        let server = tsunagu::serve::start(cfg, "127.0.0.1:0".parse().unwrap())
+        let server = tsunagu_runtime::serving::start(cfg, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let base = format!("http://{}", server.addr);
@@ -793,7 +793,7 @@ async fn shutdown_finishes_accepted_writes_and_they_are_searchable_after_a_resta
     }
     // Restart on the same directory: every accepted write is there and searchable.
     let cfg = config(dir.path(), "");
-    let server = tsunagu::serve::start(cfg, "127.0.0.1:0".parse().unwrap())
+    let server = tsunagu_runtime::serving::start(cfg, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let http = reqwest::Client::new();

@@ -232,6 +232,12 @@ pub struct ServerSection {
     /// On shutdown: how long in-flight requests and the pipeline's drain may take.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// Whether `serve` runs the replication pipeline in its process (a worker sharing
+    /// the shards through leases when `[leases]` is set). `false`: an API node only,
+    /// beside `tsunagu replicate` workers (not for an embedded index, which has one
+    /// writer).
+    #[serde(default = "default_true")]
+    pub replicate: bool,
 }
 
 impl Default for ServerSection {
@@ -242,8 +248,13 @@ impl Default for ServerSection {
             consistency_wait_ms: default_consistency_wait_ms(),
             request_timeout_ms: default_request_timeout_ms(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            replicate: true,
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> String {

@@ -9,6 +9,8 @@
 //!   `reconcile`, `status`, `dlq` and `bench lag --config` run on it.
 //! - [`embedded`]: the embedded deployment's files in one data directory (what `serve` and
 //!   `demo` run in one process) and resolving a data directory's config.
+//! - [`serving`]: the application served over HTTP on any deployment (`tsunagu serve`):
+//!   the use cases over the config's primary, index and tenant registry.
 //! - [`check`]: `tsunagu check`'s connectivity checks, and the exact sink-equals-primary
 //!   comparison the demo and the benchmarks end with.
 //! - `sinks` ([`SinkHandle`]), `recovery` (cleaning up after a retention backfill),
@@ -19,6 +21,7 @@ pub mod config;
 pub mod embedded;
 mod leased;
 mod recovery;
+pub mod serving;
 mod sinks;
 
 pub use embedded::{require_existing_store, resolve_config, Embedded};

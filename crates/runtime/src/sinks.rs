@@ -7,6 +7,7 @@ use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_engine::drift::VersionDigest;
 use tsunagu_engine::ports::Sink;
 use tsunagu_opensearch::OpenSearchSink;
+use tsunagu_service::ports::SearchIndex;
 
 /// An open sink of any kind.
 #[derive(Clone)]
@@ -49,14 +50,28 @@ impl SinkHandle {
         }
     }
 
-    /// Makes everything durable and releases the sink (the embedded index's lock).
+    /// The sink as the application's search port (`None`: a forwarder).
+    pub fn search_index(&self) -> Option<Arc<dyn SearchIndex>> {
+        match self {
+            SinkHandle::Embedded(index) => Some(Arc::clone(index) as Arc<dyn SearchIndex>),
+            SinkHandle::OpenSearch(_) => None, // TEMP until the OpenSearch search lands
+            SinkHandle::Kinesis(_) => None,
+        }
+    }
+
+    /// Makes everything durable and releases the sink (the embedded index's lock). An
+    /// index still referenced elsewhere (a request that outlived the shutdown grace) is
+    /// made durable; it closes when the last user drops it.
     pub async fn close(self) {
         match self {
-            SinkHandle::Embedded(index) => {
-                if let Ok(index) = Arc::try_unwrap(index) {
-                    index.close().await;
+            SinkHandle::Embedded(index) => match Arc::try_unwrap(index) {
+                Ok(index) => index.close().await,
+                Err(shared) => {
+                    if let Err(e) = Sink::flush(shared.as_ref()).await {
+                        tracing::warn!(error = %e, "making the index durable on close failed");
+                    }
                 }
-            }
+            },
             SinkHandle::OpenSearch(_) | SinkHandle::Kinesis(_) => {}
         }
     }

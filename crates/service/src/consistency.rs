@@ -15,6 +15,9 @@ const PREFIX: &str = "ct1.";
 pub struct ConsistencyToken {
     pub key: ItemKey,
     pub version: Version,
+    /// When the write was committed (µs since the epoch; 0 when it changed nothing):
+    /// every change committed before it must be visible too.
+    pub committed_at_us: i64,
 }
 
 impl ConsistencyToken {
@@ -37,14 +40,20 @@ impl ConsistencyToken {
             .map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         let mut parts = text.split('\u{1f}');
-        let (Some(version), Some(partition), Some(sort), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(version), Some(partition), Some(sort), committed, None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(bad());
         };
         Ok(Self {
             key: ItemKey::new(partition, sort),
             version: Version(version.parse().map_err(|_| bad())?),
+            // Tokens handed out before the commit time was added carry none.
+            committed_at_us: committed.map_or(Ok(0), str::parse).map_err(|_| bad())?,
         })
     }
 
@@ -58,7 +67,7 @@ impl ConsistencyToken {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            if visibility.shows(&self.key, self.version).await? {
+            if visibility.shows(self).await? {
                 return Ok(());
             }
             let waited = started.elapsed();
@@ -76,8 +85,8 @@ impl ConsistencyToken {
 impl fmt::Display for ConsistencyToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let raw = format!(
-            "{}\u{1f}{}\u{1f}{}",
-            self.version.0, self.key.partition, self.key.sort
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            self.version.0, self.key.partition, self.key.sort, self.committed_at_us
         );
         f.write_str(PREFIX)?;
         for b in raw.bytes() {
@@ -96,6 +105,7 @@ mod tests {
         let token = ConsistencyToken {
             key: ItemKey::new("dl_1", "activity#ac_1"),
             version: Version(42),
+            committed_at_us: 1_700_000_000_000_000,
         };
         assert_eq!(ConsistencyToken::parse(&token.to_string()).unwrap(), token);
         for bad in ["", "ct1.zz", "ct1.4142", "x", "ct1.31"] {

@@ -1,5 +1,6 @@
 //! What the use cases need from the outside world.
 
+use crate::consistency::ConsistencyToken;
 use crate::error::ServiceError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +24,9 @@ pub enum Expect {
 pub struct Committed {
     /// The item's version after the write (for a delete, the deletion's version).
     pub version: Version,
+    /// When the store committed it (the change record's `committed_at_us`), µs since the
+    /// epoch.
+    pub committed_at_us: i64,
 }
 
 /// Why a write did not happen.
@@ -75,7 +79,7 @@ pub trait SearchIndex: Send + Sync + 'static {
 /// everything committed before it, so that a search after several writes sees them all.
 #[async_trait]
 pub trait WriteVisibility: Send + Sync + 'static {
-    async fn shows(&self, key: &ItemKey, version: Version) -> Result<bool, ServiceError>;
+    async fn shows(&self, write: &ConsistencyToken) -> Result<bool, ServiceError>;
 }
 
 /// The time, injectable so rules on time are testable.

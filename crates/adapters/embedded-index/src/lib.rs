@@ -15,6 +15,7 @@
 //!   per-deal activity facts a deal search combines with them.
 //! - [`tokenizer`](mod@tokenizer): [`JaBigramTokenizer`], dictionary-free Japanese text analysis
 //!   (NFKC, lowercase, CJK bigrams, Latin words).
+//! - [`service`](mod@service): [`ActivityIndex`] as the application's search port.
 //! - [`error`](mod@error): [`IndexError`].
 //! - [`inspect`](mod@inspect): [`IndexSnapshot`], key hashes and versions from fast fields,
 //!   for reconciling the index with the primary.
@@ -29,6 +30,7 @@ pub mod inspect;
 pub mod query;
 pub mod records;
 mod schema;
+pub mod service;
 pub mod tokenizer;
 mod writer;
 

@@ -199,7 +199,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
     drop(embedded);
 
     // 2. Serve.
-    let server = crate::serve::start(config, "127.0.0.1:0".parse()?).await?;
+    let server = tsunagu_runtime::serving::start(config, "127.0.0.1:0".parse()?).await?;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)

@@ -9,6 +9,7 @@ pub mod migrate;
 mod reconcile;
 mod replicate;
 mod search;
+mod serve;
 mod status;
 mod tenant;
 
@@ -57,7 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            crate::serve::run(config, args.listen).await
+            serve::run(config, args.listen).await
         }
         Command::Tenant { command } => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;

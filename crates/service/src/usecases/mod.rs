@@ -52,7 +52,11 @@ impl<T> Written<T> {
         Self {
             value,
             version,
-            token: ConsistencyToken { key, version },
+            token: ConsistencyToken {
+                key,
+                version,
+                committed_at_us: 0,
+            },
         }
     }
 }
@@ -174,10 +178,17 @@ impl Service {
         id: &str,
     ) -> Result<Written<T>, ServiceError> {
         match committed {
-            Ok(Committed { version }) => Ok(Written {
+            Ok(Committed {
+                version,
+                committed_at_us,
+            }) => Ok(Written {
                 value,
                 version,
-                token: ConsistencyToken { key, version },
+                token: ConsistencyToken {
+                    key,
+                    version,
+                    committed_at_us,
+                },
             }),
             Err(WriteRejected::Conflict { current }) => match expect {
                 Expect::Version(sent) => Err(ServiceError::Conflict {
