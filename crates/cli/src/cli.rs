@@ -53,7 +53,7 @@ pub enum Command {
     /// Load tests: lag at a rate, the original scenarios, the machine's limits.
     Bench {
         #[command(subcommand)]
-        command: crate::bench::BenchCommand,
+        command: tsunagu_bench::BenchCommand,
     },
     /// Bootstrap a consumer from the items already in the primary, then hand over to the
     /// change stream with no gap (creates the consumer if it does not exist).

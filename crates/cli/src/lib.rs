@@ -1,14 +1,9 @@
-//! The `tsunagu` binary's library: everything between the command line and the crates
-//! that do the work.
+//! The `tsunagu` binary's library: the command line and printing, over
+//! `tsunagu-runtime` (which assembles everything from the config) and `tsunagu-bench`
+//! (the load tests).
 //!
 //! - [`cli`]: subcommands and flags.
-//! - [`bench`]: the load-test commands.
 //! - [`commands`]: one module per subcommand.
-//! - [`lag`]: commit → searchable lag recording.
-//! - [`sample`]: a realistic generator of sales activity.
 
-pub mod bench;
 pub mod cli;
 pub mod commands;
-pub mod lag;
-pub mod sample;

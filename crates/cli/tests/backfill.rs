@@ -5,7 +5,7 @@ use chrono::Utc;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::sample::Sample;
+use tsunagu_bench::sample::Sample;
 use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions};
 use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_engine::ports::ApplyObserver;

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::sample::Sample;
+use tsunagu_bench::sample::Sample;
 use tsunagu_domain::{Entity, ItemKey};
 use tsunagu_engine::ports::{Condition, WriteOp};
 use tsunagu_runtime::config::Config;

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::sample::Sample;
+use tsunagu_bench::sample::Sample;
 use tsunagu_domain::{
     ChangeKind, ChangeRecord, Entity, Image, ItemKey, Position, ShardId, Version,
 };

@@ -7,7 +7,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tsunagu::sample::Sample;
+use tsunagu_bench::sample::Sample;
 use tsunagu_domain::{ChangeRecord, Entity};
 use tsunagu_embedded_store::Condition;
 use tsunagu_engine::ports::{ChangeSource, DeadLetterQueue, ReadFrom, Sink};

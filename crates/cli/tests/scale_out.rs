@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tsunagu::sample::Sample;
+use tsunagu_bench::sample::Sample;
 use tsunagu_domain::{ActivityLog, Entity, ItemKey, Version};
 use tsunagu_embedded_store::{Condition, EmbeddedState, EmbeddedStore, StoreOptions};
 use tsunagu_engine::ports::LeaseStore;

@@ -6,13 +6,13 @@
 use super::search::{print_buckets, print_page};
 use super::wait_caught_up;
 use crate::cli::DemoArgs;
-use crate::lag::LagRecorder;
-use crate::sample::{Sample, TENANTS};
 use anyhow::Context;
 use chrono::{Duration as Days, Utc};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tsunagu_bench::lag::LagRecorder;
+use tsunagu_bench::sample::{Sample, TENANTS};
 use tsunagu_domain::{ActionType, ActivityLog, Entity};
 use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, GroupBy};
 use tsunagu_embedded_store::{Condition, WriteOp};

@@ -65,7 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant::run(&config, command).await
         }
         Command::Migrate { command } => migrate::run(command).await,
-        Command::Bench { command } => crate::bench::run(command, data_dir.as_deref()).await,
+        Command::Bench { command } => tsunagu_bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
             tsunagu_runtime::require_existing_store(&config)?;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tsunagu::sample::Sample;
+use tsunagu_bench::sample::Sample;
 use tsunagu_domain::{Entity, ItemKey};
 use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::{Condition, EmbeddedStore, WriteOp};

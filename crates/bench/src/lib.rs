@@ -1,5 +1,6 @@
 //! `tsunagu bench`: the load tests the original team ran by hand, as commands that print
-//! their figures.
+//! their figures, in their own crate so the product's core carries none of them. The
+//! binary parses `tsunagu bench ...` into [`BenchCommand`] and calls [`run`].
 //!
 //! - `lag`: one open-loop run at a fixed rate ([`run`]), with the correctness check.
 //! - `sweep`: the original four scenarios, then the highest sustained rate ([`sweep`]).
@@ -9,14 +10,17 @@
 //!
 //! Supporting modules: [`schedule`] (fixed write times), [`workload`] (what is written),
 //! [`measure`] (joining writes with visibility into histograms), [`chart`] (SVG),
-//! [`sys`] (CPU and memory).
+//! [`sys`] (CPU and memory), [`lag`] (commit → searchable lag recording) and [`sample`]
+//! (a realistic generator of sales activity, which the demo writes too).
 
 pub mod api;
 pub mod chart;
 pub mod drift;
+pub mod lag;
 pub mod limits;
 pub mod measure;
 pub mod run;
+pub mod sample;
 pub mod schedule;
 pub mod sweep;
 pub mod sys;
