@@ -46,12 +46,19 @@ impl Refresh {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Analyzer {
-    /// The built-in `cjk` analyzer: width folding, lowercasing and CJK bigrams, the same
-    /// idea as the embedded index's tokenizer. Works on every cluster, no plugin.
+    /// A custom analyzer equal to the embedded index's tokenizer (NFKC by a `mapping`
+    /// char filter, separators, the `standard` tokenizer, `cjk_width`, `lowercase`,
+    /// `cjk_bigram`; see [`crate::analysis`]), so searches find the same memos on both.
+    /// Works on every cluster, no plugin.
     #[default]
     Cjk,
+    /// The same as [`Analyzer::Cjk`] with the ICU plugin's `icu_normalizer` doing NFKC
+    /// (complete, where the mapping covers the blocks Japanese text uses): needs the
+    /// `analysis-icu` plugin on every node.
+    CjkIcu,
     /// `kuromoji` morphological analysis: needs the `analysis-kuromoji` plugin installed
-    /// on every node (index creation fails with a clear error otherwise).
+    /// on every node (index creation fails with a clear error otherwise). Finds words
+    /// rather than substrings: searches differ from the embedded index's.
     Kuromoji,
 }
 
@@ -59,6 +66,7 @@ impl Analyzer {
     pub fn as_str(self) -> &'static str {
         match self {
             Analyzer::Cjk => "cjk",
+            Analyzer::CjkIcu => "cjk_icu",
             Analyzer::Kuromoji => "kuromoji",
         }
     }
@@ -112,7 +120,7 @@ pub struct OpenSearchConfig {
     /// Timeout of one HTTP request, connection included. Default 30,000 ms.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
-    /// `cjk` (default) or `kuromoji`; see [`Analyzer`]. Applies when the index is created.
+    /// `cjk` (default), `cjk_icu` or `kuromoji`; see [`Analyzer`]. Applies when the index is created.
     #[serde(default)]
     pub analyzer: Analyzer,
     /// Primary shards of a newly created index. Default 1.

@@ -67,14 +67,31 @@ fn unescape(part: &str) -> Option<String> {
     Some(out)
 }
 
+/// The `sort_key` of an item: its stable hash as 16 lowercase hex digits, so that the
+/// keyword order is the hash's order as a u64 (the embedded index's tie-breaker). A long
+/// cannot carry it: `sort_hash` holds the u64's bits, which order hashes ≥ 2^63 first, and
+/// some OpenSearch-API servers compare longs as doubles (53 bits).
+pub fn sort_key(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+/// The inverse of [`sort_key`].
+pub fn parse_sort_key(text: &str) -> Option<u64> {
+    (text.len() == 16)
+        .then(|| u64::from_str_radix(text, 16).ok())
+        .flatten()
+}
+
 /// Fields every document has.
 fn common(key: &ItemKey, version: Version, kind: &str, committed_at_us: i64, now_us: i64) -> Value {
+    let hash = key.stable_hash();
     json!({
         "key": doc_id(key),
         "kind": kind,
         "version": version.0,
         // The embedded index's stable tie-breaker; a u64 stored bit for bit in a long.
-        "sort_hash": key.stable_hash() as i64,
+        "sort_hash": hash as i64,
+        "sort_key": sort_key(hash),
         "committed_at_us": committed_at_us,
         "indexed_at_us": now_us,
     })
@@ -105,6 +122,7 @@ pub fn entity_doc(
             "result": a.result,
             "tags": a.tags,
             "occurred_at": a.occurred_at,
+            "occurred_at_us": a.occurred_at.timestamp_micros(),
             "memo": a.memo,
         }),
         Entity::Company(c) => json!({
@@ -114,6 +132,7 @@ pub fn entity_doc(
             "prefecture": c.prefecture,
             "industry": c.industry,
             "occurred_at": c.created_at,
+            "occurred_at_us": c.created_at.timestamp_micros(),
         }),
         Entity::Deal(d) => json!({
             "tenant_id": d.tenant_id,
@@ -126,12 +145,14 @@ pub fn entity_doc(
             "close_date": d.expected_close_date,
             "tags": d.tags,
             "occurred_at": d.created_at,
+            "occurred_at_us": d.created_at.timestamp_micros(),
         }),
         Entity::SalesList(l) => json!({
             "tenant_id": l.tenant_id,
             "title": l.name,
             "deal_id": l.deal_ids,
             "occurred_at": l.created_at,
+            "occurred_at_us": l.created_at.timestamp_micros(),
         }),
     };
     if let (Value::Object(doc), Value::Object(fields)) = (&mut doc, fields) {
@@ -164,6 +185,7 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
     for name in [
         "key",
         "kind",
+        "sort_key",
         "tenant_id",
         "deal_id",
         "company_id",
@@ -181,6 +203,7 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
         "version",
         "amount",
         "sort_hash",
+        "occurred_at_us",
         "committed_at_us",
         "indexed_at_us",
     ] {
@@ -191,9 +214,10 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
     properties.insert("occurred_at".into(), json!({"type": "date"}));
     properties.insert("close_date".into(), json!({"type": "date"}));
     properties.insert("source".into(), json!({"type": "object", "enabled": false}));
-    let analyzer = match config.analyzer {
-        Analyzer::Cjk => json!({"type": "cjk"}),
-        Analyzer::Kuromoji => json!({"type": "kuromoji"}),
+    let analysis = match config.analyzer {
+        Analyzer::Cjk => crate::analysis::analyzer_settings(JA_ANALYZER, false),
+        Analyzer::CjkIcu => crate::analysis::analyzer_settings(JA_ANALYZER, true),
+        Analyzer::Kuromoji => json!({"analyzer": {JA_ANALYZER: {"type": "kuromoji"}}}),
     };
     json!({
         "settings": {
@@ -205,7 +229,7 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
             // kept: drift repair deletes a document written outside the sink and writes
             // the primary's version, which the cluster would otherwise refuse for 60 s.
             "index.gc_deletes": "0s",
-            "analysis": {"analyzer": {JA_ANALYZER: analyzer}},
+            "analysis": analysis,
         },
         "mappings": {
             // A field the sink does not know is a bug, not a new column.
@@ -214,6 +238,11 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
         },
     })
 }
+
+/// Fields searches sort and page on, added after the first release: the sink adds them to
+/// an existing index that lacks them ([`crate::OpenSearchSink::ensure_index`]), and
+/// documents written before need a backfill to carry them (see `docs/opensearch.md`).
+pub const SEARCH_FIELDS: [(&str, &str); 2] = [("occurred_at_us", "long"), ("sort_key", "keyword")];
 
 /// Fields whose mapping an existing index must have for the sink to work (checked on
 /// start, so that writing to a foreign index fails loudly instead of subtly).
@@ -277,7 +306,24 @@ mod tests {
         assert_eq!(tomb["kind"], "tombstone");
         assert_eq!(
             body["settings"]["analysis"]["analyzer"][JA_ANALYZER]["type"],
-            "cjk"
+            "custom"
         );
+        assert_eq!(doc["sort_key"], sort_key(activity.key().stable_hash()));
+        assert_eq!(doc["occurred_at_us"], 1_767_225_600_000_000i64);
+        for (field, kind) in SEARCH_FIELDS {
+            assert_eq!(mapped[field]["type"], kind);
+        }
+    }
+
+    #[test]
+    fn sort_keys_order_as_u64() {
+        let hashes = [0u64, 1, (1 << 63) - 1, 1 << 63, u64::MAX];
+        for pair in hashes.windows(2) {
+            assert!(sort_key(pair[0]) < sort_key(pair[1]));
+        }
+        for h in hashes {
+            assert_eq!(parse_sort_key(&sort_key(h)), Some(h));
+        }
+        assert_eq!(parse_sort_key("xyz"), None);
     }
 }

@@ -50,29 +50,12 @@ impl OpenSearchSink {
     ) -> Result<u64, OpenSearchError> {
         let index = self.config().index.clone();
         let what = format!("POST /{index}/_search");
-        // 10 000 is both clusters' default `index.max_result_window`.
-        let size = page_size.clamp(1, 10_000);
-        let mut seen = 0u64;
-        let mut after: Option<Value> = None;
-        loop {
-            let mut query = json!({
-                "size": size,
-                "query": live_documents(),
-                "sort": [{"key": "asc"}],
-                "_source": ["version"],
-                "track_total_hits": false,
-            });
-            if let Some(after) = after.take() {
-                query["search_after"] = after;
-            }
-            let page = self
-                .request_json(Method::POST, &[&index, "_search"], &[], Some(&query), &what)
-                .await?;
-            let hits = page["hits"]["hits"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for hit in hits {
+        self.for_each_hit(
+            live_documents(),
+            json!([{"key": "asc"}]),
+            json!(["version"]),
+            page_size,
+            |hit| {
                 let id = hit["_id"].as_str().unwrap_or_default();
                 let key = parse_doc_id(id).ok_or_else(|| {
                     self.unreadable(
@@ -84,6 +67,52 @@ impl OpenSearchSink {
                     self.unreadable(&what, format!("document {id:?} has no `version`"))
                 })?;
                 each(key, Version(version));
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Calls `each` with every hit of `query` (a query clause), in `sort` order, reading
+    /// pages of `page_size` continued with `search_after`: memory stays one page, and no
+    /// scroll context or result window limits the number of hits. `sort` must end in a
+    /// field unique per document whose sort values JSON carries exactly (a keyword, as
+    /// `key`), or pages could skip or repeat hits. `source` is the `_source` filter.
+    /// Returns the number of hits seen; stops at the first error `each` returns.
+    pub async fn for_each_hit(
+        &self,
+        query: Value,
+        sort: Value,
+        source: Value,
+        page_size: usize,
+        mut each: impl FnMut(&Value) -> Result<(), OpenSearchError> + Send,
+    ) -> Result<u64, OpenSearchError> {
+        let index = self.config().index.clone();
+        let what = format!("POST /{index}/_search");
+        // 10 000 is both clusters' default `index.max_result_window`.
+        let size = page_size.clamp(1, 10_000);
+        let mut seen = 0u64;
+        let mut after: Option<Value> = None;
+        loop {
+            let mut body = json!({
+                "size": size,
+                "query": query,
+                "sort": sort,
+                "_source": source,
+                "track_total_hits": false,
+            });
+            if let Some(after) = after.take() {
+                body["search_after"] = after;
+            }
+            let page = self
+                .request_json(Method::POST, &[&index, "_search"], &[], Some(&body), &what)
+                .await?;
+            let hits = page["hits"]["hits"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for hit in hits {
+                each(hit)?;
                 seen += 1;
             }
             // A full page may have a successor; a short one is the last.
@@ -150,7 +179,7 @@ impl OpenSearchSink {
         Ok(held)
     }
 
-    fn unreadable(&self, what: &str, message: String) -> OpenSearchError {
+    pub(crate) fn unreadable(&self, what: &str, message: String) -> OpenSearchError {
         OpenSearchError::Unusable {
             url: redact_url(&self.config().url),
             what: what.to_string(),

@@ -8,6 +8,11 @@
 //!   rustls), index creation on start, the [`tsunagu_engine::ports::Sink`] implementation,
 //!   `check()` for `tsunagu check`, and the read-back API (`live_versions`,
 //!   `held_version`, `refresh`).
+//! - [`search`](mod@search): [`OpenSearchSearch`], the service's
+//!   [`tsunagu_service::ports::SearchIndex`] over the index, with the embedded index's
+//!   filters, text matching, order, cursors and aggregations.
+//! - [`analysis`](mod@analysis): the Japanese analyzer of the index settings, equivalent
+//!   to the embedded tokenizer, and its client-side half for query building.
 //! - [`drift`](mod@drift): the sink as the index side of drift detection and repair
 //!   ([`tsunagu_engine::drift::VersionDigest`]): digests folded from `search_after` pages,
 //!   held versions by real-time `_mget`.
@@ -15,8 +20,8 @@
 //!   and mapping each item of a response (201/200 applied, 409 stale = success, 429/5xx
 //!   retryable, 400 permanent) and a whole failed request to an outcome.
 //! - [`document`](mod@document): document ids from item keys, the documents of entities
-//!   and tombstones, and the index settings and mapping (Japanese analysis by `cjk` or
-//!   `kuromoji`).
+//!   and tombstones, and the index settings and mapping (Japanese analysis by `cjk`,
+//!   `cjk_icu` or `kuromoji`).
 //! - [`secret`](mod@secret): [`Secret`] and [`redact_url`]: credentials never reach logs or
 //!   errors.
 //! - [`error`](mod@error): [`OpenSearchError`].
@@ -27,11 +32,13 @@
 //! deletion's version instead of deleting, so a stale replay cannot resurrect the item;
 //! searches must filter `kind: tombstone` out.
 
+pub mod analysis;
 pub mod bulk;
 pub mod config;
 pub mod document;
 pub mod drift;
 pub mod error;
+pub mod search;
 pub mod secret;
 pub mod sink;
 
@@ -39,5 +46,6 @@ pub use config::{Analyzer, OpenSearchConfig, Refresh};
 pub use error::OpenSearchError;
 /// The HTTP method of [`OpenSearchSink::request_json`].
 pub use reqwest::Method;
+pub use search::OpenSearchSearch;
 pub use secret::{redact_url, Secret};
 pub use sink::{ClusterInfo, OpenSearchSink};

@@ -9,6 +9,7 @@ use crate::bulk::{
 use crate::config::{OpenSearchConfig, Refresh};
 use crate::document::{
     doc_id, entity_doc, index_body, tombstone_doc, KIND_TOMBSTONE, MAX_ID_BYTES, REQUIRED_FIELDS,
+    SEARCH_FIELDS,
 };
 use crate::error::{chain, OpenSearchError};
 use crate::secret::{redact_url, Secret};
@@ -256,6 +257,17 @@ impl OpenSearchSink {
                 // Another process created it between our check and our create.
                 Err(CallError::Status(400, body))
                     if error_detail(&body).starts_with("resource_already_exists_exception") => {}
+                Err(CallError::Status(400, body))
+                    if error_detail(&body).contains("icu_normalizer") =>
+                {
+                    return Err(self.unusable(
+                        &what,
+                        format!(
+                            "the icu_normalizer char filter is not available ({}); install the analysis-icu plugin on every node or set analyzer = \"cjk\"",
+                            error_detail(&body)
+                        ),
+                    ));
+                }
                 Err(CallError::Status(400, body)) if error_detail(&body).contains("kuromoji") => {
                     return Err(self.unusable(
                         &what,
@@ -268,10 +280,46 @@ impl OpenSearchSink {
                 Err(e) => return Err(self.error(what, e)),
             }
         }
-        self.check_mapping().await
+        let properties = self.check_mapping().await?;
+        self.ensure_search_fields(&properties).await
     }
 
-    async fn check_mapping(&self) -> Result<(), OpenSearchError> {
+    /// Adds the fields searches sort on ([`SEARCH_FIELDS`]) to an index created before
+    /// they existed (adding fields to a mapping is allowed in place). Documents written
+    /// before lack them (and sort last) until the `_update_by_query` of
+    /// `docs/opensearch.md` fills them in: a backfill would not, since the version guard
+    /// refuses rewriting a document at its own version.
+    async fn ensure_search_fields(&self, properties: &Value) -> Result<(), OpenSearchError> {
+        let missing: serde_json::Map<String, Value> = SEARCH_FIELDS
+            .iter()
+            .filter(|(field, _)| properties[*field]["type"].as_str().is_none())
+            .map(|(field, kind)| (field.to_string(), json!({ "type": kind })))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let index = self.config.index.clone();
+        let what = format!("PUT /{index}/_mapping");
+        let fields: Vec<String> = missing.keys().cloned().collect();
+        self.request_json(
+            Method::PUT,
+            &[&index, "_mapping"],
+            &[],
+            Some(&json!({ "properties": missing })),
+            &what,
+        )
+        .await?;
+        tracing::warn!(
+            url = %self.shown,
+            index = %index,
+            fields = %fields.join(","),
+            "added the search fields to the index mapping; fill them in on older documents with the _update_by_query of docs/opensearch.md"
+        );
+        Ok(())
+    }
+
+    /// Checks the fields the sink needs; returns the index's mapped properties.
+    async fn check_mapping(&self) -> Result<Value, OpenSearchError> {
         let index = self.config.index.clone();
         let what = format!("GET /{index}/_mapping");
         let body = self
@@ -294,7 +342,7 @@ impl OpenSearchSink {
                 ));
             }
         }
-        Ok(())
+        Ok(properties.cloned().unwrap_or(Value::Null))
     }
 
     /// Makes everything written so far searchable now (`POST /<index>/_refresh`).
