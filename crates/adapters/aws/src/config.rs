@@ -352,6 +352,30 @@ impl StateTableConfig {
     }
 }
 
+/// `[tenants] type = "dynamodb"`: the tenant registry's table, shared by every API
+/// server and operator machine (string keys `pk` and `sk`; layout in [`crate::tenants`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantTableConfig {
+    pub table_name: String,
+    /// Create the table (on-demand billing) when it does not exist.
+    #[serde(default)]
+    pub create_if_missing: bool,
+}
+
+impl TenantTableConfig {
+    pub fn named(table_name: impl Into<String>) -> Self {
+        Self {
+            table_name: table_name.into(),
+            create_if_missing: false,
+        }
+    }
+
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        check_table(prefix, "table_name", &self.table_name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +394,10 @@ mod tests {
         assert_eq!(KinesisConfig::named("changes").validate("source"), Ok(()));
         assert_eq!(LeaseTableConfig::named("leases").validate("leases"), Ok(()));
         assert_eq!(StateTableConfig::named("state").validate("state"), Ok(()));
+        assert_eq!(
+            TenantTableConfig::named("tenants").validate("tenants"),
+            Ok(())
+        );
     }
 
     #[test]
@@ -393,6 +421,13 @@ mod tests {
                 .unwrap_err()
                 .field,
             "state.table_name"
+        );
+        assert_eq!(
+            TenantTableConfig::named("t!")
+                .validate("tenants")
+                .unwrap_err()
+                .field,
+            "tenants.table_name"
         );
         let mut kinesis = KinesisConfig::named("changes");
         kinesis.shard_count = 0;

@@ -22,6 +22,9 @@
 //!   table ([`tsunagu_engine::ports::DeadLetterQueue`] +
 //!   [`tsunagu_engine::backfill::BackfillProgressStore`]), shared by every worker and
 //!   operator machine; letters too large for one item are split over part items.
+//! - [`tenants`]: [`DynamoTenantDirectory`], the tenant registry in a DynamoDB table
+//!   ([`tsunagu_service::tenants::TenantDirectory`]), shared by every API server: unique
+//!   names by a name claim written in the tenant's transaction, tokens found by digest.
 //!
 //! Every adapter has a `connect(&AwsConfig, &its config)` constructor and a `check()` for
 //! `tsunagu check`. Credentials come from the SDK's default chain and are never logged.
@@ -35,16 +38,18 @@ pub mod leases;
 pub mod shards;
 pub mod state;
 pub mod streams;
+pub mod tenants;
 
 pub use config::{
     AwsConfig, DynamoStreamsConfig, DynamoTableConfig, KinesisConfig, LeaseTableConfig,
-    StateTableConfig,
+    StateTableConfig, TenantTableConfig,
 };
 pub use dynamo::DynamoStore;
 pub use kinesis::{KinesisForwarder, KinesisSource};
 pub use leases::DynamoLeaseStore;
 pub use state::DynamoStateStore;
 pub use streams::DynamoStreamsSource;
+pub use tenants::DynamoTenantDirectory;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;

@@ -1,7 +1,7 @@
 //! The AWS adapters against local test peers: DynamoDB and DynamoDB Streams on moto
 //! (`eval "$(scripts/test-peers/moto.sh start)"`), Kinesis on kinesalite
-//! (`eval "$(scripts/test-peers/kinesalite.sh start)"`). A test whose peer is not running
-//! prints "skipped: ..." and passes.
+//! (`eval "$(scripts/test-peers/kinesalite.sh start)"`), the tenant registry on moto too.
+//! A test whose peer is not running prints "skipped: ..." and passes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tsunagu_aws::{
     AwsConfig, DynamoLeaseStore, DynamoStateStore, DynamoStore, DynamoStreamsConfig,
-    DynamoStreamsSource, DynamoTableConfig, KinesisConfig, KinesisForwarder, KinesisSource,
-    LeaseTableConfig, StateTableConfig,
+    DynamoStreamsSource, DynamoTableConfig, DynamoTenantDirectory, KinesisConfig, KinesisForwarder,
+    KinesisSource, LeaseTableConfig, StateTableConfig, TenantTableConfig,
 };
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_embedded_store::{EmbeddedStore, StoreOptions};
@@ -23,6 +23,7 @@ use tsunagu_engine::ports::{
 };
 use tsunagu_engine::status::ShardState;
 use tsunagu_engine::{Consumer, ConsumerConfig, Engine};
+use tsunagu_service::tenants::{TenantDirectory, TenantError};
 
 fn peer(var: &str) -> Option<AwsConfig> {
     let url = std::env::var(var).ok().filter(|u| !u.is_empty())?;
@@ -402,6 +403,232 @@ async fn a_missing_state_table_is_reported_with_what_to_do() {
         store.check().await.is_err(),
         "check reports the missing table"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The tenant registry
+// ---------------------------------------------------------------------------------------
+
+/// A registry on `table` with its own SDK client, as another process would have.
+async fn tenant_directory(aws: &AwsConfig, table: &str) -> DynamoTenantDirectory {
+    let mut config = TenantTableConfig::named(table);
+    config.create_if_missing = true;
+    DynamoTenantDirectory::connect(aws, &config)
+        .await
+        .expect("tenant table on moto")
+}
+
+/// Sends the requests of every client built over it one at a time (`turn`), in whatever
+/// order the callers reach it.
+///
+/// moto applies a `TransactWriteItems` without isolation: two transactions can both pass
+/// a condition before either writes, and a cancelled one is rolled back by restoring a
+/// copy of the table taken when it began, erasing what others wrote meanwhile. DynamoDB
+/// serializes transactions. Racing registries are therefore tested over moto with one
+/// request in flight at a time: their calls still interleave at every request boundary,
+/// which is all DynamoDB promises.
+#[derive(Debug, Clone)]
+struct OneAtATime {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Debug)]
+struct OneAtATimeConnector {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for OneAtATime {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        aws_smithy_runtime_api::client::http::SharedHttpConnector::new(OneAtATimeConnector {
+            inner: self.inner.http_connector(settings, components),
+            turn: self.turn.clone(),
+        })
+    }
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for OneAtATimeConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let (inner, turn) = (self.inner.clone(), self.turn.clone());
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            let _turn = turn.lock().await;
+            inner.call(request).await
+        })
+    }
+}
+
+/// Registries on one table, each with its own SDK client (as separate processes have),
+/// whose requests reach moto one at a time (see [`OneAtATime`]).
+async fn racing_directories(aws: &AwsConfig, table: &str) -> Vec<Arc<DynamoTenantDirectory>> {
+    let http = OneAtATime {
+        inner: aws_smithy_http_client::Builder::new().build_http(),
+        turn: Arc::new(tokio::sync::Mutex::new(())),
+    };
+    let mut config = TenantTableConfig::named(table);
+    config.create_if_missing = true;
+    let mut registries = Vec::new();
+    for _ in 0..2 {
+        let sdk = tsunagu_aws::sdk_config(aws)
+            .await
+            .expect("sdk")
+            .into_builder()
+            .http_client(http.clone())
+            .build();
+        let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let registry = DynamoTenantDirectory::with_client(client, &config)
+            .await
+            .expect("tenant table on moto");
+        registries.push(Arc::new(registry));
+    }
+    registries
+}
+
+#[tokio::test]
+async fn dynamo_tenants_honour_the_tenant_contract() {
+    let Some(aws) = moto() else { return };
+    let registry = tenant_directory(&aws, &unique("tenant-contract")).await;
+    assert!(registry
+        .check()
+        .await
+        .expect("check")
+        .contains("tenant table"));
+    tsunagu_conformance::tenants::check_all(&registry, "conf").await;
+    let listed = registry.list().await.expect("list");
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| (w[0].created_at_us, &w[0].id) <= (w[1].created_at_us, &w[1].id)),
+        "oldest first: {listed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_racing_for_one_name_let_exactly_one_win() {
+    let Some(aws) = moto() else { return };
+    let registries = racing_directories(&aws, &unique("tenant-race")).await;
+    let (a, b) = (registries[0].clone(), registries[1].clone());
+    for round in 0..8 {
+        let name = format!("race-{round}");
+        // Four creates of one name from two processes (clients) at once.
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let registry = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let name = name.clone();
+                tokio::spawn(async move { registry.create(&name).await })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(created) => won.push(created),
+                Err(TenantError::NameTaken(taken)) => assert_eq!(taken, name),
+                Err(other) => panic!("a losing create must be NameTaken, got {other:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: exactly one create wins");
+        let (tenant, token) = &won[0];
+        let listed: Vec<_> = a
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|t| t.name == name)
+            .collect();
+        assert_eq!(listed, vec![tenant.clone()], "one tenant holds the name");
+        for registry in [&a, &b] {
+            assert_eq!(
+                registry.authenticate(token).await.expect("authenticate"),
+                Some(tenant.clone()),
+                "the winner's token works on every registry"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_issues_and_revokes_keep_active_tokens_exact() {
+    let Some(aws) = moto() else { return };
+    let registries = racing_directories(&aws, &unique("tenant-tokens")).await;
+    let (a, b) = (registries[0].clone(), registries[1].clone());
+    let (tenant, first) = a.create("acme").await.expect("create");
+    // More tokens than one revoke transaction takes, issued from both registries at once.
+    let issues: Vec<_> = (0..2 * tsunagu_aws::tenants::REVOKE_CHUNK + 3)
+        .map(|i| {
+            let registry = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let id = tenant.id.clone();
+            tokio::spawn(async move { registry.issue_token(&id).await })
+        })
+        .collect();
+    let mut tokens = vec![first];
+    for task in issues {
+        tokens.push(task.await.expect("task").expect("issue").1);
+    }
+    let active = |registry: Arc<DynamoTenantDirectory>| async move {
+        registry
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .find(|t| t.name == "acme")
+            .expect("listed")
+            .active_tokens
+    };
+    assert_eq!(active(b.clone()).await, tokens.len() as u64);
+    // Two operators revoke at once: every token is counted by exactly one of them.
+    let (ra, rb) = tokio::join!(a.revoke_tokens("acme"), b.revoke_tokens(&tenant.id));
+    assert_eq!(
+        ra.expect("revoke") + rb.expect("revoke"),
+        tokens.len() as u64,
+        "each live token is revoked once"
+    );
+    assert_eq!(active(a.clone()).await, 0);
+    for token in &tokens {
+        assert_eq!(b.authenticate(token).await.expect("authenticate"), None);
+    }
+    assert_eq!(a.revoke_tokens("acme").await.expect("revoke again"), 0);
+}
+
+#[tokio::test]
+async fn a_missing_tenant_table_is_reported_with_what_to_do() {
+    let Some(aws) = moto() else { return };
+    let table = unique("tenants-absent");
+    let error = DynamoTenantDirectory::connect(&aws, &TenantTableConfig::named(&table))
+        .await
+        .err()
+        .expect("a missing table without create_if_missing must fail");
+    let text = error.to_string();
+    assert!(
+        text.contains(&table) && text.contains("tenants.create_if_missing"),
+        "{text}"
+    );
+
+    // A table deleted under a running registry: calls fail as Unavailable, naming it.
+    let registry = tenant_directory(&aws, &table).await;
+    let (_, token) = registry.create("acme").await.expect("create");
+    let client = aws_sdk_dynamodb::Client::new(&tsunagu_aws::sdk_config(&aws).await.expect("sdk"));
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete the table");
+    match registry.authenticate(&token).await {
+        Err(TenantError::Unavailable(message)) => assert!(message.contains(&table), "{message}"),
+        other => panic!("authenticate on a deleted table must be Unavailable, got {other:?}"),
+    }
+    assert!(matches!(
+        registry.create("globex").await,
+        Err(TenantError::Unavailable(_))
+    ));
+    assert!(registry.check().await.is_err());
 }
 
 /// The embedded store, each change forwarded to Kinesis as it commits: the Kinesis
@@ -858,9 +1085,12 @@ impl Expected {
         let keys: Vec<ItemKey> = ops.iter().map(|op| op.key().clone()).collect();
         let outcomes = store.write_many(ops).await.expect("write_many");
         for (key, outcome) in keys.into_iter().zip(outcomes) {
-            match outcome.expect("write").version {
-                Some(version) => self.0.insert(key, version),
-                None => self.0.remove(&key),
+            // A delete that removed an item reports the deletion's version: the item is
+            // gone all the same.
+            let outcome = outcome.expect("write");
+            match (outcome.change, outcome.version) {
+                (Some(ChangeKind::Remove), _) | (_, None) => self.0.remove(&key),
+                (_, Some(version)) => self.0.insert(key, version),
             };
         }
     }
