@@ -17,12 +17,15 @@
 //! - [`dlq`]: the dead-letter queue ([`tsunagu_engine::ports::DeadLetterQueue`]).
 //! - [`backfill_progress`]: where backfills stand
 //!   ([`tsunagu_engine::backfill::BackfillProgressStore`]).
+//! - [`search`]: the service's search index ([`tsunagu_service::ports::SearchIndex`]),
+//!   loaded through its sink, with the embedded index's answers.
 //! - [`tenants`]: the tenant registry ([`tsunagu_service::tenants::TenantDirectory`]).
 
 pub mod backfill_progress;
 pub mod dlq;
 pub mod drift;
 pub mod lease;
+pub mod search;
 pub mod sink;
 pub mod source;
 pub mod store;
