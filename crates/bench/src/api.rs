@@ -1,8 +1,10 @@
-//! `tsunagu bench api`: the application's HTTP API under load, through a real socket.
+//! `tsunagu bench api`: the application's HTTP API under load, through a real socket, on
+//! the embedded defaults (a fresh data directory) or on the deployment `--config` names
+//! (DynamoDB + OpenSearch: fresh tables and index are the caller's to choose).
 //!
 //! 1. Loads a tenant with `--deals` deals (and their companies) and `--activities`
-//!    activities straight into the store, then backfills the index.
-//! 2. Starts the server (store, pipeline, API) on a free port.
+//!    activities straight into the primary, then backfills the index.
+//! 2. Starts the server (primary, pipeline, API) on a free port.
 //! 3. Search latency: `--queries` sequential searches, each with three filters (action,
 //!    salesperson, the last 30 days) and a Japanese text term.
 //! 4. Writes: `--concurrency` clients record activities for `--write-time`, as fast as
@@ -23,11 +25,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_domain::{Company, Deal, DealStage, Entity};
-use tsunagu_embedded_store::{Condition, TenantRegistry, WriteOp};
 use tsunagu_engine::backfill::BackfillOptions;
+use tsunagu_engine::ports::{Condition, ItemStore, WriteOp};
 use tsunagu_runtime::config::Config;
-use tsunagu_runtime::Embedded;
-use tsunagu_service::tenants::TenantDirectory;
+use tsunagu_runtime::Runtime;
 
 #[derive(Debug, Args)]
 pub struct ApiArgs {
@@ -52,6 +53,10 @@ pub struct ApiArgs {
     pub concurrency: u32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Run on this deployment (for example `examples/aws-local.toml`) instead of a fresh
+    /// embedded data directory.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -98,21 +103,36 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 }
 
 pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let dir = RunDir::new(data_dir, "api")?;
-    let config = Config {
-        data_dir: dir.path.clone(),
-        ..Config::default()
+    let (_dir, config) = match &args.config {
+        Some(path) => (None, tsunagu_runtime::resolve_config(Some(path), data_dir)?),
+        None => {
+            let dir = RunDir::new(data_dir, "api")?;
+            let config = Config {
+                data_dir: dir.path.clone(),
+                ..Config::default()
+            };
+            (Some(dir), config)
+        }
     };
-    let registry = TenantRegistry::open(&config.tenants_path())?;
+    let consumer = config
+        .consumers
+        .first()
+        .context("the config has no consumer")?
+        .clone();
+    let registry = tsunagu_runtime::tenants::open_tenant_directory(&config).await?;
     let (tenant, token) = registry
-        .create(&format!("bench-{}", std::process::id()))
+        .create(&format!(
+            "bench-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp()
+        ))
         .await?;
     drop(registry);
 
     // 1. Load.
     let now = Utc::now();
     let mut sample = Sample::new(args.seed, args.deals, now);
-    let embedded = Embedded::open(config.clone())?;
+    let runtime = Runtime::open(config.clone()).await?;
     let started = Instant::now();
     let mut records = Vec::new();
     let mut companies = std::collections::BTreeSet::new();
@@ -144,7 +164,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
             updated_at: now,
         }));
     }
-    write_entities(&embedded, records).await?;
+    write_entities(runtime.store.as_ref(), records).await?;
     let mut written = 0u64;
     let mut in_flight = tokio::task::JoinSet::new();
     while written < args.activities {
@@ -161,7 +181,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
             })
             .collect();
         written += n;
-        let store = embedded.store.clone();
+        let store = Arc::clone(&runtime.store);
         in_flight.spawn(async move { store.write_many(chunk).await });
         while in_flight.len() >= 4 {
             if let Some(done) = in_flight.join_next().await {
@@ -181,22 +201,24 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         "loaded {} activities over {} deals in {load_s:.1} s",
         args.activities, args.deals
     );
-    let index = embedded.open_sink("activities")?;
+    let index = runtime.open_sink(&consumer.sink).await?;
     let started = Instant::now();
-    let backfill = embedded
-        .backfill("search", index.as_ref())
-        .run(None, &BackfillOptions::default(), &|_| {})
+    let backfill = runtime
+        .backfill(
+            &consumer.name,
+            index.sink().as_ref(),
+            &BackfillOptions::default(),
+            &|_| {},
+        )
         .await?;
     let backfill_rate = backfill.items as f64 / started.elapsed().as_secs_f64();
     println!(
         "indexed {} items at {backfill_rate:.0} items/s",
         backfill.items
     );
-    if let Ok(index) = Arc::try_unwrap(index) {
-        index.close().await;
-    }
-    embedded.store.close();
-    drop(embedded);
+    index.close().await;
+    runtime.close();
+    drop(runtime);
 
     // 2. Serve.
     let server = tsunagu_runtime::serving::start(config, "127.0.0.1:0".parse()?).await?;
@@ -379,7 +401,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
     })
 }
 
-async fn write_entities(embedded: &Embedded, entities: Vec<Entity>) -> anyhow::Result<()> {
+async fn write_entities(store: &dyn ItemStore, entities: Vec<Entity>) -> anyhow::Result<()> {
     for chunk in entities.chunks(2_000) {
         let ops = chunk
             .iter()
@@ -389,7 +411,7 @@ async fn write_entities(embedded: &Embedded, entities: Vec<Entity>) -> anyhow::R
                 condition: Condition::None,
             })
             .collect();
-        for r in embedded.store.write_many(ops).await? {
+        for r in store.write_many(ops).await? {
             r?;
         }
     }

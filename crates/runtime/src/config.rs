@@ -58,6 +58,10 @@ pub struct Config {
     /// process reads every shard, with checkpoints in the state file.
     #[serde(default)]
     pub leases: Option<LeasesSection>,
+    /// The tenant registry (tenants and their API tokens). Unset: `tenants.db` in
+    /// `data_dir`, for one machine.
+    #[serde(default)]
+    pub tenants: TenantsConfig,
 }
 
 /// The primary store, by type.
@@ -82,6 +86,25 @@ pub enum SourceConfig {
     DynamodbStreams(tsunagu_aws::DynamoStreamsConfig),
     /// A Kinesis data stream fed by a `kinesis` sink (the forwarder).
     Kinesis(tsunagu_aws::KinesisConfig),
+}
+
+/// The tenant registry, by type.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TenantsConfig {
+    /// `tenants.db` in `data_dir`: every API server and `tsunagu tenant` on one machine.
+    /// (A struct variant, so that a field given with it is refused: serde lets a unit
+    /// variant of an internally tagged enum ignore unknown fields.)
+    Embedded {},
+    /// A DynamoDB table (string keys `pk` and `sk`) shared by every API server and
+    /// operator machine; see docs/aws.md.
+    Dynamodb(tsunagu_aws::TenantTableConfig),
+}
+
+impl Default for TenantsConfig {
+    fn default() -> Self {
+        Self::Embedded {}
+    }
 }
 
 /// Where leases live and how long they last.
@@ -390,6 +413,7 @@ impl Default for Config {
             consumers: default_consumers(),
             server: ServerSection::default(),
             leases: None,
+            tenants: TenantsConfig::default(),
         }
     }
 }
@@ -612,7 +636,7 @@ impl Config {
         Ok(())
     }
 
-    /// The primary, the source and `[aws]` fit together.
+    /// The primary, the source, the tenant registry and `[aws]` fit together.
     fn validate_adapters(&self) -> Result<(), ConfigError> {
         let fail = |field: &str, message: String| {
             Err(ConfigError {
@@ -623,6 +647,10 @@ impl Config {
         match &self.primary {
             PrimaryConfig::Embedded => {}
             PrimaryConfig::Dynamodb(table) => table.validate("primary")?,
+        }
+        match &self.tenants {
+            TenantsConfig::Embedded {} => {}
+            TenantsConfig::Dynamodb(table) => table.validate("tenants")?,
         }
         match (&self.source, &self.primary) {
             (SourceConfig::Embedded, PrimaryConfig::Embedded) => {}
@@ -658,7 +686,8 @@ impl Config {
                 .leases
                 .as_ref()
                 .is_some_and(|l| l.kind == LeaseBackend::Dynamodb)
-            || self.sinks.values().any(SinkConfig::uses_aws);
+            || self.sinks.values().any(SinkConfig::uses_aws)
+            || matches!(self.tenants, TenantsConfig::Dynamodb(_));
         match (&self.aws, uses_aws) {
             (Some(aws), _) => aws.validate("aws")?,
             (None, true) => {
@@ -693,6 +722,7 @@ impl Config {
         self.data_dir.join("primary.db")
     }
 
+    /// The embedded tenant registry (`[tenants] type = "embedded"`, the default).
     pub fn tenants_path(&self) -> PathBuf {
         self.data_dir.join("tenants.db")
     }
@@ -848,5 +878,35 @@ batch_size = 1
         );
         let e = error_of("batch_size = 3\n");
         assert!(e.contains("version"), "{e}");
+    }
+
+    #[test]
+    fn the_tenant_registry_is_embedded_unless_a_dynamodb_table_is_named() {
+        let c = Config::parse("version = 1\n", "test").unwrap();
+        assert_eq!(c.tenants, TenantsConfig::Embedded {});
+        let c = Config::parse("version = 1\n[tenants]\ntype = \"embedded\"\n", "test").unwrap();
+        assert_eq!(c.tenants, TenantsConfig::Embedded {});
+        let env = |name: &str| (name == "TABLE").then(|| "acme-tenants".to_string());
+        let text = "version = 1\n[aws]\nregion = \"ap-northeast-1\"\n[tenants]\ntype = \"dynamodb\"\ntable_name = \"${TABLE:-tsunagu-tenants}\"\ncreate_if_missing = true\n";
+        let c = Config::parse_with_env(text, "test", &env).unwrap();
+        let mut expected = tsunagu_aws::TenantTableConfig::named("acme-tenants");
+        expected.create_if_missing = true;
+        assert_eq!(c.tenants, TenantsConfig::Dynamodb(expected));
+    }
+
+    #[test]
+    fn tenant_registry_errors_name_the_field() {
+        let e = error_of("version = 1\n[tenants]\ntype = \"dynamodb\"\ntable_name = \"tenants\"\n");
+        assert!(e.contains("`aws`") && e.contains("region"), "{e}");
+        let e = error_of(
+            "version = 1\n[aws]\nregion = \"us-east-1\"\n[tenants]\ntype = \"dynamodb\"\ntable_name = \"t\"\n",
+        );
+        assert!(e.contains("tenants.table_name"), "{e}");
+        let e = error_of("version = 1\n[tenants]\ntype = \"dynamodb\"\n");
+        assert!(e.contains("table_name"), "{e}");
+        let e = error_of("version = 1\n[tenants]\ntype = \"embedded\"\ntable_name = \"x\"\n");
+        assert!(e.contains("table_name"), "{e}");
+        let e = error_of("version = 1\n[tenants]\ntype = \"redis\"\n");
+        assert!(e.contains("redis") && e.contains("dynamodb"), "{e}");
     }
 }

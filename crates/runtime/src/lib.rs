@@ -11,6 +11,8 @@
 //!   `demo` run in one process) and resolving a data directory's config.
 //! - [`serving`]: the application served over HTTP on any deployment (`tsunagu serve`):
 //!   the use cases over the config's primary, index and tenant registry.
+//! - [`tenants`]: the tenant registry `[tenants]` names (the data directory's file or a
+//!   DynamoDB table), for `serve` and `tsunagu tenant` on any deployment.
 //! - [`check`]: `tsunagu check`'s connectivity checks, and the exact sink-equals-primary
 //!   comparison the demo and the benchmarks end with.
 //! - `sinks` ([`SinkHandle`]), `recovery` (cleaning up after a retention backfill),
@@ -23,9 +25,10 @@ mod leased;
 mod recovery;
 pub mod serving;
 mod sinks;
+pub mod tenants;
 
 pub use embedded::{require_existing_store, resolve_config, Embedded};
-pub use sinks::SinkHandle;
+pub use sinks::{open_search_reader, SinkHandle};
 
 use anyhow::Context;
 use config::{Config, LeaseBackend, PrimaryConfig, SinkConfig, SourceConfig};

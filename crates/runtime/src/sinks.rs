@@ -1,12 +1,14 @@
 //! An open sink, with what the checks and drift repair need besides the [`Sink`] port.
 
+use crate::config::{Config, SinkConfig};
+use anyhow::Context;
 use std::sync::Arc;
 use tsunagu_aws::KinesisForwarder;
 use tsunagu_domain::{ItemKey, Version};
 use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_engine::drift::VersionDigest;
 use tsunagu_engine::ports::Sink;
-use tsunagu_opensearch::OpenSearchSink;
+use tsunagu_opensearch::{OpenSearchSearch, OpenSearchSink};
 use tsunagu_service::ports::SearchIndex;
 
 /// An open sink of any kind.
@@ -54,7 +56,9 @@ impl SinkHandle {
     pub fn search_index(&self) -> Option<Arc<dyn SearchIndex>> {
         match self {
             SinkHandle::Embedded(index) => Some(Arc::clone(index) as Arc<dyn SearchIndex>),
-            SinkHandle::OpenSearch(_) => None, // TEMP until the OpenSearch search lands
+            SinkHandle::OpenSearch(sink) => Some(Arc::new(OpenSearchSearch::from_client(
+                sink.as_ref().clone(),
+            ))),
             SinkHandle::Kinesis(_) => None,
         }
     }
@@ -74,5 +78,40 @@ impl SinkHandle {
             },
             SinkHandle::OpenSearch(_) | SinkHandle::Kinesis(_) => {}
         }
+    }
+}
+
+/// Opens a sink to be searched only, by a process that does not write it (`tsunagu
+/// search`): an embedded index read-only (at its last durable point, beside a running
+/// pipeline), an OpenSearch / Elasticsearch index over HTTP.
+pub async fn open_search_reader(
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    match config.sinks.get(name) {
+        None => anyhow::bail!(
+            "no sink named {name:?} in the config (sinks: {})",
+            config.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        Some(SinkConfig::EmbeddedIndex { .. }) => {
+            let dir = config.index_dir(name);
+            if !dir.exists() {
+                anyhow::bail!(
+                    "sinks.{name}: no index at {} yet (check --data-dir / data_dir; `tsunagu replicate` or `serve` creates it)",
+                    dir.display()
+                );
+            }
+            Ok(Arc::new(ActivityIndex::open_read_only(&dir).with_context(
+                || format!("cannot open the index at {}", dir.display()),
+            )?))
+        }
+        Some(SinkConfig::Opensearch(opensearch)) => Ok(Arc::new(
+            OpenSearchSearch::connect(opensearch)
+                .await
+                .with_context(|| format!("cannot open sinks.{name}"))?,
+        )),
+        Some(SinkConfig::Kinesis(_)) => anyhow::bail!(
+            "sinks.{name} forwards changes into a Kinesis stream and cannot be searched; search the index of the consumer that reads that stream"
+        ),
     }
 }

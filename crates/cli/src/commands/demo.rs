@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_bench::lag::LagRecorder;
 use tsunagu_bench::sample::{Sample, TENANTS};
+use tsunagu_domain::search::{ActivityQuery, GroupBy};
 use tsunagu_domain::{ActionType, ActivityLog, Entity};
-use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, GroupBy};
-use tsunagu_embedded_store::{Condition, WriteOp};
-use tsunagu_engine::ports::ApplyObserver;
+use tsunagu_engine::ports::{ApplyObserver, Condition, WriteOp};
 use tsunagu_runtime::check::index_drift;
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Embedded;
+use tsunagu_service::ports::SearchIndex;
 
 /// A new directory under the system's temporary directory.
 pub fn fresh_dir() -> anyhow::Result<std::path::PathBuf> {
@@ -53,6 +53,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let index = sinks
         .get(&consumer.sink)
         .context("the first consumer's sink is not open")?;
+    let search: &dyn SearchIndex = index.as_ref();
     let run_id = Utc::now().timestamp_millis();
     let mut sample = Sample::new(args.seed, args.deals, Utc::now());
 
@@ -180,7 +181,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     ];
     for (title, query) in &searches {
         let t = Instant::now();
-        let page = index.search(query)?;
+        let page = search.search_activities(query).await?;
         println!();
         println!(
             "   ▸ {title}  ({:.1} ms)",
@@ -196,7 +197,9 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("   ▸ across all deals of the tenant, by action type");
     print_buckets(
         GroupBy::Action,
-        &index.aggregate(&tenant_only, GroupBy::Action)?,
+        &search
+            .aggregate_activities(&tenant_only, GroupBy::Action)
+            .await?,
     );
     println!();
     println!("   ▸ the last 7 days, by day");
@@ -204,11 +207,30 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         occurred_from: Some(now - Days::days(7)),
         ..tenant_only.clone()
     };
-    print_buckets(GroupBy::Day, &index.aggregate(&last_week, GroupBy::Day)?);
+    print_buckets(
+        GroupBy::Day,
+        &search
+            .aggregate_activities(&last_week, GroupBy::Day)
+            .await?,
+    );
 
     // 4. The index must hold exactly what the primary holds.
     println!();
-    let ok = check_index_matches_primary(&embedded, index).await?;
+    let drift = index_drift(&embedded, index).await?;
+    let ok = drift.is_clean();
+    if ok {
+        println!(
+            "4. check: the index equals the primary ({} items, same versions) ✓",
+            drift.checked
+        );
+    } else {
+        println!(
+            "4. CHECK FAILED: the index differs from the primary: {} missing, {} extra, {} stale",
+            drift.missing.len(),
+            drift.extra.len(),
+            drift.stale.len()
+        );
+    }
     pipeline.shutdown().await;
     drop(sinks);
     embedded.store.close();
@@ -250,26 +272,4 @@ async fn write_all(embedded: &Embedded, activities: &[ActivityLog]) -> anyhow::R
         result?;
     }
     Ok(())
-}
-
-/// Compares every item's version in the primary with the index and prints the verdict.
-async fn check_index_matches_primary(
-    embedded: &Embedded,
-    index: &ActivityIndex,
-) -> anyhow::Result<bool> {
-    let drift = index_drift(embedded, index).await?;
-    if drift.is_clean() {
-        println!(
-            "4. check: the index equals the primary ({} items, same versions) ✓",
-            drift.checked
-        );
-    } else {
-        println!(
-            "4. CHECK FAILED: the index differs from the primary: {} missing, {} extra, {} stale",
-            drift.missing.len(),
-            drift.extra.len(),
-            drift.stale.len()
-        );
-    }
-    Ok(drift.is_clean())
 }

@@ -40,7 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Search(args) => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            search::run(&config, *args)
+            search::run(&config, *args).await
         }
         Command::Dlq { command } => {
             let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;

@@ -1,13 +1,14 @@
-//! `tsunagu search`: multi-axis queries and counts against an embedded index. Opens the
-//! index read-only, so it works while `tsunagu replicate` runs.
+//! `tsunagu search`: multi-axis queries and counts against a sink's index, on any
+//! deployment. Reads only (an embedded index read-only), so it works while `tsunagu
+//! replicate` or `serve` runs.
 
 use crate::cli::SearchArgs;
 use anyhow::Context;
 use std::process::ExitCode;
-use tsunagu_embedded_index::{ActivityIndex, ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
+use tsunagu_domain::search::{ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
 use tsunagu_runtime::config::Config;
 
-pub fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let group_by = args
         .group_by
         .as_deref()
@@ -29,18 +30,13 @@ pub fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
         limit: args.limit as usize,
         cursor,
     };
-    if !config.sinks.contains_key(&args.index) {
-        anyhow::bail!(
-            "no index named {:?}; configured: {}",
-            args.index,
-            config.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
-    let dir = config.index_dir(&args.index);
-    let index = ActivityIndex::open_read_only(&dir)?;
+    let index = tsunagu_runtime::open_search_reader(config, &args.index).await?;
     match group_by {
         Some(by) => {
-            let buckets = index.aggregate(&query, by).context("aggregation failed")?;
+            let buckets = index
+                .aggregate_activities(&query, by)
+                .await
+                .context("aggregation failed")?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&buckets)?);
             } else {
@@ -48,7 +44,10 @@ pub fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            let page = index.search(&query).context("search failed")?;
+            let page = index
+                .search_activities(&query)
+                .await
+                .context("search failed")?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {

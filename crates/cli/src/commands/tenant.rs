@@ -1,14 +1,13 @@
-//! `tsunagu tenant`: tenants and their bearer tokens (stored hashed; a token is shown only
-//! when issued).
+//! `tsunagu tenant`: tenants and their bearer tokens, in the config's registry (the data
+//! directory's file, or a DynamoDB table). Tokens are stored hashed; a token is shown
+//! only when issued.
 
 use crate::cli::TenantCommand;
 use std::process::ExitCode;
-use tsunagu_embedded_store::TenantRegistry;
 use tsunagu_runtime::config::Config;
-use tsunagu_service::tenants::TenantDirectory;
 
 pub async fn run(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
-    let registry = TenantRegistry::open(&config.tenants_path())?;
+    let registry = tsunagu_runtime::tenants::open_tenant_directory(config).await?;
     match command {
         TenantCommand::Create { name } => {
             let (tenant, token) = registry.create(&name).await?;

@@ -84,9 +84,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> anyhow::Result<Running
         .consumer(&consumer)
         .map(|c| c.sink.clone())
         .with_context(|| format!("[server] search_consumer: no consumer named {consumer:?}"))?;
-    let tenants: Arc<dyn tsunagu_service::tenants::TenantDirectory> = Arc::new(
-        tsunagu_embedded_store::TenantRegistry::open(&config.tenants_path())?,
-    ); // TEMP
+    let tenants = crate::tenants::open_tenant_directory(&config).await?;
     let runtime = Arc::new(Runtime::open(config).await?);
 
     let metrics = Arc::new(Metrics::new());
