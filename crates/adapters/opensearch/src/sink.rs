@@ -286,9 +286,9 @@ impl OpenSearchSink {
 
     /// Adds the fields searches sort on ([`SEARCH_FIELDS`]) to an index created before
     /// they existed (adding fields to a mapping is allowed in place). Documents written
-    /// before lack them (and sort last) until the `_update_by_query` of
-    /// `docs/opensearch.md` fills them in: a backfill would not, since the version guard
-    /// refuses rewriting a document at its own version.
+    /// before lack them (and sort last) until the index is copied with the `_reindex`
+    /// script of `docs/opensearch.md`: a backfill would not fill them, since the version
+    /// guard refuses rewriting a document at its own version.
     async fn ensure_search_fields(&self, properties: &Value) -> Result<(), OpenSearchError> {
         let missing: serde_json::Map<String, Value> = SEARCH_FIELDS
             .iter()
@@ -313,7 +313,7 @@ impl OpenSearchSink {
             url = %self.shown,
             index = %index,
             fields = %fields.join(","),
-            "added the search fields to the index mapping; fill them in on older documents with the _update_by_query of docs/opensearch.md"
+            "added the search fields to the index mapping; older documents lack them until the index is copied with the _reindex of docs/opensearch.md"
         );
         Ok(())
     }

@@ -481,3 +481,41 @@ async fn opensearch_and_the_embedded_index_answer_alike() {
     }
     let _ = Deal::key_for("deal-0");
 }
+
+/// An index created before the sort fields existed: the sink adds them on start, and the
+/// reader refuses an index without them with a message saying what to do.
+#[tokio::test]
+async fn the_sink_adds_the_search_fields_to_an_older_index() {
+    let Some(url) = common::server_url("the_sink_adds_the_search_fields_to_an_older_index") else {
+        return;
+    };
+    let config = common::config(&url, "older-index");
+    let mut body = tsunagu_opensearch::document::index_body(&config);
+    for (field, _) in tsunagu_opensearch::document::SEARCH_FIELDS {
+        body["mappings"]["properties"]
+            .as_object_mut()
+            .expect("properties")
+            .remove(field);
+    }
+    reqwest::Client::new()
+        .put(format!("{url}/{}", config.index))
+        .json(&body)
+        .send()
+        .await
+        .expect("creating the older index")
+        .error_for_status()
+        .expect("created");
+    let refused = OpenSearchSearch::connect(&config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("occurred_at_us") || refused.contains("sort_key"),
+        "{refused}"
+    );
+    assert!(refused.contains("docs/opensearch.md"), "{refused}");
+    common::connect(&config).await;
+    OpenSearchSearch::connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("the sink added the search fields: {e}"));
+}
