@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 . scripts/test-peers/lib.sh
-D="$PWD/.tmp/kinesalite-run"
+D="${TSUNAGU_PEER_STATE_DIR:-$PWD/.tmp}/kinesalite-run"
 PKG="$PWD/.tmp/kinesalite"
 
 install() {

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
 . scripts/test-peers/lib.sh
-D="$PWD/.tmp/osmem"
+D="${TSUNAGU_PEER_STATE_DIR:-$PWD/.tmp}/osmem"
 VENV="$PWD/.tmp/osmem-venv"
 
 install() {
