@@ -141,8 +141,11 @@ impl Service {
                 company.prefecture = p;
                 company.address = rest;
             }
-            (None, Some(prefecture)) => {
-                company.prefecture = locate("", prefecture.as_deref())?.0;
+            (None, Some(None)) => company.prefecture = None,
+            (None, Some(Some(prefecture))) => {
+                // The kept address must agree with the new prefecture, as on creation
+                // ("大阪市北区…" is kept whole and names 大阪府).
+                company.prefecture = locate(&company.address, Some(&prefecture))?.0;
             }
             (None, None) => {}
         }
