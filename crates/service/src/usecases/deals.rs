@@ -261,7 +261,11 @@ impl Service {
         query.company_ids = search.company_ids;
         query.owner_ids = search.owner_ids;
         query.stages = search.stages;
-        query.tags_all = search.tags;
+        // Tags are stored trimmed (see `Deal::normalize_tags`), so the wanted ones are
+        // compared in that form too: " 重点" finds the deals tagged 重点.
+        let mut tags = search.tags;
+        Deal::normalize_tags(&mut tags);
+        query.tags_all = tags;
         query.text = search.text;
         query.amount_min = search.amount_min;
         query.amount_max = search.amount_max;

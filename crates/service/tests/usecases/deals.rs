@@ -657,3 +657,19 @@ async fn deal_pages_follow_the_cursor_and_bad_paging_is_named() {
 }
 
 use tsunagu_service::usecases::deals::NewDeal;
+
+/// Regression: the deal search compared its tags untrimmed while tags are stored trimmed
+/// (creation, edits and tagging all trim), so `" 重点"` found no deal tagged 重点.
+#[tokio::test]
+async fn the_deal_search_trims_its_tags_as_they_are_stored() {
+    let h = Harness::new();
+    let t = tenant("t1");
+    let co = h.company(&t, "東京商事", "東京都港区").await;
+    let tagged = h.deal(&t, &co.id, "A", &[" 重点 "]).await;
+    h.deal(&t, &co.id, "B", &["新規"]).await;
+    let search = DealSearch {
+        tags: vec![" 重点".into(), "重点 ".into()],
+        ..DealSearch::default()
+    };
+    assert_eq!(found(&h, &t, search).await, ids([&tagged.id]));
+}
