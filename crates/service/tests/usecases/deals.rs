@@ -673,3 +673,39 @@ async fn the_deal_search_trims_its_tags_as_they_are_stored() {
     };
     assert_eq!(found(&h, &t, search).await, ids([&tagged.id]));
 }
+
+/// Four taggers at once on one deal: each conflict means another tagger won, so none
+/// loses more than three times and the three retries make every one succeed; the deal
+/// ends with every tag, and the store's versions of it strictly increase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_taggers_all_succeed_and_every_tag_stays() {
+    let h = Harness::new();
+    let t = tenant("t1");
+    let co = h.company(&t, "東京商事", "東京都港区").await;
+    let deal = h.deal(&t, &co.id, "案件", &[]).await;
+    let tags: [&'static str; 4] = ["a", "b", "c", "d"];
+    let tasks: Vec<_> = tags
+        .into_iter()
+        .map(|tag| {
+            let (service, t, id) = (h.service.clone(), t.clone(), deal.id.clone());
+            tokio::spawn(async move { service.tag_deal(&t, &id, tag, true).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap().unwrap().version);
+    }
+    let (_, stored) = h.service.get_deal(&t, &deal.id).await.unwrap();
+    assert_eq!(stored.tags, tags);
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 4, "each tagger made its own version");
+    let of_deal: Vec<_> = h
+        .primary
+        .log()
+        .into_iter()
+        .filter(|r| r.key == deal.key())
+        .map(|r| r.version)
+        .collect();
+    assert!(of_deal.windows(2).all(|w| w[0] < w[1]), "{of_deal:?}");
+}

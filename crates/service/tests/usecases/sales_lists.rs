@@ -255,3 +255,43 @@ async fn lists_are_listed_page_by_page_for_their_tenant_only() {
         ["cursor"]
     );
 }
+
+/// Concurrent additions to one list all land (see the taggers' test for why three
+/// retries suffice for four writers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_additions_all_land_once() {
+    let h = Harness::new();
+    let t = tenant("t1");
+    let co = h.company(&t, "東京商事", "東京都港区").await;
+    let mut deals = Vec::new();
+    for i in 0..4 {
+        deals.push(h.deal(&t, &co.id, &format!("案件{i}"), &[]).await.id);
+    }
+    let list = h
+        .service
+        .create_sales_list(&t, new_list("重点", &[]))
+        .await
+        .unwrap()
+        .value;
+    let tasks: Vec<_> = deals
+        .iter()
+        .map(|deal| {
+            let (service, t, id) = (h.service.clone(), t.clone(), list.id.clone());
+            // Each adds its own deal and one shared with every other adder.
+            let input = AddDeals {
+                deal_ids: vec![deal.clone(), deals[0].clone()],
+            };
+            tokio::spawn(async move { service.add_deals_to_list(&t, &id, input).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let (_, stored) = h.service.sales_list(&t, &list.id).await.unwrap();
+    let mut members = stored.deal_ids.clone();
+    members.sort();
+    members.dedup();
+    assert_eq!(members.len(), stored.deal_ids.len(), "no duplicates");
+    deals.sort();
+    assert_eq!(members, deals);
+}
