@@ -167,6 +167,15 @@ impl Service {
         mut query: ActivityQuery,
         consistency_token: Option<&str>,
     ) -> Result<SearchPage, ServiceError> {
+        if query.limit > tsunagu_domain::search::MAX_LIMIT {
+            return Err(ServiceError::invalid(
+                "limit",
+                format!(
+                    "must be 1 to {}; page with the cursor for more",
+                    tsunagu_domain::search::MAX_LIMIT
+                ),
+            ));
+        }
         self.wait_for(consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
         self.index.search_activities(&query).await

@@ -253,6 +253,22 @@ impl Service {
         tenant: &TenantId,
         search: DealSearch,
     ) -> Result<DealPage, ServiceError> {
+        if let (Some(min), Some(max)) = (search.amount_min, search.amount_max) {
+            if min > max {
+                return Err(ServiceError::invalid(
+                    "amount_max",
+                    format!("is below amount_min ({max} < {min}); nothing could match"),
+                ));
+            }
+        }
+        if let (Some(from), Some(to)) = (search.close_from, search.close_to) {
+            if from > to {
+                return Err(ServiceError::invalid(
+                    "close_to",
+                    format!("is before close_from ({to} < {from}); nothing could match"),
+                ));
+            }
+        }
         self.wait_for(search.consistency_token.as_deref()).await?;
         let mut query = RecordQuery::new(RecordKind::Deal);
         query.tenant_id = Some(tenant.0.clone());

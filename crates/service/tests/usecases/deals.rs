@@ -709,3 +709,35 @@ async fn concurrent_taggers_all_succeed_and_every_tag_stays() {
         .collect();
     assert!(of_deal.windows(2).all(|w| w[0] < w[1]), "{of_deal:?}");
 }
+
+/// A deal search whose range cannot match anything is refused, naming the upper bound,
+/// as the activity search refuses `from` after `to`.
+#[tokio::test]
+async fn a_deal_search_with_an_empty_range_is_refused() {
+    let h = Harness::new();
+    let t = tenant("t1");
+    let amounts = DealSearch {
+        amount_min: Some(2_000_000),
+        amount_max: Some(1_000_000),
+        ..DealSearch::default()
+    };
+    assert_eq!(
+        invalid_fields(h.service.search_deals(&t, amounts).await),
+        ["amount_max"]
+    );
+    let dates = DealSearch {
+        close_from: chrono::NaiveDate::from_ymd_opt(2026, 12, 31),
+        close_to: chrono::NaiveDate::from_ymd_opt(2026, 1, 1),
+        ..DealSearch::default()
+    };
+    assert_eq!(
+        invalid_fields(h.service.search_deals(&t, dates).await),
+        ["close_to"]
+    );
+    let equal = DealSearch {
+        amount_min: Some(1_000_000),
+        amount_max: Some(1_000_000),
+        ..DealSearch::default()
+    };
+    assert!(h.service.search_deals(&t, equal).await.is_ok());
+}
