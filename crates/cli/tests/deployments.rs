@@ -83,6 +83,7 @@ impl Deployment {
             ("TSUNAGU_TABLE".into(), format!("items-{unique}")),
             ("TSUNAGU_LEASE_TABLE".into(), format!("leases-{unique}")),
             ("TSUNAGU_STATE_TABLE".into(), format!("state-{unique}")),
+            ("TSUNAGU_TENANT_TABLE".into(), format!("tenants-{unique}")),
             ("TSUNAGU_INDEX".into(), index.clone()),
             (
                 "TSUNAGU_DATA_DIR".into(),
@@ -581,5 +582,37 @@ async fn embedded_dead_letters_are_shared() {
 async fn aws_dead_letters_are_shared() {
     if let Some(deployment) = Deployment::aws() {
         dead_letters_are_shared(deployment).await;
+    }
+}
+
+/// `tsunagu check` names every adapter of the deployment, the tenant registry included,
+/// and passes on a fresh one (what `create_if_missing` will create counts as fine).
+async fn check_reports_every_adapter(deployment: Deployment) {
+    let out = deployment.run(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: check failed:\n{stdout}\n{}",
+        deployment.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for what in ["primary", "source", "tenants"] {
+        assert!(
+            stdout.contains(what),
+            "{}: check does not report {what}:\n{stdout}",
+            deployment.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_check_reports_every_adapter() {
+    check_reports_every_adapter(Deployment::embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_check_reports_every_adapter() {
+    if let Some(deployment) = Deployment::aws() {
+        check_reports_every_adapter(deployment).await;
     }
 }

@@ -2,7 +2,7 @@
 //! nothing), and the exact comparison of a sink with the primary that the benchmarks and
 //! the demo end with ([`Drift`], at rest; [`tsunagu_engine::drift`] is the online one).
 
-use crate::config::{Config, PrimaryConfig, SinkConfig, SourceConfig};
+use crate::config::{Config, PrimaryConfig, SinkConfig, SourceConfig, TenantsConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use tsunagu_aws::{DynamoLeaseStore, DynamoStore, DynamoStreamsSource, KinesisSource};
@@ -133,6 +133,18 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
             });
         }
     }
+    lines.push(CheckLine {
+        what: "tenants".into(),
+        outcome: match &config.tenants {
+            TenantsConfig::Embedded {} => check_dir_writable(&config.data_dir).map(|how| {
+                format!(
+                    "embedded tenant registry {}: {how}",
+                    config.tenants_path().display()
+                )
+            }),
+            TenantsConfig::Dynamodb(table) => check_tenant_table(aws, table).await,
+        },
+    });
     lines
 }
 
@@ -202,6 +214,20 @@ async fn check_state_table(
     };
     match tsunagu_aws::DynamoStateStore::connect(need_aws(aws)?, &probe).await {
         Ok(store) => store.check().await.map_err(|e| e.to_string()),
+        Err(e) => created_on_start(e, table.create_if_missing),
+    }
+}
+
+async fn check_tenant_table(
+    aws: Option<&tsunagu_aws::AwsConfig>,
+    table: &tsunagu_aws::TenantTableConfig,
+) -> Result<String, String> {
+    let probe = tsunagu_aws::TenantTableConfig {
+        create_if_missing: false,
+        ..table.clone()
+    };
+    match tsunagu_aws::DynamoTenantDirectory::connect(need_aws(aws)?, &probe).await {
+        Ok(registry) => registry.check().await.map_err(|e| e.to_string()),
         Err(e) => created_on_start(e, table.create_if_missing),
     }
 }
