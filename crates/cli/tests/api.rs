@@ -772,6 +772,96 @@ async fn another_tenants_ids_are_not_found_on_every_endpoint(backend: Backend) {
     app.stop().await;
 }
 
+/// An API node that does not replicate (`[server] replicate = false`) beside a separate
+/// worker that does: writes through the node are searchable with their consistency
+/// token, decided from the worker's checkpoints in the lease table, never from the
+/// node's own process. AWS deployment only: the embedded index has one writer, so an
+/// embedded API node is refused with a message saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_node_that_does_not_replicate_reads_its_writes_through_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = {
+        let mut cfg = config(Backend::Embedded, dir.path(), "").unwrap();
+        cfg.server.replicate = false;
+        tsunagu_runtime::serving::start(cfg, "127.0.0.1:0".parse().unwrap()).await
+    };
+    let refused = embedded.err().expect("an embedded API node is refused");
+    assert!(format!("{refused:#}").contains("one writer"), "{refused:#}");
+    let Some(mut cfg) = config(Backend::Aws, dir.path(), "") else {
+        return;
+    };
+    // The worker: another process as far as the node is concerned (its own runtime,
+    // sinks and pipeline, a lease holder of its own).
+    let worker = tsunagu_runtime::Runtime::open(cfg.clone()).await.unwrap();
+    let sinks = worker.open_sinks().await.unwrap();
+    let pipeline = worker
+        .start_pipeline(&sinks, Vec::new(), Some("worker-1"))
+        .await
+        .unwrap();
+    cfg.server.replicate = false;
+    let registry = tsunagu_runtime::tenants::open_tenant_directory(&cfg)
+        .await
+        .unwrap();
+    let (_, token) = registry.create("acme").await.unwrap();
+    let node = tsunagu_runtime::serving::start(cfg.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let app = TestApp {
+        server: Some(node),
+        base: String::new(),
+        http: reqwest::Client::new(),
+        a: token.clone(),
+        b: token,
+        config: cfg,
+        _dir: dir,
+    };
+    let app = TestApp {
+        base: format!("http://{}", app.server.as_ref().unwrap().addr),
+        ..app
+    };
+    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
+    let deal = app.deal(&app.a, &co, "案件", &[]).await;
+    for i in 0..5 {
+        let word = format!("別ノード{i}");
+        let (_, _, token) = app
+            .activity(&app.a, &deal, visit(&word, "ok", "2026-11-20T10:00:00Z"))
+            .await;
+        let (status, page) = app
+            .get(
+                &app.a,
+                &format!("/api/v1/activities?q={word}&consistency_token={token}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 1, "the token's write is searchable: {page}");
+    }
+    // The node reports the worker's shards, from the shared state.
+    let (status, report) = app.get(&app.a, "/api/v1/pipeline/status").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let states: Vec<&str> = report["consumers"][0]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.iter().any(|s| s.contains("worker-1")),
+        "the node sees the worker's leases: {report}"
+    );
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    app.stop().await;
+    pipeline.shutdown().await;
+    for (_, sink) in sinks {
+        sink.close().await;
+    }
+}
+
 async fn a_search_with_the_consistency_token_always_sees_the_write_and_without_may_not(
     backend: Backend,
 ) {

@@ -84,6 +84,16 @@ pub async fn start(config: Config, listen: SocketAddr) -> anyhow::Result<Running
         .consumer(&consumer)
         .map(|c| c.sink.clone())
         .with_context(|| format!("[server] search_consumer: no consumer named {consumer:?}"))?;
+    if !replicate
+        && matches!(
+            config.sinks.get(&search_sink),
+            Some(crate::config::SinkConfig::EmbeddedIndex { .. })
+        )
+    {
+        anyhow::bail!(
+            "[server] replicate = false needs an index other processes write (OpenSearch / Elasticsearch); sinks.{search_sink} is an embedded index, which has one writer: serve it from the process that replicates (replicate = true)"
+        );
+    }
     let tenants = crate::tenants::open_tenant_directory(&config).await?;
     let runtime = Arc::new(Runtime::open(config).await?);
 
