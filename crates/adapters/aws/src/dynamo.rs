@@ -757,6 +757,56 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// A small operational table (leases, replication state, tenants): what it is called in
+/// messages, its name, its string keys and the config section that names it.
+pub(crate) struct OperationalTable<'a> {
+    /// "lease", "state", "tenant".
+    pub what: &'static str,
+    pub name: &'a str,
+    pub keys: (&'static str, &'static str),
+    /// The config section whose `create_if_missing` creates it.
+    pub section: &'static str,
+}
+
+impl OperationalTable<'_> {
+    /// What to do about a missing table.
+    pub fn missing(&self) -> String {
+        format!(
+            "DynamoDB {} table {:?} does not exist; create it (string keys {} and {}) or set {}.create_if_missing = true",
+            self.what, self.name, self.keys.0, self.keys.1, self.section
+        )
+    }
+
+    /// Makes sure the table exists (creating it when `create` is set) with the right
+    /// keys.
+    pub async fn open(&self, client: &Client, create: bool) -> Result<(), AwsError> {
+        if describe_table(client, self.name).await?.is_none() {
+            if !create {
+                return Err(AwsError::Missing(self.missing()));
+            }
+            create_table(client, self.name, self.keys, false).await?;
+        }
+        self.check(client).await.map(|_| ())
+    }
+
+    /// For `tsunagu check`: the table exists with the right keys. Creates nothing.
+    /// Returns a one-line summary.
+    pub async fn check(&self, client: &Client) -> Result<String, AwsError> {
+        let description = describe_table(client, self.name)
+            .await?
+            .ok_or_else(|| AwsError::Missing(self.missing()))?;
+        check_keys(self.name, &description, self.keys)?;
+        Ok(format!(
+            "DynamoDB {} table {:?}: {}",
+            self.what,
+            self.name,
+            description
+                .table_status()
+                .map_or("unknown status", |s| s.as_str())
+        ))
+    }
+}
+
 /// The table's keys must be the string attributes `(hash, range)`.
 pub(crate) fn check_keys(
     table: &str,

@@ -12,7 +12,7 @@
 //! `leases` is a strongly consistent `Query` on the consumer.
 
 use crate::config::{AwsConfig, LeaseTableConfig};
-use crate::dynamo::{check_keys, create_table, describe_table, n};
+use crate::dynamo::{n, OperationalTable};
 use crate::{sdk_config, ApiFailure, AwsError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -41,40 +41,27 @@ impl DynamoLeaseStore {
     pub async fn with_client(client: Client, config: &LeaseTableConfig) -> Result<Self, AwsError> {
         config.validate("leases")?;
         let table = &config.table_name;
-        if describe_table(&client, table).await?.is_none() {
-            if !config.create_if_missing {
-                return Err(AwsError::Missing(format!(
-                    "DynamoDB lease table {table:?} does not exist; create it (keys consumer/shard) or set leases.create_if_missing = true"
-                )));
-            }
-            create_table(&client, table, (CONSUMER, SHARD), false).await?;
-        }
-        let store = Self {
+        Self::table_of(table)
+            .open(&client, config.create_if_missing)
+            .await?;
+        Ok(Self {
             client,
             table: table.clone(),
-        };
-        store.check().await?;
-        Ok(store)
+        })
     }
 
     /// For `tsunagu check`: the table exists with keys `consumer` and `shard`.
     pub async fn check(&self) -> Result<String, AwsError> {
-        let description = describe_table(&self.client, &self.table)
-            .await?
-            .ok_or_else(|| {
-                AwsError::Missing(format!(
-                    "DynamoDB lease table {:?} does not exist",
-                    self.table
-                ))
-            })?;
-        check_keys(&self.table, &description, (CONSUMER, SHARD))?;
-        Ok(format!(
-            "DynamoDB lease table {:?}: {}",
-            self.table,
-            description
-                .table_status()
-                .map_or("unknown status", |s| s.as_str())
-        ))
+        Self::table_of(&self.table).check(&self.client).await
+    }
+
+    fn table_of(name: &str) -> OperationalTable<'_> {
+        OperationalTable {
+            what: "lease",
+            name,
+            keys: (CONSUMER, SHARD),
+            section: "leases",
+        }
     }
 
     fn key(consumer: &str, shard: &ShardId) -> HashMap<String, AttributeValue> {

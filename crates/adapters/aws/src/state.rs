@@ -33,7 +33,7 @@
 //! written rarely, far below what one partition takes.
 
 use crate::config::{AwsConfig, StateTableConfig};
-use crate::dynamo::{check_keys, create_table, describe_table, n, PK, SK};
+use crate::dynamo::{n, OperationalTable, PK, SK};
 use crate::{sdk_config, ApiFailure, AwsError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -108,34 +108,28 @@ impl DynamoStateStore {
     pub async fn with_client(client: Client, config: &StateTableConfig) -> Result<Self, AwsError> {
         config.validate("state")?;
         let table = &config.table_name;
-        if describe_table(&client, table).await?.is_none() {
-            if !config.create_if_missing {
-                return Err(AwsError::Missing(missing_table(table)));
-            }
-            create_table(&client, table, (PK, SK), false).await?;
-        }
-        let store = Self {
+        Self::table_of(table)
+            .open(&client, config.create_if_missing)
+            .await?;
+        Ok(Self {
             client,
             table: table.clone(),
-        };
-        store.check().await?;
-        Ok(store)
+        })
     }
 
     /// For `tsunagu check`: the table exists with string keys `pk` and `sk`. Creates
     /// nothing. Returns a one-line summary.
     pub async fn check(&self) -> Result<String, AwsError> {
-        let description = describe_table(&self.client, &self.table)
-            .await?
-            .ok_or_else(|| AwsError::Missing(missing_table(&self.table)))?;
-        check_keys(&self.table, &description, (PK, SK))?;
-        Ok(format!(
-            "DynamoDB state table {:?}: {}",
-            self.table,
-            description
-                .table_status()
-                .map_or("unknown status", |s| s.as_str())
-        ))
+        Self::table_of(&self.table).check(&self.client).await
+    }
+
+    fn table_of(name: &str) -> OperationalTable<'_> {
+        OperationalTable {
+            what: "state",
+            name,
+            keys: (PK, SK),
+            section: "state",
+        }
     }
 
     pub fn table_name(&self) -> &str {
@@ -150,7 +144,7 @@ impl DynamoStateStore {
     {
         let failure = ApiFailure::from_sdk(operation, error);
         if failure.is("ResourceNotFoundException") {
-            StateError(missing_table(&self.table))
+            StateError(Self::table_of(&self.table).missing())
         } else {
             StateError(failure.message)
         }
@@ -363,12 +357,6 @@ impl DynamoStateStore {
             failed_at_us: parse(FAILED_AT)?,
         })
     }
-}
-
-fn missing_table(table: &str) -> String {
-    format!(
-        "DynamoDB state table {table:?} does not exist; create it (string keys pk and sk) or set state.create_if_missing = true"
-    )
 }
 
 fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {

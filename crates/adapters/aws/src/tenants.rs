@@ -41,7 +41,7 @@
 //! sorted oldest first: a registry holds few items.
 
 use crate::config::{AwsConfig, TenantTableConfig};
-use crate::dynamo::{check_keys, create_table, describe_table, n, PK, SK};
+use crate::dynamo::{n, OperationalTable, PK, SK};
 use crate::{now_us, sdk_config, ApiFailure, AwsError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
@@ -130,34 +130,28 @@ impl DynamoTenantDirectory {
     pub async fn with_client(client: Client, config: &TenantTableConfig) -> Result<Self, AwsError> {
         config.validate("tenants")?;
         let table = &config.table_name;
-        if describe_table(&client, table).await?.is_none() {
-            if !config.create_if_missing {
-                return Err(AwsError::Missing(missing_table(table)));
-            }
-            create_table(&client, table, (PK, SK), false).await?;
-        }
-        let directory = Self {
+        Self::table_of(table)
+            .open(&client, config.create_if_missing)
+            .await?;
+        Ok(Self {
             client,
             table: table.clone(),
-        };
-        directory.check().await?;
-        Ok(directory)
+        })
     }
 
     /// For `tsunagu check`: the table exists with string keys `pk` and `sk`. Creates
     /// nothing. Returns a one-line summary.
     pub async fn check(&self) -> Result<String, AwsError> {
-        let description = describe_table(&self.client, &self.table)
-            .await?
-            .ok_or_else(|| AwsError::Missing(missing_table(&self.table)))?;
-        check_keys(&self.table, &description, (PK, SK))?;
-        Ok(format!(
-            "DynamoDB tenant table {:?}: {}",
-            self.table,
-            description
-                .table_status()
-                .map_or("unknown status", |s| s.as_str())
-        ))
+        Self::table_of(&self.table).check(&self.client).await
+    }
+
+    fn table_of(name: &str) -> OperationalTable<'_> {
+        OperationalTable {
+            what: "tenant",
+            name,
+            keys: (PK, SK),
+            section: "tenants",
+        }
     }
 
     pub fn table_name(&self) -> &str {
@@ -173,7 +167,7 @@ impl DynamoTenantDirectory {
     {
         let failure = ApiFailure::from_sdk(operation, error);
         if failure.is("ResourceNotFoundException") {
-            TenantError::Unavailable(missing_table(&self.table))
+            TenantError::Unavailable(Self::table_of(&self.table).missing())
         } else {
             TenantError::Unavailable(format!(
                 "DynamoDB tenant table {:?}: {}",
@@ -601,12 +595,6 @@ impl TenantDirectory for DynamoTenantDirectory {
             text(&item, TENANT_ID).ok_or_else(|| self.corrupt("a token item", "no tenant_id"))?;
         self.tenant_by_id(tenant_id).await
     }
-}
-
-fn missing_table(table: &str) -> String {
-    format!(
-        "DynamoDB tenant table {table:?} does not exist; create it (string keys pk and sk) or set tenants.create_if_missing = true"
-    )
 }
 
 fn key(pk: String, sk: &str) -> Item {
