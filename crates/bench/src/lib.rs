@@ -11,7 +11,8 @@
 //! Supporting modules: [`schedule`] (fixed write times), [`workload`] (what is written),
 //! [`measure`] (joining writes with visibility into histograms), [`chart`] (SVG),
 //! [`sys`] (CPU and memory), [`lag`] (commit → searchable lag recording) and [`sample`]
-//! (a realistic generator of sales activity, which the demo writes too).
+//! (a realistic generator of sales activity, which the demo writes too), [`verify`]
+//! (the exact index-equals-primary check runs end with).
 
 pub mod api;
 pub mod chart;
@@ -24,6 +25,7 @@ pub mod sample;
 pub mod schedule;
 pub mod sweep;
 pub mod sys;
+pub mod verify;
 pub mod workload;
 
 use clap::{Args, Subcommand};

@@ -8,6 +8,7 @@ use super::schedule::Schedule;
 use super::sys::{cpu_seconds, peak_rss_mib};
 use super::workload::{Mix, Skew, Workload};
 use crate::lag::LagSummary;
+use crate::verify::drift;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,7 +18,7 @@ use tsunagu_embedded_store::WriteOp;
 use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::ConsumerConfig;
 use tsunagu_runtime::config::Config;
-use tsunagu_runtime::{drift, Runtime};
+use tsunagu_runtime::Runtime;
 
 /// Everything that shapes a run.
 #[derive(Debug, Clone, Serialize)]

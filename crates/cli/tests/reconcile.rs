@@ -19,7 +19,7 @@ use tsunagu_embedded_index::ActivityIndexReader;
 use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore};
 use tsunagu_engine::drift::{DriftedKey, Outcome, ReconcileOptions, ReconcileReport, Reconciler};
 use tsunagu_engine::ports::{ChangeSource, CheckpointStore};
-use tsunagu_runtime::check::index_drift;
+use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::Embedded;
 
 mod common;

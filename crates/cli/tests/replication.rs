@@ -12,7 +12,7 @@ use tsunagu_domain::{ChangeRecord, Entity};
 use tsunagu_embedded_store::Condition;
 use tsunagu_engine::ports::{ChangeSource, DeadLetterQueue, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
-use tsunagu_runtime::check::index_drift;
+use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::Embedded;
 
 mod common;

@@ -1,68 +1,10 @@
-//! Checks: `tsunagu check`'s connectivity checks of every adapter a config names (creating
-//! nothing), and the exact comparison of a sink with the primary that the benchmarks and
-//! the demo end with ([`Drift`], at rest; [`tsunagu_engine::drift`] is the online one).
+//! `tsunagu check`'s connectivity checks of every adapter a config names (creating
+//! nothing). Drift between the primary and a sink is [`tsunagu_engine::drift`]'s
+//! (`tsunagu reconcile`).
 
 use crate::config::{Config, PrimaryConfig, SinkConfig, SourceConfig, TenantsConfig};
-use serde::Serialize;
-use std::collections::BTreeMap;
 use tsunagu_aws::{DynamoLeaseStore, DynamoStore, DynamoStreamsSource, KinesisSource};
-use tsunagu_domain::{ItemKey, Version};
 use tsunagu_opensearch::OpenSearchSink;
-
-/// Differences between the primary and an index, by kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Drift {
-    /// Items in the primary.
-    pub checked: u64,
-    /// In the primary, not in the index.
-    pub missing: Vec<ItemKey>,
-    /// In the index, not in the primary.
-    pub extra: Vec<ItemKey>,
-    /// In both, with another version in the index.
-    pub stale: Vec<ItemKey>,
-}
-
-impl Drift {
-    pub fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.extra.is_empty() && self.stale.is_empty()
-    }
-}
-
-/// Compares an embedded index with the embedded primary, item by item (at rest).
-pub async fn index_drift(
-    embedded: &crate::Embedded,
-    index: &tsunagu_embedded_index::ActivityIndex,
-) -> anyhow::Result<Drift> {
-    let primary: BTreeMap<ItemKey, Version> =
-        embedded.store.versions().await?.into_iter().collect();
-    let indexed: BTreeMap<ItemKey, Version> = index.live_versions()?.into_iter().collect();
-    Ok(compare(&primary, &indexed))
-}
-
-/// What differs between the primary's items and a sink's, both with their versions.
-pub fn compare(
-    primary: &BTreeMap<ItemKey, Version>,
-    indexed: &BTreeMap<ItemKey, Version>,
-) -> Drift {
-    Drift {
-        checked: primary.len() as u64,
-        missing: primary
-            .keys()
-            .filter(|k| !indexed.contains_key(*k))
-            .cloned()
-            .collect(),
-        extra: indexed
-            .keys()
-            .filter(|k| !primary.contains_key(*k))
-            .cloned()
-            .collect(),
-        stale: primary
-            .iter()
-            .filter(|(k, v)| indexed.get(*k).is_some_and(|iv| iv != *v))
-            .map(|(k, _)| k.clone())
-            .collect(),
-    }
-}
 
 /// One connectivity check of `tsunagu check`.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -13,8 +13,7 @@
 //!   the use cases over the config's primary, index and tenant registry.
 //! - [`tenants`]: the tenant registry `[tenants]` names (the data directory's file or a
 //!   DynamoDB table), for `serve` and `tsunagu tenant` on any deployment.
-//! - [`check`]: `tsunagu check`'s connectivity checks, and the exact sink-equals-primary
-//!   comparison the demo and the benchmarks end with.
+//! - [`check`]: `tsunagu check`'s connectivity checks.
 //! - `sinks` ([`SinkHandle`]), `recovery` (cleaning up after a retention backfill),
 //!   `leased` (checkpoints written into leases by a process that is not a worker).
 
@@ -587,13 +586,4 @@ pub struct ConsumerStatus {
     pub sink: String,
     pub dead_letters: u64,
     pub shards: Vec<ShardStatus>,
-}
-
-/// Compares every item's version in the primary with the sink's (at rest: no change may
-/// be in flight).
-pub async fn drift(runtime: &Runtime, sink: &SinkHandle) -> anyhow::Result<check::Drift> {
-    let primary: BTreeMap<ItemKey, Version> =
-        runtime.primary_versions().await?.into_iter().collect();
-    let held: BTreeMap<ItemKey, Version> = sink.live_versions().await?.into_iter().collect();
-    Ok(check::compare(&primary, &held))
 }

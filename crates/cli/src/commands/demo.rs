@@ -16,7 +16,7 @@ use tsunagu_bench::sample::{Sample, TENANTS};
 use tsunagu_domain::search::{ActivityQuery, GroupBy};
 use tsunagu_domain::{ActionType, ActivityLog, Entity};
 use tsunagu_engine::ports::{ApplyObserver, Condition, WriteOp};
-use tsunagu_runtime::check::index_drift;
+use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Embedded;
 use tsunagu_service::ports::SearchIndex;

@@ -9,7 +9,7 @@ use tsunagu_bench::sample::Sample;
 use tsunagu_domain::{Entity, ItemKey};
 use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::{Condition, EmbeddedStore, WriteOp};
-use tsunagu_runtime::check::index_drift;
+use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Embedded;
 
