@@ -21,15 +21,9 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <token>`"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-            })?;
+        let token = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
         match state.tenants.authenticate(token).await {
             Ok(Some(tenant)) => Ok(Auth(TenantId(tenant.id))),
             Ok(None) => Err(ApiError::unauthorized("unknown or revoked token")),
@@ -40,6 +34,15 @@ impl FromRequestParts<AppState> for Auth {
             )),
         }
     }
+}
+
+/// The token of an `Authorization` value `Bearer <token>`. The scheme is matched
+/// case-insensitively (RFC 9110 §11.1: `bearer` and `BEARER` are `Bearer`), and any run of
+/// spaces may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A JSON body decoded strictly: unknown fields are rejected, and every decoding error
@@ -124,5 +127,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
                     message: e.inner().to_string(),
                 }])
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    /// Issue 18: `bearer <token>` was refused.
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer tsu_x",
+            "bearer tsu_x",
+            "BEARER tsu_x",
+            " bEaReR   tsu_x ",
+        ] {
+            assert_eq!(bearer_token(value), Some("tsu_x"), "{value:?}");
+        }
+        for value in [
+            "Basic tsu_x",
+            "Bearertsu_x",
+            "Bearer ",
+            "Bearer",
+            "tsu_x",
+            "",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }

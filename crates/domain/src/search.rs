@@ -170,6 +170,7 @@ pub struct SearchPage {
 
 /// What to count activities by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     Action,
@@ -180,7 +181,8 @@ pub enum GroupBy {
     Result,
     /// An activity counts once for each of its tags.
     Tag,
-    /// UTC calendar day of `occurred_at`, `YYYY-MM-DD`; buckets in day order.
+    /// The calendar day of `occurred_at` in the aggregation's time zone, `YYYY-MM-DD`;
+    /// buckets in day order.
     Day,
 }
 
@@ -219,6 +221,58 @@ impl GroupBy {
                 )
             })
     }
+
+    /// Whether this grouping is by calendar period (its buckets depend on a time zone).
+    pub fn is_calendar(self) -> bool {
+        matches!(self, GroupBy::Day)
+    }
+
+    /// The bucket key of an activity that occurred at `at`, for a calendar grouping in
+    /// `zone`; `None` for the other groupings. Every index labels its buckets with this,
+    /// so that they answer alike.
+    pub fn calendar_key(self, at: DateTime<Utc>, zone: TimeZone) -> Option<String> {
+        let local = at.with_timezone(&zone).date_naive();
+        match self {
+            GroupBy::Day => Some(local.format("%Y-%m-%d").to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// An IANA time zone (`Asia/Tokyo`, `UTC`): calendar groupings count days, weeks and
+/// months in it.
+pub type TimeZone = chrono_tz::Tz;
+
+/// Parses an IANA time zone name; the error says what is expected.
+pub fn parse_time_zone(name: &str) -> Result<TimeZone, String> {
+    name.trim().parse::<TimeZone>().map_err(|_| {
+        format!("unknown time zone {name:?}; use an IANA name such as Asia/Tokyo or UTC")
+    })
+}
+
+/// A point in time as users write it: RFC 3339 (`2026-11-10T09:00:00+09:00`), or a bare
+/// date (`2026-11-10`), taken as the start of that day in `zone`.
+pub fn parse_time(text: &str, zone: TimeZone) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        format!(
+            "{text:?} is not a time: use RFC 3339 (2026-11-10T09:00:00+09:00) or a date \
+             (2026-11-10)"
+        )
+    })?;
+    // The first instant of the day: midnight, or later when a DST change skips it.
+    date.and_hms_opt(0, 0, 0)
+        .and_then(|midnight| {
+            (0..=3).find_map(|h| {
+                (midnight + chrono::Duration::hours(h))
+                    .and_local_timezone(zone)
+                    .earliest()
+            })
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{text:?} has no start of day in {zone}"))
 }
 
 /// A group and how many activities fall in it. Every group is returned: none is cut off.
@@ -324,4 +378,66 @@ pub struct RecordPage {
 pub struct LatestActivity {
     pub occurred_at: DateTime<Utc>,
     pub result: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn times_accept_rfc3339_and_dates_in_the_zone() {
+        let tokyo = parse_time_zone("Asia/Tokyo").unwrap();
+        assert_eq!(
+            parse_time("2026-11-10", chrono_tz::UTC).unwrap(),
+            utc("2026-11-10T00:00:00Z")
+        );
+        assert_eq!(
+            parse_time("2026-11-10", tokyo).unwrap(),
+            utc("2026-11-09T15:00:00Z")
+        );
+        assert_eq!(
+            parse_time("2026-11-10T09:00:00+09:00", chrono_tz::UTC).unwrap(),
+            utc("2026-11-10T00:00:00Z")
+        );
+        assert!(parse_time("2026-11", tokyo)
+            .unwrap_err()
+            .contains("RFC 3339"));
+        // São Paulo skipped midnight on 2018-11-04: the day starts at 01:00.
+        let sao_paulo = parse_time_zone("America/Sao_Paulo").unwrap();
+        assert_eq!(
+            parse_time("2018-11-04", sao_paulo).unwrap(),
+            utc("2018-11-04T03:00:00Z")
+        );
+        assert!(parse_time_zone("Mars/Olympus")
+            .unwrap_err()
+            .contains("IANA"));
+    }
+
+    /// Issue 18: 08:00 JST is the previous day in UTC; grouped in Tokyo it is that day.
+    #[test]
+    fn calendar_keys_follow_the_zone_iso_weeks_and_months() {
+        let tokyo = parse_time_zone("Asia/Tokyo").unwrap();
+        let morning = utc("2026-11-09T23:00:00Z"); // 2026-11-10 08:00 JST, a Tuesday
+        assert_eq!(
+            GroupBy::Day
+                .calendar_key(morning, chrono_tz::UTC)
+                .as_deref(),
+            Some("2026-11-09")
+        );
+        assert_eq!(
+            GroupBy::Day.calendar_key(morning, tokyo).as_deref(),
+            Some("2026-11-10")
+        );
+        let month_end = utc("2026-11-30T20:00:00Z");
+        assert_eq!(GroupBy::Action.calendar_key(month_end, tokyo), None);
+        for by in GroupBy::ALL {
+            assert_eq!(GroupBy::parse(by.as_str()), Ok(by));
+        }
+    }
 }

@@ -10,39 +10,100 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tsunagu_domain::search::{ActivityQuery, GroupBy};
+use tsunagu_domain::search::{parse_time, ActivityQuery, GroupBy, TimeZone};
 use tsunagu_domain::{ActionType, ActivityLog};
 use tsunagu_service::usecases::activities::{ActivityPatch, NewActivity};
 use tsunagu_service::{FieldIssue, ServiceError};
 
 /// Filters of an activity search. Several values of one axis are comma-separated and match
-/// any of them; axes combine with AND.
+/// any of them (except `tag`: every tag given must be present); axes combine with AND.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ActivityFilters {
     /// Memo full text: every word must occur (Japanese without spaces works).
     pub q: Option<String>,
-    /// call, email, visit, online_meeting, letter, other.
+    /// Comma-separated action types, any of: call, email, visit, online_meeting, letter,
+    /// other.
     pub action: Option<String>,
+    /// Comma-separated user ids, any of them.
     pub user_id: Option<String>,
+    /// Comma-separated deal ids, any of them.
     pub deal_id: Option<String>,
+    /// Comma-separated company ids, any of them.
     pub company_id: Option<String>,
+    /// Comma-separated result codes, any of them.
     pub result: Option<String>,
-    /// Every one of these tags.
+    /// Comma-separated tags: every one of them must be present.
     pub tag: Option<String>,
-    /// Inclusive lower bound of `occurred_at` (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Exclusive upper bound of `occurred_at` (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
-    /// Page size, 1 to 1000 (default 20). Ignored by aggregations.
+    /// Inclusive lower bound of `occurred_at`: RFC 3339 (`2026-11-10T09:00:00+09:00`) or a
+    /// date (`2026-11-10`, midnight UTC).
+    #[param(example = "2026-11-10")]
+    pub from: Option<String>,
+    /// Exclusive upper bound of `occurred_at`, later than `from`: RFC 3339 or a date
+    /// (midnight UTC, so `to=2026-11-11` ends with the 10th).
+    #[param(example = "2026-11-11")]
+    pub to: Option<String>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// From a write: wait until the index has applied it before searching.
     pub consistency_token: Option<String>,
-    /// Aggregations only: action, user, deal, company, result, tag, day.
-    pub group_by: Option<String>,
+}
+
+/// The filters of an aggregation (those of the search, without paging) and what to group
+/// by.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AggregateParams {
+    /// What to count by.
+    #[param(inline)]
+    pub group_by: GroupBy,
+    /// Memo full text: every word must occur.
+    pub q: Option<String>,
+    /// Comma-separated action types, any of them.
+    pub action: Option<String>,
+    /// Comma-separated user ids, any of them.
+    pub user_id: Option<String>,
+    /// Comma-separated deal ids, any of them.
+    pub deal_id: Option<String>,
+    /// Comma-separated company ids, any of them.
+    pub company_id: Option<String>,
+    /// Comma-separated result codes, any of them.
+    pub result: Option<String>,
+    /// Comma-separated tags: every one of them must be present.
+    pub tag: Option<String>,
+    /// Inclusive lower bound of `occurred_at`: RFC 3339 or a date (midnight UTC).
+    #[param(example = "2026-11-01")]
+    pub from: Option<String>,
+    /// Exclusive upper bound of `occurred_at`, later than `from`: RFC 3339 or a date
+    /// (midnight UTC).
+    #[param(example = "2026-12-01")]
+    pub to: Option<String>,
+    /// From a write: wait until the index has applied it before counting.
+    pub consistency_token: Option<String>,
+}
+
+impl AggregateParams {
+    fn filters(&self) -> ActivityFilters {
+        ActivityFilters {
+            q: self.q.clone(),
+            action: self.action.clone(),
+            user_id: self.user_id.clone(),
+            deal_id: self.deal_id.clone(),
+            company_id: self.company_id.clone(),
+            result: self.result.clone(),
+            tag: self.tag.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            limit: None,
+            cursor: None,
+            consistency_token: None,
+        }
+    }
 }
 
 fn list(value: &Option<String>) -> Vec<String> {
@@ -58,8 +119,27 @@ fn list(value: &Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Parses a `from`/`to` bound, recording what is wrong with it in `issues`.
+fn bound(
+    field: &str,
+    value: &Option<String>,
+    zone: TimeZone,
+    issues: &mut Vec<FieldIssue>,
+) -> Option<DateTime<Utc>> {
+    let text = value.as_deref()?;
+    parse_time(text.trim(), zone)
+        .map_err(|message| {
+            issues.push(FieldIssue {
+                field: field.into(),
+                message,
+            })
+        })
+        .ok()
+}
+
 impl ActivityFilters {
-    fn query(&self) -> Result<ActivityQuery, ServiceError> {
+    /// The index query; dates without a time are midnight in `zone`.
+    fn query(&self, zone: TimeZone) -> Result<ActivityQuery, ServiceError> {
         let mut issues = Vec::new();
         let actions = list(&self.action)
             .iter()
@@ -74,7 +154,9 @@ impl ActivityFilters {
                     .ok()
             })
             .collect();
-        if let (Some(from), Some(to)) = (self.from, self.to) {
+        let from = bound("from", &self.from, zone, &mut issues);
+        let to = bound("to", &self.to, zone, &mut issues);
+        if let (Some(from), Some(to)) = (from, to) {
             if from >= to {
                 issues.push(FieldIssue {
                     field: "to".into(),
@@ -96,14 +178,14 @@ impl ActivityFilters {
         query.company_ids = list(&self.company_id);
         query.results = list(&self.result);
         query.tags_all = list(&self.tag);
-        query.occurred_from = self.from;
-        query.occurred_to = self.to;
+        query.occurred_from = from;
+        query.occurred_to = to;
         Ok(query)
     }
 }
 
 /// Search the account's activities across deals, newest first.
-#[utoipa::path(get, path = "/api/v1/activities", tag = "activities", params(ActivityFilters),
+#[utoipa::path(get, operation_id = "search_activities", path = "/api/v1/activities", tag = "activities", params(ActivityFilters),
     security(("bearer" = [])),
     responses((status = 200, body = Page<ActivityLog>), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn search(
@@ -111,10 +193,7 @@ pub async fn search(
     Auth(tenant): Auth,
     Params(filters): Params<ActivityFilters>,
 ) -> Result<Json<Page<ActivityLog>>, ApiError> {
-    if filters.group_by.is_some() {
-        return Err(ServiceError::invalid("group_by", "only for /activities/aggregate").into());
-    }
-    let query = filters.query()?;
+    let query = filters.query(TimeZone::UTC)?;
     let page = state
         .service
         .search_activities(&tenant, query, filters.consistency_token.as_deref())
@@ -147,25 +226,21 @@ pub struct Aggregation {
 }
 
 /// Count the account's activities per group across deals (same filters as the search).
-#[utoipa::path(get, path = "/api/v1/activities/aggregate", tag = "activities", params(ActivityFilters),
+#[utoipa::path(get, operation_id = "aggregate_activities", path = "/api/v1/activities/aggregate", tag = "activities", params(AggregateParams),
     security(("bearer" = [])),
     responses((status = 200, body = Aggregation), (status = 422, body = ErrorBody)))]
 pub async fn aggregate(
     State(state): State<AppState>,
     Auth(tenant): Auth,
-    Params(filters): Params<ActivityFilters>,
+    Params(params): Params<AggregateParams>,
 ) -> Result<Json<Aggregation>, ApiError> {
-    let by = filters
-        .group_by
-        .as_deref()
-        .ok_or_else(|| ServiceError::invalid("group_by", "is required"))
-        .and_then(|g| GroupBy::parse(g).map_err(|m| ServiceError::invalid("group_by", m)))?;
-    let mut query = filters.query()?;
+    let by = params.group_by;
+    let mut query = params.filters().query(TimeZone::UTC)?;
     query.limit = 0;
     query.cursor = None;
     let buckets = state
         .service
-        .aggregate_activities(&tenant, query, by, filters.consistency_token.as_deref())
+        .aggregate_activities(&tenant, query, by, params.consistency_token.as_deref())
         .await?;
     Ok(Json(Aggregation {
         group_by: by.as_str().to_string(),
@@ -180,7 +255,7 @@ pub async fn aggregate(
 }
 
 /// Record an activity on a deal.
-#[utoipa::path(post, path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
+#[utoipa::path(post, operation_id = "record_activity", path = "/api/v1/deals/{deal_id}/activities", tag = "activities",
     security(("bearer" = [])), request_body = NewActivity,
     responses((status = 201, body = WrittenBody<ActivityLog>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn record(
@@ -198,7 +273,7 @@ pub async fn record(
 }
 
 /// Read an activity.
-#[utoipa::path(get, path = "/api/v1/deals/{deal_id}/activities/{id}", tag = "activities",
+#[utoipa::path(get, operation_id = "get_activity", path = "/api/v1/deals/{deal_id}/activities/{id}", tag = "activities",
     security(("bearer" = [])),
     responses((status = 200, body = Versioned<ActivityLog>), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -214,7 +289,7 @@ pub async fn get(
 }
 
 /// Edit an activity. `version` must be the current one, else 409 with `current_version`.
-#[utoipa::path(patch, path = "/api/v1/deals/{deal_id}/activities/{id}", tag = "activities",
+#[utoipa::path(patch, operation_id = "edit_activity", path = "/api/v1/deals/{deal_id}/activities/{id}", tag = "activities",
     security(("bearer" = [])), request_body = ActivityPatch,
     responses((status = 200, body = WrittenBody<ActivityLog>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn edit(
@@ -236,6 +311,7 @@ pub async fn edit(
 #[into_params(parameter_in = Query)]
 pub struct DeleteParams {
     /// The current version (409 if it changed meanwhile).
+    #[param(minimum = 1)]
     pub version: u64,
 }
 
@@ -247,7 +323,7 @@ pub struct Deleted {
 }
 
 /// Delete an activity at its current version.
-#[utoipa::path(delete, path = "/api/v1/deals/{deal_id}/activities/{id}", tag = "activities",
+#[utoipa::path(delete, operation_id = "delete_activity", path = "/api/v1/deals/{deal_id}/activities/{id}", tag = "activities",
     security(("bearer" = [])), params(DeleteParams),
     responses((status = 200, body = Deleted), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(

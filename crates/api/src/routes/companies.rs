@@ -12,7 +12,7 @@ use tsunagu_domain::Company;
 use tsunagu_service::usecases::companies::{CompanyPatch, CompanySearch, NewCompany};
 
 /// Create a company.
-#[utoipa::path(post, path = "/api/v1/companies", tag = "companies", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_company", path = "/api/v1/companies", tag = "companies", security(("bearer" = [])),
     request_body = NewCompany,
     responses((status = 201, body = WrittenBody<Company>), (status = 422, body = ErrorBody)))]
 pub async fn create(
@@ -26,7 +26,7 @@ pub async fn create(
 }
 
 /// Read a company.
-#[utoipa::path(get, path = "/api/v1/companies/{id}", tag = "companies", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "get_company", path = "/api/v1/companies/{id}", tag = "companies", security(("bearer" = [])),
     responses((status = 200, body = Versioned<Company>), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -41,7 +41,7 @@ pub async fn get(
 }
 
 /// Edit a company at its current version.
-#[utoipa::path(patch, path = "/api/v1/companies/{id}", tag = "companies", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "edit_company", path = "/api/v1/companies/{id}", tag = "companies", security(("bearer" = [])),
     request_body = CompanyPatch,
     responses((status = 200, body = WrittenBody<Company>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn edit(
@@ -65,13 +65,15 @@ pub struct CompanyFilters {
     pub industry: Option<String>,
     /// Words of the name.
     pub q: Option<String>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     pub consistency_token: Option<String>,
 }
 
 /// Search the account's companies, newest first.
-#[utoipa::path(get, path = "/api/v1/companies", tag = "companies", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "search_companies", path = "/api/v1/companies", tag = "companies", security(("bearer" = [])),
     params(CompanyFilters),
     responses((status = 200, body = Page<Company>), (status = 422, body = ErrorBody)))]
 pub async fn search(

@@ -12,7 +12,7 @@ use tsunagu_domain::Deal;
 use tsunagu_service::usecases::deals::{DealPatch, DealSearch, NewDeal};
 
 /// Create a deal with one of the account's companies.
-#[utoipa::path(post, path = "/api/v1/deals", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_deal", path = "/api/v1/deals", tag = "deals", security(("bearer" = [])),
     request_body = NewDeal,
     responses((status = 201, body = WrittenBody<Deal>), (status = 422, body = ErrorBody)))]
 pub async fn create(
@@ -26,7 +26,7 @@ pub async fn create(
 }
 
 /// Read a deal.
-#[utoipa::path(get, path = "/api/v1/deals/{id}", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "get_deal", path = "/api/v1/deals/{id}", tag = "deals", security(("bearer" = [])),
     responses((status = 200, body = Versioned<Deal>), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -41,7 +41,7 @@ pub async fn get(
 }
 
 /// Edit a deal at its current version.
-#[utoipa::path(patch, path = "/api/v1/deals/{id}", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(patch, operation_id = "edit_deal", path = "/api/v1/deals/{id}", tag = "deals", security(("bearer" = [])),
     request_body = DealPatch,
     responses((status = 200, body = WrittenBody<Deal>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn edit(
@@ -56,7 +56,7 @@ pub async fn edit(
 }
 
 /// Tag a deal (idempotent).
-#[utoipa::path(put, path = "/api/v1/deals/{id}/tags/{tag}", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(put, operation_id = "tag_deal", path = "/api/v1/deals/{id}/tags/{tag}", tag = "deals", security(("bearer" = [])),
     responses((status = 200, body = WrittenBody<Deal>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn tag(
     State(state): State<AppState>,
@@ -69,7 +69,7 @@ pub async fn tag(
 }
 
 /// Remove a tag from a deal (idempotent).
-#[utoipa::path(delete, path = "/api/v1/deals/{id}/tags/{tag}", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(delete, operation_id = "untag_deal", path = "/api/v1/deals/{id}/tags/{tag}", tag = "deals", security(("bearer" = [])),
     responses((status = 200, body = WrittenBody<Deal>), (status = 404, body = ErrorBody)))]
 pub async fn untag(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub async fn untag(
 
 /// Search deals by their fields, their company's prefecture and industry, a sales list,
 /// and facts about their activities (no call in N days, last visit's result, …).
-#[utoipa::path(post, path = "/api/v1/deals/search", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "search_deals", path = "/api/v1/deals/search", tag = "deals", security(("bearer" = [])),
     request_body = DealSearch,
     responses((status = 200, body = Page<Deal>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn search(
@@ -126,7 +126,7 @@ pub struct TagList {
 }
 
 /// The account's deal tags with how many deals carry each, most used first.
-#[utoipa::path(get, path = "/api/v1/tags", tag = "deals", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_tags", path = "/api/v1/tags", tag = "deals", security(("bearer" = [])),
     params(TagParams),
     responses((status = 200, body = TagList)))]
 pub async fn tags(

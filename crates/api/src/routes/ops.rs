@@ -44,7 +44,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 /// The replication pipeline: per consumer and shard state and backlog, lag percentiles,
 /// dead letters.
-#[utoipa::path(get, path = "/api/v1/pipeline/status", tag = "operations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "pipeline_status", path = "/api/v1/pipeline/status", tag = "operations", security(("bearer" = [])),
     responses((status = 200, body = PipelineReport)))]
 pub async fn pipeline_status(
     State(state): State<AppState>,

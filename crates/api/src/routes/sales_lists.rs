@@ -12,7 +12,7 @@ use tsunagu_domain::SalesList;
 use tsunagu_service::usecases::sales_lists::{AddDeals, NewSalesList};
 
 /// Create a sales list.
-#[utoipa::path(post, path = "/api/v1/sales-lists", tag = "sales lists", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "create_sales_list", path = "/api/v1/sales-lists", tag = "sales lists", security(("bearer" = [])),
     request_body = NewSalesList,
     responses((status = 201, body = WrittenBody<SalesList>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
@@ -26,7 +26,7 @@ pub async fn create(
 }
 
 /// Read a sales list.
-#[utoipa::path(get, path = "/api/v1/sales-lists/{id}", tag = "sales lists", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "get_sales_list", path = "/api/v1/sales-lists/{id}", tag = "sales lists", security(("bearer" = [])),
     responses((status = 200, body = Versioned<SalesList>), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -41,7 +41,7 @@ pub async fn get(
 }
 
 /// Add deals to a sales list (those already in it are skipped).
-#[utoipa::path(post, path = "/api/v1/sales-lists/{id}/deals", tag = "sales lists", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "add_deals_to_sales_list", path = "/api/v1/sales-lists/{id}/deals", tag = "sales lists", security(("bearer" = [])),
     request_body = AddDeals,
     responses((status = 200, body = WrittenBody<SalesList>), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_deals(
@@ -59,13 +59,15 @@ pub async fn add_deals(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     pub consistency_token: Option<String>,
 }
 
 /// The account's sales lists, newest first.
-#[utoipa::path(get, path = "/api/v1/sales-lists", tag = "sales lists", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "list_sales_lists", path = "/api/v1/sales-lists", tag = "sales lists", security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, body = Page<SalesList>), (status = 422, body = ErrorBody)))]
 pub async fn list(

@@ -18,13 +18,22 @@ use tsunagu_domain::{ActionType, ActivityLog, Deal, Entity, Version};
 #[serde(deny_unknown_fields)]
 pub struct NewActivity {
     /// The salesperson who made the approach.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^\S+$")
+    )]
     pub user_id: String,
     pub action: ActionType,
     /// Outcome code, for example `appointment` or `no_answer`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"\S")
+    )]
     pub result: Option<String>,
     pub occurred_at: DateTime<Utc>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
     pub memo: String,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -35,8 +44,13 @@ pub struct NewActivity {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivityPatch {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^\S+$")
+    )]
     pub user_id: Option<String>,
     #[serde(default)]
     pub action: Option<ActionType>,
@@ -46,6 +60,7 @@ pub struct ActivityPatch {
     #[serde(default)]
     pub occurred_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
     pub memo: Option<String>,
     #[serde(default)]
     pub tags: Option<Vec<String>>,

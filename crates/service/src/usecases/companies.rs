@@ -16,10 +16,15 @@ use tsunagu_domain::{Company, Entity, Version};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewCompany {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub name: String,
     /// The full address. Its prefecture is split off into `prefecture` ("東京都新宿区…",
     /// with or without 都/道/府/県, after an optional postal code).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 500))]
     pub address: String,
     /// Needed only when the address does not start with the prefecture.
     #[serde(default)]
@@ -32,8 +37,13 @@ pub struct NewCompany {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompanyPatch {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub name: Option<String>,
     /// A new full address (the prefecture is split off again).
     #[serde(default)]

@@ -23,13 +23,29 @@ pub const MAX_WITHIN_DAYS: u32 = 3_650;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewDeal {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^\S+$")
+    )]
     pub company_id: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub title: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^\S+$")
+    )]
     pub owner_id: String,
     #[serde(default = "default_stage")]
     pub stage: DealStage,
     /// Expected amount in yen.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 1_000_000_000_000i64)
+    )]
     pub amount: i64,
     #[serde(default)]
     pub expected_close_date: Option<NaiveDate>,
@@ -45,10 +61,19 @@ fn default_stage() -> DealStage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DealPatch {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub title: Option<String>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^\S+$")
+    )]
     pub owner_id: Option<String>,
     #[serde(default)]
     pub stage: Option<DealStage>,
@@ -69,6 +94,7 @@ pub struct NoActivity {
     /// Only this kind of activity counts (any kind when absent).
     #[serde(default)]
     pub action: Option<ActionType>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub within_days: u32,
 }
 
@@ -79,6 +105,10 @@ pub struct NoActivity {
 pub struct LastActivity {
     #[serde(default)]
     pub action: Option<ActionType>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 64, pattern = r"\S")
+    )]
     pub result: String,
 }
 
@@ -106,6 +136,7 @@ pub struct DealSearch {
     pub sales_list_id: Option<String>,
     pub no_activity: Option<NoActivity>,
     pub last_activity: Option<LastActivity>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub limit: Option<usize>,
     pub cursor: Option<String>,
     /// From a write: wait until the index has applied it.

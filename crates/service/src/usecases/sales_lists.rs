@@ -11,6 +11,10 @@ use tsunagu_domain::{Entity, SalesList, Version};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewSalesList {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, pattern = r"\S")
+    )]
     pub name: String,
     /// Deals to start with (each must be one of the account's deals).
     #[serde(default)]

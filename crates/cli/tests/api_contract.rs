@@ -1,0 +1,345 @@
+//! The HTTP API's contract end to end (issue 18): what the document promises and what the
+//! server accepts agree, on both deployments (the embedded defaults, and DynamoDB +
+//! OpenSearch on moto and osmem-server when `AWS_ENDPOINT_URL` and
+//! `TSUNAGU_TEST_OPENSEARCH_URL` are set; "skipped" otherwise). The harness is the one of
+//! `api.rs`, trimmed to what these tests use.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tsunagu_runtime::config::Config;
+use tsunagu_runtime::serving::RunningServer;
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Embedded,
+    Aws,
+}
+
+macro_rules! on_both_deployments {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name(super::Backend::Embedded).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn aws() {
+                super::$name(super::Backend::Aws).await
+            }
+        }
+    )*};
+}
+
+on_both_deployments!(
+    the_served_document_passes_openapi_spec_validator,
+    dates_without_a_time_are_accepted_as_bounds,
+    the_bearer_scheme_is_case_insensitive,
+);
+
+struct TestApp {
+    server: Option<RunningServer>,
+    base: String,
+    http: reqwest::Client,
+    a: String,
+    b: String,
+    _dir: tempfile::TempDir,
+}
+
+fn aws_env(dir: &std::path::Path) -> Option<Vec<(String, String)>> {
+    let (Ok(aws), Ok(opensearch)) = (
+        std::env::var("AWS_ENDPOINT_URL"),
+        std::env::var("TSUNAGU_TEST_OPENSEARCH_URL"),
+    ) else {
+        println!("skipped: AWS_ENDPOINT_URL (moto) and TSUNAGU_TEST_OPENSEARCH_URL (osmem-server) are needed for the AWS deployment");
+        return None;
+    };
+    let unique = format!(
+        "contract-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros() % 1_000_000_000_000
+    );
+    Some(
+        [
+            ("AWS_ENDPOINT_URL", aws),
+            ("OPENSEARCH_URL", opensearch),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("TSUNAGU_DATA_DIR", dir.display().to_string()),
+            ("TSUNAGU_TABLE", format!("items-{unique}")),
+            ("TSUNAGU_LEASE_TABLE", format!("leases-{unique}")),
+            ("TSUNAGU_STATE_TABLE", format!("state-{unique}")),
+            ("TSUNAGU_TENANT_TABLE", format!("tenants-{unique}")),
+            ("TSUNAGU_INDEX", unique),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+}
+
+fn config(backend: Backend, dir: &std::path::Path) -> Option<Config> {
+    match backend {
+        Backend::Embedded => {
+            let text = format!("version = 1\ndata_dir = {:?}\n", dir.display().to_string());
+            Some(Config::parse(&text, "test").expect("test config"))
+        }
+        Backend::Aws => {
+            let vars = aws_env(dir)?;
+            let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../examples/aws-local.toml");
+            let text = std::fs::read_to_string(example).expect("examples/aws-local.toml");
+            let env = move |name: &str| -> Option<String> {
+                vars.iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| std::env::var(name).ok())
+            };
+            Some(
+                Config::parse_with_env(&text, "examples/aws-local.toml", &env).expect("aws config"),
+            )
+        }
+    }
+}
+
+impl TestApp {
+    async fn start(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(backend, dir.path())?;
+        let registry = tsunagu_runtime::tenants::open_tenant_directory(&cfg)
+            .await
+            .unwrap();
+        let (_, a) = registry.create("tenant-a").await.unwrap();
+        let (_, b) = registry.create("tenant-b").await.unwrap();
+        let server = tsunagu_runtime::serving::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let base = format!("http://{}", server.addr);
+        Some(Self {
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+            a,
+            b,
+            _dir: dir,
+        })
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(token, Method::GET, path, None).await
+    }
+
+    async fn create(&self, token: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.call(token, Method::POST, path, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {v}");
+        v
+    }
+
+    /// A company and a deal of tenant `token`; returns the deal id.
+    async fn deal(&self, token: &str) -> String {
+        let company = self
+            .create(
+                token,
+                "/api/v1/companies",
+                json!({"name": "東京商事", "address": "東京都新宿区西新宿2-8-1"}),
+            )
+            .await;
+        let deal = self
+            .create(
+                token,
+                "/api/v1/deals",
+                json!({"company_id": company["data"]["id"], "title": "案件", "owner_id": "u1"}),
+            )
+            .await;
+        deal["data"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Records an activity at `at`; returns its consistency token.
+    async fn activity(&self, token: &str, deal: &str, at: &str) -> String {
+        let v = self
+            .create(
+                token,
+                &format!("/api/v1/deals/{deal}/activities"),
+                json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": "訪問"}),
+            )
+            .await;
+        v["consistency_token"].as_str().unwrap().to_string()
+    }
+
+    async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.unwrap();
+        }
+    }
+}
+
+fn occurred(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"]["occurred_at"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 18: the document served at `/openapi.json` (not only the one generated in unit
+/// tests) passes `openapi-spec-validator`, when `TSUNAGU_OPENAPI_VALIDATOR` names it.
+async fn the_served_document_passes_openapi_spec_validator(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let text = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    match std::env::var_os("TSUNAGU_OPENAPI_VALIDATOR") {
+        None => println!("skipped: TSUNAGU_OPENAPI_VALIDATOR is not set"),
+        Some(validator) => {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("openapi.json");
+            std::fs::write(&file, &text).unwrap();
+            let out = std::process::Command::new(&validator)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openapi-spec-validator: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    app.stop().await;
+}
+
+/// Issue 18: `from=2026-11-10` was refused with "premature end of input". A date is the
+/// start of that day (UTC on the search); `to` is exclusive, so `to=2026-11-11` ends with
+/// the 10th.
+async fn dates_without_a_time_are_accepted_as_bounds(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let deal = app.deal(&app.a).await;
+    let mut token = String::new();
+    for at in [
+        "2026-11-09T23:59:59Z",
+        "2026-11-10T00:00:00Z",
+        "2026-11-10T23:59:59Z",
+        "2026-11-11T00:00:00Z",
+    ] {
+        token = app.activity(&app.a, &deal, at).await;
+    }
+    let (status, page) = app
+        .get(
+            &app.a,
+            &format!("/api/v1/activities?from=2026-11-10&to=2026-11-11&consistency_token={token}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        occurred(&page),
+        ["2026-11-10T23:59:59Z", "2026-11-10T00:00:00Z"],
+        "{page}"
+    );
+    let (status, agg) = app
+        .get(
+            &app.a,
+            "/api/v1/activities/aggregate?group_by=day&from=2026-11-10",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{agg}");
+    assert_eq!(
+        agg["buckets"],
+        json!([{"key": "2026-11-10", "count": 2}, {"key": "2026-11-11", "count": 1}])
+    );
+    for (query, field) in [
+        ("from=2026-11", "from"),
+        ("to=tomorrow", "to"),
+        ("from=2026-11-11&to=2026-11-10", "to"),
+        ("from=2026-11-10&to=2026-11-10", "to"),
+    ] {
+        let (status, v) = app
+            .get(&app.a, &format!("/api/v1/activities?{query}"))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {v}");
+        assert_eq!(v["error"]["fields"][0]["field"], field, "{query}: {v}");
+    }
+    // The search does not take `group_by` (the aggregation does).
+    let (status, v) = app.get(&app.a, "/api/v1/activities?group_by=day").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (status, v) = app
+        .get(&app.a, "/api/v1/activities/aggregate?group_by=hour")
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "group_by", "{v}");
+    app.stop().await;
+}
+
+/// Issue 18: RFC 7235 auth schemes are case-insensitive; `bearer`, `BEARER` and extra
+/// spaces must authenticate like `Bearer`.
+async fn the_bearer_scheme_is_case_insensitive(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    for header in [
+        format!("Bearer {}", app.a),
+        format!("bearer {}", app.a),
+        format!("BEARER {}", app.a),
+        format!("bEaReR   {}", app.a),
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}/api/v1/sales-lists", app.base))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{header}");
+    }
+    for header in [
+        format!("Basic {}", app.a),
+        format!("Bearer{}", app.a),
+        "bearer ".to_string(),
+        app.b.clone(),
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}/api/v1/sales-lists", app.base))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{header}");
+    }
+    app.stop().await;
+}
