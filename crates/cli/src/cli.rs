@@ -78,10 +78,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one); overrides
-    /// `server.listen` of the config.
-    #[arg(long, env = "TSUNAGU_LISTEN")]
-    pub listen: Option<std::net::SocketAddr>,
+    /// Address or host name and port to listen on, e.g. 127.0.0.1:8080 or localhost:8080
+    /// (port 0 picks a free one); overrides `server.listen` of the config.
+    #[arg(long, env = "TSUNAGU_LISTEN", value_parser = parse_listen)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +241,21 @@ pub struct StatusArgs {
 
 fn parse_action(s: &str) -> Result<tsunagu_domain::ActionType, String> {
     tsunagu_domain::ActionType::parse(s)
+}
+
+/// `HOST:PORT` (a host name, an IPv4 address or a bracketed IPv6 address), checked
+/// before anything is opened; the host is resolved when the server binds.
+pub fn parse_listen(s: &str) -> Result<String, String> {
+    let bad =
+        || format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:8080, localhost:8080, [::1]:8080)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(bad());
+    }
+    Ok(s.to_string())
 }
 
 /// RFC 3339, or a bare date taken as midnight UTC.

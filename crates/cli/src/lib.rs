@@ -4,6 +4,11 @@
 //!
 //! - [`cli`]: subcommands and flags.
 //! - [`commands`]: one module per subcommand.
+//! - [`output`]: standard output that reports a closed pipe instead of panicking.
+
+// Every line goes through `outln!`, which survives `| head` (see `output`).
+#![deny(clippy::print_stdout)]
 
 pub mod cli;
 pub mod commands;
+pub mod output;

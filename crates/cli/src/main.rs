@@ -30,6 +30,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
+        // `tsunagu status | head -1`: the reader has all it wanted.
+        Err(error) if tsunagu::output::closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -40,20 +40,39 @@ pub fn resolve_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::R
     Ok(config)
 }
 
-/// Fails with a clear message when the data directory holds no store yet: commands that
-/// only read (status, dlq, reconcile) must not create an empty one by mistake.
-pub fn require_existing_store(config: &Config) -> anyhow::Result<()> {
-    if !matches!(config.primary, crate::config::PrimaryConfig::Embedded)
-        || config.primary_path().exists()
-    {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "no tsunagu data in {}: check --data-dir (or data_dir in the config), or create it with `tsunagu demo --data-dir {}` or `tsunagu replicate`",
-            config.data_dir.display(),
-            config.data_dir.display()
-        )
+/// Fails, naming where the path came from (`origin`: the flag or the config file's key)
+/// and creating nothing, when the data directory does not exist: a mistyped
+/// `--data-dir` must not become a new empty one. Only commands meant to set up a data
+/// directory (`replicate`, `serve`, `demo`, `tenant create`) create it.
+pub fn require_data_dir(config: &Config, origin: &str) -> anyhow::Result<()> {
+    if config.data_dir.is_dir() {
+        return Ok(());
     }
+    let dir = config.data_dir.display();
+    if config.data_dir.exists() {
+        anyhow::bail!("the data directory {dir} (from {origin}) is not a directory");
+    }
+    anyhow::bail!(
+        "no data directory at {dir} (from {origin}): check the path; `tsunagu serve`, `tsunagu replicate` or `tsunagu demo --data-dir {dir}` create one"
+    )
+}
+
+/// Like [`require_data_dir`], and, on the embedded primary, the directory must hold its
+/// store: commands that read or repair what was replicated (status, search, dlq,
+/// reconcile, backfill) must not create an empty one by mistake.
+pub fn require_existing_store(config: &Config, origin: &str) -> anyhow::Result<()> {
+    if !matches!(config.primary, crate::config::PrimaryConfig::Embedded) {
+        return Ok(());
+    }
+    require_data_dir(config, origin)?;
+    if config.primary_path().exists() {
+        return Ok(());
+    }
+    let dir = config.data_dir.display();
+    anyhow::bail!(
+        "no tsunagu store in {dir} (from {origin}; {} is missing): check the path; `tsunagu serve`, `tsunagu replicate` or `tsunagu demo --data-dir {dir}` create one",
+        config.primary_path().display()
+    )
 }
 
 /// The primary store and the replication state of a data directory.
@@ -66,12 +85,7 @@ pub struct Embedded {
 
 impl Embedded {
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        if !matches!(config.primary, crate::config::PrimaryConfig::Embedded) {
-            anyhow::bail!(
-                "this command runs on the embedded store, but the config's primary is {:?}; `tsunagu replicate`, `check` and `bench lag --config` run on any adapters",
-                config.primary
-            );
-        }
+        require_embedded(&config)?;
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -87,6 +101,26 @@ impl Embedded {
             },
         )?;
         let state = EmbeddedState::open(&config.state_path())?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            state,
+        })
+    }
+
+    /// Opens the store and the state of an existing data directory **read-only**:
+    /// nothing is created or written, so it works on a directory the process cannot
+    /// write. For commands that only read (`status`, `dlq list`, `reconcile`).
+    pub fn open_read_only(config: Config) -> anyhow::Result<Self> {
+        require_embedded(&config)?;
+        let store = EmbeddedStore::open_read_only(
+            &config.primary_path(),
+            StoreOptions {
+                retention: config.retention(),
+                ..StoreOptions::default()
+            },
+        )?;
+        let state = EmbeddedState::open_read_only(&config.state_path())?;
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -153,6 +187,16 @@ impl Embedded {
         };
         start_engine(ports, &self.config, &sinks, observers).await
     }
+}
+
+fn require_embedded(config: &Config) -> anyhow::Result<()> {
+    if !matches!(config.primary, crate::config::PrimaryConfig::Embedded) {
+        anyhow::bail!(
+            "this command runs on the embedded store, but the config's primary is {:?}; `tsunagu replicate`, `check` and `bench lag --config` run on any adapters",
+            config.primary
+        );
+    }
+    Ok(())
 }
 
 /// The options of embedded index `name` (`sinks.NAME`), or an error naming what it is.

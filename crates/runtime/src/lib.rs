@@ -26,7 +26,7 @@ pub mod serving;
 mod sinks;
 pub mod tenants;
 
-pub use embedded::{require_existing_store, resolve_config, Embedded};
+pub use embedded::{require_data_dir, require_existing_store, resolve_config, Embedded};
 pub use sinks::{open_search_reader, SinkHandle};
 
 use anyhow::Context;
@@ -149,7 +149,22 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Opens everything the config names, the embedded store for writing (its data
+    /// directory is created if missing).
     pub async fn open(config: Config) -> anyhow::Result<Self> {
+        Self::open_with(config, false).await
+    }
+
+    /// Opens what a command that only reads needs (`status`, `dlq list`, `reconcile`
+    /// without `--repair`): the embedded store and the data directory's state file
+    /// read-only, creating and writing nothing (a missing state file reads as empty), so
+    /// it works on a data directory the process cannot write. Remote adapters open as
+    /// usual.
+    pub async fn open_read_only(config: Config) -> anyhow::Result<Self> {
+        Self::open_with(config, true).await
+    }
+
+    async fn open_with(config: Config, read_only: bool) -> anyhow::Result<Self> {
         let aws = config.aws.clone();
         let aws = || {
             aws.clone()
@@ -159,7 +174,11 @@ impl Runtime {
         // state file always exists (consumer registry, local state).
         let (embedded, store, primary, scanner): PrimaryPorts = match &config.primary {
             PrimaryConfig::Embedded => {
-                let embedded = Embedded::open(config.clone())?;
+                let embedded = if read_only {
+                    Embedded::open_read_only(config.clone())?
+                } else {
+                    Embedded::open(config.clone())?
+                };
                 let store = Arc::new(embedded.store.clone());
                 (Some(embedded), store.clone(), store.clone(), store)
             }
@@ -174,6 +193,7 @@ impl Runtime {
         };
         let local_state = match &embedded {
             Some(embedded) => embedded.state.clone(),
+            None if read_only => EmbeddedState::open_read_only(&config.state_path())?,
             None => {
                 std::fs::create_dir_all(&config.data_dir).with_context(|| {
                     format!("cannot create data directory {}", config.data_dir.display())

@@ -13,11 +13,28 @@ use tsunagu_service::tenants::TenantDirectory;
 /// Opens the registry `[tenants]` names: the embedded file (created when missing), or the
 /// DynamoDB table (created when missing only with `create_if_missing`).
 pub async fn open_tenant_directory(config: &Config) -> anyhow::Result<Arc<dyn TenantDirectory>> {
+    open(config, false).await
+}
+
+/// Opens the registry `[tenants]` names to list and authenticate only: the embedded file
+/// read-only (a missing one reads as empty; nothing is created), the DynamoDB table as
+/// usual.
+pub async fn open_tenant_directory_read_only(
+    config: &Config,
+) -> anyhow::Result<Arc<dyn TenantDirectory>> {
+    open(config, true).await
+}
+
+async fn open(config: &Config, read_only: bool) -> anyhow::Result<Arc<dyn TenantDirectory>> {
     match &config.tenants {
         TenantsConfig::Embedded {} => {
             let path = config.tenants_path();
-            let registry = TenantRegistry::open(&path)
-                .with_context(|| format!("cannot open the tenant registry {}", path.display()))?;
+            let registry = if read_only {
+                TenantRegistry::open_read_only(&path)
+            } else {
+                TenantRegistry::open(&path)
+            }
+            .with_context(|| format!("cannot open the tenant registry {}", path.display()))?;
             Ok(Arc::new(registry))
         }
         TenantsConfig::Dynamodb(table) => {

@@ -373,7 +373,7 @@ impl ActivityIndexReader {
         if !dir.is_dir() {
             return Err(no_index());
         }
-        let directory = MmapDirectory::open(dir).map_err(|_| no_index())?;
+        let directory = ReaderDirectory(MmapDirectory::open(dir).map_err(|_| no_index())?);
         match Index::exists(&directory) {
             Ok(true) => {}
             Ok(false) => return Err(no_index()),
@@ -436,6 +436,81 @@ fn prepare_index(index: Index, dir: &Path) -> Result<(Index, Fields), IndexError
         .tokenizers()
         .register(JA_TOKENIZER_NAME, JaBigramTokenizer);
     Ok((index, fields))
+}
+
+/// The directory a reader opens. tantivy's reader takes the meta lock while it loads
+/// segments (so that a writer's garbage collection cannot delete them meanwhile), and
+/// taking it creates a lock file. A process that may not write the directory (an
+/// operator reading a service's index) cannot create one; it reads without the lock,
+/// and a segment collected under it fails that one read (the next reload sees the newer
+/// meta). Everything else is the memory-mapped directory's.
+#[derive(Debug, Clone)]
+struct ReaderDirectory(MmapDirectory);
+
+impl tantivy::Directory for ReaderDirectory {
+    fn get_file_handle(
+        &self,
+        path: &Path,
+    ) -> Result<
+        std::sync::Arc<dyn tantivy::directory::FileHandle>,
+        tantivy::directory::error::OpenReadError,
+    > {
+        self.0.get_file_handle(path)
+    }
+
+    fn delete(&self, path: &Path) -> Result<(), tantivy::directory::error::DeleteError> {
+        self.0.delete(path)
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool, tantivy::directory::error::OpenReadError> {
+        self.0.exists(path)
+    }
+
+    fn open_write(
+        &self,
+        path: &Path,
+    ) -> Result<tantivy::directory::WritePtr, tantivy::directory::error::OpenWriteError> {
+        self.0.open_write(path)
+    }
+
+    fn atomic_read(
+        &self,
+        path: &Path,
+    ) -> Result<Vec<u8>, tantivy::directory::error::OpenReadError> {
+        self.0.atomic_read(path)
+    }
+
+    fn atomic_write(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        self.0.atomic_write(path, data)
+    }
+
+    fn sync_directory(&self) -> std::io::Result<()> {
+        self.0.sync_directory()
+    }
+
+    fn acquire_lock(
+        &self,
+        lock: &tantivy::directory::Lock,
+    ) -> Result<tantivy::directory::DirectoryLock, LockError> {
+        match self.0.acquire_lock(lock) {
+            Err(LockError::IoError(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                Ok(tantivy::directory::DirectoryLock::from(Box::new(())))
+            }
+            other => other,
+        }
+    }
+
+    fn watch(
+        &self,
+        callback: tantivy::directory::WatchCallback,
+    ) -> tantivy::Result<tantivy::directory::WatchHandle> {
+        self.0.watch(callback)
+    }
 }
 
 fn manual_reader(index: &Index) -> Result<IndexReader, IndexError> {

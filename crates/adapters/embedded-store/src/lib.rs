@@ -74,6 +74,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store's writer has stopped")]
     Closed,
+    /// A write to a store or file opened read-only.
+    #[error("opened read-only: this command does not write")]
+    ReadOnly,
 }
 
 /// Microseconds since the Unix epoch, now.

@@ -9,7 +9,9 @@
 //! strictly increases on every change of the item (a delete included) and never restarts
 //! when an item is deleted and created again.
 
-use crate::sqlite::{init_schema, open_connection, open_creating, ReadPool, PRIMARY_SCHEMA};
+use crate::sqlite::{
+    check_schema_version, init_schema, open_creating, open_read_only, ReadPool, PRIMARY_SCHEMA,
+};
 use crate::{now_us, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -102,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) committed: watch::Sender<i64>,
     requests: Mutex<Option<mpsc::SyncSender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Opened with [`EmbeddedStore::open_read_only`]: no writer, ever.
+    read_only: bool,
 }
 
 /// The embedded primary store. Cheap to clone; all clones share one writer thread.
@@ -132,6 +136,7 @@ impl EmbeddedStore {
             committed,
             requests: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
+            read_only: false,
             options,
         });
         let writer_shared = Arc::clone(&shared);
@@ -143,6 +148,37 @@ impl EmbeddedStore {
             *w = Some(handle);
         }
         Ok(Self { shared })
+    }
+
+    /// Opens the existing store file at `path` **read-only** (see
+    /// [`crate::sqlite::open_read_only`]): reads, scans and the change stream work, nothing
+    /// is created or written, and there is no writer thread, so writes fail with
+    /// [`StoreError::ReadOnly`]. For commands that only read (`tsunagu status`,
+    /// `reconcile` without `--repair`), also on a data directory they cannot write. The
+    /// shard count is the file's.
+    pub fn open_read_only(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let conn = open_read_only(path)?;
+        check_schema_version(&conn, path)?;
+        let shard_count = read_shard_count(&conn)?.ok_or_else(|| StoreError::Unreadable {
+            path: path.display().to_string(),
+            message: "no shard count recorded".into(),
+        })?;
+        let last_seq = last_seq(&conn)?;
+        let (committed, _) = watch::channel(last_seq);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                reads: ReadPool::read_only(path),
+                committed,
+                requests: Mutex::new(None),
+                writer: Mutex::new(None),
+                read_only: true,
+                options: StoreOptions {
+                    shard_count,
+                    ..options
+                },
+            }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -276,7 +312,11 @@ impl EmbeddedStore {
             .lock()
             .ok()
             .and_then(|s| s.clone())
-            .ok_or(StoreError::Closed)?;
+            .ok_or(if self.shared.read_only {
+                StoreError::ReadOnly
+            } else {
+                StoreError::Closed
+            })?;
         match sender.try_send(request) {
             Ok(()) => Ok(()),
             Err(mpsc::TrySendError::Full(request)) => {
@@ -378,7 +418,10 @@ pub fn recorded_shard_count(path: &Path) -> Result<Option<u32>, StoreError> {
     if !path.exists() {
         return Ok(None);
     }
-    let conn = open_connection(path)?;
+    read_shard_count(&open_read_only(path)?)
+}
+
+fn read_shard_count(conn: &Connection) -> Result<Option<u32>, StoreError> {
     let text: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'shard_count'",

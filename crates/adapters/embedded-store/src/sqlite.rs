@@ -1,7 +1,7 @@
 //! Connection set-up and the schema of the primary and state files.
 
 use crate::StoreError;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
@@ -126,6 +126,85 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_err)?;
+    tune_reads(conn, path)
+}
+
+/// Opens an existing database file **read-only**: nothing is created, migrated or
+/// written, so it works on files and a directory the process cannot write (an operator
+/// reading a service's data directory). A file in use (its `-wal` exists) is read
+/// beside its writer through the WAL; a closed one is opened `immutable`, as a read-only
+/// WAL reader would otherwise create `-wal` / `-shm` files beside it (and cannot in a
+/// directory it may not write). A missing file is an error.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    if !path.is_file() {
+        return Err(StoreError::Unreadable {
+            path: path.display().to_string(),
+            message: "no such file".into(),
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if wal_path(path).exists() {
+        Connection::open_with_flags(path, flags)
+    } else {
+        Connection::open_with_flags(
+            format!("file:{}?immutable=1", uri_path(path)),
+            flags | OpenFlags::SQLITE_OPEN_URI,
+        )
+    }
+    .map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(open_err)?;
+    tune_reads(conn, path)
+}
+
+/// The file's schema version, checked without writing (a read-only connection).
+pub(crate) fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| StoreError::Unreadable {
+            path: path.display().to_string(),
+            message: format!("not a tsunagu file ({e})"),
+        })?;
+    if version != SCHEMA_VERSION.to_string() {
+        return Err(StoreError::Unreadable {
+            path: path.display().to_string(),
+            message: format!("schema version {version}; this build reads version {SCHEMA_VERSION}"),
+        });
+    }
+    Ok(())
+}
+
+/// The `-wal` file beside a database file.
+pub(crate) fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push("-wal");
+    std::path::PathBuf::from(name)
+}
+
+/// A path as the path of a `file:` URI (`%`, `?` and `#` escaped).
+pub(crate) fn uri_path(path: &Path) -> String {
+    path.to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
+}
+
+/// The read settings and functions every connection has, writing or not.
+fn tune_reads(conn: Connection, path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
     // Read pages through a memory map and keep a bigger page cache than SQLite's 2 MiB
     // default: without them every B-tree step of a busy store is a pread system call.
     conn.pragma_update(None, "mmap_size", MMAP_BYTES)
@@ -188,6 +267,8 @@ pub(crate) fn init_schema(conn: &Connection, ddl: &str, path: &Path) -> Result<(
 pub(crate) struct ReadPool {
     path: std::path::PathBuf,
     idle: std::sync::Mutex<Vec<Connection>>,
+    /// Connections opened with [`open_read_only`] (a store opened read-only).
+    read_only: bool,
 }
 
 impl ReadPool {
@@ -195,6 +276,14 @@ impl ReadPool {
         Self {
             path: path.to_path_buf(),
             idle: std::sync::Mutex::new(Vec::new()),
+            read_only: false,
+        }
+    }
+
+    pub(crate) fn read_only(path: &Path) -> Self {
+        Self {
+            read_only: true,
+            ..Self::new(path)
         }
     }
 
@@ -206,6 +295,7 @@ impl ReadPool {
         let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match pooled {
             Some(c) => c,
+            None if self.read_only => open_read_only(&self.path)?,
             None => open_connection(&self.path)?,
         };
         let result = f(&conn);

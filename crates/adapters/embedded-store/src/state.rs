@@ -1,7 +1,9 @@
 //! Checkpoints and the dead-letter queue of every consumer, in their own SQLite file (the
 //! shard leases, in the same file, are in [`crate::leases`]).
 
-use crate::sqlite::{init_schema, open_connection, open_creating, STATE_SCHEMA};
+use crate::sqlite::{
+    check_schema_version, init_schema, open_creating, open_read_only, STATE_SCHEMA,
+};
 use crate::{now_us, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -22,6 +24,25 @@ impl EmbeddedState {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_creating(path)?;
         init_schema(&conn, STATE_SCHEMA, path)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Opens the state file at `path` **read-only** (see
+    /// [`crate::sqlite::open_read_only`]); a missing file reads as empty state (nothing
+    /// recorded yet), in memory, so nothing is created. Writes fail.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = if path.exists() {
+            let conn = open_read_only(path)?;
+            check_schema_version(&conn, path)?;
+            conn
+        } else {
+            let conn = Connection::open_in_memory()?;
+            init_schema(&conn, STATE_SCHEMA, path)?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn
+        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -63,7 +84,7 @@ pub fn registered_consumers_at(path: &Path) -> Result<Vec<(String, String)>, Sto
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let conn = open_connection(path)?;
+    let conn = open_read_only(path)?;
     let mut stmt = match conn.prepare("SELECT name, sink FROM consumers ORDER BY name") {
         Ok(stmt) => stmt,
         // A state file from before consumers were registered.

@@ -2,7 +2,7 @@
 //! embedded [`TenantDirectory`]. Only a token's digest is stored (the rules are
 //! `tsunagu_service::tenants`'), so a copy of the file does not give access.
 
-use crate::sqlite::open_creating;
+use crate::sqlite::{open_creating, open_read_only};
 use crate::{now_us, StoreError};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -42,6 +42,23 @@ impl TenantRegistry {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_creating(path)?;
         conn.execute_batch(TENANTS_SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Opens the registry file at `path` **read-only** (listing and authenticating only;
+    /// see [`crate::sqlite::open_read_only`]); a missing file reads as an empty registry,
+    /// in memory, so nothing is created. Creating, issuing and revoking fail.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = if path.exists() {
+            open_read_only(path)?
+        } else {
+            let conn = Connection::open_in_memory()?;
+            conn.execute_batch(TENANTS_SCHEMA)?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn
+        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -4,6 +4,7 @@
 //! where it stopped.
 
 use crate::cli::BackfillArgs;
+use crate::outln;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
@@ -30,10 +31,11 @@ pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitC
             .local_state
             .register_consumer(&consumer.name, &consumer.sink)
             .await?;
-        println!(
+        outln!(
             "created consumer {:?} writing to index {:?}",
-            consumer.name, consumer.sink
-        );
+            consumer.name,
+            consumer.sink
+        )?;
     }
     let sink = runtime.open_sink(&consumer.sink).await.context(
         "the consumer's sink must be opened for writing: stop `tsunagu replicate` on this data directory first",
@@ -72,7 +74,7 @@ pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitC
     sink.close().await;
     runtime.close();
     let secs = report.elapsed_ms as f64 / 1000.0;
-    println!(
+    outln!(
         "backfilled consumer {:?}: {} items over {} shards in {:.1} s ({:.0} items/s), {} dead-lettered; the stream takes over from the recorded positions",
         consumer.name,
         report.items,
@@ -80,6 +82,6 @@ pub async fn run(mut config: Config, args: BackfillArgs) -> anyhow::Result<ExitC
         secs,
         report.items as f64 / secs.max(1e-9),
         report.dead_lettered
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

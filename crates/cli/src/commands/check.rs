@@ -1,6 +1,7 @@
 //! `tsunagu check --config FILE`: validates the config (no I/O), then checks that every
 //! adapter it names is reachable and set up as expected, changing nothing.
 
+use crate::outln;
 use std::process::ExitCode;
 use tsunagu_runtime::check::check_adapters;
 use tsunagu_runtime::config::Config;
@@ -18,28 +19,28 @@ pub async fn run(config: Config, json: bool) -> anyhow::Result<ExitCode> {
                 }
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"config_valid": true, "ok": ok, "checks": lines})
             )?
-        );
+        )?;
     } else {
-        println!("config: valid");
+        outln!("config: valid")?;
         for line in &lines {
             match &line.outcome {
-                Ok(found) => println!("  ✓ {}: {found}", line.what),
-                Err(problem) => println!("  ✗ {}: {problem}", line.what),
+                Ok(found) => outln!("  ✓ {}: {found}", line.what)?,
+                Err(problem) => outln!("  ✗ {}: {problem}", line.what)?,
             }
         }
-        println!(
+        outln!(
             "{}",
             if ok {
                 "all checks passed"
             } else {
                 "some checks failed"
             }
-        );
+        )?;
     }
     Ok(if ok {
         ExitCode::SUCCESS

@@ -6,6 +6,7 @@
 use super::search::{print_buckets, print_page};
 use super::wait_caught_up;
 use crate::cli::DemoArgs;
+use crate::outln;
 use anyhow::Context;
 use chrono::{Duration as Days, Utc};
 use std::process::ExitCode;
@@ -13,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_bench::lag::LagRecorder;
 use tsunagu_bench::sample::{Sample, TENANTS};
+use tsunagu_bench::verify::index_drift;
 use tsunagu_domain::search::{ActivityQuery, GroupBy};
 use tsunagu_domain::{ActionType, ActivityLog, Entity};
 use tsunagu_engine::ports::{ApplyObserver, Condition, WriteOp};
-use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Embedded;
 use tsunagu_service::ports::SearchIndex;
@@ -36,15 +37,15 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let embedded = Embedded::open(config)?;
     let config = Arc::clone(&embedded.config);
     let consumer = &config.consumers[0];
-    println!("tsunagu demo");
-    println!(
+    outln!("tsunagu demo")?;
+    outln!(
         "  data directory {}  ·  {} shards  ·  consumer {:?}: batch size {}, parallelization {}",
         config.data_dir.display(),
         config.store.shard_count,
         consumer.name,
         consumer.batch_size,
         consumer.parallelization_factor
-    );
+    )?;
     let sinks = embedded.open_sinks()?;
     let lag = Arc::new(LagRecorder::new());
     let pipeline = embedded
@@ -91,8 +92,8 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let write_secs = started.elapsed().as_secs_f64();
     wait_caught_up(&embedded, &pipeline, Duration::from_secs(120)).await?;
     let caught_up_secs = started.elapsed().as_secs_f64();
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "1. bulk: {} activities, {} edits, {} deletes written in {:.2} s ({:.0} writes/s); all replicated and durably checkpointed after {:.2} s",
         written.len(),
         edits.len(),
@@ -100,8 +101,8 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         write_secs,
         writes as f64 / write_secs.max(1e-9),
         caught_up_secs
-    );
-    println!("   lag commit → searchable: {}", lag.take());
+    )?;
+    outln!("   lag commit → searchable: {}", lag.take())?;
 
     // 2. Steady writes at a fixed rate, each scheduled on the clock (open loop).
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.paced_rate));
@@ -131,16 +132,17 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         result??;
     }
     wait_caught_up(&embedded, &pipeline, Duration::from_secs(60)).await?;
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "2. steady: {} single writes at {}/s",
-        args.paced_writes, args.paced_rate
-    );
-    println!("   lag commit → searchable: {}", lag.take());
+        args.paced_writes,
+        args.paced_rate
+    )?;
+    outln!("   lag commit → searchable: {}", lag.take())?;
 
     // 3. Searches on several axes at once.
-    println!();
-    println!("3. searches (tenant {})", TENANTS[0]);
+    outln!()?;
+    outln!("3. searches (tenant {})", TENANTS[0])?;
     let now = Utc::now();
     let tenant = Some(TENANTS[0].to_string());
     let searches: Vec<(&str, ActivityQuery)> = vec![
@@ -182,27 +184,27 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (title, query) in &searches {
         let t = Instant::now();
         let page = search.search_activities(query).await?;
-        println!();
-        println!(
+        outln!()?;
+        outln!(
             "   ▸ {title}  ({:.1} ms)",
             t.elapsed().as_secs_f64() * 1000.0
-        );
-        print_page(&page);
+        )?;
+        print_page(&page)?;
     }
     let tenant_only = ActivityQuery {
         tenant_id: tenant.clone(),
         ..ActivityQuery::default()
     };
-    println!();
-    println!("   ▸ across all deals of the tenant, by action type");
+    outln!()?;
+    outln!("   ▸ across all deals of the tenant, by action type")?;
     print_buckets(
         GroupBy::Action,
         &search
             .aggregate_activities(&tenant_only, GroupBy::Action)
             .await?,
-    );
-    println!();
-    println!("   ▸ the last 7 days, by day");
+    )?;
+    outln!()?;
+    outln!("   ▸ the last 7 days, by day")?;
     let last_week = ActivityQuery {
         occurred_from: Some(now - Days::days(7)),
         ..tenant_only.clone()
@@ -212,34 +214,34 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<ExitCode> {
         &search
             .aggregate_activities(&last_week, GroupBy::Day)
             .await?,
-    );
+    )?;
 
     // 4. The index must hold exactly what the primary holds.
-    println!();
+    outln!()?;
     let drift = index_drift(&embedded, index).await?;
     let ok = drift.is_clean();
     if ok {
-        println!(
+        outln!(
             "4. check: the index equals the primary ({} items, same versions) ✓",
             drift.checked
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "4. CHECK FAILED: the index differs from the primary: {} missing, {} extra, {} stale",
             drift.missing.len(),
             drift.extra.len(),
             drift.stale.len()
-        );
+        )?;
     }
     pipeline.shutdown().await;
     drop(sinks);
     embedded.store.close();
-    println!();
-    println!(
+    outln!()?;
+    outln!(
         "try: tsunagu search --data-dir {} --tenant {} --text 見積 --action call",
         config.data_dir.display(),
         TENANTS[0]
-    );
+    )?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -2,6 +2,7 @@
 //! data directory, or a DynamoDB table every worker and operator machine reaches).
 
 use crate::cli::DlqCommand;
+use crate::outln;
 use anyhow::Context;
 use std::process::ExitCode;
 use tsunagu_engine::redrive::redrive;
@@ -9,7 +10,12 @@ use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Runtime;
 
 pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::open(config).await?;
+    // Only a redrive writes (the sink and the queue); listing and showing open read-only.
+    let runtime = if matches!(command, DlqCommand::Redrive { .. }) {
+        Runtime::open(config).await?
+    } else {
+        Runtime::open_read_only(config).await?
+    };
     let dlq = runtime.state.dlq.as_ref();
     match command {
         DlqCommand::List {
@@ -19,17 +25,23 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
         } => {
             let letters = dlq.list(consumer.as_deref(), 0, limit).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
+                outln!("{}", serde_json::to_string_pretty(&letters)?)?;
             } else if letters.is_empty() {
-                println!("the dead-letter queue is empty");
+                outln!("the dead-letter queue is empty")?;
             } else {
-                println!(
+                outln!(
                     "{:>6}  {:<10} {:>5} {:>10}  {:<7} {:>3}  {:<32} error",
-                    "id", "consumer", "shard", "position", "kind", "try", "key"
-                );
+                    "id",
+                    "consumer",
+                    "shard",
+                    "position",
+                    "kind",
+                    "try",
+                    "key"
+                )?;
                 for l in &letters {
                     let error: String = l.error.chars().take(60).collect();
-                    println!(
+                    outln!(
                         "{:>6}  {:<10} {:>5} {:>10}  {:<7} {:>3}  {:<32} {error}",
                         l.id,
                         l.consumer,
@@ -38,7 +50,7 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
                         l.record.kind.as_str(),
                         l.attempts,
                         l.record.key.to_string(),
-                    );
+                    )?;
                 }
             }
         }
@@ -47,7 +59,7 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
                 .get(id)
                 .await?
                 .with_context(|| format!("no dead letter with id {id}"))?;
-            println!("{}", serde_json::to_string_pretty(&letter)?);
+            outln!("{}", serde_json::to_string_pretty(&letter)?)?;
         }
         DlqCommand::Redrive { consumer, ids } => {
             let consumer_config = runtime.consumer(&consumer)?;
@@ -56,13 +68,13 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
             )?;
             let only = (!ids.is_empty()).then_some(ids.as_slice());
             let report = redrive(dlq, sink.sink().as_ref(), &consumer, only).await?;
-            println!(
+            outln!(
                 "redriven: {}  still failing: {}",
                 report.redriven.len(),
                 report.failed.len()
-            );
+            )?;
             for (id, error) in &report.failed {
-                println!("  {id}: {error}");
+                outln!("  {id}: {error}")?;
             }
             sink.close().await;
             if !report.failed.is_empty() {

@@ -1,5 +1,6 @@
 //! `tsunagu migrate`: graph → relational migration (see docs/migration.md).
 
+use crate::{out, outln};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -127,17 +128,18 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
                 tokio::task::spawn_blocking(move || fixture::generate(&out, &opts)).await??;
             let (mut total, mut invalid) = (0, 0);
             for (table, e) in &expected {
-                println!(
+                outln!(
                     "{table:<20} {:>10} records, {:>8} invalid",
-                    e.read, e.rejected
-                );
+                    e.read,
+                    e.rejected
+                )?;
                 total += e.read;
                 invalid += e.rejected;
             }
-            println!(
+            outln!(
                 "{total} records ({invalid} invalid) in {}",
                 a.out.join("export.json").display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Plan(a) => {
@@ -152,15 +154,15 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
             let book = a.out.join("runbook.md");
             std::fs::write(&book, plan::runbook(&model, &p, &name))
                 .with_context(|| format!("writing {}", book.display()))?;
-            println!("load order:");
+            outln!("load order:")?;
             for (n, level) in p.levels.iter().enumerate() {
                 let names: Vec<&str> = level
                     .iter()
                     .map(|&i| model.tables[i].name.as_str())
                     .collect();
-                println!("  {}. {}", n + 1, names.join(", "));
+                outln!("  {}. {}", n + 1, names.join(", "))?;
             }
-            println!("wrote {} and {}", doc.display(), book.display());
+            outln!("wrote {} and {}", doc.display(), book.display())?;
             Ok(ExitCode::SUCCESS)
         }
         MigrateCommand::Bench(a) => {
@@ -174,12 +176,12 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
                 progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = bench::bench(&opts).await?;
-            print!("{}", bench::render(&report));
+            out!("{}", bench::render(&report))?;
             if let Some(path) = &a.json {
                 let json = serde_json::to_vec_pretty(&report)?;
                 std::fs::write(path, json)
                     .with_context(|| format!("writing {}", path.display()))?;
-                println!("figures: {}", path.display());
+                outln!("figures: {}", path.display())?;
             }
             if report.verified {
                 Ok(ExitCode::SUCCESS)
@@ -207,8 +209,8 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
                 progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = run::run(&opts).await?;
-            print!("{}", verify::render(&report));
-            println!("report: {}", a.report.display());
+            out!("{}", verify::render(&report))?;
+            outln!("report: {}", a.report.display())?;
             if report.ok {
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -17,8 +17,14 @@ use crate::cli::{Cli, Command};
 use std::process::ExitCode;
 use tsunagu_runtime::resolve_config;
 
+/// Runs the command. Only the commands meant to set up a data directory create a missing
+/// one (`demo`, `replicate`, `serve`, `tenant create`) and say so; every other command
+/// refuses it, naming the path and where it came from, so a mistyped `--data-dir` never
+/// becomes a new empty store. Commands that only read open everything read-only.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir.clone();
+    let origin = data_dir_origin(&cli);
+    let resolve = || resolve_config(cli.config.as_deref(), data_dir.as_deref());
     match cli.command {
         Command::Demo(args) => {
             // The demo makes its own directory unless told where to work.
@@ -30,47 +36,91 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = resolve_config(cli.config.as_deref(), dir.as_deref())?;
             demo::run(config, args).await
         }
-        Command::Check(args) => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            check::run(config, args.json).await
-        }
+        Command::Check(args) => check::run(resolve()?, args.json).await,
         Command::Replicate => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            replicate::run(config).await
+            let config = resolve()?;
+            let created = DataDirCreation::watch(&config);
+            replicate::run(config, created).await
         }
         Command::Search(args) => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            let config = resolve()?;
+            tsunagu_runtime::require_existing_store(&config, &origin)?;
             search::run(&config, *args).await
         }
         Command::Dlq { command } => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            tsunagu_runtime::require_existing_store(&config)?;
+            let config = resolve()?;
+            tsunagu_runtime::require_existing_store(&config, &origin)?;
             dlq::run(config, command).await
         }
         Command::Backfill(args) => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
+            let config = resolve()?;
+            tsunagu_runtime::require_existing_store(&config, &origin)?;
             backfill::run(config, args).await
         }
         Command::Reconcile(args) => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            tsunagu_runtime::require_existing_store(&config)?;
+            let config = resolve()?;
+            tsunagu_runtime::require_existing_store(&config, &origin)?;
             reconcile::run(config, args).await
         }
         Command::Serve(args) => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            serve::run(config, args.listen).await
+            let config = resolve()?;
+            let created = DataDirCreation::watch(&config);
+            serve::run(config, args.listen, created).await
         }
         Command::Tenant { command } => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            tenant::run(&config, command).await
+            let config = resolve()?;
+            let created = DataDirCreation::watch(&config);
+            if !matches!(command, crate::cli::TenantCommand::Create { .. })
+                && matches!(
+                    config.tenants,
+                    tsunagu_runtime::config::TenantsConfig::Embedded {}
+                )
+            {
+                tsunagu_runtime::require_data_dir(&config, &origin)?;
+            }
+            tenant::run(&config, command, created).await
         }
         Command::Migrate { command } => migrate::run(command).await,
         Command::Bench { command } => tsunagu_bench::run(command, data_dir.as_deref()).await,
         Command::Status(args) => {
-            let config = resolve_config(cli.config.as_deref(), data_dir.as_deref())?;
-            tsunagu_runtime::require_existing_store(&config)?;
+            let config = resolve()?;
+            tsunagu_runtime::require_existing_store(&config, &origin)?;
             status::run(config, args).await
         }
+    }
+}
+
+/// Where the data directory's path came from, named when it is wrong.
+fn data_dir_origin(cli: &Cli) -> String {
+    match (&cli.data_dir, &cli.config) {
+        (Some(_), _) => "--data-dir / TSUNAGU_DATA_DIR".to_string(),
+        (None, Some(file)) => format!("data_dir in {}", file.display()),
+        (None, None) => {
+            "the default data_dir; set --data-dir or data_dir in the config file".to_string()
+        }
+    }
+}
+
+/// Notices whether a command that sets up a data directory created it, to say so.
+pub(crate) struct DataDirCreation {
+    dir: std::path::PathBuf,
+    existed: bool,
+}
+
+impl DataDirCreation {
+    fn watch(config: &tsunagu_runtime::config::Config) -> Self {
+        Self {
+            dir: config.data_dir.clone(),
+            existed: config.data_dir.exists(),
+        }
+    }
+
+    /// Prints "created data directory DIR" once the command made it.
+    pub(crate) fn report(&self) -> Result<(), crate::output::OutputError> {
+        if !self.existed && self.dir.is_dir() {
+            crate::outln!("created data directory {}", self.dir.display())?;
+        }
+        Ok(())
     }
 }
 

@@ -17,6 +17,8 @@
 //! drift remains (for `--every`: after the last run), 1 when reconcile itself failed.
 
 use crate::cli::ReconcileArgs;
+use crate::outln;
+use crate::output::OutputError;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,7 +33,12 @@ pub const EXIT_DRIFT: u8 = 3;
 const PRINTED_KEYS: usize = 20;
 
 pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::open(config).await?;
+    // Without --repair nothing is written: everything opens read-only.
+    let runtime = if args.repair {
+        Runtime::open(config).await?
+    } else {
+        Runtime::open_read_only(config).await?
+    };
     let consumer = runtime.consumer(&args.consumer)?;
     let Some(every) = args.every else {
         let report = run_once(&runtime, &consumer.name, &consumer.sink, &args).await?;
@@ -148,7 +155,7 @@ async fn run_once(
             .await?
     };
     report.sink = Some(sink.to_string());
-    print_summary(&report);
+    print_summary(&report)?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n")
@@ -157,36 +164,39 @@ async fn run_once(
     Ok(report)
 }
 
-fn print_summary(r: &ReconcileReport) {
-    println!(
+fn print_summary(r: &ReconcileReport) -> Result<(), OutputError> {
+    outln!(
         "reconcile {} → {}: {} items in the primary, {} documents in the index",
         r.consumer,
         r.sink.as_deref().unwrap_or("?"),
         r.checked,
         r.indexed
-    );
-    println!(
+    )?;
+    outln!(
         "  hash tree: levels of {:?} bits, {} buckets compared, {} leaves differ; {} items compared one by one ({:.4}% of the primary)",
         r.tree.level_bits,
         r.tree.buckets_compared,
         r.tree.leaves_differing,
         r.read_individually,
         r.read_individually_fraction * 100.0
-    );
-    println!(
+    )?;
+    outln!(
         "  drift: {} missing, {} extra, {} stale; {} in flight (carried by the stream, ignored)",
-        r.missing, r.extra, r.stale, r.in_flight
-    );
+        r.missing,
+        r.extra,
+        r.stale,
+        r.in_flight
+    )?;
     if r.repaired + r.unrepairable + r.repair_failed + r.superseded > 0 {
-        println!(
+        outln!(
             "  repair: {} repaired, {} unrepairable (newer in the index), {} failed, {} changed meanwhile",
             r.repaired, r.unrepairable, r.repair_failed, r.superseded
-        );
+        )?;
     }
     if !r.checkpointed {
-        println!("  note: the consumer has no checkpoint on some shards; their differences count as in flight");
+        outln!("  note: the consumer has no checkpoint on some shards; their differences count as in flight")?;
     } else if !r.settled {
-        println!("  note: the consumer did not catch up with the stream in time; differences on lagging shards count as in flight");
+        outln!("  note: the consumer did not catch up with the stream in time; differences on lagging shards count as in flight")?;
     }
     for (kind, keys) in [
         ("missing", &r.missing_keys),
@@ -194,16 +204,16 @@ fn print_summary(r: &ReconcileReport) {
         ("stale", &r.stale_keys),
     ] {
         for d in keys.iter().take(PRINTED_KEYS) {
-            print_key(kind, d);
+            print_key(kind, d)?;
         }
         if keys.len() > PRINTED_KEYS {
-            println!(
+            outln!(
                 "  ... {} more {kind} (see --json)",
                 keys.len() - PRINTED_KEYS
-            );
+            )?;
         }
     }
-    println!(
+    outln!(
         "  {} in {} ms",
         if r.is_clean() {
             "clean".to_string()
@@ -211,12 +221,13 @@ fn print_summary(r: &ReconcileReport) {
             format!("{} drifted documents remain", r.remaining)
         },
         r.elapsed_ms
-    );
+    )?;
+    Ok(())
 }
 
-fn print_key(kind: &str, d: &DriftedKey) {
+fn print_key(kind: &str, d: &DriftedKey) -> Result<(), OutputError> {
     let v = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-    println!(
+    outln!(
         "  {kind:<7} {}  primary {}  index {}  {}{}",
         d.key(),
         v(d.primary_version),
@@ -229,5 +240,5 @@ fn print_key(kind: &str, d: &DriftedKey) {
             .as_deref()
             .map(|e| format!(" ({e})"))
             .unwrap_or_default()
-    );
+    )
 }

@@ -1,6 +1,7 @@
 //! `tsunagu replicate`: run the pipeline over the adapters of the config until Ctrl-C or
 //! SIGTERM, then drain gracefully (and, with leases, hand the shards over at once).
 
+use super::DataDirCreation;
 use std::process::ExitCode;
 use std::time::Duration;
 use tsunagu_runtime::config::Config;
@@ -10,8 +11,9 @@ use tsunagu_runtime::Runtime;
 /// on the next start).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Config, created: DataDirCreation) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::open(config).await?;
+    created.report()?;
     let sinks = runtime.open_sinks().await?;
     let pipeline = runtime.start_pipeline(&sinks, Vec::new(), None).await?;
     tracing::info!(

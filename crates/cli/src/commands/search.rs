@@ -3,6 +3,8 @@
 //! replicate` or `serve` runs.
 
 use crate::cli::SearchArgs;
+use crate::outln;
+use crate::output::OutputError;
 use anyhow::Context;
 use std::process::ExitCode;
 use tsunagu_domain::search::{ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
@@ -38,9 +40,9 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
                 .await
                 .context("aggregation failed")?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&buckets)?);
+                outln!("{}", serde_json::to_string_pretty(&buckets)?)?;
             } else {
-                print_buckets(by, &buckets);
+                print_buckets(by, &buckets)?;
             }
         }
         None => {
@@ -49,9 +51,9 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
                 .await
                 .context("search failed")?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&page)?);
+                outln!("{}", serde_json::to_string_pretty(&page)?)?;
             } else {
-                print_page(&page);
+                print_page(&page)?;
             }
         }
     }
@@ -59,8 +61,8 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
 }
 
 /// One line per hit, newest first.
-pub(crate) fn print_page(page: &SearchPage) {
-    println!("{} match(es)", page.total);
+pub(crate) fn print_page(page: &SearchPage) -> Result<(), OutputError> {
+    outln!("{} match(es)", page.total)?;
     for hit in &page.hits {
         let a = &hit.activity;
         let memo: String = a.memo.chars().take(48).collect();
@@ -69,7 +71,7 @@ pub(crate) fn print_page(page: &SearchPage) {
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {}  {:<14} {:<10} {:<11} {:<13} [{}] {memo}{ellipsis}",
             a.occurred_at.format("%Y-%m-%d %H:%M"),
             a.action.as_str(),
@@ -77,16 +79,18 @@ pub(crate) fn print_page(page: &SearchPage) {
             a.deal_id,
             a.result.as_deref().unwrap_or("-"),
             a.tags.join(", "),
-        );
+        )?;
     }
     if let Some(cursor) = &page.next_cursor {
-        println!("  next page: --cursor {cursor}");
+        outln!("  next page: --cursor {cursor}")?;
     }
+    Ok(())
 }
 
-pub(crate) fn print_buckets(by: GroupBy, buckets: &[Bucket]) {
-    println!("count by {}:", by.as_str());
+pub(crate) fn print_buckets(by: GroupBy, buckets: &[Bucket]) -> Result<(), OutputError> {
+    outln!("count by {}:", by.as_str())?;
     for b in buckets {
-        println!("  {:<20} {:>8}", b.key, b.count);
+        outln!("  {:<20} {:>8}", b.key, b.count)?;
     }
+    Ok(())
 }

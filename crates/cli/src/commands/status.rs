@@ -3,39 +3,45 @@
 //! any machine with the config while workers run.
 
 use crate::cli::StatusArgs;
+use crate::outln;
 use std::process::ExitCode;
 use tsunagu_runtime::config::{Config, PrimaryConfig};
 use tsunagu_runtime::Runtime;
 
 pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::open(config).await?;
+    let runtime = Runtime::open_read_only(config).await?;
     let rows = runtime.status().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
     } else {
         match &runtime.config.primary {
             PrimaryConfig::Embedded => {
-                println!("data directory: {}", runtime.config.data_dir.display());
+                outln!("data directory: {}", runtime.config.data_dir.display())?;
             }
             PrimaryConfig::Dynamodb(table) => {
-                println!("primary: DynamoDB table {:?}", table.table_name);
+                outln!("primary: DynamoDB table {:?}", table.table_name)?;
             }
         }
         if let Ok(items) = runtime.primary.approximate_items().await {
-            println!("items: {items}");
+            outln!("items: {items}")?;
         }
         for row in &rows {
             let backlog: u64 = row.shards.iter().filter_map(|s| s.backlog).sum();
-            println!(
+            outln!(
                 "consumer {} → sink {}: backlog {backlog}, dead letters {}",
-                row.consumer, row.sink, row.dead_letters
-            );
-            println!(
+                row.consumer,
+                row.sink,
+                row.dead_letters
+            )?;
+            outln!(
                 "  {:>28}  {:>24}  {:>24}  {:>8}  owner",
-                "shard", "checkpoint", "newest", "backlog"
-            );
+                "shard",
+                "checkpoint",
+                "newest",
+                "backlog"
+            )?;
             for s in &row.shards {
-                println!(
+                outln!(
                     "  {:>28}  {:>24}  {:>24}  {:>8}  {}{}{}",
                     s.shard.0,
                     s.checkpoint.as_deref().unwrap_or("-"),
@@ -48,7 +54,7 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     }
-                );
+                )?;
             }
         }
     }

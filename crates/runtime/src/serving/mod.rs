@@ -71,6 +71,12 @@ fn search_consumer(config: &Config) -> anyhow::Result<String> {
 /// Binds `listen`, opens everything the config names, starts the pipeline (unless
 /// `[server] replicate = false`) and serves the API.
 pub async fn start(config: Config, listen: SocketAddr) -> anyhow::Result<RunningServer> {
+    start_at(config, &listen.to_string()).await
+}
+
+/// [`start`] on `listen` as a user writes it: an address or a host name with a port
+/// (`localhost:8080`), resolved; the first of its addresses that binds is used.
+pub async fn start_at(config: Config, listen: &str) -> anyhow::Result<RunningServer> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--listen / [server] listen)"))?;
