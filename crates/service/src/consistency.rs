@@ -18,6 +18,10 @@ pub struct ConsistencyToken {
     /// When the write was committed (µs since the epoch; 0 when it changed nothing):
     /// every change committed before it must be visible too.
     pub committed_at_us: i64,
+    /// The tenant whose write it is: a token works only for that tenant's requests.
+    /// `None` in tokens handed out before tokens were bound to a tenant (still accepted;
+    /// the item's tenant in the primary is checked instead).
+    pub tenant: Option<String>,
 }
 
 impl ConsistencyToken {
@@ -40,7 +44,8 @@ impl ConsistencyToken {
             .map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
         let mut parts = text.split('\u{1f}');
-        let (Some(version), Some(partition), Some(sort), committed, None) = (
+        let (Some(version), Some(partition), Some(sort), committed, tenant, None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -49,11 +54,15 @@ impl ConsistencyToken {
         ) else {
             return Err(bad());
         };
+        if tenant.is_some_and(str::is_empty) {
+            return Err(bad());
+        }
         Ok(Self {
             key: ItemKey::new(partition, sort),
             version: Version(version.parse().map_err(|_| bad())?),
             // Tokens handed out before the commit time was added carry none.
             committed_at_us: committed.map_or(Ok(0), str::parse).map_err(|_| bad())?,
+            tenant: tenant.map(str::to_string),
         })
     }
 
@@ -84,10 +93,14 @@ impl ConsistencyToken {
 
 impl fmt::Display for ConsistencyToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let raw = format!(
+        let mut raw = format!(
             "{}\u{1f}{}\u{1f}{}\u{1f}{}",
             self.version.0, self.key.partition, self.key.sort, self.committed_at_us
         );
+        if let Some(tenant) = &self.tenant {
+            raw.push('\u{1f}');
+            raw.push_str(tenant);
+        }
         f.write_str(PREFIX)?;
         for b in raw.bytes() {
             write!(f, "{b:02x}")?;
@@ -106,8 +119,17 @@ mod tests {
             key: ItemKey::new("dl_1", "activity#ac_1"),
             version: Version(42),
             committed_at_us: 1_700_000_000_000_000,
+            tenant: Some("tn_1".into()),
         };
         assert_eq!(ConsistencyToken::parse(&token.to_string()).unwrap(), token);
+        // Tokens handed out before tokens were bound to a tenant still parse.
+        let legacy = ConsistencyToken {
+            tenant: None,
+            ..token.clone()
+        };
+        let text = legacy.to_string();
+        assert_eq!(ConsistencyToken::parse(&text).unwrap(), legacy);
+        assert!(token.to_string().starts_with(&text));
         for bad in ["", "ct1.zz", "ct1.4142", "x", "ct1.31"] {
             assert!(ConsistencyToken::parse(bad).is_err(), "{bad}");
         }

@@ -172,7 +172,8 @@ impl Service {
         let expect = expect_version(version)?;
         let (current, activity) = self.activity(tenant, deal_id, id).await?;
         check_version("activity", id, version, current)?;
-        self.remove(activity.key(), expect, "activity", id).await
+        self.remove(tenant, activity.key(), expect, "activity", id)
+            .await
     }
 
     /// Searches the tenant's activities (the query's tenant is always the caller's).
@@ -191,7 +192,7 @@ impl Service {
                 ),
             ));
         }
-        self.wait_for(consistency_token).await?;
+        self.wait_for(tenant, consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
         self.index.search_activities(&query).await
     }
@@ -204,7 +205,7 @@ impl Service {
         by: GroupBy,
         consistency_token: Option<&str>,
     ) -> Result<Vec<Bucket>, ServiceError> {
-        self.wait_for(consistency_token).await?;
+        self.wait_for(tenant, consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
         self.index.aggregate_activities(&query, by).await
     }

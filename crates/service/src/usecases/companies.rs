@@ -180,7 +180,7 @@ impl Service {
         search: CompanySearch,
         consistency_token: Option<&str>,
     ) -> Result<(Vec<(Version, Company)>, u64, Option<String>), ServiceError> {
-        self.wait_for(consistency_token).await?;
+        self.wait_for(tenant, consistency_token).await?;
         let mut query = RecordQuery::new(RecordKind::Company);
         query.tenant_id = Some(tenant.0.clone());
         query.prefectures = canonical_prefectures(&search.prefectures)?;

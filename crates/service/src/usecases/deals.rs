@@ -249,7 +249,7 @@ impl Service {
             Deal::normalize_tags(&mut tags);
             if tags == deal.tags {
                 let key = deal.key();
-                return Ok(Written::unchanged(deal, key, version));
+                return Ok(Written::unchanged(deal, tenant, key, version));
             }
             deal.tags = tags;
             deal.updated_at = self.clock.now().max(deal.created_at);
@@ -272,7 +272,7 @@ impl Service {
         tenant: &TenantId,
         consistency_token: Option<&str>,
     ) -> Result<Vec<tsunagu_domain::search::Bucket>, ServiceError> {
-        self.wait_for(consistency_token).await?;
+        self.wait_for(tenant, consistency_token).await?;
         let mut query = RecordQuery::new(RecordKind::Deal);
         query.tenant_id = Some(tenant.0.clone());
         self.index.tag_counts(&query).await
@@ -300,7 +300,8 @@ impl Service {
                 ));
             }
         }
-        self.wait_for(search.consistency_token.as_deref()).await?;
+        self.wait_for(tenant, search.consistency_token.as_deref())
+            .await?;
         let mut query = RecordQuery::new(RecordKind::Deal);
         query.tenant_id = Some(tenant.0.clone());
         query.limit = page_limit(search.limit)?;

@@ -48,7 +48,7 @@ pub struct Written<T> {
 
 impl<T> Written<T> {
     /// A write that had nothing to change: the value as it is, at its current version.
-    pub(crate) fn unchanged(value: T, key: ItemKey, version: Version) -> Self {
+    pub(crate) fn unchanged(value: T, tenant: &TenantId, key: ItemKey, version: Version) -> Self {
         Self {
             value,
             version,
@@ -56,6 +56,7 @@ impl<T> Written<T> {
                 key,
                 version,
                 committed_at_us: 0,
+                tenant: Some(tenant.0.clone()),
             },
         }
     }
@@ -110,15 +111,77 @@ impl Service {
     }
 
     /// Waits for a consistency token's write to reach the index (no-op without one).
-    pub async fn wait_for(&self, token: Option<&str>) -> Result<(), ServiceError> {
-        match token {
-            None => Ok(()),
-            Some(text) => {
-                ConsistencyToken::parse(text)?
-                    .wait_applied(self.visibility.as_ref(), self.options.consistency_wait)
-                    .await
+    /// A token that cannot name a write of this tenant is refused at once (422) instead
+    /// of waiting out the bound: see [`Service::check_token`].
+    pub async fn wait_for(
+        &self,
+        tenant: &TenantId,
+        token: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let Some(text) = token else {
+            return Ok(());
+        };
+        let token = ConsistencyToken::parse(text)?;
+        self.check_token(tenant, &token).await?;
+        token
+            .wait_applied(self.visibility.as_ref(), self.options.consistency_wait)
+            .await
+    }
+
+    /// What can be told cheaply (one strongly consistent read of the primary, at most
+    /// one lookup in the index) about whether `token` names a write of `tenant`:
+    ///
+    /// - a token bound to another tenant (tokens carry the tenant that received them) is
+    ///   refused;
+    /// - the primary has the item: it must be the tenant's (else refused, with the same
+    ///   message as an unknown write, so another tenant's ids do not leak) and at the
+    ///   token's version or newer (versions only grow: a lower one means the primary never
+    ///   was at the token's version);
+    /// - the primary does not have it: the write may be a delete, or the item was deleted
+    ///   since, both legitimately waited on; but then the index shows the item (its
+    ///   tombstone) once replicated. So when the index shows nothing of it either and the
+    ///   write is older than the consistency wait (a write that old is replicated unless
+    ///   the pipeline stalls, which ends in 503 anyway), the item never existed: refused.
+    ///   A token younger than that waits as usual (bounded).
+    /// - a commit time more than an hour in the future was never handed out: refused.
+    async fn check_token(
+        &self,
+        tenant: &TenantId,
+        token: &ConsistencyToken,
+    ) -> Result<(), ServiceError> {
+        let unknown = || {
+            ServiceError::invalid(
+                "consistency_token",
+                "names no write of this account; pass back the token of one of your writes unchanged",
+            )
+        };
+        if token.tenant.as_deref().is_some_and(|t| t != tenant.0) {
+            return Err(ServiceError::invalid(
+                "consistency_token",
+                "was handed out to another account; pass the token of one of this account's writes",
+            ));
+        }
+        let now_us = self.clock.now().timestamp_micros();
+        const HOUR_US: i64 = 3_600_000_000;
+        if token.committed_at_us > now_us.saturating_add(HOUR_US) {
+            return Err(unknown());
+        }
+        match self.primary.get(&token.key).await? {
+            Some((version, entity)) => {
+                if entity.tenant_id() != tenant.0 || version < token.version {
+                    return Err(unknown());
+                }
+            }
+            None => {
+                let wait_us =
+                    i64::try_from(self.options.consistency_wait.as_micros()).unwrap_or(i64::MAX);
+                let recent = token.committed_at_us > now_us.saturating_sub(wait_us);
+                if !recent && self.index.visible_version(&token.key).await?.is_none() {
+                    return Err(unknown());
+                }
             }
         }
+        Ok(())
     }
 
     /// Loads an item of the tenant; another tenant's item or another kind is not found.
@@ -153,24 +216,28 @@ impl Service {
         id: &str,
     ) -> Result<Written<T>, ServiceError> {
         let key = entity.key();
+        let tenant = TenantId(entity.tenant_id().to_string());
         let committed = self.primary.put(&entity, expect).await;
-        self.written(value, key, committed, expect, what, id)
+        self.written(value, &tenant, key, committed, expect, what, id)
     }
 
     async fn remove(
         &self,
+        tenant: &TenantId,
         key: ItemKey,
         expect: Expect,
         what: &'static str,
         id: &str,
     ) -> Result<Written<()>, ServiceError> {
         let committed = self.primary.delete(&key, expect).await;
-        self.written((), key, committed, expect, what, id)
+        self.written((), tenant, key, committed, expect, what, id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn written<T>(
         &self,
         value: T,
+        tenant: &TenantId,
         key: ItemKey,
         committed: Result<Committed, WriteRejected>,
         expect: Expect,
@@ -188,6 +255,7 @@ impl Service {
                     key,
                     version,
                     committed_at_us,
+                    tenant: Some(tenant.0.clone()),
                 },
             }),
             Err(WriteRejected::Conflict { current }) => match expect {

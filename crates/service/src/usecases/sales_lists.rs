@@ -96,7 +96,7 @@ impl Service {
             let (version, mut list) = self.sales_list(tenant, id).await?;
             if list.add_deals(deal_ids.iter().map(String::as_str)) == 0 {
                 let key = list.key();
-                return Ok(Written::unchanged(list, key, version));
+                return Ok(Written::unchanged(list, tenant, key, version));
             }
             list.updated_at = self.clock.now().max(list.created_at);
             list.validate()?;
@@ -119,7 +119,7 @@ impl Service {
         cursor: Option<&str>,
         consistency_token: Option<&str>,
     ) -> Result<(Vec<(Version, SalesList)>, u64, Option<String>), ServiceError> {
-        self.wait_for(consistency_token).await?;
+        self.wait_for(tenant, consistency_token).await?;
         let mut query = RecordQuery::new(RecordKind::SalesList);
         query.tenant_id = Some(tenant.0.clone());
         query.limit = page_limit(limit)?;

@@ -205,17 +205,121 @@ async fn every_search_refuses_a_token_no_write_handed_out() {
             assert_eq!(fields, ["consistency_token"], "{garbage:?}");
         }
     }
-    // A well-formed token of a write that never happened is never shown: the wait ends.
+    // A well-formed token of a write that never happened is refused at once (issue 18:
+    // it waited out the bound and answered 503 "retry").
     let forged = ConsistencyToken {
         key: tsunagu_domain::ItemKey::new("dl_none", "deal"),
         version: tsunagu_domain::Version(1),
         committed_at_us: 1,
+        tenant: Some(t.0.clone()),
     };
+    let started = Instant::now();
     let result = s.deal_tags(&t, Some(&forged.to_string())).await;
+    assert_eq!(invalid_fields(result), ["consistency_token"]);
+    assert!(
+        started.elapsed() < CONSISTENCY_WAIT,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Issue 18: a token is bound to the tenant whose write it is.
+#[tokio::test]
+async fn a_token_of_another_tenant_is_refused_at_once() {
+    let h = Harness::new();
+    let (t1, t2) = (tenant("t1"), tenant("t2"));
+    let co = h.company(&t1, "東京商事", "東京都港区").await;
+    let deal = h.deal(&t1, &co.id, "案件", &[]).await;
+    h.feed.set_delivery(Delivery::Held);
+    let written = h.activity(&t1, &deal.id, call_days_ago(1)).await;
+    let token = written.token.to_string();
+    // Bound to t1 in the token itself.
+    let started = Instant::now();
+    let result = h
+        .service
+        .search_activities(&t2, ActivityQuery::default(), Some(&token))
+        .await;
+    assert_eq!(invalid_fields(result), ["consistency_token"]);
+    // A token handed out before the binding (no tenant in it): the primary says whose
+    // item it is.
+    let legacy = ConsistencyToken {
+        tenant: None,
+        ..written.token.clone()
+    }
+    .to_string();
+    let result = h
+        .service
+        .search_activities(&t2, ActivityQuery::default(), Some(&legacy))
+        .await;
+    assert_eq!(invalid_fields(result), ["consistency_token"]);
+    assert!(
+        started.elapsed() < CONSISTENCY_WAIT,
+        "{:?}",
+        started.elapsed()
+    );
+    // The owner's searches still wait for it, with either form.
+    h.feed.release_all().await;
+    for token in [&token, &legacy] {
+        let page = h
+            .service
+            .search_activities(&t1, ActivityQuery::default(), Some(token))
+            .await
+            .unwrap();
+        assert_eq!(page.total, 1);
+    }
+}
+
+/// Issue 18: a token whose version the primary never reached is refused at once; a
+/// delete's token (its item gone from the primary) is waited on as before.
+#[tokio::test]
+async fn a_version_the_primary_never_had_is_refused_and_a_deletes_token_is_waited_on() {
+    let h = Harness::new();
+    let t = tenant("t1");
+    let co = h.company(&t, "東京商事", "東京都港区").await;
+    let deal = h.deal(&t, &co.id, "案件", &[]).await;
+    let written = h.activity(&t, &deal.id, call_days_ago(1)).await;
+    let ahead = ConsistencyToken {
+        version: tsunagu_domain::Version(written.version.0 + 5),
+        ..written.token.clone()
+    };
+    let result = h
+        .service
+        .search_activities(&t, ActivityQuery::default(), Some(&ahead.to_string()))
+        .await;
+    assert_eq!(invalid_fields(result), ["consistency_token"]);
+
+    // Created and deleted while replication is held: neither the primary nor the index
+    // has the item, and the token is fresh, so the search waits (and succeeds once
+    // replicated) instead of refusing it.
+    h.feed.set_delivery(Delivery::Held);
+    let written = h.activity(&t, &deal.id, call_days_ago(1)).await;
+    let deleted = h
+        .service
+        .delete_activity(&t, &deal.id, &written.value.id, written.version.0)
+        .await
+        .unwrap();
+    let token = deleted.token.to_string();
+    let result = h
+        .service
+        .search_activities(&t, ActivityQuery::default(), Some(&token))
+        .await;
     assert!(
         matches!(result, Err(ServiceError::NotConsistentYet { .. })),
         "{result:?}"
     );
+    h.feed.release_all().await;
+    let page = h
+        .service
+        .search_activities(&t, ActivityQuery::default(), Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1, "the first activity only");
+    // Long after, the delete's token still works: the index keeps the tombstone.
+    h.clock.advance(chrono::Duration::hours(1));
+    h.service
+        .search_activities(&t, ActivityQuery::default(), Some(&token))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -238,12 +342,13 @@ async fn the_wait_is_bounded_by_the_services_option() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-/// A token for the company `id` at a version far in the future.
+/// A token for the company `id`'s creation (version 1).
 fn h_token(id: &str) -> String {
     ConsistencyToken {
         key: tsunagu_domain::Company::key_for(id),
-        version: tsunagu_domain::Version(u64::MAX),
+        version: tsunagu_domain::Version(1),
         committed_at_us: 1,
+        tenant: Some("t1".into()),
     }
     .to_string()
 }
