@@ -35,6 +35,8 @@ on_both_deployments!(
     the_served_document_passes_openapi_spec_validator,
     dates_without_a_time_are_accepted_as_bounds,
     the_bearer_scheme_is_case_insensitive,
+    a_token_naming_no_write_of_the_tenant_is_refused_at_once,
+    calendar_groupings_count_in_the_asked_time_zone,
 );
 
 struct TestApp {
@@ -341,5 +343,161 @@ async fn the_bearer_scheme_is_case_insensitive(backend: Backend) {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{header}");
     }
+    app.stop().await;
+}
+
+/// The fields of a consistency token (`ct1.` and the hex of fields separated by U+001F).
+fn token_fields(token: &str) -> Vec<String> {
+    let hex = token.strip_prefix("ct1.").expect("a ct1 token");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    String::from_utf8(bytes)
+        .unwrap()
+        .split('\u{1f}')
+        .map(str::to_string)
+        .collect()
+}
+
+fn token_of(fields: &[String]) -> String {
+    let raw = fields.join("\u{1f}");
+    let hex: String = raw.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("ct1.{hex}")
+}
+
+/// Issue 18: a token naming an item that does not exist waited 5 s and answered 503
+/// "retry"; it is 422 at once. A token is bound to the tenant that received it.
+async fn a_token_naming_no_write_of_the_tenant_is_refused_at_once(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let deal = app.deal(&app.a).await;
+    let token = app
+        .activity(&app.a, &deal, "2026-11-10T09:00:00+09:00")
+        .await;
+    let fields = token_fields(&token);
+    assert_eq!(
+        fields.len(),
+        5,
+        "version, partition, sort, commit time, tenant"
+    );
+    // The same write, but of an activity that never existed, a long time ago.
+    let mut forged = fields.clone();
+    forged[2] = "activity#ac_00000000000000000000".into();
+    forged[3] = "1".into();
+    let mut ahead = fields.clone();
+    // Versions differ per deployment (a counter, or a time): any above the current one.
+    ahead[0] = (fields[0].parse::<u64>().unwrap() + 1_000_000).to_string();
+    let mut legacy = fields.clone();
+    legacy.pop();
+    for (who, token, what) in [
+        (&app.a, token_of(&forged), "an item that never existed"),
+        (&app.a, token_of(&ahead), "a version the item never had"),
+        (&app.b, token.clone(), "another tenant's token"),
+        (
+            &app.b,
+            token_of(&legacy),
+            "another tenant's token without a tenant",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, v) = app
+            .get(
+                who,
+                &format!("/api/v1/activities?consistency_token={token}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {v}");
+        assert_eq!(v["error"]["fields"][0]["field"], "consistency_token", "{v}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+    // The owner's token, with or without the tenant in it, still works.
+    for token in [token.clone(), token_of(&legacy)] {
+        let (status, page) = app
+            .get(
+                &app.a,
+                &format!("/api/v1/activities?consistency_token={token}"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 1, "{page}");
+    }
+    app.stop().await;
+}
+
+/// Issue 18: `group_by=day` bucketed by UTC, so a Japanese team's 08:00 JST activity
+/// landed on the previous day. `tz` names the zone of days, ISO weeks and months (and of
+/// date-only bounds); UTC without it.
+async fn calendar_groupings_count_in_the_asked_time_zone(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let deal = app.deal(&app.a).await;
+    let mut token = String::new();
+    for at in [
+        "2026-11-10T08:00:00+09:00", // Tuesday morning in Tokyo, the 9th in UTC
+        "2026-11-15T23:30:00+09:00", // Sunday night in Tokyo: still the week of the 9th
+        "2026-12-01T07:00:00+09:00", // December in Tokyo, November in UTC
+    ] {
+        token = app.activity(&app.a, &deal, at).await;
+    }
+    let aggregate = |query: String| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let (status, v) = app
+                .get(
+                    &app.a,
+                    &format!("/api/v1/activities/aggregate?{query}&consistency_token={token}"),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {v}");
+            v["buckets"].clone()
+        }
+    };
+    let b = |pairs: &[(&str, u64)]| -> Value {
+        pairs
+            .iter()
+            .map(|(k, n)| json!({"key": k, "count": n}))
+            .collect()
+    };
+    assert_eq!(
+        aggregate("group_by=day&tz=Asia/Tokyo".into()).await,
+        b(&[("2026-11-10", 1), ("2026-11-15", 1), ("2026-12-01", 1)])
+    );
+    assert_eq!(
+        aggregate("group_by=day".into()).await,
+        b(&[("2026-11-09", 1), ("2026-11-15", 1), ("2026-11-30", 1)])
+    );
+    assert_eq!(
+        aggregate("group_by=week&tz=Asia/Tokyo".into()).await,
+        b(&[("2026-11-09", 2), ("2026-11-30", 1)])
+    );
+    assert_eq!(
+        aggregate("group_by=month&tz=Asia/Tokyo".into()).await,
+        b(&[("2026-11", 2), ("2026-12", 1)])
+    );
+    assert_eq!(
+        aggregate("group_by=month".into()).await,
+        b(&[("2026-11", 3)])
+    );
+    // A date-only bound is midnight in `tz`: November in Tokyo.
+    assert_eq!(
+        aggregate("group_by=month&tz=Asia/Tokyo&from=2026-11-01&to=2026-12-01".into()).await,
+        b(&[("2026-11", 2)])
+    );
+    let (status, v) = app
+        .get(
+            &app.a,
+            "/api/v1/activities/aggregate?group_by=day&tz=Asia/Tokio",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "tz", "{v}");
     app.stop().await;
 }

@@ -22,7 +22,7 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tsunagu_domain::search::{
-    ActivityQuery, Bucket, Cursor, GroupBy, RecordKind, RecordQuery, MAX_LIMIT,
+    parse_time_zone, ActivityQuery, Bucket, Cursor, GroupBy, RecordKind, RecordQuery, MAX_LIMIT,
 };
 use tsunagu_domain::{
     ActionType, ActivityLog, ChangeKind, ChangeRecord, Company, Deal, DealStage, Entity, Image,
@@ -486,6 +486,7 @@ pub async fn check_all<I: SearchIndex, S: Sink>(index: &I, sink: &S) {
     s.japanese_text().await;
     s.pages_reproduce_the_whole_order().await;
     s.aggregations_count_every_bucket().await;
+    s.calendar_groupings_follow_the_time_zone().await;
     s.deal_facts().await;
     s.companies().await;
     s.deals().await;
@@ -877,6 +878,70 @@ impl<I: SearchIndex> Suite<'_, I> {
             .aggregate_activities(q, by)
             .await
             .unwrap_or_else(|e| panic!("aggregating by {by:?}: {e}"))
+    }
+
+    async fn aggregate_in(&self, q: &ActivityQuery, by: GroupBy, zone: &str) -> Vec<Bucket> {
+        let zone = parse_time_zone(zone).expect("a time zone");
+        self.index
+            .aggregate_activities_in(q, by, zone)
+            .await
+            .unwrap_or_else(|e| panic!("aggregating by {by:?} in {zone}: {e}"))
+    }
+
+    /// Issue 18: days, ISO weeks and months are counted in the asked time zone. a6
+    /// (2026-03-03T23:59:59.999999Z) is 08:59 on March 4th in Tokyo; a9
+    /// (2026-02-28T17:00Z) is 02:00 on March 1st there. March 1st 2026 is a Sunday: its
+    /// week starts Monday February 23rd.
+    async fn calendar_groupings_follow_the_time_zone(&self) {
+        let q = acme();
+        type Case = (GroupBy, &'static str, &'static [(&'static str, u64)]);
+        let cases: [Case; 6] = [
+            (
+                GroupBy::Day,
+                "Asia/Tokyo",
+                &[
+                    ("2026-03-01", 3),
+                    ("2026-03-02", 2),
+                    ("2026-03-03", 1),
+                    ("2026-03-04", 2),
+                ],
+            ),
+            // Eight hours behind UTC: a7 (00:00Z on the 4th) is the afternoon of the 3rd.
+            (
+                GroupBy::Day,
+                "America/Los_Angeles",
+                &[
+                    ("2026-02-28", 1),
+                    ("2026-03-01", 2),
+                    ("2026-03-02", 2),
+                    ("2026-03-03", 3),
+                ],
+            ),
+            (
+                GroupBy::Week,
+                "UTC",
+                &[("2026-02-23", 3), ("2026-03-02", 5)],
+            ),
+            (
+                GroupBy::Week,
+                "Asia/Tokyo",
+                &[("2026-02-23", 3), ("2026-03-02", 5)],
+            ),
+            (GroupBy::Month, "UTC", &[("2026-02", 1), ("2026-03", 7)]),
+            (GroupBy::Month, "Asia/Tokyo", &[("2026-03", 8)]),
+        ];
+        for (by, zone, expected) in cases {
+            assert_eq!(
+                self.aggregate_in(&q, by, zone).await,
+                buckets(expected),
+                "by {by:?} in {zone}"
+            );
+        }
+        // Without a zone: UTC.
+        assert_eq!(
+            self.aggregate(&q, GroupBy::Month).await,
+            buckets(&[("2026-02", 1), ("2026-03", 7)])
+        );
     }
 
     async fn aggregations_count_every_bucket(&self) {

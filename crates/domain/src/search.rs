@@ -184,10 +184,16 @@ pub enum GroupBy {
     /// The calendar day of `occurred_at` in the aggregation's time zone, `YYYY-MM-DD`;
     /// buckets in day order.
     Day,
+    /// The ISO week (Monday to Sunday) of `occurred_at` in the aggregation's time zone,
+    /// keyed by its Monday, `YYYY-MM-DD`; buckets in week order.
+    Week,
+    /// The calendar month of `occurred_at` in the aggregation's time zone, `YYYY-MM`;
+    /// buckets in month order.
+    Month,
 }
 
 impl GroupBy {
-    pub const ALL: [GroupBy; 7] = [
+    pub const ALL: [GroupBy; 9] = [
         GroupBy::Action,
         GroupBy::User,
         GroupBy::Deal,
@@ -195,6 +201,8 @@ impl GroupBy {
         GroupBy::Result,
         GroupBy::Tag,
         GroupBy::Day,
+        GroupBy::Week,
+        GroupBy::Month,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -206,6 +214,8 @@ impl GroupBy {
             GroupBy::Result => "result",
             GroupBy::Tag => "tag",
             GroupBy::Day => "day",
+            GroupBy::Week => "week",
+            GroupBy::Month => "month",
         }
     }
 
@@ -224,16 +234,26 @@ impl GroupBy {
 
     /// Whether this grouping is by calendar period (its buckets depend on a time zone).
     pub fn is_calendar(self) -> bool {
-        matches!(self, GroupBy::Day)
+        matches!(self, GroupBy::Day | GroupBy::Week | GroupBy::Month)
     }
 
     /// The bucket key of an activity that occurred at `at`, for a calendar grouping in
     /// `zone`; `None` for the other groupings. Every index labels its buckets with this,
     /// so that they answer alike.
     pub fn calendar_key(self, at: DateTime<Utc>, zone: TimeZone) -> Option<String> {
-        let local = at.with_timezone(&zone).date_naive();
+        self.calendar_key_of(at.with_timezone(&zone).date_naive())
+    }
+
+    /// The bucket key of a local calendar date, for a calendar grouping; `None` for the
+    /// other groupings.
+    pub fn calendar_key_of(self, local: NaiveDate) -> Option<String> {
         match self {
             GroupBy::Day => Some(local.format("%Y-%m-%d").to_string()),
+            GroupBy::Week => {
+                let monday = local.week(chrono::Weekday::Mon).first_day();
+                Some(monday.format("%Y-%m-%d").to_string())
+            }
+            GroupBy::Month => Some(local.format("%Y-%m").to_string()),
             _ => None,
         }
     }
@@ -434,7 +454,22 @@ mod tests {
             GroupBy::Day.calendar_key(morning, tokyo).as_deref(),
             Some("2026-11-10")
         );
+        assert_eq!(
+            GroupBy::Week.calendar_key(morning, tokyo).as_deref(),
+            Some("2026-11-09")
+        );
+        // Sunday 2026-11-15 23:59 JST is still the week of Monday the 9th.
+        let sunday = utc("2026-11-15T14:59:00Z");
+        assert_eq!(
+            GroupBy::Week.calendar_key(sunday, tokyo).as_deref(),
+            Some("2026-11-09")
+        );
+        // 2026-11-30T20:00Z is December 1st in Tokyo.
         let month_end = utc("2026-11-30T20:00:00Z");
+        assert_eq!(
+            GroupBy::Month.calendar_key(month_end, tokyo).as_deref(),
+            Some("2026-12")
+        );
         assert_eq!(GroupBy::Action.calendar_key(month_end, tokyo), None);
         for by in GroupBy::ALL {
             assert_eq!(GroupBy::parse(by.as_str()), Ok(by));

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use tsunagu_domain::search::{
-    ActivityQuery, Bucket, GroupBy, LatestActivity, RecordPage, RecordQuery, SearchPage,
+    ActivityQuery, Bucket, GroupBy, LatestActivity, RecordPage, RecordQuery, SearchPage, TimeZone,
 };
 use tsunagu_domain::{Entity, ItemKey, Version};
 
@@ -52,10 +52,21 @@ pub trait PrimaryStore: Send + Sync + 'static {
 #[async_trait]
 pub trait SearchIndex: Send + Sync + 'static {
     async fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError>;
+    /// Counts per group; calendar groupings (day, week, month) in UTC.
     async fn aggregate_activities(
         &self,
         query: &ActivityQuery,
         by: GroupBy,
+    ) -> Result<Vec<Bucket>, ServiceError> {
+        self.aggregate_activities_in(query, by, TimeZone::UTC).await
+    }
+    /// Counts per group; calendar groupings count days, ISO weeks (from Monday) and
+    /// months in `zone`, labelled by [`GroupBy::calendar_key`]. Every index answers alike.
+    async fn aggregate_activities_in(
+        &self,
+        query: &ActivityQuery,
+        by: GroupBy,
+        zone: TimeZone,
     ) -> Result<Vec<Bucket>, ServiceError>;
     async fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError>;
     /// Every matching record's id (cursor and limit ignored).

@@ -4,7 +4,7 @@
 
 use crate::durability::{run_syncer, DeferredSyncDirectory, Marks, SyncRequest};
 use crate::error::IndexError;
-use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage};
+use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage, TimeZone};
 use crate::records::{LatestActivity, RecordPage, RecordQuery};
 use crate::schema::{
     build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_COMPANY, KIND_DEAL,
@@ -224,9 +224,21 @@ impl ActivityIndex {
         self.view.search(query)
     }
 
-    /// Counts live activities matching `query` per group; see [`GroupBy`].
+    /// Counts live activities matching `query` per group; see [`GroupBy`]. Days, weeks
+    /// and months in UTC.
     pub fn aggregate(&self, query: &ActivityQuery, by: GroupBy) -> Result<Vec<Bucket>, IndexError> {
-        self.view.aggregate(query, by)
+        self.view.aggregate(query, by, TimeZone::UTC)
+    }
+
+    /// Counts live activities matching `query` per group; days, ISO weeks and months in
+    /// `zone`.
+    pub fn aggregate_in(
+        &self,
+        query: &ActivityQuery,
+        by: GroupBy,
+        zone: TimeZone,
+    ) -> Result<Vec<Bucket>, IndexError> {
+        self.view.aggregate(query, by, zone)
     }
 
     /// The version of every live activity (tombstones excluded), from the latest commit.
@@ -404,9 +416,21 @@ impl ActivityIndexReader {
         self.view.search(query)
     }
 
-    /// Counts live activities matching `query` per group; see [`GroupBy`].
+    /// Counts live activities matching `query` per group; see [`GroupBy`]. Days, weeks
+    /// and months in UTC.
     pub fn aggregate(&self, query: &ActivityQuery, by: GroupBy) -> Result<Vec<Bucket>, IndexError> {
-        self.view.aggregate(query, by)
+        self.view.aggregate(query, by, TimeZone::UTC)
+    }
+
+    /// Counts live activities matching `query` per group; days, ISO weeks and months in
+    /// `zone`.
+    pub fn aggregate_in(
+        &self,
+        query: &ActivityQuery,
+        by: GroupBy,
+        zone: TimeZone,
+    ) -> Result<Vec<Bucket>, IndexError> {
+        self.view.aggregate(query, by, zone)
     }
 
     /// The version of every live activity (tombstones excluded), from the latest commit.

@@ -7,7 +7,7 @@ use crate::error::IndexError;
 use crate::index::IndexView;
 use crate::schema::{names, to_tantivy_date, KIND_ACTIVITY};
 use crate::tokenizer::{analyze, is_cjk};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::ops::Bound;
@@ -20,10 +20,10 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
 
 pub use tsunagu_domain::search::{
-    ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
+    ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, TimeZone, DEFAULT_LIMIT, MAX_LIMIT,
 };
 
-/// The keyword fast field a grouping counts, `None` for [`GroupBy::Day`].
+/// The keyword fast field a grouping counts, `None` for the calendar groupings.
 fn field_name(by: GroupBy) -> Option<&'static str> {
     match by {
         GroupBy::Action => Some(names::ACTION),
@@ -32,7 +32,7 @@ fn field_name(by: GroupBy) -> Option<&'static str> {
         GroupBy::Company => Some(names::COMPANY_ID),
         GroupBy::Result => Some(names::RESULT),
         GroupBy::Tag => Some(names::TAGS),
-        GroupBy::Day => None,
+        GroupBy::Day | GroupBy::Week | GroupBy::Month => None,
     }
 }
 
@@ -77,19 +77,22 @@ impl IndexView {
         &self,
         q: &ActivityQuery,
         by: GroupBy,
+        zone: TimeZone,
     ) -> Result<Vec<Bucket>, IndexError> {
         let query = self.build_query(q)?;
         let searcher = self.searcher()?;
         let counts = searcher
-            .search(&query, &GroupCollector::by(by))
+            .search(&query, &GroupCollector::by(by, zone))
             .map_err(IndexError::tantivy("aggregating the index"))?;
         let mut buckets: Vec<Bucket> = counts
             .into_iter()
             .map(|(key, count)| Bucket { key, count })
             .collect();
         match by {
-            // "YYYY-MM-DD" sorts as text in day order (years 0000-9999).
-            GroupBy::Day => buckets.sort_by(|a, b| a.key.cmp(&b.key)),
+            // "YYYY-MM-DD" and "YYYY-MM" sort as text in time order (years 0000-9999).
+            GroupBy::Day | GroupBy::Week | GroupBy::Month => {
+                buckets.sort_by(|a, b| a.key.cmp(&b.key))
+            }
             _ => buckets.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key))),
         }
         Ok(buckets)
@@ -365,23 +368,29 @@ impl SegmentCollector for PageSegmentCollector {
 
 // ---------------------------------------------------------------------------------------
 // Group collector: exact counts per keyword (by term ordinal, resolved once per segment)
-// or per UTC day.
+// or per calendar period of `occurred_at` in a time zone.
 
 pub(crate) struct GroupCollector {
-    /// The keyword fast field counted; `None` counts UTC days of `occurred_at`.
+    /// The keyword fast field counted; `None` counts the local dates of `occurred_at`.
     field: Option<&'static str>,
+    /// For the calendar groupings: the period a local date falls in, and the zone.
+    calendar: (GroupBy, TimeZone),
 }
 
 impl GroupCollector {
-    fn by(by: GroupBy) -> Self {
+    fn by(by: GroupBy, zone: TimeZone) -> Self {
         Self {
             field: field_name(by),
+            calendar: (by, zone),
         }
     }
 
     /// Counts per value of a keyword fast field.
     pub(crate) fn keyword(field: &'static str) -> Self {
-        Self { field: Some(field) }
+        Self {
+            field: Some(field),
+            calendar: (GroupBy::Day, TimeZone::UTC),
+        }
     }
 }
 
@@ -393,7 +402,9 @@ pub(crate) enum GroupSegmentCollector {
     },
     Day {
         column: Option<Column<tantivy::DateTime>>,
-        counts: HashMap<i64, u64>,
+        zone: TimeZone,
+        /// Count per local date (days from the common era).
+        counts: HashMap<i32, u64>,
     },
 }
 
@@ -402,10 +413,8 @@ pub(crate) enum GroupFruit {
         column: Option<StrColumn>,
         counts: Vec<u64>,
     },
-    Day(HashMap<i64, u64>),
+    Day(HashMap<i32, u64>),
 }
-
-const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 impl Collector for GroupCollector {
     type Fruit = HashMap<String, u64>;
@@ -428,6 +437,7 @@ impl Collector for GroupCollector {
             }
             None => GroupSegmentCollector::Day {
                 column: fast.column_opt(names::OCCURRED_AT)?,
+                zone: self.calendar.1,
                 counts: HashMap::new(),
             },
         })
@@ -454,8 +464,9 @@ impl Collector for GroupCollector {
                     }
                 }
                 GroupFruit::Day(counts) => {
+                    let by = self.calendar.0;
                     for (day, count) in counts {
-                        *merged.entry(day_label(day)).or_default() += count;
+                        *merged.entry(period_label(by, day)).or_default() += count;
                     }
                 }
             }
@@ -464,11 +475,11 @@ impl Collector for GroupCollector {
     }
 }
 
-fn day_label(day: i64) -> String {
-    DateTime::<Utc>::from_timestamp(day.saturating_mul(86_400), 0).map_or_else(
-        || format!("day {day}"),
-        |t| t.format("%Y-%m-%d").to_string(),
-    )
+/// The key of the day, week or month of a local date (days from the common era).
+fn period_label(by: GroupBy, day: i32) -> String {
+    chrono::NaiveDate::from_num_days_from_ce_opt(day)
+        .and_then(|date| by.calendar_key_of(date))
+        .unwrap_or_else(|| format!("day {day}"))
 }
 
 impl SegmentCollector for GroupSegmentCollector {
@@ -488,11 +499,15 @@ impl SegmentCollector for GroupSegmentCollector {
             }
             GroupSegmentCollector::Day {
                 column: Some(column),
+                zone,
                 counts,
             } => {
-                if let Some(t) = column.first(doc) {
-                    let day = t.into_timestamp_micros().div_euclid(MICROS_PER_DAY);
-                    *counts.entry(day).or_default() += 1;
+                let local = column
+                    .first(doc)
+                    .and_then(|t| DateTime::<Utc>::from_timestamp_micros(t.into_timestamp_micros()))
+                    .map(|t| t.with_timezone(zone).date_naive());
+                if let Some(date) = local {
+                    *counts.entry(date.num_days_from_ce()).or_default() += 1;
                 }
             }
             _ => {}

@@ -80,7 +80,7 @@ impl IndexView {
         q: &ActivityQuery,
     ) -> Result<HashSet<String>, IndexError> {
         Ok(self
-            .aggregate(q, GroupBy::Deal)?
+            .aggregate(q, GroupBy::Deal, crate::query::TimeZone::UTC)?
             .into_iter()
             .map(|b| b.key)
             .collect())

@@ -7,7 +7,7 @@ use crate::{ActivityIndex, ActivityIndexReader, IndexError};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use tsunagu_domain::search::{
-    ActivityQuery, Bucket, GroupBy, LatestActivity, RecordPage, RecordQuery, SearchPage,
+    ActivityQuery, Bucket, GroupBy, LatestActivity, RecordPage, RecordQuery, SearchPage, TimeZone,
 };
 use tsunagu_domain::{ItemKey, Version};
 use tsunagu_service::ports::SearchIndex;
@@ -34,12 +34,13 @@ macro_rules! search_index_over_view {
                 self.view().search(query).map_err(search_error)
             }
 
-            async fn aggregate_activities(
+            async fn aggregate_activities_in(
                 &self,
                 query: &ActivityQuery,
                 by: GroupBy,
+                zone: TimeZone,
             ) -> Result<Vec<Bucket>, ServiceError> {
-                self.view().aggregate(query, by).map_err(search_error)
+                self.view().aggregate(query, by, zone).map_err(search_error)
             }
 
             async fn search_records(

@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use tsunagu_domain::search::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, LatestActivity, RecordHit, RecordKind, RecordPage,
-    RecordQuery, SearchPage, MAX_LIMIT,
+    RecordQuery, SearchPage, TimeZone, MAX_LIMIT,
 };
 use tsunagu_domain::{Entity, ItemKey, Version};
 use tsunagu_service::ports::SearchIndex;
@@ -279,23 +279,39 @@ impl OpenSearchSearch {
     }
 
     /// Counts per UTC day of `occurred_at`, labelled `YYYY-MM-DD`.
-    async fn day_counts(&self, query: &Value) -> Result<Vec<Bucket>, OpenSearchError> {
-        let mut buckets = Vec::new();
+    /// Counts per day, ISO week or month of `occurred_at` in `zone`: a date histogram in
+    /// that zone (its buckets start at local midnight, weeks on Monday), each bucket's
+    /// start labelled by [`GroupBy::calendar_key`] like the embedded index's.
+    async fn calendar_counts(
+        &self,
+        query: &Value,
+        by: GroupBy,
+        zone: TimeZone,
+    ) -> Result<Vec<Bucket>, OpenSearchError> {
+        let interval = match by {
+            GroupBy::Week => "1w",
+            GroupBy::Month => "1M",
+            _ => "1d",
+        };
+        let mut buckets: Vec<Bucket> = Vec::new();
         let source = json!({"date_histogram": {
-            "field": "occurred_at", "calendar_interval": "1d", "time_zone": "UTC",
+            "field": "occurred_at", "calendar_interval": interval, "time_zone": zone.name(),
         }});
         self.for_each_bucket(query, source, None, |b| {
             let key = &b["key"]["k"];
             let ms = key.as_i64().or_else(|| key.as_f64().map(|f| f as i64));
-            let day = ms
+            let start = ms
                 .and_then(DateTime::<Utc>::from_timestamp_millis)
-                .ok_or_else(|| self.unreadable(format!("a day bucket without a time: {b}")))?;
+                .and_then(|t| by.calendar_key(t, zone))
+                .ok_or_else(|| self.unreadable(format!("a date bucket without a time: {b}")))?;
             let count = b["doc_count"].as_u64().unwrap_or(0);
             if count > 0 {
-                buckets.push(Bucket {
-                    key: day.format("%Y-%m-%d").to_string(),
-                    count,
-                });
+                // A histogram that ignored the zone would split one local period in two:
+                // merge by label so that the counts stay exact either way.
+                match buckets.last_mut() {
+                    Some(last) if last.key == start => last.count += count,
+                    _ => buckets.push(Bucket { key: start, count }),
+                }
             }
             Ok(())
         })
@@ -478,7 +494,7 @@ pub fn record_query(q: &RecordQuery) -> Value {
 /// first, then by key.
 fn sort_buckets(buckets: &mut [Bucket], by: GroupBy) {
     match by {
-        GroupBy::Day => buckets.sort_by(|a, b| a.key.cmp(&b.key)),
+        GroupBy::Day | GroupBy::Week | GroupBy::Month => buckets.sort_by(|a, b| a.key.cmp(&b.key)),
         _ => buckets.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key))),
     }
 }
@@ -491,7 +507,7 @@ fn group_field(by: GroupBy) -> Option<&'static str> {
         GroupBy::Company => Some("company_id"),
         GroupBy::Result => Some("result"),
         GroupBy::Tag => Some("tags"),
-        GroupBy::Day => None,
+        GroupBy::Day | GroupBy::Week | GroupBy::Month => None,
     }
 }
 
@@ -525,15 +541,16 @@ impl SearchIndex for OpenSearchSearch {
         })
     }
 
-    async fn aggregate_activities(
+    async fn aggregate_activities_in(
         &self,
         query: &ActivityQuery,
         by: GroupBy,
+        zone: TimeZone,
     ) -> Result<Vec<Bucket>, ServiceError> {
         let q = activity_query(query);
         let mut buckets = match group_field(by) {
             Some(field) => self.keyword_counts(&q, field).await,
-            None => self.day_counts(&q).await,
+            None => self.calendar_counts(&q, by, zone).await,
         }
         .map_err(unavailable)?;
         sort_buckets(&mut buckets, by);

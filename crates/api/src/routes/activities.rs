@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tsunagu_domain::search::{parse_time, ActivityQuery, GroupBy, TimeZone};
+use tsunagu_domain::search::{parse_time, parse_time_zone, ActivityQuery, GroupBy, TimeZone};
 use tsunagu_domain::{ActionType, ActivityLog};
 use tsunagu_service::usecases::activities::{ActivityPatch, NewActivity};
 use tsunagu_service::{FieldIssue, ServiceError};
@@ -59,9 +59,14 @@ pub struct ActivityFilters {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AggregateParams {
-    /// What to count by.
+    /// What to count by. `day` (`YYYY-MM-DD`), `week` (ISO, from Monday, keyed by its
+    /// Monday) and `month` (`YYYY-MM`) are calendar periods in `tz`.
     #[param(inline)]
     pub group_by: GroupBy,
+    /// The IANA time zone of the calendar groupings and of date-only `from`/`to`
+    /// (default UTC).
+    #[param(example = "Asia/Tokyo")]
+    pub tz: Option<String>,
     /// Memo full text: every word must occur.
     pub q: Option<String>,
     /// Comma-separated action types, any of them.
@@ -76,11 +81,11 @@ pub struct AggregateParams {
     pub result: Option<String>,
     /// Comma-separated tags: every one of them must be present.
     pub tag: Option<String>,
-    /// Inclusive lower bound of `occurred_at`: RFC 3339 or a date (midnight UTC).
+    /// Inclusive lower bound of `occurred_at`: RFC 3339 or a date (midnight in `tz`).
     #[param(example = "2026-11-01")]
     pub from: Option<String>,
     /// Exclusive upper bound of `occurred_at`, later than `from`: RFC 3339 or a date
-    /// (midnight UTC).
+    /// (midnight in `tz`, so `to=2026-12-01` ends with November 30th).
     #[param(example = "2026-12-01")]
     pub to: Option<String>,
     /// From a write: wait until the index has applied it before counting.
@@ -221,7 +226,8 @@ pub struct BucketBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Aggregation {
     pub group_by: String,
-    /// Every group (none cut off); by count, or by day for `day`.
+    /// Every group (none cut off); by count, or in time order for `day`, `week` and
+    /// `month`.
     pub buckets: Vec<BucketBody>,
 }
 
@@ -235,12 +241,22 @@ pub async fn aggregate(
     Params(params): Params<AggregateParams>,
 ) -> Result<Json<Aggregation>, ApiError> {
     let by = params.group_by;
-    let mut query = params.filters().query(TimeZone::UTC)?;
+    let zone = match params.tz.as_deref().map(str::trim) {
+        None | Some("") => TimeZone::UTC,
+        Some(name) => parse_time_zone(name).map_err(|m| ServiceError::invalid("tz", m))?,
+    };
+    let mut query = params.filters().query(zone)?;
     query.limit = 0;
     query.cursor = None;
     let buckets = state
         .service
-        .aggregate_activities(&tenant, query, by, params.consistency_token.as_deref())
+        .aggregate_activities_in(
+            &tenant,
+            query,
+            by,
+            zone,
+            params.consistency_token.as_deref(),
+        )
         .await?;
     Ok(Json(Aggregation {
         group_by: by.as_str().to_string(),

@@ -9,7 +9,7 @@ use crate::error::ServiceError;
 use crate::ports::Expect;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use tsunagu_domain::search::{ActivityQuery, Bucket, GroupBy, SearchPage};
+use tsunagu_domain::search::{ActivityQuery, Bucket, GroupBy, SearchPage, TimeZone};
 use tsunagu_domain::{ActionType, ActivityLog, Deal, Entity, Version};
 
 /// A new activity on a deal.
@@ -197,17 +197,32 @@ impl Service {
         self.index.search_activities(&query).await
     }
 
-    /// Counts the tenant's activities per group, across deals.
+    /// Counts the tenant's activities per group, across deals; days, weeks and months
+    /// in UTC.
     pub async fn aggregate_activities(
+        &self,
+        tenant: &TenantId,
+        query: ActivityQuery,
+        by: GroupBy,
+        consistency_token: Option<&str>,
+    ) -> Result<Vec<Bucket>, ServiceError> {
+        self.aggregate_activities_in(tenant, query, by, TimeZone::UTC, consistency_token)
+            .await
+    }
+
+    /// Counts the tenant's activities per group, across deals; days, ISO weeks and
+    /// months in `zone`.
+    pub async fn aggregate_activities_in(
         &self,
         tenant: &TenantId,
         mut query: ActivityQuery,
         by: GroupBy,
+        zone: TimeZone,
         consistency_token: Option<&str>,
     ) -> Result<Vec<Bucket>, ServiceError> {
         self.wait_for(tenant, consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
-        self.index.aggregate_activities(&query, by).await
+        self.index.aggregate_activities_in(&query, by, zone).await
     }
 
     pub(crate) async fn deal(
