@@ -11,6 +11,7 @@
 //! - [`prefecture`]: the 47 prefectures and splitting one off an address.
 //! - [`search`]: the search vocabulary (queries, pages, cursors, aggregations) that the
 //!   use cases speak and every index implements.
+//! - [`text`]: text rules every index applies alike (which scripts are bigram-analyzed).
 //! - [`entity`]: the closed set of entity kinds stored as item bodies, with strict decoding
 //!   that names the offending field.
 
@@ -23,6 +24,7 @@ pub mod item;
 pub mod prefecture;
 pub mod sales_list;
 pub mod search;
+pub mod text;
 
 pub use activity::{ActionType, ActivityLog, MEMO_MAX_CHARS};
 pub use change::{ChangeKind, ChangeRecord, Image, Position, ShardId};

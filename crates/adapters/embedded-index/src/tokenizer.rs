@@ -15,6 +15,7 @@
 //! matches exactly where the word occurs in a memo.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+pub(crate) use tsunagu_domain::text::is_cjk;
 use unicode_normalization::UnicodeNormalization;
 
 /// The name under which [`JaBigramTokenizer`] is registered with an index.
@@ -79,28 +80,6 @@ enum CharClass {
     Cjk,
     Word,
     Separator,
-}
-
-/// Whether `c` belongs to a script written without spaces, which is indexed as bigrams.
-pub(crate) fn is_cjk(c: char) -> bool {
-    matches!(c,
-        // Hiragana, and Katakana with ー (U+30FC) but not the middle dot ・ (U+30FB),
-        // which separates words like a space does.
-        '\u{3041}'..='\u{309F}'
-        | '\u{30A0}'..='\u{30FA}'
-        | '\u{30FC}'..='\u{30FF}'
-        | '\u{31F0}'..='\u{31FF}'
-        // 々 〆 〇: iteration mark, shime, ideographic zero.
-        | '\u{3005}'..='\u{3007}'
-        // CJK unified ideographs, extension A, compatibility ideographs, extensions B+.
-        | '\u{3400}'..='\u{4DBF}'
-        | '\u{4E00}'..='\u{9FFF}'
-        | '\u{F900}'..='\u{FAFF}'
-        | '\u{20000}'..='\u{3FFFF}'
-        // Hangul jamo, compatibility jamo and syllables.
-        | '\u{1100}'..='\u{11FF}'
-        | '\u{3130}'..='\u{318F}'
-        | '\u{AC00}'..='\u{D7AF}')
 }
 
 fn classify(c: char) -> CharClass {

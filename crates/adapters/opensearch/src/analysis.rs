@@ -24,6 +24,7 @@
 //! bigram or at its end; [`single_cjk_char`] tells those apart with the embedded rules.
 
 use serde_json::{json, Value};
+use tsunagu_domain::text::is_cjk;
 use unicode_normalization::UnicodeNormalization;
 
 /// The `mapping` char filter's name in the index settings.
@@ -53,24 +54,6 @@ const NFKC_BLOCKS: [(u32, u32); 13] = [
 /// Half-width katakana (U+FF61..U+FF9F) and its voiced marks.
 const HALF_WIDTH_KANA: (u32, u32) = (0xFF61, 0xFF9F);
 const HALF_WIDTH_VOICED_MARKS: [char; 2] = ['\u{FF9E}', '\u{FF9F}'];
-
-/// Whether `c` belongs to a script written without spaces (the embedded tokenizer's
-/// `is_cjk`, kept in step with it).
-pub fn is_cjk(c: char) -> bool {
-    matches!(c,
-        '\u{3041}'..='\u{309F}'
-        | '\u{30A0}'..='\u{30FA}'
-        | '\u{30FC}'..='\u{30FF}'
-        | '\u{31F0}'..='\u{31FF}'
-        | '\u{3005}'..='\u{3007}'
-        | '\u{3400}'..='\u{4DBF}'
-        | '\u{4E00}'..='\u{9FFF}'
-        | '\u{F900}'..='\u{FAFF}'
-        | '\u{20000}'..='\u{3FFFF}'
-        | '\u{1100}'..='\u{11FF}'
-        | '\u{3130}'..='\u{318F}'
-        | '\u{AC00}'..='\u{D7AF}')
-}
 
 /// Whether the embedded tokenizer keeps `c` in a token (anything else separates).
 fn is_token_char(c: char) -> bool {
