@@ -51,6 +51,7 @@ pub struct ApiArgs {
     /// Concurrent clients in the write phase.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: u32,
+    /// Seed of the workload generator (the same seed writes the same items).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Run on this deployment (for example `examples/aws-local.toml`) instead of a fresh

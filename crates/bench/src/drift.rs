@@ -27,12 +27,14 @@ pub struct DriftArgs {
     /// Extra documents injected into the index.
     #[arg(long, default_value_t = 10)]
     pub drift: u64,
+    /// Seed of the workload generator (the same seed writes the same items).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Run on the adapters this config names (its first consumer), not a fresh embedded
     /// data directory; the primary and the sink should be empty.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

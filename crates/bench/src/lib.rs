@@ -64,8 +64,10 @@ pub struct RunArgs {
     /// Lanes per shard.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub parallelization_factor: u32,
+    /// Records per sink call.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: u64,
+    /// How long a lane waits to fill a batch (0: send what is there).
     #[arg(long, default_value_t = 0)]
     pub batching_window_ms: u64,
     /// The index's least time between two commits.
@@ -83,6 +85,7 @@ pub struct RunArgs {
     /// Insert,update,delete percentages.
     #[arg(long, default_value = "70,25,5")]
     pub mix: workload::Mix,
+    /// Seed of the workload generator (the same seed writes the same items).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// How long to wait after the last write for everything to become searchable.
@@ -142,6 +145,7 @@ pub struct SweepArgs {
     /// sustained rate (the four original scenarios always use batch size 1).
     #[arg(long, default_value_t = 1_000)]
     pub search_batch_size: usize,
+    /// Lanes per shard while searching for the highest sustained rate.
     #[arg(long, default_value_t = 2)]
     pub search_parallelization_factor: u32,
     /// First rate tried by the search; it doubles until p99 lag passes 1 s, then bisects.
@@ -150,6 +154,7 @@ pub struct SweepArgs {
     /// Skip the search for the highest sustained rate.
     #[arg(long)]
     pub no_search: bool,
+    /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Directory for one lag chart per run.
@@ -162,15 +167,19 @@ pub struct LimitsArgs {
     /// Items written for each measurement.
     #[arg(long, default_value_t = 200_000)]
     pub items: u64,
+    /// Shards of the change stream.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub shards: u32,
     /// Consumer knobs for the pipeline measurement.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: u64,
+    /// Lanes per shard for the pipeline measurement.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub parallelization_factor: u32,
+    /// Seed of the workload generator (the same seed writes the same items).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }

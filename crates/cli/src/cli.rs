@@ -20,7 +20,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "TSUNAGU_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TSUNAGU_LOG_FORMAT")]
     pub log_format: LogFormat,
 }
 
@@ -87,13 +87,22 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant and print its first bearer token (on the last line).
-    Create { name: String },
+    Create {
+        /// The tenant's name (unique; not shaped like a tenant id).
+        name: String,
+    },
     /// List tenants and how many live tokens each has.
     List,
     /// Issue another token to a tenant (by id or name); printed on the last line.
-    Token { tenant: String },
+    Token {
+        /// The tenant's id (tn_...) or name.
+        tenant: String,
+    },
     /// Revoke every token of a tenant (by id or name).
-    Revoke { tenant: String },
+    Revoke {
+        /// The tenant's id (tn_...) or name.
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -101,14 +110,14 @@ pub struct BackfillArgs {
     /// The consumer to backfill; created (with its own index) if it does not exist.
     #[arg(long)]
     pub consumer: String,
-    /// Most items written per second (0: no limit), so live writes are not starved.
-    #[arg(long, default_value_t = 0)]
-    pub rate: u64,
+    /// Most items written per second, so live writes are not starved (default: no limit).
+    #[arg(long, allow_negative_numbers = true, value_parser = parse_rate)]
+    pub rate: Option<u64>,
     /// Items per sink call.
-    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 1_000, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: u64,
     /// Shards scanned at the same time.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallelism: u32,
     /// No progress bar (logs only).
     #[arg(long)]
@@ -117,6 +126,7 @@ pub struct BackfillArgs {
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
+    /// The consumer whose sink is compared with the primary.
     #[arg(long)]
     pub consumer: String,
     /// Re-send the primary's current version of every differing item through the sink.
@@ -125,8 +135,9 @@ pub struct ReconcileArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
-    /// Run again every this long (e.g. 5m), logging drift found and repaired, until stopped.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Run again every this long (e.g. 5m; at least 100ms), logging drift found and
+    /// repaired, until stopped.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_every)]
     pub every: Option<std::time::Duration>,
 }
 
@@ -142,19 +153,19 @@ impl Command {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Deals (営業案件) in the sample.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub deals: u32,
     /// Activities written in bulk before the searches.
-    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    #[arg(long, default_value_t = 5_000, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub activities: u32,
     /// Activities written one by one at a steady rate, to measure lag.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 400, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub paced_writes: u32,
     /// Rate of the paced writes, per second.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub paced_rate: u32,
     /// Seed of the sample generator.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, allow_negative_numbers = true)]
     pub seed: u64,
 }
 
@@ -170,18 +181,22 @@ pub struct SearchArgs {
     /// Sink (index) to search.
     #[arg(long, default_value = "activities")]
     pub index: String,
+    /// Tenant id; without it, every tenant's activities are searched.
     #[arg(long)]
     pub tenant: Option<String>,
     /// Deal id; repeat for any of several.
     #[arg(long = "deal")]
     pub deals: Vec<String>,
+    /// Company id; repeat for any of several.
     #[arg(long = "company")]
     pub companies: Vec<String>,
+    /// User id (who acted); repeat for any of several.
     #[arg(long = "user")]
     pub users: Vec<String>,
     /// call, email, visit, online_meeting, letter or other; repeat for any of several.
     #[arg(long = "action", value_parser = parse_action)]
     pub actions: Vec<tsunagu_domain::ActionType>,
+    /// Result (e.g. proposal_sent); repeat for any of several.
     #[arg(long = "result")]
     pub results: Vec<String>,
     /// Tag; repeat to require every one.
@@ -196,7 +211,8 @@ pub struct SearchArgs {
     /// Words that must all occur in the memo (Japanese works without spaces).
     #[arg(long)]
     pub text: Option<String>,
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    /// Hits per page (0: only the count).
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub limit: u32,
     /// Resume after a previous page (its next_cursor).
     #[arg(long)]
@@ -213,18 +229,26 @@ pub struct SearchArgs {
 pub enum DlqCommand {
     /// List dead letters, oldest first.
     List {
+        /// Only this consumer's dead letters.
         #[arg(long)]
         consumer: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// Most dead letters listed.
+        #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        limit: u64,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show one dead letter with its whole record.
-    Show { id: u64 },
+    Show {
+        /// The dead letter's id (see `dlq list`).
+        id: u64,
+    },
     /// Apply dead letters to their consumer's sink again and remove those that succeed.
-    /// Stop `tsunagu replicate` first: the index accepts one writer at a time.
+    /// Stop the process writing the index (`replicate` or `serve`) first: an embedded
+    /// index accepts one writer at a time.
     Redrive {
+        /// The consumer whose dead letters are applied again.
         #[arg(long, default_value = "search")]
         consumer: String,
         /// Only these ids (default: all of the consumer's).
@@ -235,12 +259,33 @@ pub enum DlqCommand {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 fn parse_action(s: &str) -> Result<tsunagu_domain::ActionType, String> {
     tsunagu_domain::ActionType::parse(s)
+}
+
+/// `backfill --rate`: a positive number of items per second.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(rate) if rate > 0 => Ok(rate),
+        _ => Err(format!(
+            "{s:?} is not a rate: items per second, at least 1 (leave --rate out for no limit)"
+        )),
+    }
+}
+
+/// `--every`: a duration (humantime: 5m, 30s, 1h) of at least 100 ms.
+fn parse_every(s: &str) -> Result<std::time::Duration, String> {
+    let every = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration (5m, 30s, 1h): {e}"))?;
+    if every < std::time::Duration::from_millis(100) {
+        return Err(format!("{s:?} is too short: at least 100ms"));
+    }
+    Ok(every)
 }
 
 /// `HOST:PORT` (a host name, an IPv4 address or a bracketed IPv6 address), checked

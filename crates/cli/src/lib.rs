@@ -5,6 +5,7 @@
 //! - [`cli`]: subcommands and flags.
 //! - [`commands`]: one module per subcommand.
 //! - [`output`]: standard output that reports a closed pipe instead of panicking.
+//! - [`progress`]: log lines written around a progress bar instead of through it.
 
 // Every line goes through `outln!`, which survives `| head` (see `output`).
 #![deny(clippy::print_stdout)]
@@ -12,3 +13,4 @@
 pub mod cli;
 pub mod commands;
 pub mod output;
+pub mod progress;

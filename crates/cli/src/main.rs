@@ -1,6 +1,6 @@
 //! `tsunagu`: one binary, several jobs. This file only parses the command line, sets up
 //! logging and the async runtime, and hands over to the library's commands; errors are
-//! printed with their whole chain.
+//! printed with their whole chain, each cause once.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         // `tsunagu status | head -1`: the reader has all it wanted.
         Err(error) if tsunagu::output::closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", tsunagu::output::error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -55,9 +55,11 @@ fn keep_freed_memory() {
     }
 }
 
-/// Logs go to stderr, as text or JSON lines. `RUST_LOG` overrides the level; the default
-/// is `info` for long-running commands and `warn` for the others, so that their output
-/// stays readable.
+/// Logs go to stderr, as text or JSON lines (`--log-format` / `TSUNAGU_LOG_FORMAT`),
+/// around a progress bar rather than through it. `RUST_LOG` overrides the level; the
+/// default is `info` for long-running commands and `warn` for the others, so that their
+/// output stays readable. Colours only on a terminal, and never with `NO_COLOR` set
+/// (no-color.org).
 fn init_tracing(cli: &cli::Cli) {
     use tracing_subscriber::EnvFilter;
     let default = if cli.command.is_long_running() {
@@ -67,10 +69,11 @@ fn init_tracing(cli: &cli::Cli) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .with_writer(|| tsunagu::progress::LogWriter);
     match cli.log_format {
         cli::LogFormat::Json => builder.json().init(),
         cli::LogFormat::Text => builder.init(),

@@ -317,3 +317,334 @@ fn serve_binds_first_and_accepts_host_names() {
         "{printed}"
     );
 }
+
+/// A data directory with `activities` sample activities, replicated by the demo.
+fn sample_dir(activities: &str) -> (tempfile::TempDir, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let demo = run(&[
+        "demo",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--deals",
+        "20",
+        "--activities",
+        activities,
+        "--paced-writes",
+        "5",
+    ]);
+    assert!(demo.status.success(), "demo failed: {}", text(&demo.stderr));
+    (root, dir)
+}
+
+/// Regression: Ctrl-C during a backfill exited 130 without a word.
+#[test]
+fn an_interrupted_backfill_says_progress_is_saved_and_how_to_resume_and_resumes_its_count() {
+    let (_root, dir) = sample_dir("3000");
+    let d = dir.to_str().unwrap();
+    // Slowly (300 items/s), so that the interrupt lands after progress was saved (every
+    // 2 s) and well before the end.
+    let args = [
+        "backfill",
+        "--consumer",
+        "second",
+        "--rate",
+        "300",
+        "--batch-size",
+        "50",
+        "--data-dir",
+        d,
+    ];
+    let child = tsunagu(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(4_500));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: progress is saved"),
+        "{stderr}"
+    );
+    let resume = format!("resume with: {BIN} {}", args.join(" "));
+    assert!(stderr.contains(&resume), "no {resume:?} in {stderr}");
+    let saved: u64 = stderr
+        .split("progress is saved (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no saved count in {stderr}"));
+    assert!(saved > 0 && saved < 3_000, "{saved} saved");
+
+    let again: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !matches!(*a, "--rate" | "300"))
+        .collect();
+    let output = run(&again);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "resuming the backfill of consumer \"second\": {saved} items already done"
+        )),
+        "{stdout}"
+    );
+}
+
+/// `COMMAND` run on a terminal (a pseudo-terminal from `script`), with `env`; what the
+/// terminal showed.
+fn on_a_terminal(command: &str, env: &[(&str, &str)]) -> String {
+    let mut script = Command::new("script");
+    script.args(["-qec", command, "/dev/null"]);
+    script.env_remove("NO_COLOR").env_remove("RUST_LOG");
+    for (k, v) in env {
+        script.env(k, v);
+    }
+    let output = script.output().expect("script runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+/// `s` after the cursor movements (`ESC [ n A`, `ESC [ n B`) it starts with.
+fn skip_cursor_moves(mut s: &str) -> &str {
+    while let Some(rest) = s.strip_prefix("\u{1b}[") {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        match rest[digits..].chars().next() {
+            Some('A' | 'B' | 'G') => s = &rest[digits + 1..],
+            _ => break,
+        }
+    }
+    s
+}
+
+/// Regression: log lines were written through the backfill's progress bar; colours
+/// ignored `NO_COLOR`; `--log-format` could not be set from the environment.
+#[test]
+fn logs_go_around_the_progress_bar_without_colour_under_no_color_and_json_from_the_environment() {
+    let (_root, dir) = sample_dir("2000");
+    let command = format!(
+        "{BIN} backfill --consumer second --rate 2000 --batch-size 50 --data-dir {}",
+        dir.display()
+    );
+    let screen = on_a_terminal(&command, &[("NO_COLOR", "1")]);
+    assert!(screen.contains("backfill second ["), "no bar: {screen}");
+    let mut logs = 0;
+    for line in screen.split('\n') {
+        // What is left on the line once the terminal cleared it last.
+        let tail = line.rsplit("\u{1b}[2K").next().unwrap_or(line);
+        let tail = skip_cursor_moves(tail.trim_start_matches('\r'));
+        if tail.contains(" INFO ") {
+            logs += 1;
+            assert!(
+                tail.starts_with(|c: char| c.is_ascii_digit()),
+                "a log line torn by the bar: {tail:?}"
+            );
+        }
+    }
+    assert!(logs > 0, "no log line: {screen}");
+    let sgr = |s: &str| {
+        s.split("\u{1b}[").skip(1).any(|rest| {
+            let code: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ';')
+                .collect();
+            rest[code.len()..].starts_with('m')
+        })
+    };
+    assert!(!sgr(&screen), "colours despite NO_COLOR");
+    assert!(
+        sgr(&on_a_terminal(&command, &[])),
+        "no colours without NO_COLOR"
+    );
+
+    let output = tsunagu(&["backfill", "--consumer", "third", "--quiet"])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .env("TSUNAGU_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.is_empty());
+    for line in stderr.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(value.get("level").is_some(), "{line}");
+    }
+}
+
+/// Every argument of every subcommand, as `path: --flag` for those without help text.
+fn args_without_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    for arg in command.get_arguments() {
+        let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+        let help = arg
+            .get_help()
+            .map(|h| h.to_string())
+            .or_else(|| arg.get_long_help().map(|h| h.to_string()))
+            .unwrap_or_default();
+        if !builtin && help.trim().is_empty() {
+            missing.push(format!("{path}: {}", arg.get_id()));
+        }
+    }
+    for sub in command.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        args_without_help(sub, &format!("{path} {}", sub.get_name()), missing);
+    }
+}
+
+/// Regression: `search --tenant`, `dlq list --limit`, `status --json` and others had no
+/// help text.
+#[test]
+fn every_flag_and_argument_of_every_subcommand_has_help() {
+    use clap::CommandFactory;
+    let mut missing = Vec::new();
+    args_without_help(&tsunagu::cli::Cli::command(), "tsunagu", &mut missing);
+    assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+}
+
+/// Regression: `--every 0s` looped without pause, `--rate 0` meant "no limit" silently,
+/// negative numbers were reported as unknown arguments; `search --from` after `--to`
+/// matched nothing instead of saying so.
+#[test]
+fn zero_negative_and_inverted_values_are_refused_naming_the_flag() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("never-created");
+    let d = missing.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["reconcile", "--consumer", "search", "--every", "0s"],
+            "--every",
+        ),
+        (
+            &["reconcile", "--consumer", "search", "--every", "-5m"],
+            "--every",
+        ),
+        (
+            &["reconcile", "--consumer", "search", "--every", "soon"],
+            "--every",
+        ),
+        (&["backfill", "--consumer", "x", "--rate", "0"], "--rate"),
+        (&["backfill", "--consumer", "x", "--rate", "-1"], "--rate"),
+        (
+            &["backfill", "--consumer", "x", "--batch-size", "-100"],
+            "--batch-size",
+        ),
+        (
+            &["backfill", "--consumer", "x", "--parallelism", "0"],
+            "--parallelism",
+        ),
+        (&["search", "--limit", "-1"], "--limit"),
+        (&["dlq", "list", "--limit", "0"], "--limit"),
+        (&["dlq", "list", "--limit", "-3"], "--limit"),
+        (&["demo", "--paced-writes", "-1"], "--paced-writes"),
+        (&["serve", "--listen", "localhost:99999"], "--listen"),
+    ];
+    for (args, flag) in cases {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", d]);
+        let output = run(&all);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{args:?}: {flag} not named in {stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created the data directory");
+    }
+
+    let (_root, dir) = populated_dir();
+    let d = dir.to_str().unwrap();
+    for (from, to) in [("2026-05-01", "2026-04-01"), ("2026-04-01", "2026-04-01")] {
+        let output = run(&["search", "--from", from, "--to", to, "--data-dir", d]);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{from}..{to} accepted");
+        assert!(
+            stderr.contains("--from") && stderr.contains("--to"),
+            "{stderr}"
+        );
+    }
+    let output = run(&[
+        "search",
+        "--from",
+        "2026-04-01",
+        "--to",
+        "2026-05-01",
+        "--data-dir",
+        d,
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+/// Regression: a lock held by `serve` was blamed on `tsunagu replicate`, and causes were
+/// printed twice (`x: y: x: y`).
+#[test]
+fn a_locked_index_names_the_process_holding_it_and_errors_print_each_cause_once() {
+    let (_root, dir) = populated_dir();
+    let d = dir.to_str().unwrap();
+    let mut serve = tsunagu(&["serve", "--listen", "127.0.0.1:0", "--data-dir", d])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut serve);
+    let pid = serve.id();
+    for args in [
+        &[
+            "backfill",
+            "--consumer",
+            "search",
+            "--quiet",
+            "--data-dir",
+            d,
+        ][..],
+        &["dlq", "redrive", "--data-dir", d][..],
+        &[
+            "reconcile",
+            "--consumer",
+            "search",
+            "--repair",
+            "--data-dir",
+            d,
+        ][..],
+    ] {
+        let output = run(args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?} opened a locked index");
+        assert!(
+            stderr.contains(&format!("`tsunagu serve` (pid {pid})")),
+            "{args:?}: the holder is not named: {stderr}"
+        );
+        assert!(!stderr.contains("replicate` running"), "{stderr}");
+        assert!(stderr.contains("stop it first"), "{stderr}");
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+
+    // An index directory that is not an index: tantivy's error carries its cause in its
+    // message and as its source.
+    let index = dir.join("index").join("activities");
+    std::fs::write(index.join("meta.json"), b"{ not json").unwrap();
+    let output = run(&["search", "--data-dir", d]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("");
+    let parts: Vec<&str> = line.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            !parts[i + 1..].contains(part),
+            "{part:?} is printed twice in {line}"
+        );
+    }
+}

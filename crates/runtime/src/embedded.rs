@@ -223,13 +223,59 @@ fn index_options(config: &Config, name: &str) -> anyhow::Result<IndexOptions> {
     }
 }
 
-/// Opens embedded index `name` in the config's data directory for writing.
+/// Opens embedded index `name` in the config's data directory for writing. An index has
+/// one writer: the process that holds it is recorded beside it ([`WRITER_FILE`]), so
+/// that another one that finds it locked can name it.
 pub(crate) fn open_index(config: &Config, name: &str) -> anyhow::Result<Arc<ActivityIndex>> {
     let options = index_options(config, name)?;
     let dir = config.index_dir(name);
-    let index = ActivityIndex::open(&dir, options)
-        .with_context(|| format!("cannot open index {}", dir.display()))?;
+    let index = match ActivityIndex::open(&dir, options) {
+        Ok(index) => index,
+        Err(tsunagu_embedded_index::IndexError::Locked { .. }) => {
+            let holder = writer_holder(&dir).unwrap_or_else(|| {
+                "another tsunagu process (replicate, serve, backfill, dlq redrive or reconcile --repair)".to_string()
+            });
+            anyhow::bail!(
+                "sinks.{name}: the index at {} is open for writing by {holder}, and an index has one writer: stop it first, or use a command that only reads (search, status, reconcile without --repair)",
+                dir.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot open index {}", dir.display())),
+    };
+    // Best effort: it only improves the message another process prints.
+    let me = format!("{}\n{}\n", std::process::id(), this_command());
+    if let Err(e) = std::fs::write(dir.join(WRITER_FILE), me) {
+        tracing::debug!(error = %e, "cannot record the index writer's process");
+    }
     Ok(Arc::new(index))
+}
+
+/// The file beside an embedded index naming the process that holds its writer: its pid,
+/// then its command (`tsunagu serve`). Stale once that process is gone.
+const WRITER_FILE: &str = "writer.pid";
+
+/// `tsunagu` and the subcommand words this process was started with (no flags, which
+/// may hold paths or secrets).
+fn this_command() -> String {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .take_while(|arg| !arg.starts_with('-'))
+        .take(2)
+        .collect();
+    format!("tsunagu {}", words.join(" "))
+        .trim_end()
+        .to_string()
+}
+
+/// "`tsunagu serve` (pid 1234)" when the recorded writer of the index in `dir` is still
+/// running.
+fn writer_holder(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(WRITER_FILE)).ok()?;
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    let command = lines.next()?.trim();
+    let alive = Path::new("/proc").join(pid.to_string()).exists();
+    (alive && pid != std::process::id()).then(|| format!("`{command}` (pid {pid})"))
 }
 
 /// Opens embedded index `name` read-only (works while another process writes it; sees

@@ -283,23 +283,9 @@ impl Runtime {
             .get(name)
             .with_context(|| format!("no sink named {name:?} in the config"))?;
         Ok(match config {
-            SinkConfig::EmbeddedIndex { .. } => match embedded::open_index(&self.config, name) {
-                Ok(index) => SinkHandle::Embedded(index),
-                Err(e)
-                    if e.chain().any(|c| {
-                        matches!(
-                            c.downcast_ref::<tsunagu_embedded_index::IndexError>(),
-                            Some(tsunagu_embedded_index::IndexError::Locked { .. })
-                        )
-                    }) =>
-                {
-                    anyhow::bail!(
-                        "sinks.{name}: another process holds the writer of the index at {} (is `tsunagu replicate` or `serve` running on this data directory?); stop it first, or use a command that only reads",
-                        self.config.index_dir(name).display()
-                    )
-                }
-                Err(e) => return Err(e),
-            },
+            SinkConfig::EmbeddedIndex { .. } => {
+                SinkHandle::Embedded(embedded::open_index(&self.config, name)?)
+            }
             SinkConfig::Opensearch(config) => SinkHandle::OpenSearch(Arc::new(
                 OpenSearchSink::connect(config)
                     .await

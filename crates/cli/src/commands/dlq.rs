@@ -23,7 +23,7 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
             limit,
             json,
         } => {
-            let letters = dlq.list(consumer.as_deref(), 0, limit).await?;
+            let letters = dlq.list(consumer.as_deref(), 0, limit as usize).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&letters)?)?;
             } else if letters.is_empty() {
@@ -63,9 +63,10 @@ pub async fn run(config: Config, command: DlqCommand) -> anyhow::Result<ExitCode
         }
         DlqCommand::Redrive { consumer, ids } => {
             let consumer_config = runtime.consumer(&consumer)?;
-            let sink = runtime.open_sink(&consumer_config.sink).await.context(
-                "the sink must be opened for writing: stop `tsunagu replicate` on this data directory first",
-            )?;
+            let sink = runtime
+                .open_sink(&consumer_config.sink)
+                .await
+                .context("a redrive writes to the consumer's sink")?;
             let only = (!ids.is_empty()).then_some(ids.as_slice());
             let report = redrive(dlq, sink.sink().as_ref(), &consumer, only).await?;
             outln!(

@@ -11,6 +11,15 @@ use tsunagu_domain::search::{ActivityQuery, Bucket, Cursor, GroupBy, SearchPage}
 use tsunagu_runtime::config::Config;
 
 pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        if from >= to {
+            anyhow::bail!(
+                "--from ({}) must be before --to ({}): the range holds activities at or after --from and before --to",
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            );
+        }
+    }
     let group_by = args
         .group_by
         .as_deref()
