@@ -254,17 +254,26 @@ pub(crate) fn open_index(config: &Config, name: &str) -> anyhow::Result<Arc<Acti
 /// then its command (`tsunagu serve`). Stale once that process is gone.
 const WRITER_FILE: &str = "writer.pid";
 
-/// `tsunagu` and the subcommand words this process was started with (no flags, which
-/// may hold paths or secrets).
+/// The program and the subcommand words this process was started with (`tsunagu
+/// serve`; no flags, which may hold paths or secrets).
 fn this_command() -> String {
-    let words: Vec<String> = std::env::args()
-        .skip(1)
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|p| {
+            Path::new(&p)
+                .file_name()
+                .map_or(p.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "tsunagu".to_string());
+    let words: Vec<String> = args
         .take_while(|arg| !arg.starts_with('-'))
         .take(2)
         .collect();
-    format!("tsunagu {}", words.join(" "))
-        .trim_end()
-        .to_string()
+    std::iter::once(program)
+        .chain(words)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// "`tsunagu serve` (pid 1234)" when the recorded writer of the index in `dir` is still
