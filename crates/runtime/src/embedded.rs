@@ -53,7 +53,7 @@ pub fn require_data_dir(config: &Config, origin: &str) -> anyhow::Result<()> {
         anyhow::bail!("the data directory {dir} (from {origin}) is not a directory");
     }
     anyhow::bail!(
-        "no data directory at {dir} (from {origin}): check the path; `tsunagu serve`, `tsunagu replicate` or `tsunagu demo --data-dir {dir}` create one"
+        "no tsunagu data directory at {dir} (from {origin}): check the path; `tsunagu serve`, `tsunagu replicate` or `tsunagu demo --data-dir {dir}` create one"
     )
 }
 
