@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tsunagu_bench::sample::Sample;
+use tsunagu_bench::verify::index_drift;
 use tsunagu_domain::{ChangeRecord, Entity};
 use tsunagu_embedded_store::Condition;
 use tsunagu_engine::ports::{ChangeSource, DeadLetterQueue, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
-use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::Embedded;
 
 mod common;

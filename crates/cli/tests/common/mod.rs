@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_bench::sample::Sample;
+use tsunagu_bench::verify::index_drift;
 use tsunagu_domain::{Entity, ItemKey};
 use tsunagu_embedded_index::ActivityIndex;
 use tsunagu_embedded_store::{Condition, EmbeddedStore, WriteOp};
-use tsunagu_bench::verify::index_drift;
 use tsunagu_runtime::config::Config;
 use tsunagu_runtime::Embedded;
 
