@@ -27,6 +27,9 @@ pub struct ShardReport {
     pub checkpoint: Option<String>,
     /// Records applied since the process started.
     pub applied: u64,
+    /// Seconds since the commit of the oldest record not yet checkpointed; 0 when
+    /// caught up. Keeps growing while the shard stalls.
+    pub oldest_unapplied_age_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -954,6 +954,59 @@ async fn operations_endpoints_report_health_metrics_status_and_the_openapi_docum
         let needle = "tsunagu_shard_backlog_records{consumer=\"search\",shard=\"0\"}";
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
+    // What operators alert on: records applied (3 writes, read back above), per shard the
+    // age of the oldest unapplied record (0 once the checkpoints caught up) and the state,
+    // the build, the process.
+    let sample = |metrics: &str, name: &str| -> Vec<f64> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
+    };
+    let mut metrics = metrics;
+    for _ in 0..100 {
+        let oldest = sample(&metrics, "tsunagu_shard_oldest_unapplied_age_seconds");
+        if !oldest.is_empty() && oldest.iter().all(|&s| s == 0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    }
+    let oldest = sample(&metrics, "tsunagu_shard_oldest_unapplied_age_seconds");
+    assert!(
+        !oldest.is_empty(),
+        "no oldest-unapplied gauge in\n{metrics}"
+    );
+    assert!(oldest.iter().all(|&s| s == 0.0), "{oldest:?} in\n{metrics}");
+    let applied = sample(&metrics, "tsunagu_records_applied_total");
+    assert!(
+        applied.iter().sum::<f64>() >= 3.0,
+        "{applied:?} in\n{metrics}"
+    );
+    let running = metrics
+        .lines()
+        .filter(|l| l.starts_with("tsunagu_shard_state{") && l.contains("state=\"running\"} 1"))
+        .count();
+    assert!(running >= 1, "no running shard in\n{metrics}");
+    assert_eq!(
+        sample(&metrics, "tsunagu_build_info"),
+        vec![1.0],
+        "{metrics}"
+    );
+    if cfg!(target_os = "linux") {
+        for (name, least) in [
+            ("process_cpu_seconds_total", 0.0),
+            ("process_resident_memory_bytes", 1.0),
+            ("process_open_fds", 3.0),
+        ] {
+            let value = sample(&metrics, name);
+            assert!(
+                value.len() == 1 && value[0] >= least,
+                "{name} in\n{metrics}"
+            );
+        }
+    }
     let (status, report) = app.get(&app.a, "/api/v1/pipeline/status").await;
     assert_eq!(status, StatusCode::OK);
     let shards = report["consumers"][0]["shards"].as_array().unwrap().len();

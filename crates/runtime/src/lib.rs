@@ -463,10 +463,17 @@ impl Runtime {
                 let from = checkpoint
                     .clone()
                     .map_or(ReadFrom::TrimHorizon, ReadFrom::After);
-                let behind_retention = matches!(
-                    self.source.read(&shard.id, &from, 1, Duration::ZERO).await,
-                    Err(SourceError::Trimmed { .. })
-                );
+                let next = self.source.read(&shard.id, &from, 1, Duration::ZERO).await;
+                let behind_retention = matches!(next, Err(SourceError::Trimmed { .. }));
+                // The first record after the checkpoint waits since its commit; the age
+                // keeps growing while the consumer stalls (0 when nothing waits).
+                let oldest_unapplied_age_seconds = match &next {
+                    Ok(batch) => batch.records.first().map_or(0.0, |r| {
+                        let now_us = chrono::Utc::now().timestamp_micros();
+                        now_us.saturating_sub(r.committed_at_us).max(0) as f64 / 1e6
+                    }),
+                    Err(_) => 0.0,
+                };
                 let (owner, finished) = owners.get(&shard.id).cloned().unwrap_or_default();
                 shard_rows.push(ShardStatus {
                     shard: shard.id.clone(),
@@ -477,6 +484,7 @@ impl Runtime {
                     newest: self.source.latest_position(&shard.id).await?.map(|p| p.0),
                     backlog: self.source.backlog(&shard.id, &from).await?,
                     behind_retention,
+                    oldest_unapplied_age_seconds,
                 });
             }
             rows.push(ConsumerStatus {
@@ -583,6 +591,9 @@ pub struct ShardStatus {
     pub backlog: Option<u64>,
     /// Records after the checkpoint were trimmed: the consumer needs a backfill.
     pub behind_retention: bool,
+    /// Seconds since the commit of the oldest record not yet checkpointed (the first one
+    /// after the checkpoint); 0 when there is none. Grows while the consumer stalls.
+    pub oldest_unapplied_age_seconds: f64,
 }
 
 /// One consumer of `tsunagu status`.

@@ -1,5 +1,5 @@
 //! `tsunagu status`: where every consumer stands on every shard (checkpoint, lease owner,
-//! newest record, backlog, dead letters), on any deployment; reads only, so it works from
+//! newest record, backlog, age of the oldest unapplied record, dead letters), on any deployment; reads only, so it works from
 //! any machine with the config while workers run.
 
 use crate::cli::StatusArgs;
@@ -34,19 +34,21 @@ pub async fn run(config: Config, args: StatusArgs) -> anyhow::Result<ExitCode> {
                 row.dead_letters
             )?;
             outln!(
-                "  {:>28}  {:>24}  {:>24}  {:>8}  owner",
+                "  {:>28}  {:>24}  {:>24}  {:>8}  {:>10}  owner",
                 "shard",
                 "checkpoint",
                 "newest",
-                "backlog"
+                "backlog",
+                "oldest"
             )?;
             for s in &row.shards {
                 outln!(
-                    "  {:>28}  {:>24}  {:>24}  {:>8}  {}{}{}",
+                    "  {:>28}  {:>24}  {:>24}  {:>8}  {:>10}  {}{}{}",
                     s.shard.0,
                     s.checkpoint.as_deref().unwrap_or("-"),
                     s.newest.as_deref().unwrap_or("-"),
                     s.backlog.map_or("?".to_string(), |b| b.to_string()),
+                    format!("{:.1}s", s.oldest_unapplied_age_seconds),
                     s.owner.as_deref().unwrap_or("-"),
                     if s.finished { "  finished" } else { "" },
                     if s.behind_retention {

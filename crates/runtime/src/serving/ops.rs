@@ -82,7 +82,7 @@ impl LagWindow {
     }
 }
 
-/// Feeds the lag histogram, the lag window and the sink-error counters.
+/// Feeds the lag histogram, the lag window, the applied and the sink-error counters.
 pub struct MetricsObserver {
     pub metrics: Arc<Metrics>,
     pub lag: Arc<LagWindow>,
@@ -99,6 +99,7 @@ impl ApplyObserver for MetricsObserver {
         self.metrics
             .replication_lags(consumer, lags.clone().map(|us| us as f64 / 1e6));
         self.lag.record_all(lags);
+        self.metrics.records_applied(consumer, records.len() as u64);
     }
 
     fn sink_failed(&self, consumer: &str, kind: &'static str, count: u64) {
@@ -169,6 +170,7 @@ impl OpsProbe for PipelineOps {
                         backlog: shard.backlog,
                         checkpoint: shard.checkpoint,
                         applied: live.map_or(0, |l| l.applied),
+                        oldest_unapplied_age_seconds: shard.oldest_unapplied_age_seconds,
                     }
                 })
                 .collect();
