@@ -11,6 +11,7 @@
 //!    they are answered or at `--write-rate` in total; request latency, writes/s, and the
 //!    pipeline's commit-to-searchable lag meanwhile.
 
+use tsunagu_runtime::outln;
 use super::RunDir;
 use crate::sample::{Sample, USERS};
 use anyhow::Context;
@@ -198,10 +199,10 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         }
     }
     let load_s = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "loaded {} activities over {} deals in {load_s:.1} s",
         args.activities, args.deals
-    );
+    )?;
     let index = runtime.open_sink(&consumer.sink).await?;
     let started = Instant::now();
     let backfill = runtime
@@ -213,10 +214,10 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         )
         .await?;
     let backfill_rate = backfill.items as f64 / started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "indexed {} items at {backfill_rate:.0} items/s",
         backfill.items
-    );
+    )?;
     index.close().await;
     runtime.close();
     drop(runtime);
@@ -259,7 +260,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         }
     }
     let search_p = percentiles(&search);
-    println!(
+    outln!(
         "search (3 filters + text, {} queries, sequential): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; mean matches {:.0}",
         search_p.count,
         search_p.p50_ms,
@@ -267,7 +268,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         search_p.p99_ms,
         search_p.max_ms,
         hits as f64 / args.queries.max(1) as f64
-    );
+    )?;
 
     // 4. Writes.
     let deal_ids: Arc<Vec<String>> = Arc::new(sample.deals.iter().map(|d| d.id.clone()).collect());
@@ -365,17 +366,17 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         .context("reading the pipeline status")?;
     let write_p = percentiles(&latency);
     let lag = status["lag"].clone();
-    println!(
+    outln!(
         "writes ({} clients, {write_s:.1} s): {ok} ok, {failed} failed = {:.0} writes/s; request p50 {:.2} ms, p99 {:.2} ms",
         args.concurrency,
         ok as f64 / write_s,
         write_p.p50_ms,
         write_p.p99_ms
-    );
-    println!(
+    )?;
+    outln!(
         "commit→searchable lag meanwhile: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} records)",
         lag["p50_ms"], lag["p90_ms"], lag["p99_ms"], lag["max_ms"], lag["count"]
-    );
+    )?;
     server.stop().await?;
     let report = ApiReport {
         activities: args.activities,
@@ -391,7 +392,7 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
         lag,
         peak_rss_mib: super::sys::peak_rss_mib(),
     };
-    println!("peak RSS {:.0} MiB", report.peak_rss_mib);
+    outln!("peak RSS {:.0} MiB", report.peak_rss_mib)?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

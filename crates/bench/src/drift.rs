@@ -5,6 +5,7 @@
 //! do not exist), then times a reconcile that finds it and one that repairs it, with the
 //! share of items read one by one.
 
+use tsunagu_runtime::outln;
 use super::limits::write_flat_out;
 use super::RunDir;
 use anyhow::Context;
@@ -76,7 +77,7 @@ pub async fn run(args: &DriftArgs, data_dir: Option<&std::path::Path>) -> anyhow
         .first()
         .context("the config has no consumer")?
         .clone();
-    println!("writing {} items…", args.items);
+    outln!("writing {} items…", args.items)?;
     match &runtime.embedded {
         Some(embedded) => {
             write_flat_out(embedded, args.items, args.seed).await?;
@@ -87,10 +88,10 @@ pub async fn run(args: &DriftArgs, data_dir: Option<&std::path::Path>) -> anyhow
     let started = Instant::now();
     let scanned = scan_all(runtime.scanner.as_ref()).await?;
     let raw_scan_s = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "raw scan of the primary: {scanned} items in {raw_scan_s:.1} s = {:.0} items/s",
         scanned as f64 / raw_scan_s
-    );
+    )?;
 
     let handle = runtime.open_sink(&consumer.sink).await?;
     let index = handle
@@ -107,11 +108,11 @@ pub async fn run(args: &DriftArgs, data_dir: Option<&std::path::Path>) -> anyhow
         )
         .await?;
     let backfill_s = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "backfill: {} items in {backfill_s:.1} s = {:.0} items/s",
         report.items,
         report.items as f64 / backfill_s
-    );
+    )?;
 
     // Drift the pipeline would never make: documents of items that do not exist.
     let records: Vec<ChangeRecord> = (0..args.drift)
@@ -150,7 +151,7 @@ pub async fn run(args: &DriftArgs, data_dir: Option<&std::path::Path>) -> anyhow
     let started = Instant::now();
     let found = reconcile(false).await?;
     let reconcile_s = started.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "reconcile: {} items checked in {reconcile_s:.2} s; found {} extra, {} missing, {} stale; read {} individually ({:.4}%)",
         found.checked,
         found.extra,
@@ -158,16 +159,16 @@ pub async fn run(args: &DriftArgs, data_dir: Option<&std::path::Path>) -> anyhow
         found.stale,
         found.read_individually,
         100.0 * found.read_individually_fraction
-    );
+    )?;
     let started = Instant::now();
     let repaired = reconcile(true).await?;
     let repair_s = started.elapsed().as_secs_f64();
     let after = reconcile(false).await?;
-    println!(
+    outln!(
         "reconcile --repair: {} repaired in {repair_s:.2} s; afterwards {} drift",
         repaired.repaired,
         after.missing + after.extra + after.stale
-    );
+    )?;
     drop((index, sink));
     handle.close().await;
     runtime.close();

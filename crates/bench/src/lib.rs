@@ -14,6 +14,9 @@
 //! (a realistic generator of sales activity, which the demo writes too), [`verify`]
 //! (the exact index-equals-primary check runs end with).
 
+// Every line goes through `outln!`, which survives `| head` (`tsunagu_runtime::output`).
+#![deny(clippy::print_stdout)]
+
 pub mod api;
 pub mod chart;
 pub mod drift;
@@ -236,7 +239,7 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
                     run::run_lag(&params, &dir.path).await?
                 }
             };
-            report.print();
+            report.print()?;
             if let Some(path) = &args.json {
                 std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
             }

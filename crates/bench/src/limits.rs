@@ -2,6 +2,7 @@
 //! same documents: the store's raw commit rate, the index's raw indexing rate, and the
 //! pipeline's rate with both at work, as a fraction of the lower limit.
 
+use tsunagu_runtime::outln;
 use super::measure::VisibilityTracker;
 use super::workload::{Mix, Skew, Workload};
 use super::{LimitsArgs, RunDir};
@@ -92,11 +93,11 @@ pub async fn run(args: &LimitsArgs) -> anyhow::Result<ExitCode> {
     let embedded = Embedded::open(config_for(&store_dir.path, args)?)?;
     let store_time = write_flat_out(&embedded, args.items, args.seed).await?;
     let store_rate = args.items as f64 / store_time.as_secs_f64();
-    println!(
+    outln!(
         "store alone:    {} commits in {:.2} s = {store_rate:.0} writes/s",
         args.items,
         store_time.as_secs_f64()
-    );
+    )?;
 
     // 2. The index alone, fed the very change records the store just produced.
     let mut records: Vec<ChangeRecord> = Vec::new();
@@ -146,11 +147,11 @@ pub async fn run(args: &LimitsArgs) -> anyhow::Result<ExitCode> {
     }
     let index_time = started.elapsed();
     let index_rate = records.len() as f64 / index_time.as_secs_f64();
-    println!(
+    outln!(
         "index alone:    {} documents in {:.2} s = {index_rate:.0} docs/s",
         records.len(),
         index_time.as_secs_f64()
-    );
+    )?;
     if let Ok(index) = Arc::try_unwrap(index) {
         index.close().await;
     }
@@ -178,13 +179,13 @@ pub async fn run(args: &LimitsArgs) -> anyhow::Result<ExitCode> {
     embedded.store.close();
     let pipe_rate = args.items as f64 / pipe_time.as_secs_f64();
     let limit = store_rate.min(index_rate);
-    println!(
+    outln!(
         "pipeline:       {} writes searchable in {:.2} s = {pipe_rate:.0} writes/s ({:.0}% of the lower limit, {:.0}/s)",
         args.items,
         pipe_time.as_secs_f64(),
         100.0 * pipe_rate / limit,
         limit
-    );
+    )?;
     let report = LimitsReport {
         items: args.items,
         store_commits_per_s: store_rate,

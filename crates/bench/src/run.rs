@@ -3,6 +3,7 @@
 //! at a fixed rate, every write's commit → searchable and scheduled → searchable latency,
 //! then the loss, order and sink-equals-primary checks.
 
+use tsunagu_runtime::outln;
 use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteSample};
 use super::schedule::Schedule;
 use super::sys::{cpu_seconds, peak_rss_mib};
@@ -383,15 +384,15 @@ async fn wait_one_reader_per_shard(
 
 impl LagReport {
     /// A human summary.
-    pub fn print(&self) {
+    pub fn print(&self) -> Result<(), tsunagu_runtime::output::OutputError> {
         let p = &self.params;
         if let Some(config) = &p.config {
-            println!(
+            outln!(
                 "bench lag over the adapters of {config}, {} worker(s)",
                 p.workers
-            );
+            )?;
         }
-        println!(
+        outln!(
             "bench lag: {:.0} writes/s for {:.0} s (+{:.0} s warm-up), parallelization {}, batch {}, window {} ms, refresh {} ms, {} shards, {} deals ({}), mix {}",
             p.rate,
             p.duration.as_secs_f64(),
@@ -404,30 +405,30 @@ impl LagReport {
             p.deals,
             p.skew,
             p.mix
-        );
-        println!(
+        )?;
+        outln!(
             "  achieved {:.0} writes/s · {} writes measured ({} committed, {} errors)",
             self.rate_achieved, self.count, self.writes_committed, self.write_errors
-        );
-        println!("  lag commit → searchable   {}", self.lag_ms);
-        println!("  end to end sched → search {}", self.e2e_ms);
+        )?;
+        outln!("  lag commit → searchable   {}", self.lag_ms)?;
+        outln!("  end to end sched → search {}", self.e2e_ms)?;
         let peak_backlog = self
             .backlog_over_time
             .iter()
             .map(|b| b.backlog)
             .max()
             .unwrap_or(0);
-        println!(
+        outln!(
             "  peak backlog {peak_backlog} · CPU {:.0}% of a core · peak RSS {:.0} MiB",
             self.cpu_percent, self.peak_rss_mib
-        );
+        )?;
         if self.passed {
-            println!(
+            outln!(
                 "  check: 0 lost, 0 order violations, index equals primary ({} items) ✓",
                 self.drift.checked
-            );
+            )?;
         } else {
-            println!(
+            outln!(
                 "  CHECK FAILED: {} lost, {} order violations, index vs primary: {} missing, {} extra, {} stale, {} dead letters",
                 self.lost,
                 self.order_violations,
@@ -435,7 +436,8 @@ impl LagReport {
                 self.drift.extra,
                 self.drift.stale,
                 self.dead_letters
-            );
+            )?;
         }
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! writes/s at parallelization 1, 1, 3 and 10), then a search for the highest rate the
 //! pipeline sustains with p99 lag ≤ 1 s.
 
+use tsunagu_runtime::outln;
 use super::run::{run_lag, LagReport};
 use super::{chart, RunDir, SweepArgs};
 use serde::Serialize;
@@ -83,8 +84,8 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
         params.parallelization_factor = s.parallelization_factor;
         let dir = RunDir::new(None, "sweep")?;
         let r = run_lag(&params, &dir.path).await?;
-        r.print();
-        println!();
+        r.print()?;
+        outln!()?;
         all_passed &= r.passed;
         let name = format!(
             "{} writes/s, parallelization {}",
@@ -128,7 +129,7 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
             }
             let dir = RunDir::new(None, "search")?;
             let r = run_lag(&try_rate(rate), &dir.path).await?;
-            r.print();
+            r.print()?;
             let ok = sustained(&r);
             if sustained_end_to_end(&r) {
                 report.highest_sustained_rate_end_to_end = Some(
@@ -137,8 +138,8 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
                         .map_or(rate, |b: f64| b.max(rate)),
                 );
             }
-            println!("  → {}", if ok { "sustained" } else { "not sustained" });
-            println!();
+            outln!("  → {}", if ok { "sustained" } else { "not sustained" })?;
+            outln!()?;
             all_passed &= r.passed || !ok;
             let name = format!("search {rate:.0} writes/s");
             write_chart(args, &name, &r)?;
@@ -156,13 +157,13 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
         report.highest_sustained_rate = best;
     }
 
-    println!(
+    outln!(
         "{:<44} {:<22} {:>9} {:>9} {:>9} {:>10} {:>9}  check",
         "scenario", "original (AWS Lambda)", "p50 ms", "p99 ms", "max ms", "e2e p99 ms", "writes/s"
-    );
+    )?;
     for row in report.scenarios.iter().chain(report.search.iter()) {
         let r = &row.report;
-        println!(
+        outln!(
             "{:<44} {:<22} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.0}  {}",
             row.name,
             row.original,
@@ -172,18 +173,18 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
             r.e2e_ms.p99,
             r.rate_achieved,
             if r.passed { "ok" } else { "FAILED" }
-        );
+        )?;
     }
     match report.highest_sustained_rate {
-        Some(rate) => println!(
+        Some(rate) => outln!(
             "highest rate sustained with p99 lag ≤ 1 s: {rate:.0} writes/s (batch {}, parallelization {})",
             args.search_batch_size, args.search_parallelization_factor
-        ),
-        None if !args.no_search => println!("no searched rate was sustained with p99 lag ≤ 1 s"),
+        )?,
+        None if !args.no_search => outln!("no searched rate was sustained with p99 lag ≤ 1 s")?,
         None => {}
     }
     if let Some(rate) = report.highest_sustained_rate_end_to_end {
-        println!("  of the rates tried, the highest also keeping p99 end to end (scheduled → searchable) ≤ 1 s: {rate:.0} writes/s");
+        outln!("  of the rates tried, the highest also keeping p99 end to end (scheduled → searchable) ≤ 1 s: {rate:.0} writes/s")?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

@@ -4,7 +4,8 @@
 //!
 //! - [`cli`]: subcommands and flags.
 //! - [`commands`]: one module per subcommand.
-//! - [`output`]: standard output that reports a closed pipe instead of panicking.
+//! - `output` (from `tsunagu_runtime::output`, shared with the load tests): standard
+//!   output that reports a closed pipe instead of panicking.
 //! - [`progress`]: log lines written around a progress bar instead of through it.
 
 // Every line goes through `outln!`, which survives `| head` (see `output`).
@@ -12,5 +13,6 @@
 
 pub mod cli;
 pub mod commands;
-pub mod output;
+pub use tsunagu_runtime::output;
+pub use tsunagu_runtime::{out, outln};
 pub mod progress;

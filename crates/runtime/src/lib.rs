@@ -14,6 +14,8 @@
 //! - [`tenants`]: the tenant registry `[tenants]` names (the data directory's file or a
 //!   DynamoDB table), for `serve` and `tsunagu tenant` on any deployment.
 //! - [`check`]: `tsunagu check`'s connectivity checks.
+//! - [`output`]: standard output that a closed pipe ends quietly (`outln!`), and error
+//!   chains printed once.
 //! - `sinks` ([`SinkHandle`]), `recovery` (cleaning up after a retention backfill),
 //!   `leased` (checkpoints written into leases by a process that is not a worker).
 
@@ -21,6 +23,7 @@ pub mod check;
 pub mod config;
 pub mod embedded;
 mod leased;
+pub mod output;
 mod recovery;
 pub mod serving;
 mod sinks;

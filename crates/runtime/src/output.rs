@@ -1,8 +1,9 @@
-//! Standard output for every command. `println!` panics when stdout is closed
-//! (`tsunagu status | head -1`); [`outln!`](crate::outln) and [`out!`](crate::out) return
-//! the failure instead, as [`OutputError`], so that a command stops where it is, unwinds
-//! normally (closing what it opened), and `main` ends quietly with exit code 0 when the
-//! reader went away. `println!` is denied in this crate (`clippy::print_stdout`).
+//! Standard output for every command, the load tests' included. `println!` panics when
+//! stdout is closed (`tsunagu status | head -1`); [`outln!`](crate::outln) and
+//! [`out!`](crate::out) return the failure instead, as [`OutputError`], so that a command
+//! stops where it is, unwinds normally (closing what it opened), and `main` ends quietly
+//! with exit code 0 when the reader went away. `println!` is denied in the binary's and
+//! the load tests' crates (`clippy::print_stdout`).
 
 use std::io::{self, Write};
 
