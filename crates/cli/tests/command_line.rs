@@ -97,30 +97,6 @@ fn every_command_ends_quietly_when_its_output_is_closed() {
     }
 }
 
-/// The load tests print through the same output: `tsunagu bench lag ... | head` ends
-/// quietly too (it printed with `println!`, which panics on a closed pipe).
-#[test]
-fn a_load_test_ends_quietly_when_its_output_is_closed() {
-    let root = tempfile::tempdir().unwrap();
-    let d = root.path().to_str().unwrap();
-    let args = [
-        "bench",
-        "lag",
-        "--rate",
-        "20",
-        "--duration",
-        "1s",
-        "--warmup",
-        "0s",
-        "--data-dir",
-        d,
-    ];
-    let output = with_closed_stdout(&args);
-    let stderr = text(&output.stderr);
-    assert!(!stderr.contains("panicked"), "bench lag panicked: {stderr}");
-    assert_eq!(output.status.code(), Some(0), "bench lag: {stderr}");
-}
-
 /// Regression: `serve`, `tenant list` and `status` on a mistyped `--data-dir` created a
 /// new empty store (old tokens then failed with "unknown or revoked token").
 #[test]

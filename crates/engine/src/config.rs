@@ -7,6 +7,31 @@ use std::time::Duration;
 
 /// The highest batch size accepted (as for AWS Lambda event source mappings).
 pub const MAX_BATCH_SIZE: usize = 10_000;
+/// The longest batching window: 5 minutes, as for Lambda; a longer wait only delays
+/// records while holding them in memory.
+pub const MAX_BATCHING_WINDOW_MS: u64 = 300_000;
+/// The most lanes per shard. Each lane is a task with its own queue of up to
+/// `2 × batch_size` records and its own sink calls in flight, and every shard runs
+/// that many: Lambda allows 10; 100 leaves ten times the headroom, while 100000 lanes
+/// would mean 100000 tasks and queues per shard (memory runs out before any sink is
+/// faster).
+pub const MAX_PARALLELIZATION_FACTOR: u32 = 100;
+/// The most retries of a failing batch before it is bisected or dead-lettered: with
+/// the backoff capped this already means hours on one batch.
+pub const MAX_RETRY_ATTEMPTS: u32 = 100;
+/// The longest first retry delay (1 minute).
+pub const MAX_RETRY_INITIAL_BACKOFF_MS: u64 = 60_000;
+/// The longest retry delay (10 minutes): a lane retrying holds its shard's checkpoint,
+/// so a longer sleep only hides an outage.
+pub const MAX_RETRY_MAX_BACKOFF_MS: u64 = 600_000;
+/// The oldest a failing record may be before it is dead-lettered: 7 days, as for Lambda
+/// (longer than any stream tsunagu reads keeps records by default).
+pub const MAX_RECORD_AGE_SECONDS: u64 = 604_800;
+/// The most records read but not acknowledged per shard: at about 1 KiB a record,
+/// about 1 GiB per shard, which is as much as one reader should hold.
+pub const MAX_IN_FLIGHT_RECORDS: usize = 1_000_000;
+/// The longest time between two checkpoint writes (1 minute): what a crash replays.
+pub const MAX_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 
 /// How records are spread over the lanes of a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -42,29 +67,33 @@ pub struct ConsumerConfig {
     /// config file; the binary builds it).
     #[serde(default = "defaults::sink")]
     pub sink: String,
-    /// Most records per sink call (1..=10000).
+    /// Most records per sink call (1 to [`MAX_BATCH_SIZE`]).
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
     /// How long a lane waits to fill a batch after its first record; 0 sends whatever
-    /// is there at once (lowest latency).
+    /// is there at once (lowest latency). At most [`MAX_BATCHING_WINDOW_MS`].
     #[serde(default)]
     pub batching_window_ms: u64,
-    /// Lanes per shard applying records concurrently (no upper cap). Records are routed
-    /// to lanes by key, so per-item order holds at any value.
+    /// Lanes per shard applying records concurrently (1 to
+    /// [`MAX_PARALLELIZATION_FACTOR`]). Records are routed to lanes by key, so per-item
+    /// order holds at any value.
     #[serde(default = "defaults::parallelization_factor")]
     pub parallelization_factor: u32,
     #[serde(default)]
     pub ordering: Ordering,
-    /// Retries of a failed batch before it is bisected / dead-lettered (0..=100).
+    /// Retries of a failed batch before it is bisected / dead-lettered (0 to
+    /// [`MAX_RETRY_ATTEMPTS`]).
     #[serde(default = "defaults::max_retry_attempts")]
     pub max_retry_attempts: u32,
-    /// First retry delay; doubles per attempt with full jitter, up to the maximum.
+    /// First retry delay; doubles per attempt with full jitter, up to the maximum (1 to
+    /// [`MAX_RETRY_INITIAL_BACKOFF_MS`]).
     #[serde(default = "defaults::retry_initial_backoff_ms")]
     pub retry_initial_backoff_ms: u64,
+    /// The longest retry delay (`retry_initial_backoff_ms` to [`MAX_RETRY_MAX_BACKOFF_MS`]).
     #[serde(default = "defaults::retry_max_backoff_ms")]
     pub retry_max_backoff_ms: u64,
     /// A failing record older than this (since its commit) is dead-lettered without
-    /// further retries. Unset: no age limit.
+    /// further retries (1 to [`MAX_RECORD_AGE_SECONDS`]). Unset: no age limit.
     #[serde(default)]
     pub max_record_age_seconds: Option<u64>,
     /// After the retries, split a failing batch in halves to find the failing records,
@@ -74,10 +103,12 @@ pub struct ConsumerConfig {
     /// Where a shard with no checkpoint starts.
     #[serde(default = "defaults::starting_position")]
     pub starting_position: StartingPosition,
-    /// Records read but not yet acknowledged, per shard (bounds memory).
+    /// Records read but not yet acknowledged, per shard (bounds memory; `batch_size` to
+    /// [`MAX_IN_FLIGHT_RECORDS`]).
     #[serde(default = "defaults::max_in_flight_records")]
     pub max_in_flight_records: usize,
-    /// How often an advanced checkpoint is written (they are also written on shutdown).
+    /// How often an advanced checkpoint is written (they are also written on shutdown;
+    /// 1 to [`MAX_CHECKPOINT_INTERVAL_MS`]).
     #[serde(default = "defaults::checkpoint_interval_ms")]
     pub checkpoint_interval_ms: u64,
     /// When the checkpoint is older than the stream's retention (records were trimmed
@@ -175,36 +206,39 @@ impl ConsumerConfig {
                 ),
             );
         }
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            return fail(
-                "batch_size",
-                format!(
-                    "must be between 1 and {MAX_BATCH_SIZE}, got {}",
-                    self.batch_size
-                ),
-            );
-        }
-        if self.batching_window_ms > 300_000 {
-            return fail(
-                "batching_window_ms",
-                format!(
-                    "must be at most 300000 (5 minutes), got {}",
-                    self.batching_window_ms
-                ),
-            );
-        }
-        if self.parallelization_factor == 0 {
-            return fail("parallelization_factor", "must be at least 1".into());
-        }
-        if self.max_retry_attempts > 100 {
-            return fail(
-                "max_retry_attempts",
-                format!("must be at most 100, got {}", self.max_retry_attempts),
-            );
-        }
-        if self.retry_initial_backoff_ms == 0 {
-            return fail("retry_initial_backoff_ms", "must be at least 1".into());
-        }
+        let bounds = |name: &str, value: u64, min: u64, max: u64| {
+            check_bounds(field(name), value, min..=max)
+        };
+        bounds(
+            "batch_size",
+            self.batch_size as u64,
+            1,
+            MAX_BATCH_SIZE as u64,
+        )?;
+        bounds(
+            "batching_window_ms",
+            self.batching_window_ms,
+            0,
+            MAX_BATCHING_WINDOW_MS,
+        )?;
+        bounds(
+            "parallelization_factor",
+            self.parallelization_factor.into(),
+            1,
+            MAX_PARALLELIZATION_FACTOR.into(),
+        )?;
+        bounds(
+            "max_retry_attempts",
+            self.max_retry_attempts.into(),
+            0,
+            MAX_RETRY_ATTEMPTS.into(),
+        )?;
+        bounds(
+            "retry_initial_backoff_ms",
+            self.retry_initial_backoff_ms,
+            1,
+            MAX_RETRY_INITIAL_BACKOFF_MS,
+        )?;
         if self.retry_max_backoff_ms < self.retry_initial_backoff_ms {
             return fail(
                 "retry_max_backoff_ms",
@@ -214,11 +248,20 @@ impl ConsumerConfig {
                 ),
             );
         }
+        bounds(
+            "retry_max_backoff_ms",
+            self.retry_max_backoff_ms,
+            1,
+            MAX_RETRY_MAX_BACKOFF_MS,
+        )?;
         if self.max_record_age_seconds == Some(0) {
             return fail(
                 "max_record_age_seconds",
                 "must be at least 1, or left out for no limit".into(),
             );
+        }
+        if let Some(age) = self.max_record_age_seconds {
+            bounds("max_record_age_seconds", age, 1, MAX_RECORD_AGE_SECONDS)?;
         }
         if self.max_in_flight_records < self.batch_size {
             return fail(
@@ -226,15 +269,18 @@ impl ConsumerConfig {
                 format!("must be at least batch_size ({})", self.batch_size),
             );
         }
-        if self.checkpoint_interval_ms == 0 || self.checkpoint_interval_ms > 60_000 {
-            return fail(
-                "checkpoint_interval_ms",
-                format!(
-                    "must be between 1 and 60000, got {}",
-                    self.checkpoint_interval_ms
-                ),
-            );
-        }
+        bounds(
+            "max_in_flight_records",
+            self.max_in_flight_records as u64,
+            1,
+            MAX_IN_FLIGHT_RECORDS as u64,
+        )?;
+        bounds(
+            "checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            1,
+            MAX_CHECKPOINT_INTERVAL_MS,
+        )?;
         Ok(())
     }
 }
@@ -244,6 +290,26 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Checks that `value` lies within `range` (both ends included); the error names `field`,
+/// the value and the bound it crosses, like `= 100000 is above the maximum of 100`.
+pub fn check_bounds<T: PartialOrd + std::fmt::Display>(
+    field: impl Into<String>,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    let message = if value < *range.start() {
+        format!("= {value} is below the minimum of {}", range.start())
+    } else if value > *range.end() {
+        format!("= {value} is above the maximum of {}", range.end())
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError {
+        field: field.into(),
+        message,
+    })
 }
 
 /// A config value that is wrong, and how to fix it.
@@ -270,7 +336,11 @@ mod tests {
         let e = c.validate("consumers[1]").unwrap_err();
         assert_eq!(e.field, "consumers[1].batch_size");
         c.batch_size = 10_001;
-        assert!(c.validate("").unwrap_err().message.contains("10000"));
+        assert!(c
+            .validate("")
+            .unwrap_err()
+            .message
+            .contains("maximum of 10000"));
         let mut c = ConsumerConfig::named("Search Index");
         assert_eq!(c.validate("").unwrap_err().field, "name");
         c.name = "search".into();
@@ -284,8 +354,97 @@ mod tests {
         assert!(err.to_string().contains("batch_sise"), "{err}");
     }
 
+    /// Issue 18: `parallelization_factor = 100000` was accepted and aborted on memory.
     #[test]
-    fn parallelization_has_no_cap() {
+    fn every_bound_holds_at_its_edge() {
+        type Set = fn(&mut ConsumerConfig, u64);
+        let knobs: &[(&str, u64, u64, Set)] = &[
+            ("batch_size", 1, MAX_BATCH_SIZE as u64, |c, v| {
+                c.batch_size = v as usize;
+                c.max_in_flight_records = c.max_in_flight_records.max(c.batch_size);
+            }),
+            ("batching_window_ms", 0, MAX_BATCHING_WINDOW_MS, |c, v| {
+                c.batching_window_ms = v
+            }),
+            (
+                "parallelization_factor",
+                1,
+                MAX_PARALLELIZATION_FACTOR.into(),
+                |c, v| c.parallelization_factor = v as u32,
+            ),
+            (
+                "max_retry_attempts",
+                0,
+                MAX_RETRY_ATTEMPTS.into(),
+                |c, v| c.max_retry_attempts = v as u32,
+            ),
+            (
+                "retry_initial_backoff_ms",
+                1,
+                MAX_RETRY_INITIAL_BACKOFF_MS,
+                |c, v| {
+                    c.retry_initial_backoff_ms = v;
+                    c.retry_max_backoff_ms = c.retry_max_backoff_ms.max(v);
+                },
+            ),
+            (
+                "retry_max_backoff_ms",
+                50,
+                MAX_RETRY_MAX_BACKOFF_MS,
+                |c, v| c.retry_max_backoff_ms = v,
+            ),
+            (
+                "max_record_age_seconds",
+                1,
+                MAX_RECORD_AGE_SECONDS,
+                |c, v| c.max_record_age_seconds = Some(v),
+            ),
+            (
+                "max_in_flight_records",
+                100,
+                MAX_IN_FLIGHT_RECORDS as u64,
+                |c, v| c.max_in_flight_records = v as usize,
+            ),
+            (
+                "checkpoint_interval_ms",
+                1,
+                MAX_CHECKPOINT_INTERVAL_MS,
+                |c, v| c.checkpoint_interval_ms = v,
+            ),
+        ];
+        for (name, min, max, set) in knobs {
+            for ok in [*min, *max] {
+                let mut c = ConsumerConfig::named("edge");
+                set(&mut c, ok);
+                assert_eq!(c.validate("consumers[0]"), Ok(()), "{name} = {ok}");
+            }
+            let mut c = ConsumerConfig::named("edge");
+            set(&mut c, max + 1);
+            let e = c.validate("consumers[0]").unwrap_err();
+            assert_eq!(e.field, format!("consumers[0].{name}"));
+            assert!(
+                e.message.contains(&format!("above the maximum of {max}")),
+                "{e}"
+            );
+            if *min > 0 {
+                let mut c = ConsumerConfig::named("edge");
+                set(&mut c, min - 1);
+                assert_eq!(
+                    c.validate("consumers[0]").unwrap_err().field,
+                    format!("consumers[0].{name}")
+                );
+            }
+        }
+        let mut c = ConsumerConfig::named("wide");
+        c.parallelization_factor = 100_000;
+        assert_eq!(
+            c.validate("consumers[0]").unwrap_err().to_string(),
+            "invalid config: `consumers[0].parallelization_factor` = 100000 is above the maximum of 100"
+        );
+    }
+
+    #[test]
+    fn parallelization_up_to_its_cap() {
         let mut c = ConsumerConfig::named("wide");
         c.parallelization_factor = 64;
         assert_eq!(c.validate(""), Ok(()));

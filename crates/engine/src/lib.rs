@@ -33,5 +33,5 @@ pub mod redrive;
 mod shard;
 pub mod status;
 
-pub use config::{ConfigError, ConsumerConfig, Ordering, RetentionPolicy};
+pub use config::{check_bounds, ConfigError, ConsumerConfig, Ordering, RetentionPolicy};
 pub use pipeline::{Consumer, Engine, EngineError, Pipeline};

@@ -24,10 +24,37 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tsunagu_engine::{ConfigError, ConsumerConfig};
+use tsunagu_engine::{check_bounds, ConfigError, ConsumerConfig};
 
 /// The config file format this build reads.
 pub const CONFIG_VERSION: u32 = 1;
+
+/// The most shards of the embedded change stream: each is read by its own task with
+/// `parallelization_factor` lanes per consumer, so 1024 is far past one machine's need.
+pub const MAX_SHARD_COUNT: u32 = 1_024;
+/// The longest change-record retention: one year, as for Kinesis. Records are kept on
+/// disk that long, and tombstones at least as long.
+pub const MAX_RETENTION_HOURS: u64 = 8_760;
+/// The slowest idle poll for another process's writes (1 minute): slower only delays
+/// replication.
+pub const MAX_EXTERNAL_POLL_INTERVAL_MS: u64 = 60_000;
+/// The longest server wait, timeout or shutdown grace: one hour.
+pub const MAX_SERVER_MS: u64 = 3_600_000;
+/// Lease durations: a second at least (renewals must fit in it), 10 minutes at most (a
+/// crashed worker's shards wait that long for another).
+pub const MIN_LEASE_DURATION_MS: u64 = 1_000;
+pub const MAX_LEASE_DURATION_MS: u64 = 600_000;
+/// The embedded index writer's memory: tantivy needs about 15 MB per writer; more than
+/// 4 GiB buys nothing but a longer commit.
+pub const MIN_WRITER_MEMORY_MB: u64 = 15;
+pub const MAX_WRITER_MEMORY_MB: u64 = 4_096;
+/// The longest time between two index commits (1 minute): records wait that long to be
+/// searchable.
+pub const MAX_REFRESH_INTERVAL_MS: u64 = 60_000;
+/// The longest time between two fsyncs (10 minutes): what a crash replays.
+pub const MAX_DURABILITY_INTERVAL_MS: u64 = 600_000;
+/// The longest tombstone retention: one year, at least `store.retention_hours`.
+pub const MAX_TOMBSTONE_RETENTION_HOURS: u64 = 8_760;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,12 +216,11 @@ impl LeasesSection {
                 message,
             })
         };
-        if !(1_000..=600_000).contains(&self.lease_duration_ms) {
-            return fail(
-                "lease_duration_ms",
-                format!("must be 1000 to 600000, got {}", self.lease_duration_ms),
-            );
-        }
+        check_bounds(
+            "leases.lease_duration_ms",
+            self.lease_duration_ms,
+            MIN_LEASE_DURATION_MS..=MAX_LEASE_DURATION_MS,
+        )?;
         if let Some(renew) = self.renew_interval_ms {
             if renew == 0 || renew * 2 > self.lease_duration_ms {
                 return fail(
@@ -425,8 +451,13 @@ pub enum LoadError {
     Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("config file {path}: {error}")]
-    Invalid { path: String, error: ConfigError },
+    /// `line`: where the field (or its table) is written, when it is in the file.
+    #[error("config file {path}: {error}{}", .line.map(|n| format!(" (line {n})")).unwrap_or_default())]
+    Invalid {
+        path: String,
+        error: ConfigError,
+        line: Option<usize>,
+    },
 }
 
 impl Config {
@@ -463,6 +494,7 @@ impl Config {
         })?;
         config.validate().map_err(|error| LoadError::Invalid {
             path: origin.to_string(),
+            line: line_of_field(&text, &error.field),
             error,
         })?;
         Ok(config)
@@ -485,12 +517,11 @@ impl Config {
                 ),
             );
         }
-        if self.store.shard_count == 0 || self.store.shard_count > 1024 {
-            return fail(
-                "store.shard_count",
-                format!("must be between 1 and 1024, got {}", self.store.shard_count),
-            );
-        }
+        check_bounds(
+            "store.shard_count",
+            self.store.shard_count,
+            1..=MAX_SHARD_COUNT,
+        )?;
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return fail(
                 "server.listen",
@@ -516,19 +547,18 @@ impl Config {
             ("server.request_timeout_ms", self.server.request_timeout_ms),
             ("server.shutdown_grace_ms", self.server.shutdown_grace_ms),
         ] {
-            if !(1..=3_600_000).contains(&value) {
-                return fail(field, format!("must be 1 to 3600000 ms, got {value}"));
-            }
+            check_bounds(field, value, 1..=MAX_SERVER_MS)?;
         }
-        if self.store.retention_hours == 0 {
-            return fail("store.retention_hours", "must be at least 1".into());
-        }
-        if self.store.external_poll_interval_ms == 0 {
-            return fail(
-                "store.external_poll_interval_ms",
-                "must be at least 1".into(),
-            );
-        }
+        check_bounds(
+            "store.retention_hours",
+            self.store.retention_hours,
+            1..=MAX_RETENTION_HOURS,
+        )?;
+        check_bounds(
+            "store.external_poll_interval_ms",
+            self.store.external_poll_interval_ms,
+            1..=MAX_EXTERNAL_POLL_INTERVAL_MS,
+        )?;
         for (name, sink) in &self.sinks {
             let valid_name = !name.is_empty()
                 && name.bytes().all(|b| {
@@ -547,24 +577,26 @@ impl Config {
                     refresh_interval_ms,
                     durability_interval_ms,
                 } => {
-                    if !(1..=600_000).contains(durability_interval_ms) {
-                        return fail(
-                            &format!("sinks.{name}.durability_interval_ms"),
-                            format!("must be between 1 and 600000, got {durability_interval_ms}"),
-                        );
-                    }
-                    if *refresh_interval_ms > 60_000 {
-                        return fail(
-                            &format!("sinks.{name}.refresh_interval_ms"),
-                            format!("must be at most 60000, got {refresh_interval_ms}"),
-                        );
-                    }
-                    if !(15..=4096).contains(writer_memory_mb) {
-                        return fail(
-                            &format!("sinks.{name}.writer_memory_mb"),
-                            format!("must be between 15 and 4096, got {writer_memory_mb}"),
-                        );
-                    }
+                    check_bounds(
+                        format!("sinks.{name}.durability_interval_ms"),
+                        *durability_interval_ms,
+                        1..=MAX_DURABILITY_INTERVAL_MS,
+                    )?;
+                    check_bounds(
+                        format!("sinks.{name}.refresh_interval_ms"),
+                        *refresh_interval_ms,
+                        0..=MAX_REFRESH_INTERVAL_MS,
+                    )?;
+                    check_bounds(
+                        format!("sinks.{name}.writer_memory_mb"),
+                        *writer_memory_mb,
+                        MIN_WRITER_MEMORY_MB..=MAX_WRITER_MEMORY_MB,
+                    )?;
+                    check_bounds(
+                        format!("sinks.{name}.tombstone_retention_hours"),
+                        *tombstone_retention_hours,
+                        1..=MAX_TOMBSTONE_RETENTION_HOURS,
+                    )?;
                     if *tombstone_retention_hours < self.store.retention_hours {
                         return fail(
                             &format!("sinks.{name}.tombstone_retention_hours"),
@@ -762,6 +794,50 @@ impl Config {
     }
 }
 
+/// The line (1-based) where `field` (a path as validation names it, like
+/// `consumers[0].batch_size` or `sinks.activities.writer_memory_mb`) is written in
+/// `text`, or else the line of its nearest enclosing table; `None` when neither is in
+/// the file (a default). A line scan of the shapes a config file has (`[table]`,
+/// `[[array]]`, `key = value`, dotted keys) rather than a second parser.
+fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    let unquote = |part: &str| part.trim().trim_matches('"').trim_matches('\'').to_string();
+    let mut lines = std::collections::HashMap::<String, usize>::new();
+    let mut arrays = std::collections::HashMap::<String, usize>::new();
+    let mut table: Vec<String> = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with("[[") {
+            let name = line.trim_start_matches('[').split(']').next().unwrap_or("");
+            let mut parts: Vec<String> = name.split('.').map(unquote).collect();
+            let base = parts.join(".");
+            let index = arrays.entry(base).or_insert(0);
+            if let Some(last) = parts.last_mut() {
+                last.push_str(&format!("[{index}]"));
+            }
+            *index += 1;
+            table = parts;
+        } else if line.starts_with('[') {
+            let name = line.trim_start_matches('[').split(']').next().unwrap_or("");
+            table = name.split('.').map(unquote).collect();
+        } else if let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+            let mut path = table.clone();
+            path.extend(key.split('.').map(unquote));
+            lines.entry(path.join(".")).or_insert(n + 1);
+            continue;
+        } else {
+            continue;
+        }
+        lines.entry(table.join(".")).or_insert(n + 1);
+    }
+    let mut path = field;
+    loop {
+        if let Some(line) = lines.get(path) {
+            return Some(*line);
+        }
+        path = &path[..path.rfind('.')?];
+    }
+}
+
 /// Replaces `${NAME}` and `${NAME:-default}` with environment variables, line by line
 /// (comment lines are left alone), so that errors can name the line. The substitution
 /// is the migration spec's ([`tsunagu_migrate::source::env::resolve`]): one syntax for
@@ -857,7 +933,9 @@ batch_size = 1
     fn errors_name_the_field_and_the_line() {
         let e = error_of("version = 1\n[[consumers]]\nname = \"search\"\nbatch_size = 0\n");
         assert!(
-            e.contains("consumers[0].batch_size") && e.contains("between 1 and 10000"),
+            e.contains("consumers[0].batch_size")
+                && e.contains("below the minimum of 1")
+                && e.contains("(line 4)"),
             "{e}"
         );
         let e = error_of("version = 1\n[store]\nshard_cnt = 3\n");
@@ -878,6 +956,136 @@ batch_size = 1
         );
         let e = error_of("batch_size = 3\n");
         assert!(e.contains("version"), "{e}");
+    }
+
+    /// Issue 18: `parallelization_factor = 100000` was accepted and aborted on memory.
+    #[test]
+    fn a_bound_error_names_the_field_the_value_and_the_line() {
+        let text = r#"version = 1
+data_dir = "/var/lib/tsunagu"
+
+[store]
+shard_count = 8
+
+[sinks.activities]
+type = "embedded_index"
+
+[sinks.audit]
+type = "embedded_index"
+writer_memory_mb = 32
+
+[[consumers]]
+name = "search"
+sink = "activities"
+
+[[consumers]]
+name = "audit"
+sink = "audit"
+# lanes per shard
+parallelization_factor = 100000
+"#;
+        assert_eq!(
+            error_of(text),
+            "config file tsunagu.toml: invalid config: `consumers[1].parallelization_factor` = 100000 is above the maximum of 100 (line 22)"
+        );
+        let e = error_of(&text.replace("writer_memory_mb = 32", "writer_memory_mb = 4097"));
+        assert!(
+            e.contains(
+                "`sinks.audit.writer_memory_mb` = 4097 is above the maximum of 4096 (line 12)"
+            ),
+            "{e}"
+        );
+        // A field the file leaves out names its table's line.
+        let e = error_of(
+            "version = 1\n[aws]\nregion = \"us-east-1\"\n\n[leases]\ntype = \"dynamodb\"\n",
+        );
+        assert!(
+            e.contains("leases.table_name") && e.contains("(line 5)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_bound_holds_at_its_edge() {
+        let ok = |text: &str| {
+            Config::parse(text, "t").unwrap_or_else(|e| panic!("{text}: {e}"));
+        };
+        let cases: &[(&str, &str, u64, u64)] = &[
+            ("[store]", "shard_count", 1, MAX_SHARD_COUNT as u64),
+            (
+                "[store]",
+                "external_poll_interval_ms",
+                1,
+                MAX_EXTERNAL_POLL_INTERVAL_MS,
+            ),
+            ("[server]", "consistency_wait_ms", 1, MAX_SERVER_MS),
+            ("[server]", "request_timeout_ms", 1, MAX_SERVER_MS),
+            ("[server]", "shutdown_grace_ms", 1, MAX_SERVER_MS),
+            (
+                "[sinks.activities]\ntype = \"opensearch\"\nurl = \"http://127.0.0.1:9200\"\n[leases]\ntype = \"embedded\"",
+                "lease_duration_ms",
+                MIN_LEASE_DURATION_MS,
+                MAX_LEASE_DURATION_MS,
+            ),
+            (
+                "[sinks.activities]\ntype = \"embedded_index\"",
+                "writer_memory_mb",
+                MIN_WRITER_MEMORY_MB,
+                MAX_WRITER_MEMORY_MB,
+            ),
+            (
+                "[sinks.activities]\ntype = \"embedded_index\"",
+                "refresh_interval_ms",
+                0,
+                MAX_REFRESH_INTERVAL_MS,
+            ),
+            (
+                "[sinks.activities]\ntype = \"embedded_index\"",
+                "durability_interval_ms",
+                1,
+                MAX_DURABILITY_INTERVAL_MS,
+            ),
+            (
+                "[sinks.activities]\ntype = \"embedded_index\"",
+                "tombstone_retention_hours",
+                24,
+                MAX_TOMBSTONE_RETENTION_HOURS,
+            ),
+            (
+                "[[consumers]]\nname = \"search\"",
+                "parallelization_factor",
+                1,
+                100,
+            ),
+        ];
+        for (table, key, min, max) in cases {
+            let with = |value: u64| format!("version = 1\n{table}\n{key} = {value}\n");
+            ok(&with(*min));
+            ok(&with(*max));
+            let header = table.lines().rfind(|l| l.starts_with('[')).unwrap();
+            let name = header
+                .trim_matches(['[', ']'])
+                .replace("consumers", "consumers[0]");
+            let e = error_of(&with(max + 1));
+            assert!(
+                e.contains(&format!(
+                    "`{name}.{key}` = {} is above the maximum of {max}",
+                    max + 1
+                )),
+                "{e}"
+            );
+            if *min > 0 {
+                let e = error_of(&with(min - 1));
+                assert!(e.contains(&format!("`{name}.{key}`")), "{e}");
+            }
+        }
+        // The retention's own maximum, with tombstones kept as long.
+        let text = format!(
+            "version = 1\n[store]\nretention_hours = {MAX_RETENTION_HOURS}\n[sinks.activities]\ntype = \"embedded_index\"\ntombstone_retention_hours = {MAX_TOMBSTONE_RETENTION_HOURS}\n"
+        );
+        ok(&text);
+        let e = error_of(&text.replace("= 8760\n[sinks", "= 8761\n[sinks"));
+        assert!(e.contains("`store.retention_hours` = 8761"), "{e}");
     }
 
     #[test]
