@@ -97,6 +97,30 @@ fn every_command_ends_quietly_when_its_output_is_closed() {
     }
 }
 
+/// The load tests print through the same output: `tsunagu bench lag ... | head` ends
+/// quietly too (it printed with `println!`, which panics on a closed pipe).
+#[test]
+fn a_load_test_ends_quietly_when_its_output_is_closed() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().to_str().unwrap();
+    let args = [
+        "bench",
+        "lag",
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--data-dir",
+        d,
+    ];
+    let output = with_closed_stdout(&args);
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "bench lag panicked: {stderr}");
+    assert_eq!(output.status.code(), Some(0), "bench lag: {stderr}");
+}
+
 /// Regression: `serve`, `tenant list` and `status` on a mistyped `--data-dir` created a
 /// new empty store (old tokens then failed with "unknown or revoked token").
 #[test]
@@ -647,4 +671,39 @@ fn a_locked_index_names_the_process_holding_it_and_errors_print_each_cause_once(
             "{part:?} is printed twice in {line}"
         );
     }
+}
+
+/// Regression (issue 18, "Configuration limits"): `parallelization_factor = 100000` was
+/// accepted and the pipeline aborted on memory allocation. `check` refuses it at once,
+/// naming the field, the bound and the line, and touches no data directory.
+#[test]
+fn a_knob_above_its_bound_is_refused_at_load_naming_the_field_and_the_line() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = root.path().join("tsunagu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\ndata_dir = {:?}\n\n[[consumers]]\nname = \"search\"\nsink = \"activities\"\nparallelization_factor = 100000\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = run(&["check", "--config", config.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("consumers[0].parallelization_factor")
+            && stderr.contains("100000 is above the maximum of 100")
+            && stderr.contains("line 7"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!data.exists(), "check created the data directory");
 }
