@@ -4,7 +4,26 @@
 
 use serde::Deserialize;
 use std::time::Duration;
-use tsunagu_engine::ConfigError;
+use tsunagu_engine::{check_bounds, ConfigError};
+
+/// Attempts per AWS request: 20 at most, since the SDK backs off exponentially between
+/// them and more only stalls a shard behind one failing call.
+pub const MAX_ATTEMPTS: u32 = 20;
+/// One attempt's timeout: 100 ms at least (a connection needs that), 5 minutes at most.
+pub const MIN_ATTEMPT_TIMEOUT_MS: u64 = 100;
+pub const MAX_ATTEMPT_TIMEOUT_MS: u64 = 300_000;
+/// Tombstones must outlive the stream's 24 h retention; a year at most.
+pub const MIN_TOMBSTONE_TTL_HOURS: u64 = 25;
+pub const MAX_TOMBSTONE_TTL_HOURS: u64 = 8_760;
+/// Writes in flight per `write_many`: each holds a connection, and DynamoDB throttles a
+/// partition past about 1,000 writes per second anyway.
+pub const MAX_WRITE_CONCURRENCY: usize = 256;
+/// Idle polling: at least 10 ms, at most 10 s (a slower poll only delays replication;
+/// AWS allows about 5 reads per second per shard).
+pub const MIN_POLL_INTERVAL_MS: u64 = 10;
+pub const MAX_POLL_INTERVAL_MS: u64 = 10_000;
+/// Shards of a Kinesis stream created by tsunagu (the default account quota's order).
+pub const MAX_KINESIS_SHARD_COUNT: u32 = 10_000;
 
 fn field(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -104,24 +123,16 @@ impl AwsConfig {
                 );
             }
         }
-        if !(1..=20).contains(&self.max_attempts) {
-            return fail(
-                prefix,
-                "max_attempts",
-                format!("must be between 1 and 20, got {}", self.max_attempts),
-            );
-        }
-        if !(100..=300_000).contains(&self.attempt_timeout_ms) {
-            return fail(
-                prefix,
-                "attempt_timeout_ms",
-                format!(
-                    "must be between 100 and 300000, got {}",
-                    self.attempt_timeout_ms
-                ),
-            );
-        }
-        Ok(())
+        check_bounds(
+            field(prefix, "max_attempts"),
+            self.max_attempts,
+            1..=MAX_ATTEMPTS,
+        )?;
+        check_bounds(
+            field(prefix, "attempt_timeout_ms"),
+            self.attempt_timeout_ms,
+            MIN_ATTEMPT_TIMEOUT_MS..=MAX_ATTEMPT_TIMEOUT_MS,
+        )
     }
 }
 
@@ -154,15 +165,11 @@ fn check_table(prefix: &str, name: &str, value: &str) -> Result<(), ConfigError>
 }
 
 fn check_poll(prefix: &str, poll_interval_ms: u64) -> Result<(), ConfigError> {
-    if (10..=10_000).contains(&poll_interval_ms) {
-        Ok(())
-    } else {
-        fail(
-            prefix,
-            "poll_interval_ms",
-            format!("must be between 10 and 10000, got {poll_interval_ms}"),
-        )
-    }
+    check_bounds(
+        field(prefix, "poll_interval_ms"),
+        poll_interval_ms,
+        MIN_POLL_INTERVAL_MS..=MAX_POLL_INTERVAL_MS,
+    )
 }
 
 /// `[primary] type = "dynamodb"`: the table holding the items (see `docs/aws.md` for its
@@ -204,24 +211,26 @@ impl DynamoTableConfig {
 
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         check_table(prefix, "table_name", &self.table_name)?;
-        if self.tombstone_ttl_hours < 25 {
+        if self.tombstone_ttl_hours < MIN_TOMBSTONE_TTL_HOURS {
             return fail(
                 prefix,
                 "tombstone_ttl_hours",
                 format!(
-                    "must be at least 25 (longer than the stream's 24 h retention), got {}",
+                    "= {} is below the minimum of {MIN_TOMBSTONE_TTL_HOURS} (longer than the stream's 24 h retention)",
                     self.tombstone_ttl_hours
                 ),
             );
         }
-        if !(1..=256).contains(&self.write_concurrency) {
-            return fail(
-                prefix,
-                "write_concurrency",
-                format!("must be between 1 and 256, got {}", self.write_concurrency),
-            );
-        }
-        Ok(())
+        check_bounds(
+            field(prefix, "tombstone_ttl_hours"),
+            self.tombstone_ttl_hours,
+            MIN_TOMBSTONE_TTL_HOURS..=MAX_TOMBSTONE_TTL_HOURS,
+        )?;
+        check_bounds(
+            field(prefix, "write_concurrency"),
+            self.write_concurrency,
+            1..=MAX_WRITE_CONCURRENCY,
+        )
     }
 }
 
@@ -292,13 +301,11 @@ impl KinesisConfig {
                 format!("{:?} is not a Kinesis stream name: use 1 to 128 characters among a-z, A-Z, 0-9, '_', '-' and '.'", self.stream_name),
             );
         }
-        if !(1..=10_000).contains(&self.shard_count) {
-            return fail(
-                prefix,
-                "shard_count",
-                format!("must be between 1 and 10000, got {}", self.shard_count),
-            );
-        }
+        check_bounds(
+            field(prefix, "shard_count"),
+            self.shard_count,
+            1..=MAX_KINESIS_SHARD_COUNT,
+        )?;
         check_poll(prefix, self.poll_interval_ms)
     }
 }
@@ -434,6 +441,104 @@ mod tests {
         assert_eq!(
             kinesis.validate("source").unwrap_err().field,
             "source.shard_count"
+        );
+    }
+
+    /// Issue 18: every numeric knob has a bound, enforced at its edge.
+    #[test]
+    fn every_bound_holds_at_its_edge() {
+        fn edge<C>(
+            name: &str,
+            min: u64,
+            max: u64,
+            make: impl Fn(u64) -> C,
+            validate: impl Fn(&C) -> Result<(), ConfigError>,
+        ) {
+            assert_eq!(validate(&make(min)), Ok(()), "{name} = {min}");
+            assert_eq!(validate(&make(max)), Ok(()), "{name} = {max}");
+            let e = validate(&make(max + 1)).unwrap_err();
+            assert_eq!(e.field, format!("p.{name}"));
+            assert!(
+                e.message.contains(&format!("above the maximum of {max}")),
+                "{e}"
+            );
+            let e = validate(&make(min - 1)).unwrap_err();
+            assert_eq!(e.field, format!("p.{name}"));
+        }
+        let aws = |f: fn(&mut AwsConfig, u64)| {
+            move |v| {
+                let mut c = AwsConfig::new("us-east-1");
+                f(&mut c, v);
+                c
+            }
+        };
+        let check_aws = |c: &AwsConfig| c.validate("p");
+        edge(
+            "max_attempts",
+            1,
+            MAX_ATTEMPTS.into(),
+            aws(|c, v| c.max_attempts = v as u32),
+            check_aws,
+        );
+        edge(
+            "attempt_timeout_ms",
+            MIN_ATTEMPT_TIMEOUT_MS,
+            MAX_ATTEMPT_TIMEOUT_MS,
+            aws(|c, v| c.attempt_timeout_ms = v),
+            check_aws,
+        );
+        let table = |f: fn(&mut DynamoTableConfig, u64)| {
+            move |v| {
+                let mut c = DynamoTableConfig::named("items");
+                f(&mut c, v);
+                c
+            }
+        };
+        let check_table = |c: &DynamoTableConfig| c.validate("p");
+        edge(
+            "tombstone_ttl_hours",
+            MIN_TOMBSTONE_TTL_HOURS,
+            MAX_TOMBSTONE_TTL_HOURS,
+            table(|c, v| c.tombstone_ttl_hours = v),
+            check_table,
+        );
+        edge(
+            "write_concurrency",
+            1,
+            MAX_WRITE_CONCURRENCY as u64,
+            table(|c, v| c.write_concurrency = v as usize),
+            check_table,
+        );
+        edge(
+            "poll_interval_ms",
+            MIN_POLL_INTERVAL_MS,
+            MAX_POLL_INTERVAL_MS,
+            |v| DynamoStreamsConfig {
+                poll_interval_ms: v,
+                ..DynamoStreamsConfig::named("items")
+            },
+            |c| c.validate("p"),
+        );
+        let kinesis = |f: fn(&mut KinesisConfig, u64)| {
+            move |v| {
+                let mut c = KinesisConfig::named("changes");
+                f(&mut c, v);
+                c
+            }
+        };
+        edge(
+            "shard_count",
+            1,
+            MAX_KINESIS_SHARD_COUNT.into(),
+            kinesis(|c, v| c.shard_count = v as u32),
+            |c| c.validate("p"),
+        );
+        edge(
+            "poll_interval_ms",
+            MIN_POLL_INTERVAL_MS,
+            MAX_POLL_INTERVAL_MS,
+            kinesis(|c, v| c.poll_interval_ms = v),
+            |c| c.validate("p"),
         );
     }
 

@@ -5,15 +5,28 @@
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::path::PathBuf;
-use tsunagu_engine::ConfigError;
+use tsunagu_engine::{check_bounds, ConfigError};
 
 pub const DEFAULT_INDEX: &str = "tsunagu";
 pub const DEFAULT_MAX_BULK_DOCS: usize = 1_000;
 pub const DEFAULT_MAX_BULK_BYTES: usize = 5 << 20;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
-/// Elasticsearch's and OpenSearch's default `http.max_content_length`.
+/// Elasticsearch's and OpenSearch's default `http.max_content_length`: a larger bulk
+/// request is refused by the cluster.
 pub const MAX_BULK_BYTES_LIMIT: usize = 100 << 20;
+/// The smallest bulk request size: one small document.
+pub const MIN_BULK_BYTES_LIMIT: usize = 1_024;
+/// The most documents in one bulk request: ten times the batch size a consumer may
+/// send, far past where bulk throughput stops growing.
 pub const MAX_BULK_DOCS_LIMIT: usize = 100_000;
+/// One request's timeout: 100 ms at least, 10 minutes at most (a `wait_for` refresh
+/// under load takes seconds, not minutes).
+pub const MIN_REQUEST_TIMEOUT_MS: u64 = 100;
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
+/// Primary shards of a new index: the clusters' own limit is 1024.
+pub const MAX_NUMBER_OF_SHARDS: u32 = 1_024;
+/// Replicas of a new index: more than 32 copies is a misconfiguration, not redundancy.
+pub const MAX_NUMBER_OF_REPLICAS: u32 = 32;
 
 /// When documents written by a bulk request become searchable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -302,45 +315,38 @@ impl OpenSearchConfig {
                 );
             }
         }
-        if !(1..=MAX_BULK_DOCS_LIMIT).contains(&self.max_bulk_docs) {
-            return fail(
-                "max_bulk_docs",
-                format!(
-                    "must be between 1 and {MAX_BULK_DOCS_LIMIT}, got {}",
-                    self.max_bulk_docs
-                ),
-            );
-        }
-        if !(1024..=MAX_BULK_BYTES_LIMIT).contains(&self.max_bulk_bytes) {
-            return fail(
-                "max_bulk_bytes",
-                format!(
-                    "must be between 1024 and {MAX_BULK_BYTES_LIMIT} (the cluster's default http.max_content_length), got {}",
-                    self.max_bulk_bytes
-                ),
-            );
-        }
-        if !(100..=600_000).contains(&self.request_timeout_ms) {
-            return fail(
-                "request_timeout_ms",
-                format!(
-                    "must be between 100 and 600000, got {}",
-                    self.request_timeout_ms
-                ),
-            );
-        }
-        if !(1..=1024).contains(&self.number_of_shards) {
-            return fail(
-                "number_of_shards",
-                format!("must be between 1 and 1024, got {}", self.number_of_shards),
-            );
-        }
-        if self.number_of_replicas > 32 {
-            return fail(
-                "number_of_replicas",
-                format!("must be at most 32, got {}", self.number_of_replicas),
-            );
-        }
+        let name = |n: &str| {
+            if prefix.is_empty() {
+                n.to_string()
+            } else {
+                format!("{prefix}.{n}")
+            }
+        };
+        check_bounds(
+            name("max_bulk_docs"),
+            self.max_bulk_docs,
+            1..=MAX_BULK_DOCS_LIMIT,
+        )?;
+        check_bounds(
+            name("max_bulk_bytes"),
+            self.max_bulk_bytes,
+            MIN_BULK_BYTES_LIMIT..=MAX_BULK_BYTES_LIMIT,
+        )?;
+        check_bounds(
+            name("request_timeout_ms"),
+            self.request_timeout_ms,
+            MIN_REQUEST_TIMEOUT_MS..=MAX_REQUEST_TIMEOUT_MS,
+        )?;
+        check_bounds(
+            name("number_of_shards"),
+            self.number_of_shards,
+            1..=MAX_NUMBER_OF_SHARDS,
+        )?;
+        check_bounds(
+            name("number_of_replicas"),
+            self.number_of_replicas,
+            0..=MAX_NUMBER_OF_REPLICAS,
+        )?;
         Ok(())
     }
 }
@@ -413,6 +419,59 @@ mod tests {
         assert_eq!(field(&c), "sinks.os.ca_cert");
         c.url = "https://x:9200".into();
         assert_eq!(c.validate(""), Ok(()));
+    }
+
+    /// Issue 18: every numeric knob has a bound, enforced at its edge.
+    #[test]
+    fn every_bound_holds_at_its_edge() {
+        type Set = fn(&mut OpenSearchConfig, u64);
+        let knobs: &[(&str, u64, u64, Set)] = &[
+            ("max_bulk_docs", 1, MAX_BULK_DOCS_LIMIT as u64, |c, v| {
+                c.max_bulk_docs = v as usize
+            }),
+            (
+                "max_bulk_bytes",
+                MIN_BULK_BYTES_LIMIT as u64,
+                MAX_BULK_BYTES_LIMIT as u64,
+                |c, v| c.max_bulk_bytes = v as usize,
+            ),
+            (
+                "request_timeout_ms",
+                MIN_REQUEST_TIMEOUT_MS,
+                MAX_REQUEST_TIMEOUT_MS,
+                |c, v| c.request_timeout_ms = v,
+            ),
+            (
+                "number_of_shards",
+                1,
+                MAX_NUMBER_OF_SHARDS.into(),
+                |c, v| c.number_of_shards = v as u32,
+            ),
+            (
+                "number_of_replicas",
+                0,
+                MAX_NUMBER_OF_REPLICAS.into(),
+                |c, v| c.number_of_replicas = v as u32,
+            ),
+        ];
+        for (name, min, max, set) in knobs {
+            let with = |v: u64| {
+                let mut c = OpenSearchConfig::new("http://127.0.0.1:9200");
+                set(&mut c, v);
+                c.validate("sinks.os")
+            };
+            assert_eq!(with(*min), Ok(()), "{name} = {min}");
+            assert_eq!(with(*max), Ok(()), "{name} = {max}");
+            let e = with(max + 1).unwrap_err();
+            assert_eq!(e.field, format!("sinks.os.{name}"));
+            assert!(
+                e.message.contains(&format!("above the maximum of {max}")),
+                "{e}"
+            );
+            if *min > 0 {
+                assert_eq!(with(min - 1).unwrap_err().field, format!("sinks.os.{name}"));
+            }
+        }
     }
 
     #[test]
