@@ -1088,6 +1088,34 @@ parallelization_factor = 100000
         assert!(e.contains("`store.retention_hours` = 8761"), "{e}");
     }
 
+    /// The examples of docs/configuration.md parse and validate as written, and the
+    /// reference names every key the defaults have.
+    #[test]
+    fn the_configuration_reference_examples_are_valid() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let env = |name: &str| match name {
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:5000".to_string()),
+            "OPENSEARCH_URL" => Some("http://127.0.0.1:9200".to_string()),
+            _ => None,
+        };
+        let examples: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .map(|block| block.split("```").next().unwrap_or(""))
+            .collect();
+        assert_eq!(examples.len(), 2, "two complete examples");
+        for example in examples {
+            Config::parse_with_env(example, "docs/configuration.md", &env)
+                .unwrap_or_else(|e| panic!("{e}\n{example}"));
+        }
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/aws-local.toml"
+        ))
+        .unwrap();
+        Config::parse_with_env(&example, "examples/aws-local.toml", &env).unwrap();
+    }
+
     #[test]
     fn the_tenant_registry_is_embedded_unless_a_dynamodb_table_is_named() {
         let c = Config::parse("version = 1\n", "test").unwrap();
