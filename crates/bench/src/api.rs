@@ -11,7 +11,6 @@
 //!    they are answered or at `--write-rate` in total; request latency, writes/s, and the
 //!    pipeline's commit-to-searchable lag meanwhile.
 
-use tsunagu_runtime::outln;
 use super::RunDir;
 use crate::sample::{Sample, USERS};
 use anyhow::Context;
@@ -29,6 +28,7 @@ use tsunagu_domain::{Company, Deal, DealStage, Entity};
 use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_engine::ports::{Condition, ItemStore, WriteOp};
 use tsunagu_runtime::config::Config;
+use tsunagu_runtime::outln;
 use tsunagu_runtime::Runtime;
 
 #[derive(Debug, Args)]
@@ -201,7 +201,8 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
     let load_s = started.elapsed().as_secs_f64();
     outln!(
         "loaded {} activities over {} deals in {load_s:.1} s",
-        args.activities, args.deals
+        args.activities,
+        args.deals
     )?;
     let index = runtime.open_sink(&consumer.sink).await?;
     let started = Instant::now();
@@ -375,7 +376,11 @@ pub async fn run(args: &ApiArgs, data_dir: Option<&std::path::Path>) -> anyhow::
     )?;
     outln!(
         "commit→searchable lag meanwhile: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} records)",
-        lag["p50_ms"], lag["p90_ms"], lag["p99_ms"], lag["max_ms"], lag["count"]
+        lag["p50_ms"],
+        lag["p90_ms"],
+        lag["p99_ms"],
+        lag["max_ms"],
+        lag["count"]
     )?;
     server.stop().await?;
     let report = ApiReport {

@@ -5,7 +5,6 @@
 //! do not exist), then times a reconcile that finds it and one that repairs it, with the
 //! share of items read one by one.
 
-use tsunagu_runtime::outln;
 use super::limits::write_flat_out;
 use super::RunDir;
 use anyhow::Context;
@@ -18,6 +17,7 @@ use std::time::Instant;
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::backfill::BackfillOptions;
 use tsunagu_runtime::config::Config;
+use tsunagu_runtime::outln;
 use tsunagu_runtime::Runtime;
 
 #[derive(Debug, Clone, Args)]

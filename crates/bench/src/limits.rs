@@ -2,7 +2,6 @@
 //! same documents: the store's raw commit rate, the index's raw indexing rate, and the
 //! pipeline's rate with both at work, as a fraction of the lower limit.
 
-use tsunagu_runtime::outln;
 use super::measure::VisibilityTracker;
 use super::workload::{Mix, Skew, Workload};
 use super::{LimitsArgs, RunDir};
@@ -17,6 +16,7 @@ use tsunagu_embedded_store::WriteOp;
 use tsunagu_engine::ports::{ApplyObserver, ChangeSource, ReadFrom, Sink};
 use tsunagu_engine::ConsumerConfig;
 use tsunagu_runtime::config::Config;
+use tsunagu_runtime::outln;
 use tsunagu_runtime::Embedded;
 
 /// Writes per request and concurrent requests when writing flat out.

@@ -3,7 +3,6 @@
 //! at a fixed rate, every write's commit → searchable and scheduled → searchable latency,
 //! then the loss, order and sink-equals-primary checks.
 
-use tsunagu_runtime::outln;
 use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteSample};
 use super::schedule::Schedule;
 use super::sys::{cpu_seconds, peak_rss_mib};
@@ -19,6 +18,7 @@ use tsunagu_embedded_store::WriteOp;
 use tsunagu_engine::ports::ApplyObserver;
 use tsunagu_engine::ConsumerConfig;
 use tsunagu_runtime::config::Config;
+use tsunagu_runtime::outln;
 use tsunagu_runtime::Runtime;
 
 /// Everything that shapes a run.
@@ -408,7 +408,10 @@ impl LagReport {
         )?;
         outln!(
             "  achieved {:.0} writes/s · {} writes measured ({} committed, {} errors)",
-            self.rate_achieved, self.count, self.writes_committed, self.write_errors
+            self.rate_achieved,
+            self.count,
+            self.writes_committed,
+            self.write_errors
         )?;
         outln!("  lag commit → searchable   {}", self.lag_ms)?;
         outln!("  end to end sched → search {}", self.e2e_ms)?;
@@ -420,7 +423,8 @@ impl LagReport {
             .unwrap_or(0);
         outln!(
             "  peak backlog {peak_backlog} · CPU {:.0}% of a core · peak RSS {:.0} MiB",
-            self.cpu_percent, self.peak_rss_mib
+            self.cpu_percent,
+            self.peak_rss_mib
         )?;
         if self.passed {
             outln!(

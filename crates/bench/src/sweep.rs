@@ -2,11 +2,11 @@
 //! writes/s at parallelization 1, 1, 3 and 10), then a search for the highest rate the
 //! pipeline sustains with p99 lag ≤ 1 s.
 
-use tsunagu_runtime::outln;
 use super::run::{run_lag, LagReport};
 use super::{chart, RunDir, SweepArgs};
 use serde::Serialize;
 use std::process::ExitCode;
+use tsunagu_runtime::outln;
 
 /// One of the original measurements.
 struct Scenario {
@@ -159,7 +159,13 @@ pub async fn run(args: &SweepArgs) -> anyhow::Result<ExitCode> {
 
     outln!(
         "{:<44} {:<22} {:>9} {:>9} {:>9} {:>10} {:>9}  check",
-        "scenario", "original (AWS Lambda)", "p50 ms", "p99 ms", "max ms", "e2e p99 ms", "writes/s"
+        "scenario",
+        "original (AWS Lambda)",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "e2e p99 ms",
+        "writes/s"
     )?;
     for row in report.scenarios.iter().chain(report.search.iter()) {
         let r = &row.report;
