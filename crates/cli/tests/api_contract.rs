@@ -1,35 +1,14 @@
 //! The HTTP API's contract end to end (issue 18): what the document promises and what the
 //! server accepts agree, on both deployments (the embedded defaults, and DynamoDB +
 //! OpenSearch on moto and osmem-server when `AWS_ENDPOINT_URL` and
-//! `TSUNAGU_TEST_OPENSEARCH_URL` are set; "skipped" otherwise). The harness is the one of
-//! `api.rs`, trimmed to what these tests use.
+//! `TSUNAGU_TEST_OPENSEARCH_URL` are set; "skipped" otherwise). The harness is `app`,
+//! shared with `api.rs`.
 
-use reqwest::{Method, StatusCode};
+mod app;
+
+use app::{Backend, TestApp};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tsunagu_runtime::config::Config;
-use tsunagu_runtime::serving::RunningServer;
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Embedded,
-    Aws,
-}
-
-macro_rules! on_both_deployments {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn embedded() {
-                super::$name(super::Backend::Embedded).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn aws() {
-                super::$name(super::Backend::Aws).await
-            }
-        }
-    )*};
-}
 
 on_both_deployments!(
     the_served_document_passes_openapi_spec_validator,
@@ -39,164 +18,18 @@ on_both_deployments!(
     calendar_groupings_count_in_the_asked_time_zone,
 );
 
-struct TestApp {
-    server: Option<RunningServer>,
-    base: String,
-    http: reqwest::Client,
-    a: String,
-    b: String,
-    _dir: tempfile::TempDir,
+/// A company and a deal of tenant `token`; returns the deal id.
+async fn deal_of(app: &TestApp, token: &str) -> String {
+    let company = app
+        .company(token, "東京商事", "東京都新宿区西新宿2-8-1")
+        .await;
+    app.deal(token, &company, "案件", &[]).await
 }
 
-fn aws_env(dir: &std::path::Path) -> Option<Vec<(String, String)>> {
-    let (Ok(aws), Ok(opensearch)) = (
-        std::env::var("AWS_ENDPOINT_URL"),
-        std::env::var("TSUNAGU_TEST_OPENSEARCH_URL"),
-    ) else {
-        println!("skipped: AWS_ENDPOINT_URL (moto) and TSUNAGU_TEST_OPENSEARCH_URL (osmem-server) are needed for the AWS deployment");
-        return None;
-    };
-    let unique = format!(
-        "contract-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros() % 1_000_000_000_000
-    );
-    Some(
-        [
-            ("AWS_ENDPOINT_URL", aws),
-            ("OPENSEARCH_URL", opensearch),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("TSUNAGU_DATA_DIR", dir.display().to_string()),
-            ("TSUNAGU_TABLE", format!("items-{unique}")),
-            ("TSUNAGU_LEASE_TABLE", format!("leases-{unique}")),
-            ("TSUNAGU_STATE_TABLE", format!("state-{unique}")),
-            ("TSUNAGU_TENANT_TABLE", format!("tenants-{unique}")),
-            ("TSUNAGU_INDEX", unique),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
-    )
-}
-
-fn config(backend: Backend, dir: &std::path::Path) -> Option<Config> {
-    match backend {
-        Backend::Embedded => {
-            let text = format!("version = 1\ndata_dir = {:?}\n", dir.display().to_string());
-            Some(Config::parse(&text, "test").expect("test config"))
-        }
-        Backend::Aws => {
-            let vars = aws_env(dir)?;
-            let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../examples/aws-local.toml");
-            let text = std::fs::read_to_string(example).expect("examples/aws-local.toml");
-            let env = move |name: &str| -> Option<String> {
-                vars.iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-                    .or_else(|| std::env::var(name).ok())
-            };
-            Some(
-                Config::parse_with_env(&text, "examples/aws-local.toml", &env).expect("aws config"),
-            )
-        }
-    }
-}
-
-impl TestApp {
-    async fn start(backend: Backend) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(backend, dir.path())?;
-        let registry = tsunagu_runtime::tenants::open_tenant_directory(&cfg)
-            .await
-            .unwrap();
-        let (_, a) = registry.create("tenant-a").await.unwrap();
-        let (_, b) = registry.create("tenant-b").await.unwrap();
-        let server = tsunagu_runtime::serving::start(cfg, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let base = format!("http://{}", server.addr);
-        Some(Self {
-            server: Some(server),
-            base,
-            http: reqwest::Client::new(),
-            a,
-            b,
-            _dir: dir,
-        })
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        self.call(token, Method::GET, path, None).await
-    }
-
-    async fn create(&self, token: &str, path: &str, body: Value) -> Value {
-        let (status, v) = self.call(token, Method::POST, path, Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{path}: {v}");
-        v
-    }
-
-    /// A company and a deal of tenant `token`; returns the deal id.
-    async fn deal(&self, token: &str) -> String {
-        let company = self
-            .create(
-                token,
-                "/api/v1/companies",
-                json!({"name": "東京商事", "address": "東京都新宿区西新宿2-8-1"}),
-            )
-            .await;
-        let deal = self
-            .create(
-                token,
-                "/api/v1/deals",
-                json!({"company_id": company["data"]["id"], "title": "案件", "owner_id": "u1"}),
-            )
-            .await;
-        deal["data"]["id"].as_str().unwrap().to_string()
-    }
-
-    /// Records an activity at `at`; returns its consistency token.
-    async fn activity(&self, token: &str, deal: &str, at: &str) -> String {
-        let v = self
-            .create(
-                token,
-                &format!("/api/v1/deals/{deal}/activities"),
-                json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": "訪問"}),
-            )
-            .await;
-        v["consistency_token"].as_str().unwrap().to_string()
-    }
-
-    async fn stop(mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop().await.unwrap();
-        }
-    }
+/// Records an activity at `at`; returns its consistency token.
+async fn activity_at(app: &TestApp, token: &str, deal: &str, at: &str) -> String {
+    let body = json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": "訪問"});
+    app.activity(token, deal, body).await.2
 }
 
 fn occurred(page: &Value) -> Vec<String> {
@@ -251,7 +84,7 @@ async fn dates_without_a_time_are_accepted_as_bounds(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let deal = app.deal(&app.a).await;
+    let deal = deal_of(&app, &app.a).await;
     let mut token = String::new();
     for at in [
         "2026-11-09T23:59:59Z",
@@ -259,7 +92,7 @@ async fn dates_without_a_time_are_accepted_as_bounds(backend: Backend) {
         "2026-11-10T23:59:59Z",
         "2026-11-11T00:00:00Z",
     ] {
-        token = app.activity(&app.a, &deal, at).await;
+        token = activity_at(&app, &app.a, &deal, at).await;
     }
     let (status, page) = app
         .get(
@@ -372,10 +205,8 @@ async fn a_token_naming_no_write_of_the_tenant_is_refused_at_once(backend: Backe
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let deal = app.deal(&app.a).await;
-    let token = app
-        .activity(&app.a, &deal, "2026-11-10T09:00:00+09:00")
-        .await;
+    let deal = deal_of(&app, &app.a).await;
+    let token = activity_at(&app, &app.a, &deal, "2026-11-10T09:00:00+09:00").await;
     let fields = token_fields(&token);
     assert_eq!(
         fields.len(),
@@ -437,14 +268,14 @@ async fn calendar_groupings_count_in_the_asked_time_zone(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
     };
-    let deal = app.deal(&app.a).await;
+    let deal = deal_of(&app, &app.a).await;
     let mut token = String::new();
     for at in [
         "2026-11-10T08:00:00+09:00", // Tuesday morning in Tokyo, the 9th in UTC
         "2026-11-15T23:30:00+09:00", // Sunday night in Tokyo: still the week of the 9th
         "2026-12-01T07:00:00+09:00", // December in Tokyo, November in UTC
     ] {
-        token = app.activity(&app.a, &deal, at).await;
+        token = activity_at(&app, &app.a, &deal, at).await;
     }
     let aggregate = |query: String| {
         let app = &app;
