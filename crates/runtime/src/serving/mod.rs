@@ -162,11 +162,11 @@ pub async fn start_at(config: Config, listen: &str) -> anyhow::Result<RunningSer
     let state = AppState {
         service,
         tenants,
-        ops: Arc::new(PipelineOps {
-            runtime: Arc::clone(&runtime),
-            pipeline: pipeline.clone(),
+        ops: Arc::new(PipelineOps::new(
+            Arc::clone(&runtime),
+            pipeline.clone(),
             lag,
-        }),
+        )),
         metrics,
     };
     let app = tsunagu_api::router(state, request_timeout);

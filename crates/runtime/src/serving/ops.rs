@@ -111,11 +111,19 @@ impl ApplyObserver for MetricsObserver {
 /// runtime (checkpoints, backlog, dead letters: shared state, so right from any process),
 /// with the live state of the shards this process replicates.
 pub struct PipelineOps {
-    pub runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
     /// The pipeline of this process; `None` on an API node that does not replicate.
-    pub pipeline: Option<Arc<Mutex<Option<Pipeline>>>>,
-    pub lag: Arc<LagWindow>,
+    pipeline: Option<Arc<Mutex<Option<Pipeline>>>>,
+    lag: Arc<LagWindow>,
+    /// The shared status, read at most once per [`STATUS_TTL`]: `/metrics` scrapes, the
+    /// load balancer's `/readyz` and `/api/v1/pipeline/status` of every API node would
+    /// otherwise each read every shard's stream (DynamoDB Streams allows 5 reads per
+    /// second per shard, which the workers need).
+    cached: tokio::sync::Mutex<Option<(Instant, Vec<crate::ConsumerStatus>)>>,
 }
+
+/// How long a read of the shared status serves the operations endpoints.
+pub const STATUS_TTL: Duration = Duration::from_secs(2);
 
 fn state_name(state: &ShardState) -> &'static str {
     match state {
@@ -131,6 +139,32 @@ fn state_name(state: &ShardState) -> &'static str {
 }
 
 impl PipelineOps {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        pipeline: Option<Arc<Mutex<Option<Pipeline>>>>,
+        lag: Arc<LagWindow>,
+    ) -> Self {
+        Self {
+            runtime,
+            pipeline,
+            lag,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Every consumer's shards from the shared state, at most [`STATUS_TTL`] old.
+    async fn shared_status(&self) -> Result<Vec<crate::ConsumerStatus>, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, status)) = cached.as_ref() {
+            if at.elapsed() < STATUS_TTL {
+                return Ok(status.clone());
+            }
+        }
+        let status = self.runtime.status().await.map_err(|e| format!("{e:#}"))?;
+        *cached = Some((Instant::now(), status.clone()));
+        Ok(status)
+    }
+
     fn local_status(&self) -> Result<Option<Vec<tsunagu_engine::status::ConsumerStatus>>, String> {
         match &self.pipeline {
             None => Ok(None),
@@ -146,7 +180,7 @@ impl PipelineOps {
 impl OpsProbe for PipelineOps {
     async fn pipeline(&self) -> Result<PipelineReport, String> {
         let local = self.local_status()?.unwrap_or_default();
-        let shared = self.runtime.status().await.map_err(|e| format!("{e:#}"))?;
+        let shared = self.shared_status().await?;
         let mut consumers = Vec::new();
         let mut dead_letters_total = 0;
         for status in shared {
@@ -192,11 +226,10 @@ impl OpsProbe for PipelineOps {
         let Some(statuses) = self.local_status()? else {
             // An API node: ready when the shared state answers.
             return self
-                .runtime
-                .status()
+                .shared_status()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("the replication state is unreachable: {e:#}"));
+                .map_err(|e| format!("the replication state is unreachable: {e}"));
         };
         if self.pipeline.is_some() && statuses.is_empty() {
             return Err("the pipeline is stopped".into());
