@@ -214,6 +214,16 @@ async fn bad_input_gets_one_message_per_field_and_the_common_error_body(backend:
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["error"]["fields"][0]["field"], "prefecture");
+    // A number with a fraction where an integer is expected is refused, not truncated.
+    let (status, v) = app
+        .post(
+            &app.a,
+            "/api/v1/deals",
+            json!({"company_id": co, "title": "案件", "owner_id": "u1", "amount": 2244.0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["fields"][0]["field"], "amount", "{v}");
     let (status, v) = app.get("tsu_forged", "/api/v1/activities").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(v["error"]["code"], "unauthorized");
