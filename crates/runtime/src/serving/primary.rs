@@ -55,14 +55,12 @@ impl PrimaryStore for StorePrimary {
         let version = outcome.version.ok_or_else(|| {
             WriteRejected::Unavailable("the primary store reported no version for a put".into())
         })?;
+        // A put that changed nothing still carries the time it was made: its token then
+        // waits for every change committed before it (the client's earlier writes), as
+        // the token of a write that changed something does.
         Ok(Committed {
             version,
-            // A put that changed nothing committed nothing new.
-            committed_at_us: if outcome.change.is_some() {
-                outcome.committed_at_us
-            } else {
-                0
-            },
+            committed_at_us: outcome.committed_at_us,
         })
     }
 
