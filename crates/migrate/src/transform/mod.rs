@@ -28,9 +28,11 @@ pub enum Step {
     NullIfEmpty,
     Lower,
     Upper,
-    /// The prefecture (都道府県) an address starts with, or null (see [`prefecture`]).
+    /// The prefecture (都道府県) an address starts with, or null: the domain's rule, the
+    /// one the API uses (see [`prefecture`]).
     Prefecture,
-    /// The address without its leading prefecture (see [`prefecture`]).
+    /// The address without its leading postal code and prefecture, normalized and
+    /// trimmed: the domain's rule, the one the API uses (see [`prefecture`]).
     StripPrefecture,
     /// Parses a date with the first matching chrono format; output `YYYY-MM-DD`.
     ParseDate(DateFormats),
@@ -175,8 +177,8 @@ pub fn apply(step: &Step, value: Option<String>) -> Result<Option<String>, Rejec
         Step::NullIfEmpty => (!v.is_empty()).then_some(v),
         Step::Lower => Some(v.to_lowercase()),
         Step::Upper => Some(v.to_uppercase()),
-        Step::Prefecture => prefecture::split(&v).0.map(|p| p.to_string()),
-        Step::StripPrefecture => Some(prefecture::split(&v).1.to_string()),
+        Step::Prefecture => prefecture::split_address(&v).prefecture.map(str::to_string),
+        Step::StripPrefecture => Some(prefecture::split_address(&v).rest),
         Step::ParseDate(formats) => Some(parse_date(&v, formats)?),
         Step::ParseDatetime(formats) => Some(parse_datetime(&v, formats)?),
     })

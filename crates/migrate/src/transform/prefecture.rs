@@ -1,5 +1,6 @@
 //! The prefecture split of the `prefecture` and `strip_prefecture` transforms: the
-//! domain's rule (see [`tsunagu_domain::prefecture`]), so a migrated company and one
-//! created through the API get the same prefecture from the same address.
+//! domain's [`split_address`], the function the API's company create/edit calls, so a
+//! migrated company and one created through the API get the same prefecture and the same
+//! remaining address from the same text (asserted in `tests/prefecture.rs`).
 
-pub use tsunagu_domain::prefecture::{split, stem, PREFECTURES, SAME_NAME_CITIES};
+pub use tsunagu_domain::prefecture::{split_address, stem, SplitAddress, PREFECTURES};

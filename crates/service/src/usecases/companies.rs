@@ -65,8 +65,9 @@ pub struct CompanySearch {
 }
 
 /// The prefecture and the rest of an address, from the address and an optional explicit
-/// prefecture that must agree with it.
-fn locate(
+/// prefecture that must agree with it: what create and edit store. Public so the
+/// migration can assert that its `prefecture` / `strip_prefecture` transforms agree.
+pub fn locate(
     address: &str,
     prefecture: Option<&str>,
 ) -> Result<(Option<String>, String), ServiceError> {
