@@ -99,7 +99,7 @@ pub fn spec_document(model: &Model, plan: &Plan, spec_name: &str) -> String {
                     cell(&steps.join(" → "))
                 },
                 cell(&map),
-                cell(c.description.as_deref().unwrap_or(""))
+                cell(&notes(c))
             );
         }
         let cols = |idx: &[usize], table: usize| {
@@ -126,7 +126,7 @@ pub fn spec_document(model: &Model, plan: &Plan, spec_name: &str) -> String {
                 }
             );
         }
-        let _ = writeln!(s, "\nRows are rejected (to `rejects/{}.jsonl`) when a required value is missing, a value does not fit its type or length, a value is not in the value map, the primary or a unique key repeats an earlier row, or a foreign key points to no row.\n", t.name);
+        let _ = writeln!(s, "\nRows are rejected (to `rejects/{}.jsonl`) when a required value is missing, a value does not fit its type or length, an integer is outside its type (negative in an unsigned column) or the column's min/max, a value is not in the value map, the primary or a unique key repeats an earlier row, or a foreign key points to no row.\n", t.name);
     }
     s
 }
@@ -357,4 +357,19 @@ impl Model {
     fn tables_name(&self, i: usize) -> &str {
         &self.tables[i].name
     }
+}
+
+/// The notes cell of a column: its range (`min` / `max`) and its description.
+fn notes(c: &crate::spec::Column) -> String {
+    let range = match (c.min, c.max) {
+        (None, None) => None,
+        (Some(a), Some(b)) => Some(format!("range {a}..={b}")),
+        (Some(a), None) => Some(format!("min {a}")),
+        (None, Some(b)) => Some(format!("max {b}")),
+    };
+    range
+        .into_iter()
+        .chain(c.description.clone())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -1,6 +1,6 @@
 //! The validated spec: tables with resolved column indexes, types and references.
 
-use super::raw::{RawConnection, RawSource, RawSpec, RawTransform};
+use super::raw::{RawColumn, RawConnection, RawSource, RawSpec, RawTransform};
 use crate::transform::{DateFormats, Step};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -250,6 +250,10 @@ pub struct Column {
     pub steps: Vec<Step>,
     pub map: Option<BTreeMap<String, String>>,
     pub description: Option<String>,
+    /// Smallest value accepted (integer columns only); below it the row is rejected.
+    pub min: Option<i64>,
+    /// Largest value accepted (integer columns only).
+    pub max: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +270,10 @@ pub struct ForeignKey {
 pub enum SqlType {
     BigInt,
     Int,
+    /// `bigint unsigned`: 0..=18446744073709551615; a negative value is rejected.
+    BigIntUnsigned,
+    /// `int unsigned`: 0..=4294967295.
+    IntUnsigned,
     Boolean,
     Varchar(u32),
     Text,
@@ -275,10 +283,16 @@ pub enum SqlType {
 
 impl SqlType {
     pub fn parse(s: &str) -> Option<SqlType> {
-        let t = s.trim().to_ascii_lowercase();
+        let t = s
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase();
         Some(match t.as_str() {
             "bigint" => SqlType::BigInt,
             "int" | "integer" => SqlType::Int,
+            "bigint unsigned" => SqlType::BigIntUnsigned,
+            "int unsigned" | "integer unsigned" => SqlType::IntUnsigned,
             "boolean" | "bool" => SqlType::Boolean,
             "text" => SqlType::Text,
             "date" => SqlType::Date,
@@ -298,11 +312,26 @@ impl SqlType {
         match self {
             SqlType::BigInt => "BIGINT".into(),
             SqlType::Int => "INT".into(),
+            SqlType::BigIntUnsigned => "BIGINT UNSIGNED".into(),
+            SqlType::IntUnsigned => "INT UNSIGNED".into(),
             SqlType::Boolean => "BOOLEAN".into(),
             SqlType::Varchar(n) => format!("VARCHAR({n})"),
             SqlType::Text => "TEXT".into(),
             SqlType::Date => "DATE".into(),
             SqlType::DateTime => "DATETIME".into(),
+        }
+    }
+}
+
+impl SqlType {
+    /// The values an integer type holds (`None` for the other types).
+    pub fn integer_range(&self) -> Option<(i128, i128)> {
+        match self {
+            SqlType::BigInt => Some((i64::MIN.into(), i64::MAX.into())),
+            SqlType::Int => Some((i32::MIN.into(), i32::MAX.into())),
+            SqlType::BigIntUnsigned => Some((0, u64::MAX.into())),
+            SqlType::IntUnsigned => Some((0, u32::MAX.into())),
+            _ => None,
         }
     }
 }
@@ -339,6 +368,55 @@ fn check_identifier(name: &Spanned<String>, what: &str) -> Result<(), Invalid> {
             ),
         )
     }
+}
+
+/// A column's `min` / `max`: only on integer types, inside the type's range, `min <= max`,
+/// and satisfied by the column's default and value map targets.
+fn check_bounds(c: &RawColumn, ty: SqlType) -> Result<(Option<i64>, Option<i64>), Invalid> {
+    let (min, max) = (c.min.as_ref(), c.max.as_ref());
+    let Some(span) = min.or(max).map(|b| b.span()) else {
+        return Ok((None, None));
+    };
+    let Some((lo, hi)) = ty.integer_range() else {
+        return err(
+            span,
+            format!(
+                "`min` / `max` apply to integer columns (bigint, int, and unsigned); `{}` is {ty}",
+                c.name.get_ref()
+            ),
+        );
+    };
+    for b in [min, max].into_iter().flatten() {
+        if !(lo..=hi).contains(&i128::from(*b.get_ref())) {
+            return err(
+                b.span(),
+                format!("{} is outside what {ty} holds ({lo}..={hi})", b.get_ref()),
+            );
+        }
+    }
+    let (min, max) = (min.map(|b| *b.get_ref()), max.map(|b| *b.get_ref()));
+    if let (Some(a), Some(b)) = (min, max) {
+        if a > b {
+            return err(span, format!("min {a} is greater than max {b}"));
+        }
+    }
+    let fixed = c
+        .default
+        .iter()
+        .map(|d| d.get_ref())
+        .chain(c.map.iter().flat_map(|m| m.get_ref().values()));
+    for v in fixed {
+        if let Err(e) = crate::transform::check_bounds(v, min, max) {
+            return err(
+                span,
+                format!(
+                    "`{v}` (a default or value map target) breaks the bounds: {}",
+                    e.detail
+                ),
+            );
+        }
+    }
+    Ok((min, max))
 }
 
 fn resolve_columns(
@@ -714,7 +792,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 (
                     c.ty.span(),
                     format!(
-                        "unknown column type `{}`; use bigint, int, boolean, varchar(N) (1..16383), text, date or datetime",
+                        "unknown column type `{}`; use bigint, int, bigint unsigned, int unsigned, boolean, varchar(N) (1..16383), text, date or datetime",
                         c.ty.get_ref()
                     ),
                 )
@@ -799,6 +877,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 }
                 None => None,
             };
+            let (min, max) = check_bounds(c, ty)?;
             columns.push(Column {
                 name: c.name.get_ref().clone(),
                 ty,
@@ -808,6 +887,8 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 steps,
                 map,
                 description: c.description.clone(),
+                min,
+                max,
             });
         }
         if t.primary_key.get_ref().is_empty() {

@@ -126,6 +126,12 @@ pub struct RawColumn {
     pub map: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Smallest accepted value of an integer column.
+    #[serde(default)]
+    pub min: Option<Spanned<i64>>,
+    /// Largest accepted value of an integer column.
+    #[serde(default)]
+    pub max: Option<Spanned<i64>>,
 }
 
 /// A transform step: a bare name (`"trim"`) or a one-key table (`{ parse_date = [...] }`).

@@ -126,7 +126,13 @@ fn the_example_spec_is_valid() {
         .join("../../examples/migration/sales.toml");
     let m = load(&path).unwrap();
     assert_eq!(m.tables.len(), 8);
-    crate::plan::plan(&m).unwrap();
+    let plan = crate::plan::plan(&m).unwrap();
+    // The spec document shows the new rules of a column.
+    let doc = crate::plan::spec_document(&m, &plan, "sales.toml");
+    assert!(
+        doc.contains("| `amount_yen` | bigint unsigned | `amount` (renamed) | no | - | - | - | max 100000000000; yen;"),
+        "{doc}"
+    );
 }
 
 const SOURCES: &str = r#"version = 1
@@ -247,4 +253,32 @@ fn source_errors_point_to_the_table_source() {
         e.contains("`_start` exists only for relationship sources"),
         "{e}"
     );
+}
+
+#[test]
+fn unsigned_types_and_bounds_are_read_and_checked() {
+    let spec = OK.replace(
+        r#"{ name = "company_id", type = "bigint", from = "companyId" },"#,
+        r#"{ name = "company_id", type = "bigint", from = "companyId" },
+  { name = "amount", type = "bigint  UNSIGNED", min = 1, max = 1000000 },
+  { name = "seats", type = "int unsigned" },"#,
+    );
+    let m = parse(&spec, "spec.toml").unwrap();
+    let amount = &m.tables[1].columns[2];
+    assert_eq!(
+        (amount.ty, amount.min, amount.max),
+        (SqlType::BigIntUnsigned, Some(1), Some(1_000_000))
+    );
+    assert_eq!(amount.ty.sql(), "BIGINT UNSIGNED");
+    assert_eq!(m.tables[1].columns[3].ty, SqlType::IntUnsigned);
+    let bad = |from: &str, to: &str| error_of(&spec.replace(from, to));
+    assert!(bad("min = 1,", "min = 2000000,").contains("min 2000000 is greater than max 1000000"));
+    assert!(bad("min = 1,", "min = -1,").contains("-1 is outside what bigint unsigned holds"));
+    let e = bad(
+        r#"{ name = "seats", type = "int unsigned" }"#,
+        r#"{ name = "seats", type = "varchar(3)", max = 3 }"#,
+    );
+    assert!(e.contains("`min` / `max` apply to integer columns"), "{e}");
+    let e = bad("max = 1000000 }", "max = 1000000, default = \"0\" }");
+    assert!(e.contains("breaks the bounds"), "{e}");
 }

@@ -6,7 +6,8 @@
 //! unknown value rejects the row), fill in the `default` when the value is null, check
 //! `required`, then [`cast`] to the column type (which also canonicalizes: `"007"` as
 //! bigint is `7`, booleans are `0`/`1`, dates `YYYY-MM-DD`, datetimes
-//! `YYYY-MM-DD HH:MM:SS` in UTC).
+//! `YYYY-MM-DD HH:MM:SS` in UTC; an integer outside its type, a negative one in an
+//! unsigned column included, is `out_of_range`), then the column's `min` / `max`.
 
 pub mod prefecture;
 
@@ -127,6 +128,9 @@ pub enum RejectKind {
     UnknownValue,
     DuplicateKey,
     DanglingForeignKey,
+    /// An integer outside its type (a negative value in an unsigned column included) or
+    /// outside the column's `min` / `max`.
+    OutOfRange,
 }
 
 impl RejectKind {
@@ -139,6 +143,7 @@ impl RejectKind {
             RejectKind::UnknownValue => "unknown_value",
             RejectKind::DuplicateKey => "duplicate_key",
             RejectKind::DanglingForeignKey => "dangling_foreign_key",
+            RejectKind::OutOfRange => "out_of_range",
         }
     }
 }
@@ -333,16 +338,19 @@ pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
         )
     };
     match ty {
-        SqlType::BigInt => match v.parse::<i64>() {
-            Ok(_) if canonical_integer(&v) => Ok(v),
-            Ok(n) => Ok(n.to_string()),
-            Err(_) => Err(bad("a bigint")),
-        },
-        SqlType::Int => match v.parse::<i32>() {
-            Ok(_) if canonical_integer(&v) => Ok(v),
-            Ok(n) => Ok(n.to_string()),
-            Err(_) => Err(bad("an int")),
-        },
+        SqlType::BigInt | SqlType::Int | SqlType::BigIntUnsigned | SqlType::IntUnsigned => {
+            let (lo, hi) = ty.integer_range().unwrap_or((0, 0));
+            match v.parse::<i128>() {
+                Ok(n) if n < lo || n > hi => Err(out_of_range(&v, ty, lo, hi)),
+                Ok(_) if canonical_integer(&v) => Ok(v),
+                Ok(n) => Ok(n.to_string()),
+                // Digits beyond even i128: out of range, not a bad type.
+                Err(_) if canonical_integer(v.strip_prefix('+').unwrap_or(&v)) => {
+                    Err(out_of_range(&v, ty, lo, hi))
+                }
+                Err(_) => Err(bad(&format!("an integer ({ty})"))),
+            }
+        }
         SqlType::Boolean => match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok("1".into()),
             "false" | "0" | "no" => Ok("0".into()),
@@ -401,6 +409,44 @@ pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
     }
 }
 
+fn out_of_range(v: &str, ty: SqlType, lo: i128, hi: i128) -> Rejection {
+    let why = if v.starts_with('-') && lo == 0 {
+        "is negative"
+    } else {
+        "is outside"
+    };
+    Rejection::new(
+        RejectKind::OutOfRange,
+        format!("`{}` {why} {ty} ({lo}..={hi})", shorten(v)),
+    )
+}
+
+/// Checks a cast integer against a column's `min` / `max` (no bounds: always fine).
+pub fn check_bounds(v: &str, min: Option<i64>, max: Option<i64>) -> Result<(), Rejection> {
+    if min.is_none() && max.is_none() {
+        return Ok(());
+    }
+    let n: i128 = v.parse().map_err(|_| {
+        Rejection::new(
+            RejectKind::BadType,
+            format!("`{}` is not an integer", shorten(v)),
+        )
+    })?;
+    if let Some(m) = min.filter(|&m| n < i128::from(m)) {
+        return Err(Rejection::new(
+            RejectKind::OutOfRange,
+            format!("{n} is less than the column's min {m}"),
+        ));
+    }
+    if let Some(m) = max.filter(|&m| n > i128::from(m)) {
+        return Err(Rejection::new(
+            RejectKind::OutOfRange,
+            format!("{n} is more than the column's max {m}"),
+        ));
+    }
+    Ok(())
+}
+
 fn shorten(v: &str) -> String {
     if v.chars().count() > 40 {
         let mut s: String = v.chars().take(40).collect();
@@ -442,7 +488,11 @@ pub fn column_value(column: &Column, raw: Option<String>) -> Result<Option<Strin
             "required value is missing",
         )),
         None => Ok(None),
-        Some(v) => cast(v, column.ty).map(Some),
+        Some(v) => {
+            let v = cast(v, column.ty)?;
+            check_bounds(&v, column.min, column.max)?;
+            Ok(Some(v))
+        }
     }
 }
 

@@ -12,6 +12,8 @@ fn column(ty: SqlType, steps: Vec<Step>) -> Column {
         steps,
         map: None,
         description: None,
+        min: None,
+        max: None,
     }
 }
 
@@ -80,7 +82,7 @@ fn casts_check_and_canonicalize() {
         cast("3000000000".to_string(), SqlType::Int)
             .unwrap_err()
             .kind,
-        RejectKind::BadType
+        RejectKind::OutOfRange
     );
     assert_eq!(cast("YES".to_string(), SqlType::Boolean).unwrap(), "1");
     assert_eq!(cast("false".to_string(), SqlType::Boolean).unwrap(), "0");
@@ -247,5 +249,77 @@ proptest! {
         prop_assert_eq!(parse_datetime(&text, &formats).ok(), expected);
         let expected_date = NaiveDate::parse_from_str(&text, fmt).ok().map(|d| sql_date(&d));
         prop_assert_eq!(parse_date(&text, &formats).ok(), expected_date);
+    }
+}
+
+#[test]
+fn signs_and_ranges_are_checked_with_reasons() {
+    let r = cast("-5".to_string(), SqlType::BigIntUnsigned).unwrap_err();
+    assert_eq!(r.kind, RejectKind::OutOfRange);
+    assert_eq!(
+        r.detail,
+        "`-5` is negative bigint unsigned (0..=18446744073709551615)"
+    );
+    assert_eq!(
+        cast("18446744073709551615".to_string(), SqlType::BigIntUnsigned).unwrap(),
+        "18446744073709551615"
+    );
+    for (v, ty) in [
+        ("18446744073709551616", SqlType::BigIntUnsigned),
+        ("4294967296", SqlType::IntUnsigned),
+        ("-1", SqlType::IntUnsigned),
+        ("9223372036854775808", SqlType::BigInt),
+        (
+            "123456789012345678901234567890123456789012345",
+            SqlType::BigInt,
+        ),
+    ] {
+        assert_eq!(
+            cast(v.to_string(), ty).unwrap_err().kind,
+            RejectKind::OutOfRange,
+            "{v}"
+        );
+    }
+    assert_eq!(cast("007".to_string(), SqlType::IntUnsigned).unwrap(), "7");
+    assert_eq!(
+        cast("x".to_string(), SqlType::IntUnsigned)
+            .unwrap_err()
+            .kind,
+        RejectKind::BadType
+    );
+
+    let mut c = column(SqlType::BigInt, vec![]);
+    c.min = Some(0);
+    c.max = Some(1_000);
+    assert_eq!(column_value(&c, s("1000")).unwrap(), s("1000"));
+    assert_eq!(column_value(&c, s("0")).unwrap(), s("0"));
+    let r = column_value(&c, s("-5")).unwrap_err();
+    assert_eq!(
+        (r.kind, r.detail.as_str()),
+        (RejectKind::OutOfRange, "-5 is less than the column's min 0")
+    );
+    let r = column_value(&c, s("1001")).unwrap_err();
+    assert_eq!(
+        (r.kind, r.detail.as_str()),
+        (
+            RejectKind::OutOfRange,
+            "1001 is more than the column's max 1000"
+        )
+    );
+    assert_eq!(column_value(&c, None).unwrap(), None);
+}
+
+proptest! {
+    #[test]
+    fn bounds_accept_exactly_the_closed_interval(min in -1000i64..1000, len in 0i64..1000, v in -3000i64..3000) {
+        let mut c = column(SqlType::BigInt, vec![]);
+        c.min = Some(min);
+        c.max = Some(min + len);
+        let got = column_value(&c, Some(v.to_string()));
+        if (min..=min + len).contains(&v) {
+            prop_assert_eq!(got.unwrap(), Some(v.to_string()));
+        } else {
+            prop_assert_eq!(got.unwrap_err().kind, RejectKind::OutOfRange);
+        }
     }
 }
