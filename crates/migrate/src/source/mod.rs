@@ -234,9 +234,14 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Properties<'a> {
     }
 }
 
-/// A raw JSON value as text: strings unescaped, numbers and booleans in JSON spelling
-/// (a number as serde_json prints it: `1e5` is `100000.0`), arrays and objects as
-/// compact JSON text, null as `None`.
+/// A raw JSON value as text: strings unescaped, numbers and booleans in JSON spelling,
+/// arrays and objects as compact JSON text, null as `None`.
+///
+/// Numbers are never rounded: an integer of any length is its source text, and any other
+/// number is printed as serde_json prints its f64 (`1e5` is `100000.0`) only when that
+/// is the same decimal value; otherwise (`0.12345678901234567890`, `1e400`) it is the
+/// source text. A cast then keeps it (varchar, text) or rejects it with the reason
+/// (`out_of_range` for an integer the column's type cannot hold).
 pub fn raw_text(value: &RawValue) -> Option<String> {
     let raw = value.get();
     match raw.as_bytes().first() {
@@ -246,10 +251,62 @@ pub fn raw_text(value: &RawValue) -> Option<String> {
         Some(b'f') => Some("false".into()),
         // A plain integer prints as it is written (the common case, without a parse).
         _ if plain_integer(raw) => Some(raw.to_string()),
+        Some(b'-' | b'0'..=b'9') => Some(exact_number(raw)),
         _ => serde_json::from_str::<Value>(raw)
             .ok()
             .map(|v| v.to_string()),
     }
+}
+
+/// A JSON number that is not a short integer, as text without loss (see [`raw_text`]).
+fn exact_number(raw: &str) -> String {
+    if crate::transform::canonical_integer(raw) {
+        return raw.to_string();
+    }
+    match serde_json::from_str::<Value>(raw) {
+        Ok(v @ Value::Number(_)) => {
+            let printed = v.to_string();
+            if decimal_value(&printed).is_some() && decimal_value(&printed) == decimal_value(raw) {
+                printed
+            } else {
+                raw.to_string()
+            }
+        }
+        _ => raw.to_string(),
+    }
+}
+
+/// A decimal number's exact value as (negative, significant digits without leading or
+/// trailing zeros, exponent of the last digit): equal values give equal keys.
+fn decimal_value(text: &str) -> Option<(bool, String, i64)> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => (
+            &unsigned[..i],
+            unsigned[i + 1..]
+                .trim_start_matches('+')
+                .parse::<i64>()
+                .ok()?,
+        ),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let exponent = exponent.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    let trimmed = digits.trim_end_matches('0');
+    let exponent = exponent + i64::try_from(digits.len() - trimmed.len()).ok()?;
+    let significant = trimmed.trim_start_matches('0');
+    if significant.is_empty() {
+        // Zero: the sign does not matter to the value, but -0 prints as -0.0: keep it.
+        return Some((negative, String::new(), 0));
+    }
+    Some((negative, significant.to_string(), exponent))
 }
 
 /// Whether `raw` is a JSON integer that serde_json prints back unchanged: a canonical
@@ -285,6 +342,40 @@ mod tests {
         assert_eq!(raw_text(&raw("12")).as_deref(), Some("12"));
         assert_eq!(raw_text(&raw("-0")).as_deref(), Some("-0.0"));
         assert_eq!(raw_text(&raw("1e5")).as_deref(), Some("100000.0"));
+        assert_eq!(raw_text(&raw("2.50")).as_deref(), Some("2.5"));
+        // Never rounded through f64: the source text is kept.
+        for exact in [
+            "12345678901234567890123",
+            "-98765432109876543210",
+            "18446744073709551616",
+            "0.12345678901234567890",
+            "1.0000000000000000001",
+            "1e400",
+            "123456789012345678901234567890.5",
+        ] {
+            assert_eq!(raw_text(&raw(exact)).as_deref(), Some(exact));
+        }
+        // Kept for a varchar, rejected with the reason where the type cannot hold it.
+        use crate::spec::SqlType;
+        use crate::transform::{cast, RejectKind};
+        let big = raw_text(&raw("12345678901234567890123")).unwrap();
+        assert_eq!(
+            cast(big.clone(), SqlType::Varchar(30)).unwrap(),
+            "12345678901234567890123"
+        );
+        let r = cast(big, SqlType::BigInt).unwrap_err();
+        assert_eq!(r.kind, RejectKind::OutOfRange);
+        assert!(
+            r.detail
+                .starts_with("`12345678901234567890123` is outside bigint"),
+            "{}",
+            r.detail
+        );
+        let r = cast(
+            raw_text(&raw("0.12345678901234567890")).unwrap(),
+            SqlType::BigInt,
+        );
+        assert_eq!(r.unwrap_err().kind, RejectKind::BadType);
         assert_eq!(raw_text(&raw("true")).as_deref(), Some("true"));
         assert_eq!(raw_text(&raw("null")), None);
         assert_eq!(raw_text(&raw(r#""a\"\u3042""#)).as_deref(), Some("a\"あ"));
@@ -295,6 +386,20 @@ mod tests {
     }
 
     proptest! {
+        /// An integer of any length is its own text.
+        #[test]
+        fn long_integers_are_kept_exactly(n in "-?[1-9][0-9]{0,60}") {
+            prop_assert_eq!(raw_text(&raw(&n)), Some(n.clone()));
+        }
+
+        /// A decimal is either kept as written or printed as the same value.
+        #[test]
+        fn decimals_keep_their_value(int in "-?[1-9][0-9]{0,25}", frac in "[0-9]{1,25}") {
+            let n = format!("{int}.{frac}");
+            let text = raw_text(&raw(&n)).unwrap();
+            prop_assert_eq!(decimal_value(&text), decimal_value(&n), "{} -> {}", n, text);
+        }
+
         /// Reading a raw value gives the text a parse of the whole line gave: borrowing
         /// changes nothing a column sees.
         #[test]
@@ -306,14 +411,20 @@ mod tests {
             any::<bool>().prop_map(|b| serde_json::json!(b)),
             Just(serde_json::json!(null)),
         ]) {
-            // What a whole-line parse gave: the value as read back from its text.
+            // What a whole-line parse gave: the value as read back from its text; for a
+            // number, the same decimal value (serde_json's float parse may be one unit in
+            // the last place off, so its print is not always the source's value).
             let text = v.to_string();
-            let expected = match serde_json::from_str::<Value>(&text).unwrap() {
-                Value::Null => None,
-                Value::String(s) => Some(s),
-                other => Some(other.to_string()),
-            };
-            prop_assert_eq!(raw_text(&raw(&text)), expected);
+            let got = raw_text(&raw(&text));
+            match serde_json::from_str::<Value>(&text).unwrap() {
+                Value::Null => prop_assert_eq!(got, None),
+                Value::String(s) => prop_assert_eq!(got, Some(s)),
+                Value::Number(_) => {
+                    let got = got.unwrap_or_default();
+                    prop_assert_eq!(decimal_value(&got), decimal_value(&text), "{} -> {}", text, got);
+                }
+                other => prop_assert_eq!(got, Some(other.to_string())),
+            }
         }
     }
 }
