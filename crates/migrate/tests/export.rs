@@ -58,6 +58,8 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
     let mut key_sets = HashMap::new();
     let mut rejected = BTreeSet::new();
     let mut kinds = BTreeSet::new();
+    let mut sources: HashMap<String, Vec<String>> = HashMap::new();
+    let mut checked_lines = 0;
     for ti in plan.order() {
         let t = &model.tables[ti];
         let input = &parts.files[&PartitionKey::of(&t.source).name()];
@@ -94,6 +96,37 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         for line in std::fs::read_to_string(&rejects).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let reason = v["reason"].as_str().unwrap().to_string();
+            // `file` and `line` are the record's own line in the export (the export is
+            // partitioned by 2 threads, so this also covers a file cut into segments).
+            let file = v["file"].as_str().unwrap().to_string();
+            let no = v["line"].as_u64().unwrap() as usize;
+            let lines = sources.entry(file.clone()).or_insert_with(|| {
+                std::fs::read_to_string(&file)
+                    .unwrap()
+                    .lines()
+                    .map(String::from)
+                    .collect()
+            });
+            let record: serde_json::Value = serde_json::from_str(&lines[no - 1]).unwrap();
+            assert_eq!(record["id"], v["id"], "{file}:{no} for {line}");
+            match &t.source {
+                spec::SourceKind::Node { label } => {
+                    assert_eq!(
+                        (v["record"].as_str(), v["label"].as_str()),
+                        (Some("node"), Some(label.as_str()))
+                    );
+                    assert_eq!(record["type"], "node");
+                }
+                spec::SourceKind::Relationship { rel_type, .. } => {
+                    assert_eq!(
+                        (v["record"].as_str(), v["type"].as_str()),
+                        (Some("relationship"), Some(rel_type.as_str()))
+                    );
+                    assert_eq!(record["label"].as_str(), Some(rel_type.as_str()));
+                }
+                other => panic!("unexpected source {other:?}"),
+            }
+            checked_lines += 1;
             kinds.insert(reason.clone());
             rejected.insert((
                 t.name.clone(),
@@ -103,6 +136,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         }
     }
     assert_eq!(rejected, injected(&fixture));
+    assert_eq!(checked_lines, rejected.len());
     let all: BTreeSet<String> = [
         "missing_required",
         "bad_type",

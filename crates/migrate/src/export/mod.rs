@@ -150,10 +150,18 @@ enum Outcome<R = Box<Row>> {
     Row(R),
 }
 
+/// Where a source line is: the index of its partition piece and its line number in the
+/// piece's export file (0 when the piece is not read from an export file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    piece: u32,
+    line: u64,
+}
+
 /// A line rejected by the column rules (or unreadable), for the reject file.
 struct Rejected {
     id: String,
-    line: u64,
+    line: Pos,
     kind: RejectKind,
     column: Option<String>,
     detail: String,
@@ -173,7 +181,7 @@ impl<R> Outcome<R> {
 /// batch's [`KeyColumn`]s).
 struct Row {
     id: String,
-    line: u64,
+    line: Pos,
     csv: String,
     hash: u64,
 }
@@ -232,7 +240,7 @@ impl Processed {
 
     /// Transforms one source line into the batch: its outcome and its keys (none but
     /// for a row).
-    fn process(&mut self, table: &Table, lists: &[&[usize]], line_no: u64, line: &[u8]) {
+    fn process(&mut self, table: &Table, lists: &[&[usize]], line_no: Pos, line: &[u8]) {
         let keys = &mut self.keys;
         let outcome = transform_line(table, line_no, line).map_row(|(row, values)| {
             for (col, cols) in keys.iter_mut().zip(lists) {
@@ -259,7 +267,7 @@ fn key_lists<'a>(table: &'a Table, fks: &[&'a ForeignKey]) -> Vec<&'a [usize]> {
 
 /// Parses, transforms and casts one source line: a row (with its column values, for its
 /// keys), a rejected line, or one the table does not take.
-fn transform_line(table: &Table, line_no: u64, line: &[u8]) -> Outcome<(Row, Vec<Option<String>>)> {
+fn transform_line(table: &Table, line_no: Pos, line: &[u8]) -> Outcome<(Row, Vec<Option<String>>)> {
     let record = match std::str::from_utf8(line)
         .map_err(|e| format!("not UTF-8: {e}"))
         .and_then(parse_record)
@@ -323,7 +331,7 @@ fn transform_line(table: &Table, line_no: u64, line: &[u8]) -> Outcome<(Row, Vec
 #[derive(Default)]
 struct LineBatch {
     bytes: Vec<u8>,
-    lines: Vec<(u64, usize)>,
+    lines: Vec<(Pos, usize)>,
 }
 
 impl LineBatch {
@@ -335,13 +343,13 @@ impl LineBatch {
         }
     }
 
-    fn push(&mut self, n: u64, line: &[u8]) {
+    fn push(&mut self, n: Pos, line: &[u8]) {
         self.bytes.extend_from_slice(line);
         self.lines.push((n, self.bytes.len()));
     }
 
-    /// (line number, bytes) of each line in order.
-    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+    /// (position, bytes) of each line in order.
+    fn iter(&self) -> impl Iterator<Item = (Pos, &[u8])> {
         let mut start = 0;
         self.lines.iter().map(move |&(n, end)| {
             let line = &self.bytes[start..end];
@@ -430,6 +438,14 @@ fn export_blocks(
         rejects: &mut rejects,
         rejects_path: paths.rejects,
         chunk: ChunkWriter::new(paths.chunk_dir, model.settings.chunk_rows),
+        origins: paths
+            .input
+            .iter()
+            .map(|p| {
+                crate::source::apoc::piece_source(p).map(|f| f.map(|f| f.display().to_string()))
+            })
+            .collect::<Result<_>>()?,
+        origin: origin(&table.source),
     };
 
     let (line_tx, line_rx) = crossbeam_channel::bounded::<(u64, LineBatch)>(workers * 2);
@@ -448,13 +464,17 @@ fn export_blocks(
             .spawn_scoped(scope, move || -> Result<()> {
                 let mut batch = LineBatch::default();
                 let mut seq = 0u64;
-                // Line numbers run on from one file of the partition to the next.
-                let mut n = 0u64;
                 let mut stopped = false;
-                for piece in input {
-                    crate::source::apoc::read_piece(piece, |line| {
-                        n += 1;
-                        batch.push(n, line);
+                for (p, piece) in input.iter().enumerate() {
+                    let p = u32::try_from(p).unwrap_or(u32::MAX);
+                    crate::source::apoc::read_piece(piece, |n, line| {
+                        batch.push(
+                            Pos {
+                                piece: p,
+                                line: n.unwrap_or(0),
+                            },
+                            line,
+                        );
                         if batch.lines.len() == batch_lines {
                             let next = line_pool_rx
                                 .try_recv()
@@ -591,6 +611,29 @@ struct Checker<'a> {
     rejects: &'a mut BufWriter<std::fs::File>,
     rejects_path: &'a Path,
     chunk: ChunkWriter,
+    /// Per partition piece, the export file it was read from (`None` for other sources).
+    origins: Vec<Option<String>>,
+    /// What a reject names besides its id: the kind of record and its label, type,
+    /// table or index ([`origin`]).
+    origin: (&'static str, Option<(&'static str, String)>),
+}
+
+/// The kind of record a table reads and the name a reject gives with it: a node's label,
+/// a relationship's type (ids of nodes and relationships overlap), a DynamoDB table, an
+/// index, an item type.
+fn origin(source: &SourceKind) -> (&'static str, Option<(&'static str, String)>) {
+    match source {
+        SourceKind::Node { label } => ("node", Some(("label", label.clone()))),
+        SourceKind::Relationship { rel_type, .. } => {
+            ("relationship", Some(("type", rel_type.clone())))
+        }
+        SourceKind::Cypher { .. } => ("cypher_row", None),
+        SourceKind::Dynamodb { table, .. } => ("dynamodb_item", Some(("table", table.clone()))),
+        SourceKind::Opensearch { index, .. } => ("document", Some(("index", index.clone()))),
+        SourceKind::Embedded { item_type, .. } => {
+            ("embedded_item", Some(("item_type", item_type.clone())))
+        }
+    }
 }
 
 impl Checker<'_> {
@@ -735,7 +778,18 @@ impl Checker<'_> {
                     .rejected_by_reason
                     .entry(kind.as_str().to_string())
                     .or_default() += 1;
-                let entry = serde_json::json!({"id": id, "line": line, "reason": kind, "column": column, "detail": detail});
+                let (file, line) = match self.origins.get(line.piece as usize) {
+                    Some(Some(file)) => (Some(file.as_str()), Some(line.line)),
+                    _ => (None, None),
+                };
+                let (record, name) = &self.origin;
+                let mut entry = serde_json::json!({
+                    "record": record, "id": id, "file": file, "line": line,
+                    "reason": kind, "column": column, "detail": detail,
+                });
+                if let Some((key, value)) = name {
+                    entry[*key] = serde_json::Value::from(value.as_str());
+                }
                 writeln!(self.rejects, "{entry}").map_err(|e| Error::io(self.rejects_path, e))?;
             }
         }
@@ -1017,7 +1071,22 @@ references = "parents"
         assert_eq!(rejected.len(), 1);
         let reject: serde_json::Value = serde_json::from_str(&rejected[0]).unwrap();
         assert_eq!(reject["reason"], "malformed");
-        assert_eq!(reject["line"], 2);
+        // A piece holding its lines (as another source writes it) has no export file:
+        // no file and line, the record kind and label instead.
+        assert_eq!(
+            (
+                &reject["file"],
+                &reject["line"],
+                &reject["record"],
+                &reject["label"]
+            ),
+            (
+                &serde_json::Value::Null,
+                &serde_json::Value::Null,
+                &serde_json::json!("node"),
+                &serde_json::json!("P")
+            )
+        );
         assert!(
             reject["detail"].as_str().unwrap().contains("not UTF-8"),
             "{reject}"

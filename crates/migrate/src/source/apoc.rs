@@ -271,6 +271,11 @@ fn partition_split(
         if *n > 0 && segments[*n].file != segments[n - 1].file {
             lines_before = 0;
         }
+        if lines_before > 0 {
+            for (path, _) in o.files.values() {
+                set_lines_before(path, lines_before)?;
+            }
+        }
         result.malformed += o.malformed;
         if o.malformed > 0 {
             let f = std::fs::File::open(&o.malformed_file)
@@ -325,14 +330,39 @@ impl SourceStamp {
 }
 
 /// Writes a partition piece as the byte ranges of its lines in the source file (one
-/// `start end` line per run of consecutive lines, after a header line with the source's
-/// stamp) instead of copying the lines: an export whose labels come in runs, as APOC
-/// writes them, is split without writing its records a second time.
+/// `start end first_line` line per run of consecutive lines, after a header line with the
+/// source's stamp and a [`LINES_BEFORE`] line) instead of copying the lines: an export
+/// whose labels come in runs, as APOC writes them, is split without writing its records a
+/// second time. `first_line` counts from the segment's start; the segment's offset in its
+/// file is known only once every segment before it is read, so [`partition`] writes it
+/// into the fixed-width [`LINES_BEFORE`] field afterwards.
 struct RangeWriter {
     path: PathBuf,
     w: BufWriter<std::fs::File>,
     records: u64,
-    open: Option<(u64, u64)>,
+    open: Option<(u64, u64, u64)>,
+}
+
+/// The second line of a ranges file: the lines of the source file before the segment it
+/// lists, as 20 digits (rewritten in place by [`partition`]).
+const LINES_BEFORE: &str = "lines_before ";
+
+/// Writes `lines_before` into the [`LINES_BEFORE`] field of a ranges file.
+fn set_lines_before(path: &Path, lines_before: u64) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut header = Vec::new();
+    BufReader::new(&mut f)
+        .read_until(b'\n', &mut header)
+        .map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::Start((header.len() + LINES_BEFORE.len()) as u64))
+        .map_err(|e| Error::io(path, e))?;
+    write!(f, "{lines_before:020}").map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
 }
 
 impl RangeWriter {
@@ -341,7 +371,7 @@ impl RangeWriter {
         let mut w = BufWriter::with_capacity(1 << 16, f);
         let header = serde_json::to_string(source)
             .map_err(|e| Error::Other(format!("encoding a source stamp: {e}")))?;
-        writeln!(w, "{header}").map_err(|e| Error::io(&path, e))?;
+        writeln!(w, "{header}\n{LINES_BEFORE}{:020}", 0).map_err(|e| Error::io(&path, e))?;
         Ok(RangeWriter {
             path,
             w,
@@ -350,22 +380,23 @@ impl RangeWriter {
         })
     }
 
-    /// Adds the line at `start..end` (its terminator included).
-    fn push(&mut self, start: u64, end: u64) -> Result<()> {
+    /// Adds the line at `start..end` (its terminator included), line `line_no` of the
+    /// segment.
+    fn push(&mut self, start: u64, end: u64, line_no: u64) -> Result<()> {
         self.records += 1;
         match &mut self.open {
-            Some((_, open_end)) if *open_end == start => *open_end = end,
+            Some((_, open_end, _)) if *open_end == start => *open_end = end,
             _ => {
                 self.flush_range()?;
-                self.open = Some((start, end));
+                self.open = Some((start, end, line_no));
             }
         }
         Ok(())
     }
 
     fn flush_range(&mut self) -> Result<()> {
-        if let Some((start, end)) = self.open.take() {
-            writeln!(self.w, "{start} {end}").map_err(|e| Error::io(&self.path, e))?;
+        if let Some((start, end, line)) = self.open.take() {
+            writeln!(self.w, "{start} {end} {line}").map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(())
     }
@@ -382,11 +413,32 @@ impl RangeWriter {
     }
 }
 
-/// Calls `f` with each line of a partition piece in order (its bytes, without the
-/// terminator; the reader checks no encoding, the record parser does) until it returns
-/// false. A piece is either a file of lines or a ranges file ([`RANGES_EXT`]) over a
-/// source file, which must not have changed since.
-pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> {
+/// The export file a partition piece lists lines of (`None` for a piece that holds its
+/// lines: one written by another source, such as Bolt).
+pub fn piece_source(piece: &Path) -> Result<Option<PathBuf>> {
+    if piece.extension().and_then(|e| e.to_str()) != Some(RANGES_EXT) {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(piece).map_err(|e| Error::io(piece, e))?;
+    let mut header = String::new();
+    BufReader::new(file)
+        .read_line(&mut header)
+        .map_err(|e| Error::io(piece, e))?;
+    let stamp: SourceStamp = serde_json::from_str(&header).map_err(|e| {
+        Error::Other(format!(
+            "{}: not a partition ranges file: {e}",
+            piece.display()
+        ))
+    })?;
+    Ok(Some(stamp.path))
+}
+
+/// Calls `f` with each line of a partition piece in order (its line number in the export
+/// file when the piece lists lines of one, and its bytes without the terminator; the
+/// reader checks no encoding, the record parser does) until it returns false. A piece
+/// is either a file of lines or a ranges file ([`RANGES_EXT`]) over a source file, which
+/// must not have changed since.
+pub fn read_piece(piece: &Path, mut f: impl FnMut(Option<u64>, &[u8]) -> bool) -> Result<()> {
     let file = std::fs::File::open(piece).map_err(|e| Error::io(piece, e))?;
     let mut line = Vec::with_capacity(4096);
     if piece.extension().and_then(|e| e.to_str()) != Some(RANGES_EXT) {
@@ -396,7 +448,7 @@ pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> 
             let n = reader
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Error::io(piece, e))?;
-            if n == 0 || !f(without_terminator(&line)) {
+            if n == 0 || !f(None, without_terminator(&line)) {
                 return Ok(());
             }
         }
@@ -413,6 +465,17 @@ pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> 
             piece.display()
         ))
     })?;
+    let lines_before = ranges
+        .next()
+        .transpose()
+        .map_err(|e| Error::io(piece, e))?
+        .and_then(|l| l.strip_prefix(LINES_BEFORE)?.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "{}: a partition ranges file without `{LINES_BEFORE}` (written by an older version); run again without --resume",
+                piece.display()
+            ))
+        })?;
     let now = SourceStamp::of(&stamp.path)?;
     if now != stamp {
         return Err(Error::Other(format!(
@@ -426,10 +489,11 @@ pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> 
     let bad = |what: &str| Error::Other(format!("{}: {what}", piece.display()));
     for range in ranges {
         let range = range.map_err(|e| Error::io(piece, e))?;
-        let (start, end) = range
-            .split_once(' ')
-            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-            .ok_or_else(|| bad("a range is not `start end`"))?;
+        let mut fields = range.split(' ').map(str::parse::<u64>);
+        let (start, end, mut line_no) = match (fields.next(), fields.next(), fields.next()) {
+            (Some(Ok(a)), Some(Ok(b)), Some(Ok(l))) => (a, b, lines_before + l),
+            _ => return Err(bad("a range is not `start end first_line`")),
+        };
         if start < pos || end < start {
             return Err(bad("ranges out of order"));
         }
@@ -447,9 +511,10 @@ pub fn read_piece(piece: &Path, mut f: impl FnMut(&[u8]) -> bool) -> Result<()> 
                 return Err(bad("a range runs past the end of the source file"));
             }
             pos += n as u64;
-            if !f(without_terminator(&line)) {
+            if !f(Some(line_no), without_terminator(&line)) {
                 return Ok(());
             }
+            line_no += 1;
         }
     }
     Ok(())
@@ -560,7 +625,7 @@ fn partition_segment(
                     &source,
                 )?),
             };
-            piece.push(line_start, pos)
+            piece.push(line_start, pos, line_no)
         };
         match &*head.kind {
             "node" => {
@@ -635,8 +700,10 @@ mod tests {
                     .iter()
                     .flat_map(|f| {
                         let mut lines = Vec::new();
-                        read_piece(f, |l| {
-                            lines.push(String::from_utf8_lossy(l).into_owned());
+                        // Each record with its line number in the export file.
+                        read_piece(f, |n, l| {
+                            let n = n.map_or("?".into(), |n| n.to_string());
+                            lines.push(format!("{n}:{}", String::from_utf8_lossy(l)));
                             true
                         })
                         .unwrap();
@@ -690,21 +757,22 @@ mod tests {
         let p = partition(&src, &keys, &out, 1, &indicatif::ProgressBar::hidden()).unwrap();
         let piece = &p.files["label:A"][0];
         let mut lines = Vec::new();
-        read_piece(piece, |l| {
+        read_piece(piece, |_, l| {
             lines.push(l.to_vec());
             true
         })
         .unwrap();
         assert_eq!(lines, [line.as_bytes()]);
         std::fs::write(src.join("a.jsonl"), format!("{line}\n{line}\n")).unwrap();
-        let err = read_piece(piece, |_| true).unwrap_err().to_string();
+        let err = read_piece(piece, |_, _| true).unwrap_err().to_string();
         assert!(err.contains("changed since it was partitioned"), "{err}");
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         /// Cut into ranges read by several threads, the partitions hold the same records
-        /// in the same order, and malformed lines keep their line numbers.
+        /// in the same order, and records and malformed lines keep their line numbers in
+        /// their export file.
         #[test]
         fn threads_do_not_change_the_partitions(
             files in proptest::collection::vec(
@@ -743,10 +811,11 @@ mod tests {
                 .collect();
             for (f, kinds) in files.iter().enumerate() {
                 for (i, k) in kinds.iter().enumerate() {
+                    let n = i + 1;
                     let line = |kind| match kind {
-                        0 => format!(r#"{{"type":"node","id":"{f}-{i}","labels":["A"],"properties":{{}}}}"#),
-                        1 => format!(r#"{{"type":"node","id":"{f}-{i}","labels":["A","B"],"properties":{{"x":"ü"}}}}"#),
-                        _ => format!(r#"{{"type":"relationship","id":"{f}-{i}","label":"R","start":{{"id":"1"}},"end":{{"id":"2"}}}}"#),
+                        0 => format!(r#"{n}:{{"type":"node","id":"{f}-{i}","labels":["A"],"properties":{{}}}}"#),
+                        1 => format!(r#"{n}:{{"type":"node","id":"{f}-{i}","labels":["A","B"],"properties":{{"x":"ü"}}}}"#),
+                        _ => format!(r#"{n}:{{"type":"relationship","id":"{f}-{i}","label":"R","start":{{"id":"1"}},"end":{{"id":"2"}}}}"#),
                     };
                     match k {
                         0 => expected[0].1.push(line(0)),
