@@ -484,6 +484,7 @@ pub async fn check_all<I: SearchIndex, S: Sink>(index: &I, sink: &S) {
     };
     s.filters_on_each_axis().await;
     s.japanese_text().await;
+    s.query_syntax().await;
     s.pages_reproduce_the_whole_order().await;
     s.aggregations_count_every_bucket().await;
     s.calendar_groupings_follow_the_time_zone().await;
@@ -766,19 +767,6 @@ impl<I: SearchIndex> Suite<'_, I> {
             ("商談 2回目", &[&["a4"]]),
             ("商談 日程", &[&["a3"]]),
             ("訪問 memo", &[&["a9"]]),
-            // Punctuation only filters nothing.
-            (
-                "、。",
-                &[
-                    &["a7"],
-                    &["a6"],
-                    &["a5"],
-                    &["a3", "a4"],
-                    &["a2"],
-                    &["a1"],
-                    &["a9"],
-                ],
-            ),
             // A deleted activity's memo and a changed memo's old text are gone.
             ("deleted", &[]),
             ("古いメモ", &[]),
@@ -787,6 +775,70 @@ impl<I: SearchIndex> Suite<'_, I> {
         ];
         for (t, expected) in cases {
             self.expect("memo text", text(t), expected).await;
+        }
+    }
+
+    /// The search syntax (`tsunagu_domain::text_query`): exclusions, OR, phrases, and
+    /// text it cannot read refused as invalid input on every index.
+    async fn query_syntax(&self) {
+        let text = |t: &str| ActivityQuery {
+            text: Some(t.into()),
+            ..acme()
+        };
+        let cases: &[(&str, &[&[&str]])] = &[
+            // Only an exclusion: everything else.
+            (
+                "-訪問",
+                &[&["a7"], &["a6"], &["a5"], &["a3", "a4"], &["a2"]],
+            ),
+            (
+                "－訪問",
+                &[&["a7"], &["a6"], &["a5"], &["a3", "a4"], &["a2"]],
+            ),
+            ("商談 -2回目", &[&["a3"]]),
+            ("zoom -日程", &[&["a4"]]),
+            ("-\"2回目\" 商談", &[&["a3"]]),
+            ("アポ OR 株", &[&["a6"], &["a5"], &["a2"], &["a1"]]),
+            (
+                "アポ OR 株 OR mixedcase",
+                &[&["a6"], &["a5"], &["a2"], &["a1"], &["a9"]],
+            ),
+            // OR binds tighter than the space: 訪問 AND (アポ OR memo).
+            ("訪問 アポ OR memo", &[&["a1"], &["a9"]]),
+            ("訪問 OR 商談 -zoom", &[&["a1"], &["a9"]]),
+            // Lower-case `or` is a word.
+            ("アポ or 株", &[]),
+            // A phrase: its words in a row, whatever separates them in the memo.
+            ("\"zoom 商談\"", &[&["a4"]]),
+            ("zoom 商談", &[&["a3", "a4"]]),
+            ("\"web会議の案内\"", &[&["a7"]]),
+            ("\"案内 web会議\"", &[]),
+            ("“部長同席”", &[&["a2"]]),
+        ];
+        for (t, expected) in cases {
+            self.expect("query syntax", text(t), expected).await;
+        }
+        for bad in [
+            "、。",
+            "・",
+            "見積 -",
+            "-",
+            "\"訪問",
+            "訪問 OR",
+            "OR 訪問",
+            "アポ OR -株",
+            "\"\"",
+        ] {
+            match self.index.search_activities(&text(bad)).await {
+                Err(ServiceError::Invalid(_)) => {}
+                other => panic!("{bad:?} is unreadable and must be refused, got {other:?}"),
+            }
+            let mut records = records_of(RecordKind::Company, ACME);
+            records.text = Some(bad.into());
+            match self.index.search_records(&records).await {
+                Err(ServiceError::Invalid(_)) => {}
+                other => panic!("{bad:?} in a record search must be refused, got {other:?}"),
+            }
         }
     }
 
@@ -1189,6 +1241,18 @@ impl<I: SearchIndex> Suite<'_, I> {
             "katakana",
             q(&|q| q.text = Some("サーバー".into())),
             &["c2"],
+        )
+        .await;
+        self.expect_records(
+            "name syntax: OR",
+            q(&|q| q.text = Some("アクメ OR 商事".into())),
+            &["c3", "c1"],
+        )
+        .await;
+        self.expect_records(
+            "name syntax: exclusion",
+            q(&|q| q.text = Some("-アクメ".into())),
+            &["c3", "c2"],
         )
         .await;
         self.expect_records(

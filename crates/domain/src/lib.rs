@@ -12,6 +12,8 @@
 //! - [`search`]: the search vocabulary (queries, pages, cursors, aggregations) that the
 //!   use cases speak and every index implements.
 //! - [`text`]: text rules every index applies alike (which scripts are bigram-analyzed).
+//! - [`text_query`]: the memo search syntax (words, phrases, `-` exclusions, `OR`), parsed
+//!   once into the tree every index translates.
 //! - [`entity`]: the closed set of entity kinds stored as item bodies, with strict decoding
 //!   that names the offending field.
 
@@ -25,6 +27,7 @@ pub mod prefecture;
 pub mod sales_list;
 pub mod search;
 pub mod text;
+pub mod text_query;
 
 pub use activity::{ActionType, ActivityLog, MEMO_MAX_CHARS};
 pub use change::{ChangeKind, ChangeRecord, Image, Position, ShardId};

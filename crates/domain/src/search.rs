@@ -43,9 +43,10 @@ pub struct ActivityQuery {
     pub occurred_from: Option<DateTime<Utc>>,
     /// Exclusive upper bound of `occurred_at`.
     pub occurred_to: Option<DateTime<Utc>>,
-    /// Memo full text: every whitespace-separated word must occur in the memo (each word
-    /// as a phrase of its tokens, so "来週訪問" matches only those four characters in a
-    /// row). Blank text is ignored.
+    /// Memo full text in the search syntax ([`crate::text_query`]): every word must occur
+    /// in the memo (each word as a phrase of its tokens, so "来週訪問" matches only those
+    /// four characters in a row), `"a phrase"` as written, `-word` excludes, `A OR B`
+    /// matches either. Blank text is ignored; text the syntax cannot read is refused.
     pub text: Option<String>,
     /// Page size: 0 counts only; at most [`MAX_LIMIT`]. Ignored by aggregations.
     pub limit: usize,

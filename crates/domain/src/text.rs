@@ -1,6 +1,8 @@
 //! Text rules every index applies the same way, so that a Japanese query finds the same
 //! memos in the embedded index and in OpenSearch / Elasticsearch.
 
+use unicode_normalization::UnicodeNormalization;
+
 /// Whether `c` belongs to a script written without spaces (kana, kanji, hangul), which the
 /// indexes analyze as overlapping bigrams instead of words.
 pub fn is_cjk(c: char) -> bool {
@@ -22,6 +24,17 @@ pub fn is_cjk(c: char) -> bool {
         | '\u{1100}'..='\u{11FF}'
         | '\u{3130}'..='\u{318F}'
         | '\u{AC00}'..='\u{D7AF}')
+}
+
+/// Whether the analyzers keep `c` (after [`normalize`]) in a token: CJK, letters and
+/// digits. Anything else (spaces, punctuation, 、。「」・) separates tokens.
+pub fn is_token_char(c: char) -> bool {
+    is_cjk(c) || c.is_alphanumeric()
+}
+
+/// NFKC then lowercase: how documents and queries are normalized before tokenizing.
+pub fn normalize(text: &str) -> String {
+    text.nfkc().collect::<String>().to_lowercase()
 }
 
 #[cfg(test)]

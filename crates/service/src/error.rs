@@ -1,5 +1,6 @@
 //! The outcomes of a use case that a caller must tell apart.
 
+use tsunagu_domain::text_query::TextQueryError;
 use tsunagu_domain::{ValidationErrors, Version};
 
 /// One problem with one input field.
@@ -49,6 +50,14 @@ impl ServiceError {
             field: field.into(),
             message: message.into(),
         }])
+    }
+}
+
+/// Memo or title text the search syntax cannot read: a 422 on the `q` parameter, naming
+/// the problem.
+impl From<TextQueryError> for ServiceError {
+    fn from(e: TextQueryError) -> Self {
+        ServiceError::invalid("q", e.to_string())
     }
 }
 

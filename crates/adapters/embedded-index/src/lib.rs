@@ -25,6 +25,7 @@
 
 pub mod durability;
 pub mod error;
+mod exclusion;
 pub mod index;
 pub mod inspect;
 pub mod query;

@@ -4,6 +4,7 @@
 //! for any number of matches.
 
 use crate::error::IndexError;
+use crate::exclusion::Excluded;
 use crate::index::IndexView;
 use crate::schema::{names, to_tantivy_date, KIND_ACTIVITY};
 use crate::tokenizer::{analyze, is_cjk};
@@ -14,10 +15,15 @@ use std::ops::Bound;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{
-    BooleanQuery, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
+    BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
+
+use tsunagu_domain::text_query::{Clause as TextClause, Term as SearchTerm, TextQuery};
+
+/// A clause of a boolean query.
+pub(crate) type Clause = (Occur, Box<dyn Query>);
 
 pub use tsunagu_domain::search::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, TimeZone, DEFAULT_LIMIT, MAX_LIMIT,
@@ -145,57 +151,91 @@ impl IndexView {
                 bound(q.occurred_to, false),
             )));
         }
-        if let Some(text) = &q.text {
-            for word in text.split_whitespace() {
-                if let Some(clause) = self.word_query(word)? {
-                    must.push(clause);
+        let mut clauses: Vec<Clause> = must.into_iter().map(|q| (Occur::Must, q)).collect();
+        clauses.extend(self.text_clauses(self.fields.memo, q.text.as_deref())?);
+        Ok(BooleanQuery::new(clauses))
+    }
+
+    /// The clauses of a memo or title query in the search syntax
+    /// ([`TextQuery`]): each condition a `Must`, an exclusion a `MustNot`, `A OR B` a
+    /// union. Text the parser refuses is [`IndexError::InvalidQuery`] (the service
+    /// refuses it before, naming the problem to the user).
+    pub(crate) fn text_clauses(
+        &self,
+        field: Field,
+        text: Option<&str>,
+    ) -> Result<Vec<Clause>, IndexError> {
+        let Some(text) = text else {
+            return Ok(Vec::new());
+        };
+        let Some(parsed) =
+            TextQuery::parse(text).map_err(|e| IndexError::InvalidQuery(e.to_string()))?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut clauses = Vec::new();
+        for clause in parsed.clauses() {
+            match clause {
+                TextClause::AnyOf(terms) => {
+                    let mut any = terms
+                        .iter()
+                        .map(|t| self.term_query_on(field, t))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let query = match any.len() {
+                        1 => any.remove(0),
+                        _ => Box::new(BooleanQuery::union(any)),
+                    };
+                    clauses.push((Occur::Must, query));
+                }
+                TextClause::Not(term) => {
+                    let excluded = Excluded(self.term_query_on(field, term)?);
+                    clauses.push((Occur::MustNot, Box::new(excluded)));
                 }
             }
         }
-        Ok(BooleanQuery::intersection(must))
+        Ok(clauses)
     }
 
-    /// The memo clause of one query word: a phrase of its tokens, a term for one token,
-    /// `None` for a word of punctuation only.
-    fn word_query(&self, word: &str) -> Result<Option<Box<dyn Query>>, IndexError> {
-        self.word_query_on(self.fields.memo, word)
-    }
-
-    /// The clause of one query word on a Japanese text field (memo, title).
-    pub(crate) fn word_query_on(
-        &self,
-        memo: Field,
-        word: &str,
-    ) -> Result<Option<Box<dyn Query>>, IndexError> {
-        let tokens = analyze(word);
+    /// The query of one word or phrase on a Japanese text field (memo, title): a phrase
+    /// of its tokens, a term for one token, and for one CJK character that character
+    /// alone or inside a bigram.
+    fn term_query_on(&self, field: Field, term: &SearchTerm) -> Result<Box<dyn Query>, IndexError> {
+        let tokens = analyze(&term.text);
         match tokens.as_slice() {
-            [] => Ok(None),
+            // The parser lets no such term through; never drop a condition silently.
+            [] => Err(IndexError::InvalidQuery(format!(
+                "{:?} has nothing to search for",
+                term.text
+            ))),
             [only] => {
                 let mut chars = only.text.chars();
                 match (chars.next(), chars.next()) {
                     // One CJK character: memos index bigrams, so look for it alone, at the
                     // start of a bigram or at its end (the last character of a run).
                     (Some(c), None) if is_cjk(c) => {
-                        let regex = RegexQuery::from_pattern(&format!("{c}|{c}.|.{c}"), memo)
+                        let regex = RegexQuery::from_pattern(&format!("{c}|{c}.|.{c}"), field)
                             .map_err(|e| {
-                                IndexError::InvalidQuery(format!("search word {word:?}: {e}"))
+                                IndexError::InvalidQuery(format!(
+                                    "search word {:?}: {e}",
+                                    term.text
+                                ))
                             })?;
-                        Ok(Some(Box::new(regex)))
+                        Ok(Box::new(regex))
                     }
-                    _ => Ok(Some(term_query_with(
-                        memo,
+                    _ => Ok(term_query_with(
+                        field,
                         &only.text,
                         IndexRecordOption::WithFreqs,
-                    ))),
+                    )),
                 }
             }
             many => {
                 let first = many[0].position;
                 let terms = many
                     .iter()
-                    .map(|t| (t.position - first, Term::from_field_text(memo, &t.text)))
+                    .map(|t| (t.position - first, Term::from_field_text(field, &t.text)))
                     .collect();
-                Ok(Some(Box::new(PhraseQuery::new_with_offset(terms))))
+                Ok(Box::new(PhraseQuery::new_with_offset(terms)))
             }
         }
     }

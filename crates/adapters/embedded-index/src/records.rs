@@ -189,13 +189,7 @@ impl IndexView {
                 bound(q.close_to),
             )));
         }
-        if let Some(text) = &q.text {
-            for word in text.split_whitespace() {
-                if let Some(clause) = self.word_query_on(f.title, word)? {
-                    must(clause);
-                }
-            }
-        }
+        clauses.extend(self.text_clauses(f.title, q.text.as_deref())?);
         if !q.exclude_ids.is_empty() {
             let excluded = keys(&q.exclude_ids);
             clauses.push((

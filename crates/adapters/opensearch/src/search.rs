@@ -35,6 +35,7 @@ use tsunagu_domain::search::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, LatestActivity, RecordHit, RecordKind, RecordPage,
     RecordQuery, SearchPage, TimeZone, MAX_LIMIT,
 };
+use tsunagu_domain::text_query::{Clause, Term as SearchTerm, TextQuery};
 use tsunagu_domain::{Entity, ItemKey, Version};
 use tsunagu_service::ports::SearchIndex;
 use tsunagu_service::ServiceError;
@@ -348,8 +349,8 @@ fn any_of<'a>(filters: &mut Vec<Value>, field: &str, values: impl IntoIterator<I
     }
 }
 
-/// The clause of one query word on a Japanese text field (see the module docs); none for
-/// a word of punctuation only, which the embedded index ignores.
+/// The clause of one word or phrase on a Japanese text field (see the module docs); none
+/// for a term of punctuation only, which the parser refuses before it gets here.
 pub fn word_clause(field: &str, word: &str) -> Option<Value> {
     if tokens(word).is_empty() {
         return None;
@@ -359,22 +360,63 @@ pub fn word_clause(field: &str, word: &str) -> Option<Value> {
         // start of a bigram or at its end. CJK characters are no regexp operators.
         return Some(json!({"regexp": {field: {"value": format!("{c}|{c}.|.{c}")}}}));
     }
-    // `all`: should the cluster find no token in a word the embedded tokenizer does, the
-    // word does not filter (as a word without tokens does not).
-    Some(json!({"match_phrase": {field: {"query": word, "zero_terms_query": "all"}}}))
+    // `none`: should the cluster find no token in a term the embedded tokenizer does,
+    // the term matches nothing rather than everything.
+    Some(json!({"match_phrase": {field: {"query": word, "zero_terms_query": "none"}}}))
 }
 
-fn text_clauses(filters: &mut Vec<Value>, field: &str, text: Option<&str>) {
-    if let Some(text) = text {
-        filters.extend(
-            text.split_whitespace()
-                .filter_map(|w| word_clause(field, w)),
-        );
+/// The text part of a query, translated from the parsed search syntax ([`TextQuery`]):
+/// conditions that must hold (`A OR B` a `bool.should` of at least one) and exclusions.
+#[derive(Debug, Default, PartialEq)]
+pub struct TextClauses {
+    pub must: Vec<Value>,
+    pub must_not: Vec<Value>,
+}
+
+/// Parses `text` and translates it for `field`; text the parser refuses is
+/// [`ServiceError::Invalid`] (the service refuses it before it gets here).
+pub fn text_clauses(field: &str, text: Option<&str>) -> Result<TextClauses, ServiceError> {
+    let mut out = TextClauses::default();
+    let Some(text) = text else {
+        return Ok(out);
+    };
+    let Some(parsed) = TextQuery::parse(text)? else {
+        return Ok(out);
+    };
+    let clause = |term: &SearchTerm| {
+        word_clause(field, &term.text).ok_or_else(|| {
+            ServiceError::invalid("q", format!("{:?} has nothing to search for", term.text))
+        })
+    };
+    for c in parsed.clauses() {
+        match c {
+            Clause::AnyOf(terms) => {
+                let mut any = terms.iter().map(clause).collect::<Result<Vec<_>, _>>()?;
+                out.must.push(match any.len() {
+                    1 => any.remove(0),
+                    _ => json!({"bool": {"should": any, "minimum_should_match": 1}}),
+                });
+            }
+            Clause::Not(term) => out.must_not.push(clause(term)?),
+        }
     }
+    Ok(out)
+}
+
+/// A `bool` query of filters and text clauses.
+fn bool_query(filters: Vec<Value>, text: TextClauses, mut must_not: Vec<Value>) -> Value {
+    let mut filters = filters;
+    filters.extend(text.must);
+    must_not.extend(text.must_not);
+    let mut query = json!({"bool": {"filter": filters}});
+    if !must_not.is_empty() {
+        query["bool"]["must_not"] = json!(must_not);
+    }
+    query
 }
 
 /// The query of an [`ActivityQuery`]: one filter clause per axis.
-pub fn activity_query(q: &ActivityQuery) -> Value {
+pub fn activity_query(q: &ActivityQuery) -> Result<Value, ServiceError> {
     let mut filters = vec![term("kind", KIND_ACTIVITY)];
     if let Some(tenant) = &q.tenant_id {
         filters.push(term("tenant_id", tenant));
@@ -409,8 +451,8 @@ pub fn activity_query(q: &ActivityQuery) -> Value {
         }
         filters.push(json!({"range": {"occurred_at_us": range}}));
     }
-    text_clauses(&mut filters, "memo", q.text.as_deref());
-    json!({"bool": {"filter": filters}})
+    let text = text_clauses("memo", q.text.as_deref())?;
+    Ok(bool_query(filters, text, Vec::new()))
 }
 
 fn doc_kind(kind: RecordKind) -> &'static str {
@@ -422,7 +464,7 @@ fn doc_kind(kind: RecordKind) -> &'static str {
 }
 
 /// The query of a [`RecordQuery`] (records.rs's `record_query`).
-pub fn record_query(q: &RecordQuery) -> Value {
+pub fn record_query(q: &RecordQuery) -> Result<Value, ServiceError> {
     let mut filters = vec![term("kind", doc_kind(q.kind))];
     if let Some(tenant) = &q.tenant_id {
         filters.push(term("tenant_id", tenant));
@@ -482,12 +524,12 @@ pub fn record_query(q: &RecordQuery) -> Value {
         }
         filters.push(json!({"range": {"close_date": range}}));
     }
-    text_clauses(&mut filters, "title", q.text.as_deref());
-    let mut query = json!({"bool": {"filter": filters}});
+    let text = text_clauses("title", q.text.as_deref())?;
+    let mut must_not = Vec::new();
     if !q.exclude_ids.is_empty() {
-        query["bool"]["must_not"] = json!([{"terms": {"key": ids(&q.exclude_ids)}}]);
+        must_not.push(json!({"terms": {"key": ids(&q.exclude_ids)}}));
     }
-    query
+    Ok(bool_query(filters, text, must_not))
 }
 
 /// Buckets in the embedded index's order: days in day order, anything else most counted
@@ -516,7 +558,7 @@ impl SearchIndex for OpenSearchSearch {
     async fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError> {
         check_limit(query.limit)?;
         let (hits, total, next_cursor) = self
-            .page(activity_query(query), query.limit, query.cursor)
+            .page(activity_query(query)?, query.limit, query.cursor)
             .await
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(hits.len());
@@ -547,7 +589,7 @@ impl SearchIndex for OpenSearchSearch {
         by: GroupBy,
         zone: TimeZone,
     ) -> Result<Vec<Bucket>, ServiceError> {
-        let q = activity_query(query);
+        let q = activity_query(query)?;
         let mut buckets = match group_field(by) {
             Some(field) => self.keyword_counts(&q, field).await,
             None => self.calendar_counts(&q, by, zone).await,
@@ -560,7 +602,7 @@ impl SearchIndex for OpenSearchSearch {
     async fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError> {
         check_limit(query.limit)?;
         let (hits, total, next_cursor) = self
-            .page(record_query(query), query.limit, query.cursor)
+            .page(record_query(query)?, query.limit, query.cursor)
             .await
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(hits.len());
@@ -585,7 +627,7 @@ impl SearchIndex for OpenSearchSearch {
         let what = format!("POST /{}/_search", self.index());
         self.client
             .for_each_hit(
-                record_query(query),
+                record_query(query)?,
                 json!([{"key": "asc"}]),
                 json!(false),
                 IDS_PAGE,
@@ -609,7 +651,7 @@ impl SearchIndex for OpenSearchSearch {
     async fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError> {
         check_limit(query.limit)?;
         let mut buckets = self
-            .keyword_counts(&record_query(query), "tags")
+            .keyword_counts(&record_query(query)?, "tags")
             .await
             .map_err(unavailable)?;
         sort_buckets(&mut buckets, GroupBy::Tag);
@@ -621,7 +663,7 @@ impl SearchIndex for OpenSearchSearch {
         query: &ActivityQuery,
     ) -> Result<HashSet<String>, ServiceError> {
         Ok(self
-            .keyword_counts(&activity_query(query), "deal_id")
+            .keyword_counts(&activity_query(query)?, "deal_id")
             .await
             .map_err(unavailable)?
             .into_iter()
@@ -642,7 +684,7 @@ impl SearchIndex for OpenSearchSearch {
             "_source": ["occurred_at_us", "result"],
         }}});
         self.for_each_bucket(
-            &activity_query(query),
+            &activity_query(query)?,
             json!({"terms": {"field": "deal_id"}}),
             Some(sub),
             |b| {
@@ -702,7 +744,7 @@ mod tests {
         assert_eq!(
             word_clause("memo", "来週訪問"),
             Some(
-                json!({"match_phrase": {"memo": {"query": "来週訪問", "zero_terms_query": "all"}}})
+                json!({"match_phrase": {"memo": {"query": "来週訪問", "zero_terms_query": "none"}}})
             )
         );
         assert_eq!(
@@ -721,7 +763,7 @@ mod tests {
             text: Some("  ".into()),
             ..ActivityQuery::default()
         };
-        let filters = activity_query(&q)["bool"]["filter"].clone();
+        let filters = activity_query(&q).unwrap()["bool"]["filter"].clone();
         assert_eq!(
             filters,
             json!([
@@ -733,7 +775,7 @@ mod tests {
             ])
         );
         q.occurred_to = DateTime::<Utc>::from_timestamp_micros(5);
-        let filters = activity_query(&q)["bool"]["filter"].clone();
+        let filters = activity_query(&q).unwrap()["bool"]["filter"].clone();
         assert_eq!(filters[5], json!({"range": {"occurred_at_us": {"lt": 5}}}));
     }
 
@@ -742,7 +784,7 @@ mod tests {
         let mut q = RecordQuery::new(RecordKind::Deal);
         q.only_ids = Some(vec![]);
         q.exclude_ids = vec!["d1".into()];
-        let query = record_query(&q);
+        let query = record_query(&q).unwrap();
         assert_eq!(query["bool"]["filter"][1], json!({"match_none": {}}));
         assert_eq!(
             query["bool"]["must_not"],

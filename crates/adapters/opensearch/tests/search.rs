@@ -126,8 +126,14 @@ const WORDS: &[&str] = &[
     "送付",
     "交渉",
     "メモ",
-    "、",
     "不在",
+    // The search syntax: exclusions, OR, phrases.
+    "-株",
+    "商談 -zoom",
+    "アポ OR 株",
+    "zoom OR 交渉 -2回目",
+    "\"zoom 商談\"",
+    "-\"部長同席\"",
 ];
 
 fn change(key: &ItemKey, kind: ChangeKind, version: u64, entity: Option<&Entity>) -> ChangeRecord {

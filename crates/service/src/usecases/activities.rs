@@ -192,6 +192,7 @@ impl Service {
                 ),
             ));
         }
+        query.text = super::check_text(query.text)?;
         self.wait_for(tenant, consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
         self.index.search_activities(&query).await
@@ -220,6 +221,7 @@ impl Service {
         zone: TimeZone,
         consistency_token: Option<&str>,
     ) -> Result<Vec<Bucket>, ServiceError> {
+        query.text = super::check_text(query.text)?;
         self.wait_for(tenant, consistency_token).await?;
         query.tenant_id = Some(tenant.0.clone());
         self.index.aggregate_activities_in(&query, by, zone).await

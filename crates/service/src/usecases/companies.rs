@@ -186,7 +186,7 @@ impl Service {
         query.tenant_id = Some(tenant.0.clone());
         query.prefectures = canonical_prefectures(&search.prefectures)?;
         query.industries = search.industries;
-        query.text = search.text;
+        query.text = super::check_text(search.text)?;
         query.limit = page_limit(search.limit)?;
         query.cursor = parse_cursor(search.cursor.as_deref())?;
         let page = self.index.search_records(&query).await?;

@@ -314,7 +314,7 @@ impl Service {
         let mut tags = search.tags;
         Deal::normalize_tags(&mut tags);
         query.tags_all = tags;
-        query.text = search.text;
+        query.text = super::check_text(search.text)?;
         query.amount_min = search.amount_min;
         query.amount_max = search.amount_max;
         query.close_from = search.close_from;

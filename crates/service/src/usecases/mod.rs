@@ -323,6 +323,16 @@ pub(crate) fn check_version(
 }
 
 /// Checks a page size against the index's limit.
+/// Checks memo or title search text against the search syntax
+/// ([`tsunagu_domain::text_query`]) before an index sees it: unreadable text is a 422 on
+/// `q` naming the problem. Blank text becomes `None` (it does not filter).
+pub(crate) fn check_text(text: Option<String>) -> Result<Option<String>, ServiceError> {
+    match text {
+        Some(text) => Ok(tsunagu_domain::text_query::TextQuery::parse(&text)?.map(|_| text)),
+        None => Ok(None),
+    }
+}
+
 pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ServiceError> {
     use tsunagu_domain::search::{DEFAULT_LIMIT, MAX_LIMIT};
     match limit {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use tsunagu_domain::search::{ActivityQuery, Bucket, GroupBy, MAX_LIMIT};
 use tsunagu_domain::ActionType;
 use tsunagu_service::usecases::activities::{activity_query, NewActivity};
-use tsunagu_service::TenantId;
+use tsunagu_service::{ServiceError, TenantId};
 
 fn buckets(pairs: &[(&str, u64)]) -> Vec<Bucket> {
     pairs
@@ -206,6 +206,52 @@ async fn a_search_combines_axes_and_matches_japanese_memo_words() {
             .total,
         0
     );
+}
+
+/// Issue 19: text the search syntax cannot read is refused on `q`, naming the problem,
+/// by the search, the aggregation and the record searches alike; never read another way
+/// (a lone `・` used to match every memo).
+#[tokio::test]
+async fn unreadable_search_text_is_refused_naming_the_problem() {
+    let h = Harness::new();
+    let t = tenant("t1");
+    for (text, says) in [
+        ("・", "no letter, digit, kana or kanji"),
+        ("見積 -", "excludes nothing"),
+        ("\"見積", "not closed"),
+        ("見積 OR", "needs a word or phrase on each side"),
+    ] {
+        let query = ActivityQuery {
+            text: Some(text.into()),
+            ..ActivityQuery::default()
+        };
+        let errors = [
+            h.service
+                .search_activities(&t, query.clone(), None)
+                .await
+                .map(|_| ()),
+            h.service
+                .aggregate_activities(&t, query, GroupBy::Action, None)
+                .await
+                .map(|_| ()),
+        ];
+        for error in errors {
+            match error {
+                Err(ServiceError::Invalid(issues)) => {
+                    assert_eq!(issues.len(), 1, "{text:?}: {issues:?}");
+                    assert_eq!(issues[0].field, "q");
+                    assert!(issues[0].message.contains(says), "{text:?}: {issues:?}");
+                }
+                other => panic!("{text:?} must be refused, got {other:?}"),
+            }
+        }
+    }
+    // Blank text does not filter.
+    let blank = ActivityQuery {
+        text: Some("  ".into()),
+        ..ActivityQuery::default()
+    };
+    assert!(h.service.search_activities(&t, blank, None).await.is_ok());
 }
 
 #[test]

@@ -1,0 +1,393 @@
+//! The memo search syntax: what a salesperson types in the search box, parsed once into a
+//! [`TextQuery`] that every index translates the same way.
+//!
+//! - words separated by spaces (ASCII or the full-width U+3000) must all occur;
+//! - `"a phrase"` must occur as written (spaces and punctuation inside only separate);
+//! - `-word` or `-"a phrase"` excludes activities whose memo has it;
+//! - `A OR B` (upper case `OR` between two words or phrases) matches either; `OR` binds
+//!   tighter than the spaces around it, so `見積 提案 OR 打ち合わせ` is
+//!   `見積 AND (提案 OR 打ち合わせ)`.
+//!
+//! Full-width forms work as their ASCII ones (`－見積`, `＂…＂`, `ＯＲ`), and so do the
+//! typographic quotes `“…”`. Anything the parser cannot read is a [`TextQueryError`]
+//! naming the problem and where it is, never a silent reinterpretation: a lone `-`, an
+//! unclosed quote, an empty phrase, `OR` without a word on each side, an excluded word
+//! inside an `OR`, a quote in the middle of a word, and a word with nothing searchable in
+//! it (`・`, `、`), which an index would otherwise drop and so match everything.
+
+use crate::text::{is_token_char, normalize};
+
+/// At most this many words and phrases in one query (a guard against pasted documents).
+pub const MAX_TERMS: usize = 32;
+
+/// A parsed memo query: every clause must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextQuery {
+    clauses: Vec<Clause>,
+}
+
+/// One condition of a [`TextQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clause {
+    /// At least one of these terms occurs (one term for a plain word; several for
+    /// `A OR B OR ...`).
+    AnyOf(Vec<Term>),
+    /// The term does not occur.
+    Not(Term),
+}
+
+/// A word or a quoted phrase, as the user wrote it (without the quotes). Indexes analyze
+/// it like memo text and match its tokens in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub text: String,
+    /// Written in quotes.
+    pub phrase: bool,
+}
+
+/// Why a query cannot be read. Positions count characters from 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextQueryError {
+    #[error("the `-` at character {at} excludes nothing: write the word right after it (-見積), or quote it to search for it (\"-\")")]
+    LoneMinus { at: usize },
+    #[error("the quote at character {at} is not closed: end the phrase with another quote, or remove it")]
+    UnclosedQuote { at: usize },
+    #[error("the phrase at character {at} is empty: put words between the quotes, or remove them")]
+    EmptyPhrase { at: usize },
+    #[error("a quote in the middle of a word at character {at}: put a space before the phrase, or remove the quote")]
+    QuoteInWord { at: usize },
+    #[error("`OR` at character {at} needs a word or phrase on each side (見積 OR 提案); write `or` in lower case to search for the word")]
+    DanglingOr { at: usize },
+    #[error("the excluded word at character {at} cannot be part of an OR: write the exclusion as its own word (見積 OR 提案 -失注)")]
+    ExcludedInOr { at: usize },
+    #[error("{term:?} at character {at} has no letter, digit, kana or kanji to search for: remove it, or search for a word")]
+    NothingToSearch { term: String, at: usize },
+    #[error("too many words and phrases ({count}): at most {MAX_TERMS}")]
+    TooManyTerms { count: usize },
+}
+
+impl TextQuery {
+    /// Parses what the user typed (see the module docs). `Ok(None)` for blank text, which
+    /// does not filter.
+    pub fn parse(input: &str) -> Result<Option<TextQuery>, TextQueryError> {
+        let items = lex(input)?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let terms = items.iter().filter(|i| !matches!(i, Item::Or(_))).count();
+        if terms > MAX_TERMS {
+            return Err(TextQueryError::TooManyTerms { count: terms });
+        }
+        let mut clauses = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while let Some(item) = items.next() {
+            match item {
+                Item::Or(at) => return Err(TextQueryError::DanglingOr { at }),
+                Item::Term { term, negated, at } => {
+                    if negated {
+                        if let Some(Item::Or(_)) = items.peek() {
+                            return Err(TextQueryError::ExcludedInOr { at });
+                        }
+                        clauses.push(Clause::Not(term));
+                        continue;
+                    }
+                    let mut any = vec![term];
+                    while let Some(Item::Or(or_at)) = items.peek() {
+                        let or_at = *or_at;
+                        items.next();
+                        match items.next() {
+                            Some(Item::Term {
+                                term,
+                                negated: false,
+                                ..
+                            }) => any.push(term),
+                            Some(Item::Term {
+                                negated: true, at, ..
+                            }) => return Err(TextQueryError::ExcludedInOr { at }),
+                            Some(Item::Or(_)) | None => {
+                                return Err(TextQueryError::DanglingOr { at: or_at })
+                            }
+                        }
+                    }
+                    clauses.push(Clause::AnyOf(any));
+                }
+            }
+        }
+        Ok(Some(TextQuery { clauses }))
+    }
+
+    /// The conditions, all of which must hold.
+    pub fn clauses(&self) -> &[Clause] {
+        &self.clauses
+    }
+
+    /// The terms a matching memo contains (those not excluded): what highlights mark.
+    pub fn positive_terms(&self) -> impl Iterator<Item = &Term> {
+        self.clauses.iter().flat_map(|c| match c {
+            Clause::AnyOf(terms) => terms.as_slice(),
+            Clause::Not(_) => &[],
+        })
+    }
+
+    /// Whether some clause must occur (a query of exclusions only has none).
+    pub fn has_positive_terms(&self) -> bool {
+        self.positive_terms().next().is_some()
+    }
+}
+
+/// A lexical item: a term (possibly negated) or the `OR` operator, with its character
+/// position (from 1).
+enum Item {
+    Term {
+        term: Term,
+        negated: bool,
+        at: usize,
+    },
+    Or(usize),
+}
+
+fn is_quote(c: char) -> bool {
+    matches!(c, '"' | '\u{FF02}' | '\u{201C}' | '\u{201D}')
+}
+
+fn is_minus(c: char) -> bool {
+    matches!(c, '-' | '\u{FF0D}')
+}
+
+fn is_or(word: &str) -> bool {
+    matches!(word, "OR" | "ＯＲ")
+}
+
+/// Checks that a term has something to search for.
+fn searchable(text: String, phrase: bool, at: usize) -> Result<Term, TextQueryError> {
+    if normalize(&text).chars().any(is_token_char) {
+        Ok(Term { text, phrase })
+    } else if phrase && text.trim().is_empty() {
+        Err(TextQueryError::EmptyPhrase { at })
+    } else {
+        Err(TextQueryError::NothingToSearch { term: text, at })
+    }
+}
+
+fn lex(input: &str) -> Result<Vec<Item>, TextQueryError> {
+    let chars: Vec<char> = input.chars().collect();
+    let mut items = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let negated = is_minus(chars[i]);
+        if negated {
+            i += 1;
+            if i >= chars.len() || chars[i].is_whitespace() || is_minus(chars[i]) {
+                return Err(TextQueryError::LoneMinus { at: start + 1 });
+            }
+        }
+        if is_quote(chars[i]) {
+            let open = i;
+            let close = (open + 1..chars.len()).find(|&j| is_quote(chars[j]));
+            let Some(close) = close else {
+                return Err(TextQueryError::UnclosedQuote { at: open + 1 });
+            };
+            let text: String = chars[open + 1..close].iter().collect();
+            let term = searchable(text, true, open + 1)?;
+            i = close + 1;
+            if i < chars.len() && !chars[i].is_whitespace() {
+                return Err(TextQueryError::QuoteInWord { at: i + 1 });
+            }
+            items.push(Item::Term {
+                term,
+                negated,
+                at: start + 1,
+            });
+            continue;
+        }
+        let word_start = i;
+        while i < chars.len() && !chars[i].is_whitespace() {
+            if is_quote(chars[i]) {
+                return Err(TextQueryError::QuoteInWord { at: i + 1 });
+            }
+            i += 1;
+        }
+        let text: String = chars[word_start..i].iter().collect();
+        if !negated && is_or(&text) {
+            items.push(Item::Or(start + 1));
+            continue;
+        }
+        let term = searchable(text, false, word_start + 1)?;
+        items.push(Item::Term {
+            term,
+            negated,
+            at: start + 1,
+        });
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn word(text: &str) -> Term {
+        Term {
+            text: text.into(),
+            phrase: false,
+        }
+    }
+
+    fn phrase(text: &str) -> Term {
+        Term {
+            text: text.into(),
+            phrase: true,
+        }
+    }
+
+    fn clauses(input: &str) -> Vec<Clause> {
+        TextQuery::parse(input)
+            .unwrap_or_else(|e| panic!("{input:?}: {e}"))
+            .map(|q| q.clauses)
+            .unwrap_or_default()
+    }
+
+    fn error(input: &str) -> TextQueryError {
+        match TextQuery::parse(input) {
+            Err(e) => e,
+            Ok(q) => panic!("{input:?} parsed as {q:?}"),
+        }
+    }
+
+    #[test]
+    fn words_phrases_exclusions_and_or() {
+        assert_eq!(
+            clauses("見積　来週訪問"),
+            [
+                Clause::AnyOf(vec![word("見積")]),
+                Clause::AnyOf(vec![word("来週訪問")])
+            ]
+        );
+        assert_eq!(
+            clauses("\"来週 訪問\" -失注"),
+            [
+                Clause::AnyOf(vec![phrase("来週 訪問")]),
+                Clause::Not(word("失注"))
+            ]
+        );
+        assert_eq!(
+            clauses("見積 提案 OR 打ち合わせ OR \"web 会議\""),
+            [
+                Clause::AnyOf(vec![word("見積")]),
+                Clause::AnyOf(vec![word("提案"), word("打ち合わせ"), phrase("web 会議")]),
+            ]
+        );
+        assert_eq!(
+            clauses("－見積 ＂商談＂ ＯＲ “アポ”"),
+            [
+                Clause::Not(word("見積")),
+                Clause::AnyOf(vec![phrase("商談"), phrase("アポ")]),
+            ]
+        );
+        assert_eq!(
+            clauses("-\"no answer\""),
+            [Clause::Not(phrase("no answer"))]
+        );
+        // Inside a word a minus is text; lower-case `or` is a word.
+        assert_eq!(
+            clauses("e-mail or"),
+            [
+                Clause::AnyOf(vec![word("e-mail")]),
+                Clause::AnyOf(vec![word("or")])
+            ]
+        );
+        assert_eq!(TextQuery::parse("  　 "), Ok(None));
+    }
+
+    #[test]
+    fn unreadable_queries_name_the_problem_and_where() {
+        assert_eq!(error("見積 -"), TextQueryError::LoneMinus { at: 4 });
+        assert_eq!(error("- 見積"), TextQueryError::LoneMinus { at: 1 });
+        assert_eq!(error("--見積"), TextQueryError::LoneMinus { at: 1 });
+        assert_eq!(error("\"来週訪問"), TextQueryError::UnclosedQuote { at: 1 });
+        assert_eq!(error("見積 \"\""), TextQueryError::EmptyPhrase { at: 4 });
+        assert_eq!(error("\" \""), TextQueryError::EmptyPhrase { at: 1 });
+        assert_eq!(error("見\"積\""), TextQueryError::QuoteInWord { at: 2 });
+        assert_eq!(error("\"見積\"書"), TextQueryError::QuoteInWord { at: 5 });
+        assert_eq!(error("OR 見積"), TextQueryError::DanglingOr { at: 1 });
+        assert_eq!(error("見積 OR"), TextQueryError::DanglingOr { at: 4 });
+        assert_eq!(
+            error("見積 OR OR 提案"),
+            TextQueryError::DanglingOr { at: 4 }
+        );
+        assert_eq!(
+            error("見積 OR -提案"),
+            TextQueryError::ExcludedInOr { at: 7 }
+        );
+        assert_eq!(
+            error("-見積 OR 提案"),
+            TextQueryError::ExcludedInOr { at: 1 }
+        );
+        assert_eq!(
+            error("・"),
+            TextQueryError::NothingToSearch {
+                term: "・".into(),
+                at: 1
+            }
+        );
+        assert_eq!(
+            error("見積 、。"),
+            TextQueryError::NothingToSearch {
+                term: "、。".into(),
+                at: 4
+            }
+        );
+        assert_eq!(
+            error("\"・\""),
+            TextQueryError::NothingToSearch {
+                term: "・".into(),
+                at: 1
+            }
+        );
+        let many = vec!["a"; MAX_TERMS + 1].join(" ");
+        assert_eq!(
+            error(&many),
+            TextQueryError::TooManyTerms {
+                count: MAX_TERMS + 1
+            }
+        );
+        assert!(error("見積 -").to_string().contains("character 4"));
+    }
+
+    #[test]
+    fn positive_terms_leave_exclusions_out() {
+        let q = TextQuery::parse("見積 -失注 提案 OR アポ")
+            .unwrap()
+            .unwrap();
+        let texts: Vec<&str> = q.positive_terms().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["見積", "提案", "アポ"]);
+        let only_not = TextQuery::parse("-失注").unwrap().unwrap();
+        assert!(!only_not.has_positive_terms());
+    }
+
+    proptest! {
+        /// Any input parses or fails with an error; none panics, and every parsed term
+        /// has something to search for.
+        #[test]
+        fn any_input_parses_or_fails_cleanly(input in "[a-c見積 \"\\-・OR]{0,16}") {
+            if let Ok(Some(q)) = TextQuery::parse(&input) {
+                for clause in q.clauses() {
+                    let terms: Vec<&Term> = match clause {
+                        Clause::AnyOf(t) => t.iter().collect(),
+                        Clause::Not(t) => vec![t],
+                    };
+                    prop_assert!(!terms.is_empty());
+                    for t in terms {
+                        prop_assert!(normalize(&t.text).chars().any(is_token_char));
+                    }
+                }
+            }
+        }
+    }
+}
