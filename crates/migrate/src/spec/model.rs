@@ -276,6 +276,8 @@ pub enum SqlType {
     IntUnsigned,
     Boolean,
     Varchar(u32),
+    /// `decimal(P,S)`: exact decimal numbers of at most P digits, S after the point.
+    Decimal(u8, u8),
     Text,
     Date,
     DateTime,
@@ -297,6 +299,15 @@ impl SqlType {
             "text" => SqlType::Text,
             "date" => SqlType::Date,
             "datetime" => SqlType::DateTime,
+            _ if t.starts_with("decimal(") => {
+                let ps = t.strip_prefix("decimal(")?.strip_suffix(')')?;
+                let (p, s) = ps.split_once(',').unwrap_or((ps, "0"));
+                let (p, s): (u8, u8) = (p.trim().parse().ok()?, s.trim().parse().ok()?);
+                if !(1..=65).contains(&p) || s > 30 || s > p {
+                    return None;
+                }
+                SqlType::Decimal(p, s)
+            }
             _ => {
                 let n = t.strip_prefix("varchar(")?.strip_suffix(')')?;
                 let n: u32 = n.trim().parse().ok()?;
@@ -316,6 +327,7 @@ impl SqlType {
             SqlType::IntUnsigned => "INT UNSIGNED".into(),
             SqlType::Boolean => "BOOLEAN".into(),
             SqlType::Varchar(n) => format!("VARCHAR({n})"),
+            SqlType::Decimal(p, s) => format!("DECIMAL({p},{s})"),
             SqlType::Text => "TEXT".into(),
             SqlType::Date => "DATE".into(),
             SqlType::DateTime => "DATETIME".into(),
@@ -792,7 +804,7 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 (
                     c.ty.span(),
                     format!(
-                        "unknown column type `{}`; use bigint, int, bigint unsigned, int unsigned, boolean, varchar(N) (1..16383), text, date or datetime",
+                        "unknown column type `{}`; use bigint, int, bigint unsigned, int unsigned, boolean, varchar(N) (1..16383), decimal(P,S) (P 1..65, S 0..30, S <= P), text, date or datetime",
                         c.ty.get_ref()
                     ),
                 )

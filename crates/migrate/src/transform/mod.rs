@@ -367,6 +367,7 @@ pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
                 Ok(v)
             }
         }
+        SqlType::Decimal(p, scale) => decimal(&v, p, scale),
         SqlType::Text => {
             if v.len() > 65_535 {
                 Err(Rejection::new(
@@ -407,6 +408,104 @@ pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
             }
         }
     }
+}
+
+/// A number as `decimal(p, scale)` holds it, exactly: canonical text (`-1.50` for
+/// `-1.5` at scale 2, `100000.00` for `1e5`), or a rejection, never a rounding: digits
+/// after the point beyond `scale` that are not zeros are `bad_type`, more than
+/// `p - scale` digits before it `out_of_range`.
+fn decimal(v: &str, p: u8, scale: u8) -> Result<String, Rejection> {
+    let ty = SqlType::Decimal(p, scale);
+    let bad = || {
+        Rejection::new(
+            RejectKind::BadType,
+            format!("`{}` is not a decimal number", shorten(v)),
+        )
+    };
+    let (negative, unsigned) = match v.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => (
+            &unsigned[..i],
+            unsigned[i + 1..]
+                .trim_start_matches('+')
+                .parse::<i64>()
+                .map_err(|_| bad())?,
+        ),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    // All digits, and where the point falls in them after the exponent.
+    let digits = format!("{int}{frac}");
+    let point = i64::try_from(int.len())
+        .map_err(|_| bad())?
+        .saturating_add(exponent);
+    let significant = digits.trim_start_matches('0');
+    let leading = i64::try_from(digits.len() - significant.len()).map_err(|_| bad())?;
+    let significant = significant.trim_end_matches('0');
+    if significant.is_empty() {
+        return Ok(if scale == 0 {
+            "0".into()
+        } else {
+            format!("0.{}", "0".repeat(scale.into()))
+        });
+    }
+    // Digits before the point and after it, of the significant digits.
+    let int_digits = point - leading;
+    let frac_digits = i64::try_from(significant.len()).map_err(|_| bad())? - int_digits;
+    if int_digits > i64::from(p - scale) {
+        return Err(Rejection::new(
+            RejectKind::OutOfRange,
+            format!(
+                "`{}` has more than {} digits before the point, more than {ty} holds",
+                shorten(v),
+                p - scale
+            ),
+        ));
+    }
+    if frac_digits > i64::from(scale) {
+        return Err(Rejection::new(
+            RejectKind::BadType,
+            format!(
+                "`{}` has more than {scale} digits after the point: {ty} would round it",
+                shorten(v)
+            ),
+        ));
+    }
+    // Both counts are now within 0..=65 (or negative: leading zeros to add).
+    let mut out = String::with_capacity(usize::from(p) + 3);
+    if negative {
+        out.push('-');
+    }
+    let sig = significant.as_bytes();
+    let int_len = usize::try_from(int_digits.max(0)).unwrap_or(0);
+    if int_len == 0 {
+        out.push('0');
+    } else {
+        for i in 0..int_len {
+            out.push(sig.get(i).map_or('0', |&b| char::from(b)));
+        }
+    }
+    if scale > 0 {
+        out.push('.');
+        for k in 0..i64::from(scale) {
+            // Position of this fraction digit among the significant digits.
+            let at = int_digits + k;
+            let c = usize::try_from(at)
+                .ok()
+                .and_then(|at| sig.get(at))
+                .map_or('0', |&b| char::from(b));
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 fn out_of_range(v: &str, ty: SqlType, lo: i128, hi: i128) -> Rejection {

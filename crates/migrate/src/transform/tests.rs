@@ -323,3 +323,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn decimals_are_exact_or_rejected() {
+    let d = |v: &str, p, sc| cast(v.to_string(), SqlType::Decimal(p, sc));
+    assert_eq!(d("1.5", 10, 2).unwrap(), "1.50");
+    assert_eq!(d("-1.5", 10, 2).unwrap(), "-1.50");
+    assert_eq!(d("0012.3400", 6, 2).unwrap(), "12.34");
+    assert_eq!(d("100000.0", 10, 2).unwrap(), "100000.00");
+    assert_eq!(d("1e5", 10, 0).unwrap(), "100000");
+    assert_eq!(d("1.25e-2", 6, 4).unwrap(), "0.0125");
+    assert_eq!(d(".5", 3, 1).unwrap(), "0.5");
+    assert_eq!(d("-0", 3, 1).unwrap(), "0.0");
+    assert_eq!(d("0", 3, 0).unwrap(), "0");
+    // Exact for numbers no f64 holds.
+    assert_eq!(
+        d("12345678901234567890123.45", 30, 2).unwrap(),
+        "12345678901234567890123.45"
+    );
+    let r = d("12345678901234567890123", 20, 0).unwrap_err();
+    assert_eq!(r.kind, RejectKind::OutOfRange);
+    assert!(
+        r.detail.contains("more than 20 digits before the point"),
+        "{}",
+        r.detail
+    );
+    let r = d("1.234", 10, 2).unwrap_err();
+    assert_eq!(r.kind, RejectKind::BadType);
+    assert!(r.detail.contains("would round it"), "{}", r.detail);
+    assert_eq!(d("1.230", 10, 2).unwrap(), "1.23");
+    for bad in ["", ".", "1,000", "1.2.3", "abc", "1e", "--1"] {
+        assert_eq!(
+            d(bad, 10, 2).unwrap_err().kind,
+            RejectKind::BadType,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(d("1e400", 65, 0).unwrap_err().kind, RejectKind::OutOfRange);
+    assert_eq!(d("1e-400", 65, 30).unwrap_err().kind, RejectKind::BadType);
+}
+
+proptest! {
+    /// A decimal cast of an integer-valued number with `s` zeros after the point is the
+    /// integer with the point, and MySQL's canonical form reads back as the same value.
+    #[test]
+    fn decimal_casts_keep_the_value(int in -10_000_000i64..10_000_000, frac in 0u32..1000) {
+        let text = format!("{int}.{frac:03}");
+        let got = cast(text.clone(), SqlType::Decimal(12, 3)).unwrap();
+        let sign = if text.starts_with('-') { "-" } else { "" };
+        let expected = format!("{sign}{}.{frac:03}", int.unsigned_abs());
+        let expected = if expected == "-0.000" { "0.000".to_string() } else { expected };
+        // -0.xyz keeps its sign only when it is not zero.
+        prop_assert_eq!(got, expected);
+    }
+}
