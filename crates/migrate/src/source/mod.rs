@@ -279,24 +279,12 @@ fn exact_number(raw: &str) -> String {
 /// A decimal number's exact value as (negative, significant digits without leading or
 /// trailing zeros, exponent of the last digit): equal values give equal keys.
 fn decimal_value(text: &str) -> Option<(bool, String, i64)> {
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(i) => (
-            &unsigned[..i],
-            unsigned[i + 1..]
-                .trim_start_matches('+')
-                .parse::<i64>()
-                .ok()?,
-        ),
-        None => (unsigned, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+    let crate::transform::NumberParts {
+        negative,
+        int,
+        frac,
+        exponent,
+    } = crate::transform::number_parts(text)?;
     let digits = format!("{int}{frac}");
     let exponent = exponent.checked_sub(i64::try_from(frac.len()).ok()?)?;
     let trimmed = digits.trim_end_matches('0');

@@ -410,6 +410,41 @@ pub fn cast(v: String, ty: SqlType) -> Result<String, Rejection> {
     }
 }
 
+/// The parts of a decimal number's text: `-12.5e3` is negative, `12`, `5`, exponent 3.
+pub(crate) struct NumberParts<'a> {
+    pub negative: bool,
+    pub int: &'a str,
+    pub frac: &'a str,
+    pub exponent: i64,
+}
+
+/// Splits decimal number text (`-`, digits, an optional `.` and digits, an optional
+/// exponent); `None` when it is not one. `.5` and `5.` are numbers; `.` is not.
+pub(crate) fn number_parts(text: &str) -> Option<NumberParts<'_>> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(i) => (
+            &unsigned[..i],
+            unsigned[i + 1..]
+                .trim_start_matches('+')
+                .parse::<i64>()
+                .ok()?,
+        ),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_only = int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit());
+    (digits_only && !(int.is_empty() && frac.is_empty())).then_some(NumberParts {
+        negative,
+        int,
+        frac,
+        exponent,
+    })
+}
+
 /// A number as `decimal(p, scale)` holds it, exactly: canonical text (`-1.50` for
 /// `-1.5` at scale 2, `100000.00` for `1e5`), or a rejection, never a rounding: digits
 /// after the point beyond `scale` that are not zeros are `bad_type`, more than
@@ -422,26 +457,15 @@ fn decimal(v: &str, p: u8, scale: u8) -> Result<String, Rejection> {
             format!("`{}` is not a decimal number", shorten(v)),
         )
     };
-    let (negative, unsigned) = match v.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, v.strip_prefix('+').unwrap_or(v)),
-    };
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(i) => (
-            &unsigned[..i],
-            unsigned[i + 1..]
-                .trim_start_matches('+')
-                .parse::<i64>()
-                .map_err(|_| bad())?,
-        ),
-        None => (unsigned, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
+    let Some(NumberParts {
+        negative,
+        int,
+        frac,
+        exponent,
+    }) = number_parts(v.strip_prefix('+').unwrap_or(v))
+    else {
         return Err(bad());
-    }
+    };
     // All digits, and where the point falls in them after the exponent.
     let digits = format!("{int}{frac}");
     let point = i64::try_from(int.len())
