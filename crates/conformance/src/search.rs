@@ -22,7 +22,8 @@
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tsunagu_domain::search::{
-    parse_time_zone, ActivityQuery, Bucket, Cursor, GroupBy, RecordKind, RecordQuery, MAX_LIMIT,
+    parse_time_zone, ActivityQuery, Bucket, Cursor, GroupBy, RecordKind, RecordQuery, SortOrder,
+    MAX_LIMIT,
 };
 use tsunagu_domain::{
     ActionType, ActivityLog, ChangeKind, ChangeRecord, Company, Deal, DealStage, Entity, Image,
@@ -485,6 +486,7 @@ pub async fn check_all<I: SearchIndex, S: Sink>(index: &I, sink: &S) {
     s.filters_on_each_axis().await;
     s.japanese_text().await;
     s.query_syntax().await;
+    s.highlights_and_relevance().await;
     s.pages_reproduce_the_whole_order().await;
     s.aggregations_count_every_bucket().await;
     s.calendar_groupings_follow_the_time_zone().await;
@@ -839,6 +841,107 @@ impl<I: SearchIndex> Suite<'_, I> {
                 Err(ServiceError::Invalid(_)) => {}
                 other => panic!("{bad:?} in a record search must be refused, got {other:?}"),
             }
+        }
+    }
+
+    /// Issue 19: highlights (the same fragments on every index: one implementation in
+    /// the domain) and the relevance order (BM25 of the memo text, then newest first),
+    /// paged by cursors that carry the score.
+    async fn highlights_and_relevance(&self) {
+        let text = |t: &str| ActivityQuery {
+            text: Some(t.into()),
+            ..acme()
+        };
+        let page = self.index.search_activities(&text("アポ -部長")).await;
+        let page = page.unwrap_or_else(|e| panic!("searching アポ: {e}"));
+        let highlights: Vec<(String, Vec<String>)> = page
+            .hits
+            .into_iter()
+            .map(|h| (h.activity.id, h.highlights))
+            .collect();
+        assert_eq!(
+            highlights,
+            [(
+                "a1".to_string(),
+                vec!["来週訪問の<mark>アポ</mark>獲得".to_string()]
+            )],
+            "highlights mark the matches, not the exclusions"
+        );
+        let page = self.index.search_activities(&text("ｱﾎﾟ OR 株")).await;
+        let page = page.unwrap_or_else(|e| panic!("searching: {e}"));
+        let highlights: Vec<Vec<String>> = page.hits.into_iter().map(|h| h.highlights).collect();
+        assert_eq!(
+            highlights,
+            [
+                vec!["<mark>株</mark> 先方了承".to_string()],
+                vec!["不在。<mark>株</mark>式会社サーバー担当へ折り返し依頼".to_string()],
+                vec!["<mark>ｱﾎﾟ</mark>確定、部長同席".to_string()],
+                vec!["来週訪問の<mark>アポ</mark>獲得".to_string()],
+            ]
+        );
+        let page = self.index.search_activities(&acme()).await.expect("search");
+        assert!(page.hits.iter().all(|h| h.highlights.is_empty()));
+
+        let relevance = |t: &str| ActivityQuery {
+            sort: SortOrder::Relevance,
+            ..text(t)
+        };
+        // The short memo that is mostly 訪問 first, though older.
+        self.expect("relevance", relevance("訪問"), &[&["a9"], &["a1"]])
+            .await;
+        assert_eq!(
+            self.ids(&relevance("商談")).await,
+            ["a4", "a3"],
+            "the shorter memo first at the same instant"
+        );
+        // Without text every hit scores alike: newest first.
+        self.expect(
+            "relevance without text",
+            ActivityQuery {
+                sort: SortOrder::Relevance,
+                ..acme()
+            },
+            &[
+                &["a7"],
+                &["a6"],
+                &["a5"],
+                &["a3", "a4"],
+                &["a2"],
+                &["a1"],
+                &["a9"],
+            ],
+        )
+        .await;
+        // Pages of one reproduce the order; their cursors belong to it.
+        for t in ["訪問", "商談 OR アポ OR 株", "-訪問"] {
+            let full = self.ids(&relevance(t)).await;
+            let mut q = ActivityQuery {
+                limit: 1,
+                ..relevance(t)
+            };
+            let mut seen = Vec::new();
+            loop {
+                let page = self.index.search_activities(&q).await.expect("a page");
+                seen.extend(page.hits.into_iter().map(|h| h.activity.id));
+                match page.next_cursor {
+                    Some(cursor) => {
+                        assert!(cursor.score().is_some(), "a relevance cursor has the score");
+                        let mut other = text(t);
+                        other.cursor = Some(cursor);
+                        assert!(
+                            matches!(
+                                self.index.search_activities(&other).await,
+                                Err(ServiceError::Invalid(_))
+                            ),
+                            "a relevance cursor in the newest-first order is refused"
+                        );
+                        q.cursor = Some(cursor);
+                    }
+                    None => break,
+                }
+                assert!(seen.len() <= full.len(), "pages of {t:?} never end");
+            }
+            assert_eq!(seen, full, "pages in the relevance order of {t:?}");
         }
     }
 

@@ -52,6 +52,59 @@ pub struct ActivityQuery {
     pub limit: usize,
     /// Resume after the last hit of a previous page. Ignored by aggregations.
     pub cursor: Option<Cursor>,
+    /// The result order. Ignored by aggregations.
+    pub sort: SortOrder,
+}
+
+/// The order of activity hits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    /// `occurred_at` descending (the default).
+    #[default]
+    Newest,
+    /// How well the memo matches the text (BM25), then newest first. Without text every
+    /// hit scores the same, so this is newest first.
+    Relevance,
+}
+
+impl SortOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Newest => "newest",
+            SortOrder::Relevance => "relevance",
+        }
+    }
+
+    /// Parses the name; the error lists the accepted names.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "newest" => Ok(SortOrder::Newest),
+            "relevance" => Ok(SortOrder::Relevance),
+            other => Err(format!(
+                "unknown order {other:?}; expected newest or relevance"
+            )),
+        }
+    }
+}
+
+impl ActivityQuery {
+    /// Refuses a cursor handed out by a search in the other order (a relevance cursor
+    /// carries the last hit's score, a newest-first one does not).
+    pub fn check_cursor(&self) -> Result<(), CursorError> {
+        match (self.cursor, self.sort) {
+            (Some(c), SortOrder::Newest) if c.score().is_some() => Err(CursorError {
+                cursor: c.to_string(),
+                reason: "it comes from a search sorted by relevance; pass sort=relevance or start again without the cursor".into(),
+            }),
+            (Some(c), SortOrder::Relevance) if c.score().is_none() => Err(CursorError {
+                cursor: c.to_string(),
+                reason: "it comes from a search sorted newest first; leave sort out or start again without the cursor".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for ActivityQuery {
@@ -69,16 +122,19 @@ impl Default for ActivityQuery {
             text: None,
             limit: DEFAULT_LIMIT,
             cursor: None,
+            sort: SortOrder::Newest,
         }
     }
 }
 
 /// A position in the result order (`occurred_at` descending, then the key's stable hash
-/// ascending). Opaque to callers: pass back a page's `next_cursor` unchanged. As text, 32
-/// hex digits.
+/// ascending; by relevance, the score descending before them). Opaque to callers: pass
+/// back a page's `next_cursor` unchanged. As text, 32 hex digits, or 40 with the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Cursor {
+    /// The bits of the last hit's score (an f32), for a relevance order.
+    score_bits: Option<u32>,
     occurred_at_us: i64,
     sort_hash: u64,
 }
@@ -90,13 +146,26 @@ impl Cursor {
             cursor: text.to_string(),
             reason: reason.to_string(),
         };
-        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("expected 32 hexadecimal digits"));
+        if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("expected 32 or 40 hexadecimal digits"));
         }
-        let (ts, hash) = text.split_at(16);
+        let (score_bits, rest) = match text.len() {
+            32 => (None, text),
+            40 => {
+                let (score, rest) = text.split_at(8);
+                let bits = u32::from_str_radix(score, 16).map_err(|_| bad("unreadable score"))?;
+                if !f32::from_bits(bits).is_finite() {
+                    return Err(bad("unreadable score"));
+                }
+                (Some(bits), rest)
+            }
+            _ => return Err(bad("expected 32 or 40 hexadecimal digits")),
+        };
+        let (ts, hash) = rest.split_at(16);
         let ts = u64::from_str_radix(ts, 16).map_err(|_| bad("unreadable timestamp"))?;
         let sort_hash = u64::from_str_radix(hash, 16).map_err(|_| bad("unreadable tie-breaker"))?;
         Ok(Self {
+            score_bits,
             // The timestamp is stored as the bits of an i64 (dates before 1970 stay valid).
             occurred_at_us: ts as i64,
             sort_hash,
@@ -106,6 +175,16 @@ impl Cursor {
     /// A cursor just after the document with these sort values.
     pub fn new(occurred_at_us: i64, sort_hash: u64) -> Self {
         Self {
+            score_bits: None,
+            occurred_at_us,
+            sort_hash,
+        }
+    }
+
+    /// A cursor of the relevance order, just after the document with these values.
+    pub fn scored(score: f32, occurred_at_us: i64, sort_hash: u64) -> Self {
+        Self {
+            score_bits: Some(score.to_bits()),
             occurred_at_us,
             sort_hash,
         }
@@ -119,10 +198,18 @@ impl Cursor {
     pub fn sort_hash(self) -> u64 {
         self.sort_hash
     }
+
+    /// The last hit's score, for a relevance order.
+    pub fn score(self) -> Option<f32> {
+        self.score_bits.map(f32::from_bits)
+    }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(bits) = self.score_bits {
+            write!(f, "{bits:08x}")?;
+        }
         write!(
             f,
             "{:016x}{:016x}",
@@ -157,6 +244,35 @@ pub struct Hit {
     pub key: ItemKey,
     pub version: Version,
     pub activity: ActivityLog,
+    /// With memo text: fragments of the memo around what the query's words and phrases
+    /// matched, HTML-escaped, each match in `<mark>`…`</mark>`
+    /// ([`crate::text::highlight`]); empty without text.
+    #[serde(default)]
+    pub highlights: Vec<String>,
+}
+
+impl Hit {
+    /// A hit with the highlights of `text` (the query's memo text) in its memo.
+    pub fn new(key: ItemKey, version: Version, activity: ActivityLog, text: Option<&str>) -> Self {
+        let highlights = highlights_of(&activity.memo, text);
+        Self {
+            key,
+            version,
+            activity,
+            highlights,
+        }
+    }
+}
+
+/// The highlight fragments of `memo` for search text `text` (none without text or when
+/// the text cannot be read).
+pub fn highlights_of(memo: &str, text: Option<&str>) -> Vec<String> {
+    match text.map(crate::text_query::TextQuery::parse) {
+        Some(Ok(Some(query))) => {
+            crate::text::highlight(memo, query.positive_terms().map(|t| t.text.as_str()))
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// One page of results.
@@ -438,6 +554,31 @@ mod tests {
         assert!(parse_time_zone("Mars/Olympus")
             .unwrap_err()
             .contains("IANA"));
+    }
+
+    /// Issue 19: a relevance cursor carries the score, and is refused by the other order.
+    #[test]
+    fn relevance_cursors_round_trip_and_stay_in_their_order() {
+        let scored = Cursor::scored(1.25, -5, u64::MAX);
+        assert_eq!(scored.to_string().len(), 40);
+        assert_eq!(Cursor::parse(&scored.to_string()), Ok(scored));
+        assert_eq!(scored.score(), Some(1.25));
+        let newest = Cursor::new(7, 9);
+        assert_eq!(Cursor::parse(&newest.to_string()), Ok(newest));
+        assert_eq!(newest.score(), None);
+        assert!(Cursor::parse("7fc00000").is_err());
+        assert!(Cursor::parse(&format!("7fc00000{}", "0".repeat(32))).is_err());
+        let q = |cursor, sort| ActivityQuery {
+            cursor: Some(cursor),
+            sort,
+            ..ActivityQuery::default()
+        };
+        assert!(q(scored, SortOrder::Relevance).check_cursor().is_ok());
+        assert!(q(newest, SortOrder::Newest).check_cursor().is_ok());
+        assert!(q(scored, SortOrder::Newest).check_cursor().is_err());
+        assert!(q(newest, SortOrder::Relevance).check_cursor().is_err());
+        assert_eq!(SortOrder::parse("relevance"), Ok(SortOrder::Relevance));
+        assert!(SortOrder::parse("oldest").is_err());
     }
 
     /// Issue 18: 08:00 JST is the previous day in UTC; grouped in Tokyo it is that day.

@@ -37,9 +37,259 @@ pub fn normalize(text: &str) -> String {
     text.nfkc().collect::<String>().to_lowercase()
 }
 
+/// A token of [`analyze`]: its normalized text and the byte span of the original text it
+/// comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextToken {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The normalized characters of `text`, each with the byte span of the original it comes
+/// from. A character and the combining or half-width voiced marks after it normalize
+/// together (ﾎﾟ → ポ), so the result matches [`normalize`] of the whole text for what
+/// Japanese business text holds.
+pub fn normalized_chars(text: &str) -> Vec<(char, usize, usize)> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let mut cluster = String::new();
+    while let Some((start, c)) = chars.next() {
+        cluster.clear();
+        cluster.push(c);
+        let mut end = start + c.len_utf8();
+        while let Some(&(at, mark)) = chars.peek() {
+            let voiced = matches!(mark, '\u{FF9E}' | '\u{FF9F}' | '\u{3099}' | '\u{309A}');
+            if !(voiced || unicode_normalization::char::is_combining_mark(mark)) {
+                break;
+            }
+            cluster.push(mark);
+            end = at + mark.len_utf8();
+            chars.next();
+        }
+        for n in cluster.nfkc().flat_map(char::to_lowercase) {
+            out.push((n, start, end));
+        }
+    }
+    out
+}
+
+/// The tokens the indexes make of `text`: NFKC and lowercase, then runs of CJK
+/// characters become overlapping bigrams (a lone character stays alone), runs of other
+/// letters and digits one token each, and anything else separates. Token `i` is at
+/// position `i`.
+pub fn analyze(text: &str) -> Vec<TextToken> {
+    let chars = normalized_chars(text);
+    let mut tokens = Vec::new();
+    let mut run_start = 0;
+    while run_start < chars.len() {
+        let (c, _, _) = chars[run_start];
+        if !is_token_char(c) {
+            run_start += 1;
+            continue;
+        }
+        let cjk = is_cjk(c);
+        let mut run_end = run_start + 1;
+        while run_end < chars.len() {
+            let next = chars[run_end].0;
+            if !is_token_char(next) || is_cjk(next) != cjk {
+                break;
+            }
+            run_end += 1;
+        }
+        let run = &chars[run_start..run_end];
+        let token = |part: &[(char, usize, usize)]| TextToken {
+            text: part.iter().map(|(c, _, _)| *c).collect(),
+            start: part[0].1,
+            end: part[part.len() - 1].2,
+        };
+        if cjk && run.len() > 1 {
+            tokens.extend(run.windows(2).map(token));
+        } else {
+            tokens.push(token(run));
+        }
+        run_start = run_end;
+    }
+    tokens
+}
+
+/// A byte range of a text.
+type Span = (usize, usize);
+
+/// Characters of context on each side of a match in a highlight fragment.
+pub const HIGHLIGHT_CONTEXT_CHARS: usize = 30;
+/// A fragment grows to take in nearby matches up to this many characters.
+pub const MAX_FRAGMENT_CHARS: usize = 100;
+/// At most this many fragments per memo.
+pub const MAX_HIGHLIGHTS: usize = 3;
+
+/// Byte spans of `text` where `term` occurs as the indexes match it: its tokens in a
+/// row, or for a term of one CJK character, that character anywhere.
+pub fn match_spans(text: &str, term: &str) -> Vec<(usize, usize)> {
+    let wanted: Vec<String> = analyze(term).into_iter().map(|t| t.text).collect();
+    let mut single = wanted.first().map(|w| w.chars());
+    if let (1, Some(Some(c)), Some(None)) = (
+        wanted.len(),
+        single.as_mut().map(Iterator::next),
+        single.as_mut().map(Iterator::next),
+    ) {
+        if is_cjk(c) {
+            return normalized_chars(text)
+                .into_iter()
+                .filter(|(n, _, _)| *n == c)
+                .map(|(_, start, end)| (start, end))
+                .collect();
+        }
+    }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let tokens = analyze(text);
+    tokens
+        .windows(wanted.len())
+        .filter(|w| w.iter().zip(&wanted).all(|(t, want)| &t.text == want))
+        .map(|w| (w[0].start, w[w.len() - 1].end))
+        .collect()
+}
+
+/// Memo fragments around the places where any of `terms` occurs, HTML-escaped, with
+/// each match wrapped in `<mark>`…`</mark>`; a fragment that does not reach an end of
+/// the memo shows `…` there. At most [`MAX_HIGHLIGHTS`] fragments, in memo order; none
+/// when no term occurs.
+pub fn highlight<'a>(text: &str, terms: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut spans: Vec<(usize, usize)> = terms
+        .into_iter()
+        .flat_map(|t| match_spans(text, t))
+        .collect();
+    spans.sort_unstable();
+    // Overlapping or touching matches become one mark.
+    let mut marks: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in spans {
+        match marks.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => marks.push((start, end)),
+        }
+    }
+    // Char boundaries, to widen a mark by whole characters.
+    let bounds: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    let char_at = |byte: usize| bounds.partition_point(|&b| b < byte);
+    // (start, end, marks inside) of each fragment, as byte offsets.
+    let mut windows: Vec<(usize, usize, Vec<Span>)> = Vec::new();
+    for (start, end) in marks {
+        let from = bounds[char_at(start).saturating_sub(HIGHLIGHT_CONTEXT_CHARS)];
+        let to = bounds[(char_at(end) + HIGHLIGHT_CONTEXT_CHARS).min(bounds.len() - 1)];
+        let mut from = from;
+        if let Some(last) = windows.last_mut() {
+            if from <= last.1 {
+                // Join the previous fragment while it stays short, else start after it.
+                if char_at(to) - char_at(last.0) <= MAX_FRAGMENT_CHARS {
+                    last.1 = last.1.max(to);
+                    last.2.push((start, end));
+                    continue;
+                }
+                // Neither fragment shows this match's text unmarked or twice.
+                last.1 = last.1.min(start);
+                from = last.1;
+            }
+        }
+        if windows.len() == MAX_HIGHLIGHTS {
+            break;
+        }
+        windows.push((from, to, vec![(start, end)]));
+    }
+    windows
+        .into_iter()
+        .map(|(from, to, marks)| {
+            let mut out = String::new();
+            if from > 0 {
+                out.push('…');
+            }
+            let mut at = from;
+            for (start, end) in marks {
+                out.push_str(&escape_html(&text[at..start]));
+                out.push_str("<mark>");
+                out.push_str(&escape_html(&text[start..end]));
+                out.push_str("</mark>");
+                at = end;
+            }
+            out.push_str(&escape_html(&text[at..to]));
+            if to < text.len() {
+                out.push('…');
+            }
+            out
+        })
+        .collect()
+}
+
+/// `text` safe inside HTML: `& < > " '` escaped.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_cjk;
+    use super::*;
+
+    fn texts(text: &str) -> Vec<String> {
+        analyze(text).into_iter().map(|t| t.text).collect()
+    }
+
+    #[test]
+    fn analysis_bigrams_cjk_words_latin_and_keeps_original_spans() {
+        assert_eq!(
+            texts("来週訪問のアポ獲得"),
+            ["来週", "週訪", "訪問", "問の", "のア", "アポ", "ポ獲", "獲得"]
+        );
+        assert_eq!(texts("ｱﾎﾟ獲得"), ["アポ", "ポ獲", "獲得"]);
+        assert_eq!(texts("ＺＯＯＭで商談"), ["zoom", "で商", "商談"]);
+        assert_eq!(texts("Web会議 2回目"), ["web", "会議", "2", "回目"]);
+        assert_eq!(texts("株 済、部長・課長"), ["株", "済", "部長", "課長"]);
+        assert!(texts(" 、。!? ").is_empty());
+        // Spans point into the original text: ﾎﾟ (6 bytes) is one ポ.
+        let text = "ｱﾎﾟ獲得";
+        let tokens = analyze(text);
+        assert_eq!(&text[tokens[0].start..tokens[0].end], "ｱﾎﾟ");
+        assert_eq!(&text[tokens[1].start..tokens[1].end], "ﾎﾟ獲");
+    }
+
+    #[test]
+    fn highlights_mark_matches_in_the_original_text_escaped() {
+        assert_eq!(
+            highlight("ｱﾎﾟ確定、<b>部長</b>同席", ["アポ", "部長"]),
+            ["<mark>ｱﾎﾟ</mark>確定、&lt;b&gt;<mark>部長</mark>&lt;/b&gt;同席"]
+        );
+        // A phrase of tokens across a separator; one CJK character anywhere.
+        assert_eq!(
+            highlight("Zoom 商談 2回目", ["zoom商談", "回"]),
+            ["<mark>Zoom 商談</mark> 2<mark>回</mark>目"]
+        );
+        assert!(highlight("来週訪問", ["訪問来週"]).is_empty());
+        // Far-apart matches become separate fragments with ellipses.
+        let memo = format!("見積{}提案{}", "あ".repeat(80), "い".repeat(80));
+        let fragments = highlight(&memo, ["見積", "提案"]);
+        assert_eq!(fragments.len(), 2);
+        assert!(fragments[0].starts_with("<mark>見積</mark>"));
+        assert!(fragments[0].ends_with('…'));
+        assert!(fragments[1].starts_with('…'));
+        assert!(fragments[1].contains("<mark>提案</mark>"));
+        let many = "見積 ".repeat(200);
+        assert_eq!(highlight(&many, ["見積"]).len(), MAX_HIGHLIGHTS);
+    }
 
     #[test]
     fn kana_kanji_and_hangul_are_cjk_the_middle_dot_and_latin_are_not() {

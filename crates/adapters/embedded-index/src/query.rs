@@ -15,7 +15,8 @@ use std::ops::Bound;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{
-    BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
+    BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery,
+    TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
@@ -26,7 +27,8 @@ use tsunagu_domain::text_query::{Clause as TextClause, Term as SearchTerm, TextQ
 pub(crate) type Clause = (Occur, Box<dyn Query>);
 
 pub use tsunagu_domain::search::{
-    ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, TimeZone, DEFAULT_LIMIT, MAX_LIMIT,
+    ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, SortOrder, TimeZone, DEFAULT_LIMIT,
+    MAX_LIMIT,
 };
 
 /// The keyword fast field a grouping counts, `None` for the calendar groupings.
@@ -43,12 +45,23 @@ fn field_name(by: GroupBy) -> Option<&'static str> {
 }
 
 fn sort_key(cursor: Cursor) -> SortKey {
-    (Reverse(cursor.occurred_at_us()), cursor.sort_hash())
+    (
+        Reverse(cursor.score().map_or(0, score_bits)),
+        Reverse(cursor.occurred_at_us()),
+        cursor.sort_hash(),
+    )
 }
 
-/// Result order: `occurred_at` descending, then the key's stable hash ascending, so that
+/// An order-preserving integer of a score (BM25 scores are finite and never negative,
+/// and such floats order as their bits).
+fn score_bits(score: Score) -> u32 {
+    score.max(0.0).to_bits()
+}
+
+/// Result order: the score descending (relevance order; 0 for all in the newest-first
+/// order), `occurred_at` descending, then the key's stable hash ascending, so that
 /// activities at the same instant still have one fixed order for the cursor.
-type SortKey = (Reverse<i64>, u64);
+type SortKey = (Reverse<u32>, Reverse<i64>, u64);
 
 impl IndexView {
     pub(crate) fn search(&self, q: &ActivityQuery) -> Result<SearchPage, IndexError> {
@@ -58,18 +71,16 @@ impl IndexView {
                 q.limit
             )));
         }
+        q.check_cursor().map_err(IndexError::BadCursor)?;
         let query = self.build_query(q)?;
         let searcher = self.searcher()?;
-        let page = collect_page(&searcher, &query, q.limit, q.cursor)?;
+        let scored = q.sort == SortOrder::Relevance;
+        let page = collect_page(&searcher, &query, q.limit, q.cursor, scored)?;
         let mut hits = Vec::with_capacity(page.addresses.len());
         for address in &page.addresses {
             // A hit is always an activity (the query requires kind = activity).
             if let Some((key, version, activity)) = self.load(&searcher, *address)? {
-                hits.push(Hit {
-                    key,
-                    version,
-                    activity,
-                });
+                hits.push(Hit::new(key, version, activity, q.text.as_deref()));
             }
         }
         Ok(SearchPage {
@@ -151,7 +162,16 @@ impl IndexView {
                 bound(q.occurred_to, false),
             )));
         }
-        let mut clauses: Vec<Clause> = must.into_iter().map(|q| (Occur::Must, q)).collect();
+        // Filters score nothing: in the relevance order only the text counts.
+        let mut clauses: Vec<Clause> = must
+            .into_iter()
+            .map(|q| {
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>,
+                )
+            })
+            .collect();
         clauses.extend(self.text_clauses(self.fields.memo, q.text.as_deref())?);
         Ok(BooleanQuery::new(clauses))
     }
@@ -270,23 +290,32 @@ pub(crate) struct CollectedPage {
     pub next_cursor: Option<Cursor>,
 }
 
-/// Runs `query` and keeps the first `limit` documents after `cursor`.
+/// Runs `query` and keeps the first `limit` documents after `cursor`, by score first when
+/// `scored`.
 pub(crate) fn collect_page(
     searcher: &tantivy::Searcher,
     query: &dyn Query,
     limit: usize,
     cursor: Option<Cursor>,
+    scored: bool,
 ) -> Result<CollectedPage, IndexError> {
     let collector = PageCollector {
         limit,
         after: cursor.map(sort_key),
+        scored,
     };
     let page = searcher
         .search(query, &collector)
         .map_err(IndexError::tantivy("searching the index"))?;
     let next_cursor = match page.top.last() {
-        Some(&((Reverse(occurred_at_us), sort_hash), _)) if page.after_cursor > limit as u64 => {
-            Some(Cursor::new(occurred_at_us, sort_hash))
+        Some(&((Reverse(bits), Reverse(occurred_at_us), sort_hash), _))
+            if page.after_cursor > limit as u64 =>
+        {
+            Some(if scored {
+                Cursor::scored(f32::from_bits(bits), occurred_at_us, sort_hash)
+            } else {
+                Cursor::new(occurred_at_us, sort_hash)
+            })
         }
         _ => None,
     };
@@ -300,6 +329,8 @@ pub(crate) fn collect_page(
 pub(crate) struct PageCollector {
     limit: usize,
     after: Option<SortKey>,
+    /// Order by score first (and compute scores).
+    scored: bool,
 }
 
 pub(crate) struct PageFruit {
@@ -316,6 +347,7 @@ pub(crate) struct PageSegmentCollector {
     sort_hash: Option<Column<u64>>,
     limit: usize,
     after: Option<SortKey>,
+    scored: bool,
     total: u64,
     after_cursor: u64,
     /// Max-heap: the worst of the kept hits is on top, ready to be replaced.
@@ -338,6 +370,7 @@ impl Collector for PageCollector {
             sort_hash: fast.column_opt(names::SORT_HASH)?,
             limit: self.limit,
             after: self.after,
+            scored: self.scored,
             total: 0,
             after_cursor: 0,
             heap: BinaryHeap::new(),
@@ -345,7 +378,7 @@ impl Collector for PageCollector {
     }
 
     fn requires_scoring(&self) -> bool {
-        false
+        self.scored
     }
 
     fn merge_fruits(&self, fruits: Vec<PageFruit>) -> tantivy::Result<PageFruit> {
@@ -368,7 +401,7 @@ impl Collector for PageCollector {
 impl SegmentCollector for PageSegmentCollector {
     type Fruit = PageFruit;
 
-    fn collect(&mut self, doc: DocId, _score: Score) {
+    fn collect(&mut self, doc: DocId, score: Score) {
         self.total += 1;
         let occurred_at_us = self
             .occurred_at
@@ -380,7 +413,8 @@ impl SegmentCollector for PageSegmentCollector {
             .as_ref()
             .and_then(|c| c.first(doc))
             .unwrap_or(0);
-        let key = (Reverse(occurred_at_us), sort_hash);
+        let bits = if self.scored { score_bits(score) } else { 0 };
+        let key = (Reverse(bits), Reverse(occurred_at_us), sort_hash);
         if self.after.is_some_and(|after| key <= after) {
             return;
         }

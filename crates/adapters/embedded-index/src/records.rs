@@ -34,7 +34,7 @@ impl IndexView {
     pub(crate) fn search_records(&self, q: &RecordQuery) -> Result<RecordPage, IndexError> {
         let query = self.record_query(q)?;
         let searcher = self.searcher()?;
-        let page = crate::query::collect_page(&searcher, &query, q.limit, q.cursor)?;
+        let page = crate::query::collect_page(&searcher, &query, q.limit, q.cursor, false)?;
         let mut hits = Vec::with_capacity(page.addresses.len());
         for address in &page.addresses {
             if let Some(hit) = self.load_record(&searcher, *address)? {

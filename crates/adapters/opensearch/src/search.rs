@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use tsunagu_domain::search::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, LatestActivity, RecordHit, RecordKind, RecordPage,
-    RecordQuery, SearchPage, TimeZone, MAX_LIMIT,
+    RecordQuery, SearchPage, SortOrder, TimeZone, MAX_LIMIT,
 };
 use tsunagu_domain::text_query::{Clause, Term as SearchTerm, TextQuery};
 use tsunagu_domain::{Entity, ItemKey, Version};
@@ -48,6 +48,15 @@ pub const IDS_PAGE: usize = 1_000;
 /// The result order: newest first, then the key's stable hash as a u64, ascending.
 fn result_order() -> Value {
     json!([{"occurred_at_us": {"order": "desc"}}, {"sort_key": {"order": "asc"}}])
+}
+
+/// The relevance order: the score (BM25) descending, then [`result_order`].
+fn relevance_order() -> Value {
+    json!([
+        {"_score": {"order": "desc"}},
+        {"occurred_at_us": {"order": "desc"}},
+        {"sort_key": {"order": "asc"}},
+    ])
 }
 
 /// An OpenSearch / Elasticsearch index as the service's [`SearchIndex`]. Reads only: it
@@ -126,17 +135,25 @@ impl OpenSearchSearch {
         query: Value,
         limit: usize,
         cursor: Option<Cursor>,
+        scored: bool,
     ) -> Result<(Vec<Value>, u64, Option<Cursor>), OpenSearchError> {
         let mut body = json!({
             "query": query,
             // One more than asked tells whether a next page exists.
             "size": if limit == 0 { 0 } else { limit + 1 },
             "track_total_hits": true,
-            "sort": result_order(),
+            "sort": if scored { relevance_order() } else { result_order() },
             "_source": ["version", "kind", "source", "occurred_at_us", "sort_key"],
         });
         if let Some(cursor) = cursor {
-            body["search_after"] = json!([cursor.occurred_at_us(), sort_key(cursor.sort_hash())]);
+            let after = [
+                json!(cursor.occurred_at_us()),
+                json!(sort_key(cursor.sort_hash())),
+            ];
+            body["search_after"] = match cursor.score() {
+                Some(score) if scored => json!([score, after[0], after[1]]),
+                _ => json!(after),
+            };
         }
         let answer = self.search(&body).await?;
         let total = &answer["hits"]["total"];
@@ -153,7 +170,7 @@ impl OpenSearchSearch {
         let next_cursor = if limit > 0 && hits.len() > limit {
             hits.truncate(limit);
             match hits.last() {
-                Some(last) => Some(self.cursor_of(last)?),
+                Some(last) => Some(self.cursor_of(last, scored)?),
                 None => None,
             }
         } else {
@@ -163,12 +180,20 @@ impl OpenSearchSearch {
         Ok((hits, total, next_cursor))
     }
 
-    /// The position of a hit in the result order, from its own fields.
-    fn cursor_of(&self, hit: &Value) -> Result<Cursor, OpenSearchError> {
+    /// The position of a hit in the result order, from its own fields (and its score, the
+    /// first sort value, in the relevance order).
+    fn cursor_of(&self, hit: &Value, scored: bool) -> Result<Cursor, OpenSearchError> {
         let source = &hit["_source"];
         let at = source["occurred_at_us"].as_i64();
         let hash = source["sort_key"].as_str().and_then(parse_sort_key);
         match (at, hash) {
+            (Some(at), Some(hash)) if scored => {
+                let score = hit["sort"][0].as_f64().or_else(|| hit["_score"].as_f64());
+                match score {
+                    Some(score) => Ok(Cursor::scored(score as f32, at, hash)),
+                    None => Err(self.unreadable(format!("hit {} has no score", hit["_id"]))),
+                }
+            }
             (Some(at), Some(hash)) => Ok(Cursor::new(at, hash)),
             _ => Err(self.unreadable(format!(
                 "document {} has no occurred_at_us / sort_key (written before they existed; see docs/opensearch.md)",
@@ -403,12 +428,23 @@ pub fn text_clauses(field: &str, text: Option<&str>) -> Result<TextClauses, Serv
     Ok(out)
 }
 
-/// A `bool` query of filters and text clauses.
-fn bool_query(filters: Vec<Value>, text: TextClauses, mut must_not: Vec<Value>) -> Value {
+/// A `bool` query of filters and text clauses; the text clauses score when `scored`
+/// (`must`), else they only filter.
+fn bool_query(
+    filters: Vec<Value>,
+    text: TextClauses,
+    mut must_not: Vec<Value>,
+    scored: bool,
+) -> Value {
     let mut filters = filters;
-    filters.extend(text.must);
     must_not.extend(text.must_not);
-    let mut query = json!({"bool": {"filter": filters}});
+    let mut query = json!({"bool": {}});
+    if scored && !text.must.is_empty() {
+        query["bool"]["must"] = json!(text.must);
+    } else {
+        filters.extend(text.must);
+    }
+    query["bool"]["filter"] = json!(filters);
     if !must_not.is_empty() {
         query["bool"]["must_not"] = json!(must_not);
     }
@@ -452,7 +488,12 @@ pub fn activity_query(q: &ActivityQuery) -> Result<Value, ServiceError> {
         filters.push(json!({"range": {"occurred_at_us": range}}));
     }
     let text = text_clauses("memo", q.text.as_deref())?;
-    Ok(bool_query(filters, text, Vec::new()))
+    Ok(bool_query(
+        filters,
+        text,
+        Vec::new(),
+        q.sort == SortOrder::Relevance,
+    ))
 }
 
 fn doc_kind(kind: RecordKind) -> &'static str {
@@ -529,7 +570,7 @@ pub fn record_query(q: &RecordQuery) -> Result<Value, ServiceError> {
     if !q.exclude_ids.is_empty() {
         must_not.push(json!({"terms": {"key": ids(&q.exclude_ids)}}));
     }
-    Ok(bool_query(filters, text, must_not))
+    Ok(bool_query(filters, text, must_not, false))
 }
 
 /// Buckets in the embedded index's order: days in day order, anything else most counted
@@ -557,18 +598,20 @@ fn group_field(by: GroupBy) -> Option<&'static str> {
 impl SearchIndex for OpenSearchSearch {
     async fn search_activities(&self, query: &ActivityQuery) -> Result<SearchPage, ServiceError> {
         check_limit(query.limit)?;
+        query
+            .check_cursor()
+            .map_err(|e| ServiceError::invalid("cursor", e.to_string()))?;
+        let scored = query.sort == SortOrder::Relevance;
         let (hits, total, next_cursor) = self
-            .page(activity_query(query)?, query.limit, query.cursor)
+            .page(activity_query(query)?, query.limit, query.cursor, scored)
             .await
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(hits.len());
         for hit in &hits {
             match self.entity_of(hit).map_err(unavailable)? {
-                (key, version, Entity::ActivityLog(activity)) => out.push(Hit {
-                    key,
-                    version,
-                    activity,
-                }),
+                (key, version, Entity::ActivityLog(activity)) => {
+                    out.push(Hit::new(key, version, activity, query.text.as_deref()))
+                }
                 (key, ..) => {
                     return Err(unavailable(
                         self.unreadable(format!("document {key} is not an activity")),
@@ -602,7 +645,7 @@ impl SearchIndex for OpenSearchSearch {
     async fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError> {
         check_limit(query.limit)?;
         let (hits, total, next_cursor) = self
-            .page(record_query(query)?, query.limit, query.cursor)
+            .page(record_query(query)?, query.limit, query.cursor, false)
             .await
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(hits.len());

@@ -1,7 +1,7 @@
 //! `/api/v1/activities` (search, aggregate across deals) and
 //! `/api/v1/deals/{deal_id}/activities` (record, read, edit, delete).
 
-use super::{Page, Versioned, WrittenBody};
+use super::{Versioned, WrittenBody};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Auth, Params, StrictJson};
 use crate::state::AppState;
@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tsunagu_domain::search::{parse_time, parse_time_zone, ActivityQuery, GroupBy, TimeZone};
+use tsunagu_domain::search::{
+    parse_time, parse_time_zone, ActivityQuery, GroupBy, SortOrder, TimeZone,
+};
 use tsunagu_domain::{ActionType, ActivityLog};
 use tsunagu_service::usecases::activities::{ActivityPatch, NewActivity};
 use tsunagu_service::{FieldIssue, ServiceError};
@@ -21,7 +23,11 @@ use tsunagu_service::{FieldIssue, ServiceError};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ActivityFilters {
-    /// Memo full text: every word must occur (Japanese without spaces works).
+    /// Memo full text (Japanese without spaces works): every word must occur;
+    /// `"a phrase"` as written; `-word` excludes; `A OR B` matches either. Text that
+    /// cannot be read (a lone `-`, an unclosed quote, only punctuation such as `・`) is a
+    /// 422 on `q` naming the problem.
+    #[param(example = "見積 提案 OR 打ち合わせ -失注")]
     pub q: Option<String>,
     /// Comma-separated action types, any of: call, email, visit, online_meeting, letter,
     /// other.
@@ -47,8 +53,12 @@ pub struct ActivityFilters {
     /// Page size (default 20).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (of a search in the same order).
     pub cursor: Option<String>,
+    /// `newest` (default): `occurred_at` descending. `relevance`: how well the memo
+    /// matches `q` (BM25), then newest first.
+    #[param(example = "relevance")]
+    pub sort: Option<String>,
     /// From a write: wait until the index has applied it before searching.
     pub consistency_token: Option<String>,
 }
@@ -106,6 +116,7 @@ impl AggregateParams {
             to: self.to.clone(),
             limit: None,
             cursor: None,
+            sort: None,
             consistency_token: None,
         }
     }
@@ -159,6 +170,16 @@ impl ActivityFilters {
                     .ok()
             })
             .collect();
+        let sort = match self.sort.as_deref().map(str::trim) {
+            None | Some("") => SortOrder::Newest,
+            Some(name) => SortOrder::parse(name).unwrap_or_else(|message| {
+                issues.push(FieldIssue {
+                    field: "sort".into(),
+                    message,
+                });
+                SortOrder::Newest
+            }),
+        };
         let from = bound("from", &self.from, zone, &mut issues);
         let to = bound("to", &self.to, zone, &mut issues);
         if let (Some(from), Some(to)) = (from, to) {
@@ -185,31 +206,57 @@ impl ActivityFilters {
         query.tags_all = list(&self.tag);
         query.occurred_from = from;
         query.occurred_to = to;
+        query.sort = sort;
         Ok(query)
     }
 }
 
-/// Search the account's activities across deals, newest first.
+/// One activity of a search: the activity, its version, and with `q` the memo fragments
+/// it matched.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityItem {
+    pub data: ActivityLog,
+    pub version: u64,
+    /// With `q`: fragments of the memo around what the words and phrases matched,
+    /// HTML-escaped, each match wrapped in `<mark>`…`</mark>` (at most 3, in memo order;
+    /// empty when only exclusions were given). Absent without `q`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub highlights: Option<Vec<String>>,
+}
+
+/// A page of activities.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityPage {
+    pub items: Vec<ActivityItem>,
+    /// Every match, ignoring the page.
+    pub total: u64,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Search the account's activities across deals, newest first or by relevance.
 #[utoipa::path(get, operation_id = "search_activities", path = "/api/v1/activities", tag = "activities", params(ActivityFilters),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<ActivityLog>), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ActivityPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Auth(tenant): Auth,
     Params(filters): Params<ActivityFilters>,
-) -> Result<Json<Page<ActivityLog>>, ApiError> {
+) -> Result<Json<ActivityPage>, ApiError> {
     let query = filters.query(TimeZone::UTC)?;
     let page = state
         .service
         .search_activities(&tenant, query, filters.consistency_token.as_deref())
         .await?;
-    Ok(Json(Page {
+    let with_text = filters.q.as_deref().is_some_and(|q| !q.trim().is_empty());
+    Ok(Json(ActivityPage {
         items: page
             .hits
             .into_iter()
-            .map(|h| Versioned {
+            .map(|h| ActivityItem {
                 data: h.activity,
                 version: h.version.0,
+                highlights: with_text.then_some(h.highlights),
             })
             .collect(),
         total: page.total,

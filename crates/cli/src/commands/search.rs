@@ -40,6 +40,7 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
         text: args.text,
         limit: args.limit as usize,
         cursor,
+        sort: Default::default(),
     };
     let index = tsunagu_runtime::open_search_reader(config, &args.index).await?;
     match group_by {
