@@ -761,6 +761,12 @@ impl<I: SearchIndex> Suite<'_, I> {
             ("mixed", &[]),
             ("web会議", &[&["a7"]]),
             ("サーバー", &[&["a5"]]),
+            // Spelling variants fold: hiragana for katakana, dashes for ー, runs of ー.
+            ("あぽ", &[&["a2"], &["a1"]]),
+            ("さーばー", &[&["a5"]]),
+            ("サ－バ―", &[&["a5"]]),
+            ("サーーバー", &[&["a5"]]),
+            ("らいしゅう", &[]),
             // One CJK character: alone, or inside a bigram at either end.
             ("株", &[&["a6"], &["a5"]]),
             ("式", &[&["a5"]]),

@@ -32,9 +32,13 @@ pub fn is_token_char(c: char) -> bool {
     is_cjk(c) || c.is_alphanumeric()
 }
 
-/// NFKC then lowercase: how documents and queries are normalized before tokenizing.
+/// NFKC, lowercase and the folding of spelling variants ([`normalized_chars`]): how
+/// documents and queries are normalized before tokenizing.
 pub fn normalize(text: &str) -> String {
-    text.nfkc().collect::<String>().to_lowercase()
+    normalized_chars(text)
+        .into_iter()
+        .map(|(c, _, _)| c)
+        .collect()
 }
 
 /// A token of [`analyze`]: its normalized text and the byte span of the original text it
@@ -68,10 +72,63 @@ pub fn normalized_chars(text: &str) -> Vec<(char, usize, usize)> {
             chars.next();
         }
         for n in cluster.nfkc().flat_map(char::to_lowercase) {
-            out.push((n, start, end));
+            push_folded(&mut out, n, start, end);
         }
     }
     out
+}
+
+/// The prolonged sound mark ー.
+const CHOONPU: char = '\u{30FC}';
+
+/// Whether `c` is a katakana letter (after folding, every kana is).
+fn is_katakana(c: char) -> bool {
+    matches!(c, '\u{30A1}'..='\u{30FA}')
+}
+
+/// Whether `c` is a kanji (CJK unified or compatibility ideograph).
+fn is_han(c: char) -> bool {
+    matches!(c,
+        '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}'
+        | '\u{20000}'..='\u{3FFFF}')
+}
+
+/// Dashes people type for ー after a kana (ミ－ティング, メ―ル, ｻ-ﾊﾞ-).
+fn is_dash(c: char) -> bool {
+    matches!(
+        c,
+        '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{2500}' | '\u{2501}' | '\u{FE63}'
+    )
+}
+
+/// Appends a normalized character with the spelling variants folded, so that documents and
+/// queries written either way meet:
+/// - hiragana becomes katakana (みーてぃんぐ = ミーティング; ゝゞ become ヽヾ);
+/// - a dash after a kana is the prolonged sound mark, and a run of them one mark
+///   (ミ－ティング = ミーーティング = ミーティング);
+/// - the iteration marks repeat the character before them (色々 = 色色, こゝろ = ココロ).
+fn push_folded(out: &mut Vec<(char, usize, usize)>, c: char, start: usize, end: usize) {
+    let c = match c {
+        '\u{3041}'..='\u{3096}' | '\u{309D}' | '\u{309E}' => {
+            char::from_u32(u32::from(c) + 0x60).unwrap_or(c)
+        }
+        c => c,
+    };
+    let previous = out.last().map(|&(p, _, _)| p);
+    let c = match (c, previous) {
+        (c, Some(p)) if is_dash(c) && (is_katakana(p) || p == CHOONPU) => CHOONPU,
+        ('\u{3005}', Some(p)) if is_han(p) => p,
+        ('\u{30FD}' | '\u{30FE}', Some(p)) if is_katakana(p) => p,
+        (c, _) => c,
+    };
+    if c == CHOONPU && previous == Some(CHOONPU) {
+        // One mark for a run: its span grows to cover the run.
+        if let Some(last) = out.last_mut() {
+            last.2 = end;
+        }
+        return;
+    }
+    out.push((c, start, end));
 }
 
 /// The tokens the indexes make of `text`: NFKC and lowercase, then runs of CJK
@@ -253,10 +310,10 @@ mod tests {
     fn analysis_bigrams_cjk_words_latin_and_keeps_original_spans() {
         assert_eq!(
             texts("来週訪問のアポ獲得"),
-            ["来週", "週訪", "訪問", "問の", "のア", "アポ", "ポ獲", "獲得"]
+            ["来週", "週訪", "訪問", "問ノ", "ノア", "アポ", "ポ獲", "獲得"]
         );
         assert_eq!(texts("ｱﾎﾟ獲得"), ["アポ", "ポ獲", "獲得"]);
-        assert_eq!(texts("ＺＯＯＭで商談"), ["zoom", "で商", "商談"]);
+        assert_eq!(texts("ＺＯＯＭで商談"), ["zoom", "デ商", "商談"]);
         assert_eq!(texts("Web会議 2回目"), ["web", "会議", "2", "回目"]);
         assert_eq!(texts("株 済、部長・課長"), ["株", "済", "部長", "課長"]);
         assert!(texts(" 、。!? ").is_empty());
@@ -265,6 +322,27 @@ mod tests {
         let tokens = analyze(text);
         assert_eq!(&text[tokens[0].start..tokens[0].end], "ｱﾎﾟ");
         assert_eq!(&text[tokens[1].start..tokens[1].end], "ﾎﾟ獲");
+    }
+
+    /// Issue 19: hiragana and katakana, long vowels typed with dashes, and iteration marks
+    /// meet.
+    #[test]
+    fn spelling_variants_fold_together() {
+        assert_eq!(normalize("みーてぃんぐ"), "ミーティング");
+        assert_eq!(normalize("ミ－ティング"), "ミーティング");
+        assert_eq!(normalize("ﾐｰﾃｨﾝｸﾞ"), "ミーティング");
+        assert_eq!(normalize("ミーーティング"), "ミーティング");
+        assert_eq!(normalize("サ-バ―"), "サーバー");
+        assert_eq!(normalize("色々 時々"), "色色 時時");
+        assert_eq!(normalize("あぽ確定"), "アポ確定");
+        // A dash elsewhere stays a separator; 々 alone stays.
+        assert_eq!(normalize("e-mail 2-3 々"), "e-mail 2-3 々");
+        assert_eq!(texts("打ち合わせ"), texts("打チ合ワセ"));
+        // The highlight still marks the text as written.
+        assert_eq!(
+            highlight("次回みーてぃんぐ予定", ["ミーティング"]),
+            ["次回<mark>みーてぃんぐ</mark>予定"]
+        );
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! megabytes; character bigrams need nothing and find every substring of two or more
 //! characters, which is what a salesperson searching memos expects (recall over precision).
 //!
-//! The text is NFKC-normalized (half-width ｱﾎﾟ becomes アポ, full-width ＺＯＯＭ becomes
-//! ZOOM) and lowercased, then split into runs:
+//! The analysis is the domain's ([`tsunagu_domain::text::analyze`], shared with the
+//! OpenSearch adapter's query building and the highlights). The text is NFKC-normalized
+//! (half-width ｱﾎﾟ becomes アポ, full-width ＺＯＯＭ becomes ZOOM), lowercased and its
+//! spelling variants folded (hiragana to katakana, dashes after kana to ー and runs of ー to
+//! one, 々 to the character it repeats), then split into runs:
 //! - CJK runs (Han, Hiragana, Katakana with the prolonged sound mark ー, Hangul) emit
 //!   overlapping character bigrams; a run of one character emits that character;
 //! - runs of other letters and digits emit one token per word;
@@ -16,10 +19,12 @@
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 pub(crate) use tsunagu_domain::text::is_cjk;
-use unicode_normalization::UnicodeNormalization;
 
 /// The name under which [`JaBigramTokenizer`] is registered with an index.
-pub const JA_TOKENIZER_NAME: &str = "ja_bigram";
+/// `_v2` since the analysis folds spelling variants (issue 19): an index built before
+/// holds hiragana bigrams that folded queries would miss, so it opens as a schema
+/// mismatch, to be rebuilt, rather than answering incompletely.
+pub const JA_TOKENIZER_NAME: &str = "ja_bigram_v2";
 
 /// The tokenizer of memo text (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,8 +33,7 @@ pub struct JaBigramTokenizer;
 /// The tokens of one text, computed up front: normalization changes the text, so the
 /// stream has to own the normalized copy anyway, and memos are short (≤ 10,000 chars).
 ///
-/// Offsets refer to the normalized text, not the original: nothing here highlights memo
-/// text, and NFKC has no cheap per-character offset mapping (ﾎﾟ composes into one ポ).
+/// Offsets refer to the original text (ﾎﾟ, two characters, is one ポ).
 pub struct JaBigramTokenStream {
     tokens: Vec<Token>,
     /// Index of the current token plus one; 0 before the first `advance`.
@@ -75,77 +79,21 @@ impl TokenStream for JaBigramTokenStream {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CharClass {
-    Cjk,
-    Word,
-    Separator,
-}
-
-fn classify(c: char) -> CharClass {
-    if is_cjk(c) {
-        CharClass::Cjk
-    } else if c.is_alphanumeric() {
-        CharClass::Word
-    } else {
-        CharClass::Separator
-    }
-}
-
-/// NFKC then lowercase: the same normalization for documents and queries.
-pub(crate) fn normalize(text: &str) -> String {
-    text.nfkc().collect::<String>().to_lowercase()
-}
-
-/// Tokenizes `text` (see the module docs). Positions start at 0 and increase by one per
-/// token.
+/// Tokenizes `text` with the analysis every index shares
+/// ([`tsunagu_domain::text::analyze`]). Positions start at 0 and increase by one per
+/// token; offsets are byte offsets of the original text.
 pub(crate) fn analyze(text: &str) -> Vec<Token> {
-    let normalized = normalize(text);
-    let mut tokens = Vec::new();
-    // (byte offset, char) pairs of the current run.
-    let mut run: Vec<(usize, char)> = Vec::new();
-    let mut run_class = CharClass::Separator;
-    for (offset, c) in normalized.char_indices() {
-        let class = classify(c);
-        if class != run_class {
-            flush_run(&normalized, &run, run_class, &mut tokens);
-            run.clear();
-            run_class = class;
-        }
-        if class != CharClass::Separator {
-            run.push((offset, c));
-        }
-    }
-    flush_run(&normalized, &run, run_class, &mut tokens);
-    tokens
-}
-
-fn flush_run(text: &str, run: &[(usize, char)], class: CharClass, tokens: &mut Vec<Token>) {
-    let (Some(&(start, _)), Some(&(last, last_char))) = (run.first(), run.last()) else {
-        return;
-    };
-    let end_of = |offset: usize, c: char| offset + c.len_utf8();
-    let mut push = |from: usize, to: usize| {
-        tokens.push(Token {
-            offset_from: from,
-            offset_to: to,
-            position: tokens.len(),
-            text: text[from..to].to_string(),
+    tsunagu_domain::text::analyze(text)
+        .into_iter()
+        .enumerate()
+        .map(|(position, t)| Token {
+            offset_from: t.start,
+            offset_to: t.end,
+            position,
+            text: t.text,
             position_length: 1,
-        });
-    };
-    match class {
-        CharClass::Separator => {}
-        CharClass::Word => push(start, end_of(last, last_char)),
-        CharClass::Cjk if run.len() == 1 => push(start, end_of(last, last_char)),
-        CharClass::Cjk => {
-            for pair in run.windows(2) {
-                let (from, _) = pair[0];
-                let (second, c) = pair[1];
-                push(from, end_of(second, c));
-            }
-        }
-    }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -172,7 +120,7 @@ mod tests {
     fn cjk_runs_become_overlapping_bigrams() {
         assert_eq!(
             texts("来週訪問のアポ獲得"),
-            ["来週", "週訪", "訪問", "問の", "のア", "アポ", "ポ獲", "獲得"]
+            ["来週", "週訪", "訪問", "問ノ", "ノア", "アポ", "ポ獲", "獲得"]
         );
     }
 
@@ -185,7 +133,7 @@ mod tests {
     #[test]
     fn latin_words_are_lowercased_and_split_from_cjk() {
         assert_eq!(texts("Zoom商談"), ["zoom", "商談"]);
-        assert_eq!(texts("ＺＯＯＭで商談"), ["zoom", "で商", "商談"]);
+        assert_eq!(texts("ＺＯＯＭで商談"), ["zoom", "デ商", "商談"]);
         assert_eq!(texts("Web会議 2回目"), ["web", "会議", "2", "回目"]);
     }
 
@@ -207,11 +155,12 @@ mod tests {
     }
 
     #[test]
-    fn offsets_point_into_the_normalized_text() {
-        let text = "Zoom商談";
-        let normalized = normalize(text);
-        for token in analyze(text) {
-            assert_eq!(&normalized[token.offset_from..token.offset_to], token.text);
-        }
+    fn offsets_point_into_the_original_text() {
+        let text = "ｱﾎﾟのZoom商談";
+        let spans: Vec<&str> = analyze(text)
+            .iter()
+            .map(|t| &text[t.offset_from..t.offset_to])
+            .collect();
+        assert_eq!(spans, ["ｱﾎﾟ", "ﾎﾟの", "Zoom", "商談"]);
     }
 }

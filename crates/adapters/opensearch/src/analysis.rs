@@ -31,6 +31,30 @@ use unicode_normalization::UnicodeNormalization;
 pub const NFKC_CHAR_FILTER: &str = "tsunagu_nfkc";
 /// The `pattern_replace` char filter's name in the index settings.
 pub const SEPARATORS_CHAR_FILTER: &str = "tsunagu_separators";
+/// Char filters of the spelling-variant folding (`tsunagu_domain::text::normalized_chars`):
+/// dashes after kana to ー (before NFKC, which would make them spaces), hiragana to
+/// katakana, iteration marks, runs of ー.
+pub const LONG_VOWEL_CHAR_FILTER: &str = "tsunagu_long_vowel";
+pub const KANA_CHAR_FILTER: &str = "tsunagu_kana";
+pub const ITERATION_CHAR_FILTER: &str = "tsunagu_iteration";
+pub const KANA_ITERATION_CHAR_FILTER: &str = "tsunagu_kana_iteration";
+pub const CHOONPU_RUN_CHAR_FILTER: &str = "tsunagu_choonpu_run";
+
+/// The rules of the `tsunagu_kana` mapping: hiragana (and ゝゞ) to katakana.
+pub fn kana_mappings() -> Vec<String> {
+    (0x3041u32..=0x3096)
+        .chain([0x309D, 0x309E])
+        .filter_map(|code| {
+            let from = char::from_u32(code)?;
+            let to = char::from_u32(code + 0x60)?;
+            Some(format!(
+                "{} => {}",
+                rule_text(&from.to_string()),
+                rule_text(&to.to_string())
+            ))
+        })
+        .collect()
+}
 
 /// The blocks whose NFKC forms the `mapping` char filter carries: what Japanese business
 /// text meets. Math alphanumerics, Arabic presentation forms and the like are left out to
@@ -60,40 +84,17 @@ fn is_token_char(c: char) -> bool {
     is_cjk(c) || c.is_alphanumeric()
 }
 
-/// NFKC then lowercase, as the embedded tokenizer normalizes.
+/// NFKC, lowercase and variant folding, as the embedded tokenizer normalizes.
 pub fn normalize(text: &str) -> String {
-    text.nfkc().collect::<String>().to_lowercase()
+    tsunagu_domain::text::normalize(text)
 }
 
 /// The tokens the embedded tokenizer makes of `text` (texts only, in position order).
 pub fn tokens(text: &str) -> Vec<String> {
-    let normalized = normalize(text);
-    let mut out = Vec::new();
-    let mut run: Vec<char> = Vec::new();
-    let mut run_cjk = false;
-    let flush = |run: &mut Vec<char>, cjk: bool, out: &mut Vec<String>| {
-        match run.len() {
-            0 => {}
-            _ if !cjk => out.push(run.iter().collect()),
-            1 => out.push(run.iter().collect()),
-            _ => out.extend(run.windows(2).map(|pair| pair.iter().collect())),
-        }
-        run.clear();
-    };
-    for c in normalized.chars() {
-        if !is_token_char(c) {
-            flush(&mut run, run_cjk, &mut out);
-            continue;
-        }
-        let cjk = is_cjk(c);
-        if cjk != run_cjk {
-            flush(&mut run, run_cjk, &mut out);
-            run_cjk = cjk;
-        }
-        run.push(c);
-    }
-    flush(&mut run, run_cjk, &mut out);
-    out
+    tsunagu_domain::text::analyze(text)
+        .into_iter()
+        .map(|t| t.text)
+        .collect()
 }
 
 /// The character, when `word` analyzes to exactly one token of one CJK character.
@@ -171,19 +172,35 @@ pub fn analyzer_settings(name: &str, icu: bool) -> Value {
     } else {
         json!({"type": "mapping", "mappings": nfkc_mappings()})
     };
+    let pattern = |pattern: &str, replacement: &str| json!({"type": "pattern_replace", "pattern": pattern, "replacement": replacement});
     json!({
         "char_filter": {
+            LONG_VOWEL_CHAR_FILTER: pattern(
+                "([ぁ-ゖゝゞァ-ヺーヽヾｦ-ﾟ])[\\-\u{2010}-\u{2015}\u{2212}\u{2500}\u{2501}\u{FE63}\u{FF0D}]+",
+                "$1ー",
+            ),
             NFKC_CHAR_FILTER: nfkc,
-            SEPARATORS_CHAR_FILTER: {
-                "type": "pattern_replace",
-                "pattern": "[^\\p{L}\\p{N}]",
-                "replacement": " ",
-            },
+            KANA_CHAR_FILTER: {"type": "mapping", "mappings": kana_mappings()},
+            ITERATION_CHAR_FILTER: pattern(
+                "([\u{3400}-\u{4DBF}\u{4E00}-\u{9FFF}\u{F900}-\u{FAFF}])々",
+                "$1$1",
+            ),
+            KANA_ITERATION_CHAR_FILTER: pattern("([ァ-ヺ])[ヽヾ]", "$1$1"),
+            CHOONPU_RUN_CHAR_FILTER: pattern("ーー+", "ー"),
+            SEPARATORS_CHAR_FILTER: pattern("[^\\p{L}\\p{N}]", " "),
         },
         "analyzer": {
             name: {
                 "type": "custom",
-                "char_filter": [NFKC_CHAR_FILTER, SEPARATORS_CHAR_FILTER],
+                "char_filter": [
+                    LONG_VOWEL_CHAR_FILTER,
+                    NFKC_CHAR_FILTER,
+                    KANA_CHAR_FILTER,
+                    ITERATION_CHAR_FILTER,
+                    KANA_ITERATION_CHAR_FILTER,
+                    CHOONPU_RUN_CHAR_FILTER,
+                    SEPARATORS_CHAR_FILTER,
+                ],
                 "tokenizer": "standard",
                 "filter": ["cjk_width", "lowercase", "cjk_bigram"],
             },
@@ -199,10 +216,10 @@ mod tests {
     fn tokens_follow_the_embedded_tokenizer() {
         assert_eq!(
             tokens("来週訪問のアポ獲得"),
-            ["来週", "週訪", "訪問", "問の", "のア", "アポ", "ポ獲", "獲得"]
+            ["来週", "週訪", "訪問", "問ノ", "ノア", "アポ", "ポ獲", "獲得"]
         );
         assert_eq!(tokens("ｱﾎﾟ獲得"), ["アポ", "ポ獲", "獲得"]);
-        assert_eq!(tokens("ＺＯＯＭで商談"), ["zoom", "で商", "商談"]);
+        assert_eq!(tokens("ＺＯＯＭで商談"), ["zoom", "デ商", "商談"]);
         assert_eq!(tokens("Web会議 2回目"), ["web", "会議", "2", "回目"]);
         assert_eq!(tokens("株 済"), ["株", "済"]);
         assert!(tokens(" 、。!? ").is_empty());

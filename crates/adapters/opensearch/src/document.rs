@@ -7,8 +7,13 @@
 //! telling an activity, company, deal, sales list or a tombstone apart; on deals
 //! `user_id` is the owner, on sales lists `deal_id` holds every member; `occurred_at` is
 //! an activity's time and the creation time of the other kinds; `memo` and `title` are
-//! Japanese full text. Searches must filter `kind: tombstone` out.
+//! Japanese full text, sent normalized as the embedded index normalizes it
+//! ([`crate::analysis::normalize`]: NFKC, lower case, spelling variants folded), as query
+//! text is, so the cluster's analyzer only splits it and every cluster (osmem-server
+//! too, which keeps phrase positions of the text before char filters) finds the same
+//! phrases; the entity itself is in `source`. Searches must filter `kind: tombstone` out.
 
+use crate::analysis::normalize;
 use crate::config::{Analyzer, OpenSearchConfig};
 use serde_json::{json, Value};
 use tsunagu_domain::{Entity, ItemKey, Version};
@@ -123,12 +128,12 @@ pub fn entity_doc(
             "tags": a.tags,
             "occurred_at": a.occurred_at,
             "occurred_at_us": a.occurred_at.timestamp_micros(),
-            "memo": a.memo,
+            "memo": normalize(&a.memo),
         }),
         Entity::Company(c) => json!({
             "tenant_id": c.tenant_id,
             "company_id": c.id,
-            "title": c.name,
+            "title": normalize(&c.name),
             "prefecture": c.prefecture,
             "industry": c.industry,
             "occurred_at": c.created_at,
@@ -139,7 +144,7 @@ pub fn entity_doc(
             "deal_id": d.id,
             "company_id": d.company_id,
             "user_id": d.owner_id,
-            "title": d.title,
+            "title": normalize(&d.title),
             "stage": d.stage.as_str(),
             "amount": d.amount,
             "close_date": d.expected_close_date,
@@ -149,7 +154,7 @@ pub fn entity_doc(
         }),
         Entity::SalesList(l) => json!({
             "tenant_id": l.tenant_id,
-            "title": l.name,
+            "title": normalize(&l.name),
             "deal_id": l.deal_ids,
             "occurred_at": l.created_at,
             "occurred_at_us": l.created_at.timestamp_micros(),
@@ -301,6 +306,8 @@ mod tests {
         assert_eq!(doc["kind"], "activity");
         assert_eq!(doc["version"], 3);
         assert_eq!(doc["source"]["memo"], "東京で商談");
+        // Indexed normalized (hiragana folded), kept as written in the source.
+        assert_eq!(doc["memo"], "東京デ商談");
         assert!(doc["source"].get("type").is_none());
         let tomb = tombstone_doc(&activity.key(), Version(4), 1, 2);
         assert_eq!(tomb["kind"], "tombstone");

@@ -385,9 +385,13 @@ pub fn word_clause(field: &str, word: &str) -> Option<Value> {
         // start of a bigram or at its end. CJK characters are no regexp operators.
         return Some(json!({"regexp": {field: {"value": format!("{c}|{c}.|.{c}")}}}));
     }
-    // `none`: should the cluster find no token in a term the embedded tokenizer does,
-    // the term matches nothing rather than everything.
-    Some(json!({"match_phrase": {field: {"query": word, "zero_terms_query": "none"}}}))
+    // The text goes normalized as the embedded index normalizes it (the cluster's
+    // analyzer leaves such text as it is): the same tokens whether or not a cluster
+    // applies char filters to queries (osmem-server does not). `none`: should the cluster
+    // find no token in a term the embedded tokenizer does, it matches nothing rather than
+    // everything.
+    let query = crate::analysis::normalize(word);
+    Some(json!({"match_phrase": {field: {"query": query, "zero_terms_query": "none"}}}))
 }
 
 /// The text part of a query, translated from the parsed search syntax ([`TextQuery`]):

@@ -103,6 +103,10 @@ const FRAGMENTS: &[&str] = &[
     "価格交渉 3.5%",
     "担当者変更",
     "ﾃｽﾄ",
+    "色々相談",
+    "ミ―ティング",
+    "みーてぃんぐ",
+    "ｻｰﾊﾞｰ",
 ];
 
 /// Query words, each tried alone and some in pairs.
@@ -127,6 +131,13 @@ const WORDS: &[&str] = &[
     "交渉",
     "メモ",
     "不在",
+    // Spelling variants.
+    "ミーティング",
+    "みーてぃんぐ",
+    "色色",
+    "色々",
+    "サ-バ-",
+    "さーばー",
     // The search syntax: exclusions, OR, phrases.
     "-株",
     "商談 -zoom",

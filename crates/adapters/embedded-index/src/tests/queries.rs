@@ -189,9 +189,17 @@ async fn memo_text_matches_phrases_words_and_normalized_forms() {
     // A single kanji: alone, at the start or the end of a run.
     assert_eq!(text("送"), ["t1-a5"]);
     assert_eq!(text("付"), ["t1-a5"]);
-    // Blank and punctuation-only text does not filter.
+    // Blank text does not filter; punctuation-only text is refused (issue 19: it used to
+    // match everything).
     assert_eq!(text("  ").len(), 6);
-    assert_eq!(text("、。").len(), 6);
+    let refused = ActivityQuery {
+        text: Some("、。".into()),
+        ..ActivityQuery::default()
+    };
+    assert!(matches!(
+        index.search(&refused),
+        Err(IndexError::InvalidQuery(_))
+    ));
     assert!(text("存在しない言葉").is_empty());
 }
 
