@@ -76,6 +76,13 @@ pub enum Analyzer {
 }
 
 impl Analyzer {
+    /// Whether the adapter sends `memo`, `title` and query text normalized as the embedded
+    /// index analyzes it (NFKC, lower case, spelling variants folded): with the bigram
+    /// analyzers, yes; kuromoji's morphological analysis needs the text as written.
+    pub fn folds(self) -> bool {
+        !matches!(self, Analyzer::Kuromoji)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Analyzer::Cjk => "cjk",

@@ -102,14 +102,23 @@ fn common(key: &ItemKey, version: Version, kind: &str, committed_at_us: i64, now
     })
 }
 
-/// The document of a live entity.
+/// The document of a live entity; `memo` and `title` normalized when `fold`
+/// ([`crate::config::Analyzer::folds`]).
 pub fn entity_doc(
     key: &ItemKey,
     version: Version,
     entity: &Entity,
     committed_at_us: i64,
     now_us: i64,
+    fold: bool,
 ) -> Value {
+    let normalize = |text: &str| {
+        if fold {
+            normalize(text)
+        } else {
+            text.to_string()
+        }
+    };
     let kind = match entity {
         Entity::ActivityLog(_) => KIND_ACTIVITY,
         Entity::Company(_) => KIND_COMPANY,
@@ -299,7 +308,7 @@ mod tests {
             "updated_at": "2026-01-01T00:00:00Z"
         }))
         .unwrap();
-        let doc = entity_doc(&activity.key(), Version(3), &activity, 1, 2);
+        let doc = entity_doc(&activity.key(), Version(3), &activity, 1, 2, true);
         for field in doc.as_object().unwrap().keys() {
             assert!(mapped.contains_key(field), "`{field}` is not mapped");
         }

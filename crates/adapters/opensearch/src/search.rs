@@ -115,6 +115,12 @@ impl OpenSearchSearch {
         self.client.config().index.clone()
     }
 
+    /// Whether text goes to the cluster normalized (see [`crate::document`]): not with
+    /// kuromoji, whose morphological analysis needs the text as written.
+    fn folds(&self) -> bool {
+        self.client.config().analyzer.folds()
+    }
+
     async fn search(&self, body: &Value) -> Result<Value, OpenSearchError> {
         let index = self.index();
         let what = format!("POST /{index}/_search");
@@ -376,7 +382,7 @@ fn any_of<'a>(filters: &mut Vec<Value>, field: &str, values: impl IntoIterator<I
 
 /// The clause of one word or phrase on a Japanese text field (see the module docs); none
 /// for a term of punctuation only, which the parser refuses before it gets here.
-pub fn word_clause(field: &str, word: &str) -> Option<Value> {
+pub fn word_clause(field: &str, word: &str, fold: bool) -> Option<Value> {
     if tokens(word).is_empty() {
         return None;
     }
@@ -390,7 +396,11 @@ pub fn word_clause(field: &str, word: &str) -> Option<Value> {
     // applies char filters to queries (osmem-server does not). `none`: should the cluster
     // find no token in a term the embedded tokenizer does, it matches nothing rather than
     // everything.
-    let query = crate::analysis::normalize(word);
+    let query = if fold {
+        crate::analysis::normalize(word)
+    } else {
+        word.to_string()
+    };
     Some(json!({"match_phrase": {field: {"query": query, "zero_terms_query": "none"}}}))
 }
 
@@ -404,7 +414,11 @@ pub struct TextClauses {
 
 /// Parses `text` and translates it for `field`; text the parser refuses is
 /// [`ServiceError::Invalid`] (the service refuses it before it gets here).
-pub fn text_clauses(field: &str, text: Option<&str>) -> Result<TextClauses, ServiceError> {
+pub fn text_clauses(
+    field: &str,
+    text: Option<&str>,
+    fold: bool,
+) -> Result<TextClauses, ServiceError> {
     let mut out = TextClauses::default();
     let Some(text) = text else {
         return Ok(out);
@@ -413,7 +427,7 @@ pub fn text_clauses(field: &str, text: Option<&str>) -> Result<TextClauses, Serv
         return Ok(out);
     };
     let clause = |term: &SearchTerm| {
-        word_clause(field, &term.text).ok_or_else(|| {
+        word_clause(field, &term.text, fold).ok_or_else(|| {
             ServiceError::invalid("q", format!("{:?} has nothing to search for", term.text))
         })
     };
@@ -456,7 +470,7 @@ fn bool_query(
 }
 
 /// The query of an [`ActivityQuery`]: one filter clause per axis.
-pub fn activity_query(q: &ActivityQuery) -> Result<Value, ServiceError> {
+pub fn activity_query(q: &ActivityQuery, fold: bool) -> Result<Value, ServiceError> {
     let mut filters = vec![term("kind", KIND_ACTIVITY)];
     if let Some(tenant) = &q.tenant_id {
         filters.push(term("tenant_id", tenant));
@@ -491,7 +505,7 @@ pub fn activity_query(q: &ActivityQuery) -> Result<Value, ServiceError> {
         }
         filters.push(json!({"range": {"occurred_at_us": range}}));
     }
-    let text = text_clauses("memo", q.text.as_deref())?;
+    let text = text_clauses("memo", q.text.as_deref(), fold)?;
     Ok(bool_query(
         filters,
         text,
@@ -509,7 +523,7 @@ fn doc_kind(kind: RecordKind) -> &'static str {
 }
 
 /// The query of a [`RecordQuery`] (records.rs's `record_query`).
-pub fn record_query(q: &RecordQuery) -> Result<Value, ServiceError> {
+pub fn record_query(q: &RecordQuery, fold: bool) -> Result<Value, ServiceError> {
     let mut filters = vec![term("kind", doc_kind(q.kind))];
     if let Some(tenant) = &q.tenant_id {
         filters.push(term("tenant_id", tenant));
@@ -569,7 +583,7 @@ pub fn record_query(q: &RecordQuery) -> Result<Value, ServiceError> {
         }
         filters.push(json!({"range": {"close_date": range}}));
     }
-    let text = text_clauses("title", q.text.as_deref())?;
+    let text = text_clauses("title", q.text.as_deref(), fold)?;
     let mut must_not = Vec::new();
     if !q.exclude_ids.is_empty() {
         must_not.push(json!({"terms": {"key": ids(&q.exclude_ids)}}));
@@ -607,7 +621,12 @@ impl SearchIndex for OpenSearchSearch {
             .map_err(|e| ServiceError::invalid("cursor", e.to_string()))?;
         let scored = query.sort == SortOrder::Relevance;
         let (hits, total, next_cursor) = self
-            .page(activity_query(query)?, query.limit, query.cursor, scored)
+            .page(
+                activity_query(query, self.folds())?,
+                query.limit,
+                query.cursor,
+                scored,
+            )
             .await
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(hits.len());
@@ -636,7 +655,7 @@ impl SearchIndex for OpenSearchSearch {
         by: GroupBy,
         zone: TimeZone,
     ) -> Result<Vec<Bucket>, ServiceError> {
-        let q = activity_query(query)?;
+        let q = activity_query(query, self.folds())?;
         let mut buckets = match group_field(by) {
             Some(field) => self.keyword_counts(&q, field).await,
             None => self.calendar_counts(&q, by, zone).await,
@@ -649,7 +668,12 @@ impl SearchIndex for OpenSearchSearch {
     async fn search_records(&self, query: &RecordQuery) -> Result<RecordPage, ServiceError> {
         check_limit(query.limit)?;
         let (hits, total, next_cursor) = self
-            .page(record_query(query)?, query.limit, query.cursor, false)
+            .page(
+                record_query(query, self.folds())?,
+                query.limit,
+                query.cursor,
+                false,
+            )
             .await
             .map_err(unavailable)?;
         let mut out = Vec::with_capacity(hits.len());
@@ -674,7 +698,7 @@ impl SearchIndex for OpenSearchSearch {
         let what = format!("POST /{}/_search", self.index());
         self.client
             .for_each_hit(
-                record_query(query)?,
+                record_query(query, self.folds())?,
                 json!([{"key": "asc"}]),
                 json!(false),
                 IDS_PAGE,
@@ -698,7 +722,7 @@ impl SearchIndex for OpenSearchSearch {
     async fn tag_counts(&self, query: &RecordQuery) -> Result<Vec<Bucket>, ServiceError> {
         check_limit(query.limit)?;
         let mut buckets = self
-            .keyword_counts(&record_query(query)?, "tags")
+            .keyword_counts(&record_query(query, self.folds())?, "tags")
             .await
             .map_err(unavailable)?;
         sort_buckets(&mut buckets, GroupBy::Tag);
@@ -710,7 +734,7 @@ impl SearchIndex for OpenSearchSearch {
         query: &ActivityQuery,
     ) -> Result<HashSet<String>, ServiceError> {
         Ok(self
-            .keyword_counts(&activity_query(query)?, "deal_id")
+            .keyword_counts(&activity_query(query, self.folds())?, "deal_id")
             .await
             .map_err(unavailable)?
             .into_iter()
@@ -731,7 +755,7 @@ impl SearchIndex for OpenSearchSearch {
             "_source": ["occurred_at_us", "result"],
         }}});
         self.for_each_bucket(
-            &activity_query(query)?,
+            &activity_query(query, self.folds())?,
             json!({"terms": {"field": "deal_id"}}),
             Some(sub),
             |b| {
@@ -789,16 +813,16 @@ mod tests {
     #[test]
     fn words_become_phrases_and_lone_cjk_characters_regexps() {
         assert_eq!(
-            word_clause("memo", "来週訪問"),
+            word_clause("memo", "来週訪問", true),
             Some(
                 json!({"match_phrase": {"memo": {"query": "来週訪問", "zero_terms_query": "none"}}})
             )
         );
         assert_eq!(
-            word_clause("memo", "株"),
+            word_clause("memo", "株", true),
             Some(json!({"regexp": {"memo": {"value": "株|株.|.株"}}}))
         );
-        assert_eq!(word_clause("memo", "、。"), None);
+        assert_eq!(word_clause("memo", "、。", true), None);
     }
 
     #[test]
@@ -810,7 +834,7 @@ mod tests {
             text: Some("  ".into()),
             ..ActivityQuery::default()
         };
-        let filters = activity_query(&q).unwrap()["bool"]["filter"].clone();
+        let filters = activity_query(&q, true).unwrap()["bool"]["filter"].clone();
         assert_eq!(
             filters,
             json!([
@@ -822,7 +846,7 @@ mod tests {
             ])
         );
         q.occurred_to = DateTime::<Utc>::from_timestamp_micros(5);
-        let filters = activity_query(&q).unwrap()["bool"]["filter"].clone();
+        let filters = activity_query(&q, true).unwrap()["bool"]["filter"].clone();
         assert_eq!(filters[5], json!({"range": {"occurred_at_us": {"lt": 5}}}));
     }
 
@@ -831,7 +855,7 @@ mod tests {
         let mut q = RecordQuery::new(RecordKind::Deal);
         q.only_ids = Some(vec![]);
         q.exclude_ids = vec!["d1".into()];
-        let query = record_query(&q).unwrap();
+        let query = record_query(&q, true).unwrap();
         assert_eq!(query["bool"]["filter"][1], json!({"match_none": {}}));
         assert_eq!(
             query["bool"]["must_not"],

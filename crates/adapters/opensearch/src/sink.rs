@@ -626,7 +626,7 @@ impl OpenSearchSink {
 
 /// One record as bulk NDJSON (action line and document line), or why it can never be
 /// written.
-fn encode(record: &ChangeRecord, now_us: i64) -> Result<Vec<u8>, String> {
+fn encode(record: &ChangeRecord, now_us: i64, fold: bool) -> Result<Vec<u8>, String> {
     let version = record.version.0;
     if i64::try_from(version).is_err() {
         return Err(format!(
@@ -662,6 +662,7 @@ fn encode(record: &ChangeRecord, now_us: i64) -> Result<Vec<u8>, String> {
                 &entity,
                 record.committed_at_us,
                 now_us,
+                fold,
             )
         }
     };
@@ -713,11 +714,12 @@ impl Sink for OpenSearchSink {
             return Ok(());
         }
         let now = now_us();
+        let fold = self.config.analyzer.folds();
         let mut failures: Vec<RecordFailure> = Vec::new();
         // (index in `records`, NDJSON lines)
         let mut items: Vec<(usize, Vec<u8>)> = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            match encode(record, now) {
+            match encode(record, now, fold) {
                 Ok(lines) => items.push((index, lines)),
                 Err(message) => {
                     // Like the embedded index: a record the index can never accept fails
