@@ -129,12 +129,14 @@ impl Default for ActivityQuery {
 
 /// A position in the result order (`occurred_at` descending, then the key's stable hash
 /// ascending; by relevance, the score descending before them). Opaque to callers: pass
-/// back a page's `next_cursor` unchanged. As text, 32 hex digits, or 40 with the score.
+/// back a page's `next_cursor` unchanged. As text, 32 hex digits, or 48 with the score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Cursor {
-    /// The bits of the last hit's score (an f32), for a relevance order.
-    score_bits: Option<u32>,
+    /// The bits of the last hit's score, for a relevance order: an f64, so that an
+    /// engine's score goes back to it exactly (Lucene's and Tantivy's are f32, which an
+    /// f64 holds exactly; osmem-server's are f64).
+    score_bits: Option<u64>,
     occurred_at_us: i64,
     sort_hash: u64,
 }
@@ -147,19 +149,19 @@ impl Cursor {
             reason: reason.to_string(),
         };
         if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad("expected 32 or 40 hexadecimal digits"));
+            return Err(bad("expected 32 or 48 hexadecimal digits"));
         }
         let (score_bits, rest) = match text.len() {
             32 => (None, text),
-            40 => {
-                let (score, rest) = text.split_at(8);
-                let bits = u32::from_str_radix(score, 16).map_err(|_| bad("unreadable score"))?;
-                if !f32::from_bits(bits).is_finite() {
+            48 => {
+                let (score, rest) = text.split_at(16);
+                let bits = u64::from_str_radix(score, 16).map_err(|_| bad("unreadable score"))?;
+                if !f64::from_bits(bits).is_finite() {
                     return Err(bad("unreadable score"));
                 }
                 (Some(bits), rest)
             }
-            _ => return Err(bad("expected 32 or 40 hexadecimal digits")),
+            _ => return Err(bad("expected 32 or 48 hexadecimal digits")),
         };
         let (ts, hash) = rest.split_at(16);
         let ts = u64::from_str_radix(ts, 16).map_err(|_| bad("unreadable timestamp"))?;
@@ -182,7 +184,7 @@ impl Cursor {
     }
 
     /// A cursor of the relevance order, just after the document with these values.
-    pub fn scored(score: f32, occurred_at_us: i64, sort_hash: u64) -> Self {
+    pub fn scored(score: f64, occurred_at_us: i64, sort_hash: u64) -> Self {
         Self {
             score_bits: Some(score.to_bits()),
             occurred_at_us,
@@ -200,15 +202,15 @@ impl Cursor {
     }
 
     /// The last hit's score, for a relevance order.
-    pub fn score(self) -> Option<f32> {
-        self.score_bits.map(f32::from_bits)
+    pub fn score(self) -> Option<f64> {
+        self.score_bits.map(f64::from_bits)
     }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(bits) = self.score_bits {
-            write!(f, "{bits:08x}")?;
+            write!(f, "{bits:016x}")?;
         }
         write!(
             f,
@@ -560,14 +562,14 @@ mod tests {
     #[test]
     fn relevance_cursors_round_trip_and_stay_in_their_order() {
         let scored = Cursor::scored(1.25, -5, u64::MAX);
-        assert_eq!(scored.to_string().len(), 40);
+        assert_eq!(scored.to_string().len(), 48);
         assert_eq!(Cursor::parse(&scored.to_string()), Ok(scored));
         assert_eq!(scored.score(), Some(1.25));
         let newest = Cursor::new(7, 9);
         assert_eq!(Cursor::parse(&newest.to_string()), Ok(newest));
         assert_eq!(newest.score(), None);
-        assert!(Cursor::parse("7fc00000").is_err());
-        assert!(Cursor::parse(&format!("7fc00000{}", "0".repeat(32))).is_err());
+        assert!(Cursor::parse("7ff8000000000000").is_err());
+        assert!(Cursor::parse(&format!("7ff8000000000000{}", "0".repeat(32))).is_err());
         let q = |cursor, sort| ActivityQuery {
             cursor: Some(cursor),
             sort,

@@ -46,7 +46,8 @@ fn field_name(by: GroupBy) -> Option<&'static str> {
 
 fn sort_key(cursor: Cursor) -> SortKey {
     (
-        Reverse(cursor.score().map_or(0, score_bits)),
+        // The score came from an f32 of this index: the conversion is exact.
+        Reverse(cursor.score().map_or(0, |s| score_bits(s as Score))),
         Reverse(cursor.occurred_at_us()),
         cursor.sort_hash(),
     )
@@ -312,7 +313,7 @@ pub(crate) fn collect_page(
             if page.after_cursor > limit as u64 =>
         {
             Some(if scored {
-                Cursor::scored(f32::from_bits(bits), occurred_at_us, sort_hash)
+                Cursor::scored(f64::from(f32::from_bits(bits)), occurred_at_us, sort_hash)
             } else {
                 Cursor::new(occurred_at_us, sort_hash)
             })

@@ -45,6 +45,22 @@ pub const AGGREGATION_PAGE: usize = 1_000;
 /// Hits per request when listing every matching record id.
 pub const IDS_PAGE: usize = 1_000;
 
+/// How deep [`OpenSearchSearch::scan_after`] reads a relevance order (the default
+/// `index.max_result_window`).
+pub const MAX_SCAN: usize = 10_000;
+
+/// Whether the hit at `hit` comes after `cursor` in the relevance order (score
+/// descending, then newest first, then the key's hash ascending).
+fn follows(hit: Cursor, cursor: Cursor) -> bool {
+    let score = |c: Cursor| c.score().unwrap_or(0.0);
+    score(hit)
+        .total_cmp(&score(cursor))
+        .reverse()
+        .then(hit.occurred_at_us().cmp(&cursor.occurred_at_us()).reverse())
+        .then(hit.sort_hash().cmp(&cursor.sort_hash()))
+        .is_gt()
+}
+
 /// The result order: newest first, then the key's stable hash as a u64, ascending.
 fn result_order() -> Value {
     json!([{"occurred_at_us": {"order": "desc"}}, {"sort_key": {"order": "asc"}}])
@@ -173,6 +189,18 @@ impl OpenSearchSearch {
             .as_array()
             .cloned()
             .ok_or_else(|| self.unreadable("the answer has no hits array".into()))?;
+        if let (true, Some(cursor)) = (scored, cursor) {
+            // A cluster that ignores `search_after` on a `_score` sort (osmem-server does)
+            // answers from the top: then walk the order from the top and keep what
+            // follows the cursor.
+            let mut ignored = false;
+            for hit in &hits {
+                ignored |= !follows(self.cursor_of(hit, true)?, cursor);
+            }
+            if ignored {
+                hits = self.scan_after(&body, cursor, limit + 1).await?;
+            }
+        }
         let next_cursor = if limit > 0 && hits.len() > limit {
             hits.truncate(limit);
             match hits.last() {
@@ -186,6 +214,47 @@ impl OpenSearchSearch {
         Ok((hits, total, next_cursor))
     }
 
+    /// The first `wanted` hits of `body`'s relevance order that follow `cursor`, reading
+    /// the order from the top with `from`/`size` (for clusters that ignore `search_after`
+    /// on a score sort), at most [`MAX_SCAN`] hits deep.
+    async fn scan_after(
+        &self,
+        body: &Value,
+        cursor: Cursor,
+        wanted: usize,
+    ) -> Result<Vec<Value>, OpenSearchError> {
+        let mut body = body.clone();
+        if let Value::Object(fields) = &mut body {
+            fields.remove("search_after");
+        }
+        body["size"] = json!(IDS_PAGE);
+        body["track_total_hits"] = json!(false);
+        let mut kept = Vec::new();
+        let mut from = 0;
+        while from < MAX_SCAN {
+            body["from"] = json!(from);
+            let answer = self.search(&body).await?;
+            let hits = answer["hits"]["hits"]
+                .as_array()
+                .ok_or_else(|| self.unreadable("the answer has no hits array".into()))?;
+            for hit in hits {
+                if follows(self.cursor_of(hit, true)?, cursor) {
+                    kept.push(hit.clone());
+                    if kept.len() >= wanted {
+                        return Ok(kept);
+                    }
+                }
+            }
+            if hits.len() < IDS_PAGE {
+                return Ok(kept);
+            }
+            from += IDS_PAGE;
+        }
+        Err(self.unreadable(format!(
+            "this cluster ignores search_after on a relevance order, and the page starts more than {MAX_SCAN} hits deep; narrow the search"
+        )))
+    }
+
     /// The position of a hit in the result order, from its own fields (and its score, the
     /// first sort value, in the relevance order).
     fn cursor_of(&self, hit: &Value, scored: bool) -> Result<Cursor, OpenSearchError> {
@@ -196,7 +265,7 @@ impl OpenSearchSearch {
             (Some(at), Some(hash)) if scored => {
                 let score = hit["sort"][0].as_f64().or_else(|| hit["_score"].as_f64());
                 match score {
-                    Some(score) => Ok(Cursor::scored(score as f32, at, hash)),
+                    Some(score) => Ok(Cursor::scored(score, at, hash)),
                     None => Err(self.unreadable(format!("hit {} has no score", hit["_id"]))),
                 }
             }
@@ -861,6 +930,17 @@ mod tests {
             query["bool"]["must_not"],
             json!([{"terms": {"key": [doc_id(&RecordKind::Deal.key_for("d1"))]}}])
         );
+    }
+
+    #[test]
+    fn relevance_positions_follow_by_score_then_time_then_hash() {
+        let c = Cursor::scored(0.5, 100, 7);
+        assert!(follows(Cursor::scored(0.4, 999, 0), c));
+        assert!(follows(Cursor::scored(0.5, 99, 0), c));
+        assert!(follows(Cursor::scored(0.5, 100, 8), c));
+        assert!(!follows(Cursor::scored(0.5, 100, 7), c));
+        assert!(!follows(Cursor::scored(0.5, 100, 6), c));
+        assert!(!follows(Cursor::scored(0.6, 0, 0), c));
     }
 
     #[test]
