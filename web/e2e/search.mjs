@@ -114,7 +114,9 @@ async function allRows() {
     deal_id: tr.querySelector('td.deal').textContent,
     result: tr.querySelector('td.result').textContent,
     tags: [...tr.querySelectorAll('td.tags .tag')].map((t) => t.textContent),
-    memo: tr.querySelector('td.memo').textContent,
+    // The whole memo (with q the cell shows highlighted fragments and the memo folded).
+    memo: tr.querySelector('td.memo').dataset.memo,
+    marks: [...tr.querySelectorAll('td.memo .fragment mark')].map((m) => m.textContent),
     when: tr.querySelector('td.when').textContent,
   })));
   return { rows, pages };
@@ -130,6 +132,8 @@ function checkRowsMatch(rows, f) {
     if (f.result && !list(f.result).includes(r.result)) bad('result');
     for (const t of list(f.tag)) if (!r.tags.includes(t)) bad(`tag ${t}`);
     for (const w of (f.q || '').split(/\s+/).filter(Boolean)) if (!r.memo.includes(w)) bad(`memo lacks ${w}`);
+    // With q, each row shows highlighted fragments marking the words.
+    for (const w of (f.q || '').split(/\s+/).filter(Boolean)) if (!r.marks.includes(w)) bad(`no <mark> for ${w}`);
     if (!r.when || /Invalid/.test(r.when)) bad(`occurred_at rendered as ${JSON.stringify(r.when)}`);
   }
 }
