@@ -165,9 +165,11 @@ async function checkSearch(s, i) {
       fail(`${label}: #by-action shows ${JSON.stringify(shown)}, expected ${JSON.stringify(s.by_action)}`);
     }
   }
-  // Data goes in as text: nothing but the page's own elements inside the result rows.
+  // Data goes in as text: nothing but the page's own elements inside the result rows
+  // (MARK, DETAILS and SUMMARY are the page's highlights and its folded whole memo).
   const foreign = await page.$$eval('#results tbody *', (els) =>
-    els.filter((e) => !['TR', 'TD', 'SPAN'].includes(e.tagName)).map((e) => e.tagName));
+    els.filter((e) => !['TR', 'TD', 'SPAN', 'MARK', 'DETAILS', 'SUMMARY'].includes(e.tagName))
+      .map((e) => e.tagName));
   if (foreign.length) fail(`${label}: unexpected elements in the results: ${foreign.join(', ')}`);
   step(`${label}: ${rows.length} rows on ${pages} page(s), total ${total}`);
 }
