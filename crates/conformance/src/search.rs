@@ -757,8 +757,12 @@ impl<I: SearchIndex> Suite<'_, I> {
             ("ZOOM商談", &[&["a4"]]),
             ("mixedcase", &[&["a9"]]),
             ("MIXEDCASE", &[&["a9"]]),
-            // A Latin word matches whole words only.
-            ("mixed", &[]),
+            // A Latin word of three letters or more also matches as a prefix (meet finds
+            // meeting); quoted, it is exact; shorter ones are whole words.
+            ("mixed", &[&["a9"]]),
+            ("\"mixed\"", &[]),
+            ("mem", &[&["a9"]]),
+            ("zo", &[]),
             ("web会議", &[&["a7"]]),
             ("サーバー", &[&["a5"]]),
             // Spelling variants fold: hiragana for katakana, dashes for ー, runs of ー.

@@ -270,9 +270,12 @@ impl Hit {
 /// the text cannot be read).
 pub fn highlights_of(memo: &str, text: Option<&str>) -> Vec<String> {
     match text.map(crate::text_query::TextQuery::parse) {
-        Some(Ok(Some(query))) => {
-            crate::text::highlight(memo, query.positive_terms().map(|t| t.text.as_str()))
-        }
+        Some(Ok(Some(query))) => crate::text::highlight_terms(
+            memo,
+            query
+                .positive_terms()
+                .map(|t| (t.text.as_str(), t.prefix_last())),
+        ),
         _ => Vec::new(),
     }
 }

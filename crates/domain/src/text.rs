@@ -183,6 +183,21 @@ pub const MAX_HIGHLIGHTS: usize = 3;
 /// Byte spans of `text` where `term` occurs as the indexes match it: its tokens in a
 /// row, or for a term of one CJK character, that character anywhere.
 pub fn match_spans(text: &str, term: &str) -> Vec<(usize, usize)> {
+    match_spans_with(text, term, false)
+}
+
+/// The shortest Latin word that also matches as a prefix (`meet` finds meeting).
+pub const MIN_PREFIX_CHARS: usize = 3;
+
+/// Whether a token matches words that start with it when it ends a search word: a word
+/// of at least [`MIN_PREFIX_CHARS`] letters of an alphabetic script (not digits, not CJK).
+pub fn is_prefix_token(token: &str) -> bool {
+    token.chars().count() >= MIN_PREFIX_CHARS
+        && token.chars().all(|c| c.is_alphabetic() && !is_cjk(c))
+}
+
+/// [`match_spans`], the last token of `term` matching as a prefix when `prefix`.
+pub fn match_spans_with(text: &str, term: &str, prefix: bool) -> Vec<(usize, usize)> {
     let wanted: Vec<String> = analyze(term).into_iter().map(|t| t.text).collect();
     let mut single = wanted.first().map(|w| w.chars());
     if let (1, Some(Some(c)), Some(None)) = (
@@ -204,7 +219,15 @@ pub fn match_spans(text: &str, term: &str) -> Vec<(usize, usize)> {
     let tokens = analyze(text);
     tokens
         .windows(wanted.len())
-        .filter(|w| w.iter().zip(&wanted).all(|(t, want)| &t.text == want))
+        .filter(|w| {
+            w.iter().zip(&wanted).enumerate().all(|(i, (t, want))| {
+                if prefix && i + 1 == wanted.len() {
+                    t.text.starts_with(want.as_str())
+                } else {
+                    &t.text == want
+                }
+            })
+        })
         .map(|w| (w[0].start, w[w.len() - 1].end))
         .collect()
 }
@@ -214,9 +237,17 @@ pub fn match_spans(text: &str, term: &str) -> Vec<(usize, usize)> {
 /// the memo shows `…` there. At most [`MAX_HIGHLIGHTS`] fragments, in memo order; none
 /// when no term occurs.
 pub fn highlight<'a>(text: &str, terms: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    highlight_terms(text, terms.into_iter().map(|t| (t, false)))
+}
+
+/// [`highlight`] of terms whose last token may match as a prefix (`(text, prefix)`).
+pub fn highlight_terms<'a>(
+    text: &str,
+    terms: impl IntoIterator<Item = (&'a str, bool)>,
+) -> Vec<String> {
     let mut spans: Vec<(usize, usize)> = terms
         .into_iter()
-        .flat_map(|t| match_spans(text, t))
+        .flat_map(|(t, prefix)| match_spans_with(text, t, prefix))
         .collect();
     spans.sort_unstable();
     // Overlapping or touching matches become one mark.
@@ -365,6 +396,13 @@ mod tests {
         assert!(fragments[0].ends_with('…'));
         assert!(fragments[1].starts_with('…'));
         assert!(fragments[1].contains("<mark>提案</mark>"));
+        // The last Latin word of a word (not a phrase) matches as a prefix.
+        assert_eq!(
+            highlight_terms("Meetings and a meet", [("meet", true)]),
+            ["<mark>Meetings</mark> and a <mark>meet</mark>"]
+        );
+        assert!(highlight_terms("Meetings", [("meet", false)]).is_empty());
+        assert!(is_prefix_token("meet") && !is_prefix_token("it") && !is_prefix_token("2026"));
         let many = "見積 ".repeat(200);
         assert_eq!(highlight(&many, ["見積"]).len(), MAX_HIGHLIGHTS);
     }

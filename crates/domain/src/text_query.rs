@@ -45,6 +45,19 @@ pub struct Term {
     pub phrase: bool,
 }
 
+impl Term {
+    /// Whether the last token matches words starting with it: a word (not a phrase) whose
+    /// last token is a Latin word of 3 letters or more (`meet` finds meeting, meetings;
+    /// `"meet"` only meet). What a salesperson typing the start of an English word
+    /// expects, where a stemmer would need a dictionary of forms.
+    pub fn prefix_last(&self) -> bool {
+        !self.phrase
+            && crate::text::analyze(&self.text)
+                .last()
+                .is_some_and(|t| crate::text::is_prefix_token(&t.text))
+    }
+}
+
 /// Why a query cannot be read. Positions count characters from 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TextQueryError {

@@ -15,8 +15,8 @@ use std::ops::Bound;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery,
-    TermSetQuery,
+    BooleanQuery, ConstScoreQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery,
+    RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
@@ -222,6 +222,10 @@ impl IndexView {
     /// alone or inside a bigram.
     fn term_query_on(&self, field: Field, term: &SearchTerm) -> Result<Box<dyn Query>, IndexError> {
         let tokens = analyze(&term.text);
+        let prefix = term.prefix_last();
+        let bad = |e: tantivy::TantivyError| {
+            IndexError::InvalidQuery(format!("search word {:?}: {e}", term.text))
+        };
         match tokens.as_slice() {
             // The parser lets no such term through; never drop a condition silently.
             [] => Err(IndexError::InvalidQuery(format!(
@@ -235,12 +239,14 @@ impl IndexView {
                     // start of a bigram or at its end (the last character of a run).
                     (Some(c), None) if is_cjk(c) => {
                         let regex = RegexQuery::from_pattern(&format!("{c}|{c}.|.{c}"), field)
-                            .map_err(|e| {
-                                IndexError::InvalidQuery(format!(
-                                    "search word {:?}: {e}",
-                                    term.text
-                                ))
-                            })?;
+                            .map_err(bad)?;
+                        Ok(Box::new(regex))
+                    }
+                    // A Latin word: the words starting with it (letters only, no regex
+                    // operator among them).
+                    _ if prefix => {
+                        let regex = RegexQuery::from_pattern(&format!("{}.*", only.text), field)
+                            .map_err(bad)?;
                         Ok(Box::new(regex))
                     }
                     _ => Ok(term_query_with(
@@ -256,11 +262,22 @@ impl IndexView {
                     .iter()
                     .map(|t| (t.position - first, Term::from_field_text(field, &t.text)))
                     .collect();
-                Ok(Box::new(PhraseQuery::new_with_offset(terms)))
+                if prefix {
+                    let mut query = PhrasePrefixQuery::new_with_offset(terms);
+                    // As OpenSearch's match_phrase_prefix.
+                    query.set_max_expansions(PREFIX_MAX_EXPANSIONS);
+                    Ok(Box::new(query))
+                } else {
+                    Ok(Box::new(PhraseQuery::new_with_offset(terms)))
+                }
             }
         }
     }
 }
+
+/// How many words a phrase's last prefix expands to (OpenSearch's default for
+/// `match_phrase_prefix`).
+const PREFIX_MAX_EXPANSIONS: u32 = 50;
 
 pub(crate) fn term_query(field: Field, value: &str) -> Box<dyn Query> {
     term_query_with(field, value, IndexRecordOption::Basic)

@@ -451,7 +451,9 @@ fn any_of<'a>(filters: &mut Vec<Value>, field: &str, values: impl IntoIterator<I
 
 /// The clause of one word or phrase on a Japanese text field (see the module docs); none
 /// for a term of punctuation only, which the parser refuses before it gets here.
-pub fn word_clause(field: &str, word: &str, fold: bool) -> Option<Value> {
+/// `prefix`: the last token matches words starting with it
+/// ([`tsunagu_domain::text_query::Term::prefix_last`]).
+pub fn word_clause(field: &str, word: &str, prefix: bool, fold: bool) -> Option<Value> {
     if tokens(word).is_empty() {
         return None;
     }
@@ -470,6 +472,12 @@ pub fn word_clause(field: &str, word: &str, fold: bool) -> Option<Value> {
     } else {
         word.to_string()
     };
+    if prefix {
+        return Some(match tokens(word).as_slice() {
+            [only] => json!({"prefix": {field: {"value": only}}}),
+            _ => json!({"match_phrase_prefix": {field: {"query": query, "max_expansions": 50}}}),
+        });
+    }
     Some(json!({"match_phrase": {field: {"query": query, "zero_terms_query": "none"}}}))
 }
 
@@ -496,7 +504,7 @@ pub fn text_clauses(
         return Ok(out);
     };
     let clause = |term: &SearchTerm| {
-        word_clause(field, &term.text, fold).ok_or_else(|| {
+        word_clause(field, &term.text, term.prefix_last(), fold).ok_or_else(|| {
             ServiceError::invalid("q", format!("{:?} has nothing to search for", term.text))
         })
     };
@@ -882,16 +890,20 @@ mod tests {
     #[test]
     fn words_become_phrases_and_lone_cjk_characters_regexps() {
         assert_eq!(
-            word_clause("memo", "来週訪問", true),
+            word_clause("memo", "来週訪問", false, true),
             Some(
                 json!({"match_phrase": {"memo": {"query": "来週訪問", "zero_terms_query": "none"}}})
             )
         );
         assert_eq!(
-            word_clause("memo", "株", true),
+            word_clause("memo", "株", false, true),
             Some(json!({"regexp": {"memo": {"value": "株|株.|.株"}}}))
         );
-        assert_eq!(word_clause("memo", "、。", true), None);
+        assert_eq!(word_clause("memo", "、。", false, true), None);
+        assert_eq!(
+            word_clause("memo", "Meet", true, true),
+            Some(json!({"prefix": {"memo": {"value": "meet"}}}))
+        );
     }
 
     #[test]

@@ -131,6 +131,10 @@ const WORDS: &[&str] = &[
     "交渉",
     "メモ",
     "不在",
+    // Latin prefixes; quoted, exact.
+    "mix",
+    "\"mixedcase\"",
+    "zoo",
     // Spelling variants.
     "ミーティング",
     "みーてぃんぐ",
