@@ -7,6 +7,7 @@
 //! - `limits`: the store's and the index's raw rates beside the pipeline's ([`limits`]).
 //! - `api`: search latency and write throughput of the HTTP API ([`api`]).
 //! - `drift`: backfill and reconcile on many items with injected drift ([`drift`]).
+//! - `search-quality`: memo search on the judged query set ([`search_quality`]).
 //!
 //! Supporting modules: [`schedule`] (fixed write times), [`workload`] (what is written),
 //! [`measure`] (joining writes with visibility into histograms), [`chart`] (SVG),
@@ -26,6 +27,7 @@ pub mod measure;
 pub mod run;
 pub mod sample;
 pub mod schedule;
+pub mod search_quality;
 pub mod sweep;
 pub mod sys;
 pub mod verify;
@@ -53,6 +55,9 @@ pub enum BenchCommand {
     /// The HTTP API: search latency on many activities (three filters and a text term),
     /// then write throughput over HTTP with the replication lag meanwhile.
     Api(api::ApiArgs),
+    /// Memo search quality on the judged query set: precision, recall and nDCG@10 per
+    /// class, failing under a class's recorded floor.
+    SearchQuality(search_quality::SearchQualityArgs),
 }
 
 /// Knobs shared by every run.
@@ -259,5 +264,6 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
         BenchCommand::Sweep(args) => sweep::run(&args).await,
         BenchCommand::Limits(args) => limits::run(&args).await,
         BenchCommand::Drift(args) => drift::run(&args, data_dir).await,
+        BenchCommand::SearchQuality(args) => search_quality::run(&args).await,
     }
 }
