@@ -4,6 +4,7 @@
 
 use crate::durability::{run_syncer, DeferredSyncDirectory, Marks, SyncRequest};
 use crate::error::IndexError;
+use crate::leftovers::remove_leftovers;
 use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage, TimeZone};
 use crate::records::{LatestActivity, RecordPage, RecordQuery};
 use crate::schema::{
@@ -147,6 +148,24 @@ impl ActivityIndex {
                     source,
                 },
             })?;
+        // The writer lock is ours: no other writer creates files now.
+        let metas = index
+            .searchable_segment_metas()
+            .map_err(|source| IndexError::Tantivy {
+                context: format!("reading the segments of {}", dir.display()),
+                source,
+            })?;
+        let removed = remove_leftovers(dir, &metas).map_err(IndexError::io(format!(
+            "removing the files a stopped process left in {}",
+            dir.display()
+        )))?;
+        if !removed.is_empty() {
+            tracing::info!(
+                dir = %dir.display(),
+                files = removed.len(),
+                "removed segment files a stopped process left behind (past the last durable point)"
+            );
+        }
         let reader = manual_reader(&index)?;
         let versions = load_versions(&reader.searcher())?;
         tracing::info!(

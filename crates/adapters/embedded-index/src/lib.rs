@@ -20,14 +20,15 @@
 //! - [`inspect`](mod@inspect): [`IndexSnapshot`], key hashes and versions from fast fields,
 //!   for reconciling the index with the primary.
 //!
-//! Internals: `schema` (fields and document mapping) and `writer` (the writer thread and
-//! group commit).
+//! Internals: `schema` (fields and document mapping), `writer` (the writer thread and
+//! group commit) and `leftovers` (removing at open the files a killed process left).
 
 pub mod durability;
 pub mod error;
 mod exclusion;
 pub mod index;
 pub mod inspect;
+mod leftovers;
 pub mod query;
 pub mod records;
 mod schema;

@@ -411,3 +411,78 @@ async fn merged_away_segments_stay_on_disk_until_a_durable_meta_stops_needing_th
     }
     index.close().await;
 }
+
+/// The segment files in `dir` (named after a 32-hex segment id).
+fn segment_files(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.len() > 33 && name.as_bytes()[32] == b'.')
+        .collect()
+}
+
+#[tokio::test]
+async fn files_a_killed_process_left_behind_do_not_collide_with_the_restarted_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = ActivityIndex::open(
+        dir.path(),
+        IndexOptions {
+            durability_interval: std::time::Duration::from_secs(3600),
+            ..options()
+        },
+    )
+    .expect("open");
+    let a = activity("a1", "d1");
+    let mut edited = a.clone();
+    edited.memo = "edited".into();
+    index.apply(&[upsert(&a, 1)]).await.expect("apply a");
+    index.flush().await.expect("flush");
+    // Replacing a durable document writes a delete file (`<segment>.<opstamp>.del`) and a
+    // new segment; the process dies before the next durable point.
+    index
+        .apply(&[upsert(&edited, 2)])
+        .await
+        .expect("apply edit");
+    let crashed = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), crashed.path());
+    index.close().await;
+    let left_behind = segment_files(crashed.path());
+    assert!(
+        left_behind.iter().any(|f| f.ends_with(".del")),
+        "the killed process left a delete file: {left_behind:?}"
+    );
+
+    // The restarted process replays the same change: the same operation stamp names the
+    // same delete file, which must not collide with the one left behind.
+    let restarted = open(crashed.path());
+    restarted
+        .apply(&[upsert(&edited, 2)])
+        .await
+        .expect("the replayed change commits");
+    assert_eq!(
+        memo_of(&restarted, &a.key()).map(|(_, memo)| memo),
+        Some("edited".to_string())
+    );
+    restarted.flush().await.expect("flush");
+    restarted.close().await;
+
+    // Only what the index references stays: nothing of the killed process's leftovers.
+    let index = tantivy::Index::open_in_dir(crashed.path()).expect("open with tantivy");
+    let metas = index.searchable_segment_metas().expect("metas");
+    for file in segment_files(crashed.path()) {
+        let meta = metas
+            .iter()
+            .find(|meta| file.starts_with(&meta.id().uuid_string()))
+            .unwrap_or_else(|| panic!("{file} belongs to no segment of the index"));
+        if file.ends_with(".del") {
+            let current = meta
+                .has_deletes()
+                .then(|| meta.relative_path(tantivy::index::SegmentComponent::Delete));
+            assert_eq!(
+                current.as_deref(),
+                Some(Path::new(&file)),
+                "{file} is not its segment's current delete file"
+            );
+        }
+    }
+}
