@@ -8,12 +8,25 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, StatusCode};
 use serde::de::DeserializeOwned;
+use tsunagu_service::tenants::Tenant;
 use tsunagu_service::{FieldIssue, TenantId};
 
 /// The tenant the request acts for.
 pub struct Auth(pub TenantId);
 
 impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AuthTenant(tenant) = AuthTenant::from_request_parts(parts, state).await?;
+        Ok(Auth(TenantId(tenant.id)))
+    }
+}
+
+/// The tenant the request acts for, with its settings (its time zone).
+pub struct AuthTenant(pub Tenant);
+
+impl FromRequestParts<AppState> for AuthTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -25,7 +38,7 @@ impl FromRequestParts<AppState> for Auth {
             ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
         })?;
         match state.tenants.authenticate(token).await {
-            Ok(Some(tenant)) => Ok(Auth(TenantId(tenant.id))),
+            Ok(Some(tenant)) => Ok(AuthTenant(tenant)),
             Ok(None) => Err(ApiError::unauthorized("unknown or revoked token")),
             Err(e) => Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

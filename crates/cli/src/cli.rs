@@ -90,6 +90,19 @@ pub enum TenantCommand {
     Create {
         /// The tenant's name (unique; not shaped like a tenant id).
         name: String,
+        /// The tenant's IANA time zone (Asia/Tokyo): the calendar of its API's `day`, `week`
+        /// and `month` groupings and date-only `from`/`to` when a request names no `tz`
+        /// (default UTC).
+        #[arg(long, value_name = "ZONE")]
+        time_zone: Option<String>,
+    },
+    /// Change a tenant's settings (by id or name).
+    Set {
+        /// The tenant's id (tn_...) or name.
+        tenant: String,
+        /// The tenant's IANA time zone (Asia/Tokyo; UTC to go back to the default).
+        #[arg(long, value_name = "ZONE")]
+        time_zone: String,
     },
     /// List tenants and how many live tokens each has.
     List,

@@ -947,6 +947,53 @@ async fn tenant_create_prints_the_token_on_its_last_line(backend: Backend) {
     let revoked = run(&["revoke", &tenant.id]);
     assert!(revoked.status.success());
     assert_eq!(registry.authenticate(token).await.unwrap(), None);
+
+    // A time zone at creation, changed later; a bad one names the flag.
+    let out = run(&["create", "tokyo-team", "--time-zone", "Asia/Tokyo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("time zone Asia/Tokyo"), "{stdout}");
+    let token = stdout.lines().last().unwrap();
+    let zone = |token: &str| {
+        let registry = &registry;
+        let token = token.to_string();
+        async move {
+            registry
+                .authenticate(&token)
+                .await
+                .unwrap()
+                .expect("live token")
+                .time_zone
+        }
+    };
+    assert_eq!(zone(token).await.as_deref(), Some("Asia/Tokyo"));
+    let listed = String::from_utf8(run(&["list"]).stdout).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("tokyo-team") && l.ends_with("Asia/Tokyo")),
+        "{listed}"
+    );
+    let bad = run(&["create", "mars-team", "--time-zone", "Mars/Olympus"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--time-zone") && stderr.contains("Mars/Olympus"),
+        "{stderr}"
+    );
+    let set = run(&["set", "tokyo-team", "--time-zone", "Europe/Paris"]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert_eq!(zone(token).await.as_deref(), Some("Europe/Paris"));
+    let unknown = run(&["set", "nobody", "--time-zone", "UTC"]);
+    assert!(!unknown.status.success(), "an unknown tenant is refused");
 }
 
 /// The same writes through the API of both deployments; then the same searches,

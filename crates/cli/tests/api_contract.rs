@@ -263,7 +263,8 @@ async fn a_token_naming_no_write_of_the_tenant_is_refused_at_once(backend: Backe
 
 /// Issue 18: `group_by=day` bucketed by UTC, so a Japanese team's 08:00 JST activity
 /// landed on the previous day. `tz` names the zone of days, ISO weeks and months (and of
-/// date-only bounds); UTC without it.
+/// date-only bounds); without it, the tenant's own zone (`tenant set --time-zone`), else
+/// UTC.
 async fn calendar_groupings_count_in_the_asked_time_zone(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
         return;
@@ -330,5 +331,35 @@ async fn calendar_groupings_count_in_the_asked_time_zone(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["fields"][0]["field"], "tz", "{v}");
+    // A date-only search bound is midnight UTC for a tenant without a zone: the 08:00 JST
+    // activity was on the 9th.
+    let day_of_the_10th =
+        format!("/api/v1/activities?from=2026-11-10&to=2026-11-11&consistency_token={token}");
+    let (status, page) = app.get(&app.a, &day_of_the_10th).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 0, "{page}");
+
+    // The tenant's own zone is the default of `tz` and of date-only bounds, read on every
+    // request (no restart): `tsunagu tenant set tenant-a --time-zone Asia/Tokyo`.
+    let registry = tsunagu_runtime::tenants::open_tenant_directory(&app.config)
+        .await
+        .unwrap();
+    registry
+        .set_time_zone("tenant-a", Some("Asia/Tokyo"))
+        .await
+        .unwrap();
+    assert_eq!(
+        aggregate("group_by=day".into()).await,
+        b(&[("2026-11-10", 1), ("2026-11-15", 1), ("2026-12-01", 1)]),
+        "days in the tenant's zone"
+    );
+    assert_eq!(
+        aggregate("group_by=day&tz=UTC".into()).await,
+        b(&[("2026-11-09", 1), ("2026-11-15", 1), ("2026-11-30", 1)]),
+        "`tz` still wins"
+    );
+    let (status, page) = app.get(&app.a, &day_of_the_10th).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1, "the 10th in Tokyo: {page}");
     app.stop().await;
 }

@@ -1,10 +1,10 @@
 //! The tenant registry ([`TenantDirectory`]): names are unique and never shaped like an
 //! id, a token authenticates its tenant until revoked, only digests are stored, and a
-//! tenant is found by id or by name.
+//! tenant is found by id or by name, and keeps the time zone it was given.
 //!
 //! The registry must be empty of the names used here: pass a `prefix` unique to the run.
 
-use tsunagu_service::tenants::{looks_like_token, TenantDirectory, TenantError};
+use tsunagu_service::tenants::{looks_like_token, TenantDirectory, TenantError, TenantSettings};
 
 /// Runs every check.
 pub async fn check_all<D: TenantDirectory + ?Sized>(registry: &D, prefix: &str) {
@@ -12,6 +12,81 @@ pub async fn check_all<D: TenantDirectory + ?Sized>(registry: &D, prefix: &str) 
     names_are_unique_and_never_ids(registry, prefix).await;
     a_tenant_is_found_by_id_or_name(registry, prefix).await;
     unknown_tokens_and_tenants_are_refused(registry, prefix).await;
+    a_tenant_keeps_its_time_zone(registry, prefix).await;
+}
+
+/// A tenant created with a time zone keeps its canonical IANA name (what `authenticate`,
+/// `list` and the API's calendar groupings read); it can be changed and cleared to UTC by
+/// id or name; a name that is not a time zone is refused and changes nothing.
+pub async fn a_tenant_keeps_its_time_zone<D: TenantDirectory + ?Sized>(registry: &D, prefix: &str) {
+    let name = format!("{prefix}-tokyo");
+    let settings = TenantSettings {
+        time_zone: Some(" Asia/Tokyo ".into()),
+    };
+    let (tenant, token) = registry
+        .create_with(&name, &settings)
+        .await
+        .expect("create with a time zone");
+    assert_eq!(tenant.time_zone.as_deref(), Some("Asia/Tokyo"));
+    assert_eq!(tenant.zone().name(), "Asia/Tokyo");
+    let authenticated = registry
+        .authenticate(&token)
+        .await
+        .expect("authenticate")
+        .expect("a live token");
+    assert_eq!(authenticated.time_zone.as_deref(), Some("Asia/Tokyo"));
+
+    let bad = TenantSettings {
+        time_zone: Some("Asia/Tokio".into()),
+    };
+    assert!(
+        matches!(
+            registry.create_with(&format!("{prefix}-tokio"), &bad).await,
+            Err(TenantError::InvalidTimeZone { .. })
+        ),
+        "an unknown zone is refused"
+    );
+    assert!(
+        registry
+            .list()
+            .await
+            .expect("list")
+            .iter()
+            .all(|t| t.name != format!("{prefix}-tokio")),
+        "a refused create creates nothing"
+    );
+    assert!(matches!(
+        registry.set_time_zone(&name, Some("Mars/Olympus")).await,
+        Err(TenantError::InvalidTimeZone { .. })
+    ));
+
+    let changed = registry
+        .set_time_zone(&name, Some("Europe/Paris"))
+        .await
+        .expect("set by name");
+    assert_eq!(changed.time_zone.as_deref(), Some("Europe/Paris"));
+    let listed = registry.list().await.expect("list");
+    let listed = listed.iter().find(|t| t.id == tenant.id).expect("listed");
+    assert_eq!(listed.time_zone.as_deref(), Some("Europe/Paris"));
+
+    let cleared = registry
+        .set_time_zone(&tenant.id, None)
+        .await
+        .expect("clear by id");
+    assert_eq!(cleared.time_zone, None);
+    assert_eq!(cleared.zone().name(), "UTC");
+    let authenticated = registry
+        .authenticate(&token)
+        .await
+        .expect("authenticate")
+        .expect("a live token");
+    assert_eq!(authenticated.time_zone, None, "cleared for every reader");
+    assert!(matches!(
+        registry
+            .set_time_zone(&format!("{prefix}-nobody"), Some("UTC"))
+            .await,
+        Err(TenantError::NotFound(_))
+    ));
 }
 
 /// A token resolves to the tenant it was issued to, every token of a tenant stops

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tsunagu_domain::search::{parse_time_zone, TimeZone};
 
 /// The prefix of every token, so a leaked one is easy to recognize in a secret scanner.
 pub const TOKEN_PREFIX: &str = "tsu_";
@@ -26,6 +27,26 @@ pub struct Tenant {
     pub created_at_us: i64,
     /// Tokens not revoked.
     pub active_tokens: u64,
+    /// The IANA time zone of the tenant's calendar (days, weeks and months of an
+    /// aggregation) when a request names none; `None` is UTC.
+    pub time_zone: Option<String>,
+}
+
+impl Tenant {
+    /// The tenant's time zone: its own, or UTC.
+    pub fn zone(&self) -> TimeZone {
+        self.time_zone
+            .as_deref()
+            .and_then(|name| parse_time_zone(name).ok())
+            .unwrap_or(TimeZone::UTC)
+    }
+}
+
+/// What a tenant is created with beyond its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantSettings {
+    /// An IANA time zone name (`Asia/Tokyo`); `None` is UTC. Checked by [`time_zone_name`].
+    pub time_zone: Option<String>,
 }
 
 /// Why a registry refused or failed.
@@ -37,6 +58,8 @@ pub enum TenantError {
     NameTaken(String),
     #[error("invalid tenant name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
+    #[error("{reason}")]
+    InvalidTimeZone { zone: String, reason: String },
     #[error("the tenant registry failed: {0}")]
     Unavailable(String),
 }
@@ -45,7 +68,23 @@ pub enum TenantError {
 #[async_trait]
 pub trait TenantDirectory: Send + Sync + 'static {
     /// Creates a tenant and issues its first token: (tenant, token). Names are unique.
-    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError>;
+    async fn create_with(
+        &self,
+        name: &str,
+        settings: &TenantSettings,
+    ) -> Result<(Tenant, String), TenantError>;
+    /// Creates a tenant with the default settings (UTC); see
+    /// [`TenantDirectory::create_with`].
+    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
+        self.create_with(name, &TenantSettings::default()).await
+    }
+    /// Sets (or, with `None`, clears to UTC) the time zone of the tenant with this id or
+    /// name; returns the tenant as it now is.
+    async fn set_time_zone(
+        &self,
+        tenant: &str,
+        time_zone: Option<&str>,
+    ) -> Result<Tenant, TenantError>;
     /// Issues another token to the tenant with this id or name.
     async fn issue_token(&self, tenant: &str) -> Result<(Tenant, String), TenantError>;
     /// Revokes every token of the tenant with this id or name; returns how many were live.
@@ -81,6 +120,17 @@ pub fn tenant_name(name: &str) -> Result<String, TenantError> {
         ));
     }
     Ok(name.to_string())
+}
+
+/// A tenant's time zone as stored: the canonical IANA name of `zone` (trimmed), or why it
+/// is not one.
+pub fn time_zone_name(zone: &str) -> Result<String, TenantError> {
+    parse_time_zone(zone.trim())
+        .map(|tz| tz.name().to_string())
+        .map_err(|reason| TenantError::InvalidTimeZone {
+            zone: zone.to_string(),
+            reason,
+        })
 }
 
 /// A new tenant id: the prefix and 64 random bits in hex.

@@ -8,7 +8,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | tenant | `tenant#<id>` | `tenant` | `id` (S), `name` (S), `created_at_us` (N), `active_tokens` (N) |
+//! | tenant | `tenant#<id>` | `tenant` | `id` (S), `name` (S), `created_at_us` (N), `active_tokens` (N), `time_zone` (S, when set) |
 //! | live token of a tenant | `tenant#<id>` | `token#<digest>` | `created_at_us` (N) |
 //! | token | `token#<digest>` | `token` | `tenant_id` (S), `created_at_us` (N), `revoked_at_us` (N, once revoked) |
 //! | name claim | `name#<name>` | `name` | `tenant_id` (S) |
@@ -51,8 +51,8 @@ use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 use std::time::Duration;
 use tsunagu_service::tenants::{
-    looks_like_token, new_tenant_id, new_token, tenant_name, token_digest, Tenant, TenantDirectory,
-    TenantError, TENANT_ID_PREFIX,
+    looks_like_token, new_tenant_id, new_token, tenant_name, time_zone_name, token_digest, Tenant,
+    TenantDirectory, TenantError, TenantSettings, TENANT_ID_PREFIX,
 };
 
 const TENANT_PREFIX: &str = "tenant#";
@@ -70,6 +70,7 @@ const CREATED_AT: &str = "created_at_us";
 const ACTIVE_TOKENS: &str = "active_tokens";
 const TENANT_ID: &str = "tenant_id";
 const REVOKED_AT: &str = "revoked_at_us";
+const TIME_ZONE: &str = "time_zone";
 
 /// Tokens revoked per transaction: two items each and the tenant's counter stay within
 /// the 25 items of a transaction (the limit before DynamoDB raised it to 100).
@@ -249,6 +250,7 @@ impl DynamoTenantDirectory {
             name: s(NAME)?,
             created_at_us: num(CREATED_AT)?,
             active_tokens: num(ACTIVE_TOKENS)?.max(0) as u64,
+            time_zone: text(item, TIME_ZONE).map(str::to_string),
         })
     }
 
@@ -452,8 +454,17 @@ impl DynamoTenantDirectory {
 
 #[async_trait]
 impl TenantDirectory for DynamoTenantDirectory {
-    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
+    async fn create_with(
+        &self,
+        name: &str,
+        settings: &TenantSettings,
+    ) -> Result<(Tenant, String), TenantError> {
         let name = tenant_name(name)?;
+        let time_zone = settings
+            .time_zone
+            .as_deref()
+            .map(time_zone_name)
+            .transpose()?;
         for _ in 0..FRESH_ATTEMPTS {
             let id = new_tenant_id();
             let token = new_token();
@@ -465,6 +476,9 @@ impl TenantDirectory for DynamoTenantDirectory {
             tenant.insert(NAME.into(), AttributeValue::S(name.clone()));
             tenant.insert(CREATED_AT.into(), n(now));
             tenant.insert(ACTIVE_TOKENS.into(), n(1));
+            if let Some(zone) = &time_zone {
+                tenant.insert(TIME_ZONE.into(), AttributeValue::S(zone.clone()));
+            }
             let mut items = vec![self.put_new(claim)?, self.put_new(tenant)?];
             items.extend(self.token_items(&id, &token_digest(&token), now)?);
             let outcome = self.transact(items, "create a tenant").await?;
@@ -474,6 +488,7 @@ impl TenantDirectory for DynamoTenantDirectory {
                     name,
                     created_at_us: now,
                     active_tokens: 1,
+                    time_zone,
                 };
                 return Ok((tenant, token));
             }
@@ -523,6 +538,43 @@ impl TenantDirectory for DynamoTenantDirectory {
             "DynamoDB tenant table {:?}: could not draw a fresh token; try again",
             self.table
         )))
+    }
+
+    async fn set_time_zone(
+        &self,
+        tenant: &str,
+        time_zone: Option<&str>,
+    ) -> Result<Tenant, TenantError> {
+        let time_zone = time_zone.map(time_zone_name).transpose()?;
+        let found = self
+            .find(tenant)
+            .await?
+            .ok_or_else(|| TenantError::NotFound(tenant.to_string()))?;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(&found.id), TENANT_SK)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#zone", TIME_ZONE);
+        let update = match &time_zone {
+            Some(zone) => update
+                .update_expression("SET #zone = :zone")
+                .expression_attribute_values(":zone", AttributeValue::S(zone.clone())),
+            None => update.update_expression("REMOVE #zone"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(Tenant { time_zone, ..found }),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(TenantError::NotFound(tenant.to_string()))
+            }
+            Err(error) => Err(self.api_error("UpdateItem (tenant time zone)", &error)),
+        }
     }
 
     async fn revoke_tokens(&self, tenant: &str) -> Result<u64, TenantError> {

@@ -9,15 +9,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tsunagu_service::tenants::{
-    looks_like_token, new_tenant_id, new_token, tenant_name, token_digest, Tenant, TenantDirectory,
-    TenantError, TENANT_ID_PREFIX,
+    looks_like_token, new_tenant_id, new_token, tenant_name, time_zone_name, token_digest, Tenant,
+    TenantDirectory, TenantError, TenantSettings, TENANT_ID_PREFIX,
 };
 
 const TENANTS_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
-    created_at_us INTEGER NOT NULL
+    created_at_us INTEGER NOT NULL,
+    time_zone     TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tokens (
     digest        TEXT PRIMARY KEY,
@@ -42,6 +43,10 @@ impl TenantRegistry {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_creating(path)?;
         conn.execute_batch(TENANTS_SCHEMA)?;
+        // Registries created before tenants had a time zone.
+        if !has_time_zone_column(&conn)? {
+            conn.execute_batch("ALTER TABLE tenants ADD COLUMN time_zone TEXT")?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -49,10 +54,22 @@ impl TenantRegistry {
 
     /// Opens the registry file at `path` **read-only** (listing and authenticating only;
     /// see [`crate::sqlite::open_read_only`]); a missing file reads as an empty registry,
-    /// in memory, so nothing is created. Creating, issuing and revoking fail.
+    /// in memory, so nothing is created. Creating, issuing and revoking fail. A registry
+    /// written before tenants had a time zone is read as it is (every tenant in UTC).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let conn = if path.exists() {
-            open_read_only(path)?
+            let conn = open_read_only(path)?;
+            if !has_time_zone_column(&conn)? {
+                // A temporary view (in this connection's memory; the file stays untouched)
+                // shadows the table, adding the column as NULL.
+                conn.execute_batch(
+                    "PRAGMA query_only = false;
+                     CREATE TEMP VIEW tenants AS
+                     SELECT id, name, created_at_us, NULL AS time_zone FROM main.tenants;
+                     PRAGMA query_only = true;",
+                )?;
+            }
+            conn
         } else {
             let conn = Connection::open_in_memory()?;
             conn.execute_batch(TENANTS_SCHEMA)?;
@@ -83,8 +100,17 @@ impl TenantRegistry {
 
 #[async_trait]
 impl TenantDirectory for TenantRegistry {
-    async fn create(&self, name: &str) -> Result<(Tenant, String), TenantError> {
+    async fn create_with(
+        &self,
+        name: &str,
+        settings: &TenantSettings,
+    ) -> Result<(Tenant, String), TenantError> {
         let name = tenant_name(name)?;
+        let time_zone = settings
+            .time_zone
+            .as_deref()
+            .map(time_zone_name)
+            .transpose()?;
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(failed)?;
             let taken: Option<String> = tx
@@ -99,8 +125,8 @@ impl TenantDirectory for TenantRegistry {
             let id = new_tenant_id();
             let now = now_us();
             tx.execute(
-                "INSERT INTO tenants (id, name, created_at_us) VALUES (?1, ?2, ?3)",
-                params![id, name, now],
+                "INSERT INTO tenants (id, name, created_at_us, time_zone) VALUES (?1, ?2, ?3, ?4)",
+                params![id, name, now, time_zone],
             )
             .map_err(failed)?;
             let token = insert_token(&tx, &id, now)?;
@@ -111,6 +137,7 @@ impl TenantDirectory for TenantRegistry {
                     name,
                     created_at_us: now,
                     active_tokens: 1,
+                    time_zone,
                 },
                 token,
             ))
@@ -127,6 +154,25 @@ impl TenantDirectory for TenantRegistry {
             tx.commit().map_err(failed)?;
             let tenant = find(conn, &found.id)?.unwrap_or(found);
             Ok((tenant, token))
+        })
+        .await
+    }
+
+    async fn set_time_zone(
+        &self,
+        tenant: &str,
+        time_zone: Option<&str>,
+    ) -> Result<Tenant, TenantError> {
+        let time_zone = time_zone.map(time_zone_name).transpose()?;
+        let tenant = tenant.to_string();
+        self.with_conn(move |conn| {
+            let found = find(conn, &tenant)?.ok_or(TenantError::NotFound(tenant))?;
+            conn.execute(
+                "UPDATE tenants SET time_zone = ?2 WHERE id = ?1",
+                params![found.id, time_zone],
+            )
+            .map_err(failed)?;
+            Ok(Tenant { time_zone, ..found })
         })
         .await
     }
@@ -180,7 +226,7 @@ impl TenantDirectory for TenantRegistry {
     }
 }
 
-const TENANT_SELECT: &str = "SELECT t.id, t.name, t.created_at_us,
+const TENANT_SELECT: &str = "SELECT t.id, t.name, t.created_at_us, t.time_zone,
     (SELECT COUNT(*) FROM tokens k WHERE k.tenant_id = t.id AND k.revoked_at_us IS NULL)
     FROM tenants t";
 
@@ -189,8 +235,20 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
         id: r.get(0)?,
         name: r.get(1)?,
         created_at_us: r.get(2)?,
-        active_tokens: r.get::<_, i64>(3)?.max(0) as u64,
+        time_zone: r.get(3)?,
+        active_tokens: r.get::<_, i64>(4)?.max(0) as u64,
     })
+}
+
+fn has_time_zone_column(conn: &Connection) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('tenants')")?;
+    let columns = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    for column in columns {
+        if column? == "time_zone" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The tenant with this id, or else with this name. An id is looked up first, so a name
@@ -239,6 +297,53 @@ mod tests {
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle),
             "the token itself must not be stored"
+        );
+    }
+
+    /// A registry written before tenants had a time zone is read as it is (read-only: the
+    /// file stays untouched, every tenant in UTC) and upgraded when opened for writing.
+    #[tokio::test]
+    async fn a_registry_without_time_zones_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenants.db");
+        let token = new_token();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                     created_at_us INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE tokens (digest TEXT PRIMARY KEY, tenant_id TEXT NOT NULL
+                     REFERENCES tenants (id), created_at_us INTEGER NOT NULL,
+                     revoked_at_us INTEGER) WITHOUT ROWID;
+                 INSERT INTO tenants VALUES ('tn_00000000000000aa', 'acme', 1);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO tokens VALUES (?1, 'tn_00000000000000aa', 1, NULL)",
+                [token_digest(&token)],
+            )
+            .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let read_only = TenantRegistry::open_read_only(&path).unwrap();
+        let listed = read_only.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].time_zone, None);
+        let found = read_only.authenticate(&token).await.unwrap().unwrap();
+        assert_eq!(found.name, "acme");
+        drop(read_only);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "nothing written");
+
+        let registry = TenantRegistry::open(&path).unwrap();
+        let tokyo = registry
+            .set_time_zone("acme", Some("Asia/Tokyo"))
+            .await
+            .unwrap();
+        assert_eq!(tokyo.time_zone.as_deref(), Some("Asia/Tokyo"));
+        assert_eq!(
+            registry.authenticate(&token).await.unwrap(),
+            Some(tokyo),
+            "the old token authenticates, with the new zone"
         );
     }
 }

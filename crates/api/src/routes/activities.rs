@@ -3,7 +3,7 @@
 
 use super::{Versioned, WrittenBody};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Auth, Params, StrictJson};
+use crate::extract::{Auth, AuthTenant, Params, StrictJson};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use tsunagu_domain::search::{
 };
 use tsunagu_domain::{ActionType, ActivityLog};
 use tsunagu_service::usecases::activities::{ActivityPatch, NewActivity};
-use tsunagu_service::{FieldIssue, ServiceError};
+use tsunagu_service::{FieldIssue, ServiceError, TenantId};
 
 /// Filters of an activity search. Several values of one axis are comma-separated and match
 /// any of them (except `tag`: every tag given must be present); axes combine with AND.
@@ -43,11 +43,11 @@ pub struct ActivityFilters {
     /// Comma-separated tags: every one of them must be present.
     pub tag: Option<String>,
     /// Inclusive lower bound of `occurred_at`: RFC 3339 (`2026-11-10T09:00:00+09:00`) or a
-    /// date (`2026-11-10`, midnight UTC).
+    /// date (`2026-11-10`, midnight in the tenant's time zone; UTC when it has none).
     #[param(example = "2026-11-10")]
     pub from: Option<String>,
     /// Exclusive upper bound of `occurred_at`, later than `from`: RFC 3339 or a date
-    /// (midnight UTC, so `to=2026-11-11` ends with the 10th).
+    /// (midnight in the tenant's time zone, so `to=2026-11-11` ends with the 10th).
     #[param(example = "2026-11-11")]
     pub to: Option<String>,
     /// Page size (default 20).
@@ -74,7 +74,8 @@ pub struct AggregateParams {
     #[param(inline)]
     pub group_by: GroupBy,
     /// The IANA time zone of the calendar groupings and of date-only `from`/`to`
-    /// (default UTC).
+    /// (default: the tenant's, set with `tsunagu tenant create NAME --time-zone ZONE`;
+    /// UTC when it has none).
     #[param(example = "Asia/Tokyo")]
     pub tz: Option<String>,
     /// Memo full text: every word must occur.
@@ -240,10 +241,12 @@ pub struct ActivityPage {
     responses((status = 200, body = ActivityPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
-    Auth(tenant): Auth,
+    AuthTenant(account): AuthTenant,
     Params(filters): Params<ActivityFilters>,
 ) -> Result<Json<ActivityPage>, ApiError> {
-    let query = filters.query(TimeZone::UTC)?;
+    // A bare date (`from=2026-11-10`) is the start of that day in the tenant's zone.
+    let query = filters.query(account.zone())?;
+    let tenant = TenantId(account.id);
     let page = state
         .service
         .search_activities(&tenant, query, filters.consistency_token.as_deref())
@@ -284,14 +287,15 @@ pub struct Aggregation {
     responses((status = 200, body = Aggregation), (status = 422, body = ErrorBody)))]
 pub async fn aggregate(
     State(state): State<AppState>,
-    Auth(tenant): Auth,
+    AuthTenant(account): AuthTenant,
     Params(params): Params<AggregateParams>,
 ) -> Result<Json<Aggregation>, ApiError> {
     let by = params.group_by;
     let zone = match params.tz.as_deref().map(str::trim) {
-        None | Some("") => TimeZone::UTC,
+        None | Some("") => account.zone(),
         Some(name) => parse_time_zone(name).map_err(|m| ServiceError::invalid("tz", m))?,
     };
+    let tenant = TenantId(account.id);
     let mut query = params.filters().query(zone)?;
     query.limit = 0;
     query.cursor = None;

@@ -7,6 +7,7 @@ use crate::cli::TenantCommand;
 use crate::outln;
 use std::process::ExitCode;
 use tsunagu_runtime::config::Config;
+use tsunagu_service::tenants::{TenantError, TenantSettings};
 
 pub async fn run(
     config: &Config,
@@ -20,10 +21,19 @@ pub async fn run(
         tsunagu_runtime::tenants::open_tenant_directory(config).await?
     };
     match command {
-        TenantCommand::Create { name } => {
-            let (tenant, token) = registry.create(&name).await?;
+        TenantCommand::Create { name, time_zone } => {
+            let settings = TenantSettings { time_zone };
+            let (tenant, token) = registry
+                .create_with(&name, &settings)
+                .await
+                .map_err(name_the_flag)?;
             created.report()?;
-            outln!("created tenant {} ({})", tenant.name, tenant.id)?;
+            outln!(
+                "created tenant {} ({}), time zone {}",
+                tenant.name,
+                tenant.id,
+                tenant.zone().name()
+            )?;
             outln!("bearer token (shown once; store it safely):")?;
             outln!("{token}")?;
         }
@@ -37,16 +47,42 @@ pub async fn run(
             )?;
             outln!("{token}")?;
         }
+        TenantCommand::Set { tenant, time_zone } => {
+            let tenant = registry
+                .set_time_zone(&tenant, Some(&time_zone))
+                .await
+                .map_err(name_the_flag)?;
+            outln!(
+                "tenant {} ({}): time zone {}",
+                tenant.name,
+                tenant.id,
+                tenant.zone().name()
+            )?;
+        }
         TenantCommand::Revoke { tenant } => {
             let revoked = registry.revoke_tokens(&tenant).await?;
             outln!("revoked {revoked} token(s) of {tenant}")?;
         }
         TenantCommand::List => {
-            outln!("{:<20}  {:<30}  {:>6}", "id", "name", "tokens")?;
+            outln!("{:<20}  {:<30}  {:>6}  time zone", "id", "name", "tokens")?;
             for t in registry.list().await? {
-                outln!("{:<20}  {:<30}  {:>6}", t.id, t.name, t.active_tokens)?;
+                outln!(
+                    "{:<20}  {:<30}  {:>6}  {}",
+                    t.id,
+                    t.name,
+                    t.active_tokens,
+                    t.zone().name()
+                )?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A refused time zone names the flag that gave it.
+fn name_the_flag(error: TenantError) -> anyhow::Error {
+    match error {
+        TenantError::InvalidTimeZone { .. } => anyhow::anyhow!("--time-zone: {error}"),
+        other => other.into(),
+    }
 }
