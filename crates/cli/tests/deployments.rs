@@ -459,6 +459,21 @@ async fn backfill_then_stream_ends_equal(deployment: Deployment) {
     let runtime = deployment.runtime().await;
     let mut sample = Sample::new(11, 30, chrono::Utc::now());
     write(&runtime, &mut sample, 700).await;
+    // Nothing applies them yet: the stall signal (the age of the oldest record not yet
+    // applied) is above zero and keeps growing, unlike a lag histogram that goes silent.
+    let first = oldest_unapplied_ages(&deployment);
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = oldest_unapplied_ages(&deployment);
+    assert!(
+        first.iter().any(|&age| age > 0.0),
+        "{}: {first:?}",
+        deployment.name
+    );
+    assert!(
+        later.iter().sum::<f64>() >= first.iter().sum::<f64>() + 1.0,
+        "{}: the age grows while stalled: {first:?} then {later:?}",
+        deployment.name
+    );
     let out = deployment.run(&["backfill", "--consumer", "search", "--quiet"]);
     assert!(out.status.success(), "{}: {out:?}", deployment.name);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -480,7 +495,39 @@ async fn backfill_then_stream_ends_equal(deployment: Deployment) {
             .is_some_and(|s| !s.is_empty()),
         "{status:#}"
     );
+    // Caught up: nothing waits, on any shard (the checkpoint follows the apply shortly).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ages = oldest_unapplied_ages(&deployment);
+        if ages.iter().all(|&age| age == 0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: still waiting after catching up: {ages:?}",
+            deployment.name
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     worker.stop();
+}
+
+/// Per shard of the `search` consumer, `status --json`'s age of the oldest record not yet
+/// applied.
+fn oldest_unapplied_ages(deployment: &Deployment) -> Vec<f64> {
+    let out = deployment.run(&["status", "--json"]);
+    assert!(out.status.success(), "{}: {out:?}", deployment.name);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+    status[0]["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| {
+            shard["oldest_unapplied_age_seconds"]
+                .as_f64()
+                .expect("oldest_unapplied_age_seconds")
+        })
+        .collect()
 }
 
 /// A record the sink can never accept is dead-lettered by the worker, listed from another
