@@ -47,8 +47,13 @@ pub enum StoreError {
         expected: String,
         found: Option<Version>,
     },
+    /// The write itself is malformed (empty key, a body that is not an object).
     #[error("invalid write: {0}")]
     Invalid(String),
+    /// The store could not do what was asked for a reason other than the request (a
+    /// directory it cannot create, a rolled-back commit); the message says which.
+    #[error("{0}")]
+    Failed(String),
     #[error("store at {path} was created with {existing} shards, but {requested} were configured; the shard count of a store cannot change")]
     ShardCountMismatch {
         path: String,

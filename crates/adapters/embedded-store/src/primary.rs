@@ -118,7 +118,7 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the store file at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         if options.shard_count == 0 {
-            return Err(StoreError::Invalid("shard_count must be at least 1".into()));
+            return Err(StoreError::Failed("shard_count must be at least 1".into()));
         }
         let conn = open_creating(path)?;
         // The writer checkpoints the WAL into the database less often than SQLite's default
@@ -143,7 +143,7 @@ impl EmbeddedStore {
         let handle = std::thread::Builder::new()
             .name("tsunagu-store-writer".into())
             .spawn(move || writer_loop(conn, rx, &writer_shared))
-            .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::Failed(format!("cannot start the writer thread: {e}")))?;
         if let Ok(mut w) = shared.writer.lock() {
             *w = Some(handle);
         }
@@ -504,7 +504,7 @@ fn commit_group(conn: &mut Connection, group: Vec<(Vec<Prepared>, GroupReply)>, 
             tracing::error!(%error, requests = group.len(), "group commit failed; rolled back");
             let message = error.to_string();
             for (_, reply) in group {
-                let _ = reply.send(Err(StoreError::Invalid(format!(
+                let _ = reply.send(Err(StoreError::Failed(format!(
                     "the write was rolled back: {message}"
                 ))));
             }

@@ -107,7 +107,7 @@ const CACHE_KIB: i64 = 32 * 1024;
 pub(crate) fn open_creating(path: &Path) -> Result<Connection, StoreError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", parent.display())))?;
+            .map_err(|e| StoreError::Failed(format!("cannot create {}: {e}", parent.display())))?;
     }
     open_connection(path)
 }

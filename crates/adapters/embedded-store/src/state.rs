@@ -56,7 +56,7 @@ impl EmbeddedState {
         tokio::task::spawn_blocking(move || {
             let conn = conn
                 .lock()
-                .map_err(|_| StoreError::Invalid("state connection poisoned".into()))?;
+                .map_err(|_| StoreError::Failed("state connection poisoned".into()))?;
             f(&conn)
         })
         .await

@@ -81,11 +81,18 @@ impl Target {
             database
         );
         let admin = mysql_async::OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
-        let mut conn = mysql_async::Conn::new(admin).await?;
+        // Where and which flag, so a refused connection or a bad password says what to fix.
+        let unreachable = |e: mysql_async::Error| {
+            Error::Other(format!(
+                "cannot use the target database {display} (--target / TSUNAGU_MIGRATE_TARGET): {e}"
+            ))
+        };
+        let mut conn = mysql_async::Conn::new(admin).await.map_err(unreachable)?;
         conn.query_drop(format!(
             "CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4"
         ))
-        .await?;
+        .await
+        .map_err(unreachable)?;
         conn.disconnect().await?;
         let pool = mysql_async::Pool::new(opts);
         Ok(Target {
@@ -452,4 +459,30 @@ pub async fn swap(target: &Target, model: &Model, plan: &Plan) -> Result<()> {
     conn.query_drop(format!("DELETE FROM `{CHUNKS_TABLE}`"))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[tokio::test]
+    async fn an_unreachable_target_is_named_with_its_flag() {
+        // A port nothing listens on any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let Err(error) =
+            Target::connect(&format!("mysql://loader:secret@127.0.0.1:{port}/sales")).await
+        else {
+            panic!("connected to a closed port");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("mysql://loader@127.0.0.1:{port}/sales")),
+            "{message}"
+        );
+        assert!(message.contains("--target"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+    }
 }
