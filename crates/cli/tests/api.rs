@@ -8,7 +8,7 @@
 
 mod app;
 
-use app::{aws_env, aws_example, config, Backend, TestApp};
+use app::{aws_env, aws_example, config, ids, Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -28,15 +28,6 @@ on_both_deployments!(
 
 fn visit(memo: &str, result: &str, at: &str) -> Value {
     json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": memo, "result": result})
-}
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["data"]["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn days_ago(days: i64) -> String {

@@ -4,20 +4,11 @@
 
 mod app;
 
-use app::{Backend, TestApp};
+use app::{ids, Backend, TestApp};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 on_both_deployments!(memo_search_syntax_highlights_and_relevance);
-
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["data"]["id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 async fn memo_search_syntax_highlights_and_relevance(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {

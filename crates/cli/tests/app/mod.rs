@@ -227,3 +227,13 @@ impl TestApp {
         (self.config, self._dir)
     }
 }
+
+/// The ids of a search page's items, in order.
+pub fn ids(page: &serde_json::Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["data"]["id"].as_str().expect("id").to_string())
+        .collect()
+}
