@@ -221,8 +221,10 @@ pub struct SearchArgs {
     /// Occurred before (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_time)]
     pub to: Option<chrono::DateTime<chrono::Utc>>,
-    /// Words that must all occur in the memo (Japanese works without spaces).
-    #[arg(long)]
+    /// Memo search, as the API's `q`: words that must all occur (Japanese works without
+    /// spaces), `-word` to exclude, `A OR B`, `"a phrase"`. A leading `-` is part of the
+    /// query (`--text -見積`).
+    #[arg(long, allow_hyphen_values = true)]
     pub text: Option<String>,
     /// Hits per page (0: only the count).
     #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=1000))]

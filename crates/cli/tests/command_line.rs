@@ -707,3 +707,47 @@ fn a_knob_above_its_bound_is_refused_at_load_naming_the_field_and_the_line() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!data.exists(), "check created the data directory");
 }
+
+/// Regression: `search --text -見積` was read by the argument parser as an unknown flag,
+/// so the exclusion the API's `q` accepts could not be written on the command line.
+#[test]
+fn search_text_takes_the_api_query_syntax_including_a_leading_exclusion() {
+    let (_root, dir) = populated_dir();
+    let d = dir.to_str().unwrap();
+    let memos = |query: &str| -> Vec<String> {
+        let output = run(&[
+            "search",
+            "--data-dir",
+            d,
+            "--json",
+            "--limit",
+            "1000",
+            "--text",
+            query,
+        ]);
+        assert!(output.status.success(), "{query}: {}", text(&output.stderr));
+        let page: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        page["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .map(|hit| hit["activity"]["memo"].as_str().expect("memo").to_string())
+            .collect()
+    };
+    let all = memos("株式会社");
+    let with = memos("株式会社 見積");
+    let without = memos("-見積 株式会社");
+    assert!(!all.is_empty());
+    assert!(
+        without.iter().all(|memo| !memo.contains("見積")),
+        "{without:?}"
+    );
+    assert_eq!(with.len() + without.len(), all.len());
+    let unreadable = run(&["search", "--data-dir", d, "--text", "\"見積"]);
+    assert!(!unreadable.status.success());
+    assert!(
+        text(&unreadable.stderr).contains("quote"),
+        "{}",
+        text(&unreadable.stderr)
+    );
+}
