@@ -333,17 +333,23 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test]
-async fn commits_are_visible_at_once_and_durable_only_at_a_durable_point() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let index = ActivityIndex::open(
-        dir.path(),
+/// An index whose only durable points are explicit flushes (the interval is an hour), so
+/// a test controls what a kill would lose.
+fn open_without_durable_points(dir: &Path) -> ActivityIndex {
+    ActivityIndex::open(
+        dir,
         IndexOptions {
             durability_interval: std::time::Duration::from_secs(3600),
             ..options()
         },
     )
-    .expect("open");
+    .expect("open")
+}
+
+#[tokio::test]
+async fn commits_are_visible_at_once_and_durable_only_at_a_durable_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open_without_durable_points(dir.path());
     let a = activity("a1", "d1");
     let b = activity("b1", "d1");
     index.apply(&[upsert(&a, 1)]).await.expect("apply a");
@@ -424,14 +430,7 @@ fn segment_files(dir: &Path) -> std::collections::BTreeSet<String> {
 #[tokio::test]
 async fn files_a_killed_process_left_behind_do_not_collide_with_the_restarted_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let index = ActivityIndex::open(
-        dir.path(),
-        IndexOptions {
-            durability_interval: std::time::Duration::from_secs(3600),
-            ..options()
-        },
-    )
-    .expect("open");
+    let index = open_without_durable_points(dir.path());
     let a = activity("a1", "d1");
     let mut edited = a.clone();
     edited.memo = "edited".into();
