@@ -318,18 +318,10 @@ pub fn parse_listen(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// RFC 3339, or a bare date taken as midnight UTC.
+/// RFC 3339, or a bare date taken as midnight UTC: the domain's rule
+/// ([`tsunagu_domain::search::parse_time`]), which the API applies too.
 pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| {
-            format!("{s:?} is not a time: use RFC 3339 (2026-04-01T09:00:00+09:00) or YYYY-MM-DD")
-        })
+    tsunagu_domain::search::parse_time(s, tsunagu_domain::search::TimeZone::UTC)
 }
 
 #[cfg(test)]
