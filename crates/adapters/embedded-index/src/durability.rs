@@ -1,19 +1,24 @@
 //! Visibility without durability, then durability on a timer: Elasticsearch's refresh and
 //! flush, for Tantivy.
 //!
-//! A Tantivy commit writes a new segment and `meta.json`, and fsyncs each file. Searchers
-//! only need the files in the page cache, so [`DeferredSyncDirectory`] lets commits skip
-//! the fsyncs (they are *soft*: visible to this process at once) and a syncer thread makes
-//! them durable every `durability_interval` (or when asked):
+//! A Tantivy commit writes a new segment (eight files or so) and `meta.json`, and fsyncs
+//! each file. Searchers only need the bytes, so [`DeferredSyncDirectory`] lets commits
+//! skip the disk (they are *soft*: visible to this process at once) and a syncer thread
+//! makes them durable every `durability_interval` (or when asked):
 //!
-//! - segment files are written without fsync and remembered; once *terminated* (complete)
-//!   they are fsynced at the next durable point;
-//! - `meta.json` and `.managed.json` are kept in memory (reads in this process see the
-//!   latest), and written to disk — fsync, rename, directory fsync — only at a durable
-//!   point, after every file they reference is durable. So the files on disk always
-//!   describe a complete index: the state of the last durable point;
-//! - deletions (segments merged away) are held back until a durable `meta.json` no longer
-//!   references them (the one written at the next durable point).
+//! - new files live in memory: a commit (one per batch at low rates) creates no file on
+//!   disk, and a segment merged away before the next durable point never reaches it.
+//!   Creating and deleting small files is what costs most in a commit of a few documents
+//!   (the filesystem's inode work), so this is what keeps a write searchable within a few
+//!   milliseconds at any batch size. A file that outgrows [`MEMORY_FILE_LIMIT`] (a big
+//!   merge) goes to disk while it is written, without fsync;
+//! - at a durable point, the finished memory files are written to disk and every new file
+//!   fsynced; `meta.json` and `.managed.json`, kept in memory until then (reads in this
+//!   process see the latest), are written — fsync, rename, directory fsync — only after
+//!   every file they reference is durable. So the files on disk always describe a
+//!   complete index: the state of the last durable point;
+//! - deletions of files on disk (segments merged away) are held back until a durable
+//!   `meta.json` no longer references them (the one written at the next durable point).
 //!
 //! A crash (of the process or the machine) reopens the index at its last durable point.
 //! [`Marks`] tell the engine which commits are durable, so checkpoints never pass them and
@@ -29,8 +34,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
-    AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, MmapDirectory, TerminatingWrite,
-    WatchCallback, WatchHandle, WritePtr,
+    AntiCallToken, Directory, DirectoryLock, FileHandle, Lock, MmapDirectory, OwnedBytes,
+    TerminatingWrite, WatchCallback, WatchHandle, WritePtr,
 };
 
 /// The visible and durable marks of an index: the writer raises `visible` after each
@@ -44,7 +49,14 @@ pub struct Marks {
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// Files written since the last durable point, not yet fsynced.
+    /// Files written since the last durable point that live in memory only. `None` until
+    /// their writer flushes or finishes; `terminated` once it has finished.
+    memory: HashMap<PathBuf, MemoryFile>,
+    /// Memory files the running durable point is writing to disk: a deletion meanwhile
+    /// must still remove the disk copy, at the next point.
+    persisting: HashSet<PathBuf>,
+    /// Files written to disk since the last durable point (too big for memory), not yet
+    /// fsynced.
     unsynced: HashSet<PathBuf>,
     /// Of those, the ones whose writer has finished (safe to fsync and forget).
     terminated: HashSet<PathBuf>,
@@ -54,7 +66,15 @@ struct Pending {
     deletes: HashSet<PathBuf>,
 }
 
-/// A [`MmapDirectory`] whose fsyncs are deferred to [`DeferredSyncDirectory::sync`].
+#[derive(Debug, Default)]
+struct MemoryFile {
+    /// What readers see: the content as of the writer's last flush or its end.
+    bytes: Option<OwnedBytes>,
+    terminated: bool,
+}
+
+/// A [`MmapDirectory`] whose new files stay in memory, and whose fsyncs wait, until
+/// [`DeferredSyncDirectory::sync`].
 #[derive(Clone, Debug)]
 pub struct DeferredSyncDirectory {
     inner: MmapDirectory,
@@ -83,19 +103,49 @@ impl DeferredSyncDirectory {
     pub fn is_dirty(&self) -> bool {
         self.pending
             .lock()
-            .map(|p| !p.unsynced.is_empty() || !p.atomic.is_empty() || !p.deletes.is_empty())
+            .map(|p| {
+                !p.memory.is_empty()
+                    || !p.unsynced.is_empty()
+                    || !p.atomic.is_empty()
+                    || !p.deletes.is_empty()
+            })
             .unwrap_or(true)
     }
 
-    /// Makes everything written so far durable: completed files, then the atomic files
-    /// that reference them, then the held-back deletions.
+    /// Bytes held in memory by files not yet written to disk.
+    pub fn memory_bytes(&self) -> usize {
+        self.pending
+            .lock()
+            .map(|p| {
+                p.memory
+                    .values()
+                    .filter_map(|file| file.bytes.as_ref().map(OwnedBytes::len))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Makes everything written so far durable: memory files are written to disk and
+    /// every new file fsynced, then the atomic files that reference them are written,
+    /// then the held-back deletions done.
     pub fn sync(&self) -> io::Result<()> {
         let _one_at_a_time = self.syncing.lock().map_err(|_| poisoned())?;
-        let (files, complete, atomic, deletes) = {
-            let pending = self.pending.lock().map_err(|_| poisoned())?;
-            // Every file written since the last point is fsynced, complete or not (an
-            // fsync of a file still being written is harmless); only complete ones are
-            // then forgotten, the others are fsynced again next time.
+        let (memory, files, complete, atomic, deletes) = {
+            let mut pending = self.pending.lock().map_err(|_| poisoned())?;
+            // Only finished memory files: the meta.json taken below references no file
+            // that was still being written when it was taken.
+            let memory: Vec<(PathBuf, OwnedBytes)> = pending
+                .memory
+                .iter()
+                .filter(|(_, file)| file.terminated)
+                .filter_map(|(path, file)| Some((path.clone(), file.bytes.clone()?)))
+                .collect();
+            pending
+                .persisting
+                .extend(memory.iter().map(|(path, _)| path.clone()));
+            // Every disk file written since the last point is fsynced, complete or not
+            // (an fsync of a file still being written is harmless); only complete ones
+            // are then forgotten, the others are fsynced again next time.
             let files: Vec<PathBuf> = pending.unsynced.iter().cloned().collect();
             let complete: Vec<PathBuf> = pending.terminated.iter().cloned().collect();
             let atomic: Vec<(PathBuf, Vec<u8>)> = pending
@@ -104,16 +154,20 @@ impl DeferredSyncDirectory {
                 .map(|(p, d)| (p.clone(), d.clone()))
                 .collect();
             let deletes: Vec<PathBuf> = pending.deletes.iter().cloned().collect();
-            (files, complete, atomic, deletes)
+            (memory, files, complete, atomic, deletes)
         };
-        for file in &files {
-            match File::open(self.root.join(file)) {
-                Ok(f) => f.sync_data()?,
-                // Deleted since (a merge input that was never durable): nothing to keep.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        let persisted = self.write_out(&memory, &files);
+        let mut pending = self.pending.lock().map_err(|_| poisoned())?;
+        for (path, _) in &memory {
+            pending.persisting.remove(path);
         }
+        persisted?;
+        // On disk now (or deleted meanwhile, then the deletion waits in `deletes`): reads
+        // go to the file from here on; readers holding the memory copy keep it alive.
+        for (path, _) in &memory {
+            pending.memory.remove(path);
+        }
+        drop(pending);
         self.inner.sync_directory()?;
         // `.managed.json` before `meta.json`: the list of files must cover what the meta
         // references.
@@ -147,28 +201,101 @@ impl DeferredSyncDirectory {
         }
         Ok(())
     }
+
+    /// Writes the memory files to disk and fsyncs them and the disk files.
+    fn write_out(&self, memory: &[(PathBuf, OwnedBytes)], files: &[PathBuf]) -> io::Result<()> {
+        for (path, bytes) in memory {
+            // Not `create_new`: a failed earlier point may have left a partial copy.
+            let mut file = File::create(self.root.join(path))?;
+            file.write_all(bytes.as_slice())?;
+            file.sync_data()?;
+        }
+        for file in files {
+            match File::open(self.root.join(file)) {
+                Ok(f) => f.sync_data()?,
+                // Deleted since (a merge input that was never durable): nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Writes a file without fsync; reports when it is complete.
+/// A file larger than this goes to disk while it is written (big merges), instead of
+/// waiting in memory for the durable point.
+const MEMORY_FILE_LIMIT: usize = 8 << 20;
+
+/// Writes a new file into memory, or to disk (without fsync) once it outgrows
+/// [`MEMORY_FILE_LIMIT`]; reports when it is complete.
 struct DeferredFileWriter {
-    file: File,
     path: PathBuf,
+    root: PathBuf,
+    buffer: Vec<u8>,
+    /// Set once the file went to disk.
+    file: Option<File>,
     pending: Arc<Mutex<Pending>>,
+}
+
+impl DeferredFileWriter {
+    /// Moves the file from memory to disk.
+    fn spill(&mut self) -> io::Result<&mut File> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.root.join(&self.path))?;
+        file.write_all(&self.buffer)?;
+        self.buffer = Vec::new();
+        let mut pending = self.pending.lock().map_err(|_| poisoned())?;
+        pending.memory.remove(&self.path);
+        pending.unsynced.insert(self.path.clone());
+        drop(pending);
+        Ok(self.file.insert(file))
+    }
+
+    /// Makes the memory content so far visible to readers.
+    fn publish(&mut self, terminated: bool) -> io::Result<()> {
+        let bytes = if terminated {
+            OwnedBytes::new(std::mem::take(&mut self.buffer))
+        } else {
+            OwnedBytes::new(self.buffer.clone())
+        };
+        let mut pending = self.pending.lock().map_err(|_| poisoned())?;
+        // Deleted while written: nothing to publish.
+        if let Some(file) = pending.memory.get_mut(&self.path) {
+            file.bytes = Some(bytes);
+            file.terminated = terminated;
+        }
+        Ok(())
+    }
 }
 
 impl Write for DeferredFileWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        if let Some(file) = &mut self.file {
+            return file.write(buf);
+        }
+        if self.buffer.len() + buf.len() > MEMORY_FILE_LIMIT {
+            return self.spill()?.write(buf);
+        }
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match &mut self.file {
+            Some(file) => file.flush(),
+            None => self.publish(false),
+        }
     }
 }
 
 impl TerminatingWrite for DeferredFileWriter {
     fn terminate_ref(&mut self, _: AntiCallToken) -> io::Result<()> {
-        self.file.flush()?;
+        let Some(file) = &mut self.file else {
+            return self.publish(true);
+        };
+        file.flush()?;
         let mut pending = self.pending.lock().map_err(|_| poisoned())?;
         if pending.unsynced.contains(&self.path) {
             pending.terminated.insert(self.path.clone());
@@ -179,6 +306,14 @@ impl TerminatingWrite for DeferredFileWriter {
 
 impl Directory for DeferredSyncDirectory {
     fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        if let Ok(pending) = self.pending.lock() {
+            if let Some(file) = pending.memory.get(path) {
+                return match &file.bytes {
+                    Some(bytes) => Ok(Arc::new(bytes.clone())),
+                    None => Err(OpenReadError::FileDoesNotExist(path.to_path_buf())),
+                };
+            }
+        }
         self.inner.get_file_handle(path)
     }
 
@@ -187,6 +322,11 @@ impl Directory for DeferredSyncDirectory {
             io_error: Arc::new(poisoned()),
             filepath: path.to_path_buf(),
         })?;
+        // A memory file no durable meta.json references: gone at once, unless the running
+        // durable point is writing it to disk (its meta may reference it).
+        if pending.memory.remove(path).is_some() && !pending.persisting.contains(path) {
+            return Ok(());
+        }
         // Held back even for files written since the last durable point: the durable
         // meta.json written at the next point is the first that surely does not need it.
         pending.unsynced.remove(path);
@@ -197,7 +337,7 @@ impl Directory for DeferredSyncDirectory {
 
     fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
         if let Ok(pending) = self.pending.lock() {
-            if pending.atomic.contains_key(path) {
+            if pending.atomic.contains_key(path) || pending.memory.contains_key(path) {
                 return Ok(true);
             }
             if pending.deletes.contains(path) {
@@ -208,23 +348,27 @@ impl Directory for DeferredSyncDirectory {
     }
 
     fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.root.join(path))
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    OpenWriteError::FileAlreadyExists(path.to_path_buf())
-                } else {
-                    OpenWriteError::wrap_io_error(e, path.to_path_buf())
-                }
-            })?;
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.unsynced.insert(path.to_path_buf());
+        let mut pending = self
+            .pending
+            .lock()
+            .map_err(|_| OpenWriteError::wrap_io_error(poisoned(), path.to_path_buf()))?;
+        // A name is never reused while its file exists, in memory or on disk (a deletion
+        // held back still has its file).
+        if pending.memory.contains_key(path)
+            || pending.deletes.contains(path)
+            || self.root.join(path).exists()
+        {
+            return Err(OpenWriteError::FileAlreadyExists(path.to_path_buf()));
         }
+        pending
+            .memory
+            .insert(path.to_path_buf(), MemoryFile::default());
+        drop(pending);
         Ok(BufWriter::new(Box::new(DeferredFileWriter {
-            file,
             path: path.to_path_buf(),
+            root: self.root.clone(),
+            buffer: Vec::new(),
+            file: None,
             pending: Arc::clone(&self.pending),
         })))
     }
@@ -300,5 +444,116 @@ pub(crate) fn run_syncer(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &DeferredSyncDirectory, name: &str, bytes: &[u8]) {
+        let mut writer = dir.open_write(Path::new(name)).expect("open_write");
+        writer.write_all(bytes).expect("write");
+        writer.terminate().expect("terminate");
+    }
+
+    fn read(dir: &DeferredSyncDirectory, name: &str) -> Vec<u8> {
+        let handle = dir.get_file_handle(Path::new(name)).expect("handle");
+        handle
+            .read_bytes(0..handle.len())
+            .expect("read")
+            .as_slice()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_new_file_is_readable_at_once_and_reaches_the_disk_only_at_a_durable_point() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = DeferredSyncDirectory::open(root.path()).expect("open");
+        write(&dir, "a.idx", b"hello");
+        assert_eq!(read(&dir, "a.idx"), b"hello");
+        assert!(dir.exists(Path::new("a.idx")).expect("exists"));
+        assert!(!root.path().join("a.idx").exists(), "no file on disk yet");
+        assert!(dir.is_dirty());
+        assert_eq!(dir.memory_bytes(), 5);
+
+        dir.sync().expect("sync");
+        assert_eq!(
+            std::fs::read(root.path().join("a.idx")).expect("on disk"),
+            b"hello"
+        );
+        assert_eq!(read(&dir, "a.idx"), b"hello", "read from disk now");
+        assert_eq!(dir.memory_bytes(), 0);
+        assert!(!dir.is_dirty());
+    }
+
+    #[test]
+    fn a_file_deleted_before_the_durable_point_never_reaches_the_disk() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = DeferredSyncDirectory::open(root.path()).expect("open");
+        write(&dir, "merged-away.idx", b"short-lived");
+        dir.delete(Path::new("merged-away.idx")).expect("delete");
+        assert!(!dir.exists(Path::new("merged-away.idx")).expect("exists"));
+        dir.sync().expect("sync");
+        assert!(!root.path().join("merged-away.idx").exists());
+        assert!(!dir.is_dirty());
+    }
+
+    #[test]
+    fn a_durable_file_deleted_stays_on_disk_until_the_next_durable_point() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = DeferredSyncDirectory::open(root.path()).expect("open");
+        write(&dir, "a.idx", b"durable");
+        dir.sync().expect("sync");
+        dir.delete(Path::new("a.idx")).expect("delete");
+        assert!(!dir.exists(Path::new("a.idx")).expect("exists"));
+        assert!(
+            root.path().join("a.idx").exists(),
+            "the durable meta may need it"
+        );
+        assert!(
+            matches!(
+                dir.open_write(Path::new("a.idx")),
+                Err(OpenWriteError::FileAlreadyExists(_))
+            ),
+            "a name is not reused while its file exists"
+        );
+        dir.sync().expect("sync");
+        assert!(!root.path().join("a.idx").exists());
+    }
+
+    #[test]
+    fn a_file_bigger_than_the_memory_limit_goes_to_disk_while_written() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = DeferredSyncDirectory::open(root.path()).expect("open");
+        let big: Vec<u8> = (0..MEMORY_FILE_LIMIT + 10)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        write(&dir, "big.store", &big);
+        assert!(root.path().join("big.store").exists(), "spilled to disk");
+        assert_eq!(dir.memory_bytes(), 0);
+        assert_eq!(read(&dir, "big.store"), big);
+        dir.sync().expect("sync");
+        assert_eq!(
+            std::fs::read(root.path().join("big.store")).expect("read"),
+            big
+        );
+    }
+
+    #[test]
+    fn meta_json_reaches_the_disk_only_with_the_files_it_references() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = DeferredSyncDirectory::open(root.path()).expect("open");
+        write(&dir, "seg.idx", b"segment");
+        dir.atomic_write(Path::new("meta.json"), b"{\"segments\":[\"seg\"]}")
+            .expect("atomic_write");
+        assert_eq!(
+            dir.atomic_read(Path::new("meta.json")).expect("read"),
+            b"{\"segments\":[\"seg\"]}"
+        );
+        assert!(!root.path().join("meta.json").exists());
+        dir.sync().expect("sync");
+        assert!(root.path().join("meta.json").exists());
+        assert!(root.path().join("seg.idx").exists());
     }
 }

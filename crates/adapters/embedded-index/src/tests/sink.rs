@@ -434,16 +434,26 @@ async fn files_a_killed_process_left_behind_do_not_collide_with_the_restarted_on
     let a = activity("a1", "d1");
     let mut edited = a.clone();
     edited.memo = "edited".into();
-    index.apply(&[upsert(&a, 1)]).await.expect("apply a");
+    // Two documents, so the segment outlives the replacement of one.
+    let b = activity("b1", "d1");
+    index
+        .apply(&[upsert(&a, 1), upsert(&b, 1)])
+        .await
+        .expect("apply a and b");
     index.flush().await.expect("flush");
     // Replacing a durable document writes a delete file (`<segment>.<opstamp>.del`) and a
-    // new segment; the process dies before the next durable point.
+    // new segment; the process dies during the next durable point, after it wrote them to
+    // disk and before its meta.json.
     index
         .apply(&[upsert(&edited, 2)])
         .await
         .expect("apply edit");
     let crashed = tempfile::tempdir().expect("tempdir");
     copy_dir(dir.path(), crashed.path());
+    index.flush().await.expect("flush");
+    for file in segment_files(dir.path()).difference(&segment_files(crashed.path())) {
+        std::fs::copy(dir.path().join(file), crashed.path().join(file)).expect("copy");
+    }
     index.close().await;
     let left_behind = segment_files(crashed.path());
     assert!(
