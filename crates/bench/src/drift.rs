@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::backfill::BackfillOptions;
@@ -79,8 +80,8 @@ pub async fn run(args: &DriftArgs, data_dir: Option<&std::path::Path>) -> anyhow
         .clone();
     outln!("writing {} items…", args.items)?;
     match &runtime.embedded {
-        Some(embedded) => {
-            write_flat_out(embedded, args.items, args.seed).await?;
+        Some(_) => {
+            write_flat_out(Arc::clone(&runtime.store), args.items, args.seed).await?;
         }
         None => write_through(runtime.store.as_ref(), args.items, args.seed).await?,
     }

@@ -190,6 +190,12 @@ pub struct LimitsArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Run over the adapters this config file names (store, stream, the first consumer's
+    /// sink and its knobs, which then replace --shards, --batch-size and
+    /// --parallelization-factor) instead of the embedded defaults. With an OpenSearch
+    /// sink, a raw `_bulk` loader is measured beside it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// A directory for one run: under `base` if given (kept), else a temporary one (removed).
@@ -262,7 +268,7 @@ pub async fn run(command: BenchCommand, data_dir: Option<&Path>) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Sweep(args) => sweep::run(&args).await,
-        BenchCommand::Limits(args) => limits::run(&args).await,
+        BenchCommand::Limits(args) => limits::run(&args, data_dir).await,
         BenchCommand::Drift(args) => drift::run(&args, data_dir).await,
         BenchCommand::SearchQuality(args) => search_quality::run(&args).await,
     }

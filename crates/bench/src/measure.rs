@@ -50,6 +50,21 @@ impl VisibilityTracker {
             .unwrap_or_default()
     }
 
+    /// Bytes its records hold (table capacities and key strings): the benchmark's own
+    /// memory, reported apart from the pipeline's.
+    pub fn bytes(&self) -> usize {
+        let visible = self.visible_us.lock().map_or(0, |v| {
+            v.capacity() * (std::mem::size_of::<(WriteId, i64)>() + 1)
+        });
+        let last = self.last_version.lock().map_or(0, |l| {
+            l.capacity() * (std::mem::size_of::<(ItemKey, u64)>() + 1)
+                + l.keys()
+                    .map(|k| k.partition.capacity() + k.sort.capacity())
+                    .sum::<usize>()
+        });
+        visible + last
+    }
+
     pub fn has_seen(&self, id: WriteId) -> bool {
         self.visible_us
             .lock()

@@ -5,7 +5,7 @@
 
 use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteSample};
 use super::schedule::Schedule;
-use super::sys::{cpu_seconds, peak_rss_mib};
+use super::sys::{cpu_seconds, current_rss_mib, peak_rss_mib, sample_rss, PipelineMemory};
 use super::workload::{Mix, Skew, Workload};
 use crate::lag::LagSummary;
 use crate::verify::drift;
@@ -93,6 +93,8 @@ pub struct LagReport {
     /// CPU time over wall time, in percent of one core (200 = both cores of a 2-core machine).
     pub cpu_percent: f64,
     pub peak_rss_mib: f64,
+    /// The pipeline's memory while it ran, apart from the benchmark's.
+    pub pipeline_memory: PipelineMemory,
     pub backlog_over_time: Vec<BacklogPoint>,
     pub lag_over_time: Vec<SeriesPoint>,
     /// The correctness check: nothing lost, no order violation, index equals primary.
@@ -150,6 +152,7 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
     params.batch_size = consumer.batch_size;
     params.batching_window_ms = consumer.batching_window_ms;
     params.parallelization_factor = consumer.parallelization_factor;
+    let baseline_rss = current_rss_mib();
     let runtime = Runtime::open(config).await?;
     params.shards = runtime.source.shards().await?.len() as u32;
     if params.workers > 1 && !runtime.leased() {
@@ -195,6 +198,8 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
     let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let write_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let cpu_before = cpu_seconds();
+    let stop_rss = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rss_sampler = sample_rss(Arc::clone(&stop_rss));
     let wall = Instant::now();
     let start_us = now_us();
 
@@ -300,6 +305,17 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
     let elapsed = wall.elapsed();
     let cpu = cpu_seconds() - cpu_before;
     stop_sampling.store(true, Relaxed);
+    stop_rss.store(true, Relaxed);
+    let run_peak_rss = rss_sampler.await.unwrap_or(0.0);
+    let bookkeeping = tracker.bytes()
+        + writes
+            .lock()
+            .map_or(0, |w| w.capacity() * std::mem::size_of::<WriteSample>());
+    let pipeline_memory = PipelineMemory::new(
+        baseline_rss,
+        run_peak_rss,
+        bookkeeping as f64 / (1 << 20) as f64,
+    );
     let backlog_over_time = sampler.await.unwrap_or_default();
 
     let drift = drift(&runtime, &sink).await?;
@@ -349,6 +365,7 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
         cpu_seconds: cpu,
         cpu_percent: 100.0 * cpu / elapsed.as_secs_f64().max(1e-9),
         peak_rss_mib: peak_rss_mib(),
+        pipeline_memory,
         backlog_over_time,
         lag_over_time: latencies.series,
         passed,
@@ -426,6 +443,7 @@ impl LagReport {
             self.cpu_percent,
             self.peak_rss_mib
         )?;
+        outln!("  memory: {}", self.pipeline_memory)?;
         if self.passed {
             outln!(
                 "  check: 0 lost, 0 order violations, index equals primary ({} items) ✓",

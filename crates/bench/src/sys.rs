@@ -27,15 +27,76 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Peak resident memory (VmHWM) in MiB.
 pub fn peak_rss_mib() -> f64 {
+    status_kib("VmHWM:").map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Resident memory now (VmRSS) in MiB.
+pub fn current_rss_mib() -> f64 {
+    status_kib("VmRSS:").map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Samples the resident memory every 20 ms until `stop` is set; the highest, in MiB.
+pub fn sample_rss(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        let mut peak = current_rss_mib();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tick.tick().await;
+            peak = peak.max(current_rss_mib());
+        }
+        peak
+    })
+}
+
+/// The pipeline's memory, apart from the benchmark's: the resident set before the
+/// pipeline was opened (the binary, the runtime, what earlier phases left), its highest
+/// value while the pipeline ran, and the benchmark's own data then (the writes it
+/// generated, its record of every applied version). The pipeline's own peak is the
+/// highest value minus the other two.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineMemory {
+    pub baseline_rss_mib: f64,
+    pub run_peak_rss_mib: f64,
+    pub bookkeeping_mib: f64,
+    pub pipeline_own_peak_mib: f64,
+}
+
+impl PipelineMemory {
+    pub fn new(baseline_rss_mib: f64, run_peak_rss_mib: f64, bookkeeping_mib: f64) -> Self {
+        Self {
+            baseline_rss_mib,
+            run_peak_rss_mib,
+            bookkeeping_mib,
+            pipeline_own_peak_mib: run_peak_rss_mib - baseline_rss_mib - bookkeeping_mib,
+        }
+    }
+}
+
+impl std::fmt::Display for PipelineMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pipeline's own peak {:.0} MiB (run peak {:.0} MiB − {:.0} MiB before it opened − {:.0} MiB of benchmark data)",
+            self.pipeline_own_peak_mib,
+            self.run_peak_rss_mib,
+            self.baseline_rss_mib,
+            self.bookkeeping_mib
+        )
+    }
+}
+
+/// A field of `/proc/self/status` given in kB (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn status_kib(field: &str) -> Option<f64> {
     std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<f64>()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 #[cfg(test)]

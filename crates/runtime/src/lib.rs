@@ -30,7 +30,7 @@ mod sinks;
 pub mod tenants;
 
 pub use embedded::{require_data_dir, require_existing_store, resolve_config, Embedded};
-pub use sinks::{open_search_reader, SinkHandle};
+pub use sinks::{open_search_reader, open_sink, SinkHandle};
 
 use anyhow::Context;
 use config::{Config, LeaseBackend, PrimaryConfig, SinkConfig, SourceConfig};
@@ -39,9 +39,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tsunagu_aws::{
-    DynamoLeaseStore, DynamoStore, DynamoStreamsSource, KinesisForwarder, KinesisSource,
-};
+use tsunagu_aws::{DynamoLeaseStore, DynamoStore, DynamoStreamsSource, KinesisSource};
 use tsunagu_domain::{ItemKey, ShardId, Version};
 use tsunagu_embedded_store::EmbeddedState;
 use tsunagu_engine::backfill::{
@@ -54,7 +52,6 @@ use tsunagu_engine::ports::{
     LeaseStore, ReadFrom, Sink, SourceError,
 };
 use tsunagu_engine::{Consumer, ConsumerConfig, Engine, Pipeline};
-use tsunagu_opensearch::OpenSearchSink;
 
 /// Where the replication state lives: checkpoints (unless leases hold them), dead letters
 /// and backfill progress.
@@ -280,33 +277,7 @@ impl Runtime {
 
     /// Opens one sink (`sinks.NAME`) for writing.
     pub async fn open_sink(&self, name: &str) -> anyhow::Result<SinkHandle> {
-        let config = self
-            .config
-            .sinks
-            .get(name)
-            .with_context(|| format!("no sink named {name:?} in the config"))?;
-        Ok(match config {
-            SinkConfig::EmbeddedIndex { .. } => {
-                SinkHandle::Embedded(embedded::open_index(&self.config, name)?)
-            }
-            SinkConfig::Opensearch(config) => SinkHandle::OpenSearch(Arc::new(
-                OpenSearchSink::connect(config)
-                    .await
-                    .with_context(|| format!("cannot open sinks.{name}"))?,
-            )),
-            SinkConfig::Kinesis(kinesis) => {
-                let aws = self
-                    .config
-                    .aws
-                    .as_ref()
-                    .context("[aws] is required by a kinesis sink")?;
-                SinkHandle::Kinesis(Arc::new(
-                    KinesisForwarder::connect(aws, kinesis)
-                        .await
-                        .with_context(|| format!("cannot open sinks.{name}"))?,
-                ))
-            }
-        })
+        sinks::open_sink(&self.config, name).await
     }
 
     /// Opens one sink to be read back only: an embedded index read-only (at its last

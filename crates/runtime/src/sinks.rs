@@ -81,6 +81,35 @@ impl SinkHandle {
     }
 }
 
+/// Opens one sink (`sinks.NAME` of `config`) for writing.
+pub async fn open_sink(config: &Config, name: &str) -> anyhow::Result<SinkHandle> {
+    let sink = config
+        .sinks
+        .get(name)
+        .with_context(|| format!("no sink named {name:?} in the config"))?;
+    Ok(match sink {
+        SinkConfig::EmbeddedIndex { .. } => {
+            SinkHandle::Embedded(crate::embedded::open_index(config, name)?)
+        }
+        SinkConfig::Opensearch(opensearch) => SinkHandle::OpenSearch(Arc::new(
+            OpenSearchSink::connect(opensearch)
+                .await
+                .with_context(|| format!("cannot open sinks.{name}"))?,
+        )),
+        SinkConfig::Kinesis(kinesis) => {
+            let aws = config
+                .aws
+                .as_ref()
+                .context("[aws] is required by a kinesis sink")?;
+            SinkHandle::Kinesis(Arc::new(
+                KinesisForwarder::connect(aws, kinesis)
+                    .await
+                    .with_context(|| format!("cannot open sinks.{name}"))?,
+            ))
+        }
+    })
+}
+
 /// Opens a sink to be searched only, by a process that does not write it (`tsunagu
 /// search`): an embedded index read-only (at its last durable point, beside a running
 /// pipeline), an OpenSearch / Elasticsearch index over HTTP.

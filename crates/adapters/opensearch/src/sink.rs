@@ -814,4 +814,50 @@ impl OpenSearchSink {
     pub fn refresh_policy(&self) -> Refresh {
         self.config.refresh
     }
+
+    /// The bulk request bodies [`Sink::apply`] sends for `records` (NDJSON, split within
+    /// the size limits; records the index can never accept left out), so that a raw
+    /// loader can send the very same documents (`tsunagu bench limits`).
+    pub fn bulk_bodies(&self, records: &[ChangeRecord]) -> Vec<Vec<u8>> {
+        let now = now_us();
+        let fold = self.config.analyzer.folds();
+        let items: Vec<Vec<u8>> = records
+            .iter()
+            .filter_map(|record| encode(record, now, fold).ok())
+            .collect();
+        let sizes: Vec<usize> = items.iter().map(Vec::len).collect();
+        split_chunks(
+            &sizes,
+            self.config.max_bulk_docs,
+            self.config.max_bulk_bytes,
+        )
+        .into_iter()
+        .map(|chunk| items[chunk].concat())
+        .collect()
+    }
+
+    /// Sends one bulk body as it is, with the sink's refresh policy, and checks only the
+    /// HTTP status: the cluster and the transport without any of the sink's own work
+    /// (encoding, per-item outcomes), the ceiling [`Sink::apply`] is measured against.
+    pub async fn send_raw_bulk(&self, body: Vec<u8>) -> Result<(), OpenSearchError> {
+        let index = self.config.index.clone();
+        self.call(
+            Method::POST,
+            &[&index, "_bulk"],
+            &[("refresh", self.config.refresh.as_param())],
+            Some((body, "application/x-ndjson")),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| self.error("a raw bulk request".into(), e))
+    }
+
+    /// Deletes the sink's index (a scratch index of a benchmark).
+    pub async fn delete_index(&self) -> Result<(), OpenSearchError> {
+        let index = self.config.index.clone();
+        self.call(Method::DELETE, &[&index], &[], None)
+            .await
+            .map(drop)
+            .map_err(|e| self.error(format!("deleting the index {index}"), e))
+    }
 }
