@@ -663,3 +663,69 @@ async fn aws_check_reports_every_adapter() {
         check_reports_every_adapter(deployment).await;
     }
 }
+
+/// `bench limits --config` measures the deployment's own adapters: its store, its sink
+/// alone (on OpenSearch beside a raw `_bulk` loader sending the same documents) and its
+/// pipeline, which first catches up with the store phase's writes.
+async fn limits_benchmark_measures_the_deployment(deployment: Deployment) {
+    let json = deployment._dir.path().join("limits.json");
+    let json_arg = json.display().to_string();
+    let out = deployment.run(&["bench", "limits", "--items", "600", "--json", &json_arg]);
+    assert!(
+        out.status.success(),
+        "{}: bench limits failed:\n{}\n{}",
+        deployment.name,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_report(&json);
+    assert_eq!(report["items"], 600, "{report}");
+    for figure in [
+        "store_commits_per_s",
+        "index_docs_per_s",
+        "pipeline_per_s",
+        "pipeline_fraction_of_limit",
+    ] {
+        assert!(
+            report[figure].as_f64().is_some_and(|v| v > 0.0),
+            "{}: {figure} missing: {report}",
+            deployment.name
+        );
+    }
+    assert!(
+        report["memory"]["run_peak_rss_mib"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0),
+        "{report}"
+    );
+    if deployment.opensearch.is_some() {
+        assert_eq!(report["sink"], "opensearch", "{report}");
+        assert!(
+            report["raw_bulk_docs_per_s"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{report}"
+        );
+        assert!(
+            report["sink_fraction_of_raw_bulk"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{report}"
+        );
+    } else {
+        assert_eq!(report["sink"], "embedded_index", "{report}");
+        assert!(report["raw_bulk_docs_per_s"].is_null(), "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_limits_benchmark_measures_the_deployment() {
+    limits_benchmark_measures_the_deployment(Deployment::embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_limits_benchmark_measures_the_deployment() {
+    if let Some(deployment) = Deployment::aws() {
+        limits_benchmark_measures_the_deployment(deployment).await;
+    }
+}
