@@ -40,11 +40,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
     .unwrap();
     let model = spec::load(&spec_path()).unwrap();
     let plan = plan::plan(&model).unwrap();
-    let keys: Vec<PartitionKey> = model
-        .tables
-        .iter()
-        .map(|t| PartitionKey::of(&t.source))
-        .collect();
+    let keys = tsunagu_migrate::source::partition_keys(&model);
     let parts = partition(
         &fixture,
         &keys,
@@ -75,6 +71,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
                 chunk_dir: &chunk_dir,
                 rejects: &rejects,
                 keys_dir: &keys_dir,
+                relationships: &parts.files,
             },
             &key_sets,
             |c| {
@@ -144,6 +141,8 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         "unknown_value",
         "duplicate_key",
         "dangling_foreign_key",
+        "missing_relationship",
+        "multiple_relationships",
     ]
     .into_iter()
     .map(String::from)
@@ -181,11 +180,7 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
 
     let mut model = spec::load(&spec_path()).unwrap();
     model.settings.chunk_rows = 97;
-    let keys: Vec<PartitionKey> = model
-        .tables
-        .iter()
-        .map(|t| PartitionKey::of(&t.source))
-        .collect();
+    let keys = tsunagu_migrate::source::partition_keys(&model);
     let parts = partition(
         &a,
         &keys,
@@ -212,6 +207,7 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
                 chunk_dir: &out,
                 rejects: &out.join("rejects.jsonl"),
                 keys_dir: &out.join("keys"),
+                relationships: &parts.files,
             },
             &HashMap::new(),
             |_| Ok(()),
