@@ -123,6 +123,24 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
                 }
                 other => panic!("unexpected source {other:?}"),
             }
+            // The relationship rejects say what was found, on the column.
+            let detail = v["detail"].as_str().unwrap();
+            match reason.as_str() {
+                "multiple_relationships" => assert!(
+                    detail.starts_with("2 outgoing ") && detail.contains(" relationships to a :"),
+                    "{line}"
+                ),
+                "missing_relationship" => {
+                    assert!(detail.starts_with("no outgoing "), "{line}")
+                }
+                _ => {}
+            }
+            if reason.ends_with("_relationship") || reason.ends_with("_relationships") {
+                assert!(
+                    ["company_id", "deal_id"].contains(&v["column"].as_str().unwrap()),
+                    "{line}"
+                );
+            }
             checked_lines += 1;
             kinds.insert(reason.clone());
             rejected.insert((
