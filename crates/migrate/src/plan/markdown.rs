@@ -353,6 +353,17 @@ pub fn runbook(model: &Model, plan: &Plan, spec_name: &str) -> String {
             Some(l) => format!("uploaded to `{l}/<table>/`, streamed from there into `LOAD DATA LOCAL INFILE`"),
             None => "kept in `<work-dir>/chunks/<table>/`".to_string(),
         });
+        for &i in level {
+            let t = &model.tables[i];
+            let rels: Vec<String> = t
+                .relationship_columns()
+                .iter()
+                .map(|(c, r)| format!("`{}` from `{}`", t.columns[*c].name, r.pattern()))
+                .collect();
+            if !rels.is_empty() {
+                let _ = writeln!(s, "   - `{}` first joins its relationship columns on disk ({}): a row with none of a required one, or with two or more, is rejected.", t.name, rels.join(", "));
+            }
+        }
         step += 1;
     }
     let deferred: Vec<String> = model

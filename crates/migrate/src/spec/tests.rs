@@ -133,6 +133,20 @@ fn the_example_spec_is_valid() {
         doc.contains("| `amount_yen` | bigint unsigned | `amount` (renamed) | no | - | - | - | max 100000000000; yen;"),
         "{doc}"
     );
+    // And where a relationship column's value comes from, with its rejects.
+    assert!(
+        doc.contains("| `company_id` | bigint | the other end's `_id` of `(row)-[:FOR_COMPANY]->(:Company)` | yes |"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("Relationship column `company_id`: the id of the end node of the row's outgoing `FOR_COMPANY` relationship to a `:Company` node (`(row)-[:FOR_COMPANY]->(:Company)`). A row with none is rejected (`missing_relationship`); a row with two or more is rejected (`multiple_relationships`); a row whose end node has no accepted row in `companies` is rejected (`dangling_foreign_key`)."),
+        "{doc}"
+    );
+    let runbook = crate::plan::runbook(&m, &plan, "sales.toml");
+    assert!(
+        runbook.contains("`activity_logs` first joins its relationship columns on disk (`deal_id` from `(row)-[:ON_DEAL]->(:Deal)`)"),
+        "{runbook}"
+    );
 }
 
 const SOURCES: &str = r#"version = 1
