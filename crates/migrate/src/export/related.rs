@@ -78,19 +78,24 @@ fn node_key(node: &str, rest: impl FnOnce(&mut Vec<u8>)) -> Key {
     }
 }
 
-/// Collects keys into runs, a sort block at a time.
+/// Collects keys into runs, a sort block at a time, then into one sorted file.
 struct Sorter {
     runs: Runs,
     block: Vec<Key>,
     limit: usize,
+    path: PathBuf,
 }
 
 impl Sorter {
-    fn new(dir: &Path, name: &str, limit: usize) -> Result<Sorter> {
+    /// A sorter whose runs go beside `path` (named after its stem), the sorted file.
+    fn new(path: &Path, limit: usize) -> Result<Sorter> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("sort");
         Ok(Sorter {
             runs: Runs::new(dir, name)?,
             block: Vec::new(),
             limit: limit.max(1),
+            path: path.to_path_buf(),
         })
     }
 
@@ -102,17 +107,17 @@ impl Sorter {
         Ok(())
     }
 
-    fn finish(mut self, path: &Path) -> Result<PathBuf> {
+    fn finish(mut self) -> Result<PathBuf> {
         self.runs.add(std::mem::take(&mut self.block))?;
-        self.runs.finish(path)?;
-        Ok(path.to_path_buf())
+        self.runs.finish(&self.path)?;
+        Ok(self.path)
     }
 }
 
 /// Step 1: `(node id, line number)` of every line of the table's partition that is a
 /// record with an id, sorted by node id. Lines are numbered as the export reads them.
 fn node_runs(input: &[PathBuf], dir: &Path, block: usize) -> Result<PathBuf> {
-    let mut sorter = Sorter::new(dir, "nodes", block)?;
+    let mut sorter = Sorter::new(&dir.join("nodes.keys"), block)?;
     let mut seq = 0u64;
     let mut failed = None;
     for piece in input {
@@ -131,7 +136,7 @@ fn node_runs(input: &[PathBuf], dir: &Path, block: usize) -> Result<PathBuf> {
             return Err(e);
         }
     }
-    sorter.finish(&dir.join("nodes.keys"))
+    sorter.finish()
 }
 
 /// Step 2: the relationship map of `rel`, sorted by node id. Lines that are not
@@ -142,13 +147,7 @@ fn relationship_map(
     path: &Path,
     block: usize,
 ) -> Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("map")
-        .to_string();
-    let mut sorter = Sorter::new(dir, &name, block)?;
+    let mut sorter = Sorter::new(path, block)?;
     let mut failed = None;
     for piece in pieces {
         read_piece(piece, |_, line| {
@@ -184,7 +183,7 @@ fn relationship_map(
             return Err(e);
         }
     }
-    sorter.finish(path)
+    sorter.finish()
 }
 
 /// The other ends found for one node: the node's key, the count, the first ids.
@@ -199,13 +198,7 @@ struct Group {
 /// whose node has at least one relationship, `(line number → count, first ids)` sorted
 /// by line number.
 fn merge_join(nodes: &Path, map: &Path, path: &Path, block: usize) -> Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("joined")
-        .to_string();
-    let mut sorter = Sorter::new(dir, &name, block)?;
+    let mut sorter = Sorter::new(path, block)?;
     let mut rels = keys::read_sorted(map)?;
     let mut rel = rels.next().transpose()?;
     let mut group: Option<Group> = None;
@@ -261,7 +254,7 @@ fn merge_join(nodes: &Path, map: &Path, path: &Path, block: usize) -> Result<Pat
             bytes: bytes.into_boxed_slice(),
         })?;
     }
-    sorter.finish(path)
+    sorter.finish()
 }
 
 /// Reads a joined file in line order.
@@ -280,9 +273,15 @@ impl JoinedReader {
 
     /// What the line `seq` has (lines are asked for in increasing order).
     fn get(&mut self, seq: u64) -> Result<Related> {
-        let Some(k) = self.next.as_ref().filter(|k| k.hash == seq) else {
+        let Some(k) = self.next.as_ref().filter(|k| k.hash <= seq) else {
             return Ok(Related::None);
         };
+        if k.hash < seq {
+            return Err(Error::Other(format!(
+                "internal: joined relationships of line {} read after line {seq}",
+                k.hash
+            )));
+        }
         let (count, ids) = k.bytes.split_at(8.min(k.bytes.len()));
         let count = <[u8; 8]>::try_from(count)
             .map(u64::from_le_bytes)
