@@ -1167,6 +1167,121 @@ references = "parents"
         assert!(out[1].1[1].contains("\"id\":\"10\""), "{:?}", out[1].1);
     }
 
+    /// Relationship columns through a whole export: the other end's id, null when an
+    /// optional one has none, and one reject per row with the reason and the column.
+    #[test]
+    fn relationship_columns_take_the_other_end_or_reject_the_row() {
+        let spec = r#"version = 1
+[[tables]]
+name = "deals"
+source = { type = "node", label = "Deal" }
+primary_key = ["id"]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "company_id", type = "bigint", from_relationship = { type = "FOR", direction = "out", label = "Company" }, required = true },
+  { name = "list_id", type = "bigint", from_relationship = { type = "CONTAINS", direction = "in" } },
+]
+"#;
+        let model = crate::spec::parse(spec, "test.toml").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("deals.jsonl");
+        let nodes: Vec<String> = (1..=4)
+            .map(|id| node("Deal", id, serde_json::json!({})))
+            .collect();
+        std::fs::write(&input, nodes.join("\n")).unwrap();
+        let rel = |id: u32, t: &str, (s, sl): (u32, &str), (e, el): (u32, &str)| {
+            serde_json::json!({"type": "relationship", "id": id.to_string(), "label": t, "properties": {},
+                "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
+            .to_string()
+        };
+        // 1 → company 10, in list 20; 2 → company 11 only; 3 → none (a User is not a
+        // Company); 4 → companies 10 and 12.
+        let for_file = dir.path().join("for.jsonl");
+        let lines = [
+            rel(100, "FOR", (1, "Deal"), (10, "Company")),
+            rel(101, "FOR", (2, "Deal"), (11, "Company")),
+            rel(102, "FOR", (3, "Deal"), (13, "User")),
+            rel(103, "FOR", (4, "Deal"), (12, "Company")),
+            rel(104, "FOR", (4, "Deal"), (10, "Company")),
+        ];
+        std::fs::write(&for_file, lines.join("\n")).unwrap();
+        let contains_file = dir.path().join("contains.jsonl");
+        std::fs::write(
+            &contains_file,
+            rel(105, "CONTAINS", (20, "List"), (1, "Deal")),
+        )
+        .unwrap();
+        let relationships: BTreeMap<String, Vec<PathBuf>> = [
+            ("rel:FOR".to_string(), vec![for_file]),
+            ("rel:CONTAINS".to_string(), vec![contains_file]),
+        ]
+        .into();
+        let (chunk_dir, rejects, keys_dir) = (
+            dir.path().join("chunks"),
+            dir.path().join("rejects.jsonl"),
+            dir.path().join("keys"),
+        );
+        let input = [input];
+        let mut written = Vec::new();
+        let paths = ExportPaths {
+            input: &input,
+            chunk_dir: &chunk_dir,
+            rejects: &rejects,
+            keys_dir: &keys_dir,
+            relationships: &relationships,
+        };
+        let (stats, _) = export_blocks(
+            &model,
+            0,
+            paths,
+            &HashMap::new(),
+            (2, 3),
+            |c| {
+                written.extend(
+                    std::fs::read_to_string(&c.path)
+                        .unwrap()
+                        .lines()
+                        .map(String::from),
+                );
+                Ok(())
+            },
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+        assert_eq!(written, ["1,10,20", "2,11,\\N"]);
+        assert_eq!(
+            stats.rejected_by_reason,
+            [
+                ("missing_relationship".to_string(), 1),
+                ("multiple_relationships".to_string(), 1)
+            ]
+            .into()
+        );
+        let rejected: Vec<serde_json::Value> = std::fs::read_to_string(&rejects)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (
+                &rejected[0]["id"],
+                &rejected[0]["column"],
+                &rejected[0]["detail"]
+            ),
+            (
+                &serde_json::json!("3"),
+                &serde_json::json!("company_id"),
+                &serde_json::json!("no outgoing FOR relationship to a :Company node")
+            )
+        );
+        assert_eq!(
+            rejected[1]["detail"],
+            "2 outgoing FOR relationships to a :Company node (to 10, 12); `company_id` takes one"
+        );
+        // The join's files are gone with the export.
+        assert!(!keys_dir.join("related").exists());
+    }
+
     /// A line that is not UTF-8 is rejected as malformed, with its line number, and the
     /// lines around it are exported.
     #[test]
