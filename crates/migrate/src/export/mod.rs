@@ -1068,19 +1068,32 @@ references = "parents"
         parents: &HashMap<usize, Arc<TableKeys>>,
         sizes: (usize, usize),
     ) -> (Vec<String>, Vec<String>, ExportStats, TableKeys) {
+        let none = BTreeMap::new();
+        export_with(model, ti, input, base, parents, sizes, &none)
+    }
+
+    /// [`export_one`] with the relationship partitions of relationship columns.
+    fn export_with(
+        model: &Model,
+        ti: usize,
+        input: &Path,
+        base: &Path,
+        parents: &HashMap<usize, Arc<TableKeys>>,
+        sizes: (usize, usize),
+        relationships: &BTreeMap<String, Vec<PathBuf>>,
+    ) -> (Vec<String>, Vec<String>, ExportStats, TableKeys) {
         let (chunk_dir, rejects, keys_dir) = (
             base.join("chunks"),
             base.join("rejects.jsonl"),
             base.join("keys"),
         );
         let input = [input.to_path_buf()];
-        let relationships = BTreeMap::new();
         let paths = ExportPaths {
             input: &input,
             chunk_dir: &chunk_dir,
             rejects: &rejects,
             keys_dir: &keys_dir,
-            relationships: &relationships,
+            relationships,
         };
         let mut written = Vec::new();
         let (stats, keys) = export_blocks(
@@ -1216,38 +1229,15 @@ columns = [
             ("rel:CONTAINS".to_string(), vec![contains_file]),
         ]
         .into();
-        let (chunk_dir, rejects, keys_dir) = (
-            dir.path().join("chunks"),
-            dir.path().join("rejects.jsonl"),
-            dir.path().join("keys"),
-        );
-        let input = [input];
-        let mut written = Vec::new();
-        let paths = ExportPaths {
-            input: &input,
-            chunk_dir: &chunk_dir,
-            rejects: &rejects,
-            keys_dir: &keys_dir,
-            relationships: &relationships,
-        };
-        let (stats, _) = export_blocks(
+        let (written, rejected, stats, _) = export_with(
             &model,
             0,
-            paths,
+            &input,
+            dir.path(),
             &HashMap::new(),
             (2, 3),
-            |c| {
-                written.extend(
-                    std::fs::read_to_string(&c.path)
-                        .unwrap()
-                        .lines()
-                        .map(String::from),
-                );
-                Ok(())
-            },
-            &indicatif::ProgressBar::hidden(),
-        )
-        .unwrap();
+            &relationships,
+        );
         assert_eq!(written, ["1,10,20", "2,11,\\N"]);
         assert_eq!(
             stats.rejected_by_reason,
@@ -1257,9 +1247,8 @@ columns = [
             ]
             .into()
         );
-        let rejected: Vec<serde_json::Value> = std::fs::read_to_string(&rejects)
-            .unwrap()
-            .lines()
+        let rejected: Vec<serde_json::Value> = rejected
+            .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(
@@ -1279,7 +1268,7 @@ columns = [
             "2 outgoing FOR relationships to a :Company node (to 10, 12); `company_id` takes one"
         );
         // The join's files are gone with the export.
-        assert!(!keys_dir.join("related").exists());
+        assert!(!dir.path().join("keys/related").exists());
     }
 
     /// A line that is not UTF-8 is rejected as malformed, with its line number, and the
