@@ -247,11 +247,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
     let partitions = match state.partitions.clone() {
         Some(p) => p,
         None => {
-            let keys: Vec<PartitionKey> = model
-                .tables
-                .iter()
-                .map(|t| PartitionKey::of(&t.source))
-                .collect();
+            let keys = crate::source::partition_keys(&model);
             let out = opts.work_dir.join("partitions");
             let pb = progress.add(ProgressBar::new_spinner());
             pb.set_style(style(
@@ -620,12 +616,14 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
             let pb2 = pb.clone();
             let rejects = ctx.rejects_file(&name);
             let keys_dir = ctx.keys_dir(&name);
+            let relationships = partitions.files.clone();
             let r = tokio::task::spawn_blocking(move || {
                 let paths = ExportPaths {
                     input: &input,
                     chunk_dir: &chunk_dir,
                     rejects: &rejects,
                     keys_dir: &keys_dir,
+                    relationships: &relationships,
                 };
                 export::export_table(
                     &ctx2.model,

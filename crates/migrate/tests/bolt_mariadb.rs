@@ -1,7 +1,8 @@
 //! End to end from a live graph: a small sales graph written into FalkorDB (Bolt 5) with
 //! Cypher `CREATE`, migrated with `--source bolt://...` into MariaDB, gives exactly the
 //! tables, rejects, checksums and report of the same graph migrated from an APOC export,
-//! and the expected counts. `scripts/test-peers/falkordb.sh test` runs it inside the
+//! and the expected counts, a column taken from a relationship (`from_relationship`)
+//! included. `scripts/test-peers/falkordb.sh test` runs it inside the
 //! network namespace where both servers run; without `TSUNAGU_TEST_BOLT_URL` and
 //! `TSUNAGU_TEST_MYSQL_URL` it says so and passes.
 
@@ -69,6 +70,19 @@ references = "deals"
 [[tables.foreign_keys]]
 columns = ["tag_id"]
 references = "tags"
+
+[[tables]]
+name = "deal_notes"
+source = { type = "node", label = "E2eNote" }
+primary_key = ["id"]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "deal_id", type = "bigint", from_relationship = { type = "E2E_ON", direction = "out", label = "E2eDeal" }, required = true },
+  { name = "text", type = "varchar(50)" },
+]
+[[tables.foreign_keys]]
+columns = ["deal_id"]
+references = "deals"
 "#;
 
 /// The graph: (label, name in this test, properties). Invalid on purpose: C3 (no name),
@@ -130,8 +144,27 @@ fn nodes() -> Vec<(&'static str, &'static str, Value)> {
         ("E2eTag", "T2", json!({"name": "新規"})),
         ("E2eTag", "T3", json!({"name": "旧"})),
         ("E2eTag", "T4", json!({"name": "旧"})),
+        ("E2eNote", "N1", json!({"text": "初回訪問"})),
+        ("E2eNote", "N2", json!({"text": "見積"})),
+        ("E2eNote", "N3", json!({"text": "案件なし"})),
+        ("E2eNote", "N4", json!({"text": "二重"})),
+        ("E2eNote", "N5", json!({"text": "幽霊案件"})),
+        ("E2eNote", "N6", json!({"text": "タグにも"})),
     ]
 }
+
+/// `E2E_ON` relationships, (note, deal or tag): N1 and N2 have one deal each, N3 none
+/// (`missing_relationship`), N4 two (`multiple_relationships`), N5 the rejected D4
+/// (`dangling_foreign_key`), N6 one deal and one tag (not a deal: not counted).
+const ON: &[(&str, &str)] = &[
+    ("N1", "D1"),
+    ("N2", "D2"),
+    ("N4", "D1"),
+    ("N4", "D2"),
+    ("N5", "D4"),
+    ("N6", "T1"),
+    ("N6", "D3"),
+];
 
 /// `E2E_TAGGED` relationships: (deal, tag, weight). D4→T1 and D5→T2 dangle (their deals
 /// are rejected).
@@ -251,6 +284,24 @@ fn write_graph(opts: &BoltOptions, run: &str) -> (Vec<String>, neo4j::driver::Dr
             "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
         .to_string()));
     }
+    let on_type = unique("E2E_ON", run);
+    for &(note, other) in ON {
+        let ((_, sl), (_, el)) = (&node_ids[note], &node_ids[other]);
+        write(&driver, &format!("MATCH (a:{sl} {{key: '{note}'}}), (b:{el} {{key: '{other}'}}) CREATE (a)-[:{on_type} {{key: '{note}-{other}'}}]->(b)"));
+    }
+    let on_ids = ids(
+        &driver,
+        &format!("MATCH ()-[r:{on_type}]->() RETURN id(r) AS id, r.key AS key"),
+    );
+    for &(note, other) in ON {
+        let ((s, sl), (e, el)) = (&node_ids[note], &node_ids[other]);
+        let key = format!("{note}-{other}");
+        let id = on_ids[&key];
+        lines.push((1, id, json!({"type": "relationship", "id": id.to_string(), "label": on_type,
+            "properties": {"key": key},
+            "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
+        .to_string()));
+    }
     let parts = i64::from(opts.partitions);
     lines.sort_by_key(|&(kind, id, _)| (kind, id % parts, id));
     (lines.into_iter().map(|(_, _, l)| l).collect(), driver)
@@ -331,6 +382,7 @@ async fn a_live_graph_migrates_like_its_apoc_export() {
         ("deals", (6, 3, 3)),
         ("tags", (4, 3, 1)),
         ("deal_tags", (6, 4, 2)),
+        ("deal_notes", (6, 3, 3)),
     ]
     .into();
     assert_eq!(counts, want);
@@ -352,6 +404,17 @@ async fn a_live_graph_migrates_like_its_apoc_export() {
         reasons("deal_tags"),
         [("dangling_foreign_key".into(), 2)].into()
     );
+    // The relationship column: one reason per rejected note, the deal ids joined over
+    // Bolt as from the export.
+    assert_eq!(
+        reasons("deal_notes"),
+        [
+            ("dangling_foreign_key".into(), 1),
+            ("missing_relationship".into(), 1),
+            ("multiple_relationships".into(), 1)
+        ]
+        .into()
+    );
     // The transforms reached the database the same way.
     for url in [&from_bolt, &from_apoc] {
         assert_eq!(
@@ -361,6 +424,11 @@ async fn a_live_graph_migrates_like_its_apoc_export() {
         assert_eq!(
             query_u64(url, "SELECT SUM(weight) FROM deal_tags").await,
             11
+        );
+        // N1 → D1, N2 → D2, N6 → D3 (its tag is not a deal).
+        assert_eq!(
+            query_u64(url, "SELECT COUNT(*) FROM deal_notes n JOIN deals d ON d.id = n.deal_id WHERE (n.text = '初回訪問' AND d.title = '導入') OR (n.text = '見積' AND d.title = '更新') OR (n.text = 'タグにも' AND d.title = '追加')").await,
+            3
         );
     }
 }

@@ -40,11 +40,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
     .unwrap();
     let model = spec::load(&spec_path()).unwrap();
     let plan = plan::plan(&model).unwrap();
-    let keys: Vec<PartitionKey> = model
-        .tables
-        .iter()
-        .map(|t| PartitionKey::of(&t.source))
-        .collect();
+    let keys = tsunagu_migrate::source::partition_keys(&model);
     let parts = partition(
         &fixture,
         &keys,
@@ -75,6 +71,7 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
                 chunk_dir: &chunk_dir,
                 rejects: &rejects,
                 keys_dir: &keys_dir,
+                relationships: &parts.files,
             },
             &key_sets,
             |c| {
@@ -126,6 +123,24 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
                 }
                 other => panic!("unexpected source {other:?}"),
             }
+            // The relationship rejects say what was found, on the column.
+            let detail = v["detail"].as_str().unwrap();
+            match reason.as_str() {
+                "multiple_relationships" => assert!(
+                    detail.starts_with("2 outgoing ") && detail.contains(" relationships to a :"),
+                    "{line}"
+                ),
+                "missing_relationship" => {
+                    assert!(detail.starts_with("no outgoing "), "{line}")
+                }
+                _ => {}
+            }
+            if reason.ends_with("_relationship") || reason.ends_with("_relationships") {
+                assert!(
+                    ["company_id", "deal_id"].contains(&v["column"].as_str().unwrap()),
+                    "{line}"
+                );
+            }
             checked_lines += 1;
             kinds.insert(reason.clone());
             rejected.insert((
@@ -144,6 +159,8 @@ fn exactly_the_injected_rows_are_rejected_with_their_reason() {
         "unknown_value",
         "duplicate_key",
         "dangling_foreign_key",
+        "missing_relationship",
+        "multiple_relationships",
     ]
     .into_iter()
     .map(String::from)
@@ -181,11 +198,7 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
 
     let mut model = spec::load(&spec_path()).unwrap();
     model.settings.chunk_rows = 97;
-    let keys: Vec<PartitionKey> = model
-        .tables
-        .iter()
-        .map(|t| PartitionKey::of(&t.source))
-        .collect();
+    let keys = tsunagu_migrate::source::partition_keys(&model);
     let parts = partition(
         &a,
         &keys,
@@ -212,6 +225,7 @@ fn the_fixture_is_deterministic_and_the_export_does_not_depend_on_workers() {
                 chunk_dir: &out,
                 rejects: &out.join("rejects.jsonl"),
                 keys_dir: &out.join("keys"),
+                relationships: &parts.files,
             },
             &HashMap::new(),
             |_| Ok(()),

@@ -308,6 +308,11 @@ fn merge(paths: &[PathBuf]) -> Result<impl Iterator<Item = Result<Key>>> {
     }))
 }
 
+/// Reads a sorted run or key file in order (for sort-merge joins over such files).
+pub fn read_sorted(path: &Path) -> Result<impl Iterator<Item = Result<Key>>> {
+    merge(&[path.to_path_buf()])
+}
+
 /// A block's probes in key order, their bytes copied together in that order: a pass
 /// over a key file then reads the probes sequentially, where following each probe's own
 /// allocation (in row order) would miss the cache once per probe and file.

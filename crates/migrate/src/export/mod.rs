@@ -13,15 +13,23 @@
 //! in memory. Used batch buffers go back to the threads that fill them. Memory is
 //! bounded by the channel capacities, one block and one chunk buffer, whatever the size
 //! of the table or of its parents.
+//!
+//! A table with relationship-sourced columns (`from_relationship`) is first joined with
+//! its relationship partitions on disk ([`related`]); the reader thread hands each line
+//! to the workers with what the join found for it, and the workers make it the column's
+//! value or a reject, so the key checks (a foreign key on such a column included) see
+//! it like any other value.
 
 pub mod csv;
 pub mod keys;
+pub mod related;
 
 use crate::error::{Error, Result};
 use crate::source::apoc::parse_record;
 use crate::spec::{ForeignKey, Model, SourceKind, Table};
 use crate::transform::{column_value, RejectKind};
 use keys::{Key, KeyFile};
+use related::Related;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -240,9 +248,16 @@ impl Processed {
 
     /// Transforms one source line into the batch: its outcome and its keys (none but
     /// for a row).
-    fn process(&mut self, table: &Table, lists: &[&[usize]], line_no: Pos, line: &[u8]) {
+    fn process(
+        &mut self,
+        table: &Table,
+        lists: &[&[usize]],
+        line_no: Pos,
+        line: &[u8],
+        related: &[Related],
+    ) {
         let keys = &mut self.keys;
-        let outcome = transform_line(table, line_no, line).map_row(|(row, values)| {
+        let outcome = transform_line(table, line_no, line, related).map_row(|(row, values)| {
             for (col, cols) in keys.iter_mut().zip(lists) {
                 col.push(&values, cols);
             }
@@ -266,8 +281,14 @@ fn key_lists<'a>(table: &'a Table, fks: &[&'a ForeignKey]) -> Vec<&'a [usize]> {
 }
 
 /// Parses, transforms and casts one source line: a row (with its column values, for its
-/// keys), a rejected line, or one the table does not take.
-fn transform_line(table: &Table, line_no: Pos, line: &[u8]) -> Outcome<(Row, Vec<Option<String>>)> {
+/// keys), a rejected line, or one the table does not take. `related` holds what the
+/// join found for the line's relationship columns, in column order.
+fn transform_line(
+    table: &Table,
+    line_no: Pos,
+    line: &[u8],
+    related: &[Related],
+) -> Outcome<(Row, Vec<Option<String>>)> {
     let record = match std::str::from_utf8(line)
         .map_err(|e| format!("not UTF-8: {e}"))
         .and_then(parse_record)
@@ -298,8 +319,26 @@ fn transform_line(table: &Table, line_no: Pos, line: &[u8]) -> Outcome<(Row, Vec
         }
     }
     let mut values = Vec::with_capacity(table.columns.len());
+    let mut related = related.iter();
     for c in &table.columns {
-        match column_value(c, record.field(&c.from)) {
+        let raw = match &c.from {
+            crate::spec::FieldRef::Relationship(r) => {
+                match relationship_value(c, r, related.next()) {
+                    Ok(v) => v,
+                    Err((kind, detail)) => {
+                        return Outcome::Reject(Rejected {
+                            id: record.id,
+                            line: line_no,
+                            kind,
+                            column: Some(c.name.clone()),
+                            detail,
+                        })
+                    }
+                }
+            }
+            from => record.field(from),
+        };
+        match column_value(c, raw) {
             Ok(v) => values.push(v),
             Err(r) => {
                 return Outcome::Reject(Rejected {
@@ -326,12 +365,60 @@ fn transform_line(table: &Table, line_no: Pos, line: &[u8]) -> Outcome<(Row, Vec
     ))
 }
 
+/// The raw value of a relationship column from what the join found: the other end's id,
+/// null when there is none and the column is not required, or the reject.
+fn relationship_value(
+    c: &crate::spec::Column,
+    r: &crate::spec::RelationshipRef,
+    found: Option<&Related>,
+) -> std::result::Result<Option<String>, (RejectKind, String)> {
+    let label = r
+        .label
+        .as_deref()
+        .map(|l| format!(" to a :{l} node"))
+        .unwrap_or_default();
+    let towards = match r.direction {
+        crate::spec::Direction::Out => "to",
+        crate::spec::Direction::In => "from",
+    };
+    match found {
+        Some(Related::One(id)) => Ok(Some(id.clone())),
+        Some(Related::Many { count, ids }) => Err((
+            RejectKind::MultipleRelationships,
+            format!(
+                "{count} {} {} relationships{label} ({towards} {}{}); `{}` takes one",
+                r.direction_word(),
+                r.rel_type,
+                ids.join(", "),
+                if *count > ids.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                },
+                c.name
+            ),
+        )),
+        Some(Related::None) | None if c.required => Err((
+            RejectKind::MissingRelationship,
+            format!(
+                "no {} {} relationship{label}",
+                r.direction_word(),
+                r.rel_type
+            ),
+        )),
+        Some(Related::None) | None => Ok(None),
+    }
+}
+
 /// Source lines on their way to the transform workers: their bytes in one buffer (one
 /// allocation per batch, not per line) and, per line, its number and where it ends.
 #[derive(Default)]
 struct LineBatch {
     bytes: Vec<u8>,
     lines: Vec<(Pos, usize)>,
+    /// What the join found for each line's relationship columns, `width` per line.
+    related: Vec<Related>,
+    width: usize,
 }
 
 impl LineBatch {
@@ -340,6 +427,8 @@ impl LineBatch {
         LineBatch {
             bytes: Vec::with_capacity(other.bytes.len()),
             lines: Vec::with_capacity(other.lines.len()),
+            related: Vec::with_capacity(other.related.len()),
+            width: other.width,
         }
     }
 
@@ -348,13 +437,17 @@ impl LineBatch {
         self.lines.push((n, self.bytes.len()));
     }
 
-    /// (position, bytes) of each line in order.
-    fn iter(&self) -> impl Iterator<Item = (Pos, &[u8])> {
+    /// (position, bytes, relationship columns) of each line in order.
+    fn iter(&self) -> impl Iterator<Item = (Pos, &[u8], &[Related])> {
         let mut start = 0;
-        self.lines.iter().map(move |&(n, end)| {
+        self.lines.iter().enumerate().map(move |(i, &(n, end))| {
             let line = &self.bytes[start..end];
             start = end;
-            (n, line)
+            let related = self
+                .related
+                .get(i * self.width..(i + 1) * self.width)
+                .unwrap_or_default();
+            (n, line, related)
         })
     }
 }
@@ -367,6 +460,9 @@ pub struct ExportPaths<'a> {
     pub rejects: &'a Path,
     /// Where the table's key runs and finished key files go.
     pub keys_dir: &'a Path,
+    /// Every partition's files by key name (`rel:TYPE`): where the relationship columns'
+    /// relationships are read from.
+    pub relationships: &'a BTreeMap<String, Vec<PathBuf>>,
 }
 
 /// Exports one table. `parents` holds the key files of the tables its non-deferred
@@ -410,6 +506,8 @@ fn export_blocks(
     let mut rejects = BufWriter::new(
         std::fs::File::create(paths.rejects).map_err(|e| Error::io(paths.rejects, e))?,
     );
+    let related_dir = paths.keys_dir.join("related");
+    let mut related = related::join(table, paths.input, paths.relationships, &related_dir)?;
     let fks = checked_fks(table, ti);
     let fk_files: Vec<(&ForeignKey, &KeyFile)> = fks
         .iter()
@@ -462,9 +560,13 @@ fn export_blocks(
         let reader = std::thread::Builder::new()
             .name(format!("read {}", table.name))
             .spawn_scoped(scope, move || -> Result<()> {
-                let mut batch = LineBatch::default();
+                let mut batch = LineBatch {
+                    width: related.width(),
+                    ..LineBatch::default()
+                };
                 let mut seq = 0u64;
                 let mut stopped = false;
+                let mut failed = None;
                 for (p, piece) in input.iter().enumerate() {
                     let p = u32::try_from(p).unwrap_or(u32::MAX);
                     crate::source::apoc::read_piece(piece, |n, line| {
@@ -475,6 +577,10 @@ fn export_blocks(
                             },
                             line,
                         );
+                        if let Err(e) = related.next_line(&mut batch.related) {
+                            failed = Some(e);
+                            return false;
+                        }
                         if batch.lines.len() == batch_lines {
                             let next = line_pool_rx
                                 .try_recv()
@@ -490,6 +596,9 @@ fn export_blocks(
                         }
                         true
                     })?;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
                     if stopped {
                         return Ok(());
                     }
@@ -511,11 +620,12 @@ fn export_blocks(
                         let mut out = out_pool
                             .try_recv()
                             .unwrap_or_else(|_| Processed::new(lists.len(), batch.lines.len()));
-                        for (n, line) in batch.iter() {
-                            out.process(table, lists, n, line);
+                        for (n, line, related) in batch.iter() {
+                            out.process(table, lists, n, line, related);
                         }
                         batch.bytes.clear();
                         batch.lines.clear();
+                        batch.related.clear();
                         let _ = line_pool.try_send(batch);
                         if tx.send((seq, out)).is_err() {
                             return;
@@ -579,6 +689,9 @@ fn export_blocks(
         ..
     } = checker;
     rejects.flush().map_err(|e| Error::io(paths.rejects, e))?;
+    if related_dir.exists() {
+        std::fs::remove_dir_all(&related_dir).map_err(|e| Error::io(&related_dir, e))?;
+    }
     let keep = referenced_keys(model, ti);
     let mut kept = TableKeys::default();
     let lists = std::iter::once((&table.primary_key, primary, "pk".to_string())).chain(
@@ -955,6 +1068,20 @@ references = "parents"
         parents: &HashMap<usize, Arc<TableKeys>>,
         sizes: (usize, usize),
     ) -> (Vec<String>, Vec<String>, ExportStats, TableKeys) {
+        let none = BTreeMap::new();
+        export_with(model, ti, input, base, parents, sizes, &none)
+    }
+
+    /// [`export_one`] with the relationship partitions of relationship columns.
+    fn export_with(
+        model: &Model,
+        ti: usize,
+        input: &Path,
+        base: &Path,
+        parents: &HashMap<usize, Arc<TableKeys>>,
+        sizes: (usize, usize),
+        relationships: &BTreeMap<String, Vec<PathBuf>>,
+    ) -> (Vec<String>, Vec<String>, ExportStats, TableKeys) {
         let (chunk_dir, rejects, keys_dir) = (
             base.join("chunks"),
             base.join("rejects.jsonl"),
@@ -966,6 +1093,7 @@ references = "parents"
             chunk_dir: &chunk_dir,
             rejects: &rejects,
             keys_dir: &keys_dir,
+            relationships,
         };
         let mut written = Vec::new();
         let (stats, keys) = export_blocks(
@@ -1050,6 +1178,97 @@ references = "parents"
             out[1].1
         );
         assert!(out[1].1[1].contains("\"id\":\"10\""), "{:?}", out[1].1);
+    }
+
+    /// Relationship columns through a whole export: the other end's id, null when an
+    /// optional one has none, and one reject per row with the reason and the column.
+    #[test]
+    fn relationship_columns_take_the_other_end_or_reject_the_row() {
+        let spec = r#"version = 1
+[[tables]]
+name = "deals"
+source = { type = "node", label = "Deal" }
+primary_key = ["id"]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "company_id", type = "bigint", from_relationship = { type = "FOR", direction = "out", label = "Company" }, required = true },
+  { name = "list_id", type = "bigint", from_relationship = { type = "CONTAINS", direction = "in" } },
+]
+"#;
+        let model = crate::spec::parse(spec, "test.toml").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("deals.jsonl");
+        let nodes: Vec<String> = (1..=4)
+            .map(|id| node("Deal", id, serde_json::json!({})))
+            .collect();
+        std::fs::write(&input, nodes.join("\n")).unwrap();
+        let rel = |id: u32, t: &str, (s, sl): (u32, &str), (e, el): (u32, &str)| {
+            serde_json::json!({"type": "relationship", "id": id.to_string(), "label": t, "properties": {},
+                "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
+            .to_string()
+        };
+        // 1 → company 10, in list 20; 2 → company 11 only; 3 → none (a User is not a
+        // Company); 4 → companies 10 and 12.
+        let for_file = dir.path().join("for.jsonl");
+        let lines = [
+            rel(100, "FOR", (1, "Deal"), (10, "Company")),
+            rel(101, "FOR", (2, "Deal"), (11, "Company")),
+            rel(102, "FOR", (3, "Deal"), (13, "User")),
+            rel(103, "FOR", (4, "Deal"), (12, "Company")),
+            rel(104, "FOR", (4, "Deal"), (10, "Company")),
+        ];
+        std::fs::write(&for_file, lines.join("\n")).unwrap();
+        let contains_file = dir.path().join("contains.jsonl");
+        std::fs::write(
+            &contains_file,
+            rel(105, "CONTAINS", (20, "List"), (1, "Deal")),
+        )
+        .unwrap();
+        let relationships: BTreeMap<String, Vec<PathBuf>> = [
+            ("rel:FOR".to_string(), vec![for_file]),
+            ("rel:CONTAINS".to_string(), vec![contains_file]),
+        ]
+        .into();
+        let (written, rejected, stats, _) = export_with(
+            &model,
+            0,
+            &input,
+            dir.path(),
+            &HashMap::new(),
+            (2, 3),
+            &relationships,
+        );
+        assert_eq!(written, ["1,10,20", "2,11,\\N"]);
+        assert_eq!(
+            stats.rejected_by_reason,
+            [
+                ("missing_relationship".to_string(), 1),
+                ("multiple_relationships".to_string(), 1)
+            ]
+            .into()
+        );
+        let rejected: Vec<serde_json::Value> = rejected
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            (
+                &rejected[0]["id"],
+                &rejected[0]["column"],
+                &rejected[0]["detail"]
+            ),
+            (
+                &serde_json::json!("3"),
+                &serde_json::json!("company_id"),
+                &serde_json::json!("no outgoing FOR relationship to a :Company node")
+            )
+        );
+        assert_eq!(
+            rejected[1]["detail"],
+            "2 outgoing FOR relationships to a :Company node (to 10, 12); `company_id` takes one"
+        );
+        // The join's files are gone with the export.
+        assert!(!dir.path().join("keys/related").exists());
     }
 
     /// A line that is not UTF-8 is rejected as malformed, with its line number, and the

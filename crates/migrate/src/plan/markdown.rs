@@ -72,6 +72,9 @@ pub fn spec_document(model: &Model, plan: &Plan, spec_name: &str) -> String {
             let from = match &c.from {
                 FieldRef::Property(p) if *p == c.name => format!("`{p}`"),
                 FieldRef::Property(p) => format!("`{p}` (renamed)"),
+                FieldRef::Relationship(r) => {
+                    format!("the other end's `_id` of `{}`", r.pattern())
+                }
                 other => format!("`{other}`"),
             };
             let steps: Vec<String> = c.steps.iter().map(|st| st.describe()).collect();
@@ -126,7 +129,45 @@ pub fn spec_document(model: &Model, plan: &Plan, spec_name: &str) -> String {
                 }
             );
         }
-        let _ = writeln!(s, "\nRows are rejected (to `rejects/{}.jsonl`) when a required value is missing, a value does not fit its type or length, an integer is outside its type (negative in an unsigned column) or the column's min/max, a value is not in the value map, the primary or a unique key repeats an earlier row, or a foreign key points to no row.\n", t.name);
+        for (c, r) in t.relationship_columns() {
+            let column = &t.columns[c];
+            let end = match r.direction {
+                crate::spec::Direction::Out => "end",
+                crate::spec::Direction::In => "start",
+            };
+            let label = r
+                .label
+                .as_deref()
+                .map(|l| format!(" to a `:{l}` node"))
+                .unwrap_or_default();
+            let checked = t
+                .foreign_keys
+                .iter()
+                .find(|fk| fk.columns == [c])
+                .map(|fk| {
+                    format!(
+                        "a row whose {end} node has no accepted row in `{}` is rejected (`dangling_foreign_key`)",
+                        model.tables[fk.parent].name
+                    )
+                })
+                .unwrap_or_else(|| {
+                    "no foreign key is declared on it, so whether the other node was migrated is not checked".into()
+                });
+            let _ = writeln!(
+                s,
+                "\nRelationship column `{}`: the id of the {end} node of the row's {} `{}` relationship{label} (`{}`). A row with none is {}; a row with two or more is rejected (`multiple_relationships`); {checked}.",
+                column.name,
+                r.direction_word(),
+                r.rel_type,
+                r.pattern(),
+                if column.required {
+                    "rejected (`missing_relationship`)"
+                } else {
+                    "given NULL"
+                },
+            );
+        }
+        let _ = writeln!(s, "\nRows are rejected (to `rejects/{}.jsonl`) when a required value is missing, a value does not fit its type or length, an integer is outside its type (negative in an unsigned column) or the column's min/max, a value is not in the value map, the primary or a unique key repeats an earlier row, a foreign key points to no row, or a relationship column's relationship is missing (when required) or repeated.\n", t.name);
     }
     s
 }
@@ -312,6 +353,17 @@ pub fn runbook(model: &Model, plan: &Plan, spec_name: &str) -> String {
             Some(l) => format!("uploaded to `{l}/<table>/`, streamed from there into `LOAD DATA LOCAL INFILE`"),
             None => "kept in `<work-dir>/chunks/<table>/`".to_string(),
         });
+        for &i in level {
+            let t = &model.tables[i];
+            let rels: Vec<String> = t
+                .relationship_columns()
+                .iter()
+                .map(|(c, r)| format!("`{}` from `{}`", t.columns[*c].name, r.pattern()))
+                .collect();
+            if !rels.is_empty() {
+                let _ = writeln!(s, "   - `{}` first joins its relationship columns on disk ({}): a row with none of a required one, or with two or more, is rejected.", t.name, rels.join(", "));
+            }
+        }
         step += 1;
     }
     let deferred: Vec<String> = model

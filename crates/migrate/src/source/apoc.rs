@@ -63,6 +63,18 @@ fn id_text(v: &RawValue) -> Option<String> {
     }
 }
 
+/// The id of the record on an APOC line, without reading the rest of it (`None` for a
+/// line that is not a record with an id).
+pub fn record_id(line: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+    }
+    let l: IdOnly = serde_json::from_slice(line).ok()?;
+    id_text(l.id)
+}
+
 /// Parses one APOC line into a record.
 pub fn parse_record(line: &str) -> std::result::Result<Record<'_>, String> {
     let l: Line =

@@ -87,6 +87,26 @@ impl PartitionKey {
     }
 }
 
+/// The partitions a run reads for `model`: each table's source, then the relationship
+/// types its relationship-sourced columns follow (`from_relationship`), which no table
+/// may read itself.
+pub fn partition_keys(model: &crate::spec::Model) -> Vec<PartitionKey> {
+    let mut keys: Vec<PartitionKey> = model
+        .tables
+        .iter()
+        .map(|t| PartitionKey::of(&t.source))
+        .collect();
+    for t in &model.tables {
+        for (_, r) in t.relationship_columns() {
+            let key = PartitionKey::RelType(r.rel_type.clone());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
 /// A record in the APOC node format, as every non-graph reader writes its rows: the id,
 /// one label naming where it came from, and the properties.
 pub fn node_line(id: &str, label: &str, properties: Map<String, Value>) -> Value {
@@ -312,6 +332,8 @@ impl Record<'_> {
             FieldRef::Start => self.start.as_ref().map(|e| e.id.clone()),
             FieldRef::End => self.end.as_ref().map(|e| e.id.clone()),
             FieldRef::Property(p) => self.properties.get(p).and_then(raw_text),
+            // Not in the record: joined from the relationship partition by the export.
+            FieldRef::Relationship(_) => None,
         }
     }
 }

@@ -8,8 +8,8 @@ mod model;
 mod raw;
 
 pub use model::{
-    Column, Connection, DynamoConnection, EmbeddedConnection, FieldRef, ForeignKey, Model,
-    OpenSearchConnection, Settings, SourceKind, SqlType, Table,
+    Column, Connection, Direction, DynamoConnection, EmbeddedConnection, FieldRef, ForeignKey,
+    Model, OpenSearchConnection, RelationshipRef, Settings, SourceKind, SqlType, Table,
 };
 pub use raw::RawSpec;
 

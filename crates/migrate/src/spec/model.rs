@@ -1,6 +1,8 @@
 //! The validated spec: tables with resolved column indexes, types and references.
 
-use super::raw::{RawColumn, RawConnection, RawSource, RawSpec, RawTransform};
+use super::raw::{
+    RawColumn, RawConnection, RawDirection, RawRelationshipRef, RawSource, RawSpec, RawTransform,
+};
 use crate::transform::{DateFormats, Step};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -55,6 +57,18 @@ pub struct Table {
 }
 
 impl Table {
+    /// The relationship-sourced columns (`from_relationship`): index and relationship.
+    pub fn relationship_columns(&self) -> Vec<(usize, &RelationshipRef)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.from {
+                FieldRef::Relationship(r) => Some((i, r)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn column_names(&self) -> Vec<&str> {
         self.columns.iter().map(|c| c.name.as_str()).collect()
     }
@@ -227,6 +241,49 @@ pub enum FieldRef {
     End,
     /// Any other name: a property.
     Property(String),
+    /// `from_relationship`: the id of the node at the other end of the node's one
+    /// relationship of a type (node tables only; joined in [`crate::export::related`]).
+    Relationship(RelationshipRef),
+}
+
+/// Which relationship of a node a relationship-sourced column follows.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RelationshipRef {
+    pub rel_type: String,
+    pub direction: Direction,
+    /// Only relationships whose other end carries this label count.
+    pub label: Option<String>,
+}
+
+/// The direction of a relationship seen from the row's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// `(row)-[:TYPE]->(other)`: the value is the end node's id.
+    Out,
+    /// `(other)-[:TYPE]->(row)`: the value is the start node's id.
+    In,
+}
+
+impl RelationshipRef {
+    /// The pattern in Cypher form, e.g. `(row)-[:FOR_COMPANY]->(:Company)`.
+    pub fn pattern(&self) -> String {
+        let other = match &self.label {
+            Some(l) => format!("(:{l})"),
+            None => "()".to_string(),
+        };
+        match self.direction {
+            Direction::Out => format!("(row)-[:{}]->{other}", self.rel_type),
+            Direction::In => format!("(row)<-[:{}]-{other}", self.rel_type),
+        }
+    }
+
+    /// `outgoing` / `incoming`, for messages.
+    pub fn direction_word(&self) -> &'static str {
+        match self.direction {
+            Direction::Out => "outgoing",
+            Direction::In => "incoming",
+        }
+    }
 }
 
 impl std::fmt::Display for FieldRef {
@@ -236,6 +293,7 @@ impl std::fmt::Display for FieldRef {
             FieldRef::Start => f.write_str("_start"),
             FieldRef::End => f.write_str("_end"),
             FieldRef::Property(p) => f.write_str(p),
+            FieldRef::Relationship(r) => f.write_str(&r.pattern()),
         }
     }
 }
@@ -429,6 +487,55 @@ fn check_bounds(c: &RawColumn, ty: SqlType) -> Result<(Option<i64>, Option<i64>)
         }
     }
     Ok((min, max))
+}
+
+/// A column's `from_relationship`: only on node tables, not with `from`, a non-empty
+/// type and label.
+fn relationship_ref(
+    c: &RawColumn,
+    r: &Spanned<RawRelationshipRef>,
+    table: &str,
+    source: &SourceKind,
+) -> Result<FieldRef, Invalid> {
+    if let Some(from) = &c.from {
+        return err(
+            from.span(),
+            format!(
+                "column `{}` has both `from` and `from_relationship`; keep one",
+                c.name.get_ref()
+            ),
+        );
+    }
+    if !matches!(source, SourceKind::Node { .. }) {
+        return err(
+            r.span(),
+            format!(
+                "`from_relationship` is for node tables; table `{table}` reads {}",
+                source.describe()
+            ),
+        );
+    }
+    let raw = r.get_ref();
+    if raw.rel_type.is_empty() {
+        return err(
+            r.span(),
+            "`from_relationship` needs a non-empty relationship `type`",
+        );
+    }
+    if raw.label.as_deref() == Some("") {
+        return err(
+            r.span(),
+            "`from_relationship.label` must not be empty (leave it out for any label)",
+        );
+    }
+    Ok(FieldRef::Relationship(RelationshipRef {
+        rel_type: raw.rel_type.clone(),
+        direction: match raw.direction {
+            RawDirection::Out => Direction::Out,
+            RawDirection::In => Direction::In,
+        },
+        label: raw.label.clone(),
+    }))
 }
 
 fn resolve_columns(
@@ -814,22 +921,23 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 .as_ref()
                 .map(|f| f.get_ref().clone())
                 .unwrap_or_else(|| c.name.get_ref().clone());
-            let from = match from_name.as_str() {
-                "_id" => FieldRef::Id,
-                "_start" | "_end" if !matches!(source, SourceKind::Relationship { .. }) => {
+            let from = match (&c.from_relationship, from_name.as_str()) {
+                (Some(r), _) => relationship_ref(c, r, &name, &source)?,
+                (None, "_id") => FieldRef::Id,
+                (None, "_start" | "_end") if !matches!(source, SourceKind::Relationship { .. }) => {
                     let span = c.from.as_ref().map(|f| f.span()).unwrap_or(c.name.span());
                     return err(span, format!("`{from_name}` exists only for relationship sources; table `{name}` reads {}", source.describe()));
                 }
-                "_start" => FieldRef::Start,
-                "_end" => FieldRef::End,
-                "" => {
+                (None, "_start") => FieldRef::Start,
+                (None, "_end") => FieldRef::End,
+                (None, "") => {
                     let span = c.from.as_ref().map(|f| f.span()).unwrap_or(c.name.span());
                     return err(
                         span,
                         "`from` must name a property, `_id`, `_start` or `_end`",
                     );
                 }
-                p => FieldRef::Property(p.to_string()),
+                (None, p) => FieldRef::Property(p.to_string()),
             };
             let mut steps = Vec::new();
             for s in &c.transforms {

@@ -116,6 +116,10 @@ pub struct RawColumn {
     pub ty: Spanned<String>,
     #[serde(default)]
     pub from: Option<Spanned<String>>,
+    /// The value is the id of the node at the other end of a relationship of this node
+    /// (node tables only), instead of a property.
+    #[serde(default)]
+    pub from_relationship: Option<Spanned<RawRelationshipRef>>,
     #[serde(default)]
     pub required: bool,
     #[serde(default)]
@@ -132,6 +136,24 @@ pub struct RawColumn {
     /// Largest accepted value of an integer column.
     #[serde(default)]
     pub max: Option<Spanned<i64>>,
+}
+
+/// `from_relationship = { type = "FOR_COMPANY", direction = "out", label = "Company" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelationshipRef {
+    #[serde(rename = "type")]
+    pub rel_type: String,
+    pub direction: RawDirection,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDirection {
+    Out,
+    In,
 }
 
 /// A transform step: a bare name (`"trim"`) or a one-key table (`{ parse_date = [...] }`).

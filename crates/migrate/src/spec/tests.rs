@@ -133,6 +133,20 @@ fn the_example_spec_is_valid() {
         doc.contains("| `amount_yen` | bigint unsigned | `amount` (renamed) | no | - | - | - | max 100000000000; yen;"),
         "{doc}"
     );
+    // And where a relationship column's value comes from, with its rejects.
+    assert!(
+        doc.contains("| `company_id` | bigint | the other end's `_id` of `(row)-[:FOR_COMPANY]->(:Company)` | yes |"),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("Relationship column `company_id`: the id of the end node of the row's outgoing `FOR_COMPANY` relationship to a `:Company` node (`(row)-[:FOR_COMPANY]->(:Company)`). A row with none is rejected (`missing_relationship`); a row with two or more is rejected (`multiple_relationships`); a row whose end node has no accepted row in `companies` is rejected (`dangling_foreign_key`)."),
+        "{doc}"
+    );
+    let runbook = crate::plan::runbook(&m, &plan, "sales.toml");
+    assert!(
+        runbook.contains("`activity_logs` first joins its relationship columns on disk (`deal_id` from `(row)-[:ON_DEAL]->(:Deal)`)"),
+        "{runbook}"
+    );
 }
 
 const SOURCES: &str = r#"version = 1
@@ -281,4 +295,71 @@ fn unsigned_types_and_bounds_are_read_and_checked() {
     assert!(e.contains("`min` / `max` apply to integer columns"), "{e}");
     let e = bad("max = 1000000 }", "max = 1000000, default = \"0\" }");
     assert!(e.contains("breaks the bounds"), "{e}");
+}
+
+#[test]
+fn a_relationship_column_reads_its_relationship() {
+    let rel =
+        r#"from_relationship = { type = "FOR_COMPANY", direction = "out", label = "Company" }"#;
+    let m = parse(&OK.replace(r#"from = "companyId""#, rel), "spec.toml").unwrap();
+    let deals = &m.tables[1];
+    let r = RelationshipRef {
+        rel_type: "FOR_COMPANY".into(),
+        direction: Direction::Out,
+        label: Some("Company".into()),
+    };
+    assert_eq!(deals.columns[1].from, FieldRef::Relationship(r.clone()));
+    assert_eq!(deals.relationship_columns(), vec![(1, &r)]);
+    assert_eq!(r.pattern(), "(row)-[:FOR_COMPANY]->(:Company)");
+    // The relationship type is read by the partition step though no table reads it.
+    assert!(crate::source::partition_keys(&m)
+        .contains(&crate::source::PartitionKey::RelType("FOR_COMPANY".into())));
+    let incoming = parse(
+        &OK.replace(
+            r#"from = "companyId""#,
+            r#"from_relationship = { type = "HAS_DEAL", direction = "in" }"#,
+        ),
+        "spec.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        incoming.tables[1].columns[1].from.to_string(),
+        "(row)<-[:HAS_DEAL]-()"
+    );
+}
+
+#[test]
+fn a_relationship_column_is_checked_where_it_is_written() {
+    let with = |from: &str| error_of(&OK.replace(r#"from = "companyId""#, from));
+    let e = with(r#"from = "companyId", from_relationship = { type = "T", direction = "out" }"#);
+    assert!(
+        e.starts_with(
+            "spec.toml:16:50: column `company_id` has both `from` and `from_relationship`"
+        ),
+        "{e}"
+    );
+    let e = with(r#"from_relationship = { type = "T", direction = "up" }"#);
+    assert!(
+        e.contains("unknown variant `up`, expected `out` or `in`"),
+        "{e}"
+    );
+    let e = with(r#"from_relationship = { type = "", direction = "in" }"#);
+    assert!(e.contains("needs a non-empty relationship `type`"), "{e}");
+    let e = with(r#"from_relationship = { type = "T", direction = "in", labels = "X" }"#);
+    assert!(e.contains("unknown field `labels`"), "{e}");
+    // Only node tables have relationships of their own.
+    let spec = r#"version = 1
+[[tables]]
+name = "links"
+source = { type = "relationship", rel_type = "L" }
+primary_key = ["a"]
+columns = [
+  { name = "a", type = "bigint", from_relationship = { type = "T", direction = "out" } },
+]
+"#;
+    let e = error_of(spec);
+    assert!(
+        e.starts_with("spec.toml:7:54: `from_relationship` is for node tables; table `links` reads relationships"),
+        "{e}"
+    );
 }

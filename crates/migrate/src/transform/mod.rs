@@ -131,6 +131,10 @@ pub enum RejectKind {
     /// An integer outside its type (a negative value in an unsigned column included) or
     /// outside the column's `min` / `max`.
     OutOfRange,
+    /// A required relationship-sourced column: the node has no such relationship.
+    MissingRelationship,
+    /// A relationship-sourced column: the node has two or more such relationships.
+    MultipleRelationships,
 }
 
 impl RejectKind {
@@ -144,6 +148,8 @@ impl RejectKind {
             RejectKind::DuplicateKey => "duplicate_key",
             RejectKind::DanglingForeignKey => "dangling_foreign_key",
             RejectKind::OutOfRange => "out_of_range",
+            RejectKind::MissingRelationship => "missing_relationship",
+            RejectKind::MultipleRelationships => "multiple_relationships",
         }
     }
 }
