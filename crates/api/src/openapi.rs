@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations and the types' schemas.
 
-use crate::routes::{activities, companies, deals, ops, sales_lists};
+use crate::routes::{activities, companies, deals, ops, sales_lists, synonyms};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
@@ -36,6 +36,8 @@ use utoipa::{Modify, OpenApi};
         sales_lists::get,
         sales_lists::add_deals,
         sales_lists::list,
+        synonyms::get,
+        synonyms::set,
         ops::pipeline_status,
     ),
     modifiers(&BearerAuth, &CommonResponses)
