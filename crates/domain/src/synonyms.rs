@@ -71,6 +71,22 @@ pub enum SynonymError {
     },
 }
 
+impl SynonymError {
+    /// The group (from 1) the problem is in, when it is in one.
+    pub fn group(&self) -> Option<usize> {
+        match self {
+            Self::TooManyGroups { .. } => None,
+            Self::TooFewTerms { group, .. }
+            | Self::TooManyTerms { group, .. }
+            | Self::EmptyTerm { group, .. }
+            | Self::TermTooLong { group, .. }
+            | Self::Syntax { group, .. }
+            | Self::NothingToSearch { group, .. }
+            | Self::Duplicate { group, .. } => Some(*group),
+        }
+    }
+}
+
 impl Synonyms {
     /// Validates and trims `groups` (see the module docs); the first problem found is the
     /// error.
