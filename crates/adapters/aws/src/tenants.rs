@@ -9,7 +9,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | tenant | `tenant#<id>` | `tenant` | `id` (S), `name` (S), `created_at_us` (N), `active_tokens` (N), `time_zone` (S, when set) |
-//! | synonyms of a tenant | `tenant#<id>` | `synonyms` | `groups` (L of L of S; empty once cleared), when ever set |
+//! | synonyms of a tenant | `tenant#<id>` | `synonyms` | `groups` (L of L of S; empty once cleared), once set |
 //! | live token of a tenant | `tenant#<id>` | `token#<digest>` | `created_at_us` (N) |
 //! | token | `token#<digest>` | `token` | `tenant_id` (S), `created_at_us` (N), `revoked_at_us` (N, once revoked) |
 //! | name claim | `name#<name>` | `name` | `tenant_id` (S) |
