@@ -1380,6 +1380,46 @@ async fn synonyms_set_through_the_api_apply_to_the_next_search_of_their_tenant_o
     assert_eq!(counts["buckets"], json!([{"key": "visit", "count": 1}]));
     // Tenant B has the same memo but no synonyms.
     assert!(ids(&search(&app.b, "MTG", &token_b).await).is_empty());
+    if let Backend::Embedded = backend {
+        // `tsunagu search --tenant` applies them too, on the index the server has open
+        // (once the server has committed the memo, which a read-only reader waits for).
+        let page = search(&app.a, "MTG", &token_a).await;
+        let tenant_a = page["items"][0]["data"]["tenant_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let cli_search = |text: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+                .args(["search", "--json", "--tenant", &tenant_a, "--text", text])
+                .arg("--data-dir")
+                .arg(app._dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        let mut committed = false;
+        for _ in 0..120 {
+            if cli_search("打ち合わせ")["total"] == 1 {
+                committed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(committed, "the server commits the memo within 30 s");
+        let cli = cli_search("mtg");
+        assert_eq!(cli["total"], 1, "{cli}");
+        assert_eq!(cli["hits"][0]["activity"]["id"], meeting.as_str(), "{cli}");
+        let highlights = cli["hits"][0]["highlights"].to_string();
+        assert!(
+            highlights.contains("<mark>打ち合わせ</mark>"),
+            "{highlights}"
+        );
+    }
     assert_eq!(
         app.get(&app.b, "/api/v1/synonyms").await.1,
         json!({"groups": []})

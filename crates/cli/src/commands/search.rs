@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use tsunagu_domain::search::{ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
 use tsunagu_domain::synonyms::Synonyms;
 use tsunagu_runtime::config::Config;
-use tsunagu_service::tenants::TenantError;
+use tsunagu_service::tenants::{TenantError, TENANT_ID_PREFIX};
 
 pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
     if let (Some(from), Some(to)) = (args.from, args.to) {
@@ -79,8 +79,12 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
 
 /// The synonyms of the tenant searched (`tenant synonyms`), as the API applies them; none
 /// for a tenant id the registry does not know (an index may hold tenants registered
-/// elsewhere).
+/// elsewhere, like the demo's). `--tenant` is an id: it is never looked up as a name,
+/// which would give another tenant's synonyms.
 async fn tenant_synonyms(config: &Config, tenant: &str) -> anyhow::Result<Synonyms> {
+    if !tenant.starts_with(TENANT_ID_PREFIX) {
+        return Ok(Synonyms::default());
+    }
     let registry = tsunagu_runtime::tenants::open_tenant_directory_read_only(config).await?;
     match registry.synonyms(tenant).await {
         Ok(synonyms) => Ok(synonyms),
