@@ -155,7 +155,10 @@ impl TextQuery {
     /// A phrase expands when it is a synonym term as a whole.
     ///
     /// Terms in no group stay as they are, so a query without synonym terms is unchanged,
-    /// and applying the same list twice is applying it once.
+    /// and applying the same list twice is applying it once. [`MAX_TERMS`] bounds what the
+    /// user typed; expanded, a query has at most [`MAX_TERMS`] ×
+    /// [`crate::synonyms::MAX_GROUP_TERMS`] terms (320, within OpenSearch's default 1024
+    /// clauses).
     pub fn with_synonyms(&self, synonyms: &Synonyms) -> TextQuery {
         if synonyms.is_empty() {
             return self.clone();
