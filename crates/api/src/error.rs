@@ -5,6 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tsunagu_service::tenants::TenantError;
 use tsunagu_service::{FieldIssue, ServiceError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -83,6 +84,32 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::Unavailable(_) => {
                 tracing::error!(error = %message, "request failed");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        let message = e.to_string();
+        let field = |field: &str| {
+            Self::invalid(vec![FieldIssue {
+                field: field.into(),
+                message: message.clone(),
+            }])
+        };
+        match e {
+            TenantError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
+            TenantError::NameTaken(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            TenantError::InvalidName { .. } => field("name"),
+            TenantError::InvalidTimeZone { .. } => field("time_zone"),
+            TenantError::InvalidSynonyms(ref reason) => Self::invalid(vec![FieldIssue {
+                field: "groups".into(),
+                message: reason.to_string(),
+            }]),
+            TenantError::Unavailable(_) => {
+                tracing::error!(error = %message, "tenant registry failed");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations and the types' schemas.
 
-use crate::routes::{activities, companies, deals, ops, sales_lists};
+use crate::routes::{activities, companies, deals, ops, sales_lists, synonyms};
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
@@ -36,6 +36,8 @@ use utoipa::{Modify, OpenApi};
         sales_lists::get,
         sales_lists::add_deals,
         sales_lists::list,
+        synonyms::get,
+        synonyms::set,
         ops::pipeline_status,
     ),
     modifiers(&BearerAuth, &CommonResponses)
@@ -288,6 +290,19 @@ mod constraint_tests {
         assert_eq!(user["maxLength"], 128, "{user}");
         let limit = &schemas["DealSearch"]["properties"]["limit"];
         assert_eq!(limit["maximum"], 1000, "{limit}");
+        // Issue 19: the synonym list is read and replaced whole, with the same body.
+        let synonyms = &doc["paths"]["/api/v1/synonyms"];
+        assert_eq!(
+            synonyms["put"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/SynonymList",
+            "{synonyms}"
+        );
+        assert!(
+            synonyms["get"]["responses"]["200"].is_object(),
+            "{synonyms}"
+        );
+        let groups = &schemas["SynonymList"]["properties"]["groups"];
+        assert_eq!(groups["items"]["items"]["type"], "string", "{groups}");
         let action = &schemas["ActionType"];
         assert!(
             action["enum"].as_array().is_some_and(|v| v.len() == 6),

@@ -104,6 +104,23 @@ pub enum TenantCommand {
         #[arg(long, value_name = "ZONE")]
         time_zone: String,
     },
+    /// Show a tenant's synonyms (by id or name), or replace them all with `--set FILE`.
+    ///
+    /// A memo search for a term of a group finds memos with any term of the group (`MTG`
+    /// also finds ミーティング and 打ち合わせ; `-MTG` excludes them all), from the next
+    /// search on, without reindexing. The file has one group per line, its terms separated
+    /// by `=` or `,` (full-width `＝` `，` too): `MTG = ミーティング = 打ち合わせ`. Blank
+    /// lines and lines starting with `#` are skipped; an empty file removes the list. The
+    /// listing is in the same format. Limits: 200 groups of 2 to 10 terms; a term is one
+    /// search word (no space, quote, leading `-`, not `OR`) of at most 40 characters, in
+    /// one group only (compared with width, case and kana folded).
+    Synonyms {
+        /// The tenant's id (tn_...) or name.
+        tenant: String,
+        /// Replace the whole list with this file's (`-` reads standard input).
+        #[arg(long, value_name = "FILE")]
+        set: Option<std::path::PathBuf>,
+    },
     /// List tenants and how many live tokens each has.
     List,
     /// Issue another token to a tenant (by id or name); printed on the last line.

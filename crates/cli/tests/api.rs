@@ -24,6 +24,8 @@ on_both_deployments!(
     operations_endpoints_report_health_metrics_status_and_the_openapi_document,
     shutdown_finishes_accepted_writes_and_they_are_searchable_after_a_restart,
     tenant_create_prints_the_token_on_its_last_line,
+    synonyms_set_through_the_api_apply_to_the_next_search_of_their_tenant_only,
+    tenant_synonyms_are_set_from_a_file_and_listed,
 );
 
 fn visit(memo: &str, result: &str, at: &str) -> Value {
@@ -879,23 +881,38 @@ async fn shutdown_finishes_accepted_writes_and_they_are_searchable_after_a_resta
     server.stop().await.unwrap();
 }
 
-async fn tenant_create_prints_the_token_on_its_last_line(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    // One set of unique names for every command of this test.
-    let Some(vars) = (match backend {
-        Backend::Embedded => Some(Vec::new()),
-        Backend::Aws => aws_env(dir.path()),
-    }) else {
-        return;
+/// `tsunagu tenant ARGS` on the deployment's registry, with the environment it runs in:
+/// one set of unique names for every command given `dir`. `None` (skip) without the AWS
+/// peers.
+fn tenant_cli(
+    backend: Backend,
+    dir: &std::path::Path,
+) -> Option<(Vec<(String, String)>, RunTenant)> {
+    let vars = match backend {
+        Backend::Embedded => Vec::new(),
+        Backend::Aws => aws_env(dir)?,
     };
-    let run = |args: &[&str]| {
+    let env = vars.clone();
+    let dir = dir.to_path_buf();
+    let run = move |args: &[&str]| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"));
-        command.arg("tenant").args(args).envs(vars.clone());
+        command.arg("tenant").args(args).envs(env.clone());
         match backend {
-            Backend::Embedded => command.arg("--data-dir").arg(dir.path()),
+            Backend::Embedded => command.arg("--data-dir").arg(&dir),
             Backend::Aws => command.arg("--config").arg(aws_example()),
         };
         command.output().unwrap()
+    };
+    Some((vars, Box::new(run)))
+}
+
+/// Runs `tsunagu tenant ARGS` ([`tenant_cli`]).
+type RunTenant = Box<dyn Fn(&[&str]) -> std::process::Output>;
+
+async fn tenant_create_prints_the_token_on_its_last_line(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((vars, run)) = tenant_cli(backend, dir.path()) else {
+        return;
     };
     let out = run(&["create", "acme"]);
     assert!(
@@ -1276,4 +1293,239 @@ async fn both_deployments_answer_the_same_searches_hit_for_hit() {
     }
     embedded.stop().await;
     aws.stop().await;
+}
+
+/// Issue 19: a tenant's synonyms, set with `PUT /api/v1/synonyms`, apply to its next
+/// search (no reindexing): `MTG` (in any width) finds a memo that only says 打ち合わせ and
+/// marks it, `-MTG` excludes it, aggregations count it; another tenant's searches do not
+/// use them; a refused list names the problem and changes nothing; an empty list clears.
+async fn synonyms_set_through_the_api_apply_to_the_next_search_of_their_tenant_only(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let (status, empty) = app.get(&app.a, "/api/v1/synonyms").await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty, json!({"groups": []}));
+
+    let memo_of = |token: &str| {
+        let token = token.to_string();
+        let app = &app;
+        async move {
+            let co = app
+                .company(&token, "株式会社つなぐ", "東京都港区芝公園1-1")
+                .await;
+            let deal = app.deal(&token, &co, "基幹システム刷新", &[]).await;
+            let mut written = Vec::new();
+            for (memo, days) in [("来週の打ち合わせで見積を提示", 2), ("電話で日程を確認", 1)]
+            {
+                let body = visit(memo, "appointment", &days_ago(days));
+                written.push(app.activity(&token, &deal, body).await);
+            }
+            let [(meeting, ..), (call, _, token)] = <[_; 2]>::try_from(written).unwrap();
+            (meeting, call, token)
+        }
+    };
+    let (meeting, call, token_a) = memo_of(&app.a).await;
+    let (_, _, token_b) = memo_of(&app.b).await;
+    let search = |token: &str, q: &str, consistency: &str| {
+        let path = format!("/api/v1/activities?q={q}&consistency_token={consistency}");
+        let token = token.to_string();
+        let app = &app;
+        async move {
+            let (status, page) = app.get(&token, &path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            page
+        }
+    };
+    assert!(
+        ids(&search(&app.a, "MTG", &token_a).await).is_empty(),
+        "no synonyms yet"
+    );
+
+    let groups = json!({"groups": [[" MTG ", "ミーティング", "打ち合わせ"], ["見積", "見積もり"]]});
+    let (status, stored) = app
+        .call(&app.a, Method::PUT, "/api/v1/synonyms", Some(groups))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    let expected = json!({"groups": [["MTG", "ミーティング", "打ち合わせ"], ["見積", "見積もり"]]});
+    assert_eq!(stored, expected, "stored trimmed");
+    assert_eq!(app.get(&app.a, "/api/v1/synonyms").await.1, expected);
+
+    for q in ["MTG", "ｍｔｇ", "ミーティング"] {
+        let page = search(&app.a, q, &token_a).await;
+        assert_eq!(ids(&page), std::slice::from_ref(&meeting), "q={q}: {page}");
+        let highlights = page["items"][0]["highlights"].to_string();
+        assert!(
+            highlights.contains("<mark>打ち合わせ</mark>"),
+            "q={q}: the synonym that matched is marked: {highlights}"
+        );
+    }
+    assert_eq!(ids(&search(&app.a, "-MTG", &token_a).await), [call]);
+    assert_eq!(
+        ids(&search(&app.a, "MTG%20-見積もり", &token_a).await),
+        Vec::<String>::new(),
+        "an excluded synonym excludes its whole group"
+    );
+    let (status, counts) = app
+        .get(
+            &app.a,
+            &format!(
+                "/api/v1/activities/aggregate?group_by=action&q=MTG&consistency_token={token_a}"
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{counts}");
+    assert_eq!(counts["buckets"], json!([{"key": "visit", "count": 1}]));
+    // Tenant B has the same memo but no synonyms.
+    assert!(ids(&search(&app.b, "MTG", &token_b).await).is_empty());
+    if let Backend::Embedded = backend {
+        // `tsunagu search --tenant` applies them too, on the index the server has open
+        // (once the server has committed the memo, which a read-only reader waits for).
+        let page = search(&app.a, "MTG", &token_a).await;
+        let tenant_a = page["items"][0]["data"]["tenant_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let cli_search = |text: &str| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+                .args(["search", "--json", "--tenant", &tenant_a, "--text", text])
+                .arg("--data-dir")
+                .arg(app._dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        };
+        let mut committed = false;
+        for _ in 0..120 {
+            if cli_search("打ち合わせ")["total"] == 1 {
+                committed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(committed, "the server commits the memo within 30 s");
+        let cli = cli_search("mtg");
+        assert_eq!(cli["total"], 1, "{cli}");
+        assert_eq!(cli["hits"][0]["activity"]["id"], meeting.as_str(), "{cli}");
+        let highlights = cli["hits"][0]["highlights"].to_string();
+        assert!(
+            highlights.contains("<mark>打ち合わせ</mark>"),
+            "{highlights}"
+        );
+    }
+    assert_eq!(
+        app.get(&app.b, "/api/v1/synonyms").await.1,
+        json!({"groups": []})
+    );
+
+    // A refused list names the problem and changes nothing.
+    for (body, needle) in [
+        (json!({"groups": [["MTG"]]}), "group 1 has 1 term"),
+        (
+            json!({"groups": [["MTG", "会議"], ["ｍｔｇ", "打合せ"]]}),
+            "same term",
+        ),
+        (json!({"groups": [["MTG", "-会議"]]}), "search syntax"),
+        (json!({"groups": [["MTG", " "]]}), "is empty"),
+    ] {
+        let (status, error) = app
+            .call(&app.a, Method::PUT, "/api/v1/synonyms", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {error}");
+        assert_eq!(error["error"]["fields"][0]["field"], "groups", "{error}");
+        assert!(
+            error["error"]["message"].to_string().contains(needle),
+            "{error}"
+        );
+    }
+    let (status, error) = app
+        .call(
+            &app.a,
+            Method::PUT,
+            "/api/v1/synonyms",
+            Some(json!({"groups": [], "extra": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(app.get(&app.a, "/api/v1/synonyms").await.1, expected);
+
+    let (status, cleared) = app
+        .call(
+            &app.a,
+            Method::PUT,
+            "/api/v1/synonyms",
+            Some(json!({"groups": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cleared}");
+    assert!(
+        ids(&search(&app.a, "MTG", &token_a).await).is_empty(),
+        "cleared"
+    );
+}
+
+/// Issue 19: `tenant synonyms NAME --set FILE` replaces the list from a file (one group
+/// a line, `=` or `,` between terms); `tenant synonyms NAME` lists it in the same format;
+/// a bad file names its line and changes nothing; an empty file clears.
+async fn tenant_synonyms_are_set_from_a_file_and_listed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_, run)) = tenant_cli(backend, dir.path()) else {
+        return;
+    };
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(run(&["create", "acme"]));
+    assert_eq!(
+        ok(run(&["synonyms", "acme"])),
+        "# synonyms of tenant acme: 0 group(s)\n"
+    );
+    let file = dir.path().join("synonyms.txt");
+    std::fs::write(
+        &file,
+        "# meetings\nMTG = ミーティング = 打ち合わせ\n\n見積, 見積もり\n",
+    )
+    .unwrap();
+    let set = ok(run(&["synonyms", "acme", "--set", file.to_str().unwrap()]));
+    assert!(set.contains("2 synonym group(s)"), "{set}");
+    let listed = ok(run(&["synonyms", "acme"]));
+    assert_eq!(
+        listed,
+        "# synonyms of tenant acme: 2 group(s)\nMTG = ミーティング = 打ち合わせ\n見積 = 見積もり\n"
+    );
+
+    // The listing reads back as the same list.
+    std::fs::write(&file, &listed).unwrap();
+    ok(run(&["synonyms", "acme", "--set", file.to_str().unwrap()]));
+    assert_eq!(ok(run(&["synonyms", "acme"])), listed);
+
+    std::fs::write(&file, "MTG = 会議\n\"商談\" = 打ち合わせ\n").unwrap();
+    let bad = run(&["synonyms", "acme", "--set", file.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--set") && stderr.contains("line 2") && stderr.contains("商談"),
+        "{stderr}"
+    );
+    assert_eq!(ok(run(&["synonyms", "acme"])), listed, "nothing changed");
+    assert!(!run(&["synonyms", "nobody"]).status.success());
+
+    std::fs::write(&file, "").unwrap();
+    ok(run(&["synonyms", "acme", "--set", file.to_str().unwrap()]));
+    assert_eq!(
+        ok(run(&["synonyms", "acme"])),
+        "# synonyms of tenant acme: 0 group(s)\n"
+    );
 }

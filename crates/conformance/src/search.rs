@@ -25,6 +25,7 @@ use tsunagu_domain::search::{
     parse_time_zone, ActivityQuery, Bucket, Cursor, GroupBy, RecordKind, RecordQuery, SortOrder,
     MAX_LIMIT,
 };
+use tsunagu_domain::synonyms::Synonyms;
 use tsunagu_domain::{
     ActionType, ActivityLog, ChangeKind, ChangeRecord, Company, Deal, DealStage, Entity, Image,
     ItemKey, Position, SalesList, ShardId, Version,
@@ -486,6 +487,7 @@ pub async fn check_all<I: SearchIndex, S: Sink>(index: &I, sink: &S) {
     s.filters_on_each_axis().await;
     s.japanese_text().await;
     s.query_syntax().await;
+    s.synonyms_expand_the_query().await;
     s.highlights_and_relevance().await;
     s.pages_reproduce_the_whole_order().await;
     s.aggregations_count_every_bucket().await;
@@ -852,6 +854,59 @@ impl<I: SearchIndex> Suite<'_, I> {
                 other => panic!("{bad:?} in a record search must be refused, got {other:?}"),
             }
         }
+    }
+
+    /// Issue 19: a tenant's synonyms, applied to the parsed query in the domain
+    /// (`ActivityQuery::synonyms`), find the same memos on every index: a term of a group
+    /// finds any term of it, an excluded one excludes them all, and the highlights mark
+    /// the synonym that matched.
+    async fn synonyms_expand_the_query(&self) {
+        let synonyms = Synonyms::new(vec![vec![
+            "オンライン".into(),
+            "zoom".into(),
+            "web会議".into(),
+        ]])
+        .expect("a valid list");
+        let text = |t: &str| ActivityQuery {
+            text: Some(t.into()),
+            synonyms: synonyms.clone(),
+            ..acme()
+        };
+        let cases: &[(&str, &[&[&str]])] = &[
+            ("オンライン", &[&["a7"], &["a3", "a4"]]),
+            ("ｵﾝﾗｲﾝ 商談", &[&["a3", "a4"]]),
+            (
+                "-オンライン",
+                &[&["a6"], &["a5"], &["a2"], &["a1"], &["a9"]],
+            ),
+            ("商談 -オンライン", &[]),
+            (
+                "\"web会議\" OR 株",
+                &[&["a7"], &["a6"], &["a5"], &["a3", "a4"]],
+            ),
+        ];
+        for (t, expected) in cases {
+            self.expect("synonyms", text(t), expected).await;
+        }
+        let without = ActivityQuery {
+            synonyms: Synonyms::default(),
+            ..text("オンライン")
+        };
+        self.expect("no synonyms", without, &[]).await;
+        let page = self.index.search_activities(&text("オンライン")).await;
+        let page = page.unwrap_or_else(|e| panic!("searching オンライン: {e}"));
+        let marked: BTreeMap<String, Vec<String>> = page
+            .hits
+            .into_iter()
+            .map(|h| (h.activity.id, h.highlights))
+            .collect();
+        assert_eq!(marked["a4"], ["<mark>Zoom</mark>商談 2回目"], "{marked:?}");
+        assert_eq!(
+            marked["a3"],
+            ["<mark>ＺＯＯＭ</mark>で商談の日程調整"],
+            "{marked:?}"
+        );
+        assert!(marked["a7"][0].contains("<mark>"), "{marked:?}");
     }
 
     /// Issue 19: highlights (the same fragments on every index: one implementation in

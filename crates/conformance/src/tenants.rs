@@ -1,9 +1,10 @@
 //! The tenant registry ([`TenantDirectory`]): names are unique and never shaped like an
 //! id, a token authenticates its tenant until revoked, only digests are stored, and a
-//! tenant is found by id or by name, and keeps the time zone it was given.
+//! tenant is found by id or by name, and keeps the time zone and synonyms it was given.
 //!
 //! The registry must be empty of the names used here: pass a `prefix` unique to the run.
 
+use tsunagu_domain::synonyms::{Synonyms, MAX_GROUPS, MAX_GROUP_TERMS, MAX_TERM_CHARS};
 use tsunagu_service::tenants::{looks_like_token, TenantDirectory, TenantError, TenantSettings};
 
 /// Runs every check.
@@ -13,6 +14,94 @@ pub async fn check_all<D: TenantDirectory + ?Sized>(registry: &D, prefix: &str) 
     a_tenant_is_found_by_id_or_name(registry, prefix).await;
     unknown_tokens_and_tenants_are_refused(registry, prefix).await;
     a_tenant_keeps_its_time_zone(registry, prefix).await;
+    a_tenant_keeps_its_synonyms(registry, prefix).await;
+}
+
+/// A tenant's synonym list is empty until set, is replaced whole (by id or by name) and
+/// read back as stored, group order and spelling kept; an empty list removes it; another
+/// tenant's list is its own; an unknown tenant is refused.
+pub async fn a_tenant_keeps_its_synonyms<D: TenantDirectory + ?Sized>(registry: &D, prefix: &str) {
+    let name = format!("{prefix}-synonyms");
+    let (tenant, _) = registry.create(&name).await.expect("create");
+    let (other, _) = registry
+        .create(&format!("{prefix}-synonyms-other"))
+        .await
+        .expect("create another");
+    assert!(registry
+        .synonyms(&tenant.id)
+        .await
+        .expect("read")
+        .is_empty());
+
+    let list = |groups: &[&[&str]]| {
+        Synonyms::new(
+            groups
+                .iter()
+                .map(|g| g.iter().map(|t| t.to_string()).collect())
+                .collect(),
+        )
+        .expect("a valid list")
+    };
+    let first = list(&[
+        &["MTG", "ミーティング", "打ち合わせ"],
+        &["見積", "見積もり"],
+    ]);
+    assert_eq!(
+        registry
+            .set_synonyms(&name, &first)
+            .await
+            .expect("set by name"),
+        first
+    );
+    assert_eq!(registry.synonyms(&tenant.id).await.expect("read"), first);
+    assert_eq!(registry.synonyms(&name).await.expect("read by name"), first);
+    assert!(
+        registry.synonyms(&other.id).await.expect("read").is_empty(),
+        "another tenant's list is its own"
+    );
+
+    // Replaced whole, not merged.
+    let second = list(&[&["アポ", "アポイント", "訪問予約"]]);
+    registry
+        .set_synonyms(&tenant.id, &second)
+        .await
+        .expect("set by id");
+    let read = registry.synonyms(&tenant.id).await.expect("read");
+    assert_eq!(read, second);
+    assert_eq!(read.group_of("ｱﾎﾟ").map(<[String]>::len), Some(3));
+
+    // The largest list fits (in one DynamoDB item too): every term as long as allowed,
+    // in three-byte characters.
+    let padding = "語".repeat(MAX_TERM_CHARS - 4);
+    let largest: Vec<Vec<String>> = (0..MAX_GROUPS)
+        .map(|g| {
+            (0..MAX_GROUP_TERMS)
+                .map(|t| format!("{padding}{g:03}{t}"))
+                .collect()
+        })
+        .collect();
+    let largest = Synonyms::new(largest).expect("the largest list is valid");
+    registry
+        .set_synonyms(&tenant.id, &largest)
+        .await
+        .expect("the largest list is stored");
+    assert_eq!(registry.synonyms(&tenant.id).await.expect("read"), largest);
+
+    registry
+        .set_synonyms(&tenant.id, &Synonyms::default())
+        .await
+        .expect("clear");
+    assert!(registry.synonyms(&name).await.expect("read").is_empty());
+    assert!(matches!(
+        registry.synonyms(&format!("{prefix}-nobody")).await,
+        Err(TenantError::NotFound(_))
+    ));
+    assert!(matches!(
+        registry
+            .set_synonyms(&format!("{prefix}-nobody"), &first)
+            .await,
+        Err(TenantError::NotFound(_))
+    ));
 }
 
 /// A tenant created with a time zone keeps its canonical IANA name (what `authenticate`,

@@ -14,6 +14,7 @@
 //! - [`text`]: text rules every index applies alike (which scripts are bigram-analyzed).
 //! - [`text_query`]: the memo search syntax (words, phrases, `-` exclusions, `OR`), parsed
 //!   once into the tree every index translates.
+//! - [`synonyms`]: a tenant's synonym groups, validated, applied to a parsed query.
 //! - [`entity`]: the closed set of entity kinds stored as item bodies, with strict decoding
 //!   that names the offending field.
 
@@ -26,6 +27,7 @@ pub mod item;
 pub mod prefecture;
 pub mod sales_list;
 pub mod search;
+pub mod synonyms;
 pub mod text;
 pub mod text_query;
 

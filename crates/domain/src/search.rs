@@ -3,6 +3,8 @@
 //! [`Cursor`], aggregations ([`GroupBy`], [`Bucket`]) and per-deal activity facts
 //! ([`LatestActivity`]). Plain data: indexes (embedded Tantivy, OpenSearch) implement it.
 
+use crate::synonyms::Synonyms;
+use crate::text_query::{TextQuery, TextQueryError};
 use crate::{
     ActionType, ActivityLog, Company, Deal, DealStage, Entity, ItemKey, SalesList, Version,
 };
@@ -48,6 +50,9 @@ pub struct ActivityQuery {
     /// four characters in a row), `"a phrase"` as written, `-word` excludes, `A OR B`
     /// matches either. Blank text is ignored; text the syntax cannot read is refused.
     pub text: Option<String>,
+    /// The tenant's synonyms, applied to `text` ([`ActivityQuery::memo_query`]); none by
+    /// default.
+    pub synonyms: Synonyms,
     /// Page size: 0 counts only; at most [`MAX_LIMIT`]. Ignored by aggregations.
     pub limit: usize,
     /// Resume after the last hit of a previous page. Ignored by aggregations.
@@ -90,6 +95,15 @@ impl SortOrder {
 }
 
 impl ActivityQuery {
+    /// The memo text parsed, with the query's synonyms applied: what every index
+    /// translates and what highlights mark. `None` without text (or blank text).
+    pub fn memo_query(&self) -> Result<Option<TextQuery>, TextQueryError> {
+        let Some(text) = self.text.as_deref() else {
+            return Ok(None);
+        };
+        Ok(TextQuery::parse(text)?.map(|q| q.with_synonyms(&self.synonyms)))
+    }
+
     /// Refuses a cursor handed out by a search in the other order (a relevance cursor
     /// carries the last hit's score, a newest-first one does not).
     pub fn check_cursor(&self) -> Result<(), CursorError> {
@@ -120,6 +134,7 @@ impl Default for ActivityQuery {
             occurred_from: None,
             occurred_to: None,
             text: None,
+            synonyms: Synonyms::default(),
             limit: DEFAULT_LIMIT,
             cursor: None,
             sort: SortOrder::Newest,
@@ -254,8 +269,14 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// A hit with the highlights of `text` (the query's memo text) in its memo.
-    pub fn new(key: ItemKey, version: Version, activity: ActivityLog, text: Option<&str>) -> Self {
+    /// A hit with the highlights of `text` (the query's parsed memo text,
+    /// [`ActivityQuery::memo_query`]) in its memo.
+    pub fn new(
+        key: ItemKey,
+        version: Version,
+        activity: ActivityLog,
+        text: Option<&TextQuery>,
+    ) -> Self {
         let highlights = highlights_of(&activity.memo, text);
         Self {
             key,
@@ -266,17 +287,17 @@ impl Hit {
     }
 }
 
-/// The highlight fragments of `memo` for search text `text` (none without text or when
-/// the text cannot be read).
-pub fn highlights_of(memo: &str, text: Option<&str>) -> Vec<String> {
-    match text.map(crate::text_query::TextQuery::parse) {
-        Some(Ok(Some(query))) => crate::text::highlight_terms(
+/// The highlight fragments of `memo` for the parsed search text `text` (none without
+/// text): whichever of its words, phrases and synonyms matched.
+pub fn highlights_of(memo: &str, text: Option<&TextQuery>) -> Vec<String> {
+    match text {
+        Some(query) => crate::text::highlight_terms(
             memo,
             query
                 .positive_terms()
                 .map(|t| (t.text.as_str(), t.prefix_last())),
         ),
-        _ => Vec::new(),
+        None => Vec::new(),
     }
 }
 

@@ -15,6 +15,7 @@
 //! inside an `OR`, a quote in the middle of a word, and a word with nothing searchable in
 //! it (`・`, `、`), which an index would otherwise drop and so match everything.
 
+use crate::synonyms::Synonyms;
 use crate::text::{is_token_char, normalize};
 
 /// At most this many words and phrases in one query (a guard against pasted documents).
@@ -146,6 +147,65 @@ impl TextQuery {
     pub fn has_positive_terms(&self) -> bool {
         self.positive_terms().next().is_some()
     }
+
+    /// The query with every term that belongs to a synonym group replaced by an OR of the
+    /// whole group (the term as written first, then the others in the group's order, each
+    /// a word or a phrase as the term was): `MTG 提案` finds what `MTG OR ミーティング OR
+    /// 打ち合わせ 提案` finds, and `-MTG` excludes every synonym (one exclusion each).
+    /// A phrase expands when it is a synonym term as a whole.
+    ///
+    /// Terms in no group stay as they are, so a query without synonym terms is unchanged,
+    /// and applying the same list twice is applying it once. [`MAX_TERMS`] bounds what the
+    /// user typed; expanded, a query has at most [`MAX_TERMS`] ×
+    /// [`crate::synonyms::MAX_GROUP_TERMS`] terms (320, within OpenSearch's default 1024
+    /// clauses).
+    pub fn with_synonyms(&self, synonyms: &Synonyms) -> TextQuery {
+        if synonyms.is_empty() {
+            return self.clone();
+        }
+        let mut clauses = Vec::with_capacity(self.clauses.len());
+        let mut excluded: Vec<Term> = Vec::new();
+        for clause in &self.clauses {
+            match clause {
+                Clause::AnyOf(terms) => {
+                    let mut any: Vec<Term> = Vec::with_capacity(terms.len());
+                    for term in terms {
+                        expand_term(term, synonyms, &mut any);
+                    }
+                    clauses.push(Clause::AnyOf(any));
+                }
+                Clause::Not(term) => {
+                    let before = excluded.len();
+                    expand_term(term, synonyms, &mut excluded);
+                    clauses.extend(excluded[before..].iter().cloned().map(Clause::Not));
+                }
+            }
+        }
+        TextQuery { clauses }
+    }
+}
+
+/// Appends `term` to `out`, with its synonyms when it has some. A synonym (or the term
+/// itself, when it belongs to a group) already in `out` (compared normalized, as a word or
+/// as a phrase) is not added again; a term in no group is always added.
+fn expand_term(term: &Term, synonyms: &Synonyms, out: &mut Vec<Term>) {
+    let Some(group) = synonyms.group_of(&term.text) else {
+        out.push(term.clone());
+        return;
+    };
+    let candidates = std::iter::once(term.text.as_str()).chain(group.iter().map(String::as_str));
+    for text in candidates {
+        let key = normalize(text);
+        let present = out
+            .iter()
+            .any(|t| t.phrase == term.phrase && normalize(&t.text) == key);
+        if !present {
+            out.push(Term {
+                text: text.to_string(),
+                phrase: term.phrase,
+            });
+        }
+    }
 }
 
 /// A lexical item: a term (possibly negated) or the `OR` operator, with its character
@@ -159,15 +219,15 @@ enum Item {
     Or(usize),
 }
 
-fn is_quote(c: char) -> bool {
+pub(crate) fn is_quote(c: char) -> bool {
     matches!(c, '"' | '\u{FF02}' | '\u{201C}' | '\u{201D}')
 }
 
-fn is_minus(c: char) -> bool {
+pub(crate) fn is_minus(c: char) -> bool {
     matches!(c, '-' | '\u{FF0D}')
 }
 
-fn is_or(word: &str) -> bool {
+pub(crate) fn is_or(word: &str) -> bool {
     matches!(word, "OR" | "ＯＲ")
 }
 
@@ -384,7 +444,100 @@ mod tests {
         assert!(!only_not.has_positive_terms());
     }
 
+    fn synonyms() -> Synonyms {
+        Synonyms::new(vec![
+            vec!["MTG".into(), "ミーティング".into(), "打ち合わせ".into()],
+            vec!["見積".into(), "見積もり".into()],
+        ])
+        .unwrap()
+    }
+
+    fn expanded(input: &str) -> Vec<Clause> {
+        TextQuery::parse(input)
+            .unwrap()
+            .unwrap()
+            .with_synonyms(&synonyms())
+            .clauses
+    }
+
+    #[test]
+    fn synonym_terms_become_an_or_of_their_group() {
+        assert_eq!(
+            expanded("ｍｔｇ 提案"),
+            [
+                Clause::AnyOf(vec![
+                    word("ｍｔｇ"),
+                    word("ミーティング"),
+                    word("打ち合わせ")
+                ]),
+                Clause::AnyOf(vec![word("提案")]),
+            ]
+        );
+        // Joined to an OR, a phrase as a phrase, the same group once.
+        assert_eq!(
+            expanded("提案 OR \"見積もり\" OR みーてぃんぐ OR MTG"),
+            [Clause::AnyOf(vec![
+                word("提案"),
+                phrase("見積もり"),
+                phrase("見積"),
+                word("みーてぃんぐ"),
+                word("MTG"),
+                word("打ち合わせ"),
+            ])]
+        );
+        // An exclusion excludes every synonym.
+        assert_eq!(
+            expanded("提案 -MTG"),
+            [
+                Clause::AnyOf(vec![word("提案")]),
+                Clause::Not(word("MTG")),
+                Clause::Not(word("ミーティング")),
+                Clause::Not(word("打ち合わせ")),
+            ]
+        );
+        // A phrase that is more than a synonym term stays.
+        assert_eq!(
+            expanded("\"週次 MTG\""),
+            [Clause::AnyOf(vec![phrase("週次 MTG")])]
+        );
+        let q = TextQuery::parse("MTG").unwrap().unwrap();
+        assert_eq!(q.with_synonyms(&Synonyms::default()), q);
+    }
+
     proptest! {
+        /// Expanding is idempotent, and a query with no synonym term is unchanged.
+        #[test]
+        fn expansion_is_idempotent_and_leaves_other_terms_alone(
+            input in "(-?(MTG|ｍｔｇ|ミーティング|打ち合わせ|見積|見積もり|\"MTG\"|提案|a|b) ?(OR )?){1,6}"
+        ) {
+            let Ok(Some(q)) = TextQuery::parse(&input) else {
+                return Ok(());
+            };
+            let s = synonyms();
+            let once = q.with_synonyms(&s);
+            prop_assert_eq!(once.with_synonyms(&s), once.clone());
+            let has_synonym = q
+                .clauses()
+                .iter()
+                .flat_map(|c| match c {
+                    Clause::AnyOf(t) => t.clone(),
+                    Clause::Not(t) => vec![t.clone()],
+                })
+                .any(|t| s.group_of(&t.text).is_some());
+            if !has_synonym {
+                prop_assert_eq!(once, q);
+            } else {
+                // Every synonym of every positive term is searched for.
+                for t in q.positive_terms() {
+                    if let Some(group) = s.group_of(&t.text) {
+                        for g in group {
+                            prop_assert!(once.positive_terms().any(|e| normalize(&e.text) == normalize(g)));
+                        }
+                    }
+                }
+            }
+        }
+
         /// Any input parses or fails with an error; none panics, and every parsed term
         /// has something to search for.
         #[test]

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tsunagu_domain::search::{parse_time_zone, TimeZone};
+use tsunagu_domain::synonyms::{SynonymError, Synonyms};
 
 /// The prefix of every token, so a leaked one is easy to recognize in a secret scanner.
 pub const TOKEN_PREFIX: &str = "tsu_";
@@ -60,6 +61,8 @@ pub enum TenantError {
     InvalidName { name: String, reason: String },
     #[error("{reason}")]
     InvalidTimeZone { zone: String, reason: String },
+    #[error("invalid synonyms: {0}")]
+    InvalidSynonyms(#[from] SynonymError),
     #[error("the tenant registry failed: {0}")]
     Unavailable(String),
 }
@@ -85,6 +88,17 @@ pub trait TenantDirectory: Send + Sync + 'static {
         tenant: &str,
         time_zone: Option<&str>,
     ) -> Result<Tenant, TenantError>;
+    /// The synonym list of the tenant with this id or name (empty when none was set).
+    /// Read on every memo search with text, so a change applies to the next search.
+    async fn synonyms(&self, tenant: &str) -> Result<Synonyms, TenantError>;
+    /// Replaces the whole synonym list of the tenant with this id or name (an empty list
+    /// removes it); returns it as stored. The list is valid by construction
+    /// ([`Synonyms::new`]), so only an unknown tenant or the registry can fail it.
+    async fn set_synonyms(
+        &self,
+        tenant: &str,
+        synonyms: &Synonyms,
+    ) -> Result<Synonyms, TenantError>;
     /// Issues another token to the tenant with this id or name.
     async fn issue_token(&self, tenant: &str) -> Result<(Tenant, String), TenantError>;
     /// Revokes every token of the tenant with this id or name; returns how many were live.

@@ -9,6 +9,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | tenant | `tenant#<id>` | `tenant` | `id` (S), `name` (S), `created_at_us` (N), `active_tokens` (N), `time_zone` (S, when set) |
+//! | synonyms of a tenant | `tenant#<id>` | `synonyms` | `groups` (L of L of S; empty once cleared), once set |
 //! | live token of a tenant | `tenant#<id>` | `token#<digest>` | `created_at_us` (N) |
 //! | token | `token#<digest>` | `token` | `tenant_id` (S), `created_at_us` (N), `revoked_at_us` (N, once revoked) |
 //! | name claim | `name#<name>` | `name` | `tenant_id` (S) |
@@ -50,6 +51,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 use std::time::Duration;
+use tsunagu_domain::synonyms::Synonyms;
 use tsunagu_service::tenants::{
     looks_like_token, new_tenant_id, new_token, tenant_name, time_zone_name, token_digest, Tenant,
     TenantDirectory, TenantError, TenantSettings, TENANT_ID_PREFIX,
@@ -57,6 +59,7 @@ use tsunagu_service::tenants::{
 
 const TENANT_PREFIX: &str = "tenant#";
 const TENANT_SK: &str = "tenant";
+const SYNONYMS_SK: &str = "synonyms";
 /// The sort-key prefix of a live token's entry in its tenant's partition, and the
 /// partition-key prefix of a token's item.
 const TOKEN_PREFIX: &str = "token#";
@@ -71,6 +74,7 @@ const ACTIVE_TOKENS: &str = "active_tokens";
 const TENANT_ID: &str = "tenant_id";
 const REVOKED_AT: &str = "revoked_at_us";
 const TIME_ZONE: &str = "time_zone";
+const GROUPS: &str = "groups";
 
 /// Tokens revoked per transaction: two items each and the tenant's counter stay within
 /// the 25 items of a transaction (the limit before DynamoDB raised it to 100).
@@ -575,6 +579,65 @@ impl TenantDirectory for DynamoTenantDirectory {
             }
             Err(error) => Err(self.api_error("UpdateItem (tenant time zone)", &error)),
         }
+    }
+
+    async fn synonyms(&self, tenant: &str) -> Result<Synonyms, TenantError> {
+        let found = self
+            .find(tenant)
+            .await?
+            .ok_or_else(|| TenantError::NotFound(tenant.to_string()))?;
+        let Some(item) = self
+            .get(tenant_pk(&found.id), SYNONYMS_SK, "tenant synonyms")
+            .await?
+        else {
+            return Ok(Synonyms::default());
+        };
+        let what = format!("the synonyms of tenant {:?}", found.id);
+        let groups = item
+            .get(GROUPS)
+            .and_then(|v| v.as_l().ok())
+            .ok_or_else(|| self.corrupt(&what, format!("no list attribute {GROUPS:?}")))?;
+        let groups = groups
+            .iter()
+            .map(|group| {
+                group.as_l().ok().and_then(|terms| {
+                    terms
+                        .iter()
+                        .map(|t| t.as_s().ok().cloned())
+                        .collect::<Option<Vec<String>>>()
+                })
+            })
+            .collect::<Option<Vec<Vec<String>>>>()
+            .ok_or_else(|| self.corrupt(&what, "a group is not a list of strings"))?;
+        Synonyms::new(groups).map_err(|e| self.corrupt(&what, e))
+    }
+
+    async fn set_synonyms(
+        &self,
+        tenant: &str,
+        synonyms: &Synonyms,
+    ) -> Result<Synonyms, TenantError> {
+        let found = self
+            .find(tenant)
+            .await?
+            .ok_or_else(|| TenantError::NotFound(tenant.to_string()))?;
+        let groups = synonyms
+            .groups()
+            .iter()
+            .map(|g| AttributeValue::L(g.iter().cloned().map(AttributeValue::S).collect()))
+            .collect();
+        let mut item = key(tenant_pk(&found.id), SYNONYMS_SK);
+        item.insert(GROUPS.into(), AttributeValue::L(groups));
+        // Tenants are never deleted, so the tenant found stays; the last writer wins. An
+        // empty list is stored as one (DynamoDB allows empty lists).
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| self.api_error("PutItem (tenant synonyms)", &e))?;
+        Ok(synonyms.clone())
     }
 
     async fn revoke_tokens(&self, tenant: &str) -> Result<u64, TenantError> {

@@ -59,6 +59,13 @@ fn score_bits(score: Score) -> u32 {
     score.max(0.0).to_bits()
 }
 
+/// The memo text of `q`, parsed with its synonyms applied; text the parser refuses is
+/// [`IndexError::InvalidQuery`] (the service refuses it before, naming the problem).
+fn memo_query(q: &ActivityQuery) -> Result<Option<TextQuery>, IndexError> {
+    q.memo_query()
+        .map_err(|e| IndexError::InvalidQuery(e.to_string()))
+}
+
 /// Result order: the score descending (relevance order; 0 for all in the newest-first
 /// order), `occurred_at` descending, then the key's stable hash ascending, so that
 /// activities at the same instant still have one fixed order for the cursor.
@@ -73,6 +80,7 @@ impl IndexView {
             )));
         }
         q.check_cursor().map_err(IndexError::BadCursor)?;
+        let memo = memo_query(q)?;
         let query = self.build_query(q)?;
         let searcher = self.searcher()?;
         let scored = q.sort == SortOrder::Relevance;
@@ -81,7 +89,7 @@ impl IndexView {
         for address in &page.addresses {
             // A hit is always an activity (the query requires kind = activity).
             if let Some((key, version, activity)) = self.load(&searcher, *address)? {
-                hits.push(Hit::new(key, version, activity, q.text.as_deref()));
+                hits.push(Hit::new(key, version, activity, memo.as_ref()));
             }
         }
         Ok(SearchPage {
@@ -173,7 +181,9 @@ impl IndexView {
                 )
             })
             .collect();
-        clauses.extend(self.text_clauses(self.fields.memo, q.text.as_deref())?);
+        if let Some(memo) = memo_query(q)? {
+            clauses.extend(self.parsed_text_clauses(self.fields.memo, &memo)?);
+        }
         Ok(BooleanQuery::new(clauses))
     }
 
@@ -189,11 +199,19 @@ impl IndexView {
         let Some(text) = text else {
             return Ok(Vec::new());
         };
-        let Some(parsed) =
-            TextQuery::parse(text).map_err(|e| IndexError::InvalidQuery(e.to_string()))?
-        else {
-            return Ok(Vec::new());
-        };
+        match TextQuery::parse(text).map_err(|e| IndexError::InvalidQuery(e.to_string()))? {
+            Some(parsed) => self.parsed_text_clauses(field, &parsed),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// [`IndexView::text_clauses`] of a query already parsed (the memo query with the
+    /// tenant's synonyms applied).
+    pub(crate) fn parsed_text_clauses(
+        &self,
+        field: Field,
+        parsed: &TextQuery,
+    ) -> Result<Vec<Clause>, IndexError> {
         let mut clauses = Vec::new();
         for clause in parsed.clauses() {
             match clause {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use tsunagu_domain::synonyms::Synonyms;
 use tsunagu_service::tenants::{
     looks_like_token, new_tenant_id, new_token, tenant_name, time_zone_name, token_digest, Tenant,
     TenantDirectory, TenantError, TenantSettings, TENANT_ID_PREFIX,
@@ -26,6 +27,19 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_at_us INTEGER NOT NULL,
     revoked_at_us INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant_synonyms (
+    tenant_id     TEXT PRIMARY KEY REFERENCES tenants (id),
+    groups_json   TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The synonym table as a registry written before tenants had synonyms reads it:
+/// empty, in this connection's memory only.
+const TEMP_SYNONYMS: &str = "
+CREATE TEMP TABLE tenant_synonyms (
+    tenant_id     TEXT PRIMARY KEY,
+    groups_json   TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// The tenant registry. Cheap to clone.
@@ -39,7 +53,8 @@ fn failed(e: impl std::fmt::Display) -> TenantError {
 }
 
 impl TenantRegistry {
-    /// Opens (creating) the registry file at `path`.
+    /// Opens (creating) the registry file at `path`. A registry written before tenants
+    /// had synonyms gets their table here (`CREATE TABLE IF NOT EXISTS`).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_creating(path)?;
         conn.execute_batch(TENANTS_SCHEMA)?;
@@ -55,10 +70,16 @@ impl TenantRegistry {
     /// Opens the registry file at `path` **read-only** (listing and authenticating only;
     /// see [`crate::sqlite::open_read_only`]); a missing file reads as an empty registry,
     /// in memory, so nothing is created. Creating, issuing and revoking fail. A registry
-    /// written before tenants had a time zone is read as it is (every tenant in UTC).
+    /// written before tenants had a time zone or synonyms is read as it is (every tenant
+    /// in UTC, without synonyms).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let conn = if path.exists() {
             let conn = open_read_only(path)?;
+            if !has_table(&conn, "tenant_synonyms")? {
+                conn.execute_batch(&format!(
+                    "PRAGMA query_only = false; {TEMP_SYNONYMS} PRAGMA query_only = true;"
+                ))?;
+            }
             if !has_time_zone_column(&conn)? {
                 // A temporary view (in this connection's memory; the file stays untouched)
                 // shadows the table, adding the column as NULL.
@@ -177,6 +198,59 @@ impl TenantDirectory for TenantRegistry {
         .await
     }
 
+    async fn synonyms(&self, tenant: &str) -> Result<Synonyms, TenantError> {
+        let tenant = tenant.to_string();
+        self.with_conn(move |conn| {
+            let found = find(conn, &tenant)?.ok_or(TenantError::NotFound(tenant))?;
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT groups_json FROM tenant_synonyms WHERE tenant_id = ?1",
+                    [&found.id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(failed)?;
+            match stored {
+                None => Ok(Synonyms::default()),
+                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                    failed(format!(
+                        "the synonyms of tenant {:?} in the registry are unreadable: {e}",
+                        found.id
+                    ))
+                }),
+            }
+        })
+        .await
+    }
+
+    async fn set_synonyms(
+        &self,
+        tenant: &str,
+        synonyms: &Synonyms,
+    ) -> Result<Synonyms, TenantError> {
+        let tenant = tenant.to_string();
+        let synonyms = synonyms.clone();
+        let json = serde_json::to_string(&synonyms).map_err(failed)?;
+        self.with_conn(move |conn| {
+            let found = find(conn, &tenant)?.ok_or(TenantError::NotFound(tenant))?;
+            if synonyms.is_empty() {
+                conn.execute(
+                    "DELETE FROM tenant_synonyms WHERE tenant_id = ?1",
+                    [&found.id],
+                )
+            } else {
+                conn.execute(
+                    "INSERT INTO tenant_synonyms (tenant_id, groups_json) VALUES (?1, ?2)
+                     ON CONFLICT (tenant_id) DO UPDATE SET groups_json = excluded.groups_json",
+                    params![found.id, json],
+                )
+            }
+            .map_err(failed)?;
+            Ok(synonyms)
+        })
+        .await
+    }
+
     async fn revoke_tokens(&self, tenant: &str) -> Result<u64, TenantError> {
         let tenant = tenant.to_string();
         self.with_conn(move |conn| {
@@ -240,6 +314,15 @@ fn tenant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tenant> {
     })
 }
 
+fn has_table(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
 fn has_time_zone_column(conn: &Connection) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('tenants')")?;
     let columns = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -300,10 +383,10 @@ mod tests {
         );
     }
 
-    /// A registry written before tenants had a time zone is read as it is (read-only: the
-    /// file stays untouched, every tenant in UTC) and upgraded when opened for writing.
+    /// A registry written before tenants had a time zone or synonyms is read as it is
+    /// (read-only: the file stays untouched, every tenant in UTC without synonyms) and upgraded when opened for writing.
     #[tokio::test]
-    async fn a_registry_without_time_zones_is_read_and_upgraded() {
+    async fn a_registry_without_time_zones_or_synonyms_is_read_and_upgraded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tenants.db");
         let token = new_token();
@@ -331,6 +414,7 @@ mod tests {
         assert_eq!(listed[0].time_zone, None);
         let found = read_only.authenticate(&token).await.unwrap().unwrap();
         assert_eq!(found.name, "acme");
+        assert!(read_only.synonyms("acme").await.unwrap().is_empty());
         drop(read_only);
         assert_eq!(std::fs::read(&path).unwrap(), before, "nothing written");
 
@@ -345,5 +429,10 @@ mod tests {
             Some(tokyo),
             "the old token authenticates, with the new zone"
         );
+        let synonyms = Synonyms::new(vec![vec!["MTG".into(), "打ち合わせ".into()]]).unwrap();
+        registry.set_synonyms("acme", &synonyms).await.unwrap();
+        drop(registry);
+        let read_only = TenantRegistry::open_read_only(&path).unwrap();
+        assert_eq!(read_only.synonyms("acme").await.unwrap(), synonyms);
     }
 }

@@ -496,13 +496,20 @@ pub fn text_clauses(
     text: Option<&str>,
     fold: bool,
 ) -> Result<TextClauses, ServiceError> {
+    match text.map(TextQuery::parse).transpose()?.flatten() {
+        Some(parsed) => parsed_text_clauses(field, &parsed, fold),
+        None => Ok(TextClauses::default()),
+    }
+}
+
+/// [`text_clauses`] of a query already parsed (the memo query with the tenant's synonyms
+/// applied, [`ActivityQuery::memo_query`]).
+pub fn parsed_text_clauses(
+    field: &str,
+    parsed: &TextQuery,
+    fold: bool,
+) -> Result<TextClauses, ServiceError> {
     let mut out = TextClauses::default();
-    let Some(text) = text else {
-        return Ok(out);
-    };
-    let Some(parsed) = TextQuery::parse(text)? else {
-        return Ok(out);
-    };
     let clause = |term: &SearchTerm| {
         word_clause(field, &term.text, term.prefix_last(), fold).ok_or_else(|| {
             ServiceError::invalid("q", format!("{:?} has nothing to search for", term.text))
@@ -582,7 +589,10 @@ pub fn activity_query(q: &ActivityQuery, fold: bool) -> Result<Value, ServiceErr
         }
         filters.push(json!({"range": {"occurred_at_us": range}}));
     }
-    let text = text_clauses("memo", q.text.as_deref(), fold)?;
+    let text = match q.memo_query()? {
+        Some(memo) => parsed_text_clauses("memo", &memo, fold)?,
+        None => TextClauses::default(),
+    };
     Ok(bool_query(
         filters,
         text,
@@ -697,6 +707,7 @@ impl SearchIndex for OpenSearchSearch {
             .check_cursor()
             .map_err(|e| ServiceError::invalid("cursor", e.to_string()))?;
         let scored = query.sort == SortOrder::Relevance;
+        let memo = query.memo_query()?;
         let (hits, total, next_cursor) = self
             .page(
                 activity_query(query, self.folds())?,
@@ -710,7 +721,7 @@ impl SearchIndex for OpenSearchSearch {
         for hit in &hits {
             match self.entity_of(hit).map_err(unavailable)? {
                 (key, version, Entity::ActivityLog(activity)) => {
-                    out.push(Hit::new(key, version, activity, query.text.as_deref()))
+                    out.push(Hit::new(key, version, activity, memo.as_ref()))
                 }
                 (key, ..) => {
                     return Err(unavailable(

@@ -24,7 +24,8 @@ use tsunagu_service::{FieldIssue, ServiceError, TenantId};
 #[into_params(parameter_in = Query)]
 pub struct ActivityFilters {
     /// Memo full text (Japanese without spaces works): every word must occur;
-    /// `"a phrase"` as written; `-word` excludes; `A OR B` matches either. Text that
+    /// `"a phrase"` as written; `-word` excludes; `A OR B` matches either; a word of the
+    /// account's synonyms (`/api/v1/synonyms`) matches any word of its group. Text that
     /// cannot be read (a lone `-`, an unclosed quote, only punctuation such as `・`) is a
     /// 422 on `q` naming the problem.
     #[param(example = "見積 提案 OR 打ち合わせ -失注")]
@@ -245,7 +246,8 @@ pub async fn search(
     Params(filters): Params<ActivityFilters>,
 ) -> Result<Json<ActivityPage>, ApiError> {
     // A bare date (`from=2026-11-10`) is the start of that day in the tenant's zone.
-    let query = filters.query(account.zone())?;
+    let mut query = filters.query(account.zone())?;
+    super::synonyms::apply(&state, &account.id, &mut query).await?;
     let tenant = TenantId(account.id);
     let page = state
         .service
@@ -295,8 +297,9 @@ pub async fn aggregate(
         None | Some("") => account.zone(),
         Some(name) => parse_time_zone(name).map_err(|m| ServiceError::invalid("tz", m))?,
     };
-    let tenant = TenantId(account.id);
     let mut query = params.filters().query(zone)?;
+    super::synonyms::apply(&state, &account.id, &mut query).await?;
+    let tenant = TenantId(account.id);
     query.limit = 0;
     query.cursor = None;
     let buckets = state

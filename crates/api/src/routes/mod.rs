@@ -7,6 +7,7 @@ pub mod companies;
 pub mod deals;
 pub mod ops;
 pub mod sales_lists;
+pub mod synonyms;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -88,6 +89,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             put(deals::tag).delete(deals::untag),
         )
         .route("/tags", get(deals::tags))
+        .route("/synonyms", get(synonyms::get).put(synonyms::set))
         .route(
             "/sales-lists",
             post(sales_lists::create).get(sales_lists::list),

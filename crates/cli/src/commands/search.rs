@@ -8,7 +8,9 @@ use crate::output::OutputError;
 use anyhow::Context;
 use std::process::ExitCode;
 use tsunagu_domain::search::{ActivityQuery, Bucket, Cursor, GroupBy, SearchPage};
+use tsunagu_domain::synonyms::Synonyms;
 use tsunagu_runtime::config::Config;
+use tsunagu_service::tenants::{TenantError, TENANT_ID_PREFIX};
 
 pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
     if let (Some(from), Some(to)) = (args.from, args.to) {
@@ -27,6 +29,10 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
         .transpose()
         .map_err(anyhow::Error::msg)?;
     let cursor = args.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let synonyms = match (&args.tenant, &args.text) {
+        (Some(tenant), Some(_)) => tenant_synonyms(config, tenant).await?,
+        _ => Synonyms::default(),
+    };
     let query = ActivityQuery {
         tenant_id: args.tenant,
         deal_ids: args.deals,
@@ -38,6 +44,7 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
         occurred_from: args.from,
         occurred_to: args.to,
         text: args.text,
+        synonyms,
         limit: args.limit as usize,
         cursor,
         sort: Default::default(),
@@ -68,6 +75,22 @@ pub async fn run(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The synonyms of the tenant searched (`tenant synonyms`), as the API applies them; none
+/// for a tenant id the registry does not know (an index may hold tenants registered
+/// elsewhere, like the demo's). `--tenant` is an id: it is never looked up as a name,
+/// which would give another tenant's synonyms.
+async fn tenant_synonyms(config: &Config, tenant: &str) -> anyhow::Result<Synonyms> {
+    if !tenant.starts_with(TENANT_ID_PREFIX) {
+        return Ok(Synonyms::default());
+    }
+    let registry = tsunagu_runtime::tenants::open_tenant_directory_read_only(config).await?;
+    match registry.synonyms(tenant).await {
+        Ok(synonyms) => Ok(synonyms),
+        Err(TenantError::NotFound(_)) => Ok(Synonyms::default()),
+        Err(e) => Err(e).context("reading the tenant's synonyms"),
+    }
 }
 
 /// One line per hit, newest first.
