@@ -15,23 +15,21 @@
 //! - the pipeline first catches up with the store phase's writes (not timed), then is
 //!   timed over as many new writes.
 //!
-//! Memory: the resident set is sampled during the pipeline phase; the benchmark's own data
-//! (the pre-generated writes, measured as the growth they caused, and the tracker's
-//! record of every applied version, counted from its capacities) and what the process
-//! held before the pipeline opened are reported apart ([`PipelineMemory`]). The writes
-//! are pre-generated JSON and dominate; `bench lag`, which generates them as it goes,
-//! gives the finer figure at a sustained rate.
+//! Memory is not separated here: the phases before the pipeline's leave the allocator
+//! holding memory the pipeline then reuses, so subtracting resident sets misleads. `bench
+//! lag` at the highest sustained rate measures the pipeline's own peak
+//! ([`super::sys::PipelineMemory`]).
 
 use super::measure::VisibilityTracker;
-use super::sys::{current_rss_mib, peak_rss_mib, sample_rss, PipelineMemory};
+use super::sys::peak_rss_mib;
 use super::workload::{Mix, Skew, Workload};
 use super::{LimitsArgs, RunDir};
 use anyhow::Context;
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_domain::ChangeRecord;
@@ -66,10 +64,9 @@ struct LimitsReport {
     pipeline_per_s: f64,
     /// Pipeline rate over the lower of the store and sink rates.
     pipeline_fraction_of_limit: f64,
-    /// The process's peak resident set over the whole run (VmHWM), all phases.
+    /// The process's peak resident set over the whole run (VmHWM), all phases and the
+    /// benchmark's own data included.
     process_peak_rss_mib: f64,
-    /// The pipeline phase's memory, apart from the benchmark's.
-    memory: PipelineMemory,
 }
 
 /// The embedded defaults with the benchmark's knobs, in `dir`.
@@ -363,16 +360,14 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
     //    time until the last one is searchable. With a config it first catches up with
     //    the store phase's writes; on the defaults it starts on a fresh directory.
     let pipe_dir = RunDir::new(None, "limits-pipeline")?;
-    let (runtime, already, baseline_rss) = if args.config.is_some() {
-        (runtime, args.items, current_rss_mib())
+    let (runtime, already) = if args.config.is_some() {
+        (runtime, args.items)
     } else {
         runtime.close();
         drop(runtime);
-        let baseline = current_rss_mib();
         (
             Runtime::open(embedded_config(&pipe_dir.path, args)?).await?,
             0,
-            baseline,
         )
     };
     let sinks = runtime.open_sinks().await?;
@@ -385,19 +380,11 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
         )
         .await?;
     wait_applied(&tracker.applied, already).await?;
-    // What the generated writes hold, measured as the growth they cause.
-    let before_writes = current_rss_mib();
     let chunks = insert_chunks(args.items, args.seed + 1);
-    let writes_mib = (current_rss_mib() - before_writes).max(0.0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_rss(Arc::clone(&stop));
     let started = Instant::now();
     write_chunks(Arc::clone(&runtime.store), chunks).await?;
     wait_applied(&tracker.applied, already + args.items).await?;
     let pipe_time = started.elapsed();
-    stop.store(true, Relaxed);
-    let phase_peak = sampler.await.unwrap_or(0.0);
-    let bookkeeping = writes_mib + tracker.bytes() as f64 / (1 << 20) as f64;
     pipeline.shutdown().await;
     for handle in sinks.into_values() {
         handle.close().await;
@@ -413,8 +400,6 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
         100.0 * pipe_rate / limit,
         limit
     )?;
-    let memory = PipelineMemory::new(baseline_rss, phase_peak, bookkeeping);
-    outln!("memory:         {memory}")?;
     let report = LimitsReport {
         items: args.items,
         sink: sink_kind,
@@ -427,7 +412,6 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
         pipeline_per_s: pipe_rate,
         pipeline_fraction_of_limit: pipe_rate / limit,
         process_peak_rss_mib: peak_rss_mib(),
-        memory,
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

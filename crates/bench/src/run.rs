@@ -5,7 +5,7 @@
 
 use super::measure::{summarize, write_id, SeriesPoint, VisibilityTracker, WriteSample};
 use super::schedule::Schedule;
-use super::sys::{cpu_seconds, current_rss_mib, peak_rss_mib, sample_rss, PipelineMemory};
+use super::sys::{cpu_seconds, current_anon_mib, peak_rss_mib, sample_rss, PipelineMemory};
 use super::workload::{Mix, Skew, Workload};
 use crate::lag::LagSummary;
 use crate::verify::drift;
@@ -152,7 +152,7 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
     params.batch_size = consumer.batch_size;
     params.batching_window_ms = consumer.batching_window_ms;
     params.parallelization_factor = consumer.parallelization_factor;
-    let baseline_rss = current_rss_mib();
+    let baseline_anon = current_anon_mib();
     let runtime = Runtime::open(config).await?;
     params.shards = runtime.source.shards().await?.len() as u32;
     if params.workers > 1 && !runtime.leased() {
@@ -306,14 +306,14 @@ pub async fn run_lag_on(config: Config, params: &LagParams) -> anyhow::Result<La
     let cpu = cpu_seconds() - cpu_before;
     stop_sampling.store(true, Relaxed);
     stop_rss.store(true, Relaxed);
-    let run_peak_rss = rss_sampler.await.unwrap_or(0.0);
+    let run_peak = rss_sampler.await.unwrap_or((0.0, 0.0));
     let bookkeeping = tracker.bytes()
         + writes
             .lock()
             .map_or(0, |w| w.capacity() * std::mem::size_of::<WriteSample>());
     let pipeline_memory = PipelineMemory::new(
-        baseline_rss,
-        run_peak_rss,
+        baseline_anon,
+        run_peak,
         bookkeeping as f64 / (1 << 20) as f64,
     );
     let backlog_over_time = sampler.await.unwrap_or_default();

@@ -693,7 +693,7 @@ async fn limits_benchmark_measures_the_deployment(deployment: Deployment) {
         );
     }
     assert!(
-        report["memory"]["run_peak_rss_mib"]
+        report["process_peak_rss_mib"]
             .as_f64()
             .is_some_and(|v| v > 0.0),
         "{report}"

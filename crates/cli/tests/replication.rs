@@ -464,6 +464,23 @@ fn a_short_lag_benchmark_reports_every_figure_and_passes_its_check() {
     assert_eq!(report["rate_target"], 50.0);
     assert!(report["rate_achieved"].as_f64().unwrap() > 0.0);
     assert!(report["count"].as_u64().unwrap() > 50);
+    // The pipeline's memory apart from the benchmark's: the figures add up.
+    let memory = &report["pipeline_memory"];
+    let figure = |name: &str| memory[name].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        figure("run_peak_rss_mib") > figure("baseline_rss_mib"),
+        "{memory}"
+    );
+    assert!(figure("bookkeeping_mib") > 0.0, "{memory}");
+    assert!(
+        (figure("pipeline_own_peak_mib")
+            - (figure("run_peak_rss_mib")
+                - figure("baseline_rss_mib")
+                - figure("bookkeeping_mib")))
+        .abs()
+            < 1e-6,
+        "{memory}"
+    );
     for figure in ["lag_ms", "e2e_ms"] {
         for p in ["p50", "p90", "p99", "p999", "max"] {
             assert!(
