@@ -11,7 +11,8 @@
 //!   Creating and deleting small files is what costs most in a commit of a few documents
 //!   (the filesystem's inode work), so this is what keeps a write searchable within a few
 //!   milliseconds at any batch size. A file that outgrows [`MEMORY_FILE_LIMIT`] (a big
-//!   merge) goes to disk while it is written, without fsync;
+//!   merge), or is opened while memory files already hold [`MEMORY_BUDGET`], goes to
+//!   disk as it is written, without fsync;
 //! - at a durable point, the finished memory files are written to disk and every new file
 //!   fsynced; `meta.json` and `.managed.json`, kept in memory until then (reads in this
 //!   process see the latest), are written — fsync, rename, directory fsync — only after
@@ -64,6 +65,21 @@ struct Pending {
     atomic: HashMap<PathBuf, Vec<u8>>,
     /// Deletions held back until the durable `meta.json` stops referencing the files.
     deletes: HashSet<PathBuf>,
+    /// Bytes of the finished (or flushed) memory files.
+    memory_total: usize,
+}
+
+impl Pending {
+    /// Drops a memory file (deleted, written to disk or spilled); whether it was there.
+    fn forget(&mut self, path: &Path) -> bool {
+        match self.memory.remove(path) {
+            Some(file) => {
+                self.memory_total -= file.bytes.as_ref().map_or(0, OwnedBytes::len);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -114,15 +130,7 @@ impl DeferredSyncDirectory {
 
     /// Bytes held in memory by files not yet written to disk.
     pub fn memory_bytes(&self) -> usize {
-        self.pending
-            .lock()
-            .map(|p| {
-                p.memory
-                    .values()
-                    .filter_map(|file| file.bytes.as_ref().map(OwnedBytes::len))
-                    .sum()
-            })
-            .unwrap_or(0)
+        self.pending.lock().map(|p| p.memory_total).unwrap_or(0)
     }
 
     /// Makes everything written so far durable: memory files are written to disk and
@@ -165,7 +173,7 @@ impl DeferredSyncDirectory {
         // On disk now (or deleted meanwhile, then the deletion waits in `deletes`): reads
         // go to the file from here on; readers holding the memory copy keep it alive.
         for (path, _) in &memory {
-            pending.memory.remove(path);
+            pending.forget(path);
         }
         drop(pending);
         self.inner.sync_directory()?;
@@ -224,7 +232,12 @@ impl DeferredSyncDirectory {
 
 /// A file larger than this goes to disk while it is written (big merges), instead of
 /// waiting in memory for the durable point.
-const MEMORY_FILE_LIMIT: usize = 8 << 20;
+const MEMORY_FILE_LIMIT: usize = 4 << 20;
+
+/// The most bytes memory files hold together: a file opened beyond it is written to disk
+/// at once. Small commits stay well under it; it bounds what a burst of merges can pile up
+/// between two durable points.
+const MEMORY_BUDGET: usize = 32 << 20;
 
 /// Writes a new file into memory, or to disk (without fsync) once it outgrows
 /// [`MEMORY_FILE_LIMIT`]; reports when it is complete.
@@ -247,7 +260,7 @@ impl DeferredFileWriter {
         file.write_all(&self.buffer)?;
         self.buffer = Vec::new();
         let mut pending = self.pending.lock().map_err(|_| poisoned())?;
-        pending.memory.remove(&self.path);
+        pending.forget(&self.path);
         pending.unsynced.insert(self.path.clone());
         drop(pending);
         Ok(self.file.insert(file))
@@ -263,8 +276,11 @@ impl DeferredFileWriter {
         let mut pending = self.pending.lock().map_err(|_| poisoned())?;
         // Deleted while written: nothing to publish.
         if let Some(file) = pending.memory.get_mut(&self.path) {
+            let before = file.bytes.as_ref().map_or(0, OwnedBytes::len);
+            let after = bytes.len();
             file.bytes = Some(bytes);
             file.terminated = terminated;
+            pending.memory_total = pending.memory_total - before + after;
         }
         Ok(())
     }
@@ -324,7 +340,7 @@ impl Directory for DeferredSyncDirectory {
         })?;
         // A memory file no durable meta.json references: gone at once, unless the running
         // durable point is writing it to disk (its meta may reference it).
-        if pending.memory.remove(path).is_some() && !pending.persisting.contains(path) {
+        if pending.forget(path) && !pending.persisting.contains(path) {
             return Ok(());
         }
         // Held back even for files written since the last durable point: the durable
@@ -360,15 +376,27 @@ impl Directory for DeferredSyncDirectory {
         {
             return Err(OpenWriteError::FileAlreadyExists(path.to_path_buf()));
         }
-        pending
-            .memory
-            .insert(path.to_path_buf(), MemoryFile::default());
+        // Over the budget: straight to disk, as a file that outgrew the memory.
+        let file = if pending.memory_total >= MEMORY_BUDGET {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.root.join(path))
+                .map_err(|e| OpenWriteError::wrap_io_error(e, path.to_path_buf()))?;
+            pending.unsynced.insert(path.to_path_buf());
+            Some(file)
+        } else {
+            pending
+                .memory
+                .insert(path.to_path_buf(), MemoryFile::default());
+            None
+        };
         drop(pending);
         Ok(BufWriter::new(Box::new(DeferredFileWriter {
             path: path.to_path_buf(),
             root: self.root.clone(),
             buffer: Vec::new(),
-            file: None,
+            file,
             pending: Arc::clone(&self.pending),
         })))
     }
@@ -538,6 +566,32 @@ mod tests {
             std::fs::read(root.path().join("big.store")).expect("read"),
             big
         );
+    }
+
+    #[test]
+    fn files_opened_beyond_the_memory_budget_go_to_disk() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = DeferredSyncDirectory::open(root.path()).expect("open");
+        let chunk = vec![7u8; MEMORY_FILE_LIMIT];
+        let mut written = 0;
+        let mut i = 0;
+        while dir.memory_bytes() < MEMORY_BUDGET {
+            write(&dir, &format!("m{i}.idx"), &chunk);
+            written += chunk.len();
+            i += 1;
+        }
+        assert_eq!(dir.memory_bytes(), written);
+        assert!(!root.path().join("m0.idx").exists());
+        write(&dir, "over.idx", b"small, but over the budget");
+        assert!(root.path().join("over.idx").exists(), "straight to disk");
+        assert_eq!(read(&dir, "over.idx"), b"small, but over the budget");
+        assert_eq!(dir.memory_bytes(), written);
+        dir.delete(Path::new("m0.idx")).expect("delete");
+        assert_eq!(dir.memory_bytes(), written - chunk.len());
+        dir.sync().expect("sync");
+        assert_eq!(dir.memory_bytes(), 0);
+        assert!(root.path().join("m1.idx").exists());
+        assert!(!root.path().join("m0.idx").exists());
     }
 
     #[test]
