@@ -474,7 +474,7 @@ async fn bench_migrates_then_loads_the_same_chunks_raw_and_prints_the_ratio() {
 
 /// The 31-table fixture shaped like the original system's, at a few thousand records:
 /// every table loads, with exactly the generator's counts and rejects, the foreign keys
-/// (8 of them read from relationships) hold in the database, and a second run is
+/// (9 of them read from relationships) hold in the database, and a second run is
 /// idempotent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_31_table_fixture_loads_every_table_with_the_expected_rejects() {
