@@ -41,7 +41,7 @@ def literal(v):
 def main():
     path, port, graph = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     batch = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
-    r = redis.Redis(host="127.0.0.1", port=port)
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=None)
     started = time.time()
     nodes = rels = skipped = 0
     expected_id = 0
@@ -58,8 +58,10 @@ def main():
             q = f"CYPHER rows={rows} UNWIND $rows AS r CREATE (n:`{name}`) SET n = r"
         else:
             q = (
-                f"CYPHER rows={rows} UNWIND $rows AS r MATCH (a) WHERE id(a) = r[0] "
-                f"MATCH (b) WHERE id(b) = r[1] CREATE (a)-[e:`{name}`]->(b) SET e = r[2]"
+                # Ids bound with WITH first: FalkorDB then seeks both nodes by id
+                # (NodeByIdSeek); `MATCH (a) WHERE id(a) = r[0]` scans every node.
+                f"CYPHER rows={rows} UNWIND $rows AS r WITH r[0] AS s, r[1] AS t, r[2] AS p "
+                f"MATCH (a), (b) WHERE id(a) = s AND id(b) = t CREATE (a)-[e:`{name}`]->(b) SET e = p"
             )
         r.execute_command("GRAPH.QUERY", graph, q)
         pending = []
