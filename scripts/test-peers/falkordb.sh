@@ -6,6 +6,9 @@
 #                                          a MariaDB (its own datadir) and, for each Bolt
 #                                          test, a fresh server, and runs the test with
 #                                          TSUNAGU_TEST_BOLT_URL and TSUNAGU_TEST_MYSQL_URL
+#   scripts/test-peers/falkordb.sh bin     installs it if missing and prints the directory of
+#                                          redis-server and falkordb.so (for
+#                                          scripts/bench-migrate-bolt.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 D="$PWD/.tmp/falkordb"
@@ -22,6 +25,11 @@ install() {
 }
 
 case "${1:-}" in
+  bin)
+    # Installs if missing and prints the directory of redis-server and falkordb.so.
+    install
+    echo "$BIN"
+    ;;
   test)
     install
     scripts/test-peers/mariadb.sh install

@@ -455,26 +455,8 @@ async fn bench_migrates_then_loads_the_same_chunks_raw_and_prints_the_ratio() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = std::process::Command::new(BIN)
-        .args([
-            "migrate", "bench", "--rows", "3000", "--quiet", "--target", &url,
-        ])
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, figures) = bench_cli(&url, dir.path(), &[]);
     assert!(stdout.contains("ratio"), "{stdout}");
-    let figures: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(figures["verified"], true);
     assert_eq!(figures["fk_violations"], 0);
     // The raw passes load exactly the rows the migration wrote.
@@ -488,4 +470,239 @@ async fn bench_migrates_then_loads_the_same_chunks_raw_and_prints_the_ratio() {
     let names = tables(&url).await;
     assert!(names.contains("deals"), "{names:?}");
     assert!(!names.iter().any(|t| t.starts_with("raw")), "{names:?}");
+}
+
+/// The 31-table fixture shaped like the original system's, at a few thousand records:
+/// every table loads, with exactly the generator's counts and rejects, the foreign keys
+/// (9 of them read from relationships) hold in the database, and a second run is
+/// idempotent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_31_table_fixture_loads_every_table_with_the_expected_rejects() {
+    use tsunagu_migrate::fixture::original31;
+    let Some(url) = database("tsunagu_t_original31").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("fixture");
+    let returned = original31::generate(
+        &fixture,
+        &FixtureOptions {
+            rows: 6_000,
+            invalid_share: 0.05,
+            seed: 21,
+        },
+    )
+    .unwrap();
+    let want = expected(&fixture);
+    assert_eq!(returned, want);
+    assert_eq!(want.len(), 31);
+    let mut names: Vec<&str> = original31::table_names();
+    names.sort();
+    assert_eq!(want.keys().map(String::as_str).collect::<Vec<_>>(), names);
+    // Every kind of injected invalid record is there.
+    let injected = injected(&fixture);
+    let reasons: BTreeSet<&str> = injected.iter().map(|(_, _, r)| r.as_str()).collect();
+    for reason in [
+        "missing_required",
+        "too_long",
+        "bad_type",
+        "unknown_value",
+        "duplicate_key",
+        "dangling_foreign_key",
+        "missing_relationship",
+        "multiple_relationships",
+    ] {
+        assert!(
+            reasons.contains(reason),
+            "{reason} not injected: {reasons:?}"
+        );
+    }
+    let spec =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/migration/original-31.toml");
+    let opts = options(dir.path(), &spec, &fixture, &url, "report");
+    let report = run(&opts).await.unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.fk_violations, 0);
+    assert_eq!(report.tables.len(), 31);
+    for (name, e) in &want {
+        let t = &report.tables[name];
+        assert_eq!(
+            (t.read, t.written, t.rejected),
+            (e.read, e.written, e.rejected),
+            "{name}"
+        );
+        assert!(e.written > 0, "{name}: nothing valid generated");
+        assert_eq!(t.checksum, t.target_checksum, "{name}");
+        assert_eq!(
+            query_u64(&url, &format!("SELECT COUNT(*) FROM `{name}`")).await,
+            e.written,
+            "{name}"
+        );
+    }
+    assert_eq!(rejects(&opts.work_dir), injected);
+    // Every foreign key of the spec is declared, and no row is an orphan.
+    let model = tsunagu_migrate::spec::load(&spec).unwrap();
+    let mut fks = 0;
+    for t in &model.tables {
+        for fk in &t.foreign_keys {
+            let col = &t.columns[fk.columns[0]].name;
+            let parent = &model.tables[fk.parent].name;
+            let orphans = query_u64(&url, &format!("SELECT COUNT(*) FROM `{}` c LEFT JOIN `{parent}` p ON p.id = c.`{col}` WHERE c.`{col}` IS NOT NULL AND p.id IS NULL", t.name)).await;
+            assert_eq!(orphans, 0, "{}.{col}", t.name);
+            fks += 1;
+        }
+    }
+    assert_eq!(
+        query_u64(&url, "SELECT COUNT(*) FROM information_schema.referential_constraints WHERE constraint_schema = DATABASE()").await,
+        fks
+    );
+    // Relationship-sourced parents and the prefecture split reached the database.
+    for (table, col) in [
+        ("companies", "industry_id"),
+        ("offices", "company_id"),
+        ("activities", "deal_id"),
+    ] {
+        assert_eq!(
+            query_u64(
+                &url,
+                &format!("SELECT COUNT(*) FROM `{table}` WHERE `{col}` IS NULL")
+            )
+            .await,
+            0,
+            "{table}.{col}"
+        );
+    }
+    for table in ["companies", "offices"] {
+        assert_eq!(query_u64(&url, &format!("SELECT COUNT(*) FROM `{table}` WHERE prefecture IS NOT NULL AND address LIKE CONCAT(prefecture, '%')")).await, 0, "{table}");
+        assert!(
+            query_u64(
+                &url,
+                &format!("SELECT COUNT(*) FROM `{table}` WHERE prefecture = '東京都'")
+            )
+            .await
+                > 0,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        query_u64(
+            &url,
+            "SELECT COUNT(*) FROM deals WHERE status NOT IN ('open', 'won', 'lost')"
+        )
+        .await,
+        0
+    );
+
+    // Again: same rows, same checksums, nothing doubled.
+    let again = run(&opts).await.unwrap();
+    assert!(again.ok, "{:?}", again.problems);
+    assert_eq!(outcome(&again), outcome(&report));
+    assert_eq!(rejects(&opts.work_dir), injected);
+}
+
+#[test]
+fn gen_fixture_original31_is_deterministic_and_prints_its_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |name: &str, seed: &str| {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "migrate",
+                "gen-fixture",
+                "--schema",
+                "original31",
+                "--rows",
+                "3000",
+                "--invalid-share",
+                "0.05",
+                "--seed",
+                seed,
+                "--out",
+            ])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(dir.path().join(name).join("export.json")).unwrap()
+    };
+    let (a, b, c) = (gen("a", "5"), gen("b", "5"), gen("c", "6"));
+    assert!(a == b, "same seed, different files");
+    assert!(a != c, "different seeds, same file");
+    // Only the export is a `*.json` file (the side file of relationships is gone).
+    let jsons: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".json") || n.ends_with(".part"))
+        .collect();
+    assert_eq!(jsons, ["export.json"]);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "migrate",
+            "gen-fixture",
+            "--schema",
+            "original31",
+            "--print-spec",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/migration/original-31.toml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), spec);
+    // The default stays the sales fixture.
+    let out = std::process::Command::new(BIN)
+        .args(["migrate", "gen-fixture", "--rows", "500", "--out"])
+        .arg(dir.path().join("sales"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let expected = std::fs::read_to_string(dir.path().join("sales/expected.tsv")).unwrap();
+    assert_eq!(expected.lines().count(), 1 + 8, "{expected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_the_31_table_schema() {
+    let Some(url) = database("tsunagu_cli_bench31").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, figures) = bench_cli(&url, dir.path(), &["--schema", "original31"]);
+    assert_eq!(figures["verified"], true);
+    assert_eq!(figures["tables"].as_array().unwrap().len(), 31);
+    assert_eq!(figures["raw_rows"], figures["rows_written"]);
+    let names = tables(&url).await;
+    assert!(
+        names.contains("activity_participants") && names.contains("prefectures"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|t| t.starts_with("raw")), "{names:?}");
+}
+
+/// `tsunagu migrate bench --rows 3000` with `extra` arguments: its output and figures.
+fn bench_cli(url: &str, dir: &Path, extra: &[&str]) -> (String, serde_json::Value) {
+    let json = dir.join("bench.json");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "migrate", "bench", "--rows", "3000", "--quiet", "--target", url,
+        ])
+        .args(extra)
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, figures)
 }

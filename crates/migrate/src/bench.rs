@@ -1,6 +1,7 @@
 //! `tsunagu migrate bench`: the migration benchmark as a command.
 //!
-//! Generates the sales fixture, runs the whole migration into the target (read →
+//! Generates the sales fixture (or, with [`fixture::Schema::Original31`], the 31-table
+//! one), runs the whole migration into the target (read →
 //! verified), then loads the very same final chunk files raw with `LOAD DATA LOCAL
 //! INFILE` into copies of the migrated tables made with `CREATE TABLE ... LIKE` (which
 //! copies columns and keys but not foreign keys) through the same server, with the
@@ -32,8 +33,10 @@ pub struct BenchOptions {
     pub target: String,
     /// Fixture, chunks and reports go here (kept for inspection).
     pub work_dir: PathBuf,
-    /// A spec file; `None`: [`SALES_SPEC`].
+    /// A spec file; `None`: the schema's own ([`SALES_SPEC`] by default).
     pub spec: Option<PathBuf>,
+    /// Which fixture to generate.
+    pub schema: fixture::Schema,
     pub progress: bool,
 }
 
@@ -98,8 +101,11 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
     let spec_path = match &opts.spec {
         Some(p) => p.clone(),
         None => {
-            let p = w.join("sales.toml");
-            std::fs::write(&p, SALES_SPEC).map_err(|e| Error::io(&p, e))?;
+            let p = w.join(match opts.schema {
+                fixture::Schema::Sales => "sales.toml",
+                fixture::Schema::Original31 => "original-31.toml",
+            });
+            std::fs::write(&p, opts.schema.spec()).map_err(|e| Error::io(&p, e))?;
             p
         }
     };
@@ -120,7 +126,8 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         seed: opts.seed,
     };
     let dir = fixture_dir.clone();
-    let expected = tokio::task::spawn_blocking(move || fixture::generate(&dir, &fopts))
+    let schema = opts.schema;
+    let expected = tokio::task::spawn_blocking(move || schema.generate(&dir, &fopts))
         .await
         .map_err(|e| Error::Other(format!("fixture task: {e}")))??;
     let fixture_seconds = started.elapsed().as_secs_f64();

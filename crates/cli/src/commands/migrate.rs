@@ -44,9 +44,14 @@ pub struct BenchArgs {
     /// Random seed of the fixture.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// A spec for the fixture; default: the built-in copy of examples/migration/sales.toml.
+    /// A spec for the fixture; default: the schema's built-in spec
+    /// (examples/migration/sales.toml, or original-31.toml for --schema original31).
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// Which fixture: `sales` (8 tables) or `original31` (31 tables shaped like the
+    /// original system's).
+    #[arg(long, default_value = "sales", value_parser = fixture::Schema::parse)]
+    pub schema: fixture::Schema,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -55,17 +60,24 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct GenFixtureArgs {
     /// Output directory (created if missing).
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "print_spec")]
+    pub out: Option<PathBuf>,
     /// Records to generate (nodes and relationships), approximately.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub rows: u64,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), required_unless_present = "print_spec")]
+    pub rows: Option<u64>,
     /// Share of invalid records, 0 to 1.
     #[arg(long, default_value_t = 0.0)]
     pub invalid_share: f64,
     /// Random seed; the same seed and sizes give the same files.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Which fixture: `sales` (8 tables, examples/migration/sales.toml) or `original31`
+    /// (31 tables shaped like the original system's, examples/migration/original-31.toml).
+    #[arg(long, default_value = "sales", value_parser = fixture::Schema::parse)]
+    pub schema: fixture::Schema,
+    /// Print the schema's spec (TOML) to standard output instead of generating.
+    #[arg(long)]
+    pub print_spec: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,14 +130,22 @@ pub struct RunArgs {
 pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
         MigrateCommand::GenFixture(a) => {
+            if a.print_spec {
+                out!("{}", a.schema.spec())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (Some(out), Some(rows)) = (a.out.clone(), a.rows) else {
+                anyhow::bail!("--out and --rows are needed");
+            };
             let opts = fixture::FixtureOptions {
-                rows: a.rows,
+                rows,
                 invalid_share: a.invalid_share,
                 seed: a.seed,
             };
-            let out = a.out.clone();
+            let dir = out.clone();
+            let schema = a.schema;
             let expected =
-                tokio::task::spawn_blocking(move || fixture::generate(&out, &opts)).await??;
+                tokio::task::spawn_blocking(move || schema.generate(&dir, &opts)).await??;
             let (mut total, mut invalid) = (0, 0);
             for (table, e) in &expected {
                 outln!(
@@ -138,7 +158,7 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
             }
             outln!(
                 "{total} records ({invalid} invalid) in {}",
-                a.out.join("export.json").display()
+                out.join("export.json").display()
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -173,6 +193,7 @@ pub async fn run(command: MigrateCommand) -> anyhow::Result<ExitCode> {
                 target: a.target,
                 work_dir: a.work_dir,
                 spec: a.spec,
+                schema: a.schema,
                 progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = bench::bench(&opts).await?;
