@@ -119,28 +119,16 @@ async fn write_chunks(
     store: Arc<dyn ItemStore>,
     chunks: Vec<Vec<WriteOp>>,
 ) -> anyhow::Result<Duration> {
-    let queue = Arc::new(std::sync::Mutex::new(chunks));
-    let started = Instant::now();
-    let mut writers = tokio::task::JoinSet::new();
-    for _ in 0..WRITERS {
-        let queue = Arc::clone(&queue);
+    feed_all(chunks, WRITERS as u32, move |chunk| {
         let store = Arc::clone(&store);
-        writers.spawn(async move {
-            loop {
-                let next = queue.lock().ok().and_then(|mut q| q.pop());
-                let Some(chunk) = next else {
-                    return Ok::<_, anyhow::Error>(());
-                };
-                for result in store.write_many(chunk).await? {
-                    result?;
-                }
+        async move {
+            for result in store.write_many(chunk).await? {
+                result?;
             }
-        });
-    }
-    while let Some(done) = writers.join_next().await {
-        done??;
-    }
-    Ok(started.elapsed())
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Every change record of the source, shard by shard in commit order, until `expected`
