@@ -128,8 +128,9 @@ impl DeferredSyncDirectory {
             .unwrap_or(true)
     }
 
-    /// Bytes held in memory by files not yet written to disk.
-    pub fn memory_bytes(&self) -> usize {
+    /// Bytes held in memory by files not yet written to disk (what the budget counts).
+    #[cfg(test)]
+    fn memory_bytes(&self) -> usize {
         self.pending.lock().map(|p| p.memory_total).unwrap_or(0)
     }
 
