@@ -172,6 +172,22 @@ pub struct ReconcileArgs {
 }
 
 impl Command {
+    /// Commands that run the replication pipeline (and so allocate and free a batch's
+    /// worth of memory over and over).
+    pub fn runs_pipeline(&self) -> bool {
+        self.is_long_running()
+            || matches!(self, Command::Demo(_))
+            || matches!(
+                self,
+                Command::Bench {
+                    command: tsunagu_bench::BenchCommand::Lag(_)
+                        | tsunagu_bench::BenchCommand::Limits(_)
+                        | tsunagu_bench::BenchCommand::Sweep(_),
+                    ..
+                }
+            )
+    }
+
     pub fn is_long_running(&self) -> bool {
         matches!(
             self,

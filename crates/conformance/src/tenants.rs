@@ -102,6 +102,21 @@ pub async fn a_tenant_keeps_its_synonyms<D: TenantDirectory + ?Sized>(registry: 
             .await,
         Err(TenantError::NotFound(_))
     ));
+    // An id no tenant has is refused like an unknown name, with or without a list.
+    assert!(matches!(
+        registry.synonyms("tn_nobody0000000000").await,
+        Err(TenantError::NotFound(_))
+    ));
+    // More live tokens beside the list change nothing of what is read.
+    registry
+        .issue_token(&tenant.id)
+        .await
+        .expect("another token");
+    registry
+        .set_synonyms(&tenant.id, &second)
+        .await
+        .expect("set again");
+    assert_eq!(registry.synonyms(&tenant.id).await.expect("read"), second);
 }
 
 /// A tenant created with a time zone keeps its canonical IANA name (what `authenticate`,

@@ -38,7 +38,9 @@
 //! `GetItem` of the token (missing or revoked: nobody, in one read), then a `GetItem` of
 //! its tenant for the exact tenant. A tenant is found by id (a `GetItem` of the tenant)
 //! before by name (a `GetItem` of the name claim, then of the tenant), as in the embedded
-//! registry. `list` is a `Scan` of the tenant items (filter `sk = tenant`), every page,
+//! registry. The synonyms of a tenant given by id (every memo search with text) are one
+//! `Query` of its partition between the sort keys `synonyms` and `tenant`, which reads
+//! the tenant and its list together. `list` is a `Scan` of the tenant items (filter `sk = tenant`), every page,
 //! sorted oldest first: a registry holds few items.
 
 use crate::config::{AwsConfig, TenantTableConfig};
@@ -214,6 +216,64 @@ impl DynamoTenantDirectory {
             Some(item) => self.tenant_from(&item).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The synonyms of the tenant with this id, read with the tenant in one strongly
+    /// consistent Query: the sort keys `synonyms` and `tenant` are adjacent in the
+    /// tenant's partition (its token entries, `token#…`, sort after both). `None` when no
+    /// tenant has this id.
+    async fn synonyms_by_id(&self, id: &str) -> Result<Option<Synonyms>, TenantError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :synonyms AND :tenant")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(id)))
+            .expression_attribute_values(":synonyms", AttributeValue::S(SYNONYMS_SK.into()))
+            .expression_attribute_values(":tenant", AttributeValue::S(TENANT_SK.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.api_error("Query (tenant and its synonyms)", &e))?;
+        let (mut tenant, mut synonyms) = (None, None);
+        for item in output.items() {
+            match text(item, SK) {
+                Some(TENANT_SK) => tenant = Some(item),
+                Some(SYNONYMS_SK) => synonyms = Some(item),
+                _ => {}
+            }
+        }
+        if tenant.is_none() {
+            return Ok(None);
+        }
+        synonyms
+            .map(|item| self.synonyms_from(id, item))
+            .transpose()
+            .map(|found| Some(found.unwrap_or_default()))
+    }
+
+    /// The synonym list stored in a tenant's `synonyms` item.
+    fn synonyms_from(&self, tenant_id: &str, item: &Item) -> Result<Synonyms, TenantError> {
+        let what = format!("the synonyms of tenant {tenant_id:?}");
+        let groups = item
+            .get(GROUPS)
+            .and_then(|v| v.as_l().ok())
+            .ok_or_else(|| self.corrupt(&what, format!("no list attribute {GROUPS:?}")))?;
+        let groups = groups
+            .iter()
+            .map(|group| {
+                group.as_l().ok().and_then(|terms| {
+                    terms
+                        .iter()
+                        .map(|t| t.as_s().ok().cloned())
+                        .collect::<Option<Vec<String>>>()
+                })
+            })
+            .collect::<Option<Vec<Vec<String>>>>()
+            .ok_or_else(|| self.corrupt(&what, "a group is not a list of strings"))?;
+        Synonyms::new(groups).map_err(|e| self.corrupt(&what, e))
     }
 
     /// The tenant with this id, or else with this name. An id is looked up first, so a
@@ -582,34 +642,24 @@ impl TenantDirectory for DynamoTenantDirectory {
     }
 
     async fn synonyms(&self, tenant: &str) -> Result<Synonyms, TenantError> {
+        // The API asks by id on every memo search: one Query reads the tenant and its
+        // synonyms together. A name (or an id-shaped name) takes the general path.
+        if tenant.starts_with(TENANT_ID_PREFIX) {
+            if let Some(synonyms) = self.synonyms_by_id(tenant).await? {
+                return Ok(synonyms);
+            }
+        }
         let found = self
             .find(tenant)
             .await?
             .ok_or_else(|| TenantError::NotFound(tenant.to_string()))?;
-        let Some(item) = self
+        match self
             .get(tenant_pk(&found.id), SYNONYMS_SK, "tenant synonyms")
             .await?
-        else {
-            return Ok(Synonyms::default());
-        };
-        let what = format!("the synonyms of tenant {:?}", found.id);
-        let groups = item
-            .get(GROUPS)
-            .and_then(|v| v.as_l().ok())
-            .ok_or_else(|| self.corrupt(&what, format!("no list attribute {GROUPS:?}")))?;
-        let groups = groups
-            .iter()
-            .map(|group| {
-                group.as_l().ok().and_then(|terms| {
-                    terms
-                        .iter()
-                        .map(|t| t.as_s().ok().cloned())
-                        .collect::<Option<Vec<String>>>()
-                })
-            })
-            .collect::<Option<Vec<Vec<String>>>>()
-            .ok_or_else(|| self.corrupt(&what, "a group is not a list of strings"))?;
-        Synonyms::new(groups).map_err(|e| self.corrupt(&what, e))
+        {
+            Some(item) => self.synonyms_from(&found.id, &item),
+            None => Ok(Synonyms::default()),
+        }
     }
 
     async fn set_synonyms(
