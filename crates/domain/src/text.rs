@@ -87,7 +87,7 @@ fn is_katakana(c: char) -> bool {
 }
 
 /// Whether `c` is a kanji (CJK unified or compatibility ideograph).
-fn is_han(c: char) -> bool {
+pub fn is_han(c: char) -> bool {
     matches!(c,
         '\u{3400}'..='\u{4DBF}' | '\u{4E00}'..='\u{9FFF}' | '\u{F900}'..='\u{FAFF}'
         | '\u{20000}'..='\u{3FFFF}')

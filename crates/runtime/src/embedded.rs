@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
+use tsunagu_embedded_index::{ActivityIndex, Dictionary, IndexOptions};
 use tsunagu_embedded_store::primary::recorded_shard_count;
 use tsunagu_embedded_store::state::registered_consumers_at;
 use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
@@ -211,16 +211,38 @@ fn index_options(config: &Config, name: &str) -> anyhow::Result<IndexOptions> {
             tombstone_retention_hours,
             refresh_interval_ms,
             durability_interval_ms,
+            dictionary: _,
         } => Ok(IndexOptions {
             writer_memory_bytes: (*writer_memory_mb as usize) << 20,
             tombstone_retention: Duration::from_secs(tombstone_retention_hours * 3600),
             refresh_interval: Duration::from_millis(*refresh_interval_ms),
             durability_interval: Duration::from_millis(*durability_interval_ms),
+            dictionary: index_dictionary(config, name)?,
         }),
         SinkConfig::Opensearch(_) | SinkConfig::Kinesis(_) => {
             anyhow::bail!("sinks.{name} is not an embedded index")
         }
     }
+}
+
+/// The Japanese dictionary of embedded index `name` (`sinks.NAME.dictionary`), loaded
+/// from its compiled copy in `data_dir/dictionaries/` or compiled there; `None` when the
+/// index has none.
+pub(crate) fn index_dictionary(
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<Option<Arc<Dictionary>>> {
+    let Some(SinkConfig::EmbeddedIndex {
+        dictionary: Some(source),
+        ..
+    }) = config.sinks.get(name)
+    else {
+        return Ok(None);
+    };
+    let cache = config.data_dir.join("dictionaries");
+    let dictionary =
+        Dictionary::load(source, &cache).with_context(|| format!("sinks.{name}.dictionary"))?;
+    Ok(Some(Arc::new(dictionary)))
 }
 
 /// Opens embedded index `name` in the config's data directory for writing. An index has
@@ -293,9 +315,9 @@ pub(crate) fn open_index_reader(
     config: &Config,
     name: &str,
 ) -> anyhow::Result<Arc<tsunagu_embedded_index::ActivityIndexReader>> {
-    index_options(config, name)?;
+    let options = index_options(config, name)?;
     let dir = config.index_dir(name);
-    let reader = ActivityIndex::open_read_only(&dir)
+    let reader = ActivityIndex::open_read_only_with(&dir, options.dictionary)
         .with_context(|| format!("cannot open index {} for reading", dir.display()))?;
     Ok(Arc::new(reader))
 }

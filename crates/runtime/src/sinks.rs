@@ -130,9 +130,11 @@ pub async fn open_search_reader(
                     dir.display()
                 );
             }
-            Ok(Arc::new(ActivityIndex::open_read_only(&dir).with_context(
-                || format!("cannot open the index at {}", dir.display()),
-            )?))
+            let dictionary = crate::embedded::index_dictionary(config, name)?;
+            Ok(Arc::new(
+                ActivityIndex::open_read_only_with(&dir, dictionary)
+                    .with_context(|| format!("cannot open the index at {}", dir.display()))?,
+            ))
         }
         Some(SinkConfig::Opensearch(opensearch)) => Ok(Arc::new(
             OpenSearchSearch::connect(opensearch)

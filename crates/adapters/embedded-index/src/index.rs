@@ -5,17 +5,19 @@
 use crate::durability::{run_syncer, DeferredSyncDirectory, Marks, SyncRequest};
 use crate::error::IndexError;
 use crate::leftovers::remove_leftovers;
+use crate::morphology::{Dictionary, JaWordBigramTokenizer, JaWordsTokenizer};
 use crate::query::{ActivityQuery, Bucket, GroupBy, SearchPage, TimeZone};
 use crate::records::{LatestActivity, RecordPage, RecordQuery};
 use crate::schema::{
-    build_schema, names, parse_doc_key, Fields, KIND_ACTIVITY, KIND_COMPANY, KIND_DEAL,
-    KIND_SALES_LIST, KIND_TOMBSTONE,
+    build_schema, names, parse_doc_key, Fields, WordTokenizers, KIND_ACTIVITY, KIND_COMPANY,
+    KIND_DEAL, KIND_SALES_LIST, KIND_TOMBSTONE,
 };
 use crate::tokenizer::{JaBigramTokenizer, JA_TOKENIZER_NAME};
 use crate::writer::{now_us, prepare, Held, Request, VersionMap, WriterThread};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tantivy::collector::TopDocs;
@@ -60,6 +62,9 @@ pub struct IndexOptions {
     /// How often commits are made durable (fsynced). Commits are searchable at once;
     /// the engine checkpoints only durable ones, so a crash replays at most this much.
     pub durability_interval: Duration,
+    /// A Japanese dictionary for the memo's words fields (see [`crate::morphology`]);
+    /// `None` analyzes memos with character bigrams only.
+    pub dictionary: Option<Arc<Dictionary>>,
 }
 
 impl Default for IndexOptions {
@@ -69,6 +74,7 @@ impl Default for IndexOptions {
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
             refresh_interval: Duration::from_millis(DEFAULT_REFRESH_INTERVAL_MS),
             durability_interval: Duration::from_millis(DEFAULT_DURABILITY_INTERVAL_MS),
+            dictionary: None,
         }
     }
 }
@@ -104,6 +110,8 @@ pub(crate) struct IndexView {
     /// Read-only handles reload before every query; the writer handle's reader is reloaded
     /// by the writer thread after each commit.
     reload_before_query: bool,
+    /// The dictionary of the words fields, when the index has them.
+    pub(crate) dictionary: Option<Arc<Dictionary>>,
 }
 
 impl ActivityIndex {
@@ -118,11 +126,16 @@ impl ActivityIndex {
             context: format!("opening {}", dir.display()),
             source,
         })?;
-        let index =
-            Index::open_or_create(directory.clone(), build_schema()).map_err(|e| match e {
+        let words = options.dictionary.as_deref().map(WordTokenizers::of);
+        let index = Index::open_or_create(directory.clone(), build_schema(words.as_ref()))
+            .map_err(|e| match e {
                 TantivyError::SchemaError(message) => IndexError::SchemaMismatch {
                     dir: dir.to_path_buf(),
-                    message,
+                    // Name what differs when it is the dictionary.
+                    message: Index::open(directory.clone())
+                        .ok()
+                        .and_then(|old| Fields::from_schema(&old.schema(), words.as_ref()).err())
+                        .unwrap_or(message),
                 },
                 source => IndexError::Tantivy {
                     context: format!("opening the index at {}", dir.display()),
@@ -136,7 +149,7 @@ impl ActivityIndex {
             source,
         })?;
         let threads = writer_threads(options.writer_memory_bytes)?;
-        let (index, fields) = prepare_index(index, dir)?;
+        let (index, fields) = prepare_index(index, dir, options.dictionary.as_ref())?;
         let writer = index
             .writer_with_num_threads(threads, options.writer_memory_bytes)
             .map_err(|e| match e {
@@ -214,6 +227,7 @@ impl ActivityIndex {
                 reader,
                 fields,
                 reload_before_query: false,
+                dictionary: options.dictionary,
             },
             requests: Some(requests),
             thread: Some(thread),
@@ -225,6 +239,14 @@ impl ActivityIndex {
     /// Opens the index in `dir` for reading only (see [`ActivityIndexReader`]).
     pub fn open_read_only(dir: &Path) -> Result<ActivityIndexReader, IndexError> {
         ActivityIndexReader::open(dir)
+    }
+
+    /// [`ActivityIndex::open_read_only`] of an index built with `dictionary`.
+    pub fn open_read_only_with(
+        dir: &Path,
+        dictionary: Option<Arc<Dictionary>>,
+    ) -> Result<ActivityIndexReader, IndexError> {
+        ActivityIndexReader::open_with(dir, dictionary)
     }
 
     /// Stops the writer thread once the work already queued is done, and waits for it.
@@ -398,6 +420,12 @@ impl ActivityIndexReader {
     /// Opens the index in `dir` without taking the writer lock. Fails with
     /// [`IndexError::NoIndex`] if there is none.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        Self::open_with(dir, None)
+    }
+
+    /// [`ActivityIndexReader::open`] of an index built with `dictionary` (it must be the
+    /// one the index was built with, or none if none).
+    pub fn open_with(dir: &Path, dictionary: Option<Arc<Dictionary>>) -> Result<Self, IndexError> {
         let no_index = || IndexError::NoIndex {
             dir: dir.to_path_buf(),
         };
@@ -419,13 +447,14 @@ impl ActivityIndexReader {
             "opening the index at {}",
             dir.display()
         )))?;
-        let (index, fields) = prepare_index(index, dir)?;
+        let (index, fields) = prepare_index(index, dir, dictionary.as_ref())?;
         let reader = manual_reader(&index)?;
         Ok(Self {
             view: IndexView {
                 reader,
                 fields,
                 reload_before_query: true,
+                dictionary,
             },
         })
     }
@@ -469,15 +498,27 @@ impl ActivityIndexReader {
 
 /// Checks the schema and registers the Japanese analyzer (tokenizers are not persisted in
 /// the index; every open must register them before indexing or querying memo text).
-fn prepare_index(index: Index, dir: &Path) -> Result<(Index, Fields), IndexError> {
-    let fields =
-        Fields::from_schema(&index.schema()).map_err(|message| IndexError::SchemaMismatch {
+fn prepare_index(
+    index: Index,
+    dir: &Path,
+    dictionary: Option<&Arc<Dictionary>>,
+) -> Result<(Index, Fields), IndexError> {
+    let words = dictionary.map(|d| WordTokenizers::of(d));
+    let fields = Fields::from_schema(&index.schema(), words.as_ref()).map_err(|message| {
+        IndexError::SchemaMismatch {
             dir: dir.to_path_buf(),
             message,
-        })?;
-    index
-        .tokenizers()
-        .register(JA_TOKENIZER_NAME, JaBigramTokenizer);
+        }
+    })?;
+    let tokenizers = index.tokenizers();
+    tokenizers.register(JA_TOKENIZER_NAME, JaBigramTokenizer);
+    if let (Some(dictionary), Some(words)) = (dictionary, words) {
+        tokenizers.register(&words.words, JaWordsTokenizer(Arc::clone(dictionary)));
+        tokenizers.register(
+            &words.bigrams,
+            JaWordBigramTokenizer(Arc::clone(dictionary)),
+        );
+    }
     Ok((index, fields))
 }
 

@@ -15,6 +15,10 @@
 //!   per-deal activity facts a deal search combines with them.
 //! - [`tokenizer`](mod@tokenizer): [`JaBigramTokenizer`], dictionary-free Japanese text analysis
 //!   (NFKC, lowercase, CJK bigrams, Latin words).
+//! - [`morphology`](mod@morphology): [`Dictionary`], the optional MeCab IPADIC dictionary
+//!   (Debian's `mecab-ipadic` sources, compiled once and cached) and the words fields it
+//!   adds to the memo, so that whole words do not match across word boundaries and
+//!   okurigana variants meet.
 //! - [`service`](mod@service): [`ActivityIndex`] as the application's search port.
 //! - [`error`](mod@error): [`IndexError`].
 //! - [`inspect`](mod@inspect): [`IndexSnapshot`], key hashes and versions from fast fields,
@@ -29,6 +33,7 @@ mod exclusion;
 pub mod index;
 pub mod inspect;
 mod leftovers;
+pub mod morphology;
 pub mod query;
 pub mod records;
 mod schema;
@@ -45,6 +50,7 @@ pub use index::{
     DEFAULT_REFRESH_INTERVAL_MS,
 };
 pub use inspect::IndexSnapshot;
+pub use morphology::{Dictionary, DictionaryError};
 pub use query::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, SearchPage, DEFAULT_LIMIT, MAX_LIMIT,
 };

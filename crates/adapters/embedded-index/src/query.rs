@@ -6,7 +6,8 @@
 use crate::error::IndexError;
 use crate::exclusion::Excluded;
 use crate::index::IndexView;
-use crate::schema::{names, to_tantivy_date, KIND_ACTIVITY};
+use crate::morphology::{word_bigrams, Word};
+use crate::schema::{names, to_tantivy_date, WordFields, KIND_ACTIVITY};
 use crate::tokenizer::{analyze, is_cjk};
 use chrono::{DateTime, Datelike, Utc};
 use std::cmp::Reverse;
@@ -15,8 +16,8 @@ use std::ops::Bound;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, RangeQuery,
-    RegexQuery, TermQuery, TermSetQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query,
+    RangeQuery, RegexQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, Term};
@@ -182,7 +183,11 @@ impl IndexView {
             })
             .collect();
         if let Some(memo) = memo_query(q)? {
-            clauses.extend(self.parsed_text_clauses(self.fields.memo, &memo)?);
+            clauses.extend(self.parsed_text_clauses(
+                self.fields.memo,
+                self.fields.memo_words,
+                &memo,
+            )?);
         }
         Ok(BooleanQuery::new(clauses))
     }
@@ -200,16 +205,17 @@ impl IndexView {
             return Ok(Vec::new());
         };
         match TextQuery::parse(text).map_err(|e| IndexError::InvalidQuery(e.to_string()))? {
-            Some(parsed) => self.parsed_text_clauses(field, &parsed),
+            Some(parsed) => self.parsed_text_clauses(field, None, &parsed),
             None => Ok(Vec::new()),
         }
     }
 
     /// [`IndexView::text_clauses`] of a query already parsed (the memo query with the
-    /// tenant's synonyms applied).
+    /// tenant's synonyms applied), with the words fields of `field` when it has them.
     pub(crate) fn parsed_text_clauses(
         &self,
         field: Field,
+        words: Option<WordFields>,
         parsed: &TextQuery,
     ) -> Result<Vec<Clause>, IndexError> {
         let mut clauses = Vec::new();
@@ -218,7 +224,7 @@ impl IndexView {
                 TextClause::AnyOf(terms) => {
                     let mut any = terms
                         .iter()
-                        .map(|t| self.term_query_on(field, t))
+                        .map(|t| self.term_query_on(field, words, t))
                         .collect::<Result<Vec<_>, _>>()?;
                     let query = match any.len() {
                         1 => any.remove(0),
@@ -227,7 +233,7 @@ impl IndexView {
                     clauses.push((Occur::Must, query));
                 }
                 TextClause::Not(term) => {
-                    let excluded = Excluded(self.term_query_on(field, term)?);
+                    let excluded = Excluded(self.term_query_on(field, words, term)?);
                     clauses.push((Occur::MustNot, Box::new(excluded)));
                 }
             }
@@ -237,8 +243,43 @@ impl IndexView {
 
     /// The query of one word or phrase on a Japanese text field (memo, title): a phrase
     /// of its tokens, a term for one token, and for one CJK character that character
-    /// alone or inside a bigram.
-    fn term_query_on(&self, field: Field, term: &SearchTerm) -> Result<Box<dyn Query>, IndexError> {
+    /// alone or inside a bigram. With a dictionary, a search word made of whole words
+    /// matches whole words only (see [`crate::morphology`]).
+    fn term_query_on(
+        &self,
+        field: Field,
+        words: Option<WordFields>,
+        term: &SearchTerm,
+    ) -> Result<Box<dyn Query>, IndexError> {
+        if let (Some(words), Some(dictionary)) = (words, &self.dictionary) {
+            if let Some(whole) = dictionary.whole_words(&term.text) {
+                if whole
+                    .iter()
+                    .map(|w| w.folded.chars().count())
+                    .sum::<usize>()
+                    >= 2
+                {
+                    let on_words = whole_words_query(words, &whole);
+                    if !whole.iter().any(|w| w.open_ended) {
+                        return Ok(on_words);
+                    }
+                    // A verb, adjective or suffix in a search word is often the start of
+                    // a longer word in the memo (取り in 取り直し), which the dictionary
+                    // splits otherwise: the bigrams find it too.
+                    let on_bigrams = self.bigram_term_query(field, term)?;
+                    return Ok(Box::new(BooleanQuery::union(vec![on_words, on_bigrams])));
+                }
+            }
+        }
+        self.bigram_term_query(field, term)
+    }
+
+    /// The query of one word or phrase on the bigram field of `field`.
+    fn bigram_term_query(
+        &self,
+        field: Field,
+        term: &SearchTerm,
+    ) -> Result<Box<dyn Query>, IndexError> {
         let tokens = analyze(&term.text);
         let prefix = term.prefix_last();
         let bad = |e: tantivy::TantivyError| {
@@ -291,6 +332,40 @@ impl IndexView {
             }
         }
     }
+}
+
+/// How much more a match of whole words counts than a match inside a longer word.
+const WHOLE_WORDS_BOOST: Score = 2.0;
+
+/// The query of a search word made of whole dictionary words: its word keys in a row on
+/// the words field, or its bigrams in a row inside one word (see
+/// [`crate::morphology`]).
+fn whole_words_query(fields: WordFields, words: &[Word]) -> Box<dyn Query> {
+    let in_a_row = |field: Field, texts: Vec<String>| -> Option<Box<dyn Query>> {
+        match texts.as_slice() {
+            [] => None,
+            [one] => Some(term_query_with(field, one, IndexRecordOption::WithFreqs)),
+            _ => Some(Box::new(PhraseQuery::new(
+                texts
+                    .iter()
+                    .map(|t| Term::from_field_text(field, t))
+                    .collect(),
+            ))),
+        }
+    };
+    let keys = words.iter().map(|w| w.key.clone()).collect();
+    let folded: String = words.iter().map(|w| w.folded.as_str()).collect();
+    let mut any: Vec<Clause> = Vec::new();
+    if let Some(whole) = in_a_row(fields.words, keys) {
+        any.push((
+            Occur::Should,
+            Box::new(BoostQuery::new(whole, WHOLE_WORDS_BOOST)),
+        ));
+    }
+    if let Some(inside) = in_a_row(fields.bigrams, word_bigrams(&folded)) {
+        any.push((Occur::Should, inside));
+    }
+    Box::new(BooleanQuery::new(any))
 }
 
 /// How many words a phrase's last prefix expands to (OpenSearch's default for

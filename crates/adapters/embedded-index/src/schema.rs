@@ -6,6 +6,7 @@
 //! (`kind = "tombstone"`) that remembers the version of a deletion so that a stale
 //! replayed INSERT cannot bring the item back.
 
+use crate::morphology::Dictionary;
 use crate::tokenizer::JA_TOKENIZER_NAME;
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, NumericOptions, Schema,
@@ -38,6 +39,10 @@ pub(crate) mod names {
     pub const TAGS: &str = "tags";
     pub const OCCURRED_AT: &str = "occurred_at";
     pub const MEMO: &str = "memo";
+    /// The memo's word keys (with a dictionary only; see `crate::morphology`).
+    pub const MEMO_WORDS: &str = "memo_words";
+    /// The memo's bigrams inside each word (with a dictionary only).
+    pub const MEMO_WORD_BIGRAMS: &str = "memo_word_bigrams";
     pub const SORT_HASH: &str = "sort_hash";
     pub const SOURCE: &str = "source";
     pub const COMMITTED_AT_US: &str = "committed_at_us";
@@ -66,6 +71,8 @@ pub(crate) struct Fields {
     pub tags: Field,
     pub occurred_at: Field,
     pub memo: Field,
+    /// With a dictionary: the words fields of the memo (`None` without one).
+    pub memo_words: Option<WordFields>,
     pub sort_hash: Field,
     pub source: Field,
     pub committed_at_us: Field,
@@ -78,8 +85,42 @@ pub(crate) struct Fields {
     pub close_date: Field,
 }
 
-/// The schema of a new index.
-pub(crate) fn build_schema() -> Schema {
+/// The fields a dictionary adds to the memo (see `crate::morphology`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WordFields {
+    /// One key per word.
+    pub words: Field,
+    /// Bigrams inside each word.
+    pub bigrams: Field,
+}
+
+/// The tokenizer names of the words fields, when the index has a dictionary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WordTokenizers {
+    pub words: String,
+    pub bigrams: String,
+}
+
+impl WordTokenizers {
+    pub(crate) fn of(dictionary: &Dictionary) -> Self {
+        Self {
+            words: dictionary.words_tokenizer_name(),
+            bigrams: dictionary.word_bigrams_tokenizer_name(),
+        }
+    }
+}
+
+/// A Japanese full-text field analyzed by `tokenizer`, with positions for phrases.
+fn text_field(tokenizer: &str) -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    )
+}
+
+/// The schema of a new index; with `words`, the memo's words fields too.
+pub(crate) fn build_schema(words: Option<&WordTokenizers>) -> Schema {
     use names::*;
     let mut b = Schema::builder();
     b.add_text_field(KEY, STRING | STORED | FAST);
@@ -101,22 +142,8 @@ pub(crate) fn build_schema() -> Schema {
             .set_fast()
             .set_precision(DateTimePrecision::Microseconds),
     );
-    b.add_text_field(
-        MEMO,
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(JA_TOKENIZER_NAME)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        ),
-    );
-    b.add_text_field(
-        TITLE,
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(JA_TOKENIZER_NAME)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        ),
-    );
+    b.add_text_field(MEMO, text_field(JA_TOKENIZER_NAME));
+    b.add_text_field(TITLE, text_field(JA_TOKENIZER_NAME));
     b.add_i64_field(AMOUNT, NumericOptions::default().set_fast().set_indexed());
     b.add_date_field(
         CLOSE_DATE,
@@ -130,19 +157,52 @@ pub(crate) fn build_schema() -> Schema {
     let fast_stored_i64 = NumericOptions::default().set_fast().set_stored();
     b.add_i64_field(COMMITTED_AT_US, fast_stored_i64.clone());
     b.add_i64_field(INDEXED_AT_US, fast_stored_i64);
+    // Last, so that the fields before keep their ids with or without a dictionary.
+    if let Some(words) = words {
+        b.add_text_field(MEMO_WORDS, text_field(&words.words));
+        b.add_text_field(MEMO_WORD_BIGRAMS, text_field(&words.bigrams));
+    }
     b.build()
 }
 
 impl Fields {
     /// Looks every field up by name. An error names what differs, for
-    /// [`crate::IndexError::SchemaMismatch`].
-    pub(crate) fn from_schema(schema: &Schema) -> Result<Fields, String> {
-        let expected = build_schema();
+    /// [`crate::IndexError::SchemaMismatch`]: an index built with a dictionary opens only
+    /// with the same one (`words`), one built without only without.
+    pub(crate) fn from_schema(
+        schema: &Schema,
+        words: Option<&WordTokenizers>,
+    ) -> Result<Fields, String> {
+        let has_words = schema.get_field(names::MEMO_WORDS).is_ok();
+        match (has_words, words) {
+            (true, None) => {
+                return Err("it was built with a Japanese dictionary, and the index is \
+                     configured without one: set its `dictionary` again, or rebuild the \
+                     index without"
+                    .into())
+            }
+            (false, Some(_)) => {
+                return Err(
+                    "it was built without a Japanese dictionary, and the index is \
+                     configured with one: rebuild it to use the dictionary"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        let expected = build_schema(words);
         // Compare field by field: an index created by another program or an older
         // version must not be written to with assumptions that do not hold.
         for (_, entry) in expected.fields() {
             match schema.get_field(entry.name()) {
                 Ok(field) if schema.get_field_entry(field) == entry => {}
+                Ok(_) if matches!(entry.name(), names::MEMO_WORDS | names::MEMO_WORD_BIGRAMS) => {
+                    return Err(
+                        "it was analyzed with other dictionary sources or an older version \
+                         of the word analysis"
+                            .into(),
+                    )
+                }
                 Ok(_) => return Err(format!("field `{}` has other options", entry.name())),
                 Err(_) => return Err(format!("field `{}` is missing", entry.name())),
             }
@@ -166,6 +226,13 @@ impl Fields {
             tags: f(TAGS)?,
             occurred_at: f(OCCURRED_AT)?,
             memo: f(MEMO)?,
+            memo_words: match words {
+                Some(_) => Some(WordFields {
+                    words: f(MEMO_WORDS)?,
+                    bigrams: f(MEMO_WORD_BIGRAMS)?,
+                }),
+                None => None,
+            },
             sort_hash: f(SORT_HASH)?,
             source: f(SOURCE)?,
             committed_at_us: f(COMMITTED_AT_US)?,
@@ -227,6 +294,10 @@ pub(crate) fn activity_doc(
     }
     doc.add_date(fields.occurred_at, to_tantivy_date(activity.occurred_at));
     doc.add_text(fields.memo, &activity.memo);
+    if let Some(words) = fields.memo_words {
+        doc.add_text(words.words, &activity.memo);
+        doc.add_text(words.bigrams, &activity.memo);
+    }
     doc.add_text(fields.source, serde_json::to_string(activity)?);
     Ok(doc)
 }
@@ -346,6 +417,23 @@ mod tests {
 
     #[test]
     fn a_fresh_schema_matches_itself() {
-        assert!(Fields::from_schema(&build_schema()).is_ok());
+        assert!(Fields::from_schema(&build_schema(None), None).is_ok());
+        let words = WordTokenizers {
+            words: "w".into(),
+            bigrams: "b".into(),
+        };
+        let with = build_schema(Some(&words));
+        assert!(Fields::from_schema(&with, Some(&words)).is_ok());
+        // A dictionary added or removed is a schema change, named as such.
+        let added = Fields::from_schema(&build_schema(None), Some(&words)).unwrap_err();
+        assert!(added.contains("without a Japanese dictionary"), "{added}");
+        let removed = Fields::from_schema(&with, None).unwrap_err();
+        assert!(removed.contains("with a Japanese dictionary"), "{removed}");
+        let other = WordTokenizers {
+            words: "w2".into(),
+            bigrams: "b2".into(),
+        };
+        let changed = Fields::from_schema(&with, Some(&other)).unwrap_err();
+        assert!(changed.contains("other dictionary sources"), "{changed}");
     }
 }

@@ -46,8 +46,15 @@ impl Tokenizer for JaBigramTokenizer {
     type TokenStream<'a> = JaBigramTokenStream;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> JaBigramTokenStream {
-        JaBigramTokenStream {
-            tokens: analyze(text),
+        JaBigramTokenStream::from_tokens(analyze(text))
+    }
+}
+
+impl JaBigramTokenStream {
+    /// A stream of tokens computed up front (the morphological tokenizers use it too).
+    pub(crate) fn from_tokens(tokens: Vec<Token>) -> Self {
+        Self {
+            tokens,
             next: 0,
             empty: Token::default(),
         }

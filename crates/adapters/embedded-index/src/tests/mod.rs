@@ -1,12 +1,14 @@
 //! Tests against a real tantivy index in a temporary directory (no mocks): the sink's
 //! version guard and group commit (`sink`), queries and aggregations (`queries`), records
-//! and per-deal activity facts (`records`), and a
+//! and per-deal activity facts (`records`), memo search with a Japanese dictionary
+//! (`words`, skipped without `TSUNAGU_TEST_IPADIC_DIR`), and a
 //! property test of the version guard against a model (`model`).
 
 mod model;
 mod queries;
 mod records;
 mod sink;
+mod words;
 
 use crate::{ActivityIndex, IndexOptions};
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -167,12 +167,39 @@ async fn axes_combine_with_and_and_values_with_or() {
 async fn memo_text_matches_phrases_words_and_normalized_forms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = loaded(dir.path()).await;
+    memo_text_matches(&index);
+}
+
+/// Issue 19: the same answers with a dictionary (whole words, okurigana variants and
+/// word boundaries are `tests::words`').
+#[tokio::test]
+async fn memo_text_matches_the_same_with_a_dictionary() {
+    let Some(dictionary) =
+        crate::morphology::test_dictionary("memo_text_matches_the_same_with_a_dictionary")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = ActivityIndex::open(
+        dir.path(),
+        IndexOptions {
+            dictionary: Some(dictionary),
+            ..options()
+        },
+    )
+    .expect("open index");
+    let records: Vec<_> = data().iter().map(|a| upsert(a, 1)).collect();
+    index.apply(&records).await.expect("apply");
+    memo_text_matches(&index);
+}
+
+fn memo_text_matches(index: &ActivityIndex) {
     let text = |t: &str| {
         let q = ActivityQuery {
             text: Some(t.into()),
             ..t1()
         };
-        let mut found = ids(&index, &q);
+        let mut found = ids(index, &q);
         found.sort();
         found
     };
