@@ -824,11 +824,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(!err.contains("secret"), "no password in errors: {err}");
-            let setting = bad.split('=').next().unwrap_or(bad);
-            assert!(
-                err.contains(&format!("`{setting}`")),
-                "names the setting: {err}"
-            );
+            assert!(err.contains("workers"), "{err}");
         }
     }
 
