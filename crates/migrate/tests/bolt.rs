@@ -141,7 +141,7 @@ fn id_ranges_over_workers_read_every_record_once_in_id_order() {
         let mut o = opts.clone();
         o.workers = workers;
         o.page_size = page;
-        if let Some(labels) = &labels {
+        if let Some(labels) = labels {
             o.start_labels = [(
                 "TAGGED".to_string(),
                 labels.iter().map(|l| l.to_string()).collect(),

@@ -901,10 +901,7 @@ mod tests {
         let mut runs = runs.into_inner().unwrap();
         runs.sort_unstable();
         assert_eq!(runs, units);
-        assert_eq!(
-            run_pool(&[] as &[u64], 4, |_| Ok(1u64)).unwrap(),
-            Vec::<u64>::new()
-        );
+        assert_eq!(run_pool(&[] as &[u64], 4, |_| Ok(1)).unwrap(), vec![]);
     }
 
     #[test]
