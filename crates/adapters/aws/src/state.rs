@@ -14,8 +14,10 @@
 //! **Ids** come from `UpdateItem ADD last_id 1` on the counter item, returning
 //! `UPDATED_NEW`: unique and increasing across processes, never reused (a push that fails
 //! after taking an id leaves a gap). Every write of a letter or a part is conditional on
-//! the item not existing, so a counter reset by hand fails pushes loudly instead of
-//! overwriting older letters.
+//! the item not existing, so a letter is never overwritten: the counter proposes ids and
+//! the conditional write decides. A push whose id is already held takes the next one, up
+//! to [`ID_ATTEMPTS`] ids, with a warning naming the counter; a counter set back further
+//! than that (reset by hand) fails pushes loudly, saying how to repair it.
 //!
 //! **Large letters.** A DynamoDB item holds at most 400 KB, and one record may carry a
 //! body of nearly that plus its old image. A letter whose record and error do not fit in
@@ -74,7 +76,23 @@ pub const PART_BYTES: usize = 350 * 1024;
 /// round trip per letter.
 const FILTERED_PAGE: usize = 100;
 
+/// Fresh ids one push tries before it reports the counter as set back.
+const ID_ATTEMPTS: u32 = 8;
+
 type Item = HashMap<String, AttributeValue>;
+
+/// Why a write under a fresh id did not happen.
+enum WriteFailure {
+    /// An item already exists under that id.
+    Taken,
+    Failed(StateError),
+}
+
+impl From<StateError> for WriteFailure {
+    fn from(error: StateError) -> Self {
+        WriteFailure::Failed(error)
+    }
+}
 
 /// What the part items of a large letter hold, as JSON.
 #[derive(Serialize)]
@@ -185,7 +203,7 @@ impl DynamoStateStore {
     }
 
     /// Writes an item that must not exist yet (a letter or a part under a fresh id).
-    async fn put_new(&self, item: Item, what: &str, id: u64) -> Result<(), StateError> {
+    async fn put_new(&self, item: Item, what: &str) -> Result<(), WriteFailure> {
         let result = self
             .client
             .put_item()
@@ -201,23 +219,20 @@ impl DynamoStateStore {
                 if error.as_service_error().and_then(|e| e.code())
                     == Some("ConditionalCheckFailedException") =>
             {
-                Err(StateError(format!(
-                    "dead-letter id {id} is already taken in DynamoDB table {:?}: the id counter (pk {COUNTER_PK:?}) was set back; set its {LAST_ID} above the highest letter id",
-                    self.table
-                )))
+                Err(WriteFailure::Taken)
             }
-            Err(error) => Err(self.api_error(&format!("PutItem ({what})"), &error)),
+            Err(error) => Err(self.api_error(&format!("PutItem ({what})"), &error).into()),
         }
     }
 
     /// Writes a large letter's parts; returns their count. On failure, deletes the parts
     /// it wrote.
-    async fn put_parts(&self, id: u64, payload: &[u8]) -> Result<usize, StateError> {
+    async fn put_parts(&self, id: u64, payload: &[u8]) -> Result<usize, WriteFailure> {
         let chunks: Vec<&[u8]> = payload.chunks(PART_BYTES).collect();
         for (index, chunk) in chunks.iter().enumerate() {
             let mut item = key(part_pk(id), part_sk(index));
             item.insert(CHUNK.into(), AttributeValue::B(Blob::new(chunk.to_vec())));
-            if let Err(error) = self.put_new(item, "dead-letter part", id).await {
+            if let Err(error) = self.put_new(item, "dead-letter part").await {
                 self.delete_parts_logged(id, index).await;
                 return Err(error);
             }
@@ -256,6 +271,40 @@ impl DynamoStateStore {
                 "could not delete the part items of dead letter {id}; they are never read and can be deleted by hand"
             );
         }
+    }
+
+    /// Writes `letter` (its record already encoded as `record`) under `id`: its parts
+    /// first when it is large, then its item. On failure, deletes the parts it wrote.
+    async fn write_letter(
+        &self,
+        id: u64,
+        letter: &DeadLetter,
+        record: &str,
+    ) -> Result<(), WriteFailure> {
+        let mut item = key(LETTERS, letter_sk(id));
+        item.insert(ID.into(), n(id));
+        item.insert(CONSUMER.into(), AttributeValue::S(letter.consumer.clone()));
+        item.insert(ATTEMPTS.into(), n(letter.attempts));
+        item.insert(FAILED_AT.into(), n(letter.failed_at_us));
+        let parts = if record.len() + letter.error.len() <= INLINE_MAX_BYTES {
+            item.insert(RECORD.into(), AttributeValue::S(record.to_owned()));
+            item.insert(ERROR.into(), AttributeValue::S(letter.error.clone()));
+            0
+        } else {
+            let payload = serde_json::to_vec(&SpilledRef {
+                record: &letter.record,
+                error: &letter.error,
+            })
+            .map_err(|e| StateError(format!("cannot encode the dead letter: {e}")))?;
+            let parts = self.put_parts(id, &payload).await?;
+            item.insert(PARTS.into(), n(parts));
+            parts
+        };
+        if let Err(failure) = self.put_new(item, "dead letter").await {
+            self.delete_parts_logged(id, parts).await;
+            return Err(failure);
+        }
+        Ok(())
     }
 
     /// Every item of one partition, strongly consistent, in sort-key order.
@@ -388,32 +437,26 @@ impl DeadLetterQueue for DynamoStateStore {
     async fn push(&self, letter: DeadLetter) -> Result<u64, StateError> {
         let record = serde_json::to_string(&letter.record)
             .map_err(|e| StateError(format!("cannot encode the dead letter's record: {e}")))?;
-        let id = self.next_id().await?;
-        let mut item = key(LETTERS, letter_sk(id));
-        item.insert(ID.into(), n(id));
-        item.insert(CONSUMER.into(), AttributeValue::S(letter.consumer.clone()));
-        item.insert(ATTEMPTS.into(), n(letter.attempts));
-        item.insert(FAILED_AT.into(), n(letter.failed_at_us));
-        let parts = if record.len() + letter.error.len() <= INLINE_MAX_BYTES {
-            item.insert(RECORD.into(), AttributeValue::S(record));
-            item.insert(ERROR.into(), AttributeValue::S(letter.error));
-            0
-        } else {
-            drop(record);
-            let payload = serde_json::to_vec(&SpilledRef {
-                record: &letter.record,
-                error: &letter.error,
-            })
-            .map_err(|e| StateError(format!("cannot encode the dead letter: {e}")))?;
-            let parts = self.put_parts(id, &payload).await?;
-            item.insert(PARTS.into(), n(parts));
-            parts
-        };
-        if let Err(error) = self.put_new(item, "dead letter", id).await {
-            self.delete_parts_logged(id, parts).await;
-            return Err(error);
+        let mut taken = Vec::new();
+        while taken.len() < ID_ATTEMPTS as usize {
+            let id = self.next_id().await?;
+            match self.write_letter(id, &letter, &record).await {
+                Ok(()) => return Ok(id),
+                Err(WriteFailure::Failed(error)) => return Err(error),
+                Err(WriteFailure::Taken) => {
+                    tracing::warn!(
+                        table = %self.table,
+                        id,
+                        "dead-letter id {id} is already held; taking the next one (is the id counter pk {COUNTER_PK:?} behind the letters?)"
+                    );
+                    taken.push(id);
+                }
+            }
         }
-        Ok(id)
+        Err(StateError(format!(
+            "dead-letter ids {taken:?} are already taken in DynamoDB table {:?}: the id counter (pk {COUNTER_PK:?}) was set back; set its {LAST_ID} above the highest letter id",
+            self.table
+        )))
     }
 
     async fn list(

@@ -268,7 +268,9 @@ async fn dynamo_state_honours_the_backfill_progress_contract() {
 }
 
 /// Two stores with their own clients on one table, as two worker processes: the counter
-/// item keeps ids unique across them.
+/// item and the conditional writes keep ids unique across them. (moto's `UpdateItem ADD`
+/// is not atomic under concurrent requests, so here a push can be handed an id another
+/// just wrote; it must take the next one, as it would after a counter set back by hand.)
 #[tokio::test]
 async fn dead_letter_ids_are_unique_across_processes() {
     let Some(aws) = moto() else { return };
@@ -312,6 +314,66 @@ async fn dead_letter_ids_are_unique_across_processes() {
     let mut sorted = all;
     sorted.sort_unstable();
     assert_eq!(listed, sorted);
+}
+
+/// A counter set back by hand: a few ids behind, pushes skip the held ids and overwrite
+/// nothing; far behind, a push fails and says how to repair the counter.
+#[tokio::test]
+async fn a_counter_set_back_never_overwrites_a_letter() {
+    let Some(aws) = moto() else { return };
+    let table = unique("dlq-set-back");
+    let store = state_store(&aws, &table).await;
+    let client = aws_sdk_dynamodb::Client::new(&tsunagu_aws::sdk_config(&aws).await.expect("sdk"));
+    let set_counter = |last_id: u64| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            client
+                .put_item()
+                .table_name(&table)
+                .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("dlq-counter".into()))
+                .item("sk", aws_sdk_dynamodb::types::AttributeValue::S("last".into()))
+                .item("last_id", aws_sdk_dynamodb::types::AttributeValue::N(last_id.to_string()))
+                .send()
+                .await
+                .expect("set the counter by hand");
+        }
+    };
+    for n in 0..3 {
+        let letter = tsunagu_conformance::dlq::letter("search", n, "before");
+        assert_eq!(store.push(letter).await.expect("push"), u64::from(n) + 1);
+    }
+    set_counter(0).await;
+    let after = store
+        .push(tsunagu_conformance::dlq::letter("search", 7, "after"))
+        .await
+        .expect("a push skips the three held ids");
+    assert_eq!(after, 4);
+    let memos: Vec<(u64, u32)> = store
+        .list(Some("search"), 0, 10)
+        .await
+        .expect("list")
+        .iter()
+        .map(|l| (l.id, l.record.version.0 as u32 - 10))
+        .collect();
+    assert_eq!(memos, vec![(1, 0), (2, 1), (3, 2), (4, 7)], "no letter was overwritten");
+
+    for n in 10..30 {
+        store
+            .push(tsunagu_conformance::dlq::letter("search", n, "more"))
+            .await
+            .expect("push");
+    }
+    set_counter(0).await;
+    let error = store
+        .push(tsunagu_conformance::dlq::letter("search", 99, "refused"))
+        .await
+        .expect_err("a counter 24 behind is refused")
+        .to_string();
+    assert!(
+        error.contains("dlq-counter") && error.contains("last_id"),
+        "the error names the counter to repair: {error}"
+    );
+    assert_eq!(store.count("search").await.expect("count"), 24);
 }
 
 /// A letter too large for one item is kept in part items, and `remove` leaves none
