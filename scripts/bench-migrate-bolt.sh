@@ -10,7 +10,9 @@
 # both loaded the same rows with the same checksums. Both servers run in a network
 # namespace of their own (FalkorDB's Bolt listener binds every interface), each with its
 # own files under .tmp/bench-bolt-ROWS. TSUNAGU_BIN overrides the binary (default: the
-# release build in $CARGO_TARGET_DIR, built if missing).
+# release build in $CARGO_TARGET_DIR, built if missing); TSUNAGU_BOLT_SETTINGS is added to
+# the Bolt URL as its query (e.g. `workers=2&page_size=20000`; default: none, the
+# source's defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:?usage: $0 ROWS}
@@ -50,6 +52,6 @@ unshare -n bash -c '
     echo "$name: $(echo "$t1 - $t0" | bc) s wall (whole command)"
   }
   run apoc "$W/fixture"
-  run bolt "bolt://127.0.0.1:7687"
+  run bolt "bolt://127.0.0.1:7687${5:+?$5}"
   "$VENV/bin/python" scripts/bench/compare_reports.py "$W" apoc bolt
-' bash "$BIN" "$FK" "$W" "$VENV"
+' bash "$BIN" "$FK" "$W" "$VENV" "${TSUNAGU_BOLT_SETTINGS:-}"

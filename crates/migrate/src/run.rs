@@ -150,7 +150,10 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
         model.settings.max_reject_share = m;
     }
     let plan = plan::plan(&model)?;
-    let (bolt, source) = graph_source(&model, opts.source.as_deref())?;
+    let (mut bolt, source) = graph_source(&model, opts.source.as_deref())?;
+    if let Some(b) = &mut bolt {
+        b.start_labels = crate::source::start_labels(&model);
+    }
     let connections = external::resolve(&model)?;
     let sources: BTreeMap<String, String> = connections
         .iter()

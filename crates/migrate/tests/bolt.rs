@@ -1,7 +1,9 @@
 //! The Bolt source against a real Bolt 5 server (FalkorDB, started in a network namespace
-//! by `scripts/test-peers/falkordb.sh`): keyset paging over several id classes reads
-//! every record exactly once, in the APOC format the rest of a run reads; cypher queries
-//! are paged by keyset or streamed. Without
+//! by `scripts/test-peers/falkordb.sh`): id ranges read by several workers read every
+//! record exactly once, in id order, in the APOC format the rest of a run reads, with
+//! relationships read from their start labels' ranges or from all nodes' alike, and a
+//! resumed read reads only the ranges it misses; cypher queries are paged by keyset or
+//! streamed. Without
 //! `TSUNAGU_TEST_BOLT_URL` the test says so and passes without running.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,22 +26,24 @@ fn graph() -> Option<(BoltOptions, MutexGuard<'static, ()>)> {
 }
 
 #[test]
-fn keyset_paging_over_id_classes_reads_every_record_once() {
+fn id_ranges_over_workers_read_every_record_once_in_id_order() {
     let Some((mut opts, _graph)) = graph() else {
         return;
     };
     // The test writes its graph; the source under test only reads.
     let driver = opts.driver();
-    for q in [
-        "MATCH (n) DETACH DELETE n",
-        "UNWIND range(1, 250) AS i CREATE (:Company {name: '株式会社' + toString(i), employees: i})",
-        "UNWIND range(1, 250) AS i CREATE (:Tag {name: 'tag' + toString(i), n: i})",
-        "MATCH (c:Company), (t:Tag) WHERE t.n = c.employees CREATE (c)-[:TAGGED {weight: c.employees}]->(t)",
-    ] {
-        driver.execute_query(q).run().unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
+    write(
+        &driver,
+        &[
+            "MATCH (n) DETACH DELETE n",
+            "UNWIND range(1, 250) AS i CREATE (:Company {name: '株式会社' + toString(i), employees: i})",
+            "UNWIND range(1, 250) AS i CREATE (:Tag {name: 'tag' + toString(i), n: i})",
+            "MATCH (c:Company), (t:Tag) WHERE t.n = c.employees CREATE (c)-[:TAGGED {weight: c.employees}]->(t)",
+        ],
+    );
+    // 250 companies in ranges of about 7 ids, read by 3 workers.
     opts.page_size = 7;
-    opts.partitions = 3;
+    opts.workers = 3;
     let dir = tempfile::tempdir().unwrap();
     let keys = [
         PartitionKey::Label("Company".into()),
@@ -48,6 +52,13 @@ fn keyset_paging_over_id_classes_reads_every_record_once() {
     let parts = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden()).unwrap();
     assert_eq!(parts.records["label:Company"], 250);
     assert_eq!(parts.records["rel:TAGGED"], 250);
+    // Only the partition files are left.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["p000.jsonl", "p001.jsonl"]);
 
     let read = |key: &str| -> Vec<String> {
         std::fs::read_to_string(&parts.files[key][0])
@@ -58,8 +69,12 @@ fn keyset_paging_over_id_classes_reads_every_record_once() {
     };
     let company_lines = read("label:Company");
     let companies = parse(&company_lines);
-    let ids: BTreeSet<&str> = companies.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids.len(), 250, "no record twice");
+    let ids: Vec<i64> = companies.iter().map(|c| c.id.parse().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "id order, no record twice"
+    );
+    assert_eq!(ids.len(), 250);
     let employees: BTreeMap<String, i64> = companies
         .iter()
         .map(|c| {
@@ -100,6 +115,148 @@ fn keyset_paging_over_id_classes_reads_every_record_once() {
             "the start node is the company"
         );
     }
+    let order: Vec<(i64, i64)> = tagged
+        .iter()
+        .map(|r| {
+            (
+                r.start.as_ref().unwrap().id.parse().unwrap(),
+                r.id.parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "start node id, then id"
+    );
+
+    // The same type read from its start label's ranges, from two start labels (a node
+    // with both is read once), with one worker, and with other range widths: the
+    // same file.
+    for (labels, workers, page) in [
+        (Some(vec!["Company"]), 1, 1000),
+        (Some(vec!["Company", "Tag"]), 2, 3),
+        (Some(vec!["Tag", "Company"]), 4, 64),
+        (None, 2, 50),
+    ] {
+        let mut o = opts.clone();
+        o.workers = workers;
+        o.page_size = page;
+        if let Some(labels) = &labels {
+            o.start_labels = [(
+                "TAGGED".to_string(),
+                labels.iter().map(|l| l.to_string()).collect(),
+            )]
+            .into();
+        }
+        let d = tempfile::tempdir().unwrap();
+        let again = fetch(&o, &keys, d.path(), &indicatif::ProgressBar::hidden()).unwrap();
+        for key in ["label:Company", "rel:TAGGED"] {
+            assert_eq!(
+                std::fs::read(&again.files[key][0]).unwrap(),
+                std::fs::read(&parts.files[key][0]).unwrap(),
+                "{key} with start labels {labels:?}, {workers} workers, ranges of {page}"
+            );
+        }
+    }
+}
+
+/// A read interrupted after it cut its ranges and read some of them is resumed: the
+/// ranges already read are kept as they are (the test marks one), the others are read,
+/// and the partition is the same as an uninterrupted read's.
+#[test]
+fn a_resumed_read_reads_only_the_missing_ranges() {
+    let Some((mut opts, _graph)) = graph() else {
+        return;
+    };
+    let driver = opts.driver();
+    write(
+        &driver,
+        &[
+            "MATCH (n) DETACH DELETE n",
+            "UNWIND range(1, 100) AS i CREATE (:Company {n: i})",
+            "CREATE (:Company:Tag {n: 0})",
+            "MATCH (c:Company) WHERE c.n % 2 = 0 CREATE (c)-[:TAGGED {n: c.n}]->(c)",
+        ],
+    );
+    opts.page_size = 10;
+    opts.workers = 2;
+    opts.start_labels = [(
+        "TAGGED".to_string(),
+        vec!["Company".to_string(), "Tag".to_string()],
+    )]
+    .into();
+    let keys = [
+        PartitionKey::Label("Company".into()),
+        PartitionKey::RelType("TAGGED".into()),
+    ];
+    let whole = tempfile::tempdir().unwrap();
+    let expected = fetch(
+        &opts,
+        &keys,
+        whole.path(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
+    assert_eq!(expected.records["label:Company"], 101);
+    assert_eq!(
+        expected.records["rel:TAGGED"], 51,
+        "the node with both start labels is read once"
+    );
+    let expected_lines: Vec<String> = std::fs::read_to_string(&expected.files["label:Company"][0])
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+
+    // The interrupted run: its plan for the label, the first range read, the second
+    // range read too (marked, so a re-read would show), the rest not yet.
+    let ids: Vec<i64> = parse(&expected_lines)
+        .iter()
+        .map(|r| r.id.parse().unwrap())
+        .collect();
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
+    let ranges = tsunagu_migrate::source::bolt::cut_ranges(first, last, 101, 10);
+    assert!(ranges.len() >= 5, "{ranges:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p000.ranges.json"),
+        serde_json::to_vec(&ranges).unwrap(),
+    )
+    .unwrap();
+    let in_range = |k: usize| -> Vec<&String> {
+        expected_lines
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| (ranges[k].first..=ranges[k].last).contains(*id))
+            .map(|(l, _)| l)
+            .collect()
+    };
+    let range0: String = in_range(0).iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("p000.r000000.jsonl"), &range0).unwrap();
+    let mut range1: Vec<String> = in_range(1).iter().map(|l| l.to_string()).collect();
+    range1[0] = range1[0].replace("\"n\":", "\"marked\":true,\"n\":");
+    std::fs::write(
+        dir.path().join("p000.r000001.jsonl"),
+        range1.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    // A range file being written when the run stopped does not count.
+    std::fs::write(dir.path().join("p000.r000002.jsonl.tmp"), "partial").unwrap();
+
+    let resumed = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden()).unwrap();
+    assert_eq!(resumed.records, expected.records);
+    let got = std::fs::read_to_string(&resumed.files["label:Company"][0]).unwrap();
+    let want = expected_lines.join("\n") + "\n";
+    assert_ne!(got, want, "the range read before was not read again");
+    assert_eq!(
+        got.replace("\"marked\":true,", ""),
+        want,
+        "the other ranges were read"
+    );
+    assert_eq!(
+        std::fs::read(&resumed.files["rel:TAGGED"][0]).unwrap(),
+        std::fs::read(&expected.files["rel:TAGGED"][0]).unwrap()
+    );
 }
 
 fn cypher(query: &str) -> PartitionKey {
@@ -121,13 +278,14 @@ fn cypher_queries_page_by_keyset_or_stream() {
         return;
     };
     let driver = opts.driver();
-    for q in [
-        "MATCH (n) DETACH DELETE n",
-        "UNWIND range(1, 4) AS i CREATE (:Region {name: '地域' + toString(i), n: i})",
-        "UNWIND range(1, 40) AS i MATCH (r:Region) WHERE r.n = i % 4 + 1 CREATE (:Company {name: '株式会社' + toString(i), n: i})-[:LOCATED_IN]->(r)",
-    ] {
-        driver.execute_query(q).run().unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
+    write(
+        &driver,
+        &[
+            "MATCH (n) DETACH DELETE n",
+            "UNWIND range(1, 4) AS i CREATE (:Region {name: '地域' + toString(i), n: i})",
+            "UNWIND range(1, 40) AS i MATCH (r:Region) WHERE r.n = i % 4 + 1 CREATE (:Company {name: '株式会社' + toString(i), n: i})-[:LOCATED_IN]->(r)",
+        ],
+    );
     opts.page_size = 7;
     let paged = "MATCH (c:Company)-[:LOCATED_IN]->(r:Region) WHERE id(c) > $after RETURN id(c) AS id, c.name AS name, r.name AS region, c.n AS n ORDER BY id LIMIT $limit";
     let streamed =
@@ -188,6 +346,16 @@ fn a_cypher_query_without_an_id_column_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("returns no `id` column"), "{err}");
+}
+
+/// Runs the test's writes (the source under test only reads).
+fn write(driver: &neo4j::driver::Driver, queries: &[&str]) {
+    for q in queries {
+        driver
+            .execute_query(*q)
+            .run()
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
 }
 
 /// The records of a partition's lines (they borrow from the lines).

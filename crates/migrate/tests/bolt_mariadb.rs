@@ -223,7 +223,8 @@ fn unique(text: &str, run: &str) -> String {
 }
 
 /// Writes the graph into the server; returns the same graph as APOC JSON lines, with the
-/// ids the server gave, in the order the Bolt source reads (id class, then id). Every
+/// ids the server gave, in the order the Bolt source reads (nodes by id, relationships
+/// by start node id, then id). Every
 /// element carries a `key` property (its name in this test), which the spec ignores.
 fn write_graph(opts: &BoltOptions, run: &str) -> (Vec<String>, neo4j::driver::Driver) {
     let driver = opts.driver();
@@ -247,7 +248,8 @@ fn write_graph(opts: &BoltOptions, run: &str) -> (Vec<String>, neo4j::driver::Dr
             &format!("CREATE (:{label} {{{}}})", fields.join(", ")),
         );
     }
-    let mut lines: Vec<(i64, i64, String)> = Vec::new();
+    // (nodes 0, relationships 1; start node id or 0; id; line)
+    let mut lines: Vec<(i64, i64, i64, String)> = Vec::new();
     for (label, name, props) in &nodes {
         if !node_ids.contains_key(*name) {
             let found = ids(
@@ -260,6 +262,7 @@ fn write_graph(opts: &BoltOptions, run: &str) -> (Vec<String>, neo4j::driver::Dr
         }
         let id = node_ids[*name].0;
         lines.push((
+            0,
             0,
             id,
             json!({"type": "node", "id": id.to_string(), "labels": [label], "properties": props})
@@ -279,7 +282,7 @@ fn write_graph(opts: &BoltOptions, run: &str) -> (Vec<String>, neo4j::driver::Dr
         let ((s, sl), (e, el)) = (&node_ids[deal], &node_ids[tag]);
         let key = format!("{deal}-{tag}");
         let id = rel_ids[&key];
-        lines.push((1, id, json!({"type": "relationship", "id": id.to_string(), "label": rel_type,
+        lines.push((1, *s, id, json!({"type": "relationship", "id": id.to_string(), "label": rel_type,
             "properties": {"key": key, "weight": weight},
             "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
         .to_string()));
@@ -297,14 +300,13 @@ fn write_graph(opts: &BoltOptions, run: &str) -> (Vec<String>, neo4j::driver::Dr
         let ((s, sl), (e, el)) = (&node_ids[note], &node_ids[other]);
         let key = format!("{note}-{other}");
         let id = on_ids[&key];
-        lines.push((1, id, json!({"type": "relationship", "id": id.to_string(), "label": on_type,
+        lines.push((1, *s, id, json!({"type": "relationship", "id": id.to_string(), "label": on_type,
             "properties": {"key": key},
             "start": {"id": s.to_string(), "labels": [sl]}, "end": {"id": e.to_string(), "labels": [el]}})
         .to_string()));
     }
-    let parts = i64::from(opts.partitions);
-    lines.sort_by_key(|&(kind, id, _)| (kind, id % parts, id));
-    (lines.into_iter().map(|(_, _, l)| l).collect(), driver)
+    lines.sort_by_key(|&(kind, start, id, _)| (kind, start, id));
+    (lines.into_iter().map(|(_, _, _, l)| l).collect(), driver)
 }
 
 /// Options of a run of the test's spec.
@@ -354,7 +356,9 @@ async fn a_live_graph_migrates_like_its_apoc_export() {
     std::fs::create_dir_all(&export).unwrap();
     std::fs::write(export.join("export.json"), lines.join("\n")).unwrap();
 
-    let bolt_opts = e2e_options(dir.path(), &run_id, &bolt, &from_bolt, "bolt");
+    // Ranges of 2 ids read by 3 workers: many ranges for a small graph.
+    let bolt_url = format!("{bolt}?workers=3&page_size=2");
+    let bolt_opts = e2e_options(dir.path(), &run_id, &bolt_url, &from_bolt, "bolt");
     let bolt_report = run(&bolt_opts).await.unwrap();
     let apoc_opts = e2e_options(
         dir.path(),

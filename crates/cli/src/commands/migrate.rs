@@ -96,8 +96,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub spec: PathBuf,
     /// The graph: a directory of APOC JSON-lines export files (*.json, *.jsonl), or a live
-    /// graph at bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE] (read with keyset paging;
-    /// needed for cypher tables). Only needed when a table reads the graph: DynamoDB,
+    /// graph at bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE][?workers=N&page_size=N] (read
+    /// in id ranges by N workers; needed for cypher tables). Only needed when a table reads the graph: DynamoDB,
     /// OpenSearch and embedded-store tables read the spec's [sources.NAME] connections.
     #[arg(long)]
     pub source: Option<PathBuf>,

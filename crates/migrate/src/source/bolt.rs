@@ -1,13 +1,18 @@
 //! Neo4j over Bolt (the `neo4j` driver, Bolt 4.4 and 5.x, routing off), for sources given
-//! as `bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE]`.
+//! as `bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE][?workers=N&page_size=N]`.
 //!
-//! Each node label and relationship type the spec uses is read with keyset paging on the
-//! internal id (`WHERE id(n) > $after ... ORDER BY id(n) LIMIT $page`, never `SKIP`, so
-//! every page costs the same however deep it is), split into `partitions` disjoint id
-//! classes (`id(n) % $parts = $part`) read in parallel. Records are written in the APOC
-//! JSON-lines format to the same partition files an APOC export is split into, so the
-//! rest of the run does not depend on the source kind; each class goes to its own file
-//! and the files are joined in class order, which keeps the order deterministic.
+//! Each node label and relationship type the spec uses is cut into ranges of internal
+//! ids ([`cut_ranges`]: from the label's smallest and largest id and its count, about
+//! `page_size` records a range) and read one range per query, `WHERE id(n) >= $first
+//! AND id(n) <= $last`, which a server answers from the label's id index without reading
+//! the rest of it (FalkorDB: `Node By Label and ID Scan`, no sort). Relationships have
+//! no id index: a type is read from its start nodes' ranges (`MATCH (n:Start)-[r:T]->(b)
+//! WHERE id(n) ...`), with the start labels the spec gives (`start_label`, or the
+//! node table a `from_relationship` column starts from), else from ranges of all nodes.
+//! All ranges of all keys go to one pool of `workers` threads. Records are written in
+//! the APOC JSON-lines format to the same partition files an APOC export is split into,
+//! so the rest of the run does not depend on the source kind; a partition is in id
+//! order (relationships: start node id, then id), whatever the ranges and workers.
 //!
 //! A `cypher` table's query is run as written: its `id` column becomes the record id and
 //! the other columns its properties; with `$after` and `$limit` it is paged by keyset
@@ -25,10 +30,16 @@ use neo4j::driver::{ConnectionConfig, Driver, DriverConfig, RoutingControl};
 use neo4j::session::SessionConfig;
 use neo4j::{ValueReceive, ValueSend};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Read workers when the URL does not say: the server does most of the work, and a
+/// 2–4 core client keeps 4 queries in flight without waiting on itself.
+pub const DEFAULT_WORKERS: u32 = 4;
+/// Records per id range (and per page of a paged Cypher query) when the URL does not say.
+pub const DEFAULT_PAGE_SIZE: i64 = 10_000;
 
 /// Where and how to read.
 #[derive(Debug, Clone)]
@@ -38,14 +49,19 @@ pub struct BoltOptions {
     pub user: Option<String>,
     pub password: Option<String>,
     pub database: Option<String>,
-    /// Records per page.
+    /// Records per id range if the ids are spread evenly, and per page of a paged
+    /// Cypher query (`page_size` in the URL).
     pub page_size: i64,
-    /// Id classes read in parallel per label / type.
-    pub partitions: u32,
+    /// Ranges and queries read at the same time (`workers` in the URL).
+    pub workers: u32,
+    /// Relationship type → the labels its start nodes carry in every use the spec makes
+    /// of it ([`super::start_labels`]); a type not listed is read from all nodes' ranges.
+    pub start_labels: BTreeMap<String, Vec<String>>,
 }
 
 impl BoltOptions {
-    /// Parses `bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE]` (also `neo4j://`).
+    /// Parses `bolt://[USER:PASSWORD@]HOST:PORT[/DATABASE][?workers=N&page_size=N]` (also
+    /// `neo4j://`).
     pub fn parse(source: &str) -> Result<BoltOptions> {
         let url = url::Url::parse(source).map_err(|e| {
             Error::Other(format!(
@@ -62,14 +78,38 @@ impl BoltOptions {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Error::Other(format!("source `{source}` names no host")))?;
         let database = url.path().trim_start_matches('/');
+        let (mut workers, mut page_size) = (DEFAULT_WORKERS, DEFAULT_PAGE_SIZE);
+        for (name, value) in url.query_pairs() {
+            let number = |max: i64| {
+                value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        Error::Other(format!(
+                            "bolt source: `{name}` must be a whole number from 1 to {max}, not `{value}`"
+                        ))
+                    })
+            };
+            match name.as_ref() {
+                "workers" => workers = number(64)? as u32,
+                "page_size" => page_size = number(1_000_000)?,
+                _ => {
+                    return Err(Error::Other(format!(
+                        "bolt source: unknown setting `{name}` in the url; it takes `workers` and `page_size`"
+                    )))
+                }
+            }
+        }
         Ok(BoltOptions {
             host: host.to_string(),
             port: url.port().unwrap_or(7687),
             user: (!url.username().is_empty()).then(|| url.username().to_string()),
             password: url.password().map(|p| p.to_string()),
             database: (!database.is_empty()).then(|| database.to_string()),
-            page_size: 10_000,
-            partitions: 2,
+            page_size,
+            workers,
+            start_labels: BTreeMap::new(),
         })
     }
 
@@ -118,109 +158,252 @@ fn bolt_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("bolt source, {what}: {e}"))
 }
 
-/// Reads one id class of one label / type into `out`; returns the records written.
-fn read_class(
+/// An inclusive range of internal ids: the unit of work of a label or relationship type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdRange {
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Cuts `first..=last`, which holds `count` ids, into consecutive ranges that hold about
+/// `per_range` ids each if the ids are spread evenly: `max(per_range, span × per_range /
+/// count)` ids wide, so there are at most `ceil(count / per_range)` ranges however sparse
+/// the ids are, and a range never holds more ids than it is wide. Nothing when `count`
+/// is 0 or `last < first`.
+pub fn cut_ranges(first: i64, last: i64, count: u64, per_range: u64) -> Vec<IdRange> {
+    if last < first || count == 0 {
+        return Vec::new();
+    }
+    let (first, last) = (i128::from(first), i128::from(last));
+    // At most 2^64 ids: the products below fit in 128 bits.
+    let span = (last - first + 1) as u128;
+    let per = u128::from(per_range.max(1));
+    let width = (span * per).div_ceil(u128::from(count)).max(per).min(span) as i128;
+    let mut ranges = Vec::with_capacity(span.div_ceil(width as u128).min(1 << 16) as usize);
+    let mut lo = first;
+    while lo <= last {
+        let hi = (lo + width - 1).min(last);
+        // Both ends lie within the i64 bounds given.
+        ranges.push(IdRange {
+            first: lo as i64,
+            last: hi as i64,
+        });
+        lo = hi + 1;
+    }
+    ranges
+}
+
+/// How one label or relationship type is read, one id range at a time.
+#[derive(Debug, Clone)]
+enum GraphRead {
+    /// `MATCH (n:L) WHERE id(n) in the range`.
+    Label(String),
+    /// A relationship type from its start nodes' ranges: per start label (a node with
+    /// several of them is read under the first only), or from any node when the spec
+    /// does not tell every start label (`None`).
+    Rel {
+        rel_type: String,
+        start_labels: Option<Vec<String>>,
+    },
+}
+
+impl GraphRead {
+    /// The queries of one range (`$first`, `$last`), in order.
+    fn queries(&self) -> Vec<String> {
+        const RANGE: &str = "id(n) >= $first AND id(n) <= $last";
+        const REL: &str =
+            "RETURN id(r) AS id, r, id(n) AS sid, labels(n) AS sl, id(b) AS eid, labels(b) AS el";
+        match self {
+            GraphRead::Label(l) => vec![format!(
+                "MATCH (n:{}) WHERE {RANGE} RETURN id(n) AS id, n",
+                quote(l)
+            )],
+            GraphRead::Rel {
+                rel_type,
+                start_labels: None,
+            } => vec![format!(
+                "MATCH (n)-[r:{}]->(b) WHERE {RANGE} {REL}",
+                quote(rel_type)
+            )],
+            GraphRead::Rel {
+                rel_type,
+                start_labels: Some(labels),
+            } => labels
+                .iter()
+                .enumerate()
+                .map(|(k, l)| {
+                    let earlier: String = labels[..k]
+                        .iter()
+                        .map(|e| format!(" AND NOT n:{}", quote(e)))
+                        .collect();
+                    format!(
+                        "MATCH (n:{})-[r:{}]->(b) WHERE {RANGE}{earlier} {REL}",
+                        quote(l),
+                        quote(rel_type)
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The queries giving the id bounds and count of the nodes the ranges are cut over.
+    fn bounds_queries(&self) -> Vec<String> {
+        const BOUNDS: &str = "RETURN min(id(n)) AS lo, max(id(n)) AS hi, count(n) AS c";
+        let labels = match self {
+            GraphRead::Label(l) => vec![l.clone()],
+            GraphRead::Rel {
+                start_labels: Some(labels),
+                ..
+            } => labels.clone(),
+            GraphRead::Rel {
+                start_labels: None, ..
+            } => return vec![format!("MATCH (n) {BOUNDS}")],
+        };
+        labels
+            .iter()
+            .map(|l| format!("MATCH (n:{}) {BOUNDS}", quote(l)))
+            .collect()
+    }
+}
+
+/// Runs a read query with parameters; returns its records (fetched whole: a range's
+/// records are bounded by its width).
+fn read_query(
     driver: &Driver,
     opts: &BoltOptions,
-    key: &PartitionKey,
-    part: u32,
+    query: &str,
+    params: &HashMap<String, ValueSend>,
+    what: &str,
+) -> Result<Vec<neo4j::driver::Record>> {
+    let mut q = driver
+        .execute_query(query)
+        .with_parameters(params)
+        .with_routing_control(RoutingControl::Read);
+    if let Some(db) = &opts.database {
+        q = q.with_database(Arc::new(db.clone()));
+    }
+    Ok(q.run().map_err(|e| bolt_error(what, e))?.records)
+}
+
+/// The id ranges `read` is cut into: from the bounds and count of its (start) nodes.
+fn plan_ranges(driver: &Driver, opts: &BoltOptions, read: &GraphRead) -> Result<Vec<IdRange>> {
+    let (mut first, mut last, mut count) = (i64::MAX, i64::MIN, 0u64);
+    for query in read.bounds_queries() {
+        for mut rec in read_query(driver, opts, &query, &HashMap::new(), "reading id bounds")? {
+            // An empty label has null bounds and a count of 0.
+            if let (
+                Some(ValueReceive::Integer(lo)),
+                Some(ValueReceive::Integer(hi)),
+                Some(ValueReceive::Integer(c)),
+            ) = (
+                rec.take_value("lo"),
+                rec.take_value("hi"),
+                rec.take_value("c"),
+            ) {
+                first = first.min(lo);
+                last = last.max(hi);
+                count += u64::try_from(c).unwrap_or(0);
+            }
+        }
+    }
+    Ok(cut_ranges(
+        first,
+        last,
+        count,
+        u64::try_from(opts.page_size).unwrap_or(1),
+    ))
+}
+
+/// One relationship record as an APOC line.
+fn relationship_line(
+    rel_type: &str,
+    id: i64,
+    rec: &mut neo4j::driver::Record,
+) -> Result<(i64, Value)> {
+    let properties = match rec.take_value("r") {
+        Some(ValueReceive::Relationship(r)) => props(r.properties),
+        other => return Err(bolt_error("expected a relationship", format!("{other:?}"))),
+    };
+    let labels = |v: Option<ValueReceive>| match v {
+        Some(ValueReceive::List(l)) => l
+            .into_iter()
+            .filter_map(|x| match x {
+                ValueReceive::String(s) => Some(s),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    let int = |v: Option<ValueReceive>| match v {
+        Some(ValueReceive::Integer(i)) => Ok(i),
+        other => Err(bolt_error("unexpected endpoint id", format!("{other:?}"))),
+    };
+    let (sid, sl, eid, el) = (
+        int(rec.take_value("sid"))?,
+        labels(rec.take_value("sl")),
+        int(rec.take_value("eid"))?,
+        labels(rec.take_value("el")),
+    );
+    Ok((
+        sid,
+        json!({"type": "relationship", "id": id.to_string(), "label": rel_type, "properties": properties,
+            "start": {"id": sid.to_string(), "labels": sl}, "end": {"id": eid.to_string(), "labels": el}}),
+    ))
+}
+
+/// Reads one id range of `read` into `out`, sorted (nodes by id, relationships by start
+/// node id then id, so the order depends on the graph only, not on how it was cut);
+/// returns the records written. The file is written under a temporary name, synced and
+/// then renamed: a file of that name is a whole range.
+fn read_range(
+    driver: &Driver,
+    opts: &BoltOptions,
+    read: &GraphRead,
+    range: IdRange,
     out: &Path,
 ) -> Result<u64> {
-    let query = match key {
-        PartitionKey::Label(l) => format!(
-            "MATCH (n:{}) WHERE id(n) > $after AND id(n) % $parts = $part RETURN id(n) AS id, n ORDER BY id(n) LIMIT $page",
-            quote(l)
-        ),
-        PartitionKey::RelType(t) => format!(
-            "MATCH (a)-[r:{}]->(b) WHERE id(r) > $after AND id(r) % $parts = $part RETURN id(r) AS id, r, id(a) AS sid, labels(a) AS sl, id(b) AS eid, labels(b) AS el ORDER BY id(r) LIMIT $page",
-            quote(t)
-        ),
-        other => {
-            return Err(Error::Other(format!(
-                "internal: {} is not read by id classes",
-                other.name()
-            )))
-        }
-    };
-    let f = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    let mut after: i64 = -1;
-    let mut written = 0u64;
-    loop {
-        let params: HashMap<String, ValueSend> = [
-            ("after".to_string(), ValueSend::Integer(after)),
-            (
-                "parts".to_string(),
-                ValueSend::Integer(i64::from(opts.partitions)),
-            ),
-            ("part".to_string(), ValueSend::Integer(i64::from(part))),
-            ("page".to_string(), ValueSend::Integer(opts.page_size)),
-        ]
-        .into();
-        let mut q = driver
-            .execute_query(query.as_str())
-            .with_parameters(&params)
-            .with_routing_control(RoutingControl::Read);
-        if let Some(db) = &opts.database {
-            q = q.with_database(Arc::new(db.clone()));
-        }
-        let result = q
-            .run()
-            .map_err(|e| bolt_error(&format!("reading {}", key.name()), e))?;
-        let n = result.records.len();
-        for mut rec in result.records {
+    let params: HashMap<String, ValueSend> = [
+        ("first".to_string(), ValueSend::Integer(range.first)),
+        ("last".to_string(), ValueSend::Integer(range.last)),
+    ]
+    .into();
+    let mut lines: Vec<((i64, i64), Value)> = Vec::new();
+    for query in read.queries() {
+        let what = match read {
+            GraphRead::Label(l) => format!("reading label {l}"),
+            GraphRead::Rel { rel_type, .. } => format!("reading relationship type {rel_type}"),
+        };
+        for mut rec in read_query(driver, opts, &query, &params, &what)? {
             let id = match rec.take_value("id") {
                 Some(ValueReceive::Integer(i)) => i,
                 other => return Err(bolt_error("unexpected id", format!("{other:?}"))),
             };
-            after = id;
-            let line = match key {
-                PartitionKey::RelType(t) => {
-                    let properties = match rec.take_value("r") {
-                        Some(ValueReceive::Relationship(r)) => props(r.properties),
-                        other => {
-                            return Err(bolt_error("expected a relationship", format!("{other:?}")))
-                        }
-                    };
-                    let labels = |v: Option<ValueReceive>| match v {
-                        Some(ValueReceive::List(l)) => l
-                            .into_iter()
-                            .filter_map(|x| match x {
-                                ValueReceive::String(s) => Some(s),
-                                _ => None,
-                            })
-                            .collect::<Vec<_>>(),
-                        _ => Vec::new(),
-                    };
-                    let int = |v: Option<ValueReceive>| match v {
-                        Some(ValueReceive::Integer(i)) => Ok(i),
-                        other => Err(bolt_error("unexpected endpoint id", format!("{other:?}"))),
-                    };
-                    let (sid, sl, eid, el) = (
-                        int(rec.take_value("sid"))?,
-                        labels(rec.take_value("sl")),
-                        int(rec.take_value("eid"))?,
-                        labels(rec.take_value("el")),
-                    );
-                    json!({"type": "relationship", "id": id.to_string(), "label": t, "properties": properties,
-                        "start": {"id": sid.to_string(), "labels": sl}, "end": {"id": eid.to_string(), "labels": el}})
+            lines.push(match read {
+                GraphRead::Rel { rel_type, .. } => {
+                    let (sid, line) = relationship_line(rel_type, id, &mut rec)?;
+                    ((sid, id), line)
                 }
-                _ => match rec.take_value("n") {
-                    Some(ValueReceive::Node(node)) => {
-                        json!({"type": "node", "id": id.to_string(), "labels": node.labels, "properties": props(node.properties)})
-                    }
+                GraphRead::Label(_) => match rec.take_value("n") {
+                    Some(ValueReceive::Node(node)) => (
+                        (id, 0),
+                        json!({"type": "node", "id": id.to_string(), "labels": node.labels, "properties": props(node.properties)}),
+                    ),
                     other => return Err(bolt_error("expected a node", format!("{other:?}"))),
                 },
-            };
-            writeln!(w, "{line}").map_err(|e| Error::io(out, e))?;
-            written += 1;
-        }
-        if (n as i64) < opts.page_size {
-            break;
+            });
         }
     }
-    w.flush().map_err(|e| Error::io(out, e))?;
-    Ok(written)
+    lines.sort_unstable_by_key(|(k, _)| *k);
+    let tmp = out.with_extension("jsonl.tmp");
+    let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    for (_, line) in &lines {
+        writeln!(w, "{line}").map_err(|e| Error::io(&tmp, e))?;
+    }
+    w.flush().map_err(|e| Error::io(&tmp, e))?;
+    w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    Ok(lines.len() as u64)
 }
 
 /// One row of a Cypher query as an APOC node record: the `id` column is the record id,
@@ -352,8 +535,48 @@ fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> 
     Ok(written)
 }
 
+/// One unit of work of [`fetch`]: an id range of a label or type (`join` is its key's
+/// place in the joins), or a whole Cypher query.
+enum Unit<'a> {
+    Range {
+        read: &'a GraphRead,
+        range: IdRange,
+        out: PathBuf,
+        join: usize,
+    },
+    Cypher {
+        query: &'a str,
+        name: &'a str,
+        out: PathBuf,
+    },
+}
+
+/// A key [`fetch`] reads: its index in `keys`, its name and what to read.
+enum Planned {
+    Graph(usize, String, GraphRead),
+    Cypher(usize, String, String),
+}
+
+/// A label's or type's partition file, joined from its range files once all are read.
+struct Join {
+    name: String,
+    path: PathBuf,
+    plan: PathBuf,
+    files: Vec<PathBuf>,
+    records: u64,
+}
+
 /// Reads every needed label, relationship type and Cypher query into partition files
 /// under `out` (keys of other sources are left to their readers).
+///
+/// Labels and types are cut into id ranges ([`cut_ranges`], about `page_size` records
+/// each) and all ranges of all keys, with the Cypher queries, go to one pool of
+/// `workers` threads, taking them in order; each range is written to its own file,
+/// and a key's range files are joined in range order. The ranges of a key are kept in
+/// `pNNN.ranges.json` until its file is joined: a run resumed after an interruption
+/// (`--resume` before the partition step finished) reads the same ranges and only
+/// those whose file is missing (a range is re-read whole). It assumes, as resuming
+/// does anyway, that the graph did not change in between.
 pub fn fetch(
     opts: &BoltOptions,
     keys: &[PartitionKey],
@@ -362,45 +585,186 @@ pub fn fetch(
 ) -> Result<Partitions> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let driver = opts.driver();
-    let mut result = Partitions::default();
     let mut seen = std::collections::HashSet::new();
+    let mut planned = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         if !key.reads_graph() || !seen.insert(key.clone()) {
             continue;
         }
-        let path = out.join(format!("p{i:03}.jsonl"));
-        let total = match key {
+        planned.push(match key {
             PartitionKey::Source(SourceKind::Cypher { query, .. }) => {
-                read_cypher(&driver, opts, query, &path)?
+                Planned::Cypher(i, key.name(), query.clone())
             }
-            _ => read_classes(&driver, opts, key, i, out, &path)?,
+            PartitionKey::Label(l) | PartitionKey::Source(SourceKind::Node { label: l }) => {
+                Planned::Graph(i, key.name(), GraphRead::Label(l.clone()))
+            }
+            PartitionKey::RelType(t)
+            | PartitionKey::Source(SourceKind::Relationship { rel_type: t, .. }) => Planned::Graph(
+                i,
+                key.name(),
+                GraphRead::Rel {
+                    rel_type: t.clone(),
+                    start_labels: opts.start_labels.get(t).cloned(),
+                },
+            ),
+            other => {
+                return Err(Error::Other(format!(
+                    "internal: {} is not read over Bolt",
+                    other.name()
+                )))
+            }
+        });
+    }
+
+    // Cypher queries first: each is one unit, possibly the longest.
+    let mut units = Vec::new();
+    for p in &planned {
+        if let Planned::Cypher(i, name, query) = p {
+            units.push(Unit::Cypher {
+                query,
+                name,
+                out: out.join(format!("p{i:03}.jsonl")),
+            });
+        }
+    }
+    let mut joins: Vec<Join> = Vec::new();
+    for p in &planned {
+        let Planned::Graph(i, name, read) = p else {
+            continue;
         };
-        progress.inc(total);
-        result.files.insert(key.name(), vec![path]);
-        result.records.insert(key.name(), total);
+        let plan = out.join(format!("p{i:03}.ranges.json"));
+        let ranges = match read_plan(&plan)? {
+            Some(ranges) => ranges,
+            None => {
+                let ranges = plan_ranges(&driver, opts, read)?;
+                write_plan(&plan, &ranges)?;
+                ranges
+            }
+        };
+        let mut join = Join {
+            name: name.clone(),
+            path: out.join(format!("p{i:03}.jsonl")),
+            plan,
+            files: Vec::with_capacity(ranges.len()),
+            records: 0,
+        };
+        for (k, range) in ranges.into_iter().enumerate() {
+            let file = out.join(format!("p{i:03}.r{k:06}.jsonl"));
+            if file.exists() {
+                // Read whole by the interrupted run.
+                let n = count_lines(&file)?;
+                join.records += n;
+                progress.inc(n);
+            } else {
+                units.push(Unit::Range {
+                    read,
+                    range,
+                    out: file.clone(),
+                    join: joins.len(),
+                });
+            }
+            join.files.push(file);
+        }
+        joins.push(join);
+    }
+
+    let counts = run_pool(&units, opts.workers as usize, |unit| {
+        let n = match unit {
+            Unit::Range {
+                read, range, out, ..
+            } => read_range(&driver, opts, read, *range, out)?,
+            Unit::Cypher { query, out, .. } => read_cypher(&driver, opts, query, out)?,
+        };
+        progress.inc(n);
+        Ok(n)
+    })?;
+
+    let mut result = Partitions::default();
+    for (unit, n) in units.iter().zip(counts) {
+        match unit {
+            Unit::Range { join, .. } => joins[*join].records += n,
+            Unit::Cypher { name, out, .. } => {
+                result.records.insert(name.to_string(), n);
+                result.files.insert(name.to_string(), vec![out.clone()]);
+            }
+        }
+    }
+    for join in joins {
+        join_parts(&join.files, &join.path)?;
+        std::fs::remove_file(&join.plan).map_err(|e| Error::io(&join.plan, e))?;
+        result.records.insert(join.name.clone(), join.records);
+        result.files.insert(join.name, vec![join.path]);
     }
     Ok(result)
 }
 
-/// Reads a label or relationship type in `partitions` id classes in parallel, then joins
-/// the classes into `path`.
-fn read_classes(
-    driver: &Driver,
-    opts: &BoltOptions,
-    key: &PartitionKey,
-    i: usize,
-    out: &Path,
-    path: &Path,
-) -> Result<u64> {
-    let parts = opts.partitions.max(1);
-    let class_paths: Vec<PathBuf> = (0..parts)
-        .map(|p| out.join(format!("p{i:03}.class{p}.jsonl")))
-        .collect();
-    let counts: Vec<Result<u64>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = class_paths
-            .iter()
-            .enumerate()
-            .map(|(p, class)| scope.spawn(move || read_class(driver, opts, key, p as u32, class)))
+/// The ranges an interrupted run cut for a key, if it got that far.
+fn read_plan(path: &Path) -> Result<Option<Vec<IdRange>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Other(format!("{}: {e}; run without --resume", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Records a key's ranges before any of them is read (synced, then renamed into place).
+fn write_plan(path: &Path, ranges: &[IdRange]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec(ranges).map_err(|e| Error::Other(format!("{e}")))?;
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&text).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The records (lines) of a range file.
+fn count_lines(path: &Path) -> Result<u64> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0u64;
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
+
+/// Runs `work` over `units` on `workers` threads, each taking the next unit in order;
+/// returns every unit's count, in unit order. The first failure stops the pool: units
+/// already running finish, no other starts, and that failure is returned.
+fn run_pool<U: Sync>(
+    units: &[U],
+    workers: usize,
+    work: impl Fn(&U) -> Result<u64> + Sync,
+) -> Result<Vec<u64>> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let counts: Vec<AtomicU64> = units.iter().map(|_| AtomicU64::new(0)).collect();
+    let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.clamp(1, units.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(unit) = units.get(i) else {
+                            break;
+                        };
+                        match work(unit) {
+                            Ok(n) => counts[i].store(n, Ordering::Relaxed),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -410,12 +774,10 @@ fn read_classes(
             })
             .collect()
     });
-    let mut total = 0;
-    for count in counts {
-        total += count?;
+    for outcome in outcomes {
+        outcome?;
     }
-    join_parts(&class_paths, path)?;
-    Ok(total)
+    Ok(counts.into_iter().map(AtomicU64::into_inner).collect())
 }
 
 #[cfg(test)]
@@ -444,5 +806,148 @@ mod tests {
         let o = BoltOptions::parse("bolt://127.0.0.1").unwrap();
         assert_eq!((o.port, o.user, o.database), (7687, None, None));
         assert!(BoltOptions::parse("http://x").is_err());
+        assert_eq!(
+            (o.workers, o.page_size),
+            (DEFAULT_WORKERS, DEFAULT_PAGE_SIZE)
+        );
+    }
+
+    #[test]
+    fn workers_and_page_size_come_from_the_url() {
+        let o = BoltOptions::parse("bolt://u:p@h:7687/db?workers=8&page_size=500").unwrap();
+        assert_eq!(
+            (o.workers, o.page_size, o.database.as_deref()),
+            (8, 500, Some("db"))
+        );
+        for bad in ["workers=0", "workers=65", "page_size=x", "partitions=2"] {
+            let err = BoltOptions::parse(&format!("bolt://u:secret@h?{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("secret"), "no password in errors: {err}");
+            let setting = bad.split('=').next().unwrap_or(bad);
+            assert!(
+                err.contains(&format!("`{setting}`")),
+                "names the setting: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_of_an_empty_or_tiny_label() {
+        assert_eq!(cut_ranges(5, 4, 0, 10), vec![]);
+        assert_eq!(cut_ranges(0, 0, 0, 10), vec![]);
+        assert_eq!(cut_ranges(7, 7, 1, 10), vec![IdRange { first: 7, last: 7 }]);
+        // Dense ids: ranges of `per_range` ids.
+        assert_eq!(
+            cut_ranges(0, 24, 25, 10),
+            vec![
+                IdRange { first: 0, last: 9 },
+                IdRange {
+                    first: 10,
+                    last: 19
+                },
+                IdRange {
+                    first: 20,
+                    last: 24
+                }
+            ]
+        );
+        // Sparse ids (one in ten): wider ranges, as many as dense ids would need.
+        assert_eq!(cut_ranges(0, 249, 25, 10).len(), 3);
+        // The whole i64 range does not overflow.
+        let r = cut_ranges(i64::MIN, i64::MAX, 3, 1);
+        assert_eq!((r[0].first, r[r.len() - 1].last), (i64::MIN, i64::MAX));
+        assert_eq!(r.len(), 3);
+    }
+
+    proptest::proptest! {
+        /// The ranges cover `first..=last` exactly, in order and without overlap; none is
+        /// wider than `max(per_range, span × per_range / count)`, and there are no more
+        /// than `ceil(count / per_range)` of them.
+        #[test]
+        fn ranges_cover_the_ids_exactly(
+            first in proptest::prelude::any::<i64>(),
+            len in 0u64..5_000_000,
+            count_share in 1u64..=1000,
+            per_range in 100u64..20_000,
+        ) {
+            let last = first.saturating_add(len as i64);
+            let span = (i128::from(last) - i128::from(first) + 1) as u128;
+            // A label's count is at most its span (ids are distinct).
+            let count = ((span * u128::from(count_share)).div_ceil(1000)) as u64;
+            let ranges = cut_ranges(first, last, count, per_range);
+            proptest::prop_assert_eq!(ranges[0].first, first);
+            proptest::prop_assert_eq!(ranges[ranges.len() - 1].last, last);
+            for w in ranges.windows(2) {
+                proptest::prop_assert_eq!(i128::from(w[0].last) + 1, i128::from(w[1].first));
+            }
+            let bound = (span * u128::from(per_range))
+                .div_ceil(u128::from(count))
+                .max(u128::from(per_range));
+            for r in &ranges {
+                proptest::prop_assert!(r.first <= r.last);
+                proptest::prop_assert!((i128::from(r.last) - i128::from(r.first) + 1) as u128 <= bound);
+            }
+            proptest::prop_assert!(ranges.len() as u64 <= count.div_ceil(per_range));
+        }
+    }
+
+    #[test]
+    fn the_pool_runs_every_unit_once_and_keeps_their_order() {
+        let units: Vec<u64> = (0..500).collect();
+        let runs = std::sync::Mutex::new(Vec::new());
+        let counts = run_pool(&units, 4, |u| {
+            runs.lock().unwrap().push(*u);
+            Ok(u * 2)
+        })
+        .unwrap();
+        assert_eq!(counts, units.iter().map(|u| u * 2).collect::<Vec<_>>());
+        let mut runs = runs.into_inner().unwrap();
+        runs.sort_unstable();
+        assert_eq!(runs, units);
+        assert_eq!(
+            run_pool(&[] as &[u64], 4, |_| Ok(1u64)).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn the_pool_stops_at_the_first_failure() {
+        let units: Vec<u64> = (0..10_000).collect();
+        let started = std::sync::atomic::AtomicUsize::new(0);
+        let err = run_pool(&units, 3, |u| {
+            started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if *u == 10 {
+                Err(Error::Other("range 10 failed".into()))
+            } else {
+                Ok(1)
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("range 10 failed"), "{err}");
+        // The other workers stop after the unit they are on.
+        assert!(started.into_inner() < 100);
+    }
+
+    #[test]
+    fn a_relationship_query_per_start_label_reads_a_node_once() {
+        let read = GraphRead::Rel {
+            rel_type: "T".into(),
+            start_labels: Some(vec!["A".into(), "B".into()]),
+        };
+        let q = read.queries();
+        assert_eq!(q.len(), 2);
+        assert!(q[0].starts_with(
+            "MATCH (n:`A`)-[r:`T`]->(b) WHERE id(n) >= $first AND id(n) <= $last RETURN"
+        ));
+        assert!(q[1].contains("MATCH (n:`B`)-[r:`T`]->(b) WHERE id(n) >= $first AND id(n) <= $last AND NOT n:`A` RETURN"));
+        let any = GraphRead::Rel {
+            rel_type: "T".into(),
+            start_labels: None,
+        };
+        assert_eq!(
+            any.bounds_queries(),
+            vec!["MATCH (n) RETURN min(id(n)) AS lo, max(id(n)) AS hi, count(n) AS c"]
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! `{jsonFormat: 'JSON_LINES'}`): one object per line, nodes as
 //! `{"type":"node","id":..,"labels":[..],"properties":{..}}` and relationships as
 //! `{"type":"relationship","id":..,"label":..,"properties":{..},"start":{"id":..,"labels":[..]},"end":{..}}`.
-//! [`bolt`] reads a live Neo4j (or any Bolt 4.4/5.x server) with keyset paging, and Cypher
+//! [`bolt`] reads a live Neo4j (or any Bolt 4.4/5.x server) in id ranges, and Cypher
 //! queries, and writes the same format, so everything after the source step is shared.
 //!
 //! The other sources are named connections of the spec (`[sources.NAME]`), connected by
@@ -105,6 +105,53 @@ pub fn partition_keys(model: &crate::spec::Model) -> Vec<PartitionKey> {
         }
     }
     keys
+}
+
+/// Relationship type → the labels its start nodes carry, sorted, for the types whose
+/// every use in the spec names one: a relationship table's `start_label`, a
+/// `from_relationship` column going `out` of a node table's label, or coming `in` from a
+/// `label`. A relationship whose start node has none of them is not read by any table
+/// (a table skips it, a column does not count it), so a Bolt read may leave it out. A
+/// type with a use that names no start label is not listed.
+pub fn start_labels(model: &crate::spec::Model) -> std::collections::BTreeMap<String, Vec<String>> {
+    use crate::spec::Direction;
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut known: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut unknown: BTreeSet<String> = BTreeSet::new();
+    let mut note = |rel_type: &str, label: Option<&String>| match label {
+        Some(l) => {
+            known
+                .entry(rel_type.to_string())
+                .or_default()
+                .insert(l.clone());
+        }
+        None => {
+            unknown.insert(rel_type.to_string());
+        }
+    };
+    for t in &model.tables {
+        if let SourceKind::Relationship {
+            rel_type,
+            start_label,
+            ..
+        } = &t.source
+        {
+            note(rel_type, start_label.as_ref());
+        }
+        for (_, r) in t.relationship_columns() {
+            let start = match (r.direction, &t.source) {
+                (Direction::Out, SourceKind::Node { label }) => Some(label),
+                (Direction::In, _) => r.label.as_ref(),
+                (Direction::Out, _) => None,
+            };
+            note(&r.rel_type, start);
+        }
+    }
+    known
+        .into_iter()
+        .filter(|(t, _)| !unknown.contains(t))
+        .map(|(t, labels)| (t, labels.into_iter().collect()))
+        .collect()
 }
 
 /// A record in the APOC node format, as every non-graph reader writes its rows: the id,
@@ -342,6 +389,43 @@ impl Record<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A type's start labels are known only when every use names one.
+    #[test]
+    fn start_labels_of_the_spec() {
+        let spec = r#"version = 1
+[[tables]]
+name = "notes"
+source = { type = "node", label = "Note" }
+primary_key = ["id"]
+columns = [
+  { name = "id", type = "bigint", from = "_id" },
+  { name = "deal_id", type = "bigint", from_relationship = { type = "ON", direction = "out" } },
+  { name = "list_id", type = "bigint", from_relationship = { type = "CONTAINS", direction = "in", label = "List" } },
+  { name = "owner_id", type = "bigint", from_relationship = { type = "OWNS", direction = "in" } },
+]
+
+"#;
+        // Relationship tables: (type, start label).
+        let spec = [("TAGGED", "Deal"), ("ON", "Memo"), ("LINKS", "")].iter().fold(
+            spec.to_string(),
+            |spec, (t, start)| {
+                let start = if start.is_empty() { String::new() } else { format!(", start_label = \"{start}\"") };
+                spec + &format!("[[tables]]\nname = \"{t}\"\nsource = {{ type = \"relationship\", rel_type = \"{t}\"{start} }}\nprimary_key = [\"id\"]\ncolumns = [{{ name = \"id\", type = \"bigint\", from = \"_id\" }}]\n")
+            },
+        );
+        let model = crate::spec::parse(&spec, "test").unwrap();
+        let want: std::collections::BTreeMap<String, Vec<String>> = [
+            ("CONTAINS".to_string(), vec!["List".to_string()]),
+            (
+                "ON".to_string(),
+                vec!["Memo".to_string(), "Note".to_string()],
+            ),
+            ("TAGGED".to_string(), vec!["Deal".to_string()]),
+        ]
+        .into();
+        assert_eq!(start_labels(&model), want);
+    }
 
     fn raw(json: &str) -> Box<RawValue> {
         RawValue::from_string(json.to_string()).unwrap()
