@@ -708,6 +708,46 @@ fn a_knob_above_its_bound_is_refused_at_load_naming_the_field_and_the_line() {
     assert!(!data.exists(), "check created the data directory");
 }
 
+/// `check` looks at an embedded index's dictionary sources without compiling them: a path
+/// without them fails naming the setting and the package; real sources (when the test
+/// machine has them) are reported with where their compiled copy goes.
+#[test]
+fn check_reports_the_dictionary_of_an_embedded_index() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = root.path().join("tsunagu.toml");
+    let write = |dictionary: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "version = 1\ndata_dir = {:?}\n\n[sinks.activities]\ntype = \"embedded_index\"\ndictionary = {dictionary:?}\n",
+                data.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    write(root.path().join("no-ipadic").to_str().unwrap());
+    let output = run(&["check", "--config", config.to_str().unwrap()]);
+    let out = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains("sinks.activities.dictionary") && out.contains("apt-get install mecab-ipadic"),
+        "{out}"
+    );
+    if let Ok(ipadic) = std::env::var("TSUNAGU_TEST_IPADIC_DIR") {
+        write(&ipadic);
+        let output = run(&["check", "--config", config.to_str().unwrap()]);
+        let out = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            out.contains("IPADIC sources in") && out.contains("compiled on first start"),
+            "{out}"
+        );
+        assert!(!data.join("dictionaries").exists(), "check compiled the dictionary");
+    } else {
+        println!("TSUNAGU_TEST_IPADIC_DIR is not set: only the missing dictionary was checked");
+    }
+}
+
 /// Regression: `search --text -見積` was read by the argument parser as an unknown flag,
 /// so the exclusion the API's `q` accepts could not be written on the command line.
 #[test]

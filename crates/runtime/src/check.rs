@@ -41,10 +41,19 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
     ];
     for (name, sink) in &config.sinks {
         let outcome = match sink {
-            SinkConfig::EmbeddedIndex { .. } => {
+            SinkConfig::EmbeddedIndex { dictionary, .. } => {
                 let dir = config.index_dir(name);
                 check_dir_writable(&dir)
                     .map(|how| format!("embedded index {}: {how}", dir.display()))
+                    .and_then(|index| match dictionary {
+                        None => Ok(index),
+                        Some(source) => {
+                            let cache = config.dictionaries_dir();
+                            tsunagu_embedded_index::Dictionary::inspect(source, &cache)
+                                .map(|how| format!("{index}; dictionary: {how}"))
+                                .map_err(|e| format!("sinks.{name}.dictionary: {e}"))
+                        }
+                    })
             }
             SinkConfig::Opensearch(os) => check_opensearch(os).await,
             SinkConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,

@@ -785,6 +785,11 @@ impl Config {
         self.data_dir.join("index").join(sink)
     }
 
+    /// Where compiled Japanese dictionaries are kept (`sinks.NAME.dictionary`).
+    pub fn dictionaries_dir(&self) -> PathBuf {
+        self.data_dir.join("dictionaries")
+    }
+
     pub fn consumer(&self, name: &str) -> Option<&ConsumerConfig> {
         self.consumers.iter().find(|c| c.name == name)
     }

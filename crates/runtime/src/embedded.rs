@@ -239,7 +239,7 @@ pub(crate) fn index_dictionary(
     else {
         return Ok(None);
     };
-    let cache = config.data_dir.join("dictionaries");
+    let cache = config.dictionaries_dir();
     let dictionary =
         Dictionary::load(source, &cache).with_context(|| format!("sinks.{name}.dictionary"))?;
     Ok(Some(Arc::new(dictionary)))

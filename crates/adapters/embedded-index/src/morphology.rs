@@ -182,6 +182,29 @@ impl Dictionary {
         })
     }
 
+    /// For `tsunagu check`: whether `source_dir` holds readable IPADIC sources and whether
+    /// `cache_dir` already has their compiled copy, without compiling anything. Returns a
+    /// one-line summary.
+    pub fn inspect(source_dir: &Path, cache_dir: &Path) -> Result<String, DictionaryError> {
+        let sources = Sources::read(source_dir)?;
+        let cache = cache_dir.join(format!("ipadic-{}.vibrato", sources.fingerprint()));
+        let lexicon_bytes: usize = sources.lexicon.iter().map(|(_, b)| b.len()).sum();
+        Ok(format!(
+            "IPADIC sources in {} ({} lexicon files, {} MB); {}",
+            source_dir.display(),
+            sources.lexicon.len(),
+            lexicon_bytes / 1_000_000,
+            if cache.is_file() {
+                format!("compiled copy {}", cache.display())
+            } else {
+                format!(
+                    "compiled on first start (a few seconds) into {}",
+                    cache_dir.display()
+                )
+            }
+        ))
+    }
+
     /// Where the sources are.
     pub fn source(&self) -> &Path {
         &self.source
