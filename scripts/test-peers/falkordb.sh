@@ -34,8 +34,9 @@ case "${1:-}" in
     install
     scripts/test-peers/mariadb.sh install
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tsunagu-target}"
-    cargo test -p tsunagu-migrate --test bolt --test bolt_mariadb --locked --no-run >&2
+    cargo test --workspace --test bolt --test bolt_mariadb --locked --no-run >&2
     rm -rf "$D"; mkdir -p "$D"
+    # --workspace: the same features as the workspace build, so nothing is compiled again.
     # FalkorDB 4.16 stops answering (Bolt and RESP alike) once a Bolt client has closed
     # its connections, so every test gets a fresh server: the tests are listed, then
     # each runs alone against its own.
@@ -49,7 +50,7 @@ case "${1:-}" in
       status=0
       n=0
       for bin in bolt bolt_mariadb; do
-        tests=$(cargo test -p tsunagu-migrate --test $bin --locked -- --list --include-ignored 2>/dev/null | sed -n "s/: test\$//p")
+        tests=$(cargo test --workspace --test $bin --locked -- --list --include-ignored 2>/dev/null | sed -n "s/: test\$//p")
         for t in $tests; do
           n=$((n + 1))
           mkdir -p "$1/$n"
@@ -58,7 +59,7 @@ case "${1:-}" in
           pid=$!
           for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/7687) 2>/dev/null && break; sleep 0.1; done
           TSUNAGU_TEST_BOLT_URL=bolt://127.0.0.1:7687 \
-            cargo test -p tsunagu-migrate --test $bin --locked -- --exact "$t" --include-ignored || status=1
+            cargo test --workspace --test $bin --locked -- --exact "$t" --include-ignored || status=1
           kill $pid; wait $pid 2>/dev/null || true
           pid=
         done

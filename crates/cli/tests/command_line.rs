@@ -742,7 +742,10 @@ fn check_reports_the_dictionary_of_an_embedded_index() {
             out.contains("IPADIC sources in") && out.contains("compiled on first start"),
             "{out}"
         );
-        assert!(!data.join("dictionaries").exists(), "check compiled the dictionary");
+        assert!(
+            !data.join("dictionaries").exists(),
+            "check compiled the dictionary"
+        );
     } else {
         println!("TSUNAGU_TEST_IPADIC_DIR is not set: only the missing dictionary was checked");
     }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use tsunagu_migrate::source::apoc::{parse_record, PartitionKey};
-use tsunagu_migrate::source::bolt::{fetch, BoltOptions};
+use tsunagu_migrate::source::bolt::{fetch, fetch_with, BoltOptions};
 use tsunagu_migrate::spec::SourceKind;
 
 /// The tests share one graph, which each of them clears: one at a time.
@@ -49,7 +49,14 @@ fn id_ranges_over_workers_read_every_record_once_in_id_order() {
         PartitionKey::Label("Company".into()),
         PartitionKey::RelType("TAGGED".into()),
     ];
-    let parts = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden()).unwrap();
+    let parts = fetch_with(
+        &driver,
+        &opts,
+        &keys,
+        dir.path(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
     assert_eq!(parts.records["label:Company"], 250);
     assert_eq!(parts.records["rel:TAGGED"], 250);
     // Only the partition files are left.
@@ -149,7 +156,14 @@ fn id_ranges_over_workers_read_every_record_once_in_id_order() {
             .into();
         }
         let d = tempfile::tempdir().unwrap();
-        let again = fetch(&o, &keys, d.path(), &indicatif::ProgressBar::hidden()).unwrap();
+        let again = fetch_with(
+            &driver,
+            &o,
+            &keys,
+            d.path(),
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
         for key in ["label:Company", "rel:TAGGED"] {
             assert_eq!(
                 std::fs::read(&again.files[key][0]).unwrap(),
@@ -190,7 +204,8 @@ fn a_resumed_read_reads_only_the_missing_ranges() {
         PartitionKey::RelType("TAGGED".into()),
     ];
     let whole = tempfile::tempdir().unwrap();
-    let expected = fetch(
+    let expected = fetch_with(
+        &driver,
         &opts,
         &keys,
         whole.path(),
@@ -243,7 +258,14 @@ fn a_resumed_read_reads_only_the_missing_ranges() {
     // A range file being written when the run stopped does not count.
     std::fs::write(dir.path().join("p000.r000002.jsonl.tmp"), "partial").unwrap();
 
-    let resumed = fetch(&opts, &keys, dir.path(), &indicatif::ProgressBar::hidden()).unwrap();
+    let resumed = fetch_with(
+        &driver,
+        &opts,
+        &keys,
+        dir.path(),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
     assert_eq!(resumed.records, expected.records);
     let got = std::fs::read_to_string(&resumed.files["label:Company"][0]).unwrap();
     let want = expected_lines.join("\n") + "\n";

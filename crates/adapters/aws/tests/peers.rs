@@ -330,9 +330,18 @@ async fn a_counter_set_back_never_overwrites_a_letter() {
             client
                 .put_item()
                 .table_name(&table)
-                .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("dlq-counter".into()))
-                .item("sk", aws_sdk_dynamodb::types::AttributeValue::S("last".into()))
-                .item("last_id", aws_sdk_dynamodb::types::AttributeValue::N(last_id.to_string()))
+                .item(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("dlq-counter".into()),
+                )
+                .item(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("last".into()),
+                )
+                .item(
+                    "last_id",
+                    aws_sdk_dynamodb::types::AttributeValue::N(last_id.to_string()),
+                )
                 .send()
                 .await
                 .expect("set the counter by hand");
@@ -355,7 +364,11 @@ async fn a_counter_set_back_never_overwrites_a_letter() {
         .iter()
         .map(|l| (l.id, l.record.version.0 as u32 - 10))
         .collect();
-    assert_eq!(memos, vec![(1, 0), (2, 1), (3, 2), (4, 7)], "no letter was overwritten");
+    assert_eq!(
+        memos,
+        vec![(1, 0), (2, 1), (3, 2), (4, 7)],
+        "no letter was overwritten"
+    );
 
     for n in 10..30 {
         store

@@ -583,8 +583,20 @@ pub fn fetch(
     out: &Path,
     progress: &indicatif::ProgressBar,
 ) -> Result<Partitions> {
+    fetch_with(&opts.driver(), opts, keys, out, progress)
+}
+
+/// [`fetch`] over a driver the caller keeps (its connections stay open after the read;
+/// FalkorDB 4.16 stops answering new connections once a Bolt client has closed its own,
+/// so its tests read twice through one driver).
+pub fn fetch_with(
+    driver: &Driver,
+    opts: &BoltOptions,
+    keys: &[PartitionKey],
+    out: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<Partitions> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let driver = opts.driver();
     let mut seen = std::collections::HashSet::new();
     let mut planned = Vec::new();
     for (i, key) in keys.iter().enumerate() {
@@ -636,7 +648,7 @@ pub fn fetch(
         let ranges = match read_plan(&plan)? {
             Some(ranges) => ranges,
             None => {
-                let ranges = plan_ranges(&driver, opts, read)?;
+                let ranges = plan_ranges(driver, opts, read)?;
                 write_plan(&plan, &ranges)?;
                 ranges
             }
@@ -672,8 +684,8 @@ pub fn fetch(
         let n = match unit {
             Unit::Range {
                 read, range, out, ..
-            } => read_range(&driver, opts, read, *range, out)?,
-            Unit::Cypher { query, out, .. } => read_cypher(&driver, opts, query, out)?,
+            } => read_range(driver, opts, read, *range, out)?,
+            Unit::Cypher { query, out, .. } => read_cypher(driver, opts, query, out)?,
         };
         progress.inc(n);
         Ok(n)
