@@ -165,7 +165,8 @@ pub fn score(hits: &[String], relevant: &HashSet<String>) -> (f64, f64, f64) {
         .map(|(rank, _)| gain(rank))
         .sum();
     let ideal: f64 = (0..relevant.len().min(10)).map(gain).sum();
-    (precision, recall, dcg / ideal)
+    // An empty f64 sum is -0.0: add 0.0 so that a miss prints as 0.00.
+    (precision, recall, dcg / ideal + 0.0)
 }
 
 /// Per-class means: (queries, precision, recall, nDCG@10).
