@@ -116,7 +116,12 @@ pub fn queries() -> Vec<Judged> {
 /// The recorded floors of nDCG@10 and precision per class for `analysis`: columns 2 and
 /// 3 of `floors.tsv` without a dictionary, 4 and 5 with one (2 and 3 when absent).
 pub fn floors(analysis: Analysis) -> BTreeMap<String, (f64, f64)> {
-    rows(FLOORS)
+    parse_floors(FLOORS, analysis)
+}
+
+/// The floors of `text` in the format of `floors.tsv` (see [`floors`]).
+fn parse_floors(text: &str, analysis: Analysis) -> BTreeMap<String, (f64, f64)> {
+    rows(text)
         .filter_map(|r| {
             let column = |i: usize| r.get(i).and_then(|v| v.trim().parse::<f64>().ok());
             let (ndcg, precision) = (column(1)?, column(2)?);
@@ -428,10 +433,14 @@ mod tests {
 
     #[test]
     fn floors_with_the_dictionary_default_to_those_without() {
-        let bigrams = floors(Analysis::Bigrams);
-        let dictionary = floors(Analysis::Dictionary);
-        assert_eq!(bigrams.len(), 10);
-        assert_eq!(dictionary.len(), 10);
+        let text = "# class\tn\tp\na\t0.5\t0.6\t0.7\t0.8\nb\t0.1\t0.2\n";
+        let bigrams = parse_floors(text, Analysis::Bigrams);
+        let dictionary = parse_floors(text, Analysis::Dictionary);
+        assert_eq!(bigrams.get("a"), Some(&(0.5, 0.6)));
+        assert_eq!(dictionary.get("a"), Some(&(0.7, 0.8)));
+        assert_eq!(dictionary.get("b"), Some(&(0.1, 0.2)));
+        assert_eq!(floors(Analysis::Bigrams).len(), 10);
+        assert_eq!(floors(Analysis::Dictionary).len(), 10);
     }
 
     async fn check_floors(dictionary: Option<Arc<Dictionary>>, analysis: Analysis) {
