@@ -284,8 +284,17 @@ impl Dictionary {
     /// The words of a search word when it should match whole words only (see the module
     /// docs): it holds a kanji and every word of it is in the dictionary. `None` when the
     /// bigram field should answer it.
+    ///
+    /// A word with an iteration mark or the repeated kanji it stands for (各々, 先先月) is
+    /// left to the bigrams: the dictionary splits it by its context (各々 alone is 各 / 々,
+    /// in 各々の one word; 先先月 and 先々月 differently), so its words would not meet the
+    /// memo's.
     pub fn whole_words(&self, term: &str) -> Option<Vec<Word>> {
         if !term.chars().any(is_han) {
+            return None;
+        }
+        let folded: Vec<char> = normalize(term).chars().collect();
+        if term.contains('々') || folded.windows(2).any(|p| p[0] == p[1] && is_han(p[0])) {
             return None;
         }
         let words = self.words(term);

@@ -168,3 +168,26 @@ async fn an_index_opens_only_with_the_analysis_it_was_built_with() {
         other => panic!("expected a schema mismatch, got {:?}", other.err()),
     }
 }
+
+/// Regression (search-quality set, issue 19): with the dictionary, 各々 found nothing (not
+/// even the memo that says 各々) and 先先月 missed 先々月, which the bigrams find.
+#[tokio::test]
+async fn iteration_marks_are_found_as_typed_and_expanded() {
+    let Some(dictionary) = test_dictionary("iteration_marks_are_found_as_typed_and_expanded")
+    else {
+        return;
+    };
+    let memos = [
+        ("i1", "各々の担当者に共有"),
+        ("i2", "先々月の受注分を確認"),
+        ("i3", "時々連絡あり"),
+        ("i4", "各部署に展開"),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = index_of(dir.path(), Some(dictionary), &memos).await;
+    assert_eq!(found(&index, "各々"), ["i1"]);
+    assert_eq!(found(&index, "各各"), ["i1"]);
+    assert_eq!(found(&index, "先々月"), ["i2"]);
+    assert_eq!(found(&index, "先先月"), ["i2"]);
+    assert_eq!(found(&index, "時々"), ["i3"]);
+}
