@@ -43,17 +43,13 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
         let outcome = match sink {
             SinkConfig::EmbeddedIndex { dictionary, .. } => {
                 let dir = config.index_dir(name);
-                check_dir_writable(&dir)
-                    .map(|how| format!("embedded index {}: {how}", dir.display()))
-                    .and_then(|index| match dictionary {
-                        None => Ok(index),
-                        Some(source) => {
-                            let cache = config.dictionaries_dir();
-                            tsunagu_embedded_index::Dictionary::inspect(source, &cache)
-                                .map(|how| format!("{index}; dictionary: {how}"))
-                                .map_err(|e| format!("sinks.{name}.dictionary: {e}"))
-                        }
-                    })
+                let index = check_dir_writable(&dir)
+                    .map(|how| format!("embedded index {}: {how}", dir.display()));
+                match (index, dictionary) {
+                    (Ok(index), Some(source)) => check_dictionary(config, name, source)
+                        .map(|how| format!("{index}; dictionary: {how}")),
+                    (index, _) => index,
+                }
             }
             SinkConfig::Opensearch(os) => check_opensearch(os).await,
             SinkConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,
@@ -212,6 +208,16 @@ async fn check_opensearch(config: &tsunagu_opensearch::OpenSearchConfig) -> Resu
             "will be created on start"
         }
     ))
+}
+
+/// The IPADIC sources of embedded index `name`, read but not compiled.
+fn check_dictionary(
+    config: &Config,
+    name: &str,
+    source: &std::path::Path,
+) -> Result<String, String> {
+    tsunagu_embedded_index::Dictionary::inspect(source, &config.dictionaries_dir())
+        .map_err(|e| format!("sinks.{name}.dictionary: {e}"))
 }
 
 fn check_embedded_store(config: &Config) -> Result<String, String> {

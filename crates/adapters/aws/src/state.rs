@@ -77,7 +77,7 @@ pub const PART_BYTES: usize = 350 * 1024;
 const FILTERED_PAGE: usize = 100;
 
 /// Fresh ids one push tries before it reports the counter as set back.
-const ID_ATTEMPTS: u32 = 8;
+const ID_ATTEMPTS: usize = 8;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -438,7 +438,7 @@ impl DeadLetterQueue for DynamoStateStore {
         let record = serde_json::to_string(&letter.record)
             .map_err(|e| StateError(format!("cannot encode the dead letter's record: {e}")))?;
         let mut taken = Vec::new();
-        while taken.len() < ID_ATTEMPTS as usize {
+        while taken.len() < ID_ATTEMPTS {
             let id = self.next_id().await?;
             match self.write_letter(id, &letter, &record).await {
                 Ok(()) => return Ok(id),

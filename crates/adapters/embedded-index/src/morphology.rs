@@ -141,7 +141,7 @@ impl Dictionary {
         let started = Instant::now();
         let sources = Sources::read(source_dir)?;
         let fingerprint = sources.fingerprint();
-        let cache = cache_dir.join(format!("ipadic-{fingerprint}.vibrato"));
+        let cache = compiled_copy(cache_dir, &fingerprint);
         let dict = match read_cached(&cache) {
             Some(dict) => {
                 tracing::info!(
@@ -187,7 +187,7 @@ impl Dictionary {
     /// one-line summary.
     pub fn inspect(source_dir: &Path, cache_dir: &Path) -> Result<String, DictionaryError> {
         let sources = Sources::read(source_dir)?;
-        let cache = cache_dir.join(format!("ipadic-{}.vibrato", sources.fingerprint()));
+        let cache = compiled_copy(cache_dir, &sources.fingerprint());
         let lexicon_bytes: usize = sources.lexicon.iter().map(|(_, b)| b.len()).sum();
         Ok(format!(
             "IPADIC sources in {} ({} lexicon files, {} MB); {}",
@@ -439,6 +439,11 @@ fn to_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => encoding_rs::EUC_JP.decode_without_bom_handling(bytes).0,
     }
+}
+
+/// Where the compiled copy of the sources with `fingerprint` is kept in `cache_dir`.
+fn compiled_copy(cache_dir: &Path, fingerprint: &str) -> PathBuf {
+    cache_dir.join(format!("ipadic-{fingerprint}.vibrato"))
 }
 
 /// The compiled dictionary at `path`, if there is a readable one.
