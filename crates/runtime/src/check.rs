@@ -51,7 +51,11 @@ pub async fn check_adapters(config: &Config) -> Vec<CheckLine> {
                     (index, _) => index,
                 }
             }
-            SinkConfig::Opensearch(os) => check_opensearch(os).await,
+            SinkConfig::Opensearch(os) => match (check_opensearch(os).await, &os.dictionary) {
+                (Ok(cluster), Some(source)) => check_dictionary(config, name, source)
+                    .map(|how| format!("{cluster}; dictionary: {how}")),
+                (cluster, _) => cluster,
+            },
             SinkConfig::Kinesis(kinesis) => check_kinesis(aws, kinesis).await,
         };
         lines.push(CheckLine {
@@ -210,7 +214,7 @@ async fn check_opensearch(config: &tsunagu_opensearch::OpenSearchConfig) -> Resu
     ))
 }
 
-/// The IPADIC sources of embedded index `name`, read but not compiled.
+/// The IPADIC sources of sink `name`, read but not compiled.
 fn check_dictionary(
     config: &Config,
     name: &str,

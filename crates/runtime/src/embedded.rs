@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tsunagu_embedded_index::{ActivityIndex, Dictionary, IndexOptions};
+use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 use tsunagu_embedded_store::primary::recorded_shard_count;
 use tsunagu_embedded_store::state::registered_consumers_at;
 use tsunagu_embedded_store::{EmbeddedState, EmbeddedStore, StoreOptions};
@@ -217,32 +217,12 @@ fn index_options(config: &Config, name: &str) -> anyhow::Result<IndexOptions> {
             tombstone_retention: Duration::from_secs(tombstone_retention_hours * 3600),
             refresh_interval: Duration::from_millis(*refresh_interval_ms),
             durability_interval: Duration::from_millis(*durability_interval_ms),
-            dictionary: index_dictionary(config, name)?,
+            dictionary: crate::sinks::sink_dictionary(config, name)?,
         }),
         SinkConfig::Opensearch(_) | SinkConfig::Kinesis(_) => {
             anyhow::bail!("sinks.{name} is not an embedded index")
         }
     }
-}
-
-/// The Japanese dictionary of embedded index `name` (`sinks.NAME.dictionary`), loaded
-/// from its compiled copy in `data_dir/dictionaries/` or compiled there; `None` when the
-/// index has none.
-pub(crate) fn index_dictionary(
-    config: &Config,
-    name: &str,
-) -> anyhow::Result<Option<Arc<Dictionary>>> {
-    let Some(SinkConfig::EmbeddedIndex {
-        dictionary: Some(source),
-        ..
-    }) = config.sinks.get(name)
-    else {
-        return Ok(None);
-    };
-    let cache = config.dictionaries_dir();
-    let dictionary =
-        Dictionary::load(source, &cache).with_context(|| format!("sinks.{name}.dictionary"))?;
-    Ok(Some(Arc::new(dictionary)))
 }
 
 /// Opens embedded index `name` in the config's data directory for writing. An index has

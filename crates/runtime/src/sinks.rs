@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::sync::Arc;
 use tsunagu_aws::KinesisForwarder;
 use tsunagu_domain::{ItemKey, Version};
-use tsunagu_embedded_index::ActivityIndex;
+use tsunagu_embedded_index::{ActivityIndex, Dictionary};
 use tsunagu_engine::drift::VersionDigest;
 use tsunagu_engine::ports::Sink;
 use tsunagu_opensearch::{OpenSearchSearch, OpenSearchSink};
@@ -91,11 +91,13 @@ pub async fn open_sink(config: &Config, name: &str) -> anyhow::Result<SinkHandle
         SinkConfig::EmbeddedIndex { .. } => {
             SinkHandle::Embedded(crate::embedded::open_index(config, name)?)
         }
-        SinkConfig::Opensearch(opensearch) => SinkHandle::OpenSearch(Arc::new(
-            OpenSearchSink::connect(opensearch)
+        SinkConfig::Opensearch(opensearch) => {
+            let sink = opensearch_client(config, name, opensearch)?;
+            sink.ensure_index()
                 .await
-                .with_context(|| format!("cannot open sinks.{name}"))?,
-        )),
+                .with_context(|| format!("cannot open sinks.{name}"))?;
+            SinkHandle::OpenSearch(Arc::new(sink))
+        }
         SinkConfig::Kinesis(kinesis) => {
             let aws = config
                 .aws
@@ -130,19 +132,59 @@ pub async fn open_search_reader(
                     dir.display()
                 );
             }
-            let dictionary = crate::embedded::index_dictionary(config, name)?;
+            let dictionary = sink_dictionary(config, name)?;
             Ok(Arc::new(
                 ActivityIndex::open_read_only_with(&dir, dictionary)
                     .with_context(|| format!("cannot open the index at {}", dir.display()))?,
             ))
         }
-        Some(SinkConfig::Opensearch(opensearch)) => Ok(Arc::new(
-            OpenSearchSearch::connect(opensearch)
+        Some(SinkConfig::Opensearch(opensearch)) => {
+            let search = OpenSearchSearch::from_client(opensearch_client(config, name, opensearch)?);
+            search
+                .check()
                 .await
-                .with_context(|| format!("cannot open sinks.{name}"))?,
-        )),
+                .with_context(|| format!("cannot open sinks.{name}"))?;
+            Ok(Arc::new(search))
+        }
         Some(SinkConfig::Kinesis(_)) => anyhow::bail!(
             "sinks.{name} forwards changes into a Kinesis stream and cannot be searched; search the index of the consumer that reads that stream"
         ),
     }
+}
+
+/// The client of OpenSearch sink `name`, with its dictionary loaded when it has one
+/// (see [`tsunagu_opensearch::OpenSearchSink::with_words`]); no request is sent.
+fn opensearch_client(
+    config: &Config,
+    name: &str,
+    opensearch: &tsunagu_opensearch::OpenSearchConfig,
+) -> anyhow::Result<OpenSearchSink> {
+    let words = sink_dictionary(config, name)?;
+    Ok(OpenSearchSink::new(opensearch)
+        .with_context(|| format!("cannot open sinks.{name}"))?
+        .with_words(words))
+}
+
+/// The Japanese dictionary of sink `name` (`sinks.NAME.dictionary`, an embedded index's
+/// or an OpenSearch index's), loaded from its compiled copy in `data_dir/dictionaries/`
+/// or compiled there; `None` when the sink has none.
+pub(crate) fn sink_dictionary(
+    config: &Config,
+    name: &str,
+) -> anyhow::Result<Option<Arc<Dictionary>>> {
+    let source = match config.sinks.get(name) {
+        Some(SinkConfig::EmbeddedIndex {
+            dictionary: Some(source),
+            ..
+        }) => source,
+        Some(SinkConfig::Opensearch(os)) => match &os.dictionary {
+            Some(source) => source,
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let cache = config.dictionaries_dir();
+    let dictionary =
+        Dictionary::load(source, &cache).with_context(|| format!("sinks.{name}.dictionary"))?;
+    Ok(Some(Arc::new(dictionary)))
 }

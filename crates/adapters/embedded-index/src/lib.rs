@@ -15,10 +15,9 @@
 //!   per-deal activity facts a deal search combines with them.
 //! - [`tokenizer`](mod@tokenizer): [`JaBigramTokenizer`], dictionary-free Japanese text analysis
 //!   (NFKC, lowercase, CJK bigrams, Latin words).
-//! - [`morphology`](mod@morphology): [`Dictionary`], the optional MeCab IPADIC dictionary
-//!   (Debian's `mecab-ipadic` sources, compiled once and cached) and the words fields it
-//!   adds to the memo, so that whole words do not match across word boundaries and
-//!   okurigana variants meet.
+//! - [`morphology`](mod@morphology): the tokenizers of the words fields that the optional
+//!   MeCab IPADIC [`Dictionary`] (`tsunagu-dictionary`) adds to the memo, so that whole
+//!   words do not match across word boundaries and okurigana variants meet.
 //! - [`service`](mod@service): [`ActivityIndex`] as the application's search port.
 //! - [`error`](mod@error): [`IndexError`].
 //! - [`inspect`](mod@inspect): [`IndexSnapshot`], key hashes and versions from fast fields,

@@ -149,6 +149,14 @@ pub struct OpenSearchConfig {
     /// Replicas of a newly created index. Default 1.
     #[serde(default = "default_replicas")]
     pub number_of_replicas: u32,
+    /// The sources of a MeCab IPADIC dictionary (`apt-get install mecab-ipadic`:
+    /// `/usr/share/mecab/dic/ipadic`) for Japanese word analysis of memos, done by tsunagu
+    /// and sent as pre-analyzed fields (no cluster plugin needed): whole words stop
+    /// matching across word boundaries and okurigana variants meet, as on the embedded
+    /// index. Every process writing or searching the index must set the same sources;
+    /// setting, unsetting or changing it needs a new index filled by a backfill.
+    #[serde(default)]
+    pub dictionary: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for OpenSearchConfig {
@@ -173,6 +181,7 @@ impl std::fmt::Debug for OpenSearchConfig {
             .field("analyzer", &self.analyzer)
             .field("number_of_shards", &self.number_of_shards)
             .field("number_of_replicas", &self.number_of_replicas)
+            .field("dictionary", &self.dictionary)
             .finish()
     }
 }
@@ -216,6 +225,7 @@ impl OpenSearchConfig {
             analyzer: Analyzer::default(),
             number_of_shards: 1,
             number_of_replicas: 1,
+            dictionary: None,
         }
     }
 
@@ -354,6 +364,16 @@ impl OpenSearchConfig {
             self.number_of_replicas,
             0..=MAX_NUMBER_OF_REPLICAS,
         )?;
+        if self
+            .dictionary
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return fail(
+                "dictionary",
+                "is empty: give the directory of the IPADIC sources (/usr/share/mecab/dic/ipadic after `apt-get install mecab-ipadic`), or leave it out".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -426,6 +446,12 @@ mod tests {
         assert_eq!(field(&c), "sinks.os.ca_cert");
         c.url = "https://x:9200".into();
         assert_eq!(c.validate(""), Ok(()));
+        c.dictionary = Some("".into());
+        assert_eq!(field(&c), "sinks.os.dictionary");
+        c.dictionary = Some("/usr/share/mecab/dic/ipadic".into());
+        assert_eq!(c.validate(""), Ok(()));
+        let parsed = parse(r#"{"url": "http://x:9200", "dictionary": "/d"}"#).unwrap();
+        assert_eq!(parsed.dictionary, Some("/d".into()));
     }
 
     /// Issue 18: every numeric knob has a bound, enforced at its edge.

@@ -12,10 +12,21 @@
 //! text is, so the cluster's analyzer only splits it and every cluster (osmem-server
 //! too, which keeps phrase positions of the text before char filters) finds the same
 //! phrases; the entity itself is in `source`. Searches must filter `kind: tombstone` out.
+//!
+//! With a Japanese dictionary (`dictionary` in the config, [`TextFields::words`]), an
+//! activity also carries its memo's words, analyzed here by [`tsunagu_dictionary`] as
+//! the embedded index analyzes them, so no analysis plugin is needed and both backends
+//! split the same memo the same way: `memo_words` (the word keys in order, one token
+//! each) and `memo_word_bigrams` (one array value per word holding its bigrams; the
+//! array's position gap keeps a phrase inside one word). Both fields are split on spaces
+//! only (the built-in `whitespace` analyzer). The analysis that wrote them is recorded in
+//! the mapping's `_meta` ([`WORDS_META`]), so an index is never read or written with
+//! another.
 
 use crate::analysis::normalize;
 use crate::config::{Analyzer, OpenSearchConfig};
 use serde_json::{json, Value};
+use tsunagu_dictionary::Dictionary;
 use tsunagu_domain::{Entity, ItemKey, Version};
 
 pub const KIND_ACTIVITY: &str = "activity";
@@ -27,6 +38,23 @@ pub const KIND_SALES_LIST: &str = "sales_list";
 /// The name of the Japanese analyzer in the index settings (its type comes from
 /// [`Analyzer`]), so the mapping is the same whichever analysis backs it.
 pub const JA_ANALYZER: &str = "tsunagu_ja";
+
+/// The memo's word keys (see the module docs).
+pub const MEMO_WORDS: &str = "memo_words";
+/// The memo's bigrams, word by word (see the module docs).
+pub const MEMO_WORD_BIGRAMS: &str = "memo_word_bigrams";
+/// The key of the mapping's `_meta` naming the word analysis of the index
+/// ([`Dictionary::analysis_id`]); absent without one.
+pub const WORDS_META: &str = "tsunagu_words";
+
+/// How the text fields of a document are written: normalized when `fold`
+/// ([`crate::config::Analyzer::folds`]), and with the memo's word fields when there is a
+/// dictionary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextFields<'a> {
+    pub fold: bool,
+    pub words: Option<&'a Dictionary>,
+}
 
 /// OpenSearch's and Elasticsearch's limit on `_id`, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
@@ -102,21 +130,20 @@ fn common(key: &ItemKey, version: Version, kind: &str, committed_at_us: i64, now
     })
 }
 
-/// The document of a live entity; `memo` and `title` normalized when `fold`
-/// ([`crate::config::Analyzer::folds`]).
+/// The document of a live entity, its text fields written as `text` says.
 pub fn entity_doc(
     key: &ItemKey,
     version: Version,
     entity: &Entity,
     committed_at_us: i64,
     now_us: i64,
-    fold: bool,
+    text: TextFields<'_>,
 ) -> Value {
-    let normalize = |text: &str| {
-        if fold {
-            normalize(text)
+    let normalize = |t: &str| {
+        if text.fold {
+            normalize(t)
         } else {
-            text.to_string()
+            t.to_string()
         }
     };
     let kind = match entity {
@@ -126,7 +153,7 @@ pub fn entity_doc(
         Entity::SalesList(_) => KIND_SALES_LIST,
     };
     let mut doc = common(key, version, kind, committed_at_us, now_us);
-    let fields = match entity {
+    let mut fields = match entity {
         Entity::ActivityLog(a) => json!({
             "tenant_id": a.tenant_id,
             "deal_id": a.deal_id,
@@ -169,6 +196,20 @@ pub fn entity_doc(
             "occurred_at_us": l.created_at.timestamp_micros(),
         }),
     };
+    if let (Entity::ActivityLog(a), Some(dictionary)) = (entity, text.words) {
+        let keys: Vec<String> = dictionary
+            .words(&a.memo)
+            .into_iter()
+            .map(|w| w.key)
+            .collect();
+        let bigrams: Vec<String> = dictionary
+            .bigrams_by_word(&a.memo)
+            .into_iter()
+            .map(|word| word.join(" "))
+            .collect();
+        fields[MEMO_WORDS] = json!(keys.join(" "));
+        fields[MEMO_WORD_BIGRAMS] = json!(bigrams);
+    }
     if let (Value::Object(doc), Value::Object(fields)) = (&mut doc, fields) {
         // Absent optional values stay absent (as in the embedded index), not null.
         doc.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
@@ -190,8 +231,8 @@ pub fn tombstone_doc(key: &ItemKey, version: Version, committed_at_us: i64, now_
 
 /// The body of `PUT /<index>`: settings (shards, replicas, the Japanese analyzer, a
 /// translog fsync per request so that an acknowledged bulk is durable) and the strict
-/// mapping.
-pub fn index_body(config: &OpenSearchConfig) -> Value {
+/// mapping, with the memo's word fields when there is a dictionary (`words`).
+pub fn index_body(config: &OpenSearchConfig, words: Option<&Dictionary>) -> Value {
     let keyword = json!({"type": "keyword"});
     let long = json!({"type": "long"});
     let text = json!({"type": "text", "analyzer": JA_ANALYZER});
@@ -225,9 +266,20 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
     }
     properties.insert("memo".into(), text.clone());
     properties.insert("title".into(), text);
+    let mut mappings = json!({
+        // A field the sink does not know is a bug, not a new column.
+        "dynamic": "strict",
+    });
+    if let Some(dictionary) = words {
+        let split = json!({"type": "text", "analyzer": "whitespace"});
+        properties.insert(MEMO_WORDS.into(), split.clone());
+        properties.insert(MEMO_WORD_BIGRAMS.into(), split);
+        mappings["_meta"] = json!({ WORDS_META: dictionary.analysis_id() });
+    }
     properties.insert("occurred_at".into(), json!({"type": "date"}));
     properties.insert("close_date".into(), json!({"type": "date"}));
     properties.insert("source".into(), json!({"type": "object", "enabled": false}));
+    mappings["properties"] = Value::Object(properties);
     let analysis = match config.analyzer {
         Analyzer::Cjk => crate::analysis::analyzer_settings(JA_ANALYZER, false),
         Analyzer::CjkIcu => crate::analysis::analyzer_settings(JA_ANALYZER, true),
@@ -245,11 +297,7 @@ pub fn index_body(config: &OpenSearchConfig) -> Value {
             "index.gc_deletes": "0s",
             "analysis": analysis,
         },
-        "mappings": {
-            // A field the sink does not know is a bug, not a new column.
-            "dynamic": "strict",
-            "properties": properties,
-        },
+        "mappings": mappings,
     })
 }
 
@@ -298,7 +346,7 @@ mod tests {
 
     #[test]
     fn documents_use_only_mapped_fields() {
-        let body = index_body(&OpenSearchConfig::new("http://x:9200"));
+        let body = index_body(&OpenSearchConfig::new("http://x:9200"), None);
         let mapped = body["mappings"]["properties"].as_object().unwrap();
         let activity = Entity::from_json(&json!({
             "type": "activity_log", "id": "a", "tenant_id": "t", "deal_id": "d",
@@ -308,7 +356,17 @@ mod tests {
             "updated_at": "2026-01-01T00:00:00Z"
         }))
         .unwrap();
-        let doc = entity_doc(&activity.key(), Version(3), &activity, 1, 2, true);
+        let doc = entity_doc(
+            &activity.key(),
+            Version(3),
+            &activity,
+            1,
+            2,
+            TextFields {
+                fold: true,
+                words: None,
+            },
+        );
         for field in doc.as_object().unwrap().keys() {
             assert!(mapped.contains_key(field), "`{field}` is not mapped");
         }
@@ -329,6 +387,44 @@ mod tests {
         for (field, kind) in SEARCH_FIELDS {
             assert_eq!(mapped[field]["type"], kind);
         }
+    }
+
+    #[test]
+    fn a_dictionary_adds_the_memo_words() {
+        let Some(dictionary) =
+            tsunagu_dictionary::test_dictionary("a_dictionary_adds_the_memo_words")
+        else {
+            return;
+        };
+        let body = index_body(&OpenSearchConfig::new("http://x:9200"), Some(&dictionary));
+        let mapped = body["mappings"]["properties"].as_object().unwrap();
+        assert_eq!(
+            body["mappings"]["_meta"][WORDS_META],
+            dictionary.analysis_id()
+        );
+        let activity = Entity::from_json(&json!({
+            "type": "activity_log", "id": "a", "tenant_id": "t", "deal_id": "d",
+            "company_id": "c", "user_id": "u", "action": "call", "result": "ok",
+            "memo": "東京都港区でお見積り", "tags": [],
+            "occurred_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let text = TextFields {
+            fold: true,
+            words: Some(&dictionary),
+        };
+        let doc = entity_doc(&activity.key(), Version(3), &activity, 1, 2, text);
+        for field in doc.as_object().unwrap().keys() {
+            assert!(mapped.contains_key(field), "`{field}` is not mapped");
+        }
+        // The honorific お goes, 見積り is keyed by its kanji; one array value per word
+        // with bigrams (都, 港, 区 and で have none).
+        assert_eq!(doc[MEMO_WORDS], "東京 都 港 区 デ 見積");
+        assert_eq!(doc[MEMO_WORD_BIGRAMS], json!(["東京", "見積 積リ"]));
+        let without = index_body(&OpenSearchConfig::new("http://x:9200"), None);
+        assert!(without["mappings"].get("_meta").is_none());
+        assert!(without["mappings"]["properties"].get(MEMO_WORDS).is_none());
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   retryable, 400 permanent) and a whole failed request to an outcome.
 //! - [`document`](mod@document): document ids from item keys, the documents of entities
 //!   and tombstones, and the index settings and mapping (Japanese analysis by `cjk`,
-//!   `cjk_icu` or `kuromoji`).
+//!   `cjk_icu` or `kuromoji`, and the memo's word fields that a dictionary adds,
+//!   analyzed by tsunagu itself with `tsunagu-dictionary`).
 //! - [`secret`](mod@secret): [`Secret`] and [`redact_url`]: credentials never reach logs or
 //!   errors.
 //! - [`error`](mod@error): [`OpenSearchError`].

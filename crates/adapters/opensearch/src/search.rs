@@ -7,6 +7,9 @@
 //! - text: each whitespace-separated word is a `match_phrase` on the Japanese field
 //!   (`memo`, `title`) analyzed like the embedded tokenizer ([`crate::analysis`]); a word
 //!   of one CJK character matches it alone or inside a bigram (`regexp`), as embedded;
+//!   with a dictionary, a memo search word made of whole words matches the memo's word
+//!   fields instead ([`whole_words_clause`]), with the embedded index's rules
+//!   (`tsunagu-dictionary`), so 京都 does not find 東京都;
 //! - order: `occurred_at_us` descending, then `sort_key` (the key's stable hash as 16 hex
 //!   digits, so in u64 order) ascending; a [`Cursor`] is those two values and the next
 //!   page is a `search_after` them, so pages reproduce the whole order exactly;
@@ -23,14 +26,15 @@
 use crate::analysis::{single_cjk_char, tokens};
 use crate::config::OpenSearchConfig;
 use crate::document::{
-    doc_id, parse_doc_id, parse_sort_key, sort_key, KIND_ACTIVITY, KIND_COMPANY, KIND_DEAL,
-    KIND_SALES_LIST, REQUIRED_FIELDS, SEARCH_FIELDS,
+    doc_id, parse_doc_id, parse_sort_key, sort_key, TextFields, KIND_ACTIVITY, KIND_COMPANY,
+    KIND_DEAL, KIND_SALES_LIST, MEMO_WORDS, MEMO_WORD_BIGRAMS, REQUIRED_FIELDS, SEARCH_FIELDS,
 };
 use crate::{Method, OpenSearchError, OpenSearchSink};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use tsunagu_dictionary::{word_bigrams, Word};
 use tsunagu_domain::search::{
     ActivityQuery, Bucket, Cursor, GroupBy, Hit, LatestActivity, RecordHit, RecordKind, RecordPage,
     RecordQuery, SearchPage, SortOrder, TimeZone, MAX_LIMIT,
@@ -103,12 +107,14 @@ impl OpenSearchSearch {
     /// Checks that the index exists with the fields searches use (the sink's and the sort
     /// fields, which indexes created by older versions lack until the sink adds them).
     pub async fn check(&self) -> Result<(), OpenSearchError> {
+        self.client.check_words_loaded()?;
         let index = self.index();
         let what = format!("GET /{index}/_mapping");
         let body = self
             .client
             .request_json(Method::GET, &[&index, "_mapping"], &[], None, &what)
             .await?;
+        self.client.check_index_words(&body, &what)?;
         let properties = body
             .as_object()
             .and_then(|m| m.values().next())
@@ -135,6 +141,11 @@ impl OpenSearchSearch {
     /// kuromoji, whose morphological analysis needs the text as written.
     fn folds(&self) -> bool {
         self.client.config().analyzer.folds()
+    }
+
+    /// How the memo was written, so that queries are analyzed alike.
+    fn memo_text(&self) -> TextFields<'_> {
+        self.client.text_fields()
     }
 
     async fn search(&self, body: &Value) -> Result<Value, OpenSearchError> {
@@ -481,6 +492,54 @@ pub fn word_clause(field: &str, word: &str, prefix: bool, fold: bool) -> Option<
     Some(json!({"match_phrase": {field: {"query": query, "zero_terms_query": "none"}}}))
 }
 
+/// How much more a match of whole words counts than a match inside a longer word (as
+/// on the embedded index).
+const WHOLE_WORDS_BOOST: f32 = 2.0;
+
+/// The clause of one search term on a field written as `text` says: with a dictionary,
+/// a term made of whole words (two characters or more) matches the word fields
+/// ([`whole_words_clause`]); anything else, or without one, the bigram field
+/// ([`word_clause`]).
+fn term_clause(field: &str, term: &SearchTerm, text: TextFields<'_>) -> Option<Value> {
+    let on_bigrams = word_clause(field, &term.text, term.prefix_last(), text.fold)?;
+    let whole = text
+        .words
+        .and_then(|dictionary| dictionary.whole_words(&term.text))
+        .filter(|whole| {
+            whole
+                .iter()
+                .map(|w| w.folded.chars().count())
+                .sum::<usize>()
+                >= 2
+        });
+    Some(match whole {
+        Some(whole) => whole_words_clause(&whole, on_bigrams),
+        None => on_bigrams,
+    })
+}
+
+/// The clause of a search word made of whole dictionary words (`tsunagu-dictionary`):
+/// its word keys in a row on [`MEMO_WORDS`] (scoring [`WHOLE_WORDS_BOOST`] times more),
+/// or its bigrams in a row inside one word on [`MEMO_WORD_BIGRAMS`]; with a verb,
+/// adjective or suffix, also `on_bigrams` (such a word often starts a longer word of the
+/// memo, 取り in 取り直し, which the dictionary splits otherwise).
+pub fn whole_words_clause(words: &[Word], on_bigrams: Value) -> Value {
+    let keys: Vec<&str> = words.iter().map(|w| w.key.as_str()).collect();
+    let folded: String = words.iter().map(|w| w.folded.as_str()).collect();
+    let mut any = vec![json!({"match_phrase": {MEMO_WORDS: {
+        "query": keys.join(" "),
+        "boost": WHOLE_WORDS_BOOST,
+    }}})];
+    let inside = word_bigrams(&folded);
+    if !inside.is_empty() {
+        any.push(json!({"match_phrase": {MEMO_WORD_BIGRAMS: {"query": inside.join(" ")}}}));
+    }
+    if words.iter().any(|w| w.open_ended) {
+        any.push(on_bigrams);
+    }
+    json!({"bool": {"should": any, "minimum_should_match": 1}})
+}
+
 /// The text part of a query, translated from the parsed search syntax ([`TextQuery`]):
 /// conditions that must hold (`A OR B` a `bool.should` of at least one) and exclusions.
 #[derive(Debug, Default, PartialEq)]
@@ -496,22 +555,23 @@ pub fn text_clauses(
     text: Option<&str>,
     fold: bool,
 ) -> Result<TextClauses, ServiceError> {
+    let fields = TextFields { fold, words: None };
     match text.map(TextQuery::parse).transpose()?.flatten() {
-        Some(parsed) => parsed_text_clauses(field, &parsed, fold),
+        Some(parsed) => parsed_text_clauses(field, &parsed, fields),
         None => Ok(TextClauses::default()),
     }
 }
 
 /// [`text_clauses`] of a query already parsed (the memo query with the tenant's synonyms
-/// applied, [`ActivityQuery::memo_query`]).
+/// applied, [`ActivityQuery::memo_query`]), on a field written as `text` says.
 pub fn parsed_text_clauses(
     field: &str,
     parsed: &TextQuery,
-    fold: bool,
+    text: TextFields<'_>,
 ) -> Result<TextClauses, ServiceError> {
     let mut out = TextClauses::default();
     let clause = |term: &SearchTerm| {
-        word_clause(field, &term.text, term.prefix_last(), fold).ok_or_else(|| {
+        term_clause(field, term, text).ok_or_else(|| {
             ServiceError::invalid("q", format!("{:?} has nothing to search for", term.text))
         })
     };
@@ -553,8 +613,9 @@ fn bool_query(
     query
 }
 
-/// The query of an [`ActivityQuery`]: one filter clause per axis.
-pub fn activity_query(q: &ActivityQuery, fold: bool) -> Result<Value, ServiceError> {
+/// The query of an [`ActivityQuery`]: one filter clause per axis; the memo text as the
+/// memo was written (`memo`).
+pub fn activity_query(q: &ActivityQuery, memo: TextFields<'_>) -> Result<Value, ServiceError> {
     let mut filters = vec![term("kind", KIND_ACTIVITY)];
     if let Some(tenant) = &q.tenant_id {
         filters.push(term("tenant_id", tenant));
@@ -590,7 +651,7 @@ pub fn activity_query(q: &ActivityQuery, fold: bool) -> Result<Value, ServiceErr
         filters.push(json!({"range": {"occurred_at_us": range}}));
     }
     let text = match q.memo_query()? {
-        Some(memo) => parsed_text_clauses("memo", &memo, fold)?,
+        Some(parsed) => parsed_text_clauses("memo", &parsed, memo)?,
         None => TextClauses::default(),
     };
     Ok(bool_query(
@@ -710,7 +771,7 @@ impl SearchIndex for OpenSearchSearch {
         let memo = query.memo_query()?;
         let (hits, total, next_cursor) = self
             .page(
-                activity_query(query, self.folds())?,
+                activity_query(query, self.memo_text())?,
                 query.limit,
                 query.cursor,
                 scored,
@@ -743,7 +804,7 @@ impl SearchIndex for OpenSearchSearch {
         by: GroupBy,
         zone: TimeZone,
     ) -> Result<Vec<Bucket>, ServiceError> {
-        let q = activity_query(query, self.folds())?;
+        let q = activity_query(query, self.memo_text())?;
         let mut buckets = match group_field(by) {
             Some(field) => self.keyword_counts(&q, field).await,
             None => self.calendar_counts(&q, by, zone).await,
@@ -822,7 +883,7 @@ impl SearchIndex for OpenSearchSearch {
         query: &ActivityQuery,
     ) -> Result<HashSet<String>, ServiceError> {
         Ok(self
-            .keyword_counts(&activity_query(query, self.folds())?, "deal_id")
+            .keyword_counts(&activity_query(query, self.memo_text())?, "deal_id")
             .await
             .map_err(unavailable)?
             .into_iter()
@@ -843,7 +904,7 @@ impl SearchIndex for OpenSearchSearch {
             "_source": ["occurred_at_us", "result"],
         }}});
         self.for_each_bucket(
-            &activity_query(query, self.folds())?,
+            &activity_query(query, self.memo_text())?,
             json!({"terms": {"field": "deal_id"}}),
             Some(sub),
             |b| {
@@ -917,6 +978,15 @@ mod tests {
         );
     }
 
+    /// The filter clauses of `q`'s query, with text folded and no dictionary.
+    fn filters_of(q: &ActivityQuery) -> Value {
+        let text = TextFields {
+            fold: true,
+            words: None,
+        };
+        activity_query(q, text).unwrap()["bool"]["filter"].clone()
+    }
+
     #[test]
     fn activity_queries_filter_each_axis() {
         let mut q = ActivityQuery {
@@ -926,7 +996,7 @@ mod tests {
             text: Some("  ".into()),
             ..ActivityQuery::default()
         };
-        let filters = activity_query(&q, true).unwrap()["bool"]["filter"].clone();
+        let filters = filters_of(&q);
         assert_eq!(
             filters,
             json!([
@@ -938,7 +1008,7 @@ mod tests {
             ])
         );
         q.occurred_to = DateTime::<Utc>::from_timestamp_micros(5);
-        let filters = activity_query(&q, true).unwrap()["bool"]["filter"].clone();
+        let filters = filters_of(&q);
         assert_eq!(filters[5], json!({"range": {"occurred_at_us": {"lt": 5}}}));
     }
 

@@ -8,8 +8,8 @@ use crate::bulk::{
 };
 use crate::config::{OpenSearchConfig, Refresh};
 use crate::document::{
-    doc_id, entity_doc, index_body, tombstone_doc, KIND_TOMBSTONE, MAX_ID_BYTES, REQUIRED_FIELDS,
-    SEARCH_FIELDS,
+    doc_id, entity_doc, index_body, tombstone_doc, TextFields, KIND_TOMBSTONE, MAX_ID_BYTES,
+    REQUIRED_FIELDS, SEARCH_FIELDS, WORDS_META,
 };
 use crate::error::{chain, OpenSearchError};
 use crate::secret::{redact_url, Secret};
@@ -18,7 +18,9 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
+use tsunagu_dictionary::Dictionary;
 use tsunagu_domain::{ChangeKind, ChangeRecord, Entity, ItemKey, Version};
 use tsunagu_engine::ports::{RecordFailure, Sink, SinkError};
 
@@ -67,6 +69,9 @@ pub struct OpenSearchSink {
     shown: String,
     auth: Auth,
     config: OpenSearchConfig,
+    /// The Japanese word analysis of the memo (`dictionary` in the config), see
+    /// [`crate::document`].
+    words: Option<Arc<Dictionary>>,
 }
 
 impl std::fmt::Debug for OpenSearchSink {
@@ -176,7 +181,72 @@ impl OpenSearchSink {
             shown,
             auth,
             config: config.clone(),
+            words: None,
         })
+    }
+
+    /// The client writing and reading the memo's word fields with `dictionary`, loaded
+    /// from the config's `dictionary` sources (the caller loads it, with the cache
+    /// directory it keeps compiled dictionaries in). Before any request.
+    pub fn with_words(mut self, dictionary: Option<Arc<Dictionary>>) -> Self {
+        self.words = dictionary;
+        self
+    }
+
+    /// The dictionary of the memo's word fields, if any.
+    pub fn words(&self) -> Option<&Arc<Dictionary>> {
+        self.words.as_ref()
+    }
+
+    /// How documents' text fields are written ([`crate::document::TextFields`]).
+    pub(crate) fn text_fields(&self) -> TextFields<'_> {
+        TextFields {
+            fold: self.config.analyzer.folds(),
+            words: self.words.as_deref(),
+        }
+    }
+
+    /// Fails when the config names a dictionary that was not loaded into the client (see
+    /// [`OpenSearchSink::with_words`]): documents would lack the word fields.
+    pub(crate) fn check_words_loaded(&self) -> Result<(), OpenSearchError> {
+        match (&self.config.dictionary, &self.words) {
+            (Some(source), None) => Err(OpenSearchError::Setup(format!(
+                "`dictionary` names {} but the client was built without loading it (with_words)",
+                source.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that the index (whose `_mapping` answer is `body`) was built with this
+    /// client's word analysis ([`crate::document::WORDS_META`]): an index read or written
+    /// with another would miss or mix word fields.
+    pub(crate) fn check_index_words(
+        &self,
+        body: &Value,
+        what: &str,
+    ) -> Result<(), OpenSearchError> {
+        let index = &self.config.index;
+        let built = body
+            .as_object()
+            .and_then(|m| m.values().next())
+            .and_then(|i| i["mappings"]["_meta"][WORDS_META].as_str());
+        let wanted = self.words.as_ref().map(|d| d.analysis_id());
+        let rebuild = "write into a new index (set `index`) and fill it with `tsunagu backfill` (see docs/opensearch.md)";
+        let problem = match (built, wanted.as_deref()) {
+            (None, None) => return Ok(()),
+            (Some(b), Some(w)) if b == w => return Ok(()),
+            (None, Some(_)) => format!(
+                "index {index:?} was built without Japanese word analysis and `dictionary` is set: {rebuild}, or remove `dictionary`"
+            ),
+            (Some(b), None) => format!(
+                "index {index:?} was built with Japanese word analysis ({b}) and `dictionary` is not set: set it to the same IPADIC sources, or {rebuild}"
+            ),
+            (Some(b), Some(w)) => format!(
+                "index {index:?} was built with another dictionary or word analysis ({b}, this config gives {w}): {rebuild}, or set `dictionary` back to the sources it was built with"
+            ),
+        };
+        Err(self.unusable(what, problem))
     }
 
     /// [`OpenSearchSink::new`], then creates the index (settings, Japanese analyzer,
@@ -237,10 +307,12 @@ impl OpenSearchSink {
 
     /// Creates the index if missing; otherwise checks its mapping.
     pub async fn ensure_index(&self) -> Result<(), OpenSearchError> {
+        self.check_words_loaded()?;
         let index = self.config.index.clone();
         let what = format!("PUT /{index}");
         if !self.index_exists().await? {
-            let body = serde_json::to_vec(&index_body(&self.config)).unwrap_or_default();
+            let body = serde_json::to_vec(&index_body(&self.config, self.words.as_deref()))
+                .unwrap_or_default();
             match self
                 .call(
                     Method::PUT,
@@ -325,6 +397,7 @@ impl OpenSearchSink {
         let body = self
             .call_json(Method::GET, &[&index, "_mapping"], &[], None, &what)
             .await?;
+        self.check_index_words(&body, &what)?;
         // `{"<index or concrete name>": {"mappings": {"properties": ...}}}`
         let properties = body
             .as_object()
@@ -626,7 +699,7 @@ impl OpenSearchSink {
 
 /// One record as bulk NDJSON (action line and document line), or why it can never be
 /// written.
-fn encode(record: &ChangeRecord, now_us: i64, fold: bool) -> Result<Vec<u8>, String> {
+fn encode(record: &ChangeRecord, now_us: i64, text: TextFields<'_>) -> Result<Vec<u8>, String> {
     let version = record.version.0;
     if i64::try_from(version).is_err() {
         return Err(format!(
@@ -662,7 +735,7 @@ fn encode(record: &ChangeRecord, now_us: i64, fold: bool) -> Result<Vec<u8>, Str
                 &entity,
                 record.committed_at_us,
                 now_us,
-                fold,
+                text,
             )
         }
     };
@@ -714,12 +787,12 @@ impl Sink for OpenSearchSink {
             return Ok(());
         }
         let now = now_us();
-        let fold = self.config.analyzer.folds();
+        let text = self.text_fields();
         let mut failures: Vec<RecordFailure> = Vec::new();
         // (index in `records`, NDJSON lines)
         let mut items: Vec<(usize, Vec<u8>)> = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            match encode(record, now, fold) {
+            match encode(record, now, text) {
                 Ok(lines) => items.push((index, lines)),
                 Err(message) => {
                     // Like the embedded index: a record the index can never accept fails
@@ -820,10 +893,10 @@ impl OpenSearchSink {
     /// loader can send the very same documents (`tsunagu bench limits`).
     pub fn bulk_bodies(&self, records: &[ChangeRecord]) -> Vec<Vec<u8>> {
         let now = now_us();
-        let fold = self.config.analyzer.folds();
+        let text = self.text_fields();
         let items: Vec<Vec<u8>> = records
             .iter()
-            .filter_map(|record| encode(record, now, fold).ok())
+            .filter_map(|record| encode(record, now, text).ok())
             .collect();
         let sizes: Vec<usize> = items.iter().map(Vec::len).collect();
         split_chunks(

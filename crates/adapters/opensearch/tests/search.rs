@@ -454,7 +454,7 @@ async fn the_sink_adds_the_search_fields_to_an_older_index() {
         return;
     };
     let config = common::config(&url, "older-index");
-    let mut body = tsunagu_opensearch::document::index_body(&config);
+    let mut body = tsunagu_opensearch::document::index_body(&config, None);
     for (field, _) in tsunagu_opensearch::document::SEARCH_FIELDS {
         body["mappings"]["properties"]
             .as_object_mut()

@@ -71,7 +71,7 @@ async fn a_mapping_error_fails_its_record_permanently() {
     };
     let config = common::config(&url, "mapping-error");
     // An index whose `tags` are numbers: the activities' tags cannot be indexed there.
-    let mut body = index_body(&config);
+    let mut body = index_body(&config, None);
     body["mappings"]["properties"]["tags"] = serde_json::json!({"type": "long"});
     reqwest::Client::new()
         .put(format!("{url}/{}", config.index))
