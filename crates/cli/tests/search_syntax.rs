@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 on_both_deployments!(memo_search_syntax_highlights_and_relevance);
+on_both_deployments!(whole_words_with_a_dictionary);
 
 async fn memo_search_syntax_highlights_and_relevance(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else {
@@ -122,4 +123,56 @@ async fn memo_search_syntax_highlights_and_relevance(backend: Backend) {
         }
     }
     app.stop().await;
+}
+
+/// With `dictionary` on the search sink (the embedded index, or OpenSearch with the
+/// pre-analyzed word fields), a place name does not match across word boundaries and
+/// okurigana variants meet, through the API as through the index.
+async fn whole_words_with_a_dictionary(backend: Backend) {
+    let Some(app) = TestApp::start_with_dictionary(backend).await else {
+        return;
+    };
+    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
+    let deal = app.deal(&app.a, &co, "案件", &[]).await;
+    let memos = [
+        ("2026-11-01T09:00:00Z", "東京都港区の本社へ訪問"),
+        ("2026-11-02T09:00:00Z", "京都の支店で打ち合わせ"),
+        ("2026-11-03T09:00:00Z", "お見積りを送付、打合せの日程を調整"),
+    ];
+    let mut ids_by_memo = Vec::new();
+    let mut last = String::new();
+    for (at, memo) in memos {
+        let (id, _, token) = app
+            .activity(
+                &app.a,
+                &deal,
+                json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": memo}),
+            )
+            .await;
+        ids_by_memo.push(id);
+        last = token;
+    }
+    let search = |q: &str| {
+        let url = format!("/api/v1/activities?q={q}&limit=10&consistency_token={last}");
+        let app = &app;
+        async move {
+            let (status, page) = app.get(&app.a, &url).await;
+            assert_eq!(status, StatusCode::OK, "{url}: {page}");
+            ids(&page)
+        }
+    };
+    assert_eq!(
+        search("京都").await,
+        [ids_by_memo[1].clone()],
+        "京都 is not 東京都"
+    );
+    assert_eq!(search("東京").await, [ids_by_memo[0].clone()]);
+    for variant in ["見積もり", "見積り", "お見積り"] {
+        assert_eq!(search(variant).await, [ids_by_memo[2].clone()], "{variant}");
+    }
+    let mut meetings = search("打ち合わせ").await;
+    meetings.sort();
+    let mut expected = vec![ids_by_memo[1].clone(), ids_by_memo[2].clone()];
+    expected.sort();
+    assert_eq!(meetings, expected, "打ち合わせ = 打合せ");
 }

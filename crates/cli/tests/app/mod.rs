@@ -7,7 +7,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tsunagu_runtime::config::Config;
+use tsunagu_runtime::config::{Config, SinkConfig};
 use tsunagu_runtime::serving::RunningServer;
 
 /// The deployment a test runs on.
@@ -121,8 +121,40 @@ impl TestApp {
 
     /// Starts with `embedded_extra` TOML added to the embedded defaults.
     pub async fn start_with(backend: Backend, embedded_extra: &str) -> Option<Self> {
+        Self::start_edited(backend, embedded_extra, |_| {}).await
+    }
+
+    /// Starts with the Japanese word analysis of the IPADIC sources in
+    /// `TSUNAGU_TEST_IPADIC_DIR` on every search sink (embedded index or OpenSearch);
+    /// `None` (skip) without them.
+    pub async fn start_with_dictionary(backend: Backend) -> Option<Self> {
+        let Some(source) = std::env::var_os("TSUNAGU_TEST_IPADIC_DIR") else {
+            println!("skipped: TSUNAGU_TEST_IPADIC_DIR (the mecab-ipadic sources) is not set");
+            return None;
+        };
+        Self::start_edited(backend, "", |cfg| {
+            for sink in cfg.sinks.values_mut() {
+                match sink {
+                    SinkConfig::EmbeddedIndex { dictionary, .. } => {
+                        *dictionary = Some(source.clone().into())
+                    }
+                    SinkConfig::Opensearch(os) => os.dictionary = Some(source.clone().into()),
+                    SinkConfig::Kinesis(_) => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// Starts with the config of [`config`] changed by `edit`.
+    async fn start_edited(
+        backend: Backend,
+        embedded_extra: &str,
+        edit: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = config(backend, dir.path(), embedded_extra)?;
+        let mut cfg = config(backend, dir.path(), embedded_extra)?;
+        edit(&mut cfg);
         let registry = tsunagu_runtime::tenants::open_tenant_directory(&cfg)
             .await
             .unwrap();
