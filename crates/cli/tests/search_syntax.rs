@@ -11,24 +11,11 @@ use serde_json::json;
 on_both_deployments!(memo_search_syntax_highlights_and_relevance);
 on_both_deployments!(whole_words_with_a_dictionary);
 
-async fn memo_search_syntax_highlights_and_relevance(backend: Backend) {
-    let Some(app) = TestApp::start(backend).await else {
-        return;
-    };
+/// Records one visit per `(occurred_at, memo)` on a new deal of tenant A; returns their
+/// ids and the last write's consistency token.
+async fn record_memos(app: &TestApp, memos: &[(&str, &str)]) -> (Vec<String>, String) {
     let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
     let deal = app.deal(&app.a, &co, "案件", &[]).await;
-    let memos = [
-        (
-            "2026-11-01T09:00:00Z",
-            "お見積りを送付。次回みーてぃんぐで説明",
-        ),
-        (
-            "2026-11-02T09:00:00Z",
-            "ミーティング<日程>調整、失注の可能性あり",
-        ),
-        ("2026-11-03T09:00:00Z", "電話不在"),
-        ("2026-11-04T09:00:00Z", "見積 見積 見積"),
-    ];
     let mut ids_by_memo = Vec::new();
     let mut last = String::new();
     for (at, memo) in memos {
@@ -42,6 +29,26 @@ async fn memo_search_syntax_highlights_and_relevance(backend: Backend) {
         ids_by_memo.push(id);
         last = token;
     }
+    (ids_by_memo, last)
+}
+
+async fn memo_search_syntax_highlights_and_relevance(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let memos = [
+        (
+            "2026-11-01T09:00:00Z",
+            "お見積りを送付。次回みーてぃんぐで説明",
+        ),
+        (
+            "2026-11-02T09:00:00Z",
+            "ミーティング<日程>調整、失注の可能性あり",
+        ),
+        ("2026-11-03T09:00:00Z", "電話不在"),
+        ("2026-11-04T09:00:00Z", "見積 見積 見積"),
+    ];
+    let (ids_by_memo, last) = record_memos(&app, &memos).await;
     let search = |q: &str, extra: &str| {
         format!(
             "/api/v1/activities?q={}{extra}&consistency_token={last}",
@@ -132,26 +139,12 @@ async fn whole_words_with_a_dictionary(backend: Backend) {
     let Some(app) = TestApp::start_with_dictionary(backend).await else {
         return;
     };
-    let co = app.company(&app.a, "株式会社つなぐ", "東京都港区").await;
-    let deal = app.deal(&app.a, &co, "案件", &[]).await;
     let memos = [
         ("2026-11-01T09:00:00Z", "東京都港区の本社へ訪問"),
         ("2026-11-02T09:00:00Z", "京都の支店で打ち合わせ"),
         ("2026-11-03T09:00:00Z", "お見積りを送付、打合せの日程を調整"),
     ];
-    let mut ids_by_memo = Vec::new();
-    let mut last = String::new();
-    for (at, memo) in memos {
-        let (id, _, token) = app
-            .activity(
-                &app.a,
-                &deal,
-                json!({"user_id": "u1", "action": "visit", "occurred_at": at, "memo": memo}),
-            )
-            .await;
-        ids_by_memo.push(id);
-        last = token;
-    }
+    let (ids_by_memo, last) = record_memos(&app, &memos).await;
     let search = |q: &str| {
         let url = format!("/api/v1/activities?q={q}&limit=10&consistency_token={last}");
         let app = &app;
