@@ -196,6 +196,10 @@ pub struct LimitsArgs {
     /// sink, a raw `_bulk` loader is measured beside it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// On the embedded defaults: index memos with the Japanese word analysis of the
+    /// MeCab IPADIC sources in DIR (`sinks.activities.dictionary`), to measure its cost.
+    #[arg(long, value_name = "DIR", conflicts_with = "config")]
+    pub dictionary: Option<PathBuf>,
 }
 
 /// A directory for one run: under `base` if given (kept), else a temporary one (removed).

@@ -61,6 +61,10 @@ struct LimitsReport {
     raw_bulk_docs_per_s: Option<f64>,
     /// OpenSearch only: the sink's rate over the raw loader's.
     sink_fraction_of_raw_bulk: Option<f64>,
+    /// Embedded index only: the bytes of the sink-alone phase's index directory once
+    /// closed (every document, as many segments as it left), and per document.
+    index_bytes: Option<u64>,
+    index_bytes_per_doc: Option<f64>,
     pipeline_per_s: f64,
     /// Pipeline rate over the lower of the store and sink rates.
     pipeline_fraction_of_limit: f64,
@@ -82,6 +86,9 @@ fn embedded_config(dir: &Path, args: &LimitsArgs) -> anyhow::Result<Config> {
         .next()
         .cloned()
         .context("the default config has no sink")?;
+    if let Some(SinkConfig::EmbeddedIndex { dictionary, .. }) = config.sinks.get_mut(&sink) {
+        dictionary.clone_from(&args.dictionary);
+    }
     config.consumers = vec![ConsumerConfig {
         batch_size: args.batch_size as usize,
         parallelization_factor: args.parallelization_factor,
@@ -220,11 +227,18 @@ where
 }
 
 /// The sink alone (and for OpenSearch the raw loader): docs/s of each.
+/// What the sink-alone phase measured.
+struct SinkMeasure {
+    docs_per_s: f64,
+    raw_bulk_docs_per_s: Option<f64>,
+    index_bytes: Option<u64>,
+}
+
 async fn measure_sink(
     config: &Config,
     consumer: &ConsumerConfig,
     records: &[ChangeRecord],
-) -> anyhow::Result<(f64, Option<f64>)> {
+) -> anyhow::Result<SinkMeasure> {
     let dir = RunDir::new(None, "limits-sink")?;
     let scratch = scratch_sink_config(config, &consumer.sink, "sink", &dir.path)?;
     let handle = tsunagu_runtime::open_sink(&scratch, &consumer.sink).await?;
@@ -253,8 +267,33 @@ async fn measure_sink(
         }
         _ => None,
     };
+    let embedded = matches!(handle, SinkHandle::Embedded(_));
     handle.close().await;
-    Ok((sink_rate, raw_rate))
+    let index_bytes = if embedded {
+        Some(bytes_under(&scratch.index_dir(&consumer.sink))?)
+    } else {
+        None
+    };
+    Ok(SinkMeasure {
+        docs_per_s: sink_rate,
+        raw_bulk_docs_per_s: raw_rate,
+        index_bytes,
+    })
+}
+
+/// The bytes of every file under `dir`.
+fn bytes_under(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            bytes_under(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
 }
 
 /// A raw `_bulk` loader: the bodies the sink would send for the same batches, posted to
@@ -311,9 +350,13 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
         _ => "embedded_index",
     };
     outln!(
-        "bench limits: {} items per phase, sink {} ({sink_kind}), batch {}, parallelization {}",
+        "bench limits: {} items per phase, sink {} ({sink_kind}{}), batch {}, parallelization {}",
         args.items,
         consumer.sink,
+        match &args.dictionary {
+            Some(dir) => format!(", dictionary {}", dir.display()),
+            None => String::new(),
+        },
         consumer.batch_size,
         consumer.parallelization_factor
     )?;
@@ -330,11 +373,22 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
 
     // 2. The sink alone, fed the very change records the store just produced.
     let records = read_back(runtime.source.as_ref(), args.items).await?;
-    let (index_rate, raw_rate) = measure_sink(&config, &consumer, &records).await?;
+    let SinkMeasure {
+        docs_per_s: index_rate,
+        raw_bulk_docs_per_s: raw_rate,
+        index_bytes,
+    } = measure_sink(&config, &consumer, &records).await?;
     outln!(
         "sink alone:     {} documents = {index_rate:.0} docs/s",
         records.len()
     )?;
+    let index_bytes_per_doc = index_bytes.map(|b| b as f64 / records.len().max(1) as f64);
+    if let (Some(bytes), Some(per_doc)) = (index_bytes, index_bytes_per_doc) {
+        outln!(
+            "index on disk:  {:.1} MiB = {per_doc:.0} bytes/doc",
+            bytes as f64 / (1 << 20) as f64
+        )?;
+    }
     if let Some(raw) = raw_rate {
         outln!(
             "raw _bulk:      {} documents = {raw:.0} docs/s (the sink at {:.0}% of it)",
@@ -397,6 +451,8 @@ pub async fn run(args: &LimitsArgs, data_dir: Option<&Path>) -> anyhow::Result<E
         index_docs_per_s: index_rate,
         raw_bulk_docs_per_s: raw_rate,
         sink_fraction_of_raw_bulk: raw_rate.map(|raw| index_rate / raw),
+        index_bytes,
+        index_bytes_per_doc,
         pipeline_per_s: pipe_rate,
         pipeline_fraction_of_limit: pipe_rate / limit,
         process_peak_rss_mib: peak_rss_mib(),
