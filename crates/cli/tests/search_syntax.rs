@@ -163,6 +163,13 @@ async fn whole_words_with_a_dictionary(backend: Backend) {
     for variant in ["見積もり", "見積り", "お見積り"] {
         assert_eq!(search(variant).await, [ids_by_memo[2].clone()], "{variant}");
     }
+    // The highlights mark the variant as written in the memo.
+    let url = format!("/api/v1/activities?q=見積もり&consistency_token={last}");
+    let (_, page) = app.get(&app.a, &url).await;
+    assert_eq!(
+        page["items"][0]["highlights"],
+        json!(["お<mark>見積り</mark>を送付、打合せの日程を調整"])
+    );
     let mut meetings = search("打ち合わせ").await;
     meetings.sort();
     let mut expected = vec![ids_by_memo[1].clone(), ids_by_memo[2].clone()];

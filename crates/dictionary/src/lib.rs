@@ -54,6 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tsunagu_domain::text::{is_cjk, is_han, normalize};
+use tsunagu_domain::text_query::TextQuery;
 use unicode_normalization::UnicodeNormalization;
 use vibrato::dictionary::LexType;
 
@@ -227,6 +228,32 @@ impl Dictionary {
     /// index records it and is refused when read or written with another.
     pub fn analysis_id(&self) -> String {
         format!("ipadic_v{WORDS_VERSION}_{}", self.fingerprint)
+    }
+
+    /// The byte spans of `text` where the words of the search word `term` occur in a row
+    /// (by their keys, so 見積もり for 見積り), when `term` is made of whole words
+    /// ([`Dictionary::whole_words`]); none otherwise. For highlights.
+    pub fn word_spans(&self, text: &str, term: &str) -> Vec<(usize, usize)> {
+        let Some(whole) = self.whole_words(term) else {
+            return Vec::new();
+        };
+        let words = self.words(text);
+        words
+            .windows(whole.len())
+            .filter(|run| run.iter().zip(&whole).all(|(w, t)| w.key == t.key))
+            .map(|run| (run[0].start, run[run.len() - 1].end))
+            .collect()
+    }
+
+    /// [`Dictionary::word_spans`] of every word and phrase that a search text `text` looks
+    /// for (exclusions left out) in `memo`.
+    pub fn query_word_spans(&self, memo: &str, text: Option<&TextQuery>) -> Vec<(usize, usize)> {
+        text.map_or_else(Vec::new, |query| {
+            query
+                .positive_terms()
+                .flat_map(|t| self.word_spans(memo, &t.text))
+                .collect()
+        })
     }
 
     /// The word-bounded bigrams of `text`: the bigrams of each word (see [`word_bigrams`]),
@@ -579,6 +606,27 @@ mod tests {
         );
         assert!(word_bigrams("ab").is_empty());
         assert_eq!(word_bigrams("見積書"), ["見積", "積書"]);
+    }
+
+    #[test]
+    fn word_spans_find_the_variants_as_written() {
+        let Some(dict) = test_dictionary("word_spans_find_the_variants_as_written") else {
+            return;
+        };
+        let memo = "お見積もりを送付、東京都で打合せ";
+        let at = |s: &str| memo.find(s).map(|i| (i, i + s.len())).expect(s);
+        assert_eq!(dict.word_spans(memo, "見積り"), [at("見積もり")]);
+        assert_eq!(dict.word_spans(memo, "打ち合わせ"), [at("打合せ")]);
+        assert!(dict.word_spans(memo, "京都").is_empty());
+        assert!(
+            dict.word_spans(memo, "ミーティング").is_empty(),
+            "not whole words"
+        );
+        let query = TextQuery::parse("見積り -東京").expect("parses");
+        assert_eq!(
+            dict.query_word_spans(memo, query.as_ref()),
+            [at("見積もり")]
+        );
     }
 
     #[test]

@@ -277,7 +277,19 @@ impl Hit {
         activity: ActivityLog,
         text: Option<&TextQuery>,
     ) -> Self {
-        let highlights = highlights_of(&activity.memo, text);
+        Self::with_word_spans(key, version, activity, text, Vec::new())
+    }
+
+    /// [`Hit::new`] whose highlights also mark `word_spans` of the memo: what a word
+    /// analysis matched that the text does not hold as typed (見積もり for 見積り).
+    pub fn with_word_spans(
+        key: ItemKey,
+        version: Version,
+        activity: ActivityLog,
+        text: Option<&TextQuery>,
+        word_spans: Vec<(usize, usize)>,
+    ) -> Self {
+        let highlights = highlights_with(&activity.memo, text, word_spans);
         Self {
             key,
             version,
@@ -290,15 +302,24 @@ impl Hit {
 /// The highlight fragments of `memo` for the parsed search text `text` (none without
 /// text): whichever of its words, phrases and synonyms matched.
 pub fn highlights_of(memo: &str, text: Option<&TextQuery>) -> Vec<String> {
-    match text {
-        Some(query) => crate::text::highlight_terms(
-            memo,
-            query
-                .positive_terms()
-                .map(|t| (t.text.as_str(), t.prefix_last())),
-        ),
-        None => Vec::new(),
-    }
+    highlights_with(memo, text, Vec::new())
+}
+
+/// [`highlights_of`] also marking `word_spans` (see [`Hit::with_word_spans`]).
+pub fn highlights_with(
+    memo: &str,
+    text: Option<&TextQuery>,
+    mut word_spans: Vec<(usize, usize)>,
+) -> Vec<String> {
+    let Some(query) = text else {
+        return Vec::new();
+    };
+    word_spans.extend(
+        query
+            .positive_terms()
+            .flat_map(|t| crate::text::match_spans_with(memo, &t.text, t.prefix_last())),
+    );
+    crate::text::highlight_spans(memo, word_spans)
 }
 
 /// One page of results.

@@ -245,10 +245,19 @@ pub fn highlight_terms<'a>(
     text: &str,
     terms: impl IntoIterator<Item = (&'a str, bool)>,
 ) -> Vec<String> {
-    let mut spans: Vec<(usize, usize)> = terms
+    let spans: Vec<(usize, usize)> = terms
         .into_iter()
         .flat_map(|(t, prefix)| match_spans_with(text, t, prefix))
         .collect();
+    highlight_spans(text, spans)
+}
+
+/// The [`highlight`] fragments of `text` marking `spans` (byte ranges on character
+/// boundaries, in any order, overlapping or not), however they were found.
+pub fn highlight_spans(text: &str, mut spans: Vec<(usize, usize)>) -> Vec<String> {
+    spans.retain(|&(start, end)| {
+        start < end && text.is_char_boundary(start) && text.is_char_boundary(end)
+    });
     spans.sort_unstable();
     // Overlapping or touching matches become one mark.
     let mut marks: Vec<(usize, usize)> = Vec::new();

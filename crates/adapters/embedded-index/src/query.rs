@@ -90,7 +90,17 @@ impl IndexView {
         for address in &page.addresses {
             // A hit is always an activity (the query requires kind = activity).
             if let Some((key, version, activity)) = self.load(&searcher, *address)? {
-                hits.push(Hit::new(key, version, activity, memo.as_ref()));
+                let words = match &self.dictionary {
+                    Some(dictionary) => dictionary.query_word_spans(&activity.memo, memo.as_ref()),
+                    None => Vec::new(),
+                };
+                hits.push(Hit::with_word_spans(
+                    key,
+                    version,
+                    activity,
+                    memo.as_ref(),
+                    words,
+                ));
             }
         }
         Ok(SearchPage {

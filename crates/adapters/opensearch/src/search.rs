@@ -782,7 +782,19 @@ impl SearchIndex for OpenSearchSearch {
         for hit in &hits {
             match self.entity_of(hit).map_err(unavailable)? {
                 (key, version, Entity::ActivityLog(activity)) => {
-                    out.push(Hit::new(key, version, activity, memo.as_ref()))
+                    let words = match self.client.words() {
+                        Some(dictionary) => {
+                            dictionary.query_word_spans(&activity.memo, memo.as_ref())
+                        }
+                        None => Vec::new(),
+                    };
+                    out.push(Hit::with_word_spans(
+                        key,
+                        version,
+                        activity,
+                        memo.as_ref(),
+                        words,
+                    ))
                 }
                 (key, ..) => {
                     return Err(unavailable(
