@@ -114,6 +114,21 @@ pub(crate) struct IndexView {
     pub(crate) dictionary: Option<Arc<Dictionary>>,
 }
 
+/// How many segments of one size the writer merges at once. Tantivy's default is 8;
+/// merging more at once merges each document fewer times while the index grows. Measured
+/// on 2026-12-07 (docs/benchmarks.md, issue 20): `bench limits` pipeline +14 % and index
+/// alone +15 % (medians of five interleaved pairs), search p99 over 1M activities 6.96 →
+/// 7.43 ms (one run each, within this machine's noise).
+pub const MERGE_MIN_SEGMENTS: usize = 32;
+
+/// The writer's merge policy: Tantivy's log merge policy, merging
+/// [`MERGE_MIN_SEGMENTS`] segments of a size at once.
+fn merge_policy() -> tantivy::indexer::LogMergePolicy {
+    let mut policy = tantivy::indexer::LogMergePolicy::default();
+    policy.set_min_num_segments(MERGE_MIN_SEGMENTS);
+    policy
+}
+
 impl ActivityIndex {
     /// Creates the index in `dir` (creating the directory) or opens the one there, for
     /// writing. Loads the version of every document and tombstone into memory for the
@@ -161,6 +176,7 @@ impl ActivityIndex {
                     source,
                 },
             })?;
+        writer.set_merge_policy(Box::new(merge_policy()));
         // The writer lock is ours: no other writer creates files now.
         let metas = index
             .searchable_segment_metas()
