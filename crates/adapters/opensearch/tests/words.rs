@@ -17,6 +17,7 @@ use tsunagu_embedded_index::{ActivityIndex, IndexOptions};
 use tsunagu_engine::ports::Sink;
 use tsunagu_opensearch::{OpenSearchConfig, OpenSearchSearch, OpenSearchSink};
 use tsunagu_service::ports::SearchIndex;
+use tsunagu_service::ServiceError;
 
 /// The judged set's data (`crates/bench/data/search-quality`).
 fn data(file: &str) -> String {
@@ -78,8 +79,11 @@ fn memo_changes() -> Vec<ChangeRecord> {
         .collect()
 }
 
-/// The ids `index` finds for `text`, newest first (or the error's kind).
-async fn found(index: &dyn SearchIndex, text: &str) -> Result<Vec<String>, String> {
+/// The ids `index` finds for `text`, newest first (or the kind of error).
+async fn found(
+    index: &dyn SearchIndex,
+    text: &str,
+) -> Result<Vec<String>, std::mem::Discriminant<ServiceError>> {
     let q = ActivityQuery {
         tenant_id: Some("t1".into()),
         text: Some(text.into()),
@@ -88,7 +92,7 @@ async fn found(index: &dyn SearchIndex, text: &str) -> Result<Vec<String>, Strin
     };
     match index.search_activities(&q).await {
         Ok(page) => Ok(page.hits.iter().map(|h| h.activity.id.clone()).collect()),
-        Err(e) => Err(format!("{e:?}").split('(').next().unwrap_or("").to_string()),
+        Err(e) => Err(std::mem::discriminant(&e)),
     }
 }
 
