@@ -15,9 +15,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(cli.command, cli::Command::Migrate { .. }) {
-        set_purge_delay(KEEP_FREED_MEMORY);
+        set_allocator_option(MI_OPTION_PURGE_DELAY, KEEP_FREED_MEMORY);
     } else if cli.command.runs_pipeline() {
-        set_purge_delay(RETURN_FREED_MEMORY_AT_ONCE);
+        set_allocator_option(MI_OPTION_PURGE_DELAY, RETURN_FREED_MEMORY_AT_ONCE);
+        disable_transparent_huge_pages();
     }
     init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -41,8 +42,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// mimalloc's `purge_delay` (see `mimalloc.h`); the binding names no constant for it.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// An option of mimalloc (see `mimalloc.h`; the binding names no constants for them), and
+/// the environment variable that overrides it.
+struct AllocatorOption {
+    id: libmimalloc_sys::mi_option_t,
+    env: &'static str,
+}
+
+/// `purge_delay`: how long freed memory is held before it goes back to the OS (ms).
+const MI_OPTION_PURGE_DELAY: AllocatorOption = AllocatorOption {
+    id: 15,
+    env: "MIMALLOC_PURGE_DELAY",
+};
+
+/// `allow_thp`: whether mimalloc asks for transparent huge pages.
+const MI_OPTION_ALLOW_THP: AllocatorOption = AllocatorOption {
+    id: 43,
+    env: "MIMALLOC_ALLOW_THP",
+};
 
 /// A migration frees and reallocates its row buffers block after block; mimalloc's
 /// default returns freed pages to the OS after 10 ms, so the next block faulted them
@@ -58,13 +75,39 @@ const KEEP_FREED_MEMORY: std::ffi::c_long = -1;
 /// set near what it uses.
 const RETURN_FREED_MEMORY_AT_ONCE: std::ffi::c_long = 0;
 
-/// Sets mimalloc's purge delay (ms), unless `MIMALLOC_PURGE_DELAY` in the environment
-/// already decides.
-fn set_purge_delay(delay_ms: std::ffi::c_long) {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+/// With memory returned at once, each index commit's fresh buffers landed in newly
+/// faulted transparent huge pages: the kernel zeroed 2 MiB for a few KiB used, on the path
+/// of a one-document commit to searchable. Without them, lag p99 at 20 and 63 writes/s
+/// with batch 1 dropped by a quarter to a half (to 7–10 ms) and the pipeline's own memory
+/// by a quarter to two thirds, for 5–11 % of `bench limits`' peak pipeline rate
+/// (docs/benchmarks.md, 2026-12-07). mimalloc is told not to ask for them, and the
+/// process opts out for the memory mapped before `main` too (what `MIMALLOC_ALLOW_THP=0`
+/// does when mimalloc starts); `MIMALLOC_ALLOW_THP` in the environment decides instead.
+fn disable_transparent_huge_pages() {
+    if std::env::var_os(MI_OPTION_ALLOW_THP.env).is_some() {
+        return;
+    }
+    set_allocator_option(MI_OPTION_ALLOW_THP, 0);
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes no memory of ours.
+        let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if result != 0 {
+            // Not fatal: the pipeline works with huge pages, a little slower to searchable.
+            eprintln!(
+                "warning: could not opt out of transparent huge pages: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Sets one of mimalloc's options, unless its variable in the environment already decides.
+fn set_allocator_option(option: AllocatorOption, value: std::ffi::c_long) {
+    if std::env::var_os(option.env).is_none() {
         // SAFETY: called first thing in `main`, before any other thread exists (the
         // option setter is not thread safe).
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay_ms) };
+        unsafe { libmimalloc_sys::mi_option_set(option.id, value) };
     }
 }
 

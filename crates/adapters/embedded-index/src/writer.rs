@@ -235,6 +235,7 @@ impl WriterThread {
             }
             failures.push(request_failures);
         }
+        let applied_at = Instant::now();
         if outcome.is_ok() && changed {
             outcome = self.commit().map(|_| ());
             self.last_commit = Some(Instant::now());
@@ -252,6 +253,7 @@ impl WriterThread {
             }
             return;
         }
+        let committed_at = Instant::now();
         if changed || self.needs_reload {
             if let Err(e) = self.reader.reload() {
                 // Durable but not yet visible: the contract wants both, so the callers
@@ -276,6 +278,9 @@ impl WriterThread {
             requests,
             committed = changed,
             elapsed_us = started.elapsed().as_micros() as u64,
+            apply_us = (applied_at - started).as_micros() as u64,
+            commit_us = (committed_at - applied_at).as_micros() as u64,
+            segments = self.reader.searcher().segment_readers().len(),
             "index group applied"
         );
         for (reply, request_failures) in replies.into_iter().zip(failures) {
