@@ -9,7 +9,7 @@ use serde_json::json;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::backfill::{
     whole_table_progress_id, AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore,
@@ -592,20 +592,45 @@ async fn recovers_from_behind_retention(whole_table: bool, shards: u32) -> usize
         }
     }
     let expected = stream.versions();
-    wait_until(
-        "the sink to equal the primary after the recovery",
-        Duration::from_secs(30),
-        || {
-            sink.make_durable();
-            sink.inner.live_versions() == expected
-                && hook.called.lock().unwrap().len() == trimmed.len()
-                && pipeline.status()[0]
-                    .shards
-                    .iter()
-                    .all(|s| s.state == ShardState::Running)
-        },
-    )
-    .await;
+    // Which part is still missing, for the timeout's message (this wait timed out once
+    // in CI, 2026-12-07, and the message did not say which part).
+    let missing = || {
+        sink.make_durable();
+        let mut missing = Vec::new();
+        if sink.inner.live_versions() != expected {
+            missing.push("the sink equal to the primary".to_string());
+        }
+        let called = hook.called.lock().unwrap().len();
+        if called != trimmed.len() {
+            missing.push(format!(
+                "the hook for every trimmed shard ({called} of {})",
+                trimmed.len()
+            ));
+        }
+        let not_running: Vec<String> = pipeline.status()[0]
+            .shards
+            .iter()
+            .filter(|s| s.state != ShardState::Running)
+            .map(|s| format!("{:?} {:?}", s.shard, s.state))
+            .collect();
+        if !not_running.is_empty() {
+            missing.push(format!("every shard running (not: {not_running:?})"));
+        }
+        missing
+    };
+    let start = Instant::now();
+    loop {
+        let left = missing();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting after the recovery for: {}",
+            left.join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pipeline.shutdown().await;
     let recovered: BTreeSet<ShardId> = hook.called.lock().unwrap().iter().cloned().collect();
     assert_eq!(
