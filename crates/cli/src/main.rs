@@ -84,10 +84,9 @@ const RETURN_FREED_MEMORY_AT_ONCE: std::ffi::c_long = 0;
 /// process opts out for the memory mapped before `main` too (what `MIMALLOC_ALLOW_THP=0`
 /// does when mimalloc starts); `MIMALLOC_ALLOW_THP` in the environment decides instead.
 fn disable_transparent_huge_pages() {
-    if std::env::var_os(MI_OPTION_ALLOW_THP.env).is_some() {
+    if !set_allocator_option(MI_OPTION_ALLOW_THP, 0) {
         return;
     }
-    set_allocator_option(MI_OPTION_ALLOW_THP, 0);
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes no memory of ours.
@@ -102,13 +101,16 @@ fn disable_transparent_huge_pages() {
     }
 }
 
-/// Sets one of mimalloc's options, unless its variable in the environment already decides.
-fn set_allocator_option(option: AllocatorOption, value: std::ffi::c_long) {
-    if std::env::var_os(option.env).is_none() {
-        // SAFETY: called first thing in `main`, before any other thread exists (the
-        // option setter is not thread safe).
-        unsafe { libmimalloc_sys::mi_option_set(option.id, value) };
+/// Sets one of mimalloc's options, unless its variable in the environment already decides;
+/// whether it did.
+fn set_allocator_option(option: AllocatorOption, value: std::ffi::c_long) -> bool {
+    if std::env::var_os(option.env).is_some() {
+        return false;
     }
+    // SAFETY: called first thing in `main`, before any other thread exists (the option
+    // setter is not thread safe).
+    unsafe { libmimalloc_sys::mi_option_set(option.id, value) };
+    true
 }
 
 /// Logs go to stderr, as text or JSON lines (`--log-format` / `TSUNAGU_LOG_FORMAT`),

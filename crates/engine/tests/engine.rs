@@ -171,9 +171,29 @@ fn consumer(name: &str, batch_size: usize, pf: u32) -> ConsumerConfig {
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    wait_for_nothing_missing(timeout, || {
+        if done() {
+            Vec::new()
+        } else {
+            vec![what.to_string()]
+        }
+    })
+    .await;
+}
+
+/// Waits until `missing` names nothing; a timeout says what was still missing.
+async fn wait_for_nothing_missing(timeout: Duration, mut missing: impl FnMut() -> Vec<String>) {
     let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+    loop {
+        let left = missing();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {}",
+            left.join("; ")
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -2,14 +2,14 @@
 //! not follow the stream's shards, as DynamoDB's) and the recovery of consumers that fell
 //! behind the stream's retention.
 
-use super::{consumer, wait_until, FlakySink};
+use super::{consumer, wait_for_nothing_missing, wait_until, FlakySink};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tsunagu_domain::{ChangeKind, ChangeRecord, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::backfill::{
     whole_table_progress_id, AfterBackfill, Backfill, BackfillOptions, BackfillProgressStore,
@@ -592,13 +592,27 @@ async fn recovers_from_behind_retention(whole_table: bool, shards: u32) -> usize
         }
     }
     let expected = stream.versions();
-    // Which part is still missing, for the timeout's message (this wait timed out once
-    // in CI, 2026-12-07, and the message did not say which part).
-    let missing = || {
+    // A timeout names the part still missing (this wait timed out once in CI,
+    // 2026-12-07, and did not say which).
+    wait_for_nothing_missing(Duration::from_secs(30), || {
         sink.make_durable();
         let mut missing = Vec::new();
-        if sink.inner.live_versions() != expected {
-            missing.push("the sink equal to the primary".to_string());
+        let live = sink.inner.live_versions();
+        if live != expected {
+            let differ: Vec<String> = expected
+                .iter()
+                .filter(|(k, v)| live.get(k) != Some(v))
+                .map(|(k, v)| format!("{k:?} primary {v:?} sink {:?}", live.get(k)))
+                .chain(
+                    live.iter()
+                        .filter(|(k, _)| !expected.contains_key(k))
+                        .map(|(k, v)| format!("{k:?} only in the sink at {v:?}")),
+                )
+                .take(5)
+                .collect();
+            missing.push(format!(
+                "the sink to equal the primary after the recovery (first differences: {differ:?})"
+            ));
         }
         let called = hook.called.lock().unwrap().len();
         if called != trimmed.len() {
@@ -617,20 +631,8 @@ async fn recovers_from_behind_retention(whole_table: bool, shards: u32) -> usize
             missing.push(format!("every shard running (not: {not_running:?})"));
         }
         missing
-    };
-    let start = Instant::now();
-    loop {
-        let left = missing();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting after the recovery for: {}",
-            left.join("; ")
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
     pipeline.shutdown().await;
     let recovered: BTreeSet<ShardId> = hook.called.lock().unwrap().iter().cloned().collect();
     assert_eq!(
