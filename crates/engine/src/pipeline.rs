@@ -28,6 +28,10 @@ const SHARD_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
 /// shards trimmed within moments, and one scan of the table then serves them all.
 const RECOVERY_GATHER: Duration = Duration::from_millis(500);
 
+/// Attempts at the clean-up after a recovery's backfill before it is left to
+/// `tsunagu reconcile --repair`.
+const AFTER_BACKFILL_ATTEMPTS: u32 = 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -651,9 +655,7 @@ impl ConsumerRunner {
                 }
             };
             if let (Ok(()), Some(hook)) = (&result, &engine.after_backfill) {
-                if let Err(message) = hook.after_backfill_shards(&consumer, &shards).await {
-                    tracing::warn!(consumer = %consumer, shards = ?shards, %message, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
-                }
+                clean_up_after_backfill(hook.as_ref(), &consumer, &shards, &cancel).await;
             }
             Ended::Backfilled {
                 shards,
@@ -666,6 +668,36 @@ impl ConsumerRunner {
     async fn rediscover(&self, workers: &mut Workers) {
         if let Err(error) = self.discover(workers).await {
             tracing::warn!(consumer = %self.name, %error, "shard discovery failed; will retry");
+        }
+    }
+}
+
+/// Runs the after-backfill hook (removing what was deleted while the shards were behind
+/// retention, which no scan can see), retrying a failure with backoff: a sink that is
+/// briefly unavailable must not leave deleted items searchable. Gives up, saying what to
+/// run, after [`AFTER_BACKFILL_ATTEMPTS`] attempts or when the pipeline stops.
+async fn clean_up_after_backfill(
+    hook: &dyn AfterBackfill,
+    consumer: &str,
+    shards: &[ShardId],
+    cancel: &CancellationToken,
+) {
+    for attempt in 1..=AFTER_BACKFILL_ATTEMPTS {
+        let message = match hook.after_backfill_shards(consumer, shards).await {
+            Ok(()) => return,
+            Err(message) => message,
+        };
+        if attempt == AFTER_BACKFILL_ATTEMPTS {
+            tracing::error!(%consumer, ?shards, %message, attempts = attempt, "cleaning up after the backfill failed; `tsunagu reconcile --repair` removes what is left");
+            return;
+        }
+        tracing::warn!(%consumer, ?shards, %message, attempt, "cleaning up after the backfill failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(crate::lane::backoff_delay(attempt, 100, 5_000)) => {}
+            _ = cancel.cancelled() => {
+                tracing::warn!(%consumer, ?shards, "stopped before the clean-up after the backfill succeeded; `tsunagu reconcile --repair` removes what is left");
+                return;
+            }
         }
     }
 }
@@ -701,4 +733,65 @@ async fn gathered(
     let take = resumable.unwrap_or_else(|| waiting.clone());
     waiting.retain(|s| !take.contains(s));
     take.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A clean-up that fails its first `failures` calls.
+    struct FailingFirst {
+        failures: u32,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl AfterBackfill for FailingFirst {
+        async fn after_backfill(&self, _consumer: &str, _shard: &ShardId) -> Result<(), String> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if call <= self.failures {
+                Err(format!("sink unavailable (call {call})"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    fn shards() -> Vec<ShardId> {
+        vec![ShardId("shard-0".into())]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_clean_up_after_a_backfill_is_retried_until_it_goes_through() {
+        let hook = FailingFirst {
+            failures: 3,
+            calls: AtomicU32::new(0),
+        };
+        clean_up_after_backfill(&hook, "search", &shards(), &CancellationToken::new()).await;
+        assert_eq!(hook.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clean_up_that_keeps_failing_is_given_up_after_its_attempts() {
+        let hook = FailingFirst {
+            failures: u32::MAX,
+            calls: AtomicU32::new(0),
+        };
+        clean_up_after_backfill(&hook, "search", &shards(), &CancellationToken::new()).await;
+        assert_eq!(hook.calls.load(Ordering::SeqCst), AFTER_BACKFILL_ATTEMPTS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_stops_the_clean_up_retries() {
+        let hook = FailingFirst {
+            failures: u32::MAX,
+            calls: AtomicU32::new(0),
+        };
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        clean_up_after_backfill(&hook, "search", &shards(), &cancel).await;
+        assert_eq!(hook.calls.load(Ordering::SeqCst), 1);
+    }
 }

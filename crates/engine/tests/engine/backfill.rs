@@ -465,8 +465,9 @@ impl ChangeSource for Trimming {
 struct RemoveDeleted {
     stream: Arc<MemoryStream>,
     sink: Arc<FlakySink>,
+    /// The shards of the clean-ups that went through.
     called: Mutex<Vec<ShardId>>,
-    /// Calls of the hook (one per recovery).
+    /// Clean-ups that went through (one per recovery).
     batches: AtomicUsize,
 }
 
@@ -483,9 +484,8 @@ impl AfterBackfill for RemoveDeleted {
         _consumer: &str,
         shards: &[ShardId],
     ) -> Result<(), String> {
-        self.called.lock().unwrap().extend(shards.iter().cloned());
-        self.batches.fetch_add(1, AtomicOrdering::SeqCst);
         let Some(shard) = shards.first() else {
+            self.batches.fetch_add(1, AtomicOrdering::SeqCst);
             return Ok(());
         };
         let live = self.stream.versions();
@@ -506,7 +506,12 @@ impl AfterBackfill for RemoveDeleted {
                 committed_at_us: 0,
             })
             .collect();
-        self.sink.apply(&stale).await.map_err(|e| e.to_string())
+        // The sink fails now and then: the engine retries the hook, and only a
+        // clean-up that went through counts.
+        self.sink.apply(&stale).await.map_err(|e| e.to_string())?;
+        self.called.lock().unwrap().extend(shards.iter().cloned());
+        self.batches.fetch_add(1, AtomicOrdering::SeqCst);
+        Ok(())
     }
 }
 
