@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(cli.command, cli::Command::Migrate { .. }) {
         set_allocator_option(MI_OPTION_PURGE_DELAY, KEEP_FREED_MEMORY);
+        disable_transparent_huge_pages();
     } else if cli.command.runs_pipeline() {
         set_allocator_option(MI_OPTION_PURGE_DELAY, RETURN_FREED_MEMORY_AT_ONCE);
         disable_transparent_huge_pages();
@@ -75,14 +76,22 @@ const KEEP_FREED_MEMORY: std::ffi::c_long = -1;
 /// set near what it uses.
 const RETURN_FREED_MEMORY_AT_ONCE: std::ffi::c_long = 0;
 
-/// With memory returned at once, each index commit's fresh buffers landed in newly
-/// faulted transparent huge pages: the kernel zeroed 2 MiB for a few KiB used, on the path
-/// of a one-document commit to searchable. Without them, lag p99 at 20 and 63 writes/s
-/// with batch 1 dropped by a quarter to a half (to 7–10 ms) and the pipeline's own memory
-/// by a quarter to two thirds, for 5–11 % of `bench limits`' peak pipeline rate
-/// (docs/benchmarks.md, 2026-12-07). mimalloc is told not to ask for them, and the
-/// process opts out for the memory mapped before `main` too (what `MIMALLOC_ALLOW_THP=0`
-/// does when mimalloc starts); `MIMALLOC_ALLOW_THP` in the environment decides instead.
+/// Transparent huge pages cost both kinds of long-running command:
+/// - the pipeline returns freed memory at once, so each index commit's fresh buffers
+///   landed in newly faulted huge pages: the kernel zeroed 2 MiB for a few KiB used, on
+///   the path of a one-document commit to searchable. Without them, lag p99 at 20 and 63
+///   writes/s with batch 1 dropped by a quarter to a half (to 7–10 ms) and the pipeline's
+///   own memory by a quarter to two thirds, for 5–11 % of `bench limits`' peak pipeline
+///   rate;
+/// - a migration's growing row and key buffers were faulted in 2 MiB at a time: the
+///   kernel zeroing them took a tenth of its CPU, and its peak resident set was 15–25 %
+///   higher (31 tables, 2M rows: system time 1.6–1.8 s against 0.9 s, peak RSS 462–546
+///   MiB against 392–431 MiB).
+///
+/// Figures in docs/benchmarks.md (2026-12-07). mimalloc is told not to ask for them, and
+/// the process opts out for the memory mapped before `main` too (what
+/// `MIMALLOC_ALLOW_THP=0` does when mimalloc starts); `MIMALLOC_ALLOW_THP` in the
+/// environment decides instead.
 fn disable_transparent_huge_pages() {
     if !set_allocator_option(MI_OPTION_ALLOW_THP, 0) {
         return;
