@@ -27,7 +27,7 @@
 
 use super::keys::{self, Key, Runs};
 use crate::error::{Error, Result};
-use crate::source::apoc::{parse_record, read_piece, record_id};
+use crate::source::apoc::{read_piece, record_id, relationship_ends};
 use crate::source::PartitionKey;
 use crate::spec::{Direction, RelationshipRef, Table};
 use std::collections::BTreeMap;
@@ -151,13 +151,7 @@ fn relationship_map(
     let mut failed = None;
     for piece in pieces {
         read_piece(piece, |_, line| {
-            let Ok(r) = std::str::from_utf8(line)
-                .map_err(|e| e.to_string())
-                .and_then(parse_record)
-            else {
-                return true;
-            };
-            let (Some(start), Some(end)) = (&r.start, &r.end) else {
+            let Some((id, start, end)) = relationship_ends(line) else {
                 return true;
             };
             let (node, other) = match rel.direction {
@@ -171,7 +165,7 @@ fn relationship_map(
             }
             let key = node_key(&node.id, |b| {
                 push_field(b, &other.id);
-                push_field(b, &r.id);
+                push_field(b, &id);
             });
             if let Err(e) = sorter.push(key) {
                 failed = Some(e);

@@ -75,6 +75,35 @@ pub fn record_id(line: &[u8]) -> Option<String> {
     id_text(l.id)
 }
 
+/// The id and both ends of the relationship on an APOC line, its properties checked as
+/// JSON but not collected (`None` for a line that is not UTF-8 or not a relationship
+/// with ids at both ends, as [`parse_record`] would refuse): what a relationship-sourced
+/// column needs.
+pub fn relationship_ends<'a>(line: &'a [u8]) -> Option<(String, Endpoint<'a>, Endpoint<'a>)> {
+    #[derive(Deserialize)]
+    struct Ends<'b> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'b, str>,
+        #[serde(borrow)]
+        id: &'b RawValue,
+        #[serde(borrow)]
+        start: LineEndpoint<'b>,
+        #[serde(borrow)]
+        end: LineEndpoint<'b>,
+    }
+    let l: Ends = serde_json::from_str(std::str::from_utf8(line).ok()?).ok()?;
+    if l.kind != "relationship" {
+        return None;
+    }
+    let endpoint = |e: LineEndpoint<'a>| -> Option<Endpoint<'a>> {
+        Some(Endpoint {
+            id: id_text(e.id)?,
+            labels: e.labels,
+        })
+    };
+    Some((id_text(l.id)?, endpoint(l.start)?, endpoint(l.end)?))
+}
+
 /// Parses one APOC line into a record.
 pub fn parse_record(line: &str) -> std::result::Result<Record<'_>, String> {
     let l: Line =
@@ -681,6 +710,46 @@ mod tests {
         assert_eq!(r.end.unwrap().id, "2");
         assert!(parse_record(r#"{"type":"relationship","id":"7","label":"X"}"#).is_err());
         assert!(parse_record("{oops").is_err());
+    }
+
+    proptest::proptest! {
+        /// The lean reader of relationship ends agrees with the full record parser on
+        /// every line: the same id and ends, or both refuse.
+        #[test]
+        fn relationship_ends_agree_with_the_record_parser(
+            kind in proptest::prop_oneof!["relationship", "node"],
+            id in proptest::prop_oneof![r#""[a-z0-9]{1,4}""#, "[0-9]{1,20}", "true"],
+            start in proptest::option::of(r#"\{"id":("[0-9]{1,3}"|[0-9]{1,3}|null),"labels":\["(A|B|京)"\]\}"#),
+            end in proptest::option::of(r#"\{"labels":\[\],"id":("x"|7|1\.5e3)\}"#),
+            properties in r#"\{("k":("v\\"\\u00e9"|\[1,\{"a":null\}\]|-0\.5),?)?\}"#,
+            truncate in proptest::option::of(0usize..80),
+        ) {
+            let mut fields = vec![format!(r#""type":"{kind}""#), format!(r#""id":{id}"#)];
+            fields.push(format!(r#""properties":{properties}"#));
+            fields.extend(start.map(|s| format!(r#""start":{s}"#)));
+            fields.extend(end.map(|e| format!(r#""end":{e}"#)));
+            let mut line = format!("{{{}}}", fields.join(","));
+            if let Some(n) = truncate {
+                let mut n = n.min(line.len());
+                while !line.is_char_boundary(n) {
+                    n -= 1;
+                }
+                line.truncate(n);
+            }
+            let full = parse_record(&line).ok().and_then(|r| {
+                let (start, end) = (r.start?, r.end?);
+                Some((r.id, start.id, start.labels, end.id, end.labels))
+            });
+            let lean = relationship_ends(line.as_bytes())
+                .map(|(id, s, e)| (id, s.id, s.labels, e.id, e.labels));
+            proptest::prop_assert_eq!(lean, full, "{}", line);
+        }
+    }
+
+    #[test]
+    fn relationship_ends_refuse_what_is_not_utf8() {
+        let line = b"{\"type\":\"relationship\",\"id\":\"1\",\"properties\":{\"k\":\"\xff\"},\"start\":{\"id\":\"1\"},\"end\":{\"id\":\"2\"}}";
+        assert!(relationship_ends(line).is_none());
     }
 
     /// Per partition key, its records in order.
