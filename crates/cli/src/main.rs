@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(cli.command, cli::Command::Migrate { .. }) {
-        set_allocator_option(MI_OPTION_PURGE_DELAY, KEEP_FREED_MEMORY);
+        set_allocator_option(MI_OPTION_PURGE_DELAY, RETURN_IDLE_MEMORY_AFTER_MS);
         disable_transparent_huge_pages();
     } else if cli.command.runs_pipeline() {
         set_allocator_option(MI_OPTION_PURGE_DELAY, RETURN_FREED_MEMORY_AT_ONCE);
@@ -64,9 +64,13 @@ const MI_OPTION_ALLOW_THP: AllocatorOption = AllocatorOption {
 
 /// A migration frees and reallocates its row buffers block after block; mimalloc's
 /// default returns freed pages to the OS after 10 ms, so the next block faulted them
-/// back in and the kernel zeroed them again (a tenth of the export's CPU time). Its
-/// memory is bounded by its blocks and chunks, so it keeps what it frees instead.
-const KEEP_FREED_MEMORY: std::ffi::c_long = -1;
+/// back in and the kernel zeroed them again (a tenth of the export's CPU time). Keeping
+/// everything it frees (no purge at all) cost memory instead: each table's threads held
+/// on to the pages of their finished blocks, and the peak grew with the run (31 tables:
+/// ~400, ~500 and 531 MiB at 2M, 10M and 50M rows). Pages idle for a second go back:
+/// a block's buffers are reused well within that, and at 10M rows the peak fell from
+/// 450 to 301 MiB with no loss of speed (docs/benchmarks.md, 2026-12-07).
+const RETURN_IDLE_MEMORY_AFTER_MS: std::ffi::c_long = 1_000;
 
 /// The replication pipeline frees each batch's records, documents and segment buffers as
 /// soon as they are applied. Under a sustained high rate, what mimalloc holds back for its
@@ -85,8 +89,8 @@ const RETURN_FREED_MEMORY_AT_ONCE: std::ffi::c_long = 0;
 ///   rate;
 /// - a migration's growing row and key buffers were faulted in 2 MiB at a time: the
 ///   kernel zeroing them took a tenth of its CPU, and its peak resident set was 15–25 %
-///   higher (31 tables, 2M rows: system time 1.6–1.8 s against 0.9 s, peak RSS 462–546
-///   MiB against 392–431 MiB).
+///   higher (31 tables, 2M rows: system time 1.6–1.8 s against 0.9 s, peak RSS 451–533
+///   MiB against 382–421 MiB).
 ///
 /// Figures in docs/benchmarks.md (2026-12-07). mimalloc is told not to ask for them, and
 /// the process opts out for the memory mapped before `main` too (what

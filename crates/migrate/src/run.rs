@@ -74,6 +74,9 @@ struct Ctx {
     /// `Some(false)` if it failed.
     exported: Vec<tokio::sync::watch::Sender<Option<bool>>>,
     loaded: Vec<tokio::sync::watch::Sender<Option<bool>>>,
+    /// One permit per table exporting (`parallel_tables`): a table whose parents are
+    /// exported waits for one, in the order they became ready.
+    exports: tokio::sync::Semaphore,
     progress: MultiProgress,
 }
 
@@ -317,6 +320,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report> {
             .iter()
             .map(|_| tokio::sync::watch::channel(None).0)
             .collect(),
+        exports: tokio::sync::Semaphore::new(model.settings.parallel_tables.max(1) as usize),
         progress: progress.clone(),
     });
     let snapshot = ctx.snapshot()?;
@@ -593,6 +597,12 @@ async fn migrate_table(ctx: Arc<Ctx>, ti: usize, partitions: &apoc::Partitions) 
         }
         None => {
             wait_parents(&ctx, ti, &ctx.exported, false).await?;
+            // Held until the table's export ends; the loads go on without it.
+            let _exporting = ctx
+                .exports
+                .acquire()
+                .await
+                .map_err(|_| Error::Other("internal: the export slots were closed".into()))?;
             ctx.store.reset_table(&name)?;
             // Finished chunk files go to the publisher through a small queue (local disk
             // stays bounded while chunks are uploaded), which puts each in the store and

@@ -54,11 +54,12 @@ pub fn spec_document(model: &Model, plan: &Plan, spec_name: &str) -> String {
     write_sources(&mut s, model);
     let _ = writeln!(
         s,
-        "\nSettings: {} rows per chunk, at most {:.2}% rejected rows per table, {} transform worker(s) and {} loader connection(s) per table.\n",
+        "\nSettings: {} rows per chunk, at most {:.2}% rejected rows per table, {} transform worker(s) and {} loader connection(s) per table, at most {} table(s) exporting at once.\n",
         model.settings.chunk_rows,
         model.settings.max_reject_share * 100.0,
         model.settings.workers,
-        model.settings.load_connections
+        model.settings.load_connections,
+        model.settings.parallel_tables
     );
     for i in plan.order() {
         let t = &model.tables[i];

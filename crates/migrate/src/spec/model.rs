@@ -29,6 +29,9 @@ pub struct Settings {
     pub workers: u32,
     /// Connections loading one table's chunks in parallel.
     pub load_connections: u32,
+    /// Tables exporting at once: each holds a block of rows, its sort buffers and its
+    /// workers' batches, so this bounds the run's memory whatever the table count.
+    pub parallel_tables: u32,
     /// Where chunks go: `None` for the local work directory, or an S3 bucket.
     pub chunks: Option<crate::chunk_store::S3Location>,
 }
@@ -40,6 +43,7 @@ impl Default for Settings {
             max_reject_share: 1.0,
             workers: 2,
             load_connections: 2,
+            parallel_tables: 4,
             chunks: None,
         }
     }
@@ -759,6 +763,13 @@ pub(super) fn validate(raw: RawSpec, text: &str) -> Result<Model, Invalid> {
                 return err(c.span(), "load_connections must be between 1 and 16");
             }
             settings.load_connections = v;
+        }
+        if let Some(c) = s.parallel_tables {
+            let v = *c.get_ref();
+            if !(1..=64).contains(&v) {
+                return err(c.span(), "parallel_tables must be between 1 and 64");
+            }
+            settings.parallel_tables = v;
         }
         if let Some(c) = s.chunks {
             match crate::chunk_store::S3Location::parse(c.get_ref()) {

@@ -62,6 +62,7 @@ pub struct RawSettings {
     pub max_reject_share: Option<Spanned<f64>>,
     pub workers: Option<Spanned<u32>>,
     pub load_connections: Option<Spanned<u32>>,
+    pub parallel_tables: Option<Spanned<u32>>,
     pub chunks: Option<Spanned<String>>,
 }
 

@@ -114,6 +114,11 @@ fn other_validation_errors() {
         "version = 1\n[settings]\nmax_reject_share = 2.0"
     ))
     .contains("spec.toml:3:20: max_reject_share must be between 0 and 1"));
+    assert!(error_of(&OK.replace(
+        "version = 1",
+        "version = 1\n[settings]\nparallel_tables = 0"
+    ))
+    .contains("spec.toml:3:19: parallel_tables must be between 1 and 64"));
     assert!(
         error_of(&OK.replace("name = \"deals\"", "name = \"deals-2\""))
             .contains("must be 1-48 ASCII letters")
