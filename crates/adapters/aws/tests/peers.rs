@@ -1328,16 +1328,13 @@ impl ChangeSource for TrimOnce {
 struct RemoveDeleted {
     store: DynamoStore,
     sink: Arc<MemorySink>,
+    /// The shards of the clean-ups that went through.
     called: Mutex<Vec<ShardId>>,
 }
 
 #[async_trait::async_trait]
 impl AfterBackfill for RemoveDeleted {
     async fn after_backfill(&self, _consumer: &str, shard: &ShardId) -> Result<(), String> {
-        self.called
-            .lock()
-            .map_err(|e| e.to_string())?
-            .push(shard.clone());
         let mut stale = Vec::new();
         for (key, version) in self.sink.live_versions() {
             if ItemStore::get(&self.store, &key)
@@ -1357,7 +1354,13 @@ impl AfterBackfill for RemoveDeleted {
                 });
             }
         }
-        self.sink.apply(&stale).await.map_err(|e| e.to_string())
+        self.sink.apply(&stale).await.map_err(|e| e.to_string())?;
+        // Only a clean-up that went through counts: the engine retries a failed one.
+        self.called
+            .lock()
+            .map_err(|e| e.to_string())?
+            .push(shard.clone());
+        Ok(())
     }
 }
 
