@@ -14,11 +14,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if matches!(cli.command, cli::Command::Migrate { .. }) {
-        set_allocator_option(MI_OPTION_PURGE_DELAY, RETURN_IDLE_MEMORY_AFTER_MS);
-        disable_transparent_huge_pages();
+    // The long-running commands: how soon freed memory goes back, and no huge pages.
+    let purge_delay = if matches!(cli.command, cli::Command::Migrate { .. }) {
+        Some(RETURN_IDLE_MEMORY_AFTER_MS)
     } else if cli.command.runs_pipeline() {
-        set_allocator_option(MI_OPTION_PURGE_DELAY, RETURN_FREED_MEMORY_AT_ONCE);
+        Some(RETURN_FREED_MEMORY_AT_ONCE)
+    } else {
+        None
+    };
+    if let Some(delay_ms) = purge_delay {
+        set_allocator_option(MI_OPTION_PURGE_DELAY, delay_ms);
         disable_transparent_huge_pages();
     }
     init_tracing(&cli);
@@ -105,7 +110,7 @@ fn disable_transparent_huge_pages() {
         // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes no memory of ours.
         let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
         if result != 0 {
-            // Not fatal: the pipeline works with huge pages, a little slower to searchable.
+            // Not fatal: the command works with huge pages, only slower and larger.
             eprintln!(
                 "warning: could not opt out of transparent huge pages: {}",
                 std::io::Error::last_os_error()

@@ -380,10 +380,8 @@ impl LaneContext {
                     Err(error) => {
                         tries += 1;
                         tracing::error!(consumer = %self.consumer, %error, "dead-letter queue unavailable; retrying");
-                        let delay = backoff_delay(tries, 100, 5_000);
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = self.cancel.cancelled() => return false,
+                        if !back_off_unless_cancelled(tries, 100, 5_000, &self.cancel).await {
+                            return false;
                         }
                     }
                 }
@@ -436,6 +434,20 @@ pub(crate) fn backoff_delay(attempt: u32, initial_ms: u64, max_ms: u64) -> Durat
     let exp = initial_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
     let cap = exp.min(max_ms).max(1);
     Duration::from_millis(rand::rng().random_range(0..=cap))
+}
+
+/// Sleeps for the backoff delay of `attempt` (see [`backoff_delay`]) unless `cancel`
+/// fires first; whether it slept the whole delay (false: the caller should stop).
+pub(crate) async fn back_off_unless_cancelled(
+    attempt: u32,
+    initial_ms: u64,
+    max_ms: u64,
+    cancel: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff_delay(attempt, initial_ms, max_ms)) => true,
+        _ = cancel.cancelled() => false,
+    }
 }
 
 pub(crate) fn now_us() -> i64 {

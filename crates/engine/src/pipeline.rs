@@ -692,12 +692,9 @@ async fn clean_up_after_backfill(
             return;
         }
         tracing::warn!(%consumer, ?shards, %message, attempt, "cleaning up after the backfill failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(crate::lane::backoff_delay(attempt, 100, 5_000)) => {}
-            _ = cancel.cancelled() => {
-                tracing::warn!(%consumer, ?shards, "stopped before the clean-up after the backfill succeeded; `tsunagu reconcile --repair` removes what is left");
-                return;
-            }
+        if !crate::lane::back_off_unless_cancelled(attempt, 100, 5_000, cancel).await {
+            tracing::warn!(%consumer, ?shards, "stopped before the clean-up after the backfill succeeded; `tsunagu reconcile --repair` removes what is left");
+            return;
         }
     }
 }

@@ -316,10 +316,8 @@ async fn read_shard(
             Err(SourceError::Transient(message)) => {
                 failures += 1;
                 tracing::warn!(%shard, %message, failures, "reading the change stream failed; retrying");
-                let delay = crate::lane::backoff_delay(failures, 100, 10_000);
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => return ReaderEnd::Cancelled,
+                if !crate::lane::back_off_unless_cancelled(failures, 100, 10_000, &cancel).await {
+                    return ReaderEnd::Cancelled;
                 }
             }
             Err(error @ SourceError::Trimmed { .. }) => {
