@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let purge_delay = if matches!(cli.command, cli::Command::Migrate { .. }) {
         Some(RETURN_IDLE_MEMORY_AFTER_MS)
     } else if cli.command.runs_pipeline() {
-        Some(RETURN_FREED_MEMORY_AT_ONCE)
+        Some(RETURN_FREED_MEMORY_AFTER_MS)
     } else {
         None
     };
@@ -78,15 +78,24 @@ const MI_OPTION_ALLOW_THP: AllocatorOption = AllocatorOption {
 const RETURN_IDLE_MEMORY_AFTER_MS: std::ffi::c_long = 1_000;
 
 /// The replication pipeline frees each batch's records, documents and segment buffers as
-/// soon as they are applied. Under a sustained high rate, what mimalloc holds back for its
-/// default 10 ms was as large as what is live (heap peak 379–418 MiB against 194 MiB
-/// returned at once, at 10,000 writes/s), while the CPU time of the same run did not
-/// change measurably (see docs/benchmarks.md). A long-running process keeps its resident
-/// set near what it uses.
-const RETURN_FREED_MEMORY_AT_ONCE: std::ffi::c_long = 0;
+/// soon as they are applied, and the next commit allocates as much again. Two things
+/// bound how long freed pages are kept:
+/// - memory at a high rate: under a sustained 10,000 writes/s, what mimalloc held back
+///   for a second (its default) was as large as what is live (heap peak 379–418 MiB
+///   against 194 MiB returned at once);
+/// - CPU and lag at a low rate: returned at once, every one-record commit gave its pages
+///   back and the next faulted them in again. At 200 writes/s with batch 1 that was
+///   ~7,700 `madvise` calls a second, each followed by page faults and zeroing.
+///
+/// 20 ms is longer than the time between two small commits, so they reuse each other's
+/// pages, and short enough that a high rate holds back little: at 200 writes/s, batch 1,
+/// CPU 97–101 → 85–94 % of a core and lag p99 20.4–24.0 → 14.8–18.4 ms; at 20,000 asked,
+/// the pipeline's own peak 223–249 MiB against 235–261 MiB (docs/benchmarks.md,
+/// 2026-12-07).
+const RETURN_FREED_MEMORY_AFTER_MS: std::ffi::c_long = 20;
 
 /// Transparent huge pages cost both kinds of long-running command:
-/// - the pipeline returns freed memory at once, so each index commit's fresh buffers
+/// - the pipeline returns freed memory soon, so each index commit's fresh buffers
 ///   landed in newly faulted huge pages: the kernel zeroed 2 MiB for a few KiB used, on
 ///   the path of a one-document commit to searchable. Without them, lag p99 at 20 and 63
 ///   writes/s with batch 1 dropped by a quarter to a half (to 7–10 ms) and the pipeline's
