@@ -46,6 +46,10 @@ use tantivy::directory::{
 pub struct Marks {
     pub visible: AtomicU64,
     pub durable: AtomicU64,
+    /// Raised by each durable point that wrote memory files to disk: a segment reader
+    /// opened before it still holds those files' memory copies, so the writer then opens
+    /// every segment afresh instead of keeping the readers of unchanged segments.
+    pub moved_to_disk: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -136,8 +140,8 @@ impl DeferredSyncDirectory {
 
     /// Makes everything written so far durable: memory files are written to disk and
     /// every new file fsynced, then the atomic files that reference them are written,
-    /// then the held-back deletions done.
-    pub fn sync(&self) -> io::Result<()> {
+    /// then the held-back deletions done. Returns how many memory files went to disk.
+    pub fn sync(&self) -> io::Result<usize> {
         let _one_at_a_time = self.syncing.lock().map_err(|_| poisoned())?;
         let (memory, files, complete, atomic, deletes) = {
             let mut pending = self.pending.lock().map_err(|_| poisoned())?;
@@ -208,7 +212,7 @@ impl DeferredSyncDirectory {
         for path in deletes {
             pending.deletes.remove(&path);
         }
-        Ok(())
+        Ok(memory.len())
     }
 
     /// Writes the memory files to disk and fsyncs them and the disk files.
@@ -448,7 +452,9 @@ pub(crate) fn run_syncer(
     let durable_point = || -> io::Result<()> {
         // Everything visible up to this mark has reached the directory already.
         let mark = marks.visible.load(Ordering::SeqCst);
-        directory.sync()?;
+        if directory.sync()? > 0 {
+            marks.moved_to_disk.fetch_add(1, Ordering::SeqCst);
+        }
         marks.durable.fetch_max(mark, Ordering::SeqCst);
         Ok(())
     };

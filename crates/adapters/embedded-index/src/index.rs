@@ -218,6 +218,7 @@ impl ActivityIndex {
             tombstone_retention: options.tombstone_retention,
             last_purge: None,
             needs_reload: false,
+            readers_opened_at_move: 0,
             #[cfg(test)]
             hooks: hooks.clone(),
         };
@@ -725,10 +726,12 @@ impl IndexView {
     pub(crate) fn searcher(&self) -> Result<Searcher, IndexError> {
         if self.reload_before_query {
             // Another process's merge may delete files between our reading of meta.json
-            // and opening them; the next attempt reads the newer meta.
+            // and opening them; the next attempt reads the newer meta. Segments this
+            // handle already reads (from disk, as files of the last durable point) keep
+            // their readers: only what changed since the last query is opened.
             let mut attempt = 0;
             loop {
-                match self.reader.reload() {
+                match self.reader.reload_keeping_unchanged_segments() {
                     Ok(()) => break,
                     Err(e) if attempt >= 2 => {
                         return Err(IndexError::Tantivy {

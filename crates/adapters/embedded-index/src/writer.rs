@@ -165,6 +165,8 @@ pub(crate) struct WriterThread {
     /// A commit succeeded but the reload after it failed: the next group reloads even if
     /// it changes nothing, so a retried (now stale, hence no-op) batch becomes visible.
     pub needs_reload: bool,
+    /// `marks.moved_to_disk` when every segment reader was last opened afresh.
+    pub readers_opened_at_move: u64,
     #[cfg(test)]
     pub hooks: std::sync::Arc<TestHooks>,
 }
@@ -255,7 +257,7 @@ impl WriterThread {
         }
         let committed_at = Instant::now();
         if changed || self.needs_reload {
-            if let Err(e) = self.reader.reload() {
+            if let Err(e) = self.reload() {
                 // Durable but not yet visible: the contract wants both, so the callers
                 // retry; their records are then stale no-ops and the next group reloads.
                 tracing::error!(error = %e, "reloading the index reader after a commit failed");
@@ -402,6 +404,22 @@ impl WriterThread {
             tracing::info!(count = expired.len(), "dropping expired tombstones");
         }
         !expired.is_empty()
+    }
+
+    /// Makes the last commit searchable. A commit of a few documents adds a segment or
+    /// two: the readers of the segments that did not change are kept (opening each of
+    /// dozens of segments again was a tenth of a small commit's time), unless a durable
+    /// point has since moved memory files to disk, which kept readers would go on holding
+    /// in memory.
+    fn reload(&mut self) -> tantivy::Result<()> {
+        use std::sync::atomic::Ordering;
+        let moved = self.marks.moved_to_disk.load(Ordering::SeqCst);
+        if moved == self.readers_opened_at_move {
+            return self.reader.reload_keeping_unchanged_segments();
+        }
+        self.reader.reload()?;
+        self.readers_opened_at_move = moved;
+        Ok(())
     }
 
     fn commit(&mut self) -> tantivy::Result<u64> {

@@ -95,7 +95,7 @@ impl IndexReaderBuilder {
             ReloadPolicy::OnCommitWithDelay => {
                 let inner_reader_arc_clone = inner_reader_arc.clone();
                 let callback = move || {
-                    if let Err(err) = inner_reader_arc_clone.reload() {
+                    if let Err(err) = inner_reader_arc_clone.reload(false) {
                         error!("Error while loading searcher after commit was detected. {err:?}");
                     }
                 };
@@ -185,6 +185,7 @@ impl InnerIndexReader {
             &warming_state,
             &searcher_generation_counter,
             &searcher_generation_inventory,
+            &[],
         )?;
         Ok(InnerIndexReader {
             doc_store_cache_num_blocks,
@@ -199,13 +200,28 @@ impl InnerIndexReader {
     ///
     /// This function acquires a lock to prevent GC from removing files
     /// as we are opening our index.
-    fn open_segment_readers(index: &Index) -> crate::Result<Vec<SegmentReader>> {
+    ///
+    /// Vendored change (see PATCHES.md): a segment that `previous` already reads, with the
+    /// same deletes, keeps its reader instead of being opened again.
+    fn open_segment_readers(
+        index: &Index,
+        previous: &[SegmentReader],
+    ) -> crate::Result<Vec<SegmentReader>> {
         // Prevents segment files from getting deleted while we are in the process of opening them
         let _meta_lock = index.directory().acquire_lock(&META_LOCK)?;
         let searchable_segments = index.searchable_segments()?;
         let segment_readers = searchable_segments
             .iter()
-            .map(SegmentReader::open)
+            .map(|segment| {
+                let same = previous.iter().find(|reader| {
+                    reader.segment_id() == segment.id()
+                        && reader.delete_opstamp() == segment.meta().delete_opstamp()
+                });
+                match same {
+                    Some(reader) => Ok(reader.clone()),
+                    None => SegmentReader::open(segment),
+                }
+            })
             .collect::<crate::Result<_>>()?;
         Ok(segment_readers)
     }
@@ -227,8 +243,9 @@ impl InnerIndexReader {
         warming_state: &WarmingState,
         searcher_generation_counter: &Arc<AtomicU64>,
         searcher_generation_inventory: &Inventory<SearcherGeneration>,
+        previous: &[SegmentReader],
     ) -> crate::Result<Arc<SearcherInner>> {
-        let segment_readers = Self::open_segment_readers(index)?;
+        let segment_readers = Self::open_segment_readers(index, previous)?;
         let searcher_generation = Self::track_segment_readers_in_inventory(
             &segment_readers,
             searcher_generation_counter,
@@ -248,13 +265,22 @@ impl InnerIndexReader {
         Ok(searcher)
     }
 
-    fn reload(&self) -> crate::Result<()> {
+    /// `keep_unchanged`: vendored change (see PATCHES.md), segments the current searcher
+    /// already reads with the same deletes keep their readers.
+    fn reload(&self, keep_unchanged: bool) -> crate::Result<()> {
+        let previous = self.searcher.load_full();
+        let previous_readers: &[SegmentReader] = if keep_unchanged {
+            &previous.segment_readers
+        } else {
+            &[]
+        };
         let searcher = Self::create_searcher(
             &self.index,
             self.doc_store_cache_num_blocks,
             &self.warming_state,
             &self.searcher_generation_counter,
             &self.searcher_generation_inventory,
+            previous_readers,
         )?;
 
         self.searcher.store(searcher);
@@ -302,7 +328,18 @@ impl IndexReader {
     /// [`reload_after_commit`](https://github.com/quickwit-oss/tantivy/blob/main/examples/reload_after_commit.rs)
     /// example).
     pub fn reload(&self) -> crate::Result<()> {
-        self.inner.reload()
+        self.inner.reload(false)
+    }
+
+    /// Like [`reload()`](Self::reload), but a segment the current searcher already reads,
+    /// with the same deletes, keeps its [`SegmentReader`] instead of being opened again:
+    /// a reload after a commit of a few documents opens only the new segments.
+    ///
+    /// Vendored addition (see PATCHES.md). A kept reader keeps reading the file handles it
+    /// opened: call `reload()` when the directory serves a file from elsewhere than when
+    /// it was opened (from memory, then from disk, say).
+    pub fn reload_keeping_unchanged_segments(&self) -> crate::Result<()> {
+        self.inner.reload(true)
     }
 
     /// Returns a searcher
