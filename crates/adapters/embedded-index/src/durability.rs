@@ -512,7 +512,11 @@ mod tests {
         assert!(dir.is_dirty());
         assert_eq!(dir.memory_bytes(), 5);
 
-        dir.sync().expect("sync");
+        assert_eq!(
+            dir.sync().expect("sync"),
+            1,
+            "one memory file moved to disk"
+        );
         assert_eq!(
             std::fs::read(root.path().join("a.idx")).expect("on disk"),
             b"hello"
@@ -520,6 +524,7 @@ mod tests {
         assert_eq!(read(&dir, "a.idx"), b"hello", "read from disk now");
         assert_eq!(dir.memory_bytes(), 0);
         assert!(!dir.is_dirty());
+        assert_eq!(dir.sync().expect("sync"), 0, "nothing left to move");
     }
 
     #[test]
@@ -529,7 +534,7 @@ mod tests {
         write(&dir, "merged-away.idx", b"short-lived");
         dir.delete(Path::new("merged-away.idx")).expect("delete");
         assert!(!dir.exists(Path::new("merged-away.idx")).expect("exists"));
-        dir.sync().expect("sync");
+        assert_eq!(dir.sync().expect("sync"), 0, "no memory file moved to disk");
         assert!(!root.path().join("merged-away.idx").exists());
         assert!(!dir.is_dirty());
     }

@@ -88,7 +88,7 @@ pub struct ActivityIndex {
     view: IndexView,
     pub(crate) requests: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
-    marks: std::sync::Arc<Marks>,
+    pub(crate) marks: std::sync::Arc<Marks>,
     /// Asks the syncer for a durable point now; dropping it makes the syncer do a last
     /// one and exit.
     sync_requests: Option<std::sync::mpsc::Sender<SyncRequest>>,

@@ -495,3 +495,76 @@ async fn files_a_killed_process_left_behind_do_not_collide_with_the_restarted_on
         }
     }
 }
+
+/// A reload after a small commit keeps the readers of unchanged segments, and reopens
+/// every segment once a durable point has moved memory files to disk: updates and
+/// deletes of items in older segments, on both sides of durable points, are exact.
+#[tokio::test]
+async fn searches_stay_exact_across_kept_readers_and_durable_points() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = open(dir.path());
+    let items: Vec<_> = (0..6).map(|i| activity(&format!("a{i}"), "d1")).collect();
+    // One commit (one segment) per record.
+    for a in &items {
+        index.apply(&[upsert(a, 1)]).await.expect("v1");
+    }
+    index.flush().await.expect("durable point");
+    let moved = index.marks.moved_to_disk.load(Ordering::SeqCst);
+    assert!(
+        moved >= 1,
+        "the first durable point moved memory files to disk"
+    );
+    // Updates and a delete that land on segments now read from disk, then on segments
+    // still in memory.
+    for a in &items[..3] {
+        let mut b = a.clone();
+        b.memo = "v2".into();
+        index.apply(&[upsert(&b, 2)]).await.expect("v2");
+    }
+    index
+        .apply(&[remove(&items[3].key(), 2)])
+        .await
+        .expect("remove");
+    for a in &items[..2] {
+        let mut b = a.clone();
+        b.memo = "v3".into();
+        index.apply(&[upsert(&b, 3)]).await.expect("v3");
+    }
+    let expected: HashMap<ItemKey, Version> = [
+        (items[0].key(), Version(3)),
+        (items[1].key(), Version(3)),
+        (items[2].key(), Version(2)),
+        (items[4].key(), Version(1)),
+        (items[5].key(), Version(1)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(index.live_versions().expect("versions"), expected);
+    assert_eq!(
+        memo_of(&index, &items[0].key()).map(|(_, m)| m),
+        Some("v3".into())
+    );
+    assert_eq!(
+        memo_of(&index, &items[2].key()).map(|(_, m)| m),
+        Some("v2".into())
+    );
+    index.flush().await.expect("durable point");
+    assert!(index.marks.moved_to_disk.load(Ordering::SeqCst) > moved);
+    let mut b = items[4].clone();
+    b.memo = "v4".into();
+    index
+        .apply(&[upsert(&b, 4)])
+        .await
+        .expect("v4 after the durable point");
+    let mut expected = expected;
+    expected.insert(items[4].key(), Version(4));
+    assert_eq!(index.live_versions().expect("versions"), expected);
+    // A read-only handle of another process, which keeps its readers between queries,
+    // sees the durable state and then what the next durable point adds.
+    let reader = ActivityIndexReader::open(dir.path()).expect("read-only handle");
+    let durable_before = reader.live_versions().expect("versions");
+    assert_eq!(durable_before.get(&items[4].key()), Some(&Version(1)));
+    index.flush().await.expect("durable point");
+    assert_eq!(reader.live_versions().expect("versions"), expected);
+    index.close().await;
+}
