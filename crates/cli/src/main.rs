@@ -67,14 +67,15 @@ const MI_OPTION_ALLOW_THP: AllocatorOption = AllocatorOption {
     env: "MIMALLOC_ALLOW_THP",
 };
 
-/// A migration frees and reallocates its row buffers block after block; mimalloc's
-/// default returns freed pages to the OS after 10 ms, so the next block faulted them
-/// back in and the kernel zeroed them again (a tenth of the export's CPU time). Keeping
-/// everything it frees (no purge at all) cost memory instead: each table's threads held
-/// on to the pages of their finished blocks, and the peak grew with the run (31 tables:
-/// ~400, ~500 and 531 MiB at 2M, 10M and 50M rows). Pages idle for a second go back:
-/// a block's buffers are reused well within that, and at 10M rows the peak fell from
-/// 450 to 301 MiB with no loss of speed (docs/benchmarks.md, 2026-12-07).
+/// A migration frees and reallocates its row buffers block after block. Keeping
+/// everything it frees (no purge at all) spared the page faults of the next block
+/// (12,000 → 1,400 at 1M rows) but cost memory: each table's threads held on to the
+/// pages of their finished blocks, and the peak grew with the run (31 tables: ~400, ~500
+/// and 531 MiB at 2M, 10M and 50M rows). Pages idle for a second go back: a block's
+/// buffers are reused well within that, and at 10M rows the peak fell from 450 to 301
+/// MiB with no loss of speed (docs/benchmarks.md, 2026-12-07). A second is also the
+/// default of the mimalloc built here (v3); it is set explicitly so that the choice does
+/// not move with the allocator's version.
 const RETURN_IDLE_MEMORY_AFTER_MS: std::ffi::c_long = 1_000;
 
 /// The replication pipeline frees each batch's records, documents and segment buffers as

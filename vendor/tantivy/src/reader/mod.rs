@@ -268,12 +268,11 @@ impl InnerIndexReader {
     /// `keep_unchanged`: vendored change (see PATCHES.md), segments the current searcher
     /// already reads with the same deletes keep their readers.
     fn reload(&self, keep_unchanged: bool) -> crate::Result<()> {
-        let previous = self.searcher.load_full();
-        let previous_readers: &[SegmentReader] = if keep_unchanged {
-            &previous.segment_readers
-        } else {
-            &[]
-        };
+        // Only a reload that keeps readers looks at the current searcher.
+        let previous = keep_unchanged.then(|| self.searcher.load_full());
+        let previous_readers: &[SegmentReader] = previous
+            .as_ref()
+            .map_or(&[], |searcher| &searcher.segment_readers);
         let searcher = Self::create_searcher(
             &self.index,
             self.doc_store_cache_num_blocks,
