@@ -12,7 +12,7 @@
 //! counted and written to `_source.rejects.jsonl` with their file and line number.
 
 pub use super::PartitionKey;
-use super::{Endpoint, Properties, Record};
+use super::{Endpoint, Properties, Record, Text};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -26,7 +26,7 @@ struct Head<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
-    labels: Vec<Cow<'a, str>>,
+    labels: Vec<Text<'a>>,
     #[serde(default, borrow)]
     label: Option<Cow<'a, str>>,
 }
@@ -38,7 +38,7 @@ struct Line<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
     #[serde(default, borrow)]
-    labels: Vec<Cow<'a, str>>,
+    labels: Vec<Text<'a>>,
     #[serde(default, borrow)]
     properties: Properties<'a>,
     #[serde(default, borrow)]
@@ -52,7 +52,7 @@ struct LineEndpoint<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
     #[serde(default, borrow)]
-    labels: Vec<Cow<'a, str>>,
+    labels: Vec<Text<'a>>,
 }
 
 /// A record id: a string, or a number in JSON spelling.
@@ -98,7 +98,7 @@ pub fn relationship_ends<'a>(line: &'a [u8]) -> Option<(String, Endpoint<'a>, En
     let endpoint = |e: LineEndpoint<'a>| -> Option<Endpoint<'a>> {
         Some(Endpoint {
             id: id_text(e.id)?,
-            labels: e.labels,
+            labels: Text::into_cows(e.labels),
         })
     };
     Some((id_text(l.id)?, endpoint(l.start)?, endpoint(l.end)?))
@@ -117,14 +117,14 @@ pub fn parse_record(line: &str) -> std::result::Result<Record<'_>, String> {
             None => Ok(None),
             Some(e) => Ok(Some(Endpoint {
                 id: id_text(e.id).ok_or(format!("`{which}.id` must be a string or a number"))?,
-                labels: e.labels,
+                labels: Text::into_cows(e.labels),
             })),
         }
     }
     match &*l.kind {
         "node" => Ok(Record {
             id,
-            labels: l.labels,
+            labels: Text::into_cows(l.labels),
             start: None,
             end: None,
             properties: l.properties,
@@ -671,7 +671,7 @@ fn partition_segment(
         match &*head.kind {
             "node" => {
                 for label in &head.labels {
-                    if let Some(&i) = by_label.get(&**label) {
+                    if let Some(&i) = by_label.get(&*label.0) {
                         push(i)?;
                     }
                 }
@@ -709,6 +709,18 @@ mod tests {
         assert_eq!(r.start.unwrap().id, "1");
         assert_eq!(r.end.unwrap().id, "2");
         assert!(parse_record(r#"{"type":"relationship","id":"7","label":"X"}"#).is_err());
+        // Names and labels with escapes are read unescaped (copied), the others borrowed.
+        let e = parse_record(
+            r#"{"type":"node","id":"1","labels":["A\u0042","C"],"properties":{"n\u0061me":"x","k":"\"q\""}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.labels, vec!["AB", "C"]);
+        assert!(matches!(e.labels[1], Cow::Borrowed(_)));
+        assert_eq!(e.properties.get("name").map(|v| v.get()), Some(r#""x""#));
+        assert_eq!(
+            e.properties.get("k").and_then(super::super::raw_text),
+            Some(r#""q""#.to_string())
+        );
         assert!(parse_record("{oops").is_err());
     }
 

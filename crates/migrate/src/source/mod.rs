@@ -278,6 +278,37 @@ impl<'a> Properties<'a> {
     }
 }
 
+/// A JSON string borrowed from the line when it holds no escape, as `#[serde(borrow)]`
+/// reads a `Cow<str>` field. A `Cow<str>` inside a `Vec` or a map key is otherwise read
+/// as an owned copy: one allocation per label and property name of every record.
+pub(crate) struct Text<'a>(pub Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    /// The texts as `Cow`s (the same memory: no copy).
+    pub fn into_cows(texts: Vec<Text<'a>>) -> Vec<Cow<'a, str>> {
+        texts.into_iter().map(|t| t.0).collect()
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Properties<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
@@ -291,8 +322,8 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Properties<'a> {
                 mut map: M,
             ) -> std::result::Result<Self::Value, M::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    out.push((k, v));
+                while let Some((k, v)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
+                    out.push((k.0, v));
                 }
                 Ok(Properties(out))
             }
@@ -312,6 +343,11 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Properties<'a> {
 pub fn raw_text(value: &RawValue) -> Option<String> {
     let raw = value.get();
     match raw.as_bytes().first() {
+        // A string without escapes is its text between the quotes (a raw value is valid
+        // JSON, so it holds no control character): no parse.
+        Some(b'"') if !raw.as_bytes().contains(&b'\\') => {
+            raw.get(1..raw.len() - 1).map(str::to_owned)
+        }
         Some(b'"') => serde_json::from_str::<String>(raw).ok(),
         Some(b'n') => None,
         Some(b't') => Some("true".into()),
