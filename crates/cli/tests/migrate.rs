@@ -477,6 +477,15 @@ async fn bench_migrates_then_loads_the_same_chunks_raw_and_prints_the_ratio() {
     if cfg!(target_os = "linux") {
         assert!(figures["peak_rss_bytes"].as_u64().unwrap() > 0);
     }
+    // The migration's own CPU: some, and no more than every core for the whole run.
+    let cpu = figures["cpu_seconds"].as_f64().unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(cpu > 0.0, "{figures}");
+    assert!(
+        cpu <= figures["seconds"].as_f64().unwrap() * cores * 1.05,
+        "{figures}"
+    );
+    assert!(stdout.contains("CPU of the migration"), "{stdout}");
     // The raw copies are gone; the migrated tables stay.
     let names = tables(&url).await;
     assert!(names.contains("deals"), "{names:?}");

@@ -10,7 +10,9 @@
 //! pass loads the same chunks into copies that keep the spec's foreign keys, which
 //! separates the cost of the server's row-by-row checks from the rest. Peak memory
 //! is the process's high-water mark (`VmHWM`) of the migration run, reset after the
-//! fixture is generated.
+//! fixture is generated; its CPU time is the process's own (user and system) during the
+//! run, so that a run on shared cores tells how much of them the migration took from
+//! the server.
 
 use crate::error::{Error, Result};
 use crate::export::csv::LOAD_DATA_FORMAT;
@@ -75,6 +77,9 @@ pub struct BenchReport {
     /// Rows written per second, end to end (the same rows the raw load loads).
     pub written_per_second: f64,
     pub peak_rss_bytes: Option<u64>,
+    /// CPU time (user and system) of this process during the migration run, all its
+    /// threads: with `seconds`, the cores tsunagu kept busy on average.
+    pub cpu_seconds: Option<f64>,
     pub load_connections: u32,
     pub verified: bool,
     pub fk_violations: u64,
@@ -87,6 +92,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// CPU time (user and system) used so far by this process, all its threads.
+pub fn process_cpu_seconds() -> Option<f64> {
+    // SAFETY: `getrusage` fills the zeroed struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 /// Resets the peak RSS (Linux: writing 5 to `/proc/self/clear_refs`); false if it could
@@ -150,8 +166,12 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         max_reject_share: None,
         progress: opts.progress,
     };
+    let cpu_before = process_cpu_seconds();
     let report = run::run(&run_opts).await?;
     let peak = peak_rss_bytes();
+    let cpu_seconds = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
 
     let target = Target::connect(&opts.target).await?;
     let connections = model.settings.load_connections.max(1);
@@ -241,6 +261,7 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         },
         written_per_second,
         peak_rss_bytes: peak,
+        cpu_seconds,
         load_connections: connections,
         verified: report.ok,
         fk_violations: report.fk_violations,
@@ -355,6 +376,12 @@ pub fn render(r: &BenchReport) -> String {
     match r.peak_rss_bytes {
         Some(b) => s.push_str(&format!("peak RSS of the migration: {:.0} MiB\n", mib(b))),
         None => s.push_str("peak RSS: not available on this system\n"),
+    }
+    if let Some(cpu) = r.cpu_seconds {
+        s.push_str(&format!(
+            "CPU of the migration (this process, user + system): {cpu:.1} s = {:.2} cores on average\n",
+            if r.seconds > 0.0 { cpu / r.seconds } else { 0.0 }
+        ));
     }
     s.push_str(&format!(
         "{:<20} {:>11} {:>9} {:>9} {:>9} {:>9}\n",
