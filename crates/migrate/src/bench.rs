@@ -95,7 +95,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// CPU time (user and system) used so far by this process, all its threads.
-pub fn process_cpu_seconds() -> Option<f64> {
+fn process_cpu_seconds() -> Option<f64> {
     // SAFETY: `getrusage` fills the zeroed struct it is given and reads nothing else.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

@@ -27,8 +27,9 @@ struct Head<'a> {
     kind: Cow<'a, str>,
     #[serde(default, borrow)]
     labels: Vec<Text<'a>>,
+    /// [`Text`] too: serde borrows a `Cow<str>` field, not one inside an `Option`.
     #[serde(default, borrow)]
-    label: Option<Cow<'a, str>>,
+    label: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -677,7 +678,7 @@ fn partition_segment(
                 }
             }
             "relationship" => {
-                if let Some(&i) = head.label.and_then(|t| by_rel_type.get(&*t)) {
+                if let Some(&i) = head.label.and_then(|t| by_rel_type.get(&*t.0)) {
                     push(i)?;
                 }
             }
