@@ -330,26 +330,11 @@ impl Metrics {
 #[derive(Debug)]
 struct ProcessCollector;
 
-/// Clock ticks per second of `/proc/<pid>/stat` times: `USER_HZ`, 100 on every Linux
-/// architecture Prometheus's own process collector supports.
-const USER_HZ: f64 = 100.0;
-
-/// CPU seconds (user + system) from the text of `/proc/self/stat`.
-fn cpu_seconds(stat: &str) -> Option<f64> {
-    // The command name is in parentheses and may hold spaces: fields count from its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 of the man page, utime 14 and stime 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / USER_HZ)
-}
+use tsunagu_process::cpu_seconds_of as cpu_seconds;
 
 /// Resident memory in bytes from the text of `/proc/self/status` (`VmRSS: N kB`).
 fn resident_bytes(status: &str) -> Option<f64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024.0)
+    tsunagu_process::status_kib_of(status, "VmRSS:").map(|kib| kib * 1024.0)
 }
 
 /// The soft limit on open files from the text of `/proc/self/limits`.

@@ -1,28 +1,9 @@
-//! CPU time and peak memory of this process, from Linux's `/proc` (zero elsewhere).
+//! CPU time and memory of this process (read by `tsunagu_process` from Linux's `/proc`;
+//! zero elsewhere), and the pipeline's own memory apart from the benchmark's.
 
 /// User + system CPU time of the process so far, in seconds.
 pub fn cpu_seconds() -> f64 {
-    // Fields 14 and 15 of /proc/self/stat, counted after the command name's ')'.
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(rest) = stat.rsplit(')').next() else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
-}
-
-/// Linux reports CPU time in clock ticks of `USER_HZ`, 100 on every mainstream platform.
-fn clock_ticks_per_second() -> f64 {
-    100.0
+    tsunagu_process::cpu_seconds().unwrap_or(0.0)
 }
 
 /// Peak resident memory (VmHWM) in MiB.
@@ -106,14 +87,7 @@ impl std::fmt::Display for PipelineMemory {
 
 /// A field of `/proc/self/status` given in kB (`VmRSS:`, `VmHWM:`), in KiB.
 pub fn status_kib(field: &str) -> Option<f64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse::<f64>()
-        .ok()
+    tsunagu_process::status_kib(field)
 }
 
 #[cfg(test)]

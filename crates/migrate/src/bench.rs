@@ -88,21 +88,7 @@ pub struct BenchReport {
 
 /// The process's peak resident set size (`VmHWM`), on Linux.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// CPU time (user and system) used so far by this process, all its threads.
-fn process_cpu_seconds() -> Option<f64> {
-    // SAFETY: `getrusage` fills the zeroed struct it is given and reads nothing else.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return None;
-    }
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+    tsunagu_process::status_kib("VmHWM:").map(|kib| kib as u64 * 1024)
 }
 
 /// Resets the peak RSS (Linux: writing 5 to `/proc/self/clear_refs`); false if it could
@@ -166,10 +152,10 @@ pub async fn bench(opts: &BenchOptions) -> Result<BenchReport> {
         max_reject_share: None,
         progress: opts.progress,
     };
-    let cpu_before = process_cpu_seconds();
+    let cpu_before = tsunagu_process::cpu_seconds();
     let report = run::run(&run_opts).await?;
     let peak = peak_rss_bytes();
-    let cpu_seconds = process_cpu_seconds()
+    let cpu_seconds = tsunagu_process::cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
 
