@@ -15,7 +15,6 @@
 //! - [`tenants`]: tenants and their API tokens (stored hashed), in their own file.
 //! - [`read_only`]: the store file opened read-only, for readers that must not change it.
 //! - [`sqlite`]: connection set-up and schema shared by the above.
-//! - [`wal`]: the primary's WAL checkpoints, on a thread beside the writer.
 //!
 //! Several processes may open the same files: SQLite in WAL mode serializes writers and
 //! lets readers run beside them. Readers in another process notice new records by polling
@@ -30,7 +29,6 @@ pub mod sqlite;
 pub mod state;
 pub mod stream;
 pub mod tenants;
-mod wal;
 
 pub use primary::{Condition, EmbeddedStore, StoreOptions, StoredItem, WriteOp, WriteOutcome};
 pub use read_only::ReadOnlyStore;

@@ -12,7 +12,6 @@
 use crate::sqlite::{
     check_schema_version, init_schema, open_creating, open_read_only, ReadPool, PRIMARY_SCHEMA,
 };
-use crate::wal::{Checkpointer, WriterConnection};
 use crate::{now_us, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -36,11 +35,6 @@ pub struct StoreOptions {
     pub external_poll_interval: Duration,
     /// How often the writer trims expired change records.
     pub trim_interval: Duration,
-    /// WAL pages after which they are copied into the database file, off the writer
-    /// thread (see [`crate::wal`]). The default, 10,000 (≈ 40 MB with 4 KiB pages), is
-    /// larger than SQLite's 1,000: hot pages (the items, the newest change records) are
-    /// then copied once per checkpoint instead of many times.
-    pub checkpoint_pages: u64,
 }
 
 impl Default for StoreOptions {
@@ -51,10 +45,12 @@ impl Default for StoreOptions {
             max_group_writes: 2_000,
             external_poll_interval: Duration::from_millis(20),
             trim_interval: Duration::from_secs(60),
-            checkpoint_pages: 10_000,
         }
     }
 }
+
+/// WAL pages after which the writer's commit checkpoints (≈ 40 MB with 4 KiB pages).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 type GroupReply = oneshot::Sender<Result<Vec<Result<WriteOutcome, StoreError>>, StoreError>>;
 
@@ -125,6 +121,10 @@ impl EmbeddedStore {
             return Err(StoreError::Failed("shard_count must be at least 1".into()));
         }
         let conn = open_creating(path)?;
+        // The writer checkpoints the WAL into the database less often than SQLite's default
+        // (every 1,000 pages): hot pages (the items, the newest change records) are then
+        // copied once per checkpoint instead of many times.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         init_schema(&conn, PRIMARY_SCHEMA, path)?;
         check_shard_count(&conn, path, options.shard_count)?;
         let last_seq = last_seq(&conn)?;
@@ -139,13 +139,10 @@ impl EmbeddedStore {
             read_only: false,
             options,
         });
-        // The WAL is checkpointed off the writer thread (see [`crate::wal`]).
-        let conn = WriterConnection::new(conn);
-        let checkpointer = Checkpointer::start(path, shared.options.checkpoint_pages)?;
         let writer_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
             .name("tsunagu-store-writer".into())
-            .spawn(move || writer_loop(conn, &checkpointer, rx, &writer_shared))
+            .spawn(move || writer_loop(conn, rx, &writer_shared))
             .map_err(|e| StoreError::Failed(format!("cannot start the writer thread: {e}")))?;
         if let Ok(mut w) = shared.writer.lock() {
             *w = Some(handle);
@@ -451,12 +448,7 @@ fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
     )
 }
 
-fn writer_loop(
-    mut conn: WriterConnection,
-    checkpointer: &Checkpointer,
-    rx: mpsc::Receiver<Request>,
-    shared: &Shared,
-) {
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Request>, shared: &Shared) {
     let mut next_trim = Instant::now() + shared.options.trim_interval;
     loop {
         let first = match rx.recv_timeout(next_trim.saturating_duration_since(Instant::now())) {
@@ -483,7 +475,6 @@ fn writer_loop(
         }
         if !group.is_empty() {
             commit_group(&mut conn, group, shared);
-            checkpointer.after_commit(&conn);
         }
         if Instant::now() >= next_trim {
             if let Err(error) = trim(&mut conn, &shared.options) {
