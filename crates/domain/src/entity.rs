@@ -74,13 +74,11 @@ impl Entity {
             })?;
         // Decode the variant's fields directly (not through serde's internally tagged
         // enum, which buffers the content and loses the path of the failing field).
-        let mut rest = fields.clone();
-        rest.remove("type");
         match kind {
-            "activity_log" => decode_fields(rest).map(Entity::ActivityLog),
-            "company" => decode_fields(rest).map(Entity::Company),
-            "deal" => decode_fields(rest).map(Entity::Deal),
-            "sales_list" => decode_fields(rest).map(Entity::SalesList),
+            "activity_log" => decode_fields(fields).map(Entity::ActivityLog),
+            "company" => decode_fields(fields).map(Entity::Company),
+            "deal" => decode_fields(fields).map(Entity::Deal),
+            "sales_list" => decode_fields(fields).map(Entity::SalesList),
             other => Err(DecodeError {
                 path: "type".into(),
                 message: format!(
@@ -135,10 +133,17 @@ impl Entity {
     }
 }
 
+/// Decodes a variant's fields, every member of the body but `type`, read in place: no
+/// copy of the body is made to leave `type` out.
 fn decode_fields<T: serde::de::DeserializeOwned>(
-    fields: serde_json::Map<String, serde_json::Value>,
+    body: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(serde_json::Value::Object(fields)).map_err(|e| DecodeError {
+    let fields = body
+        .iter()
+        .filter(|(name, _)| name.as_str() != "type")
+        .map(|(name, value)| (name.as_str(), value));
+    let fields = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(fields);
+    serde_path_to_error::deserialize(fields).map_err(|e| DecodeError {
         path: e.path().to_string(),
         message: e.inner().to_string(),
     })
