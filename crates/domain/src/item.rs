@@ -67,9 +67,43 @@ impl fmt::Display for Version {
     }
 }
 
+/// An item body as the compact JSON text the stores keep: the same text as the body's
+/// `to_string()`, written straight into a buffer (`Display` goes through a formatter
+/// adapter, and takes two and a half times as long for an activity).
+pub fn body_text(body: &serde_json::Value) -> String {
+    // Writing a `Value` into memory does not fail (its keys are strings); should it ever,
+    // `Display` writes the same text.
+    serde_json::to_string(body).unwrap_or_else(|_| body.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            any::<String>().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn body_text_is_the_display_text(body in json_value()) {
+            prop_assert_eq!(body_text(&body), body.to_string());
+        }
+    }
 
     #[test]
     fn hashes_are_stable_across_runs() {

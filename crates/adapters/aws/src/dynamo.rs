@@ -42,6 +42,7 @@ use aws_sdk_dynamodb::Client;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
+use tsunagu_domain::item::body_text;
 use tsunagu_domain::{ChangeKind, ChangeRecord, Image, ItemKey, Position, ShardId, Version};
 use tsunagu_engine::ports::{
     Condition, ItemScanner, ItemStore, ItemStoreError, ScanPage, SourceError, StoredItem, WriteOp,
@@ -209,7 +210,7 @@ impl DynamoStore {
         body: &serde_json::Value,
         condition: Condition,
     ) -> Result<WriteOutcome, ItemStoreError> {
-        let text = body.to_string();
+        let text = body_text(body);
         let mut floor = 0u64;
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let now = now_us();
@@ -407,7 +408,7 @@ fn validate_op(op: &WriteOp) -> Result<(), ItemStoreError> {
                 "the body of {key} must be a JSON object"
             )));
         }
-        let size = body.to_string().len();
+        let size = body_text(body).len();
         if size > MAX_BODY_BYTES {
             return Err(ItemStoreError::Invalid(format!(
                 "the body of {key} is {size} bytes; DynamoDB items are limited to 400 KB"

@@ -77,7 +77,7 @@ impl Prepared {
                 condition,
             } => Prepared::Put {
                 key,
-                text: body.to_string(),
+                text: tsunagu_domain::item::body_text(&body),
                 condition,
             },
             WriteOp::Delete { key, condition } => Prepared::Delete { key, condition },
