@@ -330,8 +330,6 @@ impl Metrics {
 #[derive(Debug)]
 struct ProcessCollector;
 
-use tsunagu_process::cpu_seconds_of as cpu_seconds;
-
 /// Resident memory in bytes from the text of `/proc/self/status` (`VmRSS: N kB`).
 fn resident_bytes(status: &str) -> Option<f64> {
     tsunagu_process::status_kib_of(status, "VmRSS:").map(|kib| kib * 1024.0)
@@ -346,7 +344,10 @@ fn max_fds(limits: &str) -> Option<f64> {
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let read = |path: &str| std::fs::read_to_string(path).ok();
-        if let Some(cpu) = read("/proc/self/stat").as_deref().and_then(cpu_seconds) {
+        if let Some(cpu) = read("/proc/self/stat")
+            .as_deref()
+            .and_then(tsunagu_process::cpu_seconds_of)
+        {
             let counter = ConstCounter::new(cpu);
             let metric = encoder.encode_descriptor(
                 "process_cpu_seconds",
@@ -394,7 +395,7 @@ mod tests {
     #[test]
     fn process_files_are_parsed() {
         let stat = "4242 (tsunagu (serve)) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 8 0 100 2000000 3000 18446744073709551615";
-        assert_eq!(cpu_seconds(stat), Some(3.0));
+        assert_eq!(tsunagu_process::cpu_seconds_of(stat), Some(3.0));
         assert_eq!(
             resident_bytes("Name:\ttsunagu\nVmRSS:\t   2048 kB\n"),
             Some(2048.0 * 1024.0)

@@ -341,8 +341,8 @@ impl DynamoStore {
         }
     }
 
+    /// One write, already checked by [`validate_op`].
     async fn write_one(&self, op: &WriteOp) -> Result<WriteOutcome, ItemStoreError> {
-        validate_op(op)?;
         match op {
             WriteOp::Put {
                 key,
@@ -493,6 +493,7 @@ fn store_error(table: &str, failure: ApiFailure) -> ItemStoreError {
 #[async_trait]
 impl ItemStore for DynamoStore {
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, ItemStoreError> {
+        validate_op(&op)?;
         self.write_one(&op).await
     }
 
