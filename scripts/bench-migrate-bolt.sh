@@ -35,7 +35,9 @@ unshare -n bash -c '
   export TSUNAGU_MARIADB_DIR="$W/mariadb"
   pid=
   trap "[ -n \"\$pid\" ] && kill \$pid 2>/dev/null; scripts/test-peers/mariadb.sh stop" EXIT
-  eval "$(TSUNAGU_MARIADB_BUFFER_POOL=${TSUNAGU_MARIADB_BUFFER_POOL:-1G} scripts/test-peers/mariadb.sh start)"
+  unset TSUNAGU_TEST_MYSQL_URL
+  mariadb_env=$(TSUNAGU_MARIADB_BUFFER_POOL=${TSUNAGU_MARIADB_BUFFER_POOL:-1G} scripts/test-peers/mariadb.sh start)
+  eval "$mariadb_env"
   U=${TSUNAGU_TEST_MYSQL_URL%/*}
   "$FK/redis-server" --bind 127.0.0.1 --port 6390 --save "" --dir "$W/falkordb" \
     --loadmodule "$FK/falkordb.so" BOLT_PORT 7687 >"$W/falkordb/server.log" 2>&1 &

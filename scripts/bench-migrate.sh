@@ -15,7 +15,8 @@ if [ -n "${2:-}" ]; then
   URL=$2
 else
   export TSUNAGU_MARIADB_BUFFER_POOL="${TSUNAGU_MARIADB_BUFFER_POOL:-4G}"
-  eval "$(scripts/test-peers/mariadb.sh start)"
+  MARIADB_ENV=$(scripts/test-peers/mariadb.sh start)
+  eval "$MARIADB_ENV"
   trap 'scripts/test-peers/mariadb.sh stop' EXIT
   URL=${TSUNAGU_TEST_MYSQL_URL%/*}/bench
 fi

@@ -46,7 +46,11 @@ case "${1:-}" in
       export TSUNAGU_MARIADB_DIR="$1/mariadb"
       pid=
       trap "[ -n \"\$pid\" ] && kill \$pid 2>/dev/null; scripts/test-peers/mariadb.sh stop" EXIT
-      eval "$(scripts/test-peers/mariadb.sh start)"
+      # The URL of the MariaDB outside the namespace is unreachable in here: drop it, and
+      # stop at once if this one does not start.
+      unset TSUNAGU_TEST_MYSQL_URL
+      mariadb_env=$(scripts/test-peers/mariadb.sh start)
+      eval "$mariadb_env"
       status=0
       n=0
       for bin in bolt bolt_mariadb; do
@@ -65,6 +69,10 @@ case "${1:-}" in
         done
       done
       [ "$n" -gt 0 ] || { echo "no Bolt test found" >&2; exit 1; }
+      if [ "$status" -ne 0 ]; then
+        echo "== the end of the MariaDB error log in the namespace" >&2
+        tail -n 30 "$TSUNAGU_MARIADB_DIR/err.log" >&2 || true
+      fi
       exit $status
     ' "$BIN" "$D"
     ;;

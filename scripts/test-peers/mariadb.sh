@@ -10,7 +10,9 @@
 # e.g. the one scripts/test-peers/falkordb.sh starts inside its network namespace).
 # TSUNAGU_MARIADB_BUFFER_POOL sets the InnoDB buffer pool (default 256M; benchmarks size
 # it for their data, e.g. 4G).
-# Use: eval "$(scripts/test-peers/mariadb.sh start)"
+# Use: env=$(scripts/test-peers/mariadb.sh start) && eval "$env"
+# (not `eval "$(...)"`, whose status is eval's own: a failed start would go unnoticed and
+# leave an earlier TSUNAGU_TEST_MYSQL_URL in place).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib.sh
@@ -38,15 +40,20 @@ start() {
     --bind-address=127.0.0.1 --port="$port" --local-infile=1 --skip-name-resolve \
     --innodb-buffer-pool-size="${TSUNAGU_MARIADB_BUFFER_POOL:-256M}" --innodb-flush-log-at-trx-commit=2 \
     --log-error="$D/err.log" >/dev/null 2>&1 &
-  for _ in $(seq 1 300); do
-    if mariadb-admin --no-defaults --socket="$D/sock" -uroot ping >/dev/null 2>&1; then
+  local pid=$!
+  # Up to 120 s: a shared machine under a build can take that long to start InnoDB. A
+  # server that exits meanwhile is reported at once.
+  for _ in $(seq 1 1200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+      mariadb-admin --no-defaults --socket="$D/sock" -uroot ping >/dev/null 2>&1; then
       echo "$port" >"$D/port"
       echo "export TSUNAGU_TEST_MYSQL_URL=mysql://root@127.0.0.1:$port/tsunagu_test"
       return 0
     fi
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  echo "mariadb did not start; see $D/err.log" >&2
+  echo "mariadb did not start on 127.0.0.1:$port; see $D/err.log" >&2
   cat "$D/err.log" >&2 || true
   return 1
 }
