@@ -146,8 +146,77 @@ fn to_json(v: ValueReceive) -> Value {
     }
 }
 
-fn props(m: HashMap<String, ValueReceive>) -> Map<String, Value> {
-    m.into_iter().map(|(k, v)| (k, to_json(v))).collect()
+/// A Bolt value written as JSON straight into the line, without building a
+/// [`serde_json::Value`] first: the same text as `to_json(v).to_string()` (maps, and the
+/// properties of nodes and relationships, in key order), which the property test
+/// `as_json_writes_what_to_json_gives` holds it to.
+struct AsJson<'a>(&'a ValueReceive);
+
+impl serde::Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            ValueReceive::Null => s.serialize_unit(),
+            ValueReceive::Boolean(b) => s.serialize_bool(*b),
+            ValueReceive::Integer(i) => s.serialize_i64(*i),
+            ValueReceive::Float(f) => s.serialize_f64(*f),
+            ValueReceive::String(x) => s.serialize_str(x),
+            ValueReceive::List(l) => s.collect_seq(l.iter().map(AsJson)),
+            ValueReceive::Map(m) => Props(m).serialize(s),
+            ValueReceive::Node(n) => Props(&n.properties).serialize(s),
+            ValueReceive::Relationship(r) => Props(&r.properties).serialize(s),
+            ValueReceive::Bytes(b) => s.collect_seq(b),
+            other => s.collect_str(&format_args!("{other:?}")),
+        }
+    }
+}
+
+/// Properties as a JSON object in key order.
+struct Props<'a>(&'a HashMap<String, ValueReceive>);
+
+impl serde::Serialize for Props<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&String, &ValueReceive)> = self.0.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_map(entries.into_iter().map(|(k, v)| (k, AsJson(v))))
+    }
+}
+
+/// An id written as a JSON string, as the APOC export writes ids.
+struct IdText(i64);
+
+impl serde::Serialize for IdText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A node as an APOC line (fields in the order `json!` gives them).
+#[derive(serde::Serialize)]
+struct NodeLine<'a> {
+    id: IdText,
+    labels: &'a [String],
+    properties: Props<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A relationship's start or end in an APOC line.
+#[derive(serde::Serialize)]
+struct EndLine<'a> {
+    id: IdText,
+    labels: &'a [String],
+}
+
+/// A relationship as an APOC line (fields in the order `json!` gives them).
+#[derive(serde::Serialize)]
+struct RelationshipLine<'a> {
+    end: EndLine<'a>,
+    id: IdText,
+    label: &'a str,
+    properties: Props<'a>,
+    start: EndLine<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 fn quote(name: &str) -> String {
@@ -314,14 +383,15 @@ fn plan_ranges(driver: &Driver, opts: &BoltOptions, read: &GraphRead) -> Result<
     ))
 }
 
-/// One relationship record as an APOC line.
-fn relationship_line(
+/// Writes one relationship record to `buf` as an APOC line; returns its start node id.
+fn write_relationship(
     rel_type: &str,
     id: i64,
     rec: &mut neo4j::driver::Record,
-) -> Result<(i64, Value)> {
-    let properties = match rec.take_value("r") {
-        Some(ValueReceive::Relationship(r)) => props(r.properties),
+    buf: &mut Vec<u8>,
+) -> Result<i64> {
+    let relationship = match rec.take_value("r") {
+        Some(ValueReceive::Relationship(r)) => r,
         other => return Err(bolt_error("expected a relationship", format!("{other:?}"))),
     };
     let labels = |v: Option<ValueReceive>| match v {
@@ -344,11 +414,22 @@ fn relationship_line(
         int(rec.take_value("eid"))?,
         labels(rec.take_value("el")),
     );
-    Ok((
-        sid,
-        json!({"type": "relationship", "id": id.to_string(), "label": rel_type, "properties": properties,
-            "start": {"id": sid.to_string(), "labels": sl}, "end": {"id": eid.to_string(), "labels": el}}),
-    ))
+    let line = RelationshipLine {
+        end: EndLine {
+            id: IdText(eid),
+            labels: &el,
+        },
+        id: IdText(id),
+        label: rel_type,
+        properties: Props(&relationship.properties),
+        start: EndLine {
+            id: IdText(sid),
+            labels: &sl,
+        },
+        kind: "relationship",
+    };
+    serde_json::to_writer(&mut *buf, &line).map_err(|e| bolt_error("writing a line", e))?;
+    Ok(sid)
 }
 
 /// Reads one id range of `read` into `out`, sorted (nodes by id, relationships by start
@@ -367,7 +448,9 @@ fn read_range(
         ("last".to_string(), ValueSend::Integer(range.last)),
     ]
     .into();
-    let mut lines: Vec<((i64, i64), Value)> = Vec::new();
+    // The lines, written one after another into `buf`, and where each one lies.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut lines: Vec<((i64, i64), std::ops::Range<usize>)> = Vec::new();
     for query in read.queries() {
         let what = match read {
             GraphRead::Label(l) => format!("reading label {l}"),
@@ -378,19 +461,27 @@ fn read_range(
                 Some(ValueReceive::Integer(i)) => i,
                 other => return Err(bolt_error("unexpected id", format!("{other:?}"))),
             };
-            lines.push(match read {
+            let start = buf.len();
+            let key = match read {
                 GraphRead::Rel { rel_type, .. } => {
-                    let (sid, line) = relationship_line(rel_type, id, &mut rec)?;
-                    ((sid, id), line)
+                    (write_relationship(rel_type, id, &mut rec, &mut buf)?, id)
                 }
                 GraphRead::Label(_) => match rec.take_value("n") {
-                    Some(ValueReceive::Node(node)) => (
-                        (id, 0),
-                        json!({"type": "node", "id": id.to_string(), "labels": node.labels, "properties": props(node.properties)}),
-                    ),
+                    Some(ValueReceive::Node(node)) => {
+                        let line = NodeLine {
+                            id: IdText(id),
+                            labels: &node.labels,
+                            properties: Props(&node.properties),
+                            kind: "node",
+                        };
+                        serde_json::to_writer(&mut buf, &line)
+                            .map_err(|e| bolt_error("writing a line", e))?;
+                        (id, 0)
+                    }
                     other => return Err(bolt_error("expected a node", format!("{other:?}"))),
                 },
-            });
+            };
+            lines.push((key, start..buf.len()));
         }
     }
     lines.sort_unstable_by_key(|(k, _)| *k);
@@ -398,7 +489,9 @@ fn read_range(
     let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     for (_, line) in &lines {
-        writeln!(w, "{line}").map_err(|e| Error::io(&tmp, e))?;
+        w.write_all(&buf[line.clone()])
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(|e| Error::io(&tmp, e))?;
     }
     w.flush().map_err(|e| Error::io(&tmp, e))?;
     w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
@@ -961,5 +1054,67 @@ mod tests {
             any.bounds_queries(),
             vec!["MATCH (n) RETURN min(id(n)) AS lo, max(id(n)) AS hi, count(n) AS c"]
         );
+    }
+    /// Bolt values as a driver receives them: scalars, strings with escapes and any
+    /// character, floats with NaN and infinities, bytes, nested lists and maps.
+    fn bolt_value() -> impl proptest::strategy::Strategy<Value = ValueReceive> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(ValueReceive::Null),
+            any::<bool>().prop_map(ValueReceive::Boolean),
+            any::<i64>().prop_map(ValueReceive::Integer),
+            any::<f64>().prop_map(ValueReceive::Float),
+            any::<String>().prop_map(ValueReceive::String),
+            "[\"\\\\\n\t a-zé東京😀]{0,8}".prop_map(ValueReceive::String),
+            proptest::collection::vec(any::<u8>(), 0..4).prop_map(ValueReceive::Bytes),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(ValueReceive::List),
+                proptest::collection::hash_map("[a-zA-Z_\"é]{0,6}", inner, 0..5)
+                    .prop_map(ValueReceive::Map),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn as_json_writes_what_to_json_gives(v in bolt_value()) {
+            let direct = serde_json::to_string(&AsJson(&v)).unwrap();
+            proptest::prop_assert_eq!(direct, to_json(v).to_string());
+        }
+
+        #[test]
+        fn lines_are_written_as_the_apoc_records_they_stand_for(
+            id in proptest::prelude::any::<i64>(),
+            sid in proptest::prelude::any::<i64>(),
+            labels in proptest::collection::vec("[A-Za-z\"]{1,5}", 0..3),
+            properties in proptest::collection::hash_map("[a-z\"]{1,5}", bolt_value(), 0..5),
+        ) {
+            let node = NodeLine {
+                id: IdText(id),
+                labels: &labels,
+                properties: Props(&properties),
+                kind: "node",
+            };
+            let as_value = |p: &HashMap<String, ValueReceive>| to_json(ValueReceive::Map(p.clone()));
+            proptest::prop_assert_eq!(
+                serde_json::to_string(&node).unwrap(),
+                json!({"type": "node", "id": id.to_string(), "labels": labels, "properties": as_value(&properties)}).to_string()
+            );
+            let relationship = RelationshipLine {
+                end: EndLine { id: IdText(id), labels: &labels[..labels.len().min(1)] },
+                id: IdText(sid),
+                label: "T\"",
+                properties: Props(&properties),
+                start: EndLine { id: IdText(sid), labels: &labels },
+                kind: "relationship",
+            };
+            proptest::prop_assert_eq!(
+                serde_json::to_string(&relationship).unwrap(),
+                json!({"type": "relationship", "id": sid.to_string(), "label": "T\"", "properties": as_value(&properties),
+                    "start": {"id": sid.to_string(), "labels": labels}, "end": {"id": id.to_string(), "labels": &labels[..labels.len().min(1)]}}).to_string()
+            );
+        }
     }
 }
