@@ -281,10 +281,10 @@ impl GraphRead {
     fn queries(&self) -> Vec<String> {
         const RANGE: &str = "id(n) >= $first AND id(n) <= $last";
         const REL: &str =
-            "RETURN id(r) AS id, r, id(n) AS sid, labels(n) AS sl, id(b) AS eid, labels(b) AS el";
+            "RETURN id(r) AS id, properties(r) AS p, id(n) AS sid, labels(n) AS sl, id(b) AS eid, labels(b) AS el";
         match self {
             GraphRead::Label(l) => vec![format!(
-                "MATCH (n:{}) WHERE {RANGE} RETURN id(n) AS id, n",
+                "MATCH (n:{}) WHERE {RANGE} RETURN id(n) AS id, labels(n) AS l, properties(n) AS p",
                 quote(l)
             )],
             GraphRead::Rel {
@@ -383,6 +383,31 @@ fn plan_ranges(driver: &Driver, opts: &BoltOptions, read: &GraphRead) -> Result<
     ))
 }
 
+/// The strings of a list column (`labels(n)`); nothing for anything else.
+fn strings(v: Option<ValueReceive>) -> Vec<String> {
+    match v {
+        Some(ValueReceive::List(l)) => l
+            .into_iter()
+            .filter_map(|x| match x {
+                ValueReceive::String(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The map of a `properties(x)` column.
+fn properties(v: Option<ValueReceive>) -> Result<HashMap<String, ValueReceive>> {
+    match v {
+        Some(ValueReceive::Map(m)) => Ok(m),
+        other => Err(bolt_error(
+            "expected a map of properties",
+            format!("{other:?}"),
+        )),
+    }
+}
+
 /// Writes one relationship record to `buf` as an APOC line; returns its start node id.
 fn write_relationship(
     rel_type: &str,
@@ -390,29 +415,16 @@ fn write_relationship(
     rec: &mut neo4j::driver::Record,
     buf: &mut Vec<u8>,
 ) -> Result<i64> {
-    let relationship = match rec.take_value("r") {
-        Some(ValueReceive::Relationship(r)) => r,
-        other => return Err(bolt_error("expected a relationship", format!("{other:?}"))),
-    };
-    let labels = |v: Option<ValueReceive>| match v {
-        Some(ValueReceive::List(l)) => l
-            .into_iter()
-            .filter_map(|x| match x {
-                ValueReceive::String(s) => Some(s),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-        _ => Vec::new(),
-    };
+    let properties = properties(rec.take_value("p"))?;
     let int = |v: Option<ValueReceive>| match v {
         Some(ValueReceive::Integer(i)) => Ok(i),
         other => Err(bolt_error("unexpected endpoint id", format!("{other:?}"))),
     };
     let (sid, sl, eid, el) = (
         int(rec.take_value("sid"))?,
-        labels(rec.take_value("sl")),
+        strings(rec.take_value("sl")),
         int(rec.take_value("eid"))?,
-        labels(rec.take_value("el")),
+        strings(rec.take_value("el")),
     );
     let line = RelationshipLine {
         end: EndLine {
@@ -421,7 +433,7 @@ fn write_relationship(
         },
         id: IdText(id),
         label: rel_type,
-        properties: Props(&relationship.properties),
+        properties: Props(&properties),
         start: EndLine {
             id: IdText(sid),
             labels: &sl,
@@ -466,20 +478,17 @@ fn read_range(
                 GraphRead::Rel { rel_type, .. } => {
                     (write_relationship(rel_type, id, &mut rec, &mut buf)?, id)
                 }
-                GraphRead::Label(_) => match rec.take_value("n") {
-                    Some(ValueReceive::Node(node)) => {
-                        let line = NodeLine {
-                            id: IdText(id),
-                            labels: &node.labels,
-                            properties: Props(&node.properties),
-                            kind: "node",
-                        };
-                        serde_json::to_writer(&mut buf, &line)
-                            .map_err(|e| bolt_error("writing a line", e))?;
-                        (id, 0)
-                    }
-                    other => return Err(bolt_error("expected a node", format!("{other:?}"))),
-                },
+                GraphRead::Label(_) => {
+                    let line = NodeLine {
+                        id: IdText(id),
+                        labels: &strings(rec.take_value("l")),
+                        properties: Props(&properties(rec.take_value("p"))?),
+                        kind: "node",
+                    };
+                    serde_json::to_writer(&mut buf, &line)
+                        .map_err(|e| bolt_error("writing a line", e))?;
+                    (id, 0)
+                }
             };
             lines.push((key, start..buf.len()));
         }
