@@ -463,12 +463,17 @@ fn read_range(
     // The lines, written one after another into `buf`, and where each one lies.
     let mut buf: Vec<u8> = Vec::new();
     let mut lines: Vec<((i64, i64), std::ops::Range<usize>)> = Vec::new();
+    let started = std::time::Instant::now();
+    let mut waited = std::time::Duration::ZERO;
     for query in read.queries() {
         let what = match read {
             GraphRead::Label(l) => format!("reading label {l}"),
             GraphRead::Rel { rel_type, .. } => format!("reading relationship type {rel_type}"),
         };
-        for mut rec in read_query(driver, opts, &query, &params, &what)? {
+        let asked = std::time::Instant::now();
+        let records = read_query(driver, opts, &query, &params, &what)?;
+        waited += asked.elapsed();
+        for mut rec in records {
             let id = match rec.take_value("id") {
                 Some(ValueReceive::Integer(i)) => i,
                 other => return Err(bolt_error("unexpected id", format!("{other:?}"))),
@@ -505,6 +510,15 @@ fn read_range(
     w.flush().map_err(|e| Error::io(&tmp, e))?;
     w.get_ref().sync_all().map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    tracing::debug!(
+        range = %out.display(),
+        first = range.first,
+        last = range.last,
+        records = lines.len(),
+        query_ms = waited.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "bolt range read"
+    );
     Ok(lines.len() as u64)
 }
 
@@ -750,7 +764,9 @@ pub fn fetch_with(
         let ranges = match read_plan(&plan)? {
             Some(ranges) => ranges,
             None => {
+                let asked = std::time::Instant::now();
                 let ranges = plan_ranges(driver, opts, read)?;
+                tracing::debug!(key = %name, ranges = ranges.len(), ms = asked.elapsed().as_millis() as u64, "bolt key planned");
                 write_plan(&plan, &ranges)?;
                 ranges
             }
@@ -804,7 +820,9 @@ pub fn fetch_with(
         }
     }
     for join in joins {
+        let joined = std::time::Instant::now();
         join_parts(&join.files, &join.path)?;
+        tracing::debug!(key = %join.name, ms = joined.elapsed().as_millis() as u64, "bolt key joined");
         std::fs::remove_file(&join.plan).map_err(|e| Error::io(&join.plan, e))?;
         result.records.insert(join.name.clone(), join.records);
         result.files.insert(join.name, vec![join.path]);
