@@ -755,22 +755,37 @@ pub fn fetch_with(
             });
         }
     }
+    // The ranges of every key: those an interrupted run recorded, else cut from the
+    // key's bounds, whose queries (each a scan on the server) run on the pool too.
+    let graph_keys: Vec<(&String, &GraphRead, PathBuf)> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Graph(i, name, read) => {
+                Some((name, read, out.join(format!("p{i:03}.ranges.json"))))
+            }
+            Planned::Cypher(..) => None,
+        })
+        .collect();
+    let all_ranges = run_pool(&graph_keys, opts.workers as usize, |(name, read, plan)| {
+        if let Some(ranges) = read_plan(plan)? {
+            return Ok(ranges);
+        }
+        let asked = std::time::Instant::now();
+        let ranges = plan_ranges(driver, opts, read)?;
+        tracing::debug!(key = %name, ranges = ranges.len(), ms = asked.elapsed().as_millis() as u64, "bolt key planned");
+        write_plan(plan, &ranges)?;
+        Ok(ranges)
+    })?;
     let mut joins: Vec<Join> = Vec::new();
-    for p in &planned {
+    for (p, ranges) in planned
+        .iter()
+        .filter(|p| matches!(p, Planned::Graph(..)))
+        .zip(all_ranges)
+    {
         let Planned::Graph(i, name, read) = p else {
             continue;
         };
         let plan = out.join(format!("p{i:03}.ranges.json"));
-        let ranges = match read_plan(&plan)? {
-            Some(ranges) => ranges,
-            None => {
-                let asked = std::time::Instant::now();
-                let ranges = plan_ranges(driver, opts, read)?;
-                tracing::debug!(key = %name, ranges = ranges.len(), ms = asked.elapsed().as_millis() as u64, "bolt key planned");
-                write_plan(&plan, &ranges)?;
-                ranges
-            }
-        };
         let mut join = Join {
             name: name.clone(),
             path: out.join(format!("p{i:03}.jsonl")),
@@ -866,17 +881,18 @@ fn count_lines(path: &Path) -> Result<u64> {
 }
 
 /// Runs `work` over `units` on `workers` threads, each taking the next unit in order;
-/// returns every unit's count, in unit order. The first failure stops the pool: units
+/// returns every unit's result, in unit order. The first failure stops the pool: units
 /// already running finish, no other starts, and that failure is returned.
-fn run_pool<U: Sync>(
+fn run_pool<U: Sync, T: Send>(
     units: &[U],
     workers: usize,
-    work: impl Fn(&U) -> Result<u64> + Sync,
-) -> Result<Vec<u64>> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    work: impl Fn(&U) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let counts: Vec<AtomicU64> = units.iter().map(|_| AtomicU64::new(0)).collect();
+    let results: Vec<std::sync::Mutex<Option<T>>> =
+        units.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let outcomes: Vec<Result<()>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers.clamp(1, units.len().max(1)))
             .map(|_| {
@@ -887,7 +903,9 @@ fn run_pool<U: Sync>(
                             break;
                         };
                         match work(unit) {
-                            Ok(n) => counts[i].store(n, Ordering::Relaxed),
+                            Ok(r) => {
+                                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                            }
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
                                 return Err(e);
@@ -909,7 +927,14 @@ fn run_pool<U: Sync>(
     for outcome in outcomes {
         outcome?;
     }
-    Ok(counts.into_iter().map(AtomicU64::into_inner).collect())
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .ok_or_else(|| Error::Other("internal: a bolt read unit did not run".into()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
