@@ -9,10 +9,12 @@
 //! no id index: a type is read from its start nodes' ranges (`MATCH (n:Start)-[r:T]->(b)
 //! WHERE id(n) ...`), with the start labels the spec gives (`start_label`, or the
 //! node table a `from_relationship` column starts from), else from ranges of all nodes.
-//! All ranges of all keys go to one pool of `workers` threads. Records are written in
-//! the APOC JSON-lines format to the same partition files an APOC export is split into,
-//! so the rest of the run does not depend on the source kind; a partition is in id
-//! order (relationships: start node id, then id), whatever the ranges and workers.
+//! The keys' bounds queries, then all ranges of all keys, go to one pool of `workers`
+//! threads. A query returns `labels(x)` and `properties(x)`, not the node or
+//! relationship, and each record is written straight from the driver's values (`AsJson`)
+//! in the APOC JSON-lines format to the same partition files an APOC export is split
+//! into, so the rest of the run does not depend on the source kind; a partition is in
+//! id order (relationships: start node id, then id), whatever the ranges and workers.
 //!
 //! A `cypher` table's query is run as written: its `id` column becomes the record id and
 //! the other columns its properties; with `$after` and `$limit` it is paged by keyset
