@@ -337,8 +337,8 @@ impl GraphRead {
     }
 }
 
-/// Runs a read query with parameters; returns its records (fetched whole: a range's
-/// records are bounded by its width).
+/// Runs a read query with parameters; returns its records, fetched whole (the bounds
+/// queries' one row; ranges are streamed by [`stream_query`]).
 fn read_query(
     driver: &Driver,
     opts: &BoltOptions,
@@ -446,10 +446,52 @@ fn write_relationship(
     Ok(sid)
 }
 
+/// Runs a read query and hands each record to `each` as it arrives: the driver pulls
+/// them in batches of its default size (1000), so a result is never held whole (a range
+/// of relationships holds the out-degree of its start nodes, which one hub can make
+/// large). After a failure of `each` the rest is read and dropped rather than discarded
+/// (FalkorDB does not answer a DISCARD), then the failure is returned.
+// The transaction closure must return the driver's own `Result`, whose error is large.
+#[allow(clippy::result_large_err)]
+fn stream_query(
+    driver: &Driver,
+    opts: &BoltOptions,
+    query: &str,
+    params: &HashMap<String, ValueSend>,
+    what: &str,
+    mut each: impl FnMut(neo4j::driver::Record) -> Result<()>,
+) -> Result<()> {
+    let mut config = SessionConfig::new().with_default_fetch_size();
+    if let Some(db) = &opts.database {
+        config = config.with_database(Arc::new(db.clone()));
+    }
+    let mut session = driver.session(config);
+    let mut failure = None;
+    session
+        .transaction()
+        .with_routing_control(RoutingControl::Read)
+        .run(|tx| {
+            let mut stream = tx.query(query).with_parameters(params).run()?;
+            for record in stream.by_ref() {
+                let record = record?;
+                if failure.is_none() {
+                    if let Err(e) = each(record) {
+                        failure = Some(e);
+                    }
+                }
+            }
+            stream.consume()?;
+            tx.commit()
+        })
+        .map_err(|e| bolt_error(what, e))?;
+    failure.map_or(Ok(()), Err)
+}
+
 /// Reads one id range of `read` into `out`, sorted (nodes by id, relationships by start
 /// node id then id, so the order depends on the graph only, not on how it was cut);
-/// returns the records written. The file is written under a temporary name, synced and
-/// then renamed: a file of that name is a whole range.
+/// returns the records written. Records are turned into their lines as they arrive, so
+/// the range's memory is its text, not the driver's values. The file is written under a
+/// temporary name, synced and then renamed: a file of that name is a whole range.
 fn read_range(
     driver: &Driver,
     opts: &BoltOptions,
@@ -466,16 +508,12 @@ fn read_range(
     let mut buf: Vec<u8> = Vec::new();
     let mut lines: Vec<((i64, i64), std::ops::Range<usize>)> = Vec::new();
     let started = std::time::Instant::now();
-    let mut waited = std::time::Duration::ZERO;
     for query in read.queries() {
         let what = match read {
             GraphRead::Label(l) => format!("reading label {l}"),
             GraphRead::Rel { rel_type, .. } => format!("reading relationship type {rel_type}"),
         };
-        let asked = std::time::Instant::now();
-        let records = read_query(driver, opts, &query, &params, &what)?;
-        waited += asked.elapsed();
-        for mut rec in records {
+        stream_query(driver, opts, &query, &params, &what, |mut rec| {
             let id = match rec.take_value("id") {
                 Some(ValueReceive::Integer(i)) => i,
                 other => return Err(bolt_error("unexpected id", format!("{other:?}"))),
@@ -498,7 +536,8 @@ fn read_range(
                 }
             };
             lines.push((key, start..buf.len()));
-        }
+            Ok(())
+        })?;
     }
     lines.sort_unstable_by_key(|(k, _)| *k);
     let tmp = out.with_extension("jsonl.tmp");
@@ -517,7 +556,6 @@ fn read_range(
         first = range.first,
         last = range.last,
         records = lines.len(),
-        query_ms = waited.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "bolt range read"
     );
