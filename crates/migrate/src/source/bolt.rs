@@ -31,7 +31,6 @@ use neo4j::driver::auth::AuthToken;
 use neo4j::driver::{ConnectionConfig, Driver, DriverConfig, RoutingControl};
 use neo4j::session::SessionConfig;
 use neo4j::{ValueReceive, ValueSend};
-use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -129,29 +128,11 @@ impl BoltOptions {
     }
 }
 
-/// Bolt values as JSON (temporal and spatial values as their text form).
-fn to_json(v: ValueReceive) -> Value {
-    match v {
-        ValueReceive::Null => Value::Null,
-        ValueReceive::Boolean(b) => json!(b),
-        ValueReceive::Integer(i) => json!(i),
-        ValueReceive::Float(f) => json!(f),
-        ValueReceive::String(s) => json!(s),
-        ValueReceive::List(l) => Value::Array(l.into_iter().map(to_json).collect()),
-        ValueReceive::Map(m) => {
-            Value::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect())
-        }
-        ValueReceive::Node(n) => to_json(ValueReceive::Map(n.properties)),
-        ValueReceive::Relationship(r) => to_json(ValueReceive::Map(r.properties)),
-        ValueReceive::Bytes(b) => json!(b),
-        other => json!(format!("{other:?}")),
-    }
-}
-
 /// A Bolt value written as JSON straight into the line, without building a
-/// [`serde_json::Value`] first: the same text as `to_json(v).to_string()` (maps, and the
-/// properties of nodes and relationships, in key order), which the property test
-/// `as_json_writes_what_to_json_gives` holds it to.
+/// [`serde_json::Value`] first: maps, and the properties of nodes and relationships, in
+/// key order; temporal and spatial values as their text form. The property test
+/// `as_json_writes_what_to_json_gives` holds it to the text of the equivalent
+/// `serde_json::Value`.
 struct AsJson<'a>(&'a ValueReceive);
 
 impl serde::Serialize for AsJson<'_> {
@@ -192,10 +173,11 @@ impl serde::Serialize for IdText {
     }
 }
 
-/// A node as an APOC line (fields in the order `json!` gives them).
+/// A node as an APOC line (fields in the order `json!` gives them); `I` is the id's
+/// form: [`IdText`] for a graph id, `&str` for a cypher query's `id` column.
 #[derive(serde::Serialize)]
-struct NodeLine<'a> {
-    id: IdText,
+struct NodeLine<'a, I> {
+    id: I,
     labels: &'a [String],
     properties: Props<'a>,
     #[serde(rename = "type")]
@@ -449,7 +431,7 @@ fn write_relationship(
 /// Runs a read query and hands each record to `each` as it arrives: the driver pulls
 /// them in batches of its default size (1000), so a result is never held whole (a range
 /// of relationships holds the out-degree of its start nodes, which one hub can make
-/// large). After a failure of `each` the rest is read and dropped rather than discarded
+/// large), or all at once with `fetch_all` (a result bounded by its query's `$limit`). After a failure of `each` the rest is read and dropped rather than discarded
 /// (FalkorDB does not answer a DISCARD), then the failure is returned.
 // The transaction closure must return the driver's own `Result`, whose error is large.
 #[allow(clippy::result_large_err)]
@@ -459,9 +441,14 @@ fn stream_query(
     query: &str,
     params: &HashMap<String, ValueSend>,
     what: &str,
+    fetch_all: bool,
     mut each: impl FnMut(neo4j::driver::Record) -> Result<()>,
 ) -> Result<()> {
-    let mut config = SessionConfig::new().with_default_fetch_size();
+    let mut config = if fetch_all {
+        SessionConfig::new().with_fetch_all()
+    } else {
+        SessionConfig::new().with_default_fetch_size()
+    };
     if let Some(db) = &opts.database {
         config = config.with_database(Arc::new(db.clone()));
     }
@@ -513,7 +500,7 @@ fn read_range(
             GraphRead::Label(l) => format!("reading label {l}"),
             GraphRead::Rel { rel_type, .. } => format!("reading relationship type {rel_type}"),
         };
-        stream_query(driver, opts, &query, &params, &what, |mut rec| {
+        stream_query(driver, opts, &query, &params, &what, false, |mut rec| {
             let id = match rec.take_value("id") {
                 Some(ValueReceive::Integer(i)) => i,
                 other => return Err(bolt_error("unexpected id", format!("{other:?}"))),
@@ -562,16 +549,16 @@ fn read_range(
     Ok(lines.len() as u64)
 }
 
-/// One row of a Cypher query as an APOC node record: the `id` column is the record id,
-/// the other columns its properties. Returns the id (for keyset paging) and the line.
-fn cypher_row(record: neo4j::driver::Record) -> Result<(ValueReceive, Value)> {
+/// Writes one row of a Cypher query to `buf` as an APOC node line: the `id` column is
+/// the record id, the other columns its properties. Returns the id (for keyset paging).
+fn cypher_row(record: neo4j::driver::Record, buf: &mut Vec<u8>) -> Result<ValueReceive> {
     let mut id = None;
-    let mut properties = Map::new();
+    let mut properties = HashMap::new();
     for (key, value) in record.into_entries() {
         if key.as_str() == "id" {
             id = Some(value);
         } else {
-            properties.insert(key.to_string(), to_json(value));
+            properties.insert(key.to_string(), value);
         }
     }
     let id = id.ok_or_else(|| {
@@ -588,7 +575,14 @@ fn cypher_row(record: neo4j::driver::Record) -> Result<(ValueReceive, Value)> {
             )))
         }
     };
-    Ok((id, super::node_line(&text, "cypher", properties)))
+    let line = NodeLine {
+        id: text.as_str(),
+        labels: &["cypher".to_string()],
+        properties: Props(&properties),
+        kind: "node",
+    };
+    serde_json::to_writer(&mut *buf, &line).map_err(|e| bolt_error("writing a line", e))?;
+    Ok(id)
 }
 
 /// The id of the next row of a paged query, which must be above the previous one (the
@@ -620,12 +614,11 @@ fn next_after(previous: &ValueSend, last: ValueReceive) -> Result<ValueSend> {
 /// `$after` and `$limit` is run page after page with `$after` = the last id (starting at
 /// -1) and `$limit` = the page size until a page comes back short; any other query runs
 /// once and its result is streamed (the driver pulls 1000 records at a time).
-// The transaction closure must return the driver's own `Result`, whose error is large.
-#[allow(clippy::result_large_err)]
 fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> Result<u64> {
     let paged = query.contains("$after") && query.contains("$limit");
     let f = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut line = Vec::new();
     let mut after = ValueSend::Integer(-1);
     let mut written = 0u64;
     loop {
@@ -634,52 +627,30 @@ fn read_cypher(driver: &Driver, opts: &BoltOptions, query: &str, out: &Path) -> 
             params.insert("after".into(), after.clone());
             params.insert("limit".into(), ValueSend::Integer(opts.page_size));
         }
-        // A page is bounded by `$limit`: fetched whole. A streamed result is pulled in
-        // batches of the driver's default size (1000 records), so memory stays bounded.
-        let mut config = if paged {
-            SessionConfig::new().with_fetch_all()
-        } else {
-            SessionConfig::new().with_default_fetch_size()
-        };
-        if let Some(db) = &opts.database {
-            config = config.with_database(Arc::new(db.clone()));
-        }
-        let mut session = driver.session(config);
-        let mut failure = None;
         let mut rows = 0i64;
         let mut last = after.clone();
-        session
-            .transaction()
-            .with_routing_control(RoutingControl::Read)
-            .run(|tx| {
-                let mut stream = tx.query(query).with_parameters(&params).run()?;
-                for record in stream.by_ref() {
-                    let record = record?;
-                    if failure.is_some() {
-                        // The rest is read and dropped rather than discarded: FalkorDB
-                        // does not answer a DISCARD, and a page is bounded anyway.
-                        continue;
-                    }
-                    let written_line = cypher_row(record).and_then(|(id, line)| {
-                        // Paged, every id must be above the one before it: the keyset
-                        // is only complete and duplicate-free in id order.
-                        if paged {
-                            last = next_after(&last, id)?;
-                        }
-                        writeln!(w, "{line}").map_err(|e| Error::io(out, e))
-                    });
-                    match written_line {
-                        Ok(()) => rows += 1,
-                        Err(e) => failure = Some(e),
-                    }
+        // A page is bounded by `$limit`: fetched whole; any other result is streamed.
+        stream_query(
+            driver,
+            opts,
+            query,
+            &params,
+            "running the cypher query",
+            paged,
+            |record| {
+                line.clear();
+                let id = cypher_row(record, &mut line)?;
+                // Paged, every id must be above the one before it: the keyset is only
+                // complete and duplicate-free in id order.
+                if paged {
+                    last = next_after(&last, id)?;
                 }
-                stream.consume()?;
-                tx.commit()
-            })
-            .map_err(|e| bolt_error("running the cypher query", e))?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+                line.push(b'\n');
+                w.write_all(&line).map_err(|e| Error::io(out, e))?;
+                rows += 1;
+                Ok(())
+            },
+        )?;
         written += rows as u64;
         if !paged || rows < opts.page_size {
             break;
@@ -797,35 +768,31 @@ pub fn fetch_with(
     }
     // The ranges of every key: those an interrupted run recorded, else cut from the
     // key's bounds, whose queries (each a scan on the server) run on the pool too.
-    let graph_keys: Vec<(&String, &GraphRead, PathBuf)> = planned
+    let graph_keys: Vec<(usize, &String, &GraphRead, PathBuf)> = planned
         .iter()
         .filter_map(|p| match p {
             Planned::Graph(i, name, read) => {
-                Some((name, read, out.join(format!("p{i:03}.ranges.json"))))
+                Some((*i, name, read, out.join(format!("p{i:03}.ranges.json"))))
             }
             Planned::Cypher(..) => None,
         })
         .collect();
-    let all_ranges = run_pool(&graph_keys, opts.workers as usize, |(name, read, plan)| {
-        if let Some(ranges) = read_plan(plan)? {
-            return Ok(ranges);
-        }
-        let asked = std::time::Instant::now();
-        let ranges = plan_ranges(driver, opts, read)?;
-        tracing::debug!(key = %name, ranges = ranges.len(), ms = asked.elapsed().as_millis() as u64, "bolt key planned");
-        write_plan(plan, &ranges)?;
-        Ok(ranges)
-    })?;
+    let all_ranges = run_pool(
+        &graph_keys,
+        opts.workers as usize,
+        |(_, name, read, plan)| {
+            if let Some(ranges) = read_plan(plan)? {
+                return Ok(ranges);
+            }
+            let asked = std::time::Instant::now();
+            let ranges = plan_ranges(driver, opts, read)?;
+            tracing::debug!(key = %name, ranges = ranges.len(), ms = asked.elapsed().as_millis() as u64, "bolt key planned");
+            write_plan(plan, &ranges)?;
+            Ok(ranges)
+        },
+    )?;
     let mut joins: Vec<Join> = Vec::new();
-    for (p, ranges) in planned
-        .iter()
-        .filter(|p| matches!(p, Planned::Graph(..)))
-        .zip(all_ranges)
-    {
-        let Planned::Graph(i, name, read) = p else {
-            continue;
-        };
-        let plan = out.join(format!("p{i:03}.ranges.json"));
+    for ((i, name, read, plan), ranges) in graph_keys.into_iter().zip(all_ranges) {
         let mut join = Join {
             name: name.clone(),
             path: out.join(format!("p{i:03}.jsonl")),
@@ -980,6 +947,27 @@ fn run_pool<U: Sync, T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    /// Bolt values as `serde_json::Value` (temporal and spatial values as their text
+    /// form): the reference the line writer is held to.
+    fn to_json(v: ValueReceive) -> Value {
+        match v {
+            ValueReceive::Null => Value::Null,
+            ValueReceive::Boolean(b) => json!(b),
+            ValueReceive::Integer(i) => json!(i),
+            ValueReceive::Float(f) => json!(f),
+            ValueReceive::String(s) => json!(s),
+            ValueReceive::List(l) => Value::Array(l.into_iter().map(to_json).collect()),
+            ValueReceive::Map(m) => {
+                Value::Object(m.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+            }
+            ValueReceive::Node(n) => to_json(ValueReceive::Map(n.properties)),
+            ValueReceive::Relationship(r) => to_json(ValueReceive::Map(r.properties)),
+            ValueReceive::Bytes(b) => json!(b),
+            other => json!(format!("{other:?}")),
+        }
+    }
 
     #[test]
     fn parses_source_urls() {
